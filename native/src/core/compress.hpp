@@ -1,0 +1,24 @@
+// Per-record compression of wdiff data (formats.md §5.1). Every code can be read; none, snappy, zstd and lz4
+// (and, for completeness, zlib and xz) can be written.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace walb {
+
+enum class Compression : uint8_t { None = 0, Zlib = 1, Snappy = 2, Xz = 3, Lz4 = 4, Zstd = 5 };
+constexpr uint8_t kCompressionCodes = 6;
+
+Compression compressionFromName(const std::string& name);  // "none", "gzip", "snappy", "lzma", "lz4", "zstd"
+const char* compressionName(Compression c);
+
+// Compresses `len` bytes into `out` (replaced). Returns the code actually used: None when compression failed
+// or did not make the data strictly smaller, in which case `out` holds the raw bytes.
+Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out);
+// Decompresses into exactly `outLen` bytes; throws CORRUPTION (message from `what`) on any mismatch.
+void decompressRecord(Compression c, const char* in, size_t len, char* out, size_t outLen,
+                      const std::string& what);
+
+}  // namespace walb

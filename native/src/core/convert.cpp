@@ -1,0 +1,166 @@
+// wlog -> wdiff conversion and wdiff merge.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "core/ops.hpp"
+
+namespace walb {
+
+namespace {
+
+uint64_t fileSize(const std::string& path) {
+    std::error_code ec;
+    auto n = std::filesystem::file_size(path, ec);
+    return ec ? 0 : n;
+}
+
+std::string dirOf(const std::string& path) {
+    auto p = std::filesystem::path(path).parent_path();
+    return p.empty() ? "." : p.string();
+}
+
+// Temporary files removed when the conversion ends, whatever way it ends.
+class TempFiles {
+public:
+    explicit TempFiles(std::string dir) : dir_(std::move(dir)) {}
+    ~TempFiles() {
+        for (const auto& p : paths_) ::unlink(p.c_str());
+    }
+    std::string make(const char* tag) {
+        std::string p = dir_ + "/.walb-" + tag + "-" + std::to_string(::getpid()) + "-" +
+                        std::to_string(paths_.size()) + ".tmp";
+        paths_.push_back(p);
+        return p;
+    }
+    const std::vector<std::string>& paths() const { return paths_; }
+
+private:
+    std::string dir_;
+    std::vector<std::string> paths_;
+};
+
+// Hands every record of every pack (log order) to fn as a DiffIo; padding is dropped.
+template <class F>
+void forEachLogIo(const Logpack& pack, const SharedBytes& data, F&& fn) {
+    for (size_t i = 0; i < pack.nRecords(); i++) {
+        const LogRecordRaw& r = pack.record(i);
+        if (r.isPadding()) continue;
+        DiffIo io;
+        io.addr = r.offset;
+        io.blocks = r.io_size;
+        if (r.isDiscard()) {
+            io.kind = DiffKind::Discard;
+        } else {
+            const size_t off = pack.recordDataOffset(i);
+            io.kind = isAllZero(data->data() + off, size_t(r.io_size) * kLbSize) ? DiffKind::AllZero
+                                                                                 : DiffKind::Normal;
+            if (io.kind == DiffKind::Normal) {
+                io.buf = data;
+                io.off = off;
+            }
+        }
+        fn(io);
+    }
+}
+
+}  // namespace
+
+ConvertResult wlogToWdiff(const std::vector<std::string>& wlogs, const std::string& out,
+                          const ConvertOptions& opt, const Progress& progress) {
+    if (wlogs.empty()) throwError(ErrorCode::InvalidArgument, "no input wlog");
+    ConvertResult res;
+    uint64_t total = 0;
+    for (const auto& p : wlogs) total += fileSize(p);
+    res.inputBytes = total;
+
+    std::unique_ptr<IndexedDiffWriter> indexed;
+    DiffMemory memory(opt.write.maxIoBlocks);
+    TempFiles temps(opt.tempDir.empty() ? dirOf(out) : opt.tempDir);
+    DiffWriteOptions spillOpt = opt.write;
+    spillOpt.compression =
+        Compression::None;  // spills are read back once; compressing them would only cost time
+    spillOpt.maxIoBlocks = 0;
+    auto spill = [&] {
+        SortedDiffWriter w(temps.make("spill"), spillOpt);
+        memory.forEach([&](const DiffIo& io) { w.add(io); });
+        w.close();
+        memory.clear();
+        res.spills++;
+    };
+
+    DiffWriteOptions wopt = opt.write;
+    uint64_t done = 0;
+    bool first = true;
+    Uuid uuid{};
+    for (const auto& path : wlogs) {
+        WlogReader reader(path);
+        const WlogHeader& h = reader.header();
+        if (first) {
+            res.beginLsid = res.endLsid = h.beginLsid;
+            uuid = h.uuid;
+            wopt.uuid = uuid;
+            if (opt.indexed) indexed = std::make_unique<IndexedDiffWriter>(out, wopt);
+            first = false;
+        } else {
+            if (h.uuid != uuid)
+                throwError(ErrorCode::InvalidArgument, path + ": uuid differs from the previous wlog");
+            if (h.beginLsid != res.endLsid) {
+                throwError(ErrorCode::InvalidArgument, path + ": begin lsid " + std::to_string(h.beginLsid) +
+                                                           " does not follow the previous wlog's end " +
+                                                           std::to_string(res.endLsid));
+            }
+        }
+        Logpack pack;
+        while (reader.next(pack)) {
+            auto data = std::make_shared<std::vector<char>>(std::move(pack.data()));
+            forEachLogIo(pack, data, [&](const DiffIo& io) {
+                if (indexed)
+                    indexed->add(io);
+                else
+                    memory.add(io);
+            });
+            res.packs++;
+            if (!indexed && memory.dataBytes() > opt.memoryLimit) spill();
+            if (progress) progress(done + reader.offset(), total);
+        }
+        res.endLsid = reader.endLsid();
+        done += fileSize(path);
+    }
+    if (indexed) {
+        res.stats = indexed->close();
+    } else if (res.spills == 0) {
+        SortedDiffWriter w(out, wopt);
+        memory.forEach([&](const DiffIo& io) { w.add(io); });
+        res.stats = w.close();
+    } else {
+        if (memory.size() > 0) spill();
+        std::vector<std::unique_ptr<DiffReader>> inputs;
+        for (const auto& p : temps.paths()) inputs.push_back(std::make_unique<SortedDiffReader>(p));
+        SortedDiffWriter w(out, wopt);
+        mergeDiffs(inputs, [&](const DiffIo& io) { w.add(io); });
+        res.stats = w.close();
+    }
+    return res;
+}
+
+DiffStats mergeWdiffs(const std::vector<std::string>& inputs, const std::string& out,
+                      const DiffWriteOptions& opt, const Progress& progress) {
+    if (inputs.empty()) throwError(ErrorCode::InvalidArgument, "no input wdiff");
+    std::vector<std::unique_ptr<DiffReader>> readers;
+    for (const auto& p : inputs) readers.push_back(openDiffReader(p));
+    DiffWriteOptions wopt = opt;
+    wopt.uuid = readers.back()->uuid();  // as WalB: the newest input's uuid
+    SortedDiffWriter w(out, wopt);
+    uint64_t n = 0;
+    mergeDiffs(readers, [&](const DiffIo& io) {
+        w.add(io);
+        if (progress && (++n & 1023) == 0) progress(io.end() * kLbSize, 0);
+    });
+    return w.close();
+}
+
+}  // namespace walb

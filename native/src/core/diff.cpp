@@ -1,0 +1,598 @@
+#include "core/diff.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "core/checksum.hpp"
+#include "core/error.hpp"
+
+namespace walb {
+
+const char* diffKindName(DiffKind k) {
+    switch (k) {
+        case DiffKind::Normal:
+            return "normal";
+        case DiffKind::AllZero:
+            return "allzero";
+        case DiffKind::Discard:
+            return "discard";
+    }
+    return "?";
+}
+
+DiffIo DiffIo::slice(uint64_t from, uint64_t to) const {
+    DiffIo out = *this;
+    out.addr = from;
+    out.blocks = static_cast<uint32_t>(to - from);
+    if (kind == DiffKind::Normal) out.off = off + size_t(from - addr) * kLbSize;
+    return out;
+}
+
+bool isAllZero(const char* p, size_t len) {
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        uint64_t w[4];
+        std::memcpy(w, p + i, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) != 0) return false;
+    }
+    for (; i < len; i++) {
+        if (p[i] != 0) return false;
+    }
+    return true;
+}
+
+void DiffStats::count(const DiffIo& io, uint64_t stored) {
+    records++;
+    switch (io.kind) {
+        case DiffKind::Normal:
+            dataBlocks += io.blocks;
+            break;
+        case DiffKind::AllZero:
+            allZeroBlocks += io.blocks;
+            break;
+        case DiffKind::Discard:
+            discardBlocks += io.blocks;
+            break;
+    }
+    storedBytes += stored;
+}
+
+namespace {
+
+DiffKind kindFromFlags(uint8_t flags, const std::string& where) {
+    const bool zero = flags & kDiffFlagAllZero, discard = flags & kDiffFlagDiscard;
+    if (zero && discard) throwError(ErrorCode::Corruption, "record is both all-zero and discard: " + where);
+    if ((flags & ~(kDiffFlagExist | kDiffFlagAllZero | kDiffFlagDiscard)) != 0) {
+        throwError(ErrorCode::Corruption, "unknown record flags " + std::to_string(flags) + ": " + where);
+    }
+    return zero ? DiffKind::AllZero : discard ? DiffKind::Discard : DiffKind::Normal;
+}
+
+uint8_t flagsFromKind(DiffKind k) {
+    return k == DiffKind::AllZero ? kDiffFlagAllZero : k == DiffKind::Discard ? kDiffFlagDiscard : 0;
+}
+
+void writeFileHeader(BufferedWriter& out, uint8_t type, const Uuid& uuid) {
+    DiffFileHeaderRaw h{};
+    h.version = kWdiffVersion;
+    h.type = type;
+    std::memcpy(h.uuid, uuid.data(), 16);
+    h.checksum = checksum(&h, sizeof(h), 0);
+    out.write(&h, sizeof(h));
+}
+
+void checkOrder(uint64_t& lastEnd, uint64_t addr, uint32_t blocks, const std::string& where) {
+    if (addr < lastEnd) {
+        throwError(ErrorCode::Corruption, "records are not sorted or overlap (address " +
+                                              std::to_string(addr) + " below " + std::to_string(lastEnd) +
+                                              "): " + where);
+    }
+    if (addr + blocks < addr) throwError(ErrorCode::Corruption, "record address overflows: " + where);
+    lastEnd = addr + blocks;
+}
+
+// Largest aligned piece starting at addr within n blocks, capped by maxBlocks (formats.md §5.3).
+uint64_t alignedPiece(uint64_t addr, uint64_t n, uint32_t maxBlocks) {
+    uint64_t s =
+        addr == 0 ? (1ull << 31) : std::min<uint64_t>(uint64_t(1) << std::countr_zero(addr), 1ull << 31);
+    if (s > n) s = std::bit_floor(n);
+    if (maxBlocks > 0) s = std::min<uint64_t>(s, std::bit_floor(uint64_t(maxBlocks)));
+    return s;
+}
+
+}  // namespace
+
+DiffFileInfo readDiffFileHeader(const File& file) {
+    DiffFileHeaderRaw h;
+    file.preadAll(&h, sizeof(h), 0);
+    if (!selfChecksumOk(&h, sizeof(h), 0))
+        throwError(ErrorCode::Corruption, "wdiff header checksum mismatch: " + where(file.path(), 0));
+    if (h.version != kWdiffVersion) {
+        throwError(ErrorCode::Corruption,
+                   "wdiff version " + std::to_string(h.version) + " is not 2: " + where(file.path(), 4));
+    }
+    if (h.type != kWdiffTypeSorted && h.type != kWdiffTypeIndexed) {
+        throwError(ErrorCode::Corruption,
+                   "unknown wdiff type " + std::to_string(h.type) + ": " + where(file.path(), 6));
+    }
+    DiffFileInfo info;
+    info.type = h.type;
+    std::memcpy(info.uuid.data(), h.uuid, 16);
+    return info;
+}
+
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path) {
+    File f(path, File::Mode::Read);
+    DiffFileInfo info = readDiffFileHeader(f);
+    if (info.type == kWdiffTypeIndexed) return std::make_unique<IndexedDiffReader>(path);
+    return std::make_unique<SortedDiffReader>(path);
+}
+
+// ---------------------------------------------------------------------------------------------- sorted
+// reader
+
+SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
+    DiffFileInfo info = readDiffFileHeader(file_);
+    if (info.type != kWdiffTypeSorted)
+        throwError(ErrorCode::InvalidArgument, path + " is not a sorted wdiff");
+    uuid_ = info.uuid;
+    in_ = std::make_unique<BufferedReader>(file_, sizeof(DiffFileHeaderRaw));
+    packHeader_.resize(kDiffPackSize);
+}
+
+bool SortedDiffReader::loadPack() {
+    if (done_) return false;
+    const uint64_t at = in_->offset();
+    size_t got = in_->read(packHeader_.data(), kDiffPackSize);
+    if (got == 0) {  // EOF at a pack boundary also ends the diff
+        done_ = true;
+        return false;
+    }
+    if (got < kDiffPackSize)
+        throwError(ErrorCode::Truncated, "file ends inside a pack header: " + where(file_.path(), at));
+    if (!selfChecksumOk(packHeader_.data(), kDiffPackSize, 0)) {
+        throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(file_.path(), at));
+    }
+    DiffPackHeaderRaw h;
+    std::memcpy(&h, packHeader_.data(), sizeof(h));
+    if (h.flags & kDiffPackFlagEnd) {
+        done_ = sawEnd_ = true;
+        return false;
+    }
+    if (h.n_records > kMaxDiffRecordsInPack)
+        throwError(ErrorCode::Corruption, "pack has too many records: " + where(file_.path(), at));
+    if (h.total_size > kDiffPackMaxData)
+        throwError(ErrorCode::Corruption, "pack data larger than 32 MiB: " + where(file_.path(), at));
+    packDataOffset_ = in_->offset();
+    packData_.resize(h.total_size);
+    in_->readExact(packData_.data(), h.total_size, "pack data");
+    uint32_t expectOffset = 0;
+    for (size_t i = 0; i < h.n_records; i++) {
+        DiffRecordRaw r;
+        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+        const std::string w = where(file_.path(), at + sizeof(DiffPackHeaderRaw) + i * sizeof(r));
+        DiffKind kind = kindFromFlags(r.flags, w);
+        if (r.compression_type >= kCompressionCodes)
+            throwError(ErrorCode::Corruption, "unknown compression code: " + w);
+        if (r.io_blocks == 0) throwError(ErrorCode::Corruption, "record of 0 blocks: " + w);
+        if (r.data_offset != expectOffset)
+            throwError(ErrorCode::Corruption, "record data_offset is not contiguous: " + w);
+        if (kind != DiffKind::Normal && r.data_size != 0)
+            throwError(ErrorCode::Corruption, "data on an all-zero/discard record: " + w);
+        if (uint64_t(r.data_offset) + r.data_size > h.total_size)
+            throwError(ErrorCode::Corruption, "record data beyond the pack: " + w);
+        if (kind == DiffKind::Normal &&
+            checksum(packData_.data() + r.data_offset, r.data_size, 0) != r.checksum) {
+            throwError(ErrorCode::Corruption, "record data checksum mismatch: " +
+                                                  where(file_.path(), packDataOffset_ + r.data_offset));
+        }
+        checkOrder(lastEnd_, r.io_address, r.io_blocks, w);
+        expectOffset += r.data_size;
+    }
+    recIdx_ = 0;
+    recCount_ = h.n_records;
+    return true;
+}
+
+bool SortedDiffReader::next(DiffIo& io) {
+    while (recIdx_ == recCount_) {
+        if (!loadPack()) return false;
+    }
+    DiffRecordRaw r;
+    std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + recIdx_ * sizeof(r), sizeof(r));
+    recIdx_++;
+    io.addr = r.io_address;
+    io.blocks = r.io_blocks;
+    io.kind = kindFromFlags(r.flags, file_.path());
+    io.off = 0;
+    io.buf.reset();
+    if (io.kind == DiffKind::Normal) {
+        auto buf = std::make_shared<std::vector<char>>(size_t(r.io_blocks) * kLbSize);
+        decompressRecord(static_cast<Compression>(r.compression_type), packData_.data() + r.data_offset,
+                         r.data_size, buf->data(), buf->size(),
+                         where(file_.path(), packDataOffset_ + r.data_offset));
+        io.buf = std::move(buf);
+    }
+    return true;
+}
+
+bool SortedDiffReader::nextPack(std::vector<StoredRecord>& out) {
+    out.clear();
+    if (!loadPack()) return false;
+    for (size_t i = 0; i < recCount_; i++) {
+        DiffRecordRaw r;
+        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+        out.push_back({r.io_address, r.io_blocks, kindFromFlags(r.flags, file_.path()), r.compression_type,
+                       packDataOffset_ + r.data_offset, r.data_size, 0, 0});
+    }
+    recIdx_ = recCount_;
+    return true;
+}
+
+// --------------------------------------------------------------------------------------------- indexed
+// reader
+
+IndexedDiffReader::IndexedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
+    DiffFileInfo info = readDiffFileHeader(file_);
+    if (info.type != kWdiffTypeIndexed)
+        throwError(ErrorCode::InvalidArgument, path + " is not an indexed wdiff");
+    uuid_ = info.uuid;
+    const uint64_t size = file_.size();
+    if (size < sizeof(DiffFileHeaderRaw) + sizeof(IndexSuperRaw)) {
+        throwError(ErrorCode::Truncated, "indexed wdiff too short for its trailer: " + where(path, size));
+    }
+    superOffset_ = size - sizeof(IndexSuperRaw);
+    IndexSuperRaw s;
+    file_.preadAll(&s, sizeof(s), superOffset_);
+    if (!selfChecksumOk(&s, sizeof(s), 0))
+        throwError(ErrorCode::Corruption,
+                   "index trailer checksum mismatch (truncated file?): " + where(path, superOffset_));
+    if (s.index_offset < sizeof(DiffFileHeaderRaw) || s.index_offset > superOffset_ ||
+        s.index_offset % 8 != 0 || (superOffset_ - s.index_offset) % sizeof(IndexedRecordRaw) != 0) {
+        throwError(ErrorCode::Corruption, "index_offset " + std::to_string(s.index_offset) +
+                                              " is invalid: " + where(path, superOffset_));
+    }
+    indexOffset_ = s.index_offset;
+    seekRecord(0);
+}
+
+void IndexedDiffReader::seekRecord(uint64_t i) {
+    cursor_ = i;
+    in_ = std::make_unique<BufferedReader>(file_, indexOffset_ + i * sizeof(IndexedRecordRaw), 1u << 20);
+    lastEnd_ = 0;
+}
+
+void IndexedDiffReader::checkRecord(const IndexedRecordRaw& r, uint64_t at) {
+    const std::string w = where(file_.path(), at);
+    if (!selfChecksumOk(&r, sizeof(r), 0))
+        throwError(ErrorCode::Corruption, "index record checksum mismatch: " + w);
+    DiffKind kind = kindFromFlags(r.flags, w);
+    if (r.compression_type >= kCompressionCodes)
+        throwError(ErrorCode::Corruption, "unknown compression code: " + w);
+    if (r.io_blocks == 0) throwError(ErrorCode::Corruption, "index record of 0 blocks: " + w);
+    if (kind == DiffKind::Normal) {
+        if (uint64_t(r.io_offset) + r.io_blocks > r.orig_blocks)
+            throwError(ErrorCode::Corruption, "index record range beyond its image: " + w);
+        if (r.data_offset + r.data_size > indexOffset_ || r.data_offset < sizeof(DiffFileHeaderRaw)) {
+            throwError(ErrorCode::Corruption, "index record image outside the data area: " + w);
+        }
+        if (r.orig_blocks > (1u << 23))
+            throwError(ErrorCode::Corruption, "image size implausibly large: " + w);
+    }
+}
+
+IndexedRecordRaw IndexedDiffReader::readRecord(uint64_t i) {
+    IndexedRecordRaw r;
+    const uint64_t at = indexOffset_ + i * sizeof(r);
+    file_.preadAll(&r, sizeof(r), at);
+    checkRecord(r, at);
+    return r;
+}
+
+uint64_t IndexedDiffReader::lowerBound(uint64_t addr) {
+    uint64_t lo = 0, hi = recordCount();
+    while (lo < hi) {
+        uint64_t mid = (lo + hi) / 2;
+        IndexedRecordRaw r = readRecord(mid);
+        if (r.io_address + r.io_blocks <= addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+bool IndexedDiffReader::nextStored(StoredRecord& rec) {
+    if (cursor_ >= recordCount()) return false;
+    IndexedRecordRaw r;
+    const uint64_t at = in_->offset();
+    in_->readExact(&r, sizeof(r), "index record");
+    checkRecord(r, at);
+    checkOrder(lastEnd_, r.io_address, r.io_blocks, where(file_.path(), at));
+    cursor_++;
+    rec = {r.io_address,       r.io_blocks,   kindFromFlags(r.flags, file_.path()),
+           r.compression_type, r.data_offset, r.data_size,
+           r.io_offset,        r.orig_blocks};
+    return true;
+}
+
+SharedBytes IndexedDiffReader::image(const IndexedRecordRaw& r) {
+    if (r.data_offset == cachedOffset_) return cachedImage_;
+    std::vector<char> stored(r.data_size);
+    file_.preadAll(stored.data(), stored.size(), r.data_offset);
+    const std::string w = where(file_.path(), r.data_offset);
+    if (checksum(stored.data(), stored.size(), 0) != r.io_checksum)
+        throwError(ErrorCode::Corruption, "image checksum mismatch: " + w);
+    auto img = std::make_shared<std::vector<char>>(size_t(r.orig_blocks) * kLbSize);
+    decompressRecord(static_cast<Compression>(r.compression_type), stored.data(), stored.size(), img->data(),
+                     img->size(), w);
+    cachedOffset_ = r.data_offset;
+    cachedImage_ = img;
+    return img;
+}
+
+bool IndexedDiffReader::next(DiffIo& io) {
+    if (cursor_ >= recordCount()) return false;
+    IndexedRecordRaw r;
+    const uint64_t at = in_->offset();
+    in_->readExact(&r, sizeof(r), "index record");
+    checkRecord(r, at);
+    checkOrder(lastEnd_, r.io_address, r.io_blocks, where(file_.path(), at));
+    cursor_++;
+    io.addr = r.io_address;
+    io.blocks = r.io_blocks;
+    io.kind = kindFromFlags(r.flags, file_.path());
+    io.buf.reset();
+    io.off = 0;
+    if (io.kind == DiffKind::Normal) {
+        io.buf = image(r);
+        io.off = size_t(r.io_offset) * kLbSize;
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------- sorted
+// writer
+
+SortedDiffWriter::SortedDiffWriter(const std::string& path, const DiffWriteOptions& opt)
+    : output_(path), opt_(opt) {
+    out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
+    writeFileHeader(*out_, kWdiffTypeSorted, opt.uuid);
+    packHeader_.assign(kDiffPackSize, 0);
+}
+
+void SortedDiffWriter::add(const DiffIo& io) {
+    if (io.blocks == 0) return;
+    if (io.addr < lastEnd_) {
+        throwError(ErrorCode::InvalidArgument, "sorted wdiff records must be added in address order (" +
+                                                   std::to_string(io.addr) + " < " +
+                                                   std::to_string(lastEnd_) + ")");
+    }
+    lastEnd_ = io.end();
+    if (opt_.maxIoBlocks == 0 || io.blocks <= opt_.maxIoBlocks) return addOne(io);
+    for (uint64_t a = io.addr; a < io.end(); a += opt_.maxIoBlocks)
+        addOne(io.slice(a, std::min(io.end(), a + opt_.maxIoBlocks)));
+}
+
+void SortedDiffWriter::addOne(const DiffIo& io) {
+    auto* h = reinterpret_cast<DiffPackHeaderRaw*>(packHeader_.data());
+    uint8_t code = 0;
+    const char* stored = nullptr;
+    size_t storedSize = 0;
+    if (io.kind == DiffKind::Normal) {
+        code = static_cast<uint8_t>(
+            compressRecord(opt_.compression, opt_.level, io.data(), io.bytes(), scratch_));
+        stored = scratch_.data();
+        storedSize = scratch_.size();
+    }
+    if (h->n_records > 0 &&
+        (h->n_records == kMaxDiffRecordsInPack || h->total_size + storedSize > kDiffPackMaxData)) {
+        flushPack();
+    }
+    DiffRecordRaw r{};
+    r.io_address = io.addr;
+    r.io_blocks = io.blocks;
+    r.flags = flagsFromKind(io.kind);
+    r.compression_type = code;
+    r.data_offset = h->total_size;
+    r.data_size = static_cast<uint32_t>(storedSize);
+    r.checksum = storedSize ? checksum(stored, storedSize, 0) : 0;
+    std::memcpy(packHeader_.data() + sizeof(DiffPackHeaderRaw) + h->n_records * sizeof(r), &r, sizeof(r));
+    h->n_records++;
+    h->total_size += static_cast<uint32_t>(storedSize);
+    packData_.insert(packData_.end(), stored, stored + storedSize);
+    stats_.count(io, storedSize);
+}
+
+void SortedDiffWriter::flushPack() {
+    auto* h = reinterpret_cast<DiffPackHeaderRaw*>(packHeader_.data());
+    h->checksum = 0;
+    h->checksum = checksum(packHeader_.data(), kDiffPackSize, 0);
+    out_->write(packHeader_.data(), kDiffPackSize);
+    out_->write(packData_.data(), packData_.size());
+    std::fill(packHeader_.begin(), packHeader_.end(), 0);
+    packData_.clear();
+}
+
+DiffStats SortedDiffWriter::close() {
+    auto* h = reinterpret_cast<DiffPackHeaderRaw*>(packHeader_.data());
+    if (h->n_records > 0) flushPack();
+    h->flags = kDiffPackFlagEnd;
+    flushPack();
+    out_->flush();
+    stats_.fileBytes = out_->offset();
+    output_.commit();
+    return stats_;
+}
+
+// --------------------------------------------------------------------------------------------- indexed
+// writer
+
+IndexedDiffWriter::IndexedDiffWriter(const std::string& path, const DiffWriteOptions& opt)
+    : output_(path), opt_(opt) {
+    out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
+    writeFileHeader(*out_, kWdiffTypeIndexed, opt.uuid);
+}
+
+void IndexedDiffWriter::insertAligned(uint64_t addr, uint64_t blocks, const Entry& e) {
+    uint64_t a = addr;
+    while (a < addr + blocks) {
+        uint64_t s = alignedPiece(a, addr + blocks - a, opt_.maxIoBlocks);
+        Entry piece = e;
+        piece.blocks = static_cast<uint32_t>(s);
+        if (e.kind == DiffKind::Normal) piece.ioOffset = e.ioOffset + static_cast<uint32_t>(a - addr);
+        index_.emplace(a, piece);
+        a += s;
+    }
+}
+
+void IndexedDiffWriter::add(const DiffIo& io) {
+    if (io.blocks == 0) return;
+    Entry e{io.blocks, io.kind, 0, out_->offset(), 0, 0, 0, 0};
+    if (io.kind == DiffKind::Normal) {
+        e.compression = static_cast<uint8_t>(
+            compressRecord(opt_.compression, opt_.level, io.data(), io.bytes(), scratch_));
+        e.dataSize = static_cast<uint32_t>(scratch_.size());
+        e.origBlocks = io.blocks;
+        e.ioChecksum = checksum(scratch_.data(), scratch_.size(), 0);
+        out_->write(scratch_.data(), scratch_.size());
+    }
+    nData_++;
+    stats_.storedBytes += e.dataSize;
+    // Older entries lose whatever the new record covers; their remainders are re-split aligned.
+    const uint64_t start = io.addr, end = io.end();
+    auto it = index_.lower_bound(start);
+    if (it != index_.begin()) {
+        auto prev = std::prev(it);
+        if (prev->first + prev->second.blocks > start) it = prev;
+    }
+    std::vector<std::pair<uint64_t, Entry>> cut;
+    while (it != index_.end() && it->first < end) {
+        cut.emplace_back(it->first, it->second);
+        it = index_.erase(it);
+    }
+    for (const auto& [a, x] : cut) {
+        const uint64_t xEnd = a + x.blocks;
+        if (a < start) insertAligned(a, start - a, x);
+        if (xEnd > end) {
+            Entry right = x;
+            if (x.kind == DiffKind::Normal) right.ioOffset = x.ioOffset + static_cast<uint32_t>(end - a);
+            insertAligned(end, xEnd - end, right);
+        }
+    }
+    insertAligned(start, io.blocks, e);
+}
+
+DiffStats IndexedDiffWriter::close() {
+    uint64_t off = out_->offset();
+    static const char zeros[8] = {};
+    if (off % 8) out_->write(zeros, 8 - off % 8);
+    const uint64_t indexOffset = out_->offset();
+    for (const auto& [addr, e] : index_) {
+        IndexedRecordRaw r{};
+        r.io_address = addr;
+        r.io_blocks = e.blocks;
+        r.flags = flagsFromKind(e.kind);
+        r.compression_type = e.compression;
+        r.data_offset = e.dataOffset;
+        r.data_size = e.dataSize;
+        r.io_offset = e.ioOffset;
+        r.orig_blocks = e.origBlocks;
+        r.io_checksum = e.ioChecksum;
+        r.rec_checksum = checksum(&r, sizeof(r), 0);
+        out_->write(&r, sizeof(r));
+        stats_.records++;
+        if (e.kind == DiffKind::Normal)
+            stats_.dataBlocks += e.blocks;
+        else if (e.kind == DiffKind::AllZero)
+            stats_.allZeroBlocks += e.blocks;
+        else
+            stats_.discardBlocks += e.blocks;
+    }
+    IndexSuperRaw s{};
+    s.index_offset = indexOffset;
+    s.n_records = static_cast<uint32_t>(index_.size());
+    s.n_data = nData_;
+    s.checksum = checksum(&s, sizeof(s), 0);
+    out_->write(&s, sizeof(s));
+    out_->flush();
+    stats_.fileBytes = out_->offset();
+    output_.commit();
+    return stats_;
+}
+
+// ------------------------------------------------------------------------------------------------- memory
+// diff
+
+void DiffMemory::erase(std::map<uint64_t, DiffIo>::iterator it) {
+    dataBytes_ -= it->second.kind == DiffKind::Normal ? it->second.bytes() : 0;
+    map_.erase(it);
+}
+
+void DiffMemory::insert(const DiffIo& io) {
+    dataBytes_ += io.kind == DiffKind::Normal ? io.bytes() : 0;
+    map_.emplace_hint(map_.end(), io.addr, io);
+}
+
+void DiffMemory::add(const DiffIo& io) {
+    if (io.blocks == 0) return;
+    const uint64_t start = io.addr, end = io.end();
+    auto it = map_.lower_bound(start);
+    if (it != map_.begin()) {
+        auto prev = std::prev(it);
+        if (prev->second.end() > start) it = prev;
+    }
+    std::vector<DiffIo> keep;
+    while (it != map_.end() && it->first < end) {
+        const DiffIo x = it->second;
+        auto nextIt = std::next(it);
+        erase(it);
+        it = nextIt;
+        if (x.addr < start) keep.push_back(x.slice(x.addr, start));
+        if (x.end() > end) keep.push_back(x.slice(end, x.end()));
+    }
+    for (const DiffIo& k : keep) insert(k);
+    if (maxIoBlocks_ == 0 || io.blocks <= maxIoBlocks_) {
+        insert(io);
+    } else {
+        for (uint64_t a = start; a < end; a += maxIoBlocks_)
+            insert(io.slice(a, std::min(end, a + maxIoBlocks_)));
+    }
+}
+
+// -------------------------------------------------------------------------------------------------------
+// merge
+
+void mergeDiffs(std::vector<std::unique_ptr<DiffReader>>& inputs,
+                const std::function<void(const DiffIo&)>& emit) {
+    const size_t n = inputs.size();
+    std::vector<DiffIo> cur(n);
+    std::vector<bool> has(n);
+    for (size_t i = 0; i < n; i++) has[i] = inputs[i]->next(cur[i]);
+    uint64_t pos = 0;
+    for (;;) {
+        // Drop what lies before pos; pick the lowest start.
+        uint64_t a = UINT64_MAX;
+        for (size_t i = 0; i < n; i++) {
+            while (has[i] && cur[i].end() <= pos) has[i] = inputs[i]->next(cur[i]);
+            if (!has[i]) continue;
+            if (cur[i].addr < pos) cur[i] = cur[i].slice(pos, cur[i].end());
+            a = std::min(a, cur[i].addr);
+        }
+        if (a == UINT64_MAX) return;
+        // The newest input starting at `a` wins until its end or until a newer input starts.
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (has[i] && cur[i].addr == a) w = i;
+        }
+        uint64_t e = cur[w].end();
+        for (size_t j = w + 1; j < n; j++) {
+            if (has[j]) e = std::min(e, cur[j].addr);
+        }
+        emit(e == cur[w].end() && cur[w].addr == a ? cur[w] : cur[w].slice(a, e));
+        pos = e;
+    }
+}
+
+}  // namespace walb

@@ -1,0 +1,213 @@
+// Diffs in memory and in wdiff files (formats.md §5): records, readers and writers of the sorted and indexed
+// formats, and the in-memory diff that resolves overlaps (the newest write wins).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/compress.hpp"
+#include "core/file.hpp"
+#include "core/format.hpp"
+#include "core/ldev.hpp"
+#include "core/stream.hpp"
+
+namespace walb {
+
+enum class DiffKind : uint8_t { Normal, AllZero, Discard };
+const char* diffKindName(DiffKind k);
+
+using SharedBytes = std::shared_ptr<const std::vector<char>>;
+
+// One diff record with its data decompressed. The data is a window into a shared buffer, so that cutting
+// a record (overlaps, splitting) never copies bytes.
+struct DiffIo {
+    uint64_t addr = 0;
+    uint32_t blocks = 0;
+    DiffKind kind = DiffKind::Normal;
+    SharedBytes buf;  // Normal only
+    size_t off = 0;   // byte offset of this record's data in *buf
+
+    uint64_t end() const { return addr + blocks; }
+    const char* data() const { return buf->data() + off; }
+    size_t bytes() const { return size_t(blocks) * kLbSize; }
+    // The part of this record covering [from, to) (must lie inside it).
+    DiffIo slice(uint64_t from, uint64_t to) const;
+};
+
+bool isAllZero(const char* p, size_t len);
+
+constexpr uint32_t kDefaultMaxIoBlocks = 2048;
+
+struct DiffWriteOptions {
+    Compression compression = Compression::Snappy;
+    int level = 0;
+    uint32_t maxIoBlocks = kDefaultMaxIoBlocks;  // 0 = never split
+    Uuid uuid{};
+};
+
+struct DiffStats {
+    uint64_t records = 0;
+    uint64_t dataBlocks = 0;  // LB covered by normal records
+    uint64_t allZeroBlocks = 0;
+    uint64_t discardBlocks = 0;
+    uint64_t storedBytes = 0;  // compressed payload bytes
+    uint64_t fileBytes = 0;
+    void count(const DiffIo& io, uint64_t stored);
+};
+
+// Records in increasing address order, non-overlapping.
+class DiffReader {
+public:
+    virtual ~DiffReader() = default;
+    virtual bool next(DiffIo& io) = 0;
+    virtual const Uuid& uuid() const = 0;
+};
+
+struct DiffFileInfo {
+    uint8_t type = 0;
+    Uuid uuid{};
+};
+DiffFileInfo readDiffFileHeader(const File& file);
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path);
+
+// A record as stored in a file, for `show` and `verify` (no data).
+struct StoredRecord {
+    uint64_t addr;
+    uint32_t blocks;
+    DiffKind kind;
+    uint8_t compression;
+    uint64_t dataOffset;
+    uint32_t dataSize;
+    uint32_t ioOffset;    // indexed only
+    uint32_t origBlocks;  // indexed only
+};
+
+class SortedDiffReader : public DiffReader {
+public:
+    explicit SortedDiffReader(const std::string& path);
+    bool next(DiffIo& io) override;
+    const Uuid& uuid() const override { return uuid_; }
+    // Header-level walk: hands each stored record to `fn` without decompressing (data checksums still
+    // verified).
+    bool nextPack(std::vector<StoredRecord>& out);
+    bool sawEndPack() const { return sawEnd_; }
+
+private:
+    bool loadPack();
+    File file_;
+    Uuid uuid_{};
+    std::unique_ptr<BufferedReader> in_;
+    std::vector<char> packHeader_;
+    std::vector<char> packData_;
+    uint64_t packDataOffset_ = 0;
+    size_t recIdx_ = 0, recCount_ = 0;
+    uint64_t lastEnd_ = 0;
+    bool done_ = false, sawEnd_ = false;
+};
+
+class IndexedDiffReader : public DiffReader {
+public:
+    explicit IndexedDiffReader(const std::string& path);
+    bool next(DiffIo& io) override;
+    const Uuid& uuid() const override { return uuid_; }
+    bool nextStored(StoredRecord& rec);  // verifies the record, not the image
+    uint64_t recordCount() const { return (superOffset_ - indexOffset_) / sizeof(IndexedRecordRaw); }
+    // Binary search: index of the first record whose end is above `addr`.
+    uint64_t lowerBound(uint64_t addr);
+    void seekRecord(uint64_t i);
+    const std::string& path() const { return file_.path(); }
+
+private:
+    IndexedRecordRaw readRecord(uint64_t i);
+    void checkRecord(const IndexedRecordRaw& r, uint64_t fileOffset);
+    SharedBytes image(const IndexedRecordRaw& r);
+    File file_;
+    Uuid uuid_{};
+    uint64_t indexOffset_ = 0, superOffset_ = 0;
+    uint64_t cursor_ = 0;
+    std::unique_ptr<BufferedReader> in_;
+    uint64_t lastEnd_ = 0;
+    uint64_t cachedOffset_ = UINT64_MAX;
+    SharedBytes cachedImage_;
+};
+
+class SortedDiffWriter {
+public:
+    SortedDiffWriter(const std::string& path, const DiffWriteOptions& opt);
+    // Records must come in increasing, non-overlapping address order. Longer records are cut at maxIoBlocks.
+    void add(const DiffIo& io);
+    DiffStats close();  // end pack, fdatasync
+
+private:
+    void addOne(const DiffIo& io);
+    void flushPack();
+    AtomicOutputFile output_;
+    DiffWriteOptions opt_;
+    std::unique_ptr<BufferedWriter> out_;
+    std::vector<char> packHeader_;
+    std::vector<char> packData_;
+    std::vector<char> scratch_;
+    uint64_t lastEnd_ = 0;
+    DiffStats stats_;
+};
+
+class IndexedDiffWriter {
+public:
+    IndexedDiffWriter(const std::string& path, const DiffWriteOptions& opt);
+    // Records in log order (any address); newer ones hide older ones in the index.
+    void add(const DiffIo& io);
+    DiffStats close();
+
+private:
+    struct Entry {
+        uint32_t blocks;
+        DiffKind kind;
+        uint8_t compression;
+        uint64_t dataOffset;
+        uint32_t dataSize;
+        uint32_t ioOffset;
+        uint32_t origBlocks;
+        uint32_t ioChecksum;
+    };
+    void insertAligned(uint64_t addr, uint64_t blocks, const Entry& e);
+    AtomicOutputFile output_;
+    DiffWriteOptions opt_;
+    std::unique_ptr<BufferedWriter> out_;
+    std::map<uint64_t, Entry> index_;
+    std::vector<char> scratch_;
+    uint32_t nData_ = 0;
+    DiffStats stats_;
+};
+
+// In-memory diff: non-overlapping records keyed by address; adding a record cuts away what it overlaps.
+class DiffMemory {
+public:
+    explicit DiffMemory(uint32_t maxIoBlocks = kDefaultMaxIoBlocks) : maxIoBlocks_(maxIoBlocks) {}
+    void add(const DiffIo& io);
+    size_t size() const { return map_.size(); }
+    uint64_t dataBytes() const { return dataBytes_; }
+    void clear() {
+        map_.clear();
+        dataBytes_ = 0;
+    }
+    template <class F>
+    void forEach(F&& fn) const {
+        for (const auto& [addr, io] : map_) fn(io);
+    }
+
+private:
+    void erase(std::map<uint64_t, DiffIo>::iterator it);
+    void insert(const DiffIo& io);
+    uint32_t maxIoBlocks_;
+    std::map<uint64_t, DiffIo> map_;
+    uint64_t dataBytes_ = 0;
+};
+
+// Streaming k-way merge (inputs oldest first; the newest wins) with one record per input in memory.
+void mergeDiffs(std::vector<std::unique_ptr<DiffReader>>& inputs,
+                const std::function<void(const DiffIo&)>& emit);
+
+}  // namespace walb

@@ -1,0 +1,271 @@
+// Virtual full images (base + wdiff chain) and chunk hashing (XXH3-128).
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/checksum.hpp"
+#include "core/error.hpp"
+#include "core/ops.hpp"
+
+namespace walb {
+
+// One wdiff of the chain, readable by address range. Sorted files get a small in-memory index of their packs
+// (one entry per pack, read from the pack headers only); indexed files are binary-searched on disk.
+struct VirtualFullImage::Source {
+    virtual ~Source() = default;
+    // Calls fn for every record overlapping [begin, end) in address order.
+    virtual void forEach(uint64_t begin, uint64_t end, const std::function<void(const DiffIo&)>& fn) = 0;
+};
+
+namespace {
+
+struct PackEntry {
+    uint64_t fileOffset;
+    uint64_t firstAddr;
+    uint64_t lastEnd;
+};
+
+class SortedSource : public VirtualFullImage::Source {
+public:
+    explicit SortedSource(const std::string& path) : path_(path), file_(path, File::Mode::Read) {
+        readDiffFileHeader(file_);
+        uint64_t off = sizeof(DiffFileHeaderRaw);
+        const uint64_t size = file_.size();
+        std::vector<char> hdr(kDiffPackSize);
+        while (off + kDiffPackSize <= size) {
+            file_.preadAll(hdr.data(), kDiffPackSize, off);
+            DiffPackHeaderRaw h;
+            std::memcpy(&h, hdr.data(), sizeof(h));
+            if (h.flags & kDiffPackFlagEnd) break;
+            if (h.n_records == 0 || h.n_records > kMaxDiffRecordsInPack) {
+                throwError(ErrorCode::Corruption, "invalid pack header: " + where(path, off));
+            }
+            DiffRecordRaw first, last;
+            std::memcpy(&first, hdr.data() + sizeof(h), sizeof(first));
+            std::memcpy(&last, hdr.data() + sizeof(h) + (h.n_records - 1) * sizeof(last), sizeof(last));
+            packs_.push_back({off, first.io_address, last.io_address + last.io_blocks});
+            off += kDiffPackSize + h.total_size;
+        }
+    }
+    void forEach(uint64_t begin, uint64_t end, const std::function<void(const DiffIo&)>& fn) override {
+        auto it = std::partition_point(packs_.begin(), packs_.end(),
+                                       [&](const PackEntry& p) { return p.lastEnd <= begin; });
+        for (; it != packs_.end() && it->firstAddr < end; ++it) {
+            const size_t idx = static_cast<size_t>(it - packs_.begin());
+            if (idx != cachedPack_) load(idx);
+            for (const DiffIo& io : cached_) {
+                if (io.end() <= begin) continue;
+                if (io.addr >= end) break;
+                fn(io);
+            }
+        }
+    }
+
+private:
+    // Decodes one pack through a reader positioned at it (checksums verified as in a full read).
+    void load(size_t idx) {
+        cached_.clear();
+        cachedPack_ = SIZE_MAX;
+        SortedPackDecoder dec(file_, packs_[idx].fileOffset);
+        DiffIo io;
+        while (dec.next(io)) cached_.push_back(io);
+        cachedPack_ = idx;
+    }
+    class SortedPackDecoder {
+    public:
+        SortedPackDecoder(const File& f, uint64_t off) : f_(f), off_(off) {
+            hdr_.resize(kDiffPackSize);
+            f_.preadAll(hdr_.data(), kDiffPackSize, off);
+            if (checksum(hdr_.data(), kDiffPackSize, 0) != 0)
+                throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(f.path(), off));
+            std::memcpy(&h_, hdr_.data(), sizeof(h_));
+            if (h_.total_size > kDiffPackMaxData)
+                throwError(ErrorCode::Corruption, "pack too large: " + where(f.path(), off));
+            data_.resize(h_.total_size);
+            f_.preadAll(data_.data(), data_.size(), off + kDiffPackSize);
+        }
+        bool next(DiffIo& io) {
+            if (i_ >= h_.n_records) return false;
+            DiffRecordRaw r;
+            std::memcpy(&r, hdr_.data() + sizeof(DiffPackHeaderRaw) + i_ * sizeof(r), sizeof(r));
+            i_++;
+            const std::string w = where(f_.path(), off_ + kDiffPackSize + r.data_offset);
+            if (r.compression_type >= kCompressionCodes ||
+                uint64_t(r.data_offset) + r.data_size > data_.size()) {
+                throwError(ErrorCode::Corruption, "invalid record: " + w);
+            }
+            io.addr = r.io_address;
+            io.blocks = r.io_blocks;
+            io.kind = (r.flags & kDiffFlagAllZero)   ? DiffKind::AllZero
+                      : (r.flags & kDiffFlagDiscard) ? DiffKind::Discard
+                                                     : DiffKind::Normal;
+            io.buf.reset();
+            io.off = 0;
+            if (io.kind == DiffKind::Normal) {
+                if (checksum(data_.data() + r.data_offset, r.data_size, 0) != r.checksum) {
+                    throwError(ErrorCode::Corruption, "record data checksum mismatch: " + w);
+                }
+                auto buf = std::make_shared<std::vector<char>>(size_t(r.io_blocks) * kLbSize);
+                decompressRecord(static_cast<Compression>(r.compression_type), data_.data() + r.data_offset,
+                                 r.data_size, buf->data(), buf->size(), w);
+                io.buf = std::move(buf);
+            }
+            return true;
+        }
+
+    private:
+        const File& f_;
+        uint64_t off_;
+        std::vector<char> hdr_, data_;
+        DiffPackHeaderRaw h_;
+        size_t i_ = 0;
+    };
+
+    std::string path_;
+    File file_;
+    std::vector<PackEntry> packs_;
+    size_t cachedPack_ = SIZE_MAX;
+    std::vector<DiffIo> cached_;
+};
+
+class IndexedSource : public VirtualFullImage::Source {
+public:
+    explicit IndexedSource(const std::string& path) : reader_(path) {}
+    void forEach(uint64_t begin, uint64_t end, const std::function<void(const DiffIo&)>& fn) override {
+        // Sequential reads continue where the previous one stopped; anything else seeks by binary search.
+        if (!sequential_ || begin != nextAddr_) {
+            reader_.seekRecord(reader_.lowerBound(begin));
+            havePending_ = false;
+        }
+        DiffIo io;
+        for (;;) {
+            if (havePending_) {
+                io = pending_;
+                havePending_ = false;
+            } else if (!reader_.next(io)) {
+                break;
+            }
+            if (io.end() <= begin) continue;
+            if (io.addr >= end) {
+                pending_ = io;
+                havePending_ = true;
+                break;
+            }
+            fn(io);
+            if (io.end() > end) {  // continues into the next range
+                pending_ = io;
+                havePending_ = true;
+                break;
+            }
+        }
+        nextAddr_ = end;
+        sequential_ = true;
+    }
+
+private:
+    IndexedDiffReader reader_;
+    uint64_t nextAddr_ = 0;
+    bool sequential_ = false;
+    DiffIo pending_;
+    bool havePending_ = false;
+};
+
+}  // namespace
+
+VirtualFullImage::VirtualFullImage(const std::string& base, const std::vector<std::string>& diffs)
+    : base_(base, File::Mode::Read) {
+    size_ = base_.size();
+    for (const auto& d : diffs) {
+        File f(d, File::Mode::Read);
+        DiffFileInfo info = readDiffFileHeader(f);
+        if (info.type == kWdiffTypeIndexed)
+            diffs_.push_back(std::make_unique<IndexedSource>(d));
+        else
+            diffs_.push_back(std::make_unique<SortedSource>(d));
+    }
+}
+
+VirtualFullImage::~VirtualFullImage() = default;
+
+void VirtualFullImage::read(uint64_t off, size_t len, char* out) {
+    if (off % kLbSize || len % kLbSize)
+        throwError(ErrorCode::InvalidArgument, "virtual full reads must be 512-byte aligned");
+    if (off > size_ || len > size_ - off)
+        throwError(ErrorCode::InvalidArgument, "read beyond the end of the image");
+    base_.preadAll(out, len, off);
+    const uint64_t begin = off / kLbSize, end = begin + len / kLbSize;
+    for (auto& src : diffs_) {
+        src->forEach(begin, end, [&](const DiffIo& io) {
+            const uint64_t a = std::max(io.addr, begin), b = std::min(io.end(), end);
+            char* dst = out + (a - begin) * kLbSize;
+            const size_t n = size_t(b - a) * kLbSize;
+            if (io.kind == DiffKind::Normal)
+                std::memcpy(dst, io.data() + (a - io.addr) * kLbSize, n);
+            else
+                std::memset(dst, 0, n);  // all-zero and discard both read as zeros
+        });
+    }
+}
+
+namespace {
+
+void canonical(const XXH128_hash_t& h, uint8_t* out) {
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, h);
+    std::memcpy(out, c.digest, 16);
+}
+
+}  // namespace
+
+HashResult hashReader(const std::function<void(uint64_t, size_t, char*)>& read, uint64_t size,
+                      const HashOptions& opt, bool wantChunks, const Progress& progress) {
+    if (opt.chunkBytes == 0 || opt.chunkBytes % kLbSize || opt.chunkBytes > (64u << 20)) {
+        throwError(ErrorCode::InvalidArgument, "chunk size must be a multiple of 512 bytes up to 64 MiB");
+    }
+    if (opt.offset % kLbSize || opt.offset > size)
+        throwError(ErrorCode::InvalidArgument, "hash offset out of range");
+    const uint64_t end = opt.length == UINT64_MAX ? size : std::min(size, opt.offset + opt.length);
+    HashResult res;
+    XXH3_state_t* st = XXH3_createState();
+    XXH3_128bits_reset_withSeed(st, opt.seed);
+    // Read several chunks per call to keep system calls large.
+    const uint64_t per = std::max<uint64_t>(1, (8u << 20) / opt.chunkBytes);
+    std::vector<char> buf(per * opt.chunkBytes);
+    try {
+        for (uint64_t pos = opt.offset; pos < end;) {
+            const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - pos));
+            read(pos, n, buf.data());
+            XXH3_128bits_update(st, buf.data(), n);
+            if (wantChunks) {
+                for (size_t c = 0; c < n; c += opt.chunkBytes) {
+                    const size_t len = std::min<size_t>(opt.chunkBytes, n - c);
+                    uint8_t h[16];
+                    canonical(XXH3_128bits_withSeed(buf.data() + c, len, opt.seed), h);
+                    res.chunkHashes.insert(res.chunkHashes.end(), h, h + 16);
+                }
+            }
+            pos += n;
+            res.bytes += n;
+            if (progress) progress(pos - opt.offset, end - opt.offset);
+        }
+    } catch (...) {
+        XXH3_freeState(st);
+        throw;
+    }
+    canonical(XXH3_128bits_digest(st), res.whole);
+    XXH3_freeState(st);
+    return res;
+}
+
+HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantChunks,
+                     const Progress& progress) {
+    File f(path, File::Mode::Read);
+    const uint64_t size = f.size();
+    // A partial last sector (odd-sized regular file) is hashed as it is.
+    return hashReader([&](uint64_t off, size_t len, char* out) { f.preadAll(out, len, off); }, size, opt,
+                      wantChunks, progress);
+}
+
+}  // namespace walb

@@ -1,0 +1,189 @@
+#include "core/ldev.hpp"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/checksum.hpp"
+#include "core/error.hpp"
+
+namespace walb {
+
+void randomBytes(void* buf, size_t len) {
+    auto* p = static_cast<char*>(buf);
+    while (len > 0) {
+        ssize_t r = getrandom(p, len, 0);
+        if (r < 0) throwError(ErrorCode::IoError, "getrandom failed");
+        p += r;
+        len -= static_cast<size_t>(r);
+    }
+}
+
+SuperSector SuperSector::parse(const char* block, uint32_t pbs, const std::string& where) {
+    SuperSectorRaw raw;
+    std::memcpy(&raw, block, sizeof(raw));
+    auto bad = [&](const std::string& why) {
+        throwError(ErrorCode::Corruption, "invalid super sector in " + where + ": " + why);
+    };
+    if (!selfChecksumOk(block, pbs, 0)) bad("checksum mismatch");
+    if (raw.sector_type != kSectorTypeSuper)
+        bad("sector_type is " + std::to_string(raw.sector_type) + ", not 1");
+    if (raw.version != kWalbLogVersion) bad("version is " + std::to_string(raw.version) + ", not 2");
+    if (raw.physical_bs != pbs)
+        bad("physical_bs " + std::to_string(raw.physical_bs) + " differs from " + std::to_string(pbs));
+    if (raw.logical_bs != kLbSize) bad("logical_bs is not 512");
+    if (raw.metadata_size != 0) bad("metadata_size is not 0 (unsupported)");
+    if (::strnlen(raw.name, kDevNameMax) >= kDevNameMax) bad("name is not NUL-terminated");
+    if (raw.oldest_lsid == kInvalidLsid || raw.written_lsid == kInvalidLsid)
+        bad("oldest or written lsid invalid");
+    if (raw.oldest_lsid > raw.written_lsid) bad("oldest_lsid is beyond written_lsid");
+    if (raw.ring_buffer_size == 0) bad("ring_buffer_size is 0");
+    SuperSector s;
+    s.pbs = pbs;
+    s.salt = raw.log_checksum_salt;
+    std::memcpy(s.uuid.data(), raw.uuid, 16);
+    s.name = std::string(raw.name, ::strnlen(raw.name, kDevNameMax));
+    s.ringBufferPb = raw.ring_buffer_size;
+    s.oldestLsid = raw.oldest_lsid;
+    s.writtenLsid = raw.written_lsid;
+    s.deviceSizeLb = raw.device_size;
+    return s;
+}
+
+void SuperSector::serialize(char* block) const {
+    std::memset(block, 0, pbs);
+    SuperSectorRaw raw{};
+    raw.sector_type = kSectorTypeSuper;
+    raw.version = kWalbLogVersion;
+    raw.logical_bs = kLbSize;
+    raw.physical_bs = pbs;
+    raw.metadata_size = 0;
+    raw.log_checksum_salt = salt;
+    std::memcpy(raw.uuid, uuid.data(), 16);
+    std::memcpy(raw.name, name.data(), std::min(name.size(), kDevNameMax - 1));
+    raw.ring_buffer_size = ringBufferPb;
+    raw.oldest_lsid = oldestLsid;
+    raw.written_lsid = writtenLsid;
+    raw.device_size = deviceSizeLb;
+    std::memcpy(block, &raw, sizeof(raw));
+    const uint32_t csum = checksum(block, pbs, 0);
+    std::memcpy(block + offsetof(SuperSectorRaw, checksum), &csum, 4);
+}
+
+Ldev::Ldev(const std::string& path, bool writable, uint32_t pbs) {
+    file_.open(path, writable ? File::Mode::ReadWrite : File::Mode::Read);
+    if (pbs == 0) {
+        pbs = file_.physicalBlockSize();
+        if (!file_.isBlockDevice()) {
+            // A regular file has no block size of its own: take the one the super sector declares.
+            SuperSectorRaw raw;
+            file_.preadAll(&raw, sizeof(raw), superSectorOffset());
+            pbs = raw.physical_bs;
+        }
+    }
+    if (!isValidPbs(pbs))
+        throwError(ErrorCode::Corruption, "invalid physical block size " + std::to_string(pbs) + " in " +
+                                              where(path, superSectorOffset()));
+    std::vector<char> block(pbs);
+    file_.preadAll(block.data(), pbs, superSectorOffset());
+    super_ = SuperSector::parse(block.data(), pbs, where(path, superSectorOffset()));
+    const uint64_t needed = (ringBufferOffsetPb(pbs) + super_.ringBufferPb) * pbs;
+    if (file_.size() < needed) {
+        throwError(ErrorCode::Corruption,
+                   "log device " + path + " is smaller (" + std::to_string(file_.size()) +
+                       " bytes) than its ring buffer needs (" + std::to_string(needed) + ")");
+    }
+}
+
+SuperSector Ldev::format(const std::string& path, const FormatOptions& opt) {
+    File f(path, File::Mode::ReadWrite);
+    uint32_t pbs = f.isBlockDevice() ? f.physicalBlockSize() : opt.pbs;
+    if (!isValidPbs(pbs))
+        throwError(ErrorCode::InvalidArgument, "invalid physical block size " + std::to_string(pbs));
+    if (opt.name.size() > 25)
+        throwError(ErrorCode::InvalidArgument, "device name longer than 25 characters: " + opt.name);
+    const uint64_t size = f.size();
+    SuperSector s;
+    s.pbs = pbs;
+    s.ringBufferPb = ringBufferSizeFor(size, pbs);
+    if (s.ringBufferPb == 0) throwError(ErrorCode::InvalidArgument, "log device " + path + " is too small");
+    if (opt.discard) f.discard(0, size);
+    randomBytes(s.uuid.data(), s.uuid.size());
+    randomBytes(&s.salt, sizeof(s.salt));
+    s.name = opt.name;
+    s.deviceSizeLb = opt.deviceSizeLb;
+    std::vector<char> block(pbs);
+    s.serialize(block.data());
+    f.pwriteAll(block.data(), pbs, superSectorOffset());
+    f.fdatasync();
+    return s;
+}
+
+uint64_t Ldev::offsetOf(uint64_t lsid) const {
+    if (lsid == kInvalidLsid) throwError(ErrorCode::InvalidArgument, "invalid lsid");
+    return (ringBufferOffsetPb(super_.pbs) + lsid % super_.ringBufferPb) * super_.pbs;
+}
+
+void Ldev::writeSuper() {
+    std::vector<char> block(super_.pbs);
+    super_.serialize(block.data());
+    file_.pwriteAll(block.data(), super_.pbs, superSectorOffset());
+}
+
+void Ldev::readBlocks(uint64_t lsid, size_t n, char* out) {
+    const uint32_t pbs = super_.pbs;
+    while (n > 0) {
+        const uint64_t untilEnd = super_.ringBufferPb - lsid % super_.ringBufferPb;
+        const size_t k = static_cast<size_t>(std::min<uint64_t>(n, untilEnd));
+        file_.preadAll(out, k * pbs, offsetOf(lsid));
+        out += k * pbs;
+        lsid += k;
+        n -= k;
+    }
+}
+
+void Ldev::writeBlocks(uint64_t lsid, size_t n, const char* in) {
+    const uint32_t pbs = super_.pbs;
+    while (n > 0) {
+        const uint64_t untilEnd = super_.ringBufferPb - lsid % super_.ringBufferPb;
+        const size_t k = static_cast<size_t>(std::min<uint64_t>(n, untilEnd));
+        file_.pwriteAll(in, k * pbs, offsetOf(lsid));
+        in += k * pbs;
+        lsid += k;
+        n -= k;
+    }
+}
+
+bool Ldev::readPack(uint64_t lsid, Logpack& pack, std::string* why) {
+    pack.reset(super_.pbs, super_.salt, lsid);
+    readBlocks(lsid, 1, pack.headerBlock().data());
+    std::string err = pack.checkHeader(lsid);
+    if (err.empty() && pack.nRecords() == 0) err = "empty logpack header (end of log)";
+    if (!err.empty()) {
+        if (why) *why = err;
+        return false;
+    }
+    pack.data().resize(size_t(pack.header().total_io_size) * super_.pbs);
+    readBlocks(lsid + 1, pack.header().total_io_size, pack.data().data());
+    return true;
+}
+
+void Ldev::writePack(const Logpack& pack) {
+    const uint64_t rb = super_.ringBufferPb;
+    for (size_t i = 0; i < pack.nRecords(); i++) {
+        const LogRecordRaw& r = pack.record(i);
+        if (!r.hasData() || r.isPadding() || r.io_size == 0) continue;
+        const uint64_t pb = capacityPb(super_.pbs, r.io_size);
+        if (r.lsid % rb + pb > rb) {
+            throwError(ErrorCode::InvalidArgument,
+                       "record " + std::to_string(i) + " of the logpack at lsid " +
+                           std::to_string(pack.lsid()) + " would cross the ring-buffer end");
+        }
+    }
+    writeBlocks(pack.lsid(), 1, pack.headerBlock().data());
+    writeBlocks(pack.lsid() + 1, pack.header().total_io_size, pack.data().data());
+}
+
+}  // namespace walb

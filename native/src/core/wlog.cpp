@@ -1,0 +1,126 @@
+#include "core/wlog.hpp"
+
+#include <cstring>
+#include <vector>
+
+#include "core/checksum.hpp"
+#include "core/error.hpp"
+
+namespace walb {
+
+WlogHeader WlogHeader::parse(const char* block, const std::string& where) {
+    WlogHeaderRaw raw;
+    std::memcpy(&raw, block, sizeof(raw));
+    auto bad = [&](const std::string& why) {
+        throwError(ErrorCode::Corruption, "invalid wlog header in " + where + ": " + why);
+    };
+    if (!selfChecksumOk(block, kWlogHeaderSize, 0)) bad("checksum mismatch");
+    if (raw.sector_type != kSectorTypeWlogHeader)
+        bad("sector_type is " + std::to_string(raw.sector_type) + ", not 4");
+    if (raw.version != kWalbLogVersion) bad("version is " + std::to_string(raw.version) + ", not 2");
+    if (raw.logical_bs != kLbSize) bad("logical_bs is not 512");
+    if (!isValidPbs(raw.physical_bs)) bad("invalid physical_bs " + std::to_string(raw.physical_bs));
+    if (raw.begin_lsid >= raw.end_lsid) bad("begin_lsid is not below end_lsid");
+    WlogHeader h;
+    h.pbs = raw.physical_bs;
+    h.salt = raw.log_checksum_salt;
+    std::memcpy(h.uuid.data(), raw.uuid, 16);
+    h.beginLsid = raw.begin_lsid;
+    h.endLsid = raw.end_lsid;
+    return h;
+}
+
+void WlogHeader::serialize(char* block) const {
+    std::memset(block, 0, kWlogHeaderSize);
+    WlogHeaderRaw raw{};
+    raw.sector_type = kSectorTypeWlogHeader;
+    raw.version = kWalbLogVersion;
+    raw.header_size = kWlogHeaderSize;
+    raw.log_checksum_salt = salt;
+    raw.logical_bs = kLbSize;
+    raw.physical_bs = pbs;
+    std::memcpy(raw.uuid, uuid.data(), 16);
+    raw.begin_lsid = beginLsid;
+    raw.end_lsid = endLsid;
+    std::memcpy(block, &raw, sizeof(raw));
+    const uint32_t csum = checksum(block, kWlogHeaderSize, 0);
+    std::memcpy(block + offsetof(WlogHeaderRaw, checksum), &csum, 4);
+}
+
+WlogWriter::WlogWriter(const std::string& path, const WlogHeader& header)
+    : output_(path), header_(header), nextLsid_(header.beginLsid) {
+    if (!isValidPbs(header.pbs)) throwError(ErrorCode::InvalidArgument, "invalid physical block size");
+    out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
+    std::vector<char> block(kWlogHeaderSize);
+    header_.serialize(block.data());
+    out_->write(block.data(), block.size());
+}
+
+void WlogWriter::append(const Logpack& pack) {
+    if (pack.nRecords() == 0) return;
+    if (pack.lsid() != nextLsid_) {
+        throwError(ErrorCode::InvalidArgument, "logpack at lsid " + std::to_string(pack.lsid()) +
+                                                   " does not follow the previous one (expected " +
+                                                   std::to_string(nextLsid_) + ")");
+    }
+    if (pack.pbs() != header_.pbs || pack.salt() != header_.salt) {
+        throwError(ErrorCode::InvalidArgument, "logpack block size or salt differs from the wlog header");
+    }
+    out_->write(pack.headerBlock().data(), pack.headerBlock().size());
+    out_->write(pack.data().data(), pack.data().size());
+    nextLsid_ = pack.nextLsid();
+}
+
+uint64_t WlogWriter::close() {
+    Logpack end(header_.pbs, header_.salt);
+    end.makeEnd();
+    out_->write(end.headerBlock().data(), end.headerBlock().size());
+    out_->flush();
+    output_.commit();
+    return nextLsid_;
+}
+
+WlogReader::WlogReader(const std::string& path) : file_(path, File::Mode::Read) {
+    std::vector<char> block(kWlogHeaderSize);
+    file_.preadAll(block.data(), block.size(), 0);
+    header_ = WlogHeader::parse(block.data(), where(path, 0));
+    in_ = std::make_unique<BufferedReader>(file_, kWlogHeaderSize);
+    nextLsid_ = header_.beginLsid;
+}
+
+bool WlogReader::next(Logpack& pack) {
+    if (done_) return false;
+    const uint64_t at = in_->offset();
+    pack.reset(header_.pbs, header_.salt, 0);
+    size_t got = in_->read(pack.headerBlock().data(), header_.pbs);
+    if (got == 0) {
+        done_ = true;
+        return false;
+    }
+    if (got < header_.pbs)
+        throwError(ErrorCode::Truncated, "file ends inside a logpack header: " + where(path(), at));
+    if (pack.isEnd()) {
+        if (!selfChecksumOk(pack.headerBlock().data(), header_.pbs, header_.salt)) {
+            throwError(ErrorCode::Corruption, "end block checksum mismatch: " + where(path(), at));
+        }
+        done_ = sawEnd_ = true;
+        return false;
+    }
+    std::string err = pack.checkHeader(nextLsid_);
+    if (err.empty() && pack.nRecords() == 0) err = "logpack header with no records";
+    if (!err.empty())
+        throwError(ErrorCode::Corruption, "invalid logpack header: " + err + ": " + where(path(), at));
+    pack.data().resize(size_t(pack.header().total_io_size) * header_.pbs);
+    in_->readExact(pack.data().data(), pack.data().size(), "logpack data");
+    size_t bad = pack.firstBadRecord();
+    if (bad < pack.nRecords()) {
+        throwError(ErrorCode::Corruption, "data checksum mismatch in record " + std::to_string(bad) +
+                                              " of the logpack at lsid " + std::to_string(pack.lsid()) +
+                                              ": " +
+                                              where(path(), at + header_.pbs + pack.recordDataOffset(bad)));
+    }
+    nextLsid_ = pack.nextLsid();
+    return true;
+}
+
+}  // namespace walb

@@ -1,0 +1,62 @@
+// wlog files: a 4096-byte header, the logpacks verbatim, then an end block (formats.md §4).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/ldev.hpp"
+#include "core/logpack.hpp"
+#include "core/stream.hpp"
+
+namespace walb {
+
+struct WlogHeader {
+    uint32_t pbs = 512;
+    uint32_t salt = 0;
+    Uuid uuid{};
+    uint64_t beginLsid = 0;
+    uint64_t endLsid = kInvalidLsid;
+
+    static WlogHeader parse(const char* block, const std::string& where);
+    void serialize(char* block) const;  // 4096 bytes
+};
+
+class WlogWriter {
+public:
+    WlogWriter(const std::string& path, const WlogHeader& header);
+    // Packs must follow each other without gaps; packs with no records are skipped.
+    void append(const Logpack& pack);
+    // Appends the end block, syncs the file. Returns the lsid after the last pack.
+    uint64_t close();
+    uint64_t nextLsid() const { return nextLsid_; }
+
+private:
+    AtomicOutputFile output_;
+    WlogHeader header_;
+    std::unique_ptr<BufferedWriter> out_;
+    uint64_t nextLsid_;
+};
+
+// Streaming reader. Strict: a header that fails validation is reported as corruption (except the end block
+// and end of file at a pack boundary, which end the log); data checksums of normal records are verified.
+class WlogReader {
+public:
+    explicit WlogReader(const std::string& path);
+    const WlogHeader& header() const { return header_; }
+    // Reads the next pack; false at the end of the log.
+    bool next(Logpack& pack);
+    uint64_t endLsid() const { return nextLsid_; }  // lsid after the last pack read
+    bool sawEndBlock() const { return sawEnd_; }
+    uint64_t offset() const { return in_->offset(); }
+    const std::string& path() const { return file_.path(); }
+
+private:
+    File file_;
+    WlogHeader header_;
+    std::unique_ptr<BufferedReader> in_;
+    uint64_t nextLsid_;
+    bool done_ = false;
+    bool sawEnd_ = false;
+};
+
+}  // namespace walb

@@ -1,0 +1,31 @@
+// Errors with stable codes. The native addon already rejects with `err.code` set to one of NativeErrorCode.
+export type NativeErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'CORRUPTION'
+  | 'IO_ERROR'
+  | 'NOT_FOUND'
+  | 'UNSUPPORTED'
+  | 'TRUNCATED'
+  | 'OUT_OF_MEMORY'
+  | 'INTERNAL';
+
+export type ErrorCode = NativeErrorCode | 'USAGE';
+
+export class WalbError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'WalbError';
+  }
+}
+
+export function errorCode(err: unknown): string | undefined {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
+  return undefined;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,206 @@
+// Typed access to the C++ addon (native/). Every heavy call returns a Promise and runs on the thread pool.
+// 64-bit values come back as numbers; only values above 2^53 (in practice the "invalid lsid" marker 2^64-1)
+// come back as bigint.
+import path from 'node:path';
+
+export type U64 = number | bigint;
+export type ProgressFn = (done: number, total: number) => void;
+
+export interface SuperSector {
+  pbs: number;
+  salt: number;
+  uuid: string;
+  name: string;
+  ringBufferSize: number;
+  ringBufferOffset: number;
+  oldestLsid: number;
+  writtenLsid: number;
+  deviceSize: number;
+}
+
+export interface WlogHeader {
+  pbs: number;
+  salt: number;
+  uuid: string;
+  beginLsid: number;
+  endLsid: U64;
+}
+
+export interface LogRecord {
+  kind: 'normal' | 'padding' | 'discard';
+  offset: number;
+  ioSize: number;
+  lsid: number;
+  lsidLocal: number;
+  checksum: number;
+}
+
+export interface Logpack {
+  lsid: number;
+  totalIoSize: number;
+  nRecords: number;
+  nPadding: number;
+  checksum: number;
+  records: LogRecord[];
+}
+
+export interface DiffStats {
+  records: number;
+  dataBlocks: number;
+  allZeroBlocks: number;
+  discardBlocks: number;
+  storedBytes: number;
+  fileBytes: number;
+}
+
+export interface StoredDiffRecord {
+  address: number;
+  blocks: number;
+  kind: 'normal' | 'allzero' | 'discard';
+  compression: Compression;
+  dataOffset: number;
+  dataSize: number;
+  ioOffset: number;
+  origBlocks: number;
+}
+
+export type Compression = 'none' | 'snappy' | 'zstd' | 'lz4' | 'gzip' | 'lzma';
+export type DiscardMode = 'ignore' | 'passdown' | 'zero';
+
+export interface DiffWriteOptions {
+  compression?: Compression;
+  level?: number;
+  maxIoBlocks?: number;
+}
+
+export interface GenOptions {
+  deviceSize?: number; // LB
+  amount?: number; // bytes of written data
+  pbs?: number;
+  minIoSize?: number; // LB
+  maxIoSize?: number; // LB
+  discardRatio?: number;
+  allZeroRatio?: number;
+  overlapRatio?: number;
+  flushRatio?: number;
+  data?: 'random' | 'compressible' | 'zero';
+  lsid?: number;
+  ringBufferSize?: number; // PB; 0 = no ring padding
+  maxLogpackPb?: number;
+  maxIosPerPack?: number;
+  seed?: number;
+  salt?: number;
+}
+
+export interface GenResult {
+  beginLsid: number;
+  endLsid: number;
+  packs: number;
+  ios: number;
+  bytes: number;
+  discards: number;
+  paddings: number;
+  salt: number;
+}
+
+export interface WlogVerifyResult {
+  header: WlogHeader;
+  packs: number;
+  records: number;
+  paddings: number;
+  discards: number;
+  dataBytes: number;
+  endLsid: number;
+  endBlock: boolean;
+}
+
+export interface ConvertResult extends DiffStats {
+  beginLsid: number;
+  endLsid: number;
+  packs: number;
+  inputBytes: number;
+  spills: number;
+}
+
+export interface RedoResult {
+  records: number;
+  writtenBytes: number;
+  zeroedBytes: number;
+  discardedBytes: number;
+  beginLsid: number;
+  endLsid: number;
+}
+
+export interface HashOptions {
+  seed?: U64;
+  chunkSize?: number;
+  offset?: number;
+  length?: number;
+  chunks?: boolean;
+}
+
+export interface HashResult {
+  whole: Buffer;
+  bytes: number;
+  chunkSize: number;
+  chunks?: Buffer; // 16 bytes per chunk
+}
+
+export interface ExtractResult {
+  beginLsid: number;
+  endLsid: number;
+  packs: number;
+  bytes: number;
+  shrunk: boolean;
+}
+
+export interface WlogFile {
+  header(): WlogHeader;
+  next(maxPacks?: number): Promise<Logpack[]>;
+}
+
+export interface WdiffFile {
+  header(): { type: 'sorted' | 'indexed'; uuid: string };
+  next(maxRecords?: number): Promise<StoredDiffRecord[]>;
+}
+
+export interface VirtualFull {
+  size(): number;
+  read(range: { offset: number; length: number }): Promise<Buffer>;
+  hash(opts?: HashOptions, progress?: ProgressFn): Promise<HashResult>;
+}
+
+export interface NativeAddon {
+  checksum(data: Buffer, salt?: number): number;
+  formatLdev(ldev: string, opts: { pbs?: number; deviceSize?: number; name?: string; discard?: boolean }): Promise<SuperSector>;
+  readSuper(ldev: string): Promise<SuperSector>;
+  wlogGen(output: string, opts: GenOptions, progress?: ProgressFn): Promise<GenResult>;
+  wlogVerify(wlog: string, progress?: ProgressFn): Promise<WlogVerifyResult>;
+  wlogToWdiff(
+    inputs: string[],
+    output: string,
+    opts: DiffWriteOptions & { indexed?: boolean; memoryLimit?: number; tempDir?: string },
+    progress?: ProgressFn,
+  ): Promise<ConvertResult>;
+  wlogRedo(wlog: string, image: string, opts: { discard?: DiscardMode }, progress?: ProgressFn): Promise<RedoResult>;
+  wdiffMerge(inputs: string[], output: string, opts: DiffWriteOptions, progress?: ProgressFn): Promise<DiffStats>;
+  wdiffVerify(wdiff: string, progress?: ProgressFn): Promise<DiffStats>;
+  wdiffRedo(wdiff: string, image: string, opts: { discard?: DiscardMode }, progress?: ProgressFn): Promise<RedoResult>;
+  hashImage(image: string, opts: HashOptions, progress?: ProgressFn): Promise<HashResult>;
+  ldevExtract(
+    ldev: string,
+    output: string,
+    opts: { beginLsid?: U64; endLsid?: U64 },
+    progress?: ProgressFn,
+  ): Promise<ExtractResult>;
+  ldevRestore(wlog: string, ldev: string): Promise<number>;
+  WlogFile: new (path: string) => WlogFile;
+  WdiffFile: new (path: string) => WdiffFile;
+  VirtualFull: new (base: string, diffs: string[]) => VirtualFull;
+}
+
+// dist/src/native/index.js -> <root>/build/Release/walb_native.node
+const addonPath = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'walb_native.node');
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const native: NativeAddon = require(addonPath);
