@@ -517,7 +517,7 @@ private:
             [st, h, chunks](const Progress& p) {
                 std::lock_guard<std::mutex> lk(st->mu);
                 return hashReader([&](uint64_t off, size_t len, char* out) { st->image.read(off, len, out); },
-                                  st->image.sizeBytes(), h, chunks, p);
+                                  st->image.sizeBytes(), h, chunks, p, false);
             },
             [h](Napi::Env env, HashResult& r) -> Napi::Value { return hashToJs(env, r, h.chunkBytes); },
             info.Length() > 1 ? info[1] : Napi::Value());

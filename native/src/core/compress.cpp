@@ -99,7 +99,6 @@ bool tryCompress(Compression c, int level, const char* in, size_t len, std::vect
 
 Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out) {
     if (tryCompress(c, level, in, len, out) && out.size() < len) return c;
-    out.assign(in, in + len);
     return Compression::None;
 }
 

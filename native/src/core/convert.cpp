@@ -43,9 +43,11 @@ private:
     std::vector<std::string> paths_;
 };
 
-// Hands every record of every pack (log order) to fn as a DiffIo; padding is dropped.
+// Hands every record of a pack (log order) to fn as a DiffIo; padding is dropped. Normal records point at
+// their data in the wlog file itself (read again when written out), so the in-memory diff holds no data;
+// with `borrow` they point into the pack's buffer instead, valid only until the next pack is read.
 template <class F>
-void forEachLogIo(const Logpack& pack, const SharedBytes& data, F&& fn) {
+void forEachLogIo(Logpack& pack, const WlogReader& reader, bool borrow, F&& fn) {
     for (size_t i = 0; i < pack.nRecords(); i++) {
         const LogRecordRaw& r = pack.record(i);
         if (r.isPadding()) continue;
@@ -56,11 +58,14 @@ void forEachLogIo(const Logpack& pack, const SharedBytes& data, F&& fn) {
             io.kind = DiffKind::Discard;
         } else {
             const size_t off = pack.recordDataOffset(i);
-            io.kind = isAllZero(data->data() + off, size_t(r.io_size) * kLbSize) ? DiffKind::AllZero
-                                                                                 : DiffKind::Normal;
-            if (io.kind == DiffKind::Normal) {
-                io.buf = data;
+            const bool zero = isAllZero(pack.data().data() + off, size_t(r.io_size) * kLbSize);
+            io.kind = zero ? DiffKind::AllZero : DiffKind::Normal;
+            if (!zero && borrow) {
+                io.buf = SharedBytes(SharedBytes{}, &pack.data());
                 io.off = off;
+            } else if (!zero) {
+                io.src = &reader.file();
+                io.off = reader.packDataOffset() + off;
             }
         }
         fn(io);
@@ -96,8 +101,10 @@ ConvertResult wlogToWdiff(const std::vector<std::string>& wlogs, const std::stri
     uint64_t done = 0;
     bool first = true;
     Uuid uuid{};
+    std::vector<std::unique_ptr<WlogReader>> readers;  // kept open: the in-memory diff refers to their data
     for (const auto& path : wlogs) {
-        WlogReader reader(path);
+        readers.push_back(std::make_unique<WlogReader>(path));
+        WlogReader& reader = *readers.back();
         const WlogHeader& h = reader.header();
         if (first) {
             res.beginLsid = res.endLsid = h.beginLsid;
@@ -116,15 +123,14 @@ ConvertResult wlogToWdiff(const std::vector<std::string>& wlogs, const std::stri
         }
         Logpack pack;
         while (reader.next(pack)) {
-            auto data = std::make_shared<std::vector<char>>(std::move(pack.data()));
-            forEachLogIo(pack, data, [&](const DiffIo& io) {
+            forEachLogIo(pack, reader, indexed != nullptr, [&](const DiffIo& io) {
                 if (indexed)
                     indexed->add(io);
                 else
                     memory.add(io);
             });
             res.packs++;
-            if (!indexed && memory.dataBytes() > opt.memoryLimit) spill();
+            if (!indexed && memory.memoryBytes() > opt.memoryLimit) spill();
             if (progress) progress(done + reader.offset(), total);
         }
         res.endLsid = reader.endLsid();
@@ -151,7 +157,7 @@ DiffStats mergeWdiffs(const std::vector<std::string>& inputs, const std::string&
                       const DiffWriteOptions& opt, const Progress& progress) {
     if (inputs.empty()) throwError(ErrorCode::InvalidArgument, "no input wdiff");
     std::vector<std::unique_ptr<DiffReader>> readers;
-    for (const auto& p : inputs) readers.push_back(openDiffReader(p));
+    for (const auto& p : inputs) readers.push_back(prefetching(openDiffReader(p)));
     DiffWriteOptions wopt = opt;
     wopt.uuid = readers.back()->uuid();  // as WalB: the newest input's uuid
     SortedDiffWriter w(out, wopt);

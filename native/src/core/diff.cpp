@@ -21,6 +21,27 @@ const char* diffKindName(DiffKind k) {
     return "?";
 }
 
+std::shared_ptr<std::vector<char>> BufferPool::acquire(size_t size) {
+    for (auto& b : bufs_) {
+        if (b.use_count() == 1) {
+            if (b->size() < size)
+                b->resize(size);  // grow only: shrinking and regrowing would zero-fill again
+            return b;
+        }
+    }
+    auto b = std::make_shared<std::vector<char>>(size);
+    if (bufs_.size() < slots_) bufs_.push_back(b);
+    return b;
+}
+
+const char* DiffIo::fetch(std::vector<char>& scratch) const {
+    if (buf) return buf->data() + off;
+    if (!src) throwError(ErrorCode::InvalidArgument, "diff record without data");
+    if (scratch.size() < bytes()) scratch.resize(bytes());
+    src->preadAll(scratch.data(), bytes(), off);
+    return scratch.data();
+}
+
 DiffIo DiffIo::slice(uint64_t from, uint64_t to) const {
     DiffIo out = *this;
     out.addr = from;
@@ -73,13 +94,13 @@ uint8_t flagsFromKind(DiffKind k) {
     return k == DiffKind::AllZero ? kDiffFlagAllZero : k == DiffKind::Discard ? kDiffFlagDiscard : 0;
 }
 
-void writeFileHeader(BufferedWriter& out, uint8_t type, const Uuid& uuid) {
+DiffFileHeaderRaw fileHeader(uint8_t type, const Uuid& uuid) {
     DiffFileHeaderRaw h{};
     h.version = kWdiffVersion;
     h.type = type;
     std::memcpy(h.uuid, uuid.data(), 16);
     h.checksum = checksum(&h, sizeof(h), 0);
-    out.write(&h, sizeof(h));
+    return h;
 }
 
 void checkOrder(uint64_t& lastEnd, uint64_t addr, uint32_t blocks, const std::string& where) {
@@ -129,8 +150,7 @@ std::unique_ptr<DiffReader> openDiffReader(const std::string& path) {
     return std::make_unique<SortedDiffReader>(path);
 }
 
-// ---------------------------------------------------------------------------------------------- sorted
-// reader
+// ---- sorted reader
 
 SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
     DiffFileInfo info = readDiffFileHeader(file_);
@@ -192,6 +212,7 @@ bool SortedDiffReader::loadPack() {
     }
     recIdx_ = 0;
     recCount_ = h.n_records;
+    raw_.reset();
     return true;
 }
 
@@ -206,15 +227,36 @@ bool SortedDiffReader::next(DiffIo& io) {
     io.blocks = r.io_blocks;
     io.kind = kindFromFlags(r.flags, file_.path());
     io.off = 0;
+    io.src = nullptr;
     io.buf.reset();
     if (io.kind == DiffKind::Normal) {
-        auto buf = std::make_shared<std::vector<char>>(size_t(r.io_blocks) * kLbSize);
-        decompressRecord(static_cast<Compression>(r.compression_type), packData_.data() + r.data_offset,
-                         r.data_size, buf->data(), buf->size(),
-                         where(file_.path(), packDataOffset_ + r.data_offset));
-        io.buf = std::move(buf);
+        if (!raw_) decodePack();
+        io.buf = raw_;
+        io.off = rawOffset_[recIdx_ - 1];
     }
     return true;
+}
+
+// Uncompresses every record of the current pack into one pooled buffer, so records share it without copies.
+void SortedDiffReader::decodePack() {
+    size_t total = 0;
+    rawOffset_.assign(recCount_, 0);
+    for (size_t i = 0; i < recCount_; i++) {
+        DiffRecordRaw r;
+        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+        rawOffset_[i] = total;
+        if (!(r.flags & (kDiffFlagAllZero | kDiffFlagDiscard))) total += size_t(r.io_blocks) * kLbSize;
+    }
+    auto buf = pool_.acquire(total);
+    for (size_t i = 0; i < recCount_; i++) {
+        DiffRecordRaw r;
+        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+        if (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) continue;
+        decompressRecord(static_cast<Compression>(r.compression_type), packData_.data() + r.data_offset,
+                         r.data_size, buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
+                         where(file_.path(), packDataOffset_ + r.data_offset));
+    }
+    raw_ = std::move(buf);
 }
 
 bool SortedDiffReader::nextPack(std::vector<StoredRecord>& out) {
@@ -230,8 +272,7 @@ bool SortedDiffReader::nextPack(std::vector<StoredRecord>& out) {
     return true;
 }
 
-// --------------------------------------------------------------------------------------------- indexed
-// reader
+// ---- indexed reader
 
 IndexedDiffReader::IndexedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
     DiffFileInfo info = readDiffFileHeader(file_);
@@ -319,14 +360,16 @@ bool IndexedDiffReader::nextStored(StoredRecord& rec) {
 
 SharedBytes IndexedDiffReader::image(const IndexedRecordRaw& r) {
     if (r.data_offset == cachedOffset_) return cachedImage_;
-    std::vector<char> stored(r.data_size);
-    file_.preadAll(stored.data(), stored.size(), r.data_offset);
+    cachedImage_.reset();
+    cachedOffset_ = UINT64_MAX;
+    if (stored_.size() < r.data_size) stored_.resize(r.data_size);
+    file_.preadAll(stored_.data(), r.data_size, r.data_offset);
     const std::string w = where(file_.path(), r.data_offset);
-    if (checksum(stored.data(), stored.size(), 0) != r.io_checksum)
+    if (checksum(stored_.data(), r.data_size, 0) != r.io_checksum)
         throwError(ErrorCode::Corruption, "image checksum mismatch: " + w);
-    auto img = std::make_shared<std::vector<char>>(size_t(r.orig_blocks) * kLbSize);
-    decompressRecord(static_cast<Compression>(r.compression_type), stored.data(), stored.size(), img->data(),
-                     img->size(), w);
+    auto img = pool_.acquire(size_t(r.orig_blocks) * kLbSize);
+    decompressRecord(static_cast<Compression>(r.compression_type), stored_.data(), r.data_size, img->data(),
+                     size_t(r.orig_blocks) * kLbSize, w);
     cachedOffset_ = r.data_offset;
     cachedImage_ = img;
     return img;
@@ -344,6 +387,7 @@ bool IndexedDiffReader::next(DiffIo& io) {
     io.blocks = r.io_blocks;
     io.kind = kindFromFlags(r.flags, file_.path());
     io.buf.reset();
+    io.src = nullptr;
     io.off = 0;
     if (io.kind == DiffKind::Normal) {
         io.buf = image(r);
@@ -352,13 +396,13 @@ bool IndexedDiffReader::next(DiffIo& io) {
     return true;
 }
 
-// ---------------------------------------------------------------------------------------------- sorted
-// writer
+// ---- sorted writer
 
 SortedDiffWriter::SortedDiffWriter(const std::string& path, const DiffWriteOptions& opt)
     : output_(path), opt_(opt) {
-    out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
-    writeFileHeader(*out_, kWdiffTypeSorted, opt.uuid);
+    out_ = std::make_unique<AsyncWriter>(output_.file(), 0);
+    DiffFileHeaderRaw h = fileHeader(kWdiffTypeSorted, opt.uuid);
+    out_->write(&h, sizeof(h));
     packHeader_.assign(kDiffPackSize, 0);
 }
 
@@ -381,15 +425,17 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     const char* stored = nullptr;
     size_t storedSize = 0;
     if (io.kind == DiffKind::Normal) {
-        code = static_cast<uint8_t>(
-            compressRecord(opt_.compression, opt_.level, io.data(), io.bytes(), scratch_));
-        stored = scratch_.data();
-        storedSize = scratch_.size();
+        const char* raw = io.fetch(fetched_);
+        code = static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_));
+        stored = code == 0 ? raw : scratch_.data();
+        storedSize = code == 0 ? io.bytes() : scratch_.size();
     }
     if (h->n_records > 0 &&
         (h->n_records == kMaxDiffRecordsInPack || h->total_size + storedSize > kDiffPackMaxData)) {
         flushPack();
     }
+    // The pack header is written once the pack is complete; its place is kept before the data.
+    if (h->n_records == 0) packHeaderOffset_ = out_->reserve(kDiffPackSize);
     DiffRecordRaw r{};
     r.io_address = io.addr;
     r.io_blocks = io.blocks;
@@ -401,7 +447,7 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     std::memcpy(packHeader_.data() + sizeof(DiffPackHeaderRaw) + h->n_records * sizeof(r), &r, sizeof(r));
     h->n_records++;
     h->total_size += static_cast<uint32_t>(storedSize);
-    packData_.insert(packData_.end(), stored, stored + storedSize);
+    out_->write(stored, storedSize);
     stats_.count(io, storedSize);
 }
 
@@ -409,15 +455,14 @@ void SortedDiffWriter::flushPack() {
     auto* h = reinterpret_cast<DiffPackHeaderRaw*>(packHeader_.data());
     h->checksum = 0;
     h->checksum = checksum(packHeader_.data(), kDiffPackSize, 0);
-    out_->write(packHeader_.data(), kDiffPackSize);
-    out_->write(packData_.data(), packData_.size());
+    out_->patch(packHeaderOffset_, packHeader_.data(), kDiffPackSize);
     std::fill(packHeader_.begin(), packHeader_.end(), 0);
-    packData_.clear();
 }
 
 DiffStats SortedDiffWriter::close() {
     auto* h = reinterpret_cast<DiffPackHeaderRaw*>(packHeader_.data());
     if (h->n_records > 0) flushPack();
+    packHeaderOffset_ = out_->reserve(kDiffPackSize);
     h->flags = kDiffPackFlagEnd;
     flushPack();
     out_->flush();
@@ -426,13 +471,13 @@ DiffStats SortedDiffWriter::close() {
     return stats_;
 }
 
-// --------------------------------------------------------------------------------------------- indexed
-// writer
+// ---- indexed writer
 
 IndexedDiffWriter::IndexedDiffWriter(const std::string& path, const DiffWriteOptions& opt)
     : output_(path), opt_(opt) {
     out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
-    writeFileHeader(*out_, kWdiffTypeIndexed, opt.uuid);
+    DiffFileHeaderRaw h = fileHeader(kWdiffTypeIndexed, opt.uuid);
+    out_->write(&h, sizeof(h));
 }
 
 void IndexedDiffWriter::insertAligned(uint64_t addr, uint64_t blocks, const Entry& e) {
@@ -451,12 +496,14 @@ void IndexedDiffWriter::add(const DiffIo& io) {
     if (io.blocks == 0) return;
     Entry e{io.blocks, io.kind, 0, out_->offset(), 0, 0, 0, 0};
     if (io.kind == DiffKind::Normal) {
-        e.compression = static_cast<uint8_t>(
-            compressRecord(opt_.compression, opt_.level, io.data(), io.bytes(), scratch_));
-        e.dataSize = static_cast<uint32_t>(scratch_.size());
+        const char* raw = io.fetch(fetched_);
+        e.compression =
+            static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_));
+        const char* stored = e.compression == 0 ? raw : scratch_.data();
+        e.dataSize = static_cast<uint32_t>(e.compression == 0 ? io.bytes() : scratch_.size());
         e.origBlocks = io.blocks;
-        e.ioChecksum = checksum(scratch_.data(), scratch_.size(), 0);
-        out_->write(scratch_.data(), scratch_.size());
+        e.ioChecksum = checksum(stored, e.dataSize, 0);
+        out_->write(stored, e.dataSize);
     }
     nData_++;
     stats_.storedBytes += e.dataSize;
@@ -522,16 +569,15 @@ DiffStats IndexedDiffWriter::close() {
     return stats_;
 }
 
-// ------------------------------------------------------------------------------------------------- memory
-// diff
+// ---- memory diff
 
 void DiffMemory::erase(std::map<uint64_t, DiffIo>::iterator it) {
-    dataBytes_ -= it->second.kind == DiffKind::Normal ? it->second.bytes() : 0;
+    dataBytes_ -= it->second.buf ? it->second.bytes() : 0;
     map_.erase(it);
 }
 
 void DiffMemory::insert(const DiffIo& io) {
-    dataBytes_ += io.kind == DiffKind::Normal ? io.bytes() : 0;
+    dataBytes_ += io.buf ? io.bytes() : 0;
     map_.emplace_hint(map_.end(), io.addr, io);
 }
 
@@ -561,8 +607,7 @@ void DiffMemory::add(const DiffIo& io) {
     }
 }
 
-// -------------------------------------------------------------------------------------------------------
-// merge
+// ---- merge
 
 void mergeDiffs(std::vector<std::unique_ptr<DiffReader>>& inputs,
                 const std::function<void(const DiffIo&)>& emit) {

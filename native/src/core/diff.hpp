@@ -21,18 +21,34 @@ const char* diffKindName(DiffKind k);
 
 using SharedBytes = std::shared_ptr<const std::vector<char>>;
 
-// One diff record with its data decompressed. The data is a window into a shared buffer, so that cutting
-// a record (overlaps, splitting) never copies bytes.
+// A few reusable buffers handed out as shared bytes. A buffer is reused once nobody else holds it, which
+// keeps streaming readers from touching fresh memory (page faults dominate otherwise).
+class BufferPool {
+public:
+    explicit BufferPool(size_t slots = 6) : slots_(slots) {}
+    // A buffer of at least `size` bytes, not shared with anyone; its contents are undefined.
+    std::shared_ptr<std::vector<char>> acquire(size_t size);
+
+private:
+    size_t slots_;
+    std::vector<std::shared_ptr<std::vector<char>>> bufs_;
+};
+
+// One diff record with its data uncompressed. The data is a window either into a shared buffer or into a file
+// (src), so that cutting a record (overlaps, splitting) never copies bytes and large diffs need not be in
+// memory.
 struct DiffIo {
     uint64_t addr = 0;
     uint32_t blocks = 0;
     DiffKind kind = DiffKind::Normal;
-    SharedBytes buf;  // Normal only
-    size_t off = 0;   // byte offset of this record's data in *buf
+    SharedBytes buf;            // Normal records held in memory
+    const File* src = nullptr;  // Normal records left in a file (buf is empty)
+    uint64_t off = 0;           // byte offset of this record's data in *buf or in *src
 
     uint64_t end() const { return addr + blocks; }
-    const char* data() const { return buf->data() + off; }
     size_t bytes() const { return size_t(blocks) * kLbSize; }
+    // The record's data: a pointer into buf, or read from src into `scratch`.
+    const char* fetch(std::vector<char>& scratch) const;
     // The part of this record covering [from, to) (must lie inside it).
     DiffIo slice(uint64_t from, uint64_t to) const;
 };
@@ -72,6 +88,9 @@ struct DiffFileInfo {
 };
 DiffFileInfo readDiffFileHeader(const File& file);
 std::unique_ptr<DiffReader> openDiffReader(const std::string& path);
+// Runs `inner` on a thread of its own, a few batches ahead of the consumer (reading, checksums and
+// decompression then overlap with whatever the consumer does).
+std::unique_ptr<DiffReader> prefetching(std::unique_ptr<DiffReader> inner);
 
 // A record as stored in a file, for `show` and `verify` (no data).
 struct StoredRecord {
@@ -97,11 +116,15 @@ public:
 
 private:
     bool loadPack();
+    void decodePack();
     File file_;
     Uuid uuid_{};
     std::unique_ptr<BufferedReader> in_;
     std::vector<char> packHeader_;
     std::vector<char> packData_;
+    BufferPool pool_;
+    SharedBytes raw_;  // the records of the current pack, uncompressed, back to back
+    std::vector<size_t> rawOffset_;
     uint64_t packDataOffset_ = 0;
     size_t recIdx_ = 0, recCount_ = 0;
     uint64_t lastEnd_ = 0;
@@ -132,6 +155,8 @@ private:
     uint64_t lastEnd_ = 0;
     uint64_t cachedOffset_ = UINT64_MAX;
     SharedBytes cachedImage_;
+    BufferPool pool_;
+    std::vector<char> stored_;
 };
 
 class SortedDiffWriter {
@@ -146,10 +171,10 @@ private:
     void flushPack();
     AtomicOutputFile output_;
     DiffWriteOptions opt_;
-    std::unique_ptr<BufferedWriter> out_;
+    std::unique_ptr<AsyncWriter> out_;
     std::vector<char> packHeader_;
-    std::vector<char> packData_;
-    std::vector<char> scratch_;
+    uint64_t packHeaderOffset_ = 0;
+    std::vector<char> scratch_, fetched_;
     uint64_t lastEnd_ = 0;
     DiffStats stats_;
 };
@@ -177,7 +202,7 @@ private:
     DiffWriteOptions opt_;
     std::unique_ptr<BufferedWriter> out_;
     std::map<uint64_t, Entry> index_;
-    std::vector<char> scratch_;
+    std::vector<char> scratch_, fetched_;
     uint32_t nData_ = 0;
     DiffStats stats_;
 };
@@ -188,7 +213,9 @@ public:
     explicit DiffMemory(uint32_t maxIoBlocks = kDefaultMaxIoBlocks) : maxIoBlocks_(maxIoBlocks) {}
     void add(const DiffIo& io);
     size_t size() const { return map_.size(); }
-    uint64_t dataBytes() const { return dataBytes_; }
+    // Memory held: the map's nodes plus the data of records held in memory (file-backed records cost no
+    // data).
+    uint64_t memoryBytes() const { return map_.size() * 128 + dataBytes_; }
     void clear() {
         map_.clear();
         dataBytes_ = 0;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
+#include <memory>
 
 #include "core/checksum.hpp"
 #include "core/error.hpp"
@@ -202,7 +204,7 @@ void VirtualFullImage::read(uint64_t off, size_t len, char* out) {
             char* dst = out + (a - begin) * kLbSize;
             const size_t n = size_t(b - a) * kLbSize;
             if (io.kind == DiffKind::Normal)
-                std::memcpy(dst, io.data() + (a - io.addr) * kLbSize, n);
+                std::memcpy(dst, io.fetch(scratch_) + (a - io.addr) * kLbSize, n);
             else
                 std::memset(dst, 0, n);  // all-zero and discard both read as zeros
         });
@@ -219,8 +221,10 @@ void canonical(const XXH128_hash_t& h, uint8_t* out) {
 
 }  // namespace
 
+// The whole-range hash is XXH3-128 (same seed) over the sequence of canonical chunk hashes, so chunks can be
+// hashed in parallel and a range's hash follows from its chunks' hashes alone.
 HashResult hashReader(const std::function<void(uint64_t, size_t, char*)>& read, uint64_t size,
-                      const HashOptions& opt, bool wantChunks, const Progress& progress) {
+                      const HashOptions& opt, bool wantChunks, const Progress& progress, bool parallel) {
     if (opt.chunkBytes == 0 || opt.chunkBytes % kLbSize || opt.chunkBytes > (64u << 20)) {
         throwError(ErrorCode::InvalidArgument, "chunk size must be a multiple of 512 bytes up to 64 MiB");
     }
@@ -228,34 +232,55 @@ HashResult hashReader(const std::function<void(uint64_t, size_t, char*)>& read, 
         throwError(ErrorCode::InvalidArgument, "hash offset out of range");
     const uint64_t end = opt.length == UINT64_MAX ? size : std::min(size, opt.offset + opt.length);
     HashResult res;
-    XXH3_state_t* st = XXH3_createState();
-    XXH3_128bits_reset_withSeed(st, opt.seed);
-    // Read several chunks per call to keep system calls large.
-    const uint64_t per = std::max<uint64_t>(1, (8u << 20) / opt.chunkBytes);
-    std::vector<char> buf(per * opt.chunkBytes);
-    try {
-        for (uint64_t pos = opt.offset; pos < end;) {
-            const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - pos));
-            read(pos, n, buf.data());
-            XXH3_128bits_update(st, buf.data(), n);
-            if (wantChunks) {
-                for (size_t c = 0; c < n; c += opt.chunkBytes) {
-                    const size_t len = std::min<size_t>(opt.chunkBytes, n - c);
-                    uint8_t h[16];
-                    canonical(XXH3_128bits_withSeed(buf.data() + c, len, opt.seed), h);
-                    res.chunkHashes.insert(res.chunkHashes.end(), h, h + 16);
-                }
-            }
-            pos += n;
-            res.bytes += n;
-            if (progress) progress(pos - opt.offset, end - opt.offset);
+    std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), XXH3_freeState);
+    XXH3_128bits_reset_withSeed(st.get(), opt.seed);
+    // Batches of several chunks keep system calls large and fit in the cache; two batches run at once.
+    const uint64_t per = std::max<uint64_t>(1, (2u << 20) / opt.chunkBytes);
+    const size_t batchBytes = static_cast<size_t>(per * opt.chunkBytes);
+    struct Batch {
+        std::vector<char> buf;
+        std::vector<uint8_t> hashes;
+        uint64_t pos = 0;
+        size_t len = 0;
+    };
+    Batch batches[2];
+    for (auto& b : batches) b.buf.resize(batchBytes);
+    auto work = [&](Batch& b) {
+        read(b.pos, b.len, b.buf.data());
+        b.hashes.clear();
+        for (size_t c = 0; c < b.len; c += opt.chunkBytes) {
+            uint8_t h[16];
+            canonical(XXH3_128bits_withSeed(b.buf.data() + c, std::min<size_t>(opt.chunkBytes, b.len - c),
+                                            opt.seed),
+                      h);
+            b.hashes.insert(b.hashes.end(), h, h + 16);
         }
-    } catch (...) {
-        XXH3_freeState(st);
-        throw;
+    };
+    for (uint64_t pos = opt.offset; pos < end;) {
+        size_t n = 0;
+        for (auto& b : batches) {
+            b.pos = pos;
+            b.len = static_cast<size_t>(std::min<uint64_t>(batchBytes, end - pos));
+            pos += b.len;
+            n += b.len > 0;
+        }
+        if (parallel && n == 2) {
+            auto second = std::async(std::launch::async, [&] { work(batches[1]); });
+            work(batches[0]);
+            second.get();
+        } else {
+            for (size_t k = 0; k < n; k++) work(batches[k]);
+        }
+        for (size_t k = 0; k < n; k++) {
+            XXH3_128bits_update(st.get(), batches[k].hashes.data(), batches[k].hashes.size());
+            if (wantChunks)
+                res.chunkHashes.insert(res.chunkHashes.end(), batches[k].hashes.begin(),
+                                       batches[k].hashes.end());
+            res.bytes += batches[k].len;
+        }
+        if (progress) progress(pos - opt.offset, end - opt.offset);
     }
-    canonical(XXH3_128bits_digest(st), res.whole);
-    XXH3_freeState(st);
+    canonical(XXH3_128bits_digest(st.get()), res.whole);
     return res;
 }
 
@@ -265,7 +290,7 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
     const uint64_t size = f.size();
     // A partial last sector (odd-sized regular file) is hashed as it is.
     return hashReader([&](uint64_t off, size_t len, char* out) { f.preadAll(out, len, off); }, size, opt,
-                      wantChunks, progress);
+                      wantChunks, progress, true);
 }
 
 }  // namespace walb

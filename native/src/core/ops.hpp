@@ -59,6 +59,7 @@ private:
     File base_;
     uint64_t size_;
     std::vector<std::unique_ptr<Source>> diffs_;
+    std::vector<char> scratch_;
 };
 
 struct HashOptions {
@@ -74,9 +75,9 @@ struct HashResult {
 };
 HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantChunks,
                      const Progress& progress = nullptr);
-// Same over any reader of bytes (virtual full images).
+// Same over any reader of bytes (virtual full images); `parallel` when read may be called from two threads.
 HashResult hashReader(const std::function<void(uint64_t off, size_t len, char* out)>& read, uint64_t size,
-                      const HashOptions& opt, bool wantChunks, const Progress& progress = nullptr);
+                      const HashOptions& opt, bool wantChunks, const Progress& progress, bool parallel);
 
 struct GenOptions {
     uint64_t deviceSizeLb = (1ull << 30) / kLbSize;

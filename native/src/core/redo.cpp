@@ -34,7 +34,7 @@ public:
         res.records++;
         switch (io.kind) {
             case DiffKind::Normal:
-                file_.pwriteAll(io.data(), len, off);
+                file_.pwriteAll(io.fetch(scratch_), len, off);
                 res.writtenBytes += len;
                 break;
             case DiffKind::AllZero:
@@ -57,6 +57,7 @@ private:
     File file_;
     DiscardMode discard_;
     uint64_t size_;
+    std::vector<char> scratch_;
 };
 
 }  // namespace

@@ -88,3 +88,114 @@ void BufferedWriter::flush() {
 }
 
 }  // namespace walb
+
+namespace walb {
+
+AsyncWriter::AsyncWriter(File& file, uint64_t offset, size_t bufferSize, size_t maxBuffers)
+    : file_(file), bufferSize_(bufferSize), maxBuffers_(std::max<size_t>(2, maxBuffers)), bufOffset_(offset) {
+    cur_.reserve(bufferSize_);
+    thread_ = std::thread([this] { run(); });
+}
+
+AsyncWriter::~AsyncWriter() {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+}
+
+void AsyncWriter::run() {
+    for (;;) {
+        Item item;
+        {
+            std::unique_lock<std::mutex> lk(mu_);
+            cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+            if (queue_.empty()) return;
+            item = std::move(queue_.front());
+            queue_.pop_front();
+        }
+        try {
+            if (!error_) file_.pwriteAll(item.data.data(), item.data.size(), item.offset);
+        } catch (...) {
+            std::lock_guard<std::mutex> lk(mu_);
+            error_ = std::current_exception();
+        }
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            item.data.clear();
+            if (item.data.capacity() >= bufferSize_) free_.push_back(std::move(item.data));
+            inFlight_--;
+        }
+        cv_.notify_all();
+    }
+}
+
+void AsyncWriter::enqueue(Item item) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return inFlight_ < maxBuffers_ || error_; });
+    if (error_) std::rethrow_exception(error_);
+    inFlight_++;
+    queue_.push_back(std::move(item));
+    cv_.notify_all();
+}
+
+void AsyncWriter::handOff() {
+    if (cur_.empty()) return;
+    const uint64_t at = bufOffset_;
+    bufOffset_ += cur_.size();
+    enqueue(Item{at, std::move(cur_)});
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!free_.empty()) {
+        cur_ = std::move(free_.back());
+        free_.pop_back();
+    } else {
+        cur_ = std::vector<char>();
+        cur_.reserve(bufferSize_);
+    }
+}
+
+void AsyncWriter::write(const void* data, size_t len) {
+    const auto* p = static_cast<const char*>(data);
+    while (len > 0) {
+        const size_t n = std::min(len, bufferSize_ - std::min(bufferSize_, cur_.size()));
+        cur_.insert(cur_.end(), p, p + n);
+        p += n;
+        len -= n;
+        if (cur_.size() >= bufferSize_) handOff();
+    }
+}
+
+uint64_t AsyncWriter::reserve(size_t len) {
+    const uint64_t at = offset();
+    static const std::vector<char> zeros(4096, 0);
+    while (len > 0) {
+        const size_t n = std::min(len, zeros.size());
+        write(zeros.data(), n);
+        len -= n;
+    }
+    return at;
+}
+
+void AsyncWriter::patch(uint64_t off, const void* data, size_t len) {
+    const auto* p = static_cast<const char*>(data);
+    if (off < bufOffset_) {
+        // Already handed off: queued after that buffer, so it lands on top of it.
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(len, bufOffset_ - off));
+        enqueue(Item{off, std::vector<char>(p, p + n)});
+        off += n;
+        p += n;
+        len -= n;
+    }
+    if (len > 0) std::memcpy(cur_.data() + (off - bufOffset_), p, len);  // still in the current buffer
+}
+
+void AsyncWriter::flush() {
+    handOff();
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return inFlight_ == 0; });
+    if (error_) std::rethrow_exception(error_);
+}
+
+}  // namespace walb

@@ -1,8 +1,13 @@
 // Buffered sequential access on top of File, so that formats made of many small pieces (pack headers,
 // records) cost one system call per few MiB instead of one per piece.
 #pragma once
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "core/file.hpp"
@@ -42,6 +47,45 @@ private:
     uint64_t offset_;
     size_t limit_;
     std::vector<char> pending_;
+};
+
+}  // namespace walb
+
+namespace walb {
+
+// Sequential writer whose system calls run on a thread of its own, so that producing bytes (compression,
+// checksums) overlaps with handing them to the kernel. Holds at most `maxBuffers` buffers of `bufferSize`.
+// reserve() + patch() let a format write a header after the data that follows it (wdiff pack headers).
+class AsyncWriter {
+public:
+    AsyncWriter(File& file, uint64_t offset, size_t bufferSize = 8u << 20, size_t maxBuffers = 3);
+    ~AsyncWriter();  // stops the thread; unflushed data is dropped (callers flush explicitly)
+    void write(const void* data, size_t len);
+    uint64_t reserve(size_t len);  // skips `len` bytes (zeros) and returns their offset
+    void patch(uint64_t offset, const void* data, size_t len);
+    void flush();  // waits until everything is written; rethrows a failure of the writer thread
+    uint64_t offset() const { return bufOffset_ + cur_.size(); }
+
+private:
+    struct Item {
+        uint64_t offset;
+        std::vector<char> data;
+    };
+    void handOff();
+    void enqueue(Item item);
+    void run();
+    File& file_;
+    size_t bufferSize_, maxBuffers_;
+    uint64_t bufOffset_;
+    std::vector<char> cur_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<Item> queue_;
+    std::vector<std::vector<char>> free_;
+    size_t inFlight_ = 0;
+    bool stop_ = false;
+    std::exception_ptr error_;
+    std::thread thread_;
 };
 
 }  // namespace walb

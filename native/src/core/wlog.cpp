@@ -111,6 +111,7 @@ bool WlogReader::next(Logpack& pack) {
     if (!err.empty())
         throwError(ErrorCode::Corruption, "invalid logpack header: " + err + ": " + where(path(), at));
     pack.data().resize(size_t(pack.header().total_io_size) * header_.pbs);
+    packDataOffset_ = in_->offset();
     in_->readExact(pack.data().data(), pack.data().size(), "logpack data");
     size_t bad = pack.firstBadRecord();
     if (bad < pack.nRecords()) {

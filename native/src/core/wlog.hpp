@@ -49,12 +49,15 @@ public:
     bool sawEndBlock() const { return sawEnd_; }
     uint64_t offset() const { return in_->offset(); }
     const std::string& path() const { return file_.path(); }
+    const File& file() const { return file_; }
+    uint64_t packDataOffset() const { return packDataOffset_; }  // file offset of the last pack's data
 
 private:
     File file_;
     WlogHeader header_;
     std::unique_ptr<BufferedReader> in_;
     uint64_t nextLsid_;
+    uint64_t packDataOffset_ = 0;
     bool done_ = false;
     bool sawEnd_ = false;
 };
