@@ -17,6 +17,8 @@ DEB_PACKAGES=(
   clang-format
   # block-device tooling for tests, demo and benchmarks
   qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2
+  # benchmark peers
+  xxhash
 )
 
 # Lowest supported Node.js major version (package.json "engines").
