@@ -23,10 +23,15 @@ export interface RunResult {
 
 export function runTool(args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [WALB_TOOL, ...args], { cwd: opts.cwd, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      [WALB_TOOL, ...args],
+      { cwd: opts.cwd, maxBuffer: 256 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
