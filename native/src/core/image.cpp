@@ -36,18 +36,32 @@ public:
         uint64_t off = sizeof(DiffFileHeaderRaw);
         const uint64_t size = file_.size();
         std::vector<char> hdr(kDiffPackSize);
-        while (off + kDiffPackSize <= size) {
+        uint64_t lastEnd = 0;
+        while (off < size) {
+            if (off + kDiffPackSize > size)
+                throwError(ErrorCode::Truncated, "file ends inside a pack header: " + where(path, off));
             file_.preadAll(hdr.data(), kDiffPackSize, off);
+            if (!selfChecksumOk(hdr.data(), kDiffPackSize, 0))
+                throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(path, off));
             DiffPackHeaderRaw h;
             std::memcpy(&h, hdr.data(), sizeof(h));
-            if (h.flags & kDiffPackFlagEnd) break;
-            if (h.n_records == 0 || h.n_records > kMaxDiffRecordsInPack) {
+            if (h.flags & kDiffPackFlagEnd) break;  // EOF at a pack boundary also ends a sorted wdiff
+            if (h.n_records == 0 || h.n_records > kMaxDiffRecordsInPack || h.total_size > kDiffPackMaxData) {
                 throwError(ErrorCode::Corruption, "invalid pack header: " + where(path, off));
             }
-            DiffRecordRaw first, last;
-            std::memcpy(&first, hdr.data() + sizeof(h), sizeof(first));
-            std::memcpy(&last, hdr.data() + sizeof(h) + (h.n_records - 1) * sizeof(last), sizeof(last));
-            packs_.push_back({off, first.io_address, last.io_address + last.io_blocks});
+            if (off + kDiffPackSize + h.total_size > size)
+                throwError(ErrorCode::Truncated, "file ends inside pack data: " + where(path, off));
+            DiffRecordRaw first{}, r{};
+            for (size_t k = 0; k < h.n_records; k++) {
+                std::memcpy(&r, hdr.data() + sizeof(h) + k * sizeof(r), sizeof(r));
+                if (k == 0) first = r;
+                if (r.io_address < lastEnd || r.io_address + r.io_blocks < r.io_address) {
+                    throwError(ErrorCode::Corruption,
+                               "records are not sorted or overlap: " + where(path, off));
+                }
+                lastEnd = r.io_address + r.io_blocks;
+            }
+            packs_.push_back({off, first.io_address, lastEnd});
             off += kDiffPackSize + h.total_size;
         }
     }

@@ -73,6 +73,8 @@ std::string Logpack::checkHeader(uint64_t expectedLsid) const {
                 return at + "data is not contiguous with the previous record";
             used += capacityPb(pbs_, r.io_size);
             if (used > h.total_io_size) return at + "data extends beyond total_io_size";
+        } else if (uint64_t(r.lsid_local) - 1 != used) {
+            return at + "discard is not where the next data would start";  // formats.md §2.3
         }
     }
     if (used != h.total_io_size) return "total_io_size does not match the records";
@@ -112,6 +114,10 @@ LogpackBuilder::LogpackBuilder(uint32_t pbs, uint32_t salt, uint64_t ringBufferP
     if (!isValidPbs(pbs))
         throwError(ErrorCode::InvalidArgument, "invalid physical block size " + std::to_string(pbs));
     if (maxLogpackPb_ == 0 || maxLogpackPb_ > kMaxTotalIoPb) maxLogpackPb_ = kMaxTotalIoPb;
+    // A pack must fit in the ring (1 + total_io_size <= ring_buffer_size, formats.md §2.4); a longer one
+    // would overwrite its own header and need a second padding record.
+    if (ringBufferPb_ > 0)
+        maxLogpackPb_ = static_cast<uint32_t>(std::min<uint64_t>(maxLogpackPb_, ringBufferPb_ - 1));
     pack_.reset(pbs, salt, lsid);
 }
 
@@ -131,6 +137,11 @@ bool LogpackBuilder::addWrite(uint64_t offsetLb, uint32_t sizeLb, const void* da
                    "write size " + std::to_string(sizeLb) + " LB is out of range");
     }
     const uint32_t ioPb = static_cast<uint32_t>(capacityPb(pbs_, sizeLb));
+    if (ringBufferPb_ > 0 && 1 + uint64_t(ioPb) > ringBufferPb_) {
+        throwError(ErrorCode::InvalidArgument, "write of " + std::to_string(sizeLb) +
+                                                   " LB does not fit in a ring buffer of " +
+                                                   std::to_string(ringBufferPb_) + " PB");
+    }
     LogpackHeaderRaw& h = pack_.header();
     if (closed_) return false;
     if (h.n_records > 0) {

@@ -99,15 +99,14 @@ bool WlogReader::next(Logpack& pack) {
     }
     if (got < header_.pbs)
         throwError(ErrorCode::Truncated, "file ends inside a logpack header: " + where(path(), at));
-    if (pack.isEnd()) {
-        if (!selfChecksumOk(pack.headerBlock().data(), header_.pbs, header_.salt)) {
-            throwError(ErrorCode::Corruption, "end block checksum mismatch: " + where(path(), at));
-        }
+    const LogpackHeaderRaw& h = pack.header();
+    if (h.n_records == 0 && h.sector_type == kSectorTypeLogpack && h.total_io_size == 0 && h.n_padding == 0) {
+        // A header without records ends the log wherever it appears, whatever its logpack_lsid or checksum
+        // (formats.md §2.7, §8c; WalB does not checksum such headers). Writers only produce the end block.
         done_ = sawEnd_ = true;
         return false;
     }
     std::string err = pack.checkHeader(nextLsid_);
-    if (err.empty() && pack.nRecords() == 0) err = "logpack header with no records";
     if (!err.empty())
         throwError(ErrorCode::Corruption, "invalid logpack header: " + err + ": " + where(path(), at));
     pack.data().resize(size_t(pack.header().total_io_size) * header_.pbs);
