@@ -4,6 +4,7 @@
 // and walb-tool wdiff verify must exit 1 naming the file and the code. Nothing may crash.
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
+import path from 'node:path';
 import zlib from 'node:zlib';
 import { native } from '../../src/native';
 import {
@@ -480,6 +481,26 @@ const vfCases: [string, () => string, string][] = [
     'CORRUPTION',
   ],
   [
+    'a sorted wdiff with a record both all-zero and discard',
+    () => mutated(sortedFixture, (b) => b.writeUInt8(6, S0.records[1].at + 12), [pack(S0)]),
+    'CORRUPTION',
+  ],
+  [
+    'a sorted wdiff with a record flag 0x08',
+    () => mutated(sortedFixture, (b) => b.writeUInt8(8, S0.records[0].at + 12), [pack(S0)]),
+    'CORRUPTION',
+  ],
+  [
+    'a sorted wdiff with a record of 0 blocks',
+    () => mutated(sortedFixture, (b) => b.writeUInt32LE(0, S0.records[1].at + 8), [pack(S0)]),
+    'CORRUPTION',
+  ],
+  [
+    'a sorted wdiff with an all-zero record carrying data',
+    () => mutated(sortedFixture, (b) => b.writeUInt32LE(1, S0.records[1].at + 20), [pack(S0)]),
+    'CORRUPTION',
+  ],
+  [
     'an indexed wdiff with a bad trailer checksum',
     () => mutated(indexedFixture, (b) => (b[I.trailer.at + 12] ^= 1)),
     'CORRUPTION',
@@ -561,4 +582,25 @@ test('walb-tool wdiff show lists the records of both fixtures', async (t) => {
       [64, 8, 'discard'],
     ],
   );
+});
+
+test('merging a corrupt or truncated wdiff fails with its code, on the reading threads too, and leaves no output', async (t) => {
+  const good = write(sortedFixture);
+  const bad: [string, string][] = [
+    [mutated(sortedFixture, (b) => (b[S1.at + 4096 + 5] ^= 1)), 'CORRUPTION'],
+    [mutated(indexedFixture, (b) => (b[32 + 1000] ^= 1)), 'CORRUPTION'],
+    [write(sortedFixture.subarray(0, S1.at + 4096 + 10)), 'TRUNCATED'],
+  ];
+  for (const [file, code] of bad) {
+    for (const inputs of [
+      [good, file],
+      [file, good],
+    ]) {
+      const outDir = tmp.name('merge-out');
+      fs.mkdirSync(outDir);
+      await t.throwsAsync(native.wdiffMerge(inputs, path.join(outDir, 'm.wdiff'), {}), { code });
+      t.deepEqual(fs.readdirSync(outDir), [], 'no output, not even a temporary file');
+    }
+    await expectToolFailure(t, ['wdiff', 'merge', good, file, '-o', tmp.name('m.wdiff')], { code, file });
+  }
 });

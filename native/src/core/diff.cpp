@@ -152,6 +152,21 @@ std::unique_ptr<DiffReader> openDiffReader(const std::string& path) {
 
 // ---- sorted reader
 
+DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_t packDataSize,
+                           const std::string& recordWhere, const std::string& dataWhere) {
+    const DiffKind kind = kindFromFlags(r.flags, recordWhere);
+    if (r.compression_type >= kCompressionCodes)
+        throwError(ErrorCode::Corruption, "unknown compression code: " + recordWhere);
+    if (r.io_blocks == 0) throwError(ErrorCode::Corruption, "record of 0 blocks: " + recordWhere);
+    if (kind != DiffKind::Normal && r.data_size != 0)
+        throwError(ErrorCode::Corruption, "data on an all-zero/discard record: " + recordWhere);
+    if (uint64_t(r.data_offset) + r.data_size > packDataSize)
+        throwError(ErrorCode::Corruption, "record data beyond the pack: " + recordWhere);
+    if (kind == DiffKind::Normal && checksum(packData + r.data_offset, r.data_size, 0) != r.checksum)
+        throwError(ErrorCode::Corruption, "record data checksum mismatch: " + dataWhere);
+    return kind;
+}
+
 SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
     DiffFileInfo info = readDiffFileHeader(file_);
     if (info.type != kWdiffTypeSorted)
@@ -192,21 +207,10 @@ bool SortedDiffReader::loadPack() {
         DiffRecordRaw r;
         std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
         const std::string w = where(file_.path(), at + sizeof(DiffPackHeaderRaw) + i * sizeof(r));
-        DiffKind kind = kindFromFlags(r.flags, w);
-        if (r.compression_type >= kCompressionCodes)
-            throwError(ErrorCode::Corruption, "unknown compression code: " + w);
-        if (r.io_blocks == 0) throwError(ErrorCode::Corruption, "record of 0 blocks: " + w);
         if (r.data_offset != expectOffset)
             throwError(ErrorCode::Corruption, "record data_offset is not contiguous: " + w);
-        if (kind != DiffKind::Normal && r.data_size != 0)
-            throwError(ErrorCode::Corruption, "data on an all-zero/discard record: " + w);
-        if (uint64_t(r.data_offset) + r.data_size > h.total_size)
-            throwError(ErrorCode::Corruption, "record data beyond the pack: " + w);
-        if (kind == DiffKind::Normal &&
-            checksum(packData_.data() + r.data_offset, r.data_size, 0) != r.checksum) {
-            throwError(ErrorCode::Corruption, "record data checksum mismatch: " +
-                                                  where(file_.path(), packDataOffset_ + r.data_offset));
-        }
+        checkSortedRecord(r, packData_.data(), h.total_size, w,
+                          where(file_.path(), packDataOffset_ + r.data_offset));
         checkOrder(lastEnd_, r.io_address, r.io_blocks, w);
         expectOffset += r.data_size;
     }

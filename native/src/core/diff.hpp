@@ -88,6 +88,10 @@ struct DiffFileInfo {
 };
 DiffFileInfo readDiffFileHeader(const File& file);
 std::unique_ptr<DiffReader> openDiffReader(const std::string& path);
+// Checks one record of a sorted pack (flags, compression, size, data bounds and checksum) and returns its
+// kind; throws CORRUPTION. Order and data_offset contiguity are the caller's, who sees the neighbours.
+DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_t packDataSize,
+                           const std::string& recordWhere, const std::string& dataWhere);
 // Runs `inner` on a thread of its own, a few batches ahead of the consumer (reading, checksums and
 // decompression then overlap with whatever the consumer does).
 std::unique_ptr<DiffReader> prefetching(std::unique_ptr<DiffReader> inner);

@@ -108,21 +108,14 @@ private:
             std::memcpy(&r, hdr_.data() + sizeof(DiffPackHeaderRaw) + i_ * sizeof(r), sizeof(r));
             i_++;
             const std::string w = where(f_.path(), off_ + kDiffPackSize + r.data_offset);
-            if (r.compression_type >= kCompressionCodes ||
-                uint64_t(r.data_offset) + r.data_size > data_.size()) {
-                throwError(ErrorCode::Corruption, "invalid record: " + w);
-            }
             io.addr = r.io_address;
             io.blocks = r.io_blocks;
-            io.kind = (r.flags & kDiffFlagAllZero)   ? DiffKind::AllZero
-                      : (r.flags & kDiffFlagDiscard) ? DiffKind::Discard
-                                                     : DiffKind::Normal;
+            io.kind = checkSortedRecord(
+                r, data_.data(), static_cast<uint32_t>(data_.size()),
+                where(f_.path(), off_ + sizeof(DiffPackHeaderRaw) + (i_ - 1) * sizeof(r)), w);
             io.buf.reset();
             io.off = 0;
             if (io.kind == DiffKind::Normal) {
-                if (checksum(data_.data() + r.data_offset, r.data_size, 0) != r.checksum) {
-                    throwError(ErrorCode::Corruption, "record data checksum mismatch: " + w);
-                }
                 auto buf = std::make_shared<std::vector<char>>(size_t(r.io_blocks) * kLbSize);
                 decompressRecord(static_cast<Compression>(r.compression_type), data_.data() + r.data_offset,
                                  r.data_size, buf->data(), buf->size(), w);
