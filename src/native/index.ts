@@ -170,6 +170,78 @@ export interface VirtualFull {
   hash(opts?: HashOptions, progress?: ProgressFn): Promise<HashResult>;
 }
 
+export interface WdevOptions {
+  /** Overrides the name in the super sector. */
+  name?: string;
+  maxLogpackKb?: number;
+  maxPendingBytes?: number;
+  logFlushIntervalBytes?: number;
+  logFlushIntervalMs?: number;
+  /** 0 disables periodic checkpoints. */
+  checkpointIntervalMs?: number;
+  errorBeforeOverflow?: boolean;
+}
+
+export interface WdevLsids {
+  latest: number;
+  completed: number;
+  flush: number;
+  permanent: number;
+  written: number;
+  prevWritten: number;
+  oldest: number;
+}
+
+export interface WdevStatus {
+  name: string;
+  super: SuperSector;
+  lsids: WdevLsids;
+  /** [LB] */
+  deviceSize: number;
+  /** ring buffer size [PB] */
+  logCapacity: number;
+  /** latest - oldest [PB] */
+  logUsage: number;
+  pendingBytes: number;
+  checkpointInterval: number;
+  overflow: boolean;
+  frozen: boolean;
+  failed: boolean;
+  failure: string;
+}
+
+export interface WdevRedoResult {
+  beginLsid: number;
+  endLsid: number;
+  packs: number;
+  records: number;
+  bytes: number;
+  shrunk: boolean;
+  discardedPack: boolean;
+  scrubbedBlocks: number;
+}
+
+/** The C++ device. Submissions never block; completions arrive in batches through the constructor's callback. */
+export interface NativeWdev {
+  open(ldev: string, ddev: string, opts: WdevOptions): Promise<WdevRedoResult>;
+  write(id: number, offset: number, data: Buffer, fua: boolean): void;
+  discard(id: number, offset: number, length: number, fua: boolean): void;
+  flush(id: number): void;
+  read(offset: number, length: number): Promise<Buffer>;
+  status(): Promise<WdevStatus>;
+  setOldestLsid(lsid: U64): Promise<WdevStatus>;
+  takeCheckpoint(): Promise<WdevStatus>;
+  setCheckpointInterval(ms: number): Promise<WdevStatus>;
+  resetWal(): Promise<WdevStatus>;
+  freeze(timeoutSec: number): Promise<WdevStatus>;
+  melt(): Promise<WdevStatus>;
+  resize(sizeLb: U64): Promise<WdevStatus>;
+  close(): Promise<WdevStatus>;
+  /** Keep the event loop alive (while requests are in flight) or not. */
+  ref(): void;
+  unref(): void;
+}
+
 export interface NativeAddon {
   checksum(data: Buffer, salt?: number): number;
   formatLdev(ldev: string, opts: { pbs?: number; deviceSize?: number; name?: string; discard?: boolean }): Promise<SuperSector>;
@@ -197,6 +269,7 @@ export interface NativeAddon {
   WlogFile: new (path: string) => WlogFile;
   WdiffFile: new (path: string) => WdiffFile;
   VirtualFull: new (base: string, diffs: string[]) => VirtualFull;
+  Wdev: new (onCompletions: (ids: Float64Array, errors: Int32Array) => void) => NativeWdev;
 }
 
 // dist/src/native/index.js -> <root>/build/Release/walb_native.node

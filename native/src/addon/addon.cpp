@@ -14,20 +14,6 @@ namespace walb::addon {
 
 namespace {
 
-Napi::Object superToJs(Napi::Env env, const SuperSector& s) {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("pbs", s.pbs);
-    o.Set("salt", s.salt);
-    o.Set("uuid", uuidHex(env, s.uuid));
-    o.Set("name", s.name);
-    o.Set("ringBufferSize", u64(env, s.ringBufferPb));
-    o.Set("ringBufferOffset", u64(env, ringBufferOffsetPb(s.pbs)));
-    o.Set("oldestLsid", u64(env, s.oldestLsid));
-    o.Set("writtenLsid", u64(env, s.writtenLsid));
-    o.Set("deviceSize", u64(env, s.deviceSizeLb));
-    return o;
-}
-
 Napi::Object wlogHeaderToJs(Napi::Env env, const WlogHeader& h) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("pbs", h.pbs);
@@ -544,6 +530,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("WlogFile", WlogFile::Init(env));
     exports.Set("WdiffFile", WdiffFile::Init(env));
     exports.Set("VirtualFull", VirtualFull::Init(env));
+    exports.Set("Wdev", initWdevClass(env));
     return exports;
 }
 

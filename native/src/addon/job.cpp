@@ -125,4 +125,18 @@ DiffWriteOptions diffWriteOptions(const Napi::Object& o) {
     return w;
 }
 
+Napi::Object superToJs(Napi::Env env, const SuperSector& s) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("pbs", s.pbs);
+    o.Set("salt", s.salt);
+    o.Set("uuid", uuidHex(env, s.uuid));
+    o.Set("name", s.name);
+    o.Set("ringBufferSize", u64(env, s.ringBufferPb));
+    o.Set("ringBufferOffset", u64(env, ringBufferOffsetPb(s.pbs)));
+    o.Set("oldestLsid", u64(env, s.oldestLsid));
+    o.Set("writtenLsid", u64(env, s.writtenLsid));
+    o.Set("deviceSize", u64(env, s.deviceSizeLb));
+    return o;
+}
+
 }  // namespace walb::addon

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/error.hpp"
+#include "core/ldev.hpp"
 #include "core/ops.hpp"
 
 namespace walb::addon {
@@ -105,6 +106,9 @@ std::string optString(const Napi::Object& o, const char* key, const std::string&
 // u64 to JS: a Number when exact, else a BigInt (only the 2^64-1 "invalid" marker in practice).
 Napi::Value u64(Napi::Env env, uint64_t v);
 Napi::Value uuidHex(Napi::Env env, const Uuid& u);
+Napi::Object superToJs(Napi::Env env, const SuperSector& s);
+// The userspace WalB device class (wdev_addon.cpp).
+Napi::Function initWdevClass(Napi::Env env);
 DiffWriteOptions diffWriteOptions(const Napi::Object& o);
 
 }  // namespace walb::addon
