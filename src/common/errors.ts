@@ -9,7 +9,10 @@ export type NativeErrorCode =
   | 'OUT_OF_MEMORY'
   | 'INTERNAL';
 
-export type ErrorCode = NativeErrorCode | 'USAGE';
+/** Codes of the servers' own checks (beside the native ones). */
+export type ServiceErrorCode = 'ALREADY_EXISTS' | 'FAILED_PRECONDITION' | 'UNAVAILABLE' | 'CONFIG';
+
+export type ErrorCode = NativeErrorCode | ServiceErrorCode | 'USAGE';
 
 export class WalbError extends Error {
   constructor(

@@ -1,6 +1,7 @@
 // NbdServer: accepts NBD clients on a unix socket (default) or a TCP address and serves the exports of a registry.
 import fs from 'node:fs';
 import net from 'node:net';
+import { staleSocket } from '../common/socket';
 import { NbdConnection, type ConnectionLimits, type NbdConnectionInfo } from './connection';
 import { jsonLinesLogger, type NbdLogger, type NbdLogLevel } from './log';
 import type { NbdExportRegistry } from './types';
@@ -268,21 +269,4 @@ function isLoopback(host: string): boolean {
   if (net.isIPv4(host)) return host.startsWith('127.');
   const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
   return m !== null && m[1].startsWith('127.');
-}
-
-/** True when `path` is a socket file that nobody accepts connections on. */
-function staleSocket(path: string): Promise<boolean> {
-  try {
-    if (!fs.lstatSync(path).isSocket()) return Promise.resolve(false);
-  } catch {
-    return Promise.resolve(false);
-  }
-  return new Promise((resolve) => {
-    const probe = net.connect({ path });
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(false);
-    });
-    probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-  });
 }

@@ -1,0 +1,128 @@
+// gRPC plumbing shared by every server and client: proto loading (one set of loader options, matching the
+// generated types), servers that always carry health and reflection (so grpcurl works without proto files),
+// and one mapping between our stable error codes and gRPC status codes.
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import { WalbError, errorCode, errorMessage, type ErrorCode } from './errors';
+
+// dist/src/common/grpc.js -> <root>/proto
+export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
+
+/** Must agree with the flags of `npm run build:proto` (the generated types assume them). */
+export const LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_DIR],
+};
+
+export function loadProto<T>(file: string): { definition: protoLoader.PackageDefinition; proto: T } {
+  const definition = protoLoader.loadSync(file, LOADER_OPTIONS);
+  return { definition, proto: grpc.loadPackageDefinition(definition) as unknown as T };
+}
+
+/** The reason a server gives along with the status code; clients act on it. */
+export const REASON_KEY = 'walb-reason';
+
+const STATUS_OF: Partial<Record<string, grpc.status>> = {
+  USAGE: grpc.status.INVALID_ARGUMENT,
+  INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
+  NOT_FOUND: grpc.status.NOT_FOUND,
+  ALREADY_EXISTS: grpc.status.ALREADY_EXISTS,
+  FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION,
+  CORRUPTION: grpc.status.DATA_LOSS,
+  TRUNCATED: grpc.status.DATA_LOSS,
+  UNSUPPORTED: grpc.status.UNIMPLEMENTED,
+  UNAVAILABLE: grpc.status.UNAVAILABLE,
+  IO_ERROR: grpc.status.INTERNAL,
+};
+
+export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
+  const reason = errorCode(err) ?? 'INTERNAL';
+  const metadata = new grpc.Metadata();
+  metadata.set(REASON_KEY, reason);
+  return { code: STATUS_OF[reason] ?? grpc.status.INTERNAL, details: errorMessage(err), metadata };
+}
+
+/** Client side: a failed call becomes a WalbError whose code is the server's reason. */
+export function fromServiceError(err: grpc.ServiceError): WalbError {
+  const reason = err.metadata?.get(REASON_KEY)?.[0];
+  if (typeof reason === 'string') return new WalbError(reason as ErrorCode, err.details || err.message);
+  if (err.code === grpc.status.UNAVAILABLE) return new WalbError('UNAVAILABLE', err.details || err.message);
+  return new WalbError('INTERNAL', err.details || err.message);
+}
+
+/** Wraps an async handler as a unary gRPC handler with error mapping. */
+export function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    fn(call.request).then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(toServiceError(err)),
+    );
+  };
+}
+
+/** Calls a unary method of a generated client as a promise. */
+export function call<Req, Res>(
+  client: grpc.Client,
+  method: string,
+  req: Req,
+  timeoutMs = 0,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const options: grpc.CallOptions = timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
+    type Method = (r: Req, o: grpc.CallOptions, cb: grpc.requestCallback<Res>) => void;
+    const fn = (client as unknown as Record<string, Method>)[method];
+    fn.call(client, req, options, (err, res) => {
+      if (err) reject(fromServiceError(err));
+      else resolve(res as Res);
+    });
+  });
+}
+
+export interface ServiceBinding {
+  /** Fully qualified, e.g. walb.v1.WdevControl */
+  name: string;
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+}
+
+/** A gRPC server with health and reflection. `address` is `unix:/path` or `host:port`. */
+export async function startGrpcServer(
+  address: string,
+  packages: protoLoader.PackageDefinition[],
+  services: ServiceBinding[],
+): Promise<{ server: grpc.Server; port: number; health: HealthImplementation }> {
+  const server = new grpc.Server();
+  for (const s of services) server.addService(s.definition, s.implementation);
+  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(services.map((s) => [s.name, 'SERVING'])) });
+  health.addToServer(server);
+  for (const p of packages) new ReflectionService(p).addToServer(server);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { server, port, health };
+}
+
+export function stopGrpcServer(server: grpc.Server, graceMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+export function requireField(value: string | undefined, name: string): string {
+  if (!value) throw new WalbError('INVALID_ARGUMENT', `${name} is required`);
+  return value;
+}
