@@ -39,6 +39,26 @@ export function runTool(args: string[], opts: { cwd?: string } = {}): Promise<Ru
   });
 }
 
+/** Runs any program (real NBD clients, mkfs, ...) and collects its output; never rejects. */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunResult> {
+  return new Promise((resolve) => {
+    execFile(
+      cmd,
+      args,
+      { cwd: opts.cwd, timeout: opts.timeoutMs ?? 120_000, killSignal: 'SIGKILL', maxBuffer: 64 << 20, env: opts.env },
+      (err, stdout, stderr) => {
+        const signal = err?.signal ?? null;
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ code, signal, stdout: String(stdout), stderr: String(stderr) });
+      },
+    );
+  });
+}
+
 export function sparseFile(file: string, bytes: number): string {
   fs.writeFileSync(file, '');
   fs.truncateSync(file, bytes);

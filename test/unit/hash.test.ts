@@ -1,7 +1,8 @@
 // Chunk hashes (formats §7): chunk k covers [k*c, min((k+1)*c, size)), each hashed on its own as
 // XXH3_128bits_withSeed and given in canonical (big-endian high64, low64) order. The function itself is pinned by
-// the spec's libxxhash vectors; the chunking by hashing every chunk again as a file of its own. (The "whole"
-// hash is only pinned where the spec gives a value, the empty image, and by virtual == materialized.)
+// the spec's libxxhash vectors; the chunking by hashing every chunk again as a file of its own. The "whole" hash is
+// pinned by its definition in formats §7.1 (the hash of the concatenated chunk hashes) with values from xxhsum, and
+// by virtual == materialized.
 import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
@@ -118,4 +119,37 @@ test('the hash of a virtual full image equals the hash of the materialized image
   t.is(v.whole, real.whole.toString('hex'));
   t.deepEqual(v.chunks, chunkHex(real.chunks));
   t.deepEqual(r.chunks, v.chunks);
+});
+
+test('the whole-image hash is XXH3-128 over the concatenated canonical chunk hashes, not over the bytes (formats §7.1)', async (t) => {
+  // 600 KiB of "walb\n" (yes walb | head -c 614400): chunks of 256, 256 and 88 KiB. The values were computed
+  // independently with xxhsum 0.8.1: xxh128sum of each chunk, then of the 48 bytes of those hashes; the last one
+  // is xxh128sum of the file itself.
+  const image = tmp.name('walb.img');
+  fs.writeFileSync(image, Buffer.alloc(614400, 'walb\n'));
+  const r = await native.hashImage(image, { chunks: true });
+  t.deepEqual(chunkHex(r.chunks), [
+    'd78a155d147b2ecb5dea356596fe3f7d',
+    '7f0402c289c6dec21e0634c804278253',
+    '3d4b4040908f1c0bc9f24005216d8a22',
+  ]);
+  t.is(r.whole.toString('hex'), 'a47098c266dacc0bac9507dc0fc5df18');
+  t.not(
+    r.whole.toString('hex'),
+    'ceae93c00e3d71511e2bfccff69c4922',
+    'not the XXH3-128 of the file (xxhsum -H2)',
+  );
+  const cli = await runTool(['hash', image]);
+  t.is(cli.code, 0, cli.stderr);
+  t.is(cli.stdout.split(/\s+/)[0], 'a47098c266dacc0bac9507dc0fc5df18');
+  // The same definition with a seed: the chunk hashes, written to a file shorter than one chunk, hash (as that
+  // file's single chunk) to the whole-image hash.
+  for (const seed of [0n, SEED]) {
+    const img = await native.hashImage(image, { seed, chunks: true });
+    const hashes = tmp.name('hashes.bin');
+    fs.writeFileSync(hashes, img.chunks!);
+    const again = await native.hashImage(hashes, { seed, chunkSize: 512, chunks: true });
+    t.is(chunkHex(again.chunks)[0], img.whole.toString('hex'), `seed ${seed}`);
+    if (seed === SEED) t.is(img.whole.toString('hex'), 'dded81443ed9a25425a1db13c09e9758');
+  }
 });
