@@ -49,7 +49,13 @@ export function run(
     execFile(
       cmd,
       args,
-      { cwd: opts.cwd, timeout: opts.timeoutMs ?? 120_000, killSignal: 'SIGKILL', maxBuffer: 64 << 20, env: opts.env },
+      {
+        cwd: opts.cwd,
+        timeout: opts.timeoutMs ?? 120_000,
+        killSignal: 'SIGKILL',
+        maxBuffer: 64 << 20,
+        env: opts.env,
+      },
       (err, stdout, stderr) => {
         const signal = err?.signal ?? null;
         const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;

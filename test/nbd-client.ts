@@ -196,4 +196,3 @@ export function goData(name: string, infos: number[]): Buffer {
   infos.forEach((inf, i) => b.writeUInt16BE(inf, 4 + n.length + 2 + 2 * i));
   return b;
 }
-

@@ -98,7 +98,7 @@ export async function runCli(
   } catch (err) {
     const code = errorCode(err) ?? 'INTERNAL';
     process.stderr.write(`${tool} ${cmd.name}: ${errorMessage(err)} [${code}]\n`);
-    return code === "USAGE" || code === "CONFIG" || code === "INVALID_ARGUMENT" ? EXIT_USAGE : EXIT_FAILED;
+    return code === 'USAGE' || code === 'CONFIG' || code === 'INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_FAILED;
   }
 }
 

@@ -68,12 +68,7 @@ export function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnar
 }
 
 /** Calls a unary method of a generated client as a promise. */
-export function call<Req, Res>(
-  client: grpc.Client,
-  method: string,
-  req: Req,
-  timeoutMs = 0,
-): Promise<Res> {
+export function call<Req, Res>(client: grpc.Client, method: string, req: Req, timeoutMs = 0): Promise<Res> {
   return new Promise((resolve, reject) => {
     const options: grpc.CallOptions = timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
     type Method = (r: Req, o: grpc.CallOptions, cb: grpc.requestCallback<Res>) => void;
@@ -100,11 +95,16 @@ export async function startGrpcServer(
 ): Promise<{ server: grpc.Server; port: number; health: HealthImplementation }> {
   const server = new grpc.Server();
   for (const s of services) server.addService(s.definition, s.implementation);
-  const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(services.map((s) => [s.name, 'SERVING'])) });
+  const health = new HealthImplementation({
+    '': 'SERVING',
+    ...Object.fromEntries(services.map((s) => [s.name, 'SERVING'])),
+  });
   health.addToServer(server);
   for (const p of packages) new ReflectionService(p).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   return { server, port, health };
 }

@@ -4,7 +4,9 @@ export type Logger = (level: LogLevel, event: string, fields?: Record<string, un
 
 export function jsonLogger(component: string, stream: NodeJS.WritableStream = process.stderr): Logger {
   return (level, event, fields = {}) => {
-    stream.write(`${JSON.stringify({ time: new Date().toISOString(), level, component, event, ...fields })}\n`);
+    stream.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level, component, event, ...fields })}\n`,
+    );
   };
 }
 

@@ -33,24 +33,46 @@ const schema: convict.Schema<WdevdConfig> = {
     env: 'WALB_WDEVD_STATE_DIR',
   },
   nbd: {
-    socket: { doc: 'NBD unix socket; empty: RUNDIR/nbd.sock.', format: String, default: '', env: 'WALB_NBD_SOCKET' },
+    socket: {
+      doc: 'NBD unix socket; empty: RUNDIR/nbd.sock.',
+      format: String,
+      default: '',
+      env: 'WALB_NBD_SOCKET',
+    },
     tcp: {
       doc: 'Also serve NBD on this loopback HOST:PORT (empty: no TCP).',
       format: 'host-port',
       default: '',
       env: 'WALB_NBD_TCP',
     },
-    maxInflightMb: { doc: 'Per NBD connection: bytes in flight before reading stops.', format: 'nat', default: 64 },
+    maxInflightMb: {
+      doc: 'Per NBD connection: bytes in flight before reading stops.',
+      format: 'nat',
+      default: 64,
+    },
   },
   control: {
-    socket: { doc: 'gRPC control socket; empty: RUNDIR/wdevd.sock.', format: String, default: '', env: 'WALB_WDEVD_SOCKET' },
+    socket: {
+      doc: 'gRPC control socket; empty: RUNDIR/wdevd.sock.',
+      format: String,
+      default: '',
+      env: 'WALB_WDEVD_SOCKET',
+    },
   },
   defaults: {
     maxLogpackKb: { doc: 'Largest logpack of several IOs [KiB] (wdevc maxl).', format: 'nat', default: 32 },
-    maxPendingMb: { doc: 'Logged data not yet on the ddev before writes wait [MiB].', format: 'nat', default: 32 },
+    maxPendingMb: {
+      doc: 'Logged data not yet on the ddev before writes wait [MiB].',
+      format: 'nat',
+      default: 32,
+    },
     logFlushIntervalMb: { doc: 'Sync the ldev after this much log [MiB].', format: 'nat', default: 16 },
     logFlushIntervalMs: { doc: 'Sync the ldev at least this often [ms].', format: 'nat', default: 100 },
-    checkpointIntervalMs: { doc: 'Super-sector checkpoint period [ms]; 0: none.', format: 'nat', default: 10000 },
+    checkpointIntervalMs: {
+      doc: 'Super-sector checkpoint period [ms]; 0: none.',
+      format: 'nat',
+      default: 10000,
+    },
   },
 };
 

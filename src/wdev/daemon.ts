@@ -50,7 +50,10 @@ export class WdevDaemon {
     for (const dir of [this.config.runDir, this.config.stateDir, path.dirname(this.config.control.socket)])
       fs.mkdirSync(dir, { recursive: true });
     if (await socketInUse(this.config.control.socket))
-      throw new WalbError('FAILED_PRECONDITION', `another walb-wdevd answers on ${this.config.control.socket}`);
+      throw new WalbError(
+        'FAILED_PRECONDITION',
+        `another walb-wdevd answers on ${this.config.control.socket}`,
+      );
     for (const entry of await this.registry.load()) await this.openHosted(entry);
 
     const nbdLog = (r: NbdLogRecord) => {
@@ -58,10 +61,14 @@ export class WdevDaemon {
       if (level !== 'debug') this.log(level, `nbd-${event}`, rest);
     };
     const limits = { maxInflightBytes: this.config.nbd.maxInflightMb * MiB, logger: nbdLog };
-    this.nbdServers.push(new NbdServer({ registry: this.exports, listen: { path: this.config.nbd.socket }, ...limits }));
+    this.nbdServers.push(
+      new NbdServer({ registry: this.exports, listen: { path: this.config.nbd.socket }, ...limits }),
+    );
     if (this.config.nbd.tcp) {
       const [host, port] = this.config.nbd.tcp.split(':');
-      this.nbdServers.push(new NbdServer({ registry: this.exports, listen: { host, port: Number(port) }, ...limits }));
+      this.nbdServers.push(
+        new NbdServer({ registry: this.exports, listen: { host, port: Number(port) }, ...limits }),
+      );
     }
     for (const s of this.nbdServers) await s.listen();
 
@@ -134,7 +141,12 @@ export class WdevDaemon {
   }
 
   private async statusMsg(h: Hosted): Promise<WdevStatusMsg> {
-    const base: WdevStatusMsg = { name: h.entry.name, ldev: h.entry.ldev, ddev: h.entry.ddev, options: optionsMsg(h.entry.options) };
+    const base: WdevStatusMsg = {
+      name: h.entry.name,
+      ldev: h.entry.ldev,
+      ddev: h.entry.ddev,
+      options: optionsMsg(h.entry.options),
+    };
     if (!h.device) return { ...base, failed: true, failure: h.error ?? 'not open' };
     return { ...base, ...statusFields(await h.device.status()) };
   }
@@ -150,7 +162,8 @@ export class WdevDaemon {
       FormatLdev: unary(async (req: FormatLdevRequest__Output): Promise<FormatLdevReply> => {
         const ldev = requireField(req.ldev, 'ldev');
         const ddev = requireField(req.ddev, 'ddev');
-        if (req.name && !NAME_RE.test(req.name)) throw new WalbError('INVALID_ARGUMENT', `bad wdev name '${req.name}'`);
+        if (req.name && !NAME_RE.test(req.name))
+          throw new WalbError('INVALID_ARGUMENT', `bad wdev name '${req.name}'`);
         for (const h of this.hosted.values())
           if (path.resolve(h.entry.ldev) === path.resolve(ldev))
             throw new WalbError('FAILED_PRECONDITION', `${ldev} is the log device of wdev '${h.entry.name}'`);

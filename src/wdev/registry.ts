@@ -30,7 +30,10 @@ export class WdevRegistry {
     try {
       data = await readJson<RegistryFile>(this.file);
     } catch (err) {
-      throw new WalbError('CORRUPTION', `cannot read the wdev registry ${this.file}: ${(err as Error).message}`);
+      throw new WalbError(
+        'CORRUPTION',
+        `cannot read the wdev registry ${this.file}: ${(err as Error).message}`,
+      );
     }
     this.entries = new Map((data?.wdevs ?? []).map((e) => [e.name, e]));
     return this.list();

@@ -1,6 +1,14 @@
 // wdevc: control of walb-wdevd's wdevs. Command names follow WalB's wdevc where they correspond; a wdev is
 // named by its name (WalB takes /dev/walb/NAME).
-import { intOpt, printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
+import {
+  intOpt,
+  printJson,
+  stringOpt,
+  usageError,
+  type Command,
+  type Options,
+  type Values,
+} from '../common/cli';
 import { parseSize, formatBytes } from '../common/units';
 import { wdevcSocket } from '../config/wdevd';
 import { WdevClient, type WdevStatusReply } from './client';
@@ -86,7 +94,8 @@ function action(
 }
 
 function wholeNumber(text: string, what: string): number {
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw usageError(`${what}: '${text}' is not a whole number`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text)))
+    throw usageError(`${what}: '${text}' is not a whole number`);
   return Number(text);
 }
 
@@ -95,7 +104,12 @@ export const wdevcCommands: Command[] = [
     name: 'format-ldev',
     args: 'LDEV DDEV',
     summary: 'format a log device for a data device (random uuid and salt; only super sector 0 is written)',
-    options: { ...common, name: { type: 'string', short: 'n' }, pbs: { type: 'string' }, 'no-discard': { type: 'boolean' } },
+    options: {
+      ...common,
+      name: { type: 'string', short: 'n' },
+      pbs: { type: 'string' },
+      'no-discard': { type: 'boolean' },
+    },
     optionHelp: {
       ...commonHelp,
       name: 'name stored in the super sector (at most 25 characters)',
@@ -158,8 +172,12 @@ export const wdevcCommands: Command[] = [
       'error-before-overflow': 'fail writes instead of overwriting logs not yet extracted',
     },
   ),
-  action('delete-wdev', 'NAME', 'stop a wdev: drain writes to the ddev, checkpoint, remove it', [1, 1], (c, a) =>
-    c.deleteWdev(a[0]),
+  action(
+    'delete-wdev',
+    'NAME',
+    'stop a wdev: drain writes to the ddev, checkpoint, remove it',
+    [1, 1],
+    (c, a) => c.deleteWdev(a[0]),
   ),
   {
     name: 'list-wdev',
@@ -195,10 +213,18 @@ export const wdevcCommands: Command[] = [
   query('get-log-usage', 'print latest - oldest [PB]', (s) => s.logUsage),
   query('get-log-capacity', 'print the ring buffer size [PB]', (s) => s.logCapacity),
   query('get-checkpoint-interval', 'print the checkpoint interval [ms]', (s) => s.checkpointIntervalMs),
-  query('is-overflow', 'print 1 when unextracted logs were overwritten (sticky until reset-wal)', (s) => s.overflow),
+  query(
+    'is-overflow',
+    'print 1 when unextracted logs were overwritten (sticky until reset-wal)',
+    (s) => s.overflow,
+  ),
   query('is-frozen', 'print 1 while the wdev is frozen', (s) => s.frozen),
-  action('set-oldest-lsid', 'NAME LSID', 'free log space: logs below LSID may be overwritten', [2, 2], (c, a) =>
-    c.setOldestLsid(a[0], wholeNumber(a[1], 'LSID')),
+  action(
+    'set-oldest-lsid',
+    'NAME LSID',
+    'free log space: logs below LSID may be overwritten',
+    [2, 2],
+    (c, a) => c.setOldestLsid(a[0], wholeNumber(a[1], 'LSID')),
   ),
   action('take-checkpoint', 'NAME', 'write the super sector now', [1, 1], (c, a) => c.takeCheckpoint(a[0])),
   action('set-checkpoint-interval', 'NAME MS', 'set the checkpoint period (0 = none)', [2, 2], (c, a) =>
@@ -211,13 +237,23 @@ export const wdevcCommands: Command[] = [
     [1, 1],
     (c, a) => c.resetWal(a[0]),
   ),
-  action('freeze', 'NAME [TIMEOUT_SEC]', 'stop write processing and checkpoints (until melt or the timeout)', [1, 2], (c, a) =>
-    c.freeze(a[0], a[1] === undefined ? 0 : wholeNumber(a[1], 'TIMEOUT_SEC')),
+  action(
+    'freeze',
+    'NAME [TIMEOUT_SEC]',
+    'stop write processing and checkpoints (until melt or the timeout)',
+    [1, 2],
+    (c, a) => c.freeze(a[0], a[1] === undefined ? 0 : wholeNumber(a[1], 'TIMEOUT_SEC')),
   ),
   action('melt', 'NAME', 'resume a frozen wdev', [1, 1], (c, a) => c.melt(a[0])),
-  action('resize', 'NAME [SIZE]', 'grow a wdev to SIZE (e.g. 64G; default: the whole ddev)', [1, 2], (c, a) => {
-    const bytes = a[1] === undefined ? 0 : parseSize(a[1], 'SIZE');
-    if (bytes % 512 !== 0) throw usageError('SIZE must be a multiple of 512 bytes');
-    return c.resize(a[0], bytes / 512);
-  }),
+  action(
+    'resize',
+    'NAME [SIZE]',
+    'grow a wdev to SIZE (e.g. 64G; default: the whole ddev)',
+    [1, 2],
+    (c, a) => {
+      const bytes = a[1] === undefined ? 0 : parseSize(a[1], 'SIZE');
+      if (bytes % 512 !== 0) throw usageError('SIZE must be a multiple of 512 bytes');
+      return c.resize(a[0], bytes / 512);
+    },
+  ),
 ];

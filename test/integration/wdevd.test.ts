@@ -60,7 +60,15 @@ test('wdevc formats an ldev and creates a wdev that nbdinfo sees with its size; 
     t.true(exp['can_flush'] && exp['can_fua'] && exp['can_trim'] && exp['can_zero']);
     const w = await run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x5a 1M 3M', '-c', 'flush', d.uri('vol0')]);
     t.is(w.code, 0, w.stderr);
-    const r = await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0x5a 1M 3M', '-c', 'read -P 0 0 1M', d.uri('vol0')]);
+    const r = await run('qemu-io', [
+      '-f',
+      'raw',
+      '-c',
+      'read -P 0x5a 1M 3M',
+      '-c',
+      'read -P 0 0 1M',
+      d.uri('vol0'),
+    ]);
     t.is(r.code, 0, r.stdout + r.stderr);
     t.notRegex(r.stdout, /Pattern verification failed/);
     const list = await wdevc(d, ['list-wdev']);
@@ -156,7 +164,10 @@ test('bad requests get NBD errors and the daemon keeps serving', async (t) => {
     const files = await makeWdevFiles(dir, 'bad', { ldevBytes: 8 * MiB, ddevBytes: 8 * MiB });
     await d.client.createWdev({ ...files, name: 'bad' });
     const unknown = await RawClient.handshake(d.nbdSocket);
-    unknown.option(P.NBD_OPT_GO, Buffer.concat([Buffer.from([0, 0, 0, 4]), Buffer.from('nope'), Buffer.from([0, 0])]));
+    unknown.option(
+      P.NBD_OPT_GO,
+      Buffer.concat([Buffer.from([0, 0, 0, 4]), Buffer.from('nope'), Buffer.from([0, 0])]),
+    );
     t.is((await unknown.optReply()).type, P.NBD_REP_ERR_UNKNOWN);
     unknown.destroy();
     const { c } = await RawClient.go(d.nbdSocket, 'bad');

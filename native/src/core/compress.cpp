@@ -102,6 +102,26 @@ Compression compressRecord(Compression c, int level, const char* in, size_t len,
     return Compression::None;
 }
 
+size_t maxStoredSize(Compression c, size_t rawSize) {
+    switch (c) {
+        case Compression::None:
+            return rawSize;
+        case Compression::Snappy:
+            return snappy_max_compressed_length(rawSize);
+        case Compression::Lz4:
+            return rawSize > LZ4_MAX_INPUT_SIZE
+                       ? 0
+                       : static_cast<size_t>(LZ4_compressBound(static_cast<int>(rawSize)));
+        case Compression::Zstd:
+            return ZSTD_compressBound(rawSize);
+        case Compression::Zlib:
+            return compressBound(static_cast<uLong>(rawSize));
+        case Compression::Xz:
+            return lzma_stream_buffer_bound(rawSize);
+    }
+    return 0;
+}
+
 void decompressRecord(Compression c, const char* in, size_t len, char* out, size_t outLen,
                       const std::string& what) {
     auto bad = [&](const char* why) {

@@ -17,6 +17,10 @@ const char* compressionName(Compression c);
 // Compresses `len` bytes into `out` (replaced). Returns the code actually used: None when compression failed
 // or did not make the data strictly smaller, in which case `out` holds the raw bytes.
 Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out);
+// The most bytes that `rawSize` bytes can take once stored with code `c`: the bound each library gives for
+// its own compressor (rawSize itself for None). A larger stored size cannot have been written by that
+// compressor.
+size_t maxStoredSize(Compression c, size_t rawSize);
 // Decompresses into exactly `outLen` bytes; throws CORRUPTION (message from `what`) on any mismatch.
 void decompressRecord(Compression c, const char* in, size_t len, char* out, size_t outLen,
                       const std::string& what);

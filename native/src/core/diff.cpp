@@ -113,6 +113,24 @@ void checkOrder(uint64_t& lastEnd, uint64_t addr, uint32_t blocks, const std::st
     lastEnd = addr + blocks;
 }
 
+// Sizes a normal record's data is allocated from, checked first: its uncompressed size is capped (formats.md
+// §5.1) and its stored size cannot exceed what its compressor produces at worst for that size.
+void checkDataSizes(const char* what, uint32_t blocks, uint8_t code, uint32_t dataSize,
+                    const std::string& w) {
+    if (blocks > kMaxDiffIoBlocks) {
+        throwError(ErrorCode::Corruption, std::string(what) + " of " + std::to_string(blocks) +
+                                              " blocks exceeds the limit of " +
+                                              std::to_string(kMaxDiffIoBlocks) + " (32 MiB): " + w);
+    }
+    const auto c = static_cast<Compression>(code);
+    const size_t bound = maxStoredSize(c, size_t(blocks) * kLbSize);
+    if (dataSize > bound) {
+        throwError(ErrorCode::Corruption, "data_size " + std::to_string(dataSize) + " exceeds " +
+                                              std::to_string(bound) + ", the most " + std::to_string(blocks) +
+                                              " blocks can take stored as " + compressionName(c) + ": " + w);
+    }
+}
+
 // Largest aligned piece starting at addr within n blocks, capped by maxBlocks (formats.md §5.3).
 uint64_t alignedPiece(uint64_t addr, uint64_t n, uint32_t maxBlocks) {
     uint64_t s =
@@ -160,6 +178,8 @@ DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_
     if (r.io_blocks == 0) throwError(ErrorCode::Corruption, "record of 0 blocks: " + recordWhere);
     if (kind != DiffKind::Normal && r.data_size != 0)
         throwError(ErrorCode::Corruption, "data on an all-zero/discard record: " + recordWhere);
+    if (kind == DiffKind::Normal)
+        checkDataSizes("record", r.io_blocks, r.compression_type, r.data_size, recordWhere);
     if (uint64_t(r.data_offset) + r.data_size > packDataSize)
         throwError(ErrorCode::Corruption, "record data beyond the pack: " + recordWhere);
     if (kind == DiffKind::Normal && checksum(packData + r.data_offset, r.data_size, 0) != r.checksum)
@@ -200,12 +220,12 @@ bool SortedDiffReader::loadPack() {
     if (h.total_size > kDiffPackMaxData)
         throwError(ErrorCode::Corruption, "pack data larger than 32 MiB: " + where(file_.path(), at));
     packDataOffset_ = in_->offset();
+    in_->requireAvailable(h.total_size, "pack data");
     packData_.resize(h.total_size);
     in_->readExact(packData_.data(), h.total_size, "pack data");
     uint32_t expectOffset = 0;
     for (size_t i = 0; i < h.n_records; i++) {
-        DiffRecordRaw r;
-        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+        const DiffRecordRaw r = record(i);
         const std::string w = where(file_.path(), at + sizeof(DiffPackHeaderRaw) + i * sizeof(r));
         if (r.data_offset != expectOffset)
             throwError(ErrorCode::Corruption, "record data_offset is not contiguous: " + w);
@@ -217,16 +237,22 @@ bool SortedDiffReader::loadPack() {
     recIdx_ = 0;
     recCount_ = h.n_records;
     raw_.reset();
+    rawEnd_ = 0;
     return true;
+}
+
+DiffRecordRaw SortedDiffReader::record(size_t i) const {
+    DiffRecordRaw r;
+    std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+    return r;
 }
 
 bool SortedDiffReader::next(DiffIo& io) {
     while (recIdx_ == recCount_) {
         if (!loadPack()) return false;
     }
-    DiffRecordRaw r;
-    std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + recIdx_ * sizeof(r), sizeof(r));
-    recIdx_++;
+    const DiffRecordRaw r = record(recIdx_);
+    const size_t i = recIdx_++;
     io.addr = r.io_address;
     io.blocks = r.io_blocks;
     io.kind = kindFromFlags(r.flags, file_.path());
@@ -234,41 +260,46 @@ bool SortedDiffReader::next(DiffIo& io) {
     io.src = nullptr;
     io.buf.reset();
     if (io.kind == DiffKind::Normal) {
-        if (!raw_) decodePack();
+        if (!raw_ || i >= rawEnd_) decodeFrom(i);
         io.buf = raw_;
-        io.off = rawOffset_[recIdx_ - 1];
+        io.off = rawOffset_[i];
     }
     return true;
 }
 
-// Uncompresses every record of the current pack into one pooled buffer, so records share it without copies.
-void SortedDiffReader::decodePack() {
-    size_t total = 0;
-    rawOffset_.assign(recCount_, 0);
-    for (size_t i = 0; i < recCount_; i++) {
-        DiffRecordRaw r;
-        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
-        rawOffset_[i] = total;
-        if (!(r.flags & (kDiffFlagAllZero | kDiffFlagDiscard))) total += size_t(r.io_blocks) * kLbSize;
+// Uncompresses the normal records of the current pack from record `first` on into one pooled buffer, which
+// they share without copies: as many as fit in kDiffPackMaxData bytes, and always record `first` itself. A
+// pack may hold 127 records of up to 32 MiB each; decoding a window at a time keeps a reader's memory at one
+// window whatever a pack claims.
+void SortedDiffReader::decodeFrom(size_t first) {
+    raw_.reset();
+    rawOffset_.resize(recCount_);
+    size_t total = 0, end = first;
+    for (; end < recCount_; end++) {
+        const DiffRecordRaw r = record(end);
+        if (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) continue;
+        const size_t n = size_t(r.io_blocks) * kLbSize;  // at most 32 MiB, checked by loadPack
+        if (end > first && total + n > kDiffPackMaxData) break;
+        rawOffset_[end] = total;
+        total += n;
     }
     auto buf = pool_.acquire(total);
-    for (size_t i = 0; i < recCount_; i++) {
-        DiffRecordRaw r;
-        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+    for (size_t i = first; i < end; i++) {
+        const DiffRecordRaw r = record(i);
         if (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) continue;
         decompressRecord(static_cast<Compression>(r.compression_type), packData_.data() + r.data_offset,
                          r.data_size, buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
                          where(file_.path(), packDataOffset_ + r.data_offset));
     }
     raw_ = std::move(buf);
+    rawEnd_ = end;
 }
 
 bool SortedDiffReader::nextPack(std::vector<StoredRecord>& out) {
     out.clear();
     if (!loadPack()) return false;
     for (size_t i = 0; i < recCount_; i++) {
-        DiffRecordRaw r;
-        std::memcpy(&r, packHeader_.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+        const DiffRecordRaw r = record(i);
         out.push_back({r.io_address, r.io_blocks, kindFromFlags(r.flags, file_.path()), r.compression_type,
                        packDataOffset_ + r.data_offset, r.data_size, 0, 0});
     }
@@ -319,11 +350,13 @@ void IndexedDiffReader::checkRecord(const IndexedRecordRaw& r, uint64_t at) {
     if (kind == DiffKind::Normal) {
         if (uint64_t(r.io_offset) + r.io_blocks > r.orig_blocks)
             throwError(ErrorCode::Corruption, "index record range beyond its image: " + w);
-        if (r.data_offset + r.data_size > indexOffset_ || r.data_offset < sizeof(DiffFileHeaderRaw)) {
+        // The image must lie in the data area, which also bounds data_size by the file's size. (Compared so
+        // that data_offset + data_size cannot wrap around 2^64.)
+        if (r.data_offset < sizeof(DiffFileHeaderRaw) || r.data_offset > indexOffset_ ||
+            r.data_size > indexOffset_ - r.data_offset) {
             throwError(ErrorCode::Corruption, "index record image outside the data area: " + w);
         }
-        if (r.orig_blocks > (1u << 23))
-            throwError(ErrorCode::Corruption, "image size implausibly large: " + w);
+        checkDataSizes("image", r.orig_blocks, r.compression_type, r.data_size, w);
     }
 }
 
@@ -362,10 +395,17 @@ bool IndexedDiffReader::nextStored(StoredRecord& rec) {
     return true;
 }
 
+// The image a record names, decoded; records cut from one write share it. The cache is used only by a record
+// that describes the image exactly as the one it was decoded for (a record claiming another size, codec or
+// checksum for the same bytes is checked on its own claims, and its range never runs past the buffer).
 SharedBytes IndexedDiffReader::image(const IndexedRecordRaw& r) {
-    if (r.data_offset == cachedOffset_) return cachedImage_;
+    const IndexedRecordRaw& c = cachedFor_;
+    if (cachedImage_ && r.data_offset == c.data_offset && r.data_size == c.data_size &&
+        r.orig_blocks == c.orig_blocks && r.compression_type == c.compression_type &&
+        r.io_checksum == c.io_checksum) {
+        return cachedImage_;
+    }
     cachedImage_.reset();
-    cachedOffset_ = UINT64_MAX;
     if (stored_.size() < r.data_size) stored_.resize(r.data_size);
     file_.preadAll(stored_.data(), r.data_size, r.data_offset);
     const std::string w = where(file_.path(), r.data_offset);
@@ -374,7 +414,7 @@ SharedBytes IndexedDiffReader::image(const IndexedRecordRaw& r) {
     auto img = pool_.acquire(size_t(r.orig_blocks) * kLbSize);
     decompressRecord(static_cast<Compression>(r.compression_type), stored_.data(), r.data_size, img->data(),
                      size_t(r.orig_blocks) * kLbSize, w);
-    cachedOffset_ = r.data_offset;
+    cachedFor_ = r;
     cachedImage_ = img;
     return img;
 }

@@ -120,15 +120,17 @@ public:
 
 private:
     bool loadPack();
-    void decodePack();
+    DiffRecordRaw record(size_t i) const;
+    void decodeFrom(size_t first);
     File file_;
     Uuid uuid_{};
     std::unique_ptr<BufferedReader> in_;
     std::vector<char> packHeader_;
     std::vector<char> packData_;
     BufferPool pool_;
-    SharedBytes raw_;  // the records of the current pack, uncompressed, back to back
+    SharedBytes raw_;  // records [.., rawEnd_) of the current pack, uncompressed, back to back
     std::vector<size_t> rawOffset_;
+    size_t rawEnd_ = 0;
     uint64_t packDataOffset_ = 0;
     size_t recIdx_ = 0, recCount_ = 0;
     uint64_t lastEnd_ = 0;
@@ -157,7 +159,7 @@ private:
     uint64_t cursor_ = 0;
     std::unique_ptr<BufferedReader> in_;
     uint64_t lastEnd_ = 0;
-    uint64_t cachedOffset_ = UINT64_MAX;
+    IndexedRecordRaw cachedFor_{};  // the record whose image is cached
     SharedBytes cachedImage_;
     BufferPool pool_;
     std::vector<char> stored_;

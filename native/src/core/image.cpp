@@ -71,72 +71,77 @@ public:
         for (; it != packs_.end() && it->firstAddr < end; ++it) {
             const size_t idx = static_cast<size_t>(it - packs_.begin());
             if (idx != cachedPack_) load(idx);
-            for (const DiffIo& io : cached_) {
-                if (io.end() <= begin) continue;
-                if (io.addr >= end) break;
-                fn(io);
+            for (Cached& c : cached_) {
+                if (c.io.end() <= begin) continue;
+                if (c.io.addr >= end) break;
+                if (c.io.kind == DiffKind::Normal && !c.io.buf) decode(c);
+                fn(c.io);
             }
         }
     }
 
 private:
-    // Decodes one pack through a reader positioned at it (checksums verified as in a full read).
+    struct Cached {
+        DiffIo io;        // buf empty until decoded
+        DiffRecordRaw r;  // as stored
+    };
+
+    // Reads one pack and checks every record of it (checksums verified as in a full read); records are
+    // decompressed only when a read needs them.
     void load(size_t idx) {
         cached_.clear();
+        decodedBytes_ = 0;
         cachedPack_ = SIZE_MAX;
-        SortedPackDecoder dec(file_, packs_[idx].fileOffset);
-        DiffIo io;
-        while (dec.next(io)) cached_.push_back(io);
+        const uint64_t off = packs_[idx].fileOffset;
+        std::vector<char> hdr(kDiffPackSize);
+        file_.preadAll(hdr.data(), kDiffPackSize, off);
+        if (!selfChecksumOk(hdr.data(), kDiffPackSize, 0))
+            throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(path_, off));
+        DiffPackHeaderRaw h;
+        std::memcpy(&h, hdr.data(), sizeof(h));
+        if (h.n_records > kMaxDiffRecordsInPack || h.total_size > kDiffPackMaxData)
+            throwError(ErrorCode::Corruption, "invalid pack header: " + where(path_, off));
+        data_.resize(h.total_size);
+        dataOffset_ = off + kDiffPackSize;
+        file_.preadAll(data_.data(), data_.size(), dataOffset_);
+        for (size_t i = 0; i < h.n_records; i++) {
+            Cached c;
+            std::memcpy(&c.r, hdr.data() + sizeof(DiffPackHeaderRaw) + i * sizeof(c.r), sizeof(c.r));
+            c.io.addr = c.r.io_address;
+            c.io.blocks = c.r.io_blocks;
+            c.io.kind = checkSortedRecord(c.r, data_.data(), h.total_size,
+                                          where(path_, off + sizeof(DiffPackHeaderRaw) + i * sizeof(c.r)),
+                                          where(path_, dataOffset_ + c.r.data_offset));
+            cached_.push_back(std::move(c));
+        }
         cachedPack_ = idx;
     }
-    class SortedPackDecoder {
-    public:
-        SortedPackDecoder(const File& f, uint64_t off) : f_(f), off_(off) {
-            hdr_.resize(kDiffPackSize);
-            f_.preadAll(hdr_.data(), kDiffPackSize, off);
-            if (checksum(hdr_.data(), kDiffPackSize, 0) != 0)
-                throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(f.path(), off));
-            std::memcpy(&h_, hdr_.data(), sizeof(h_));
-            if (h_.total_size > kDiffPackMaxData)
-                throwError(ErrorCode::Corruption, "pack too large: " + where(f.path(), off));
-            data_.resize(h_.total_size);
-            f_.preadAll(data_.data(), data_.size(), off + kDiffPackSize);
-        }
-        bool next(DiffIo& io) {
-            if (i_ >= h_.n_records) return false;
-            DiffRecordRaw r;
-            std::memcpy(&r, hdr_.data() + sizeof(DiffPackHeaderRaw) + i_ * sizeof(r), sizeof(r));
-            i_++;
-            const std::string w = where(f_.path(), off_ + kDiffPackSize + r.data_offset);
-            io.addr = r.io_address;
-            io.blocks = r.io_blocks;
-            io.kind = checkSortedRecord(
-                r, data_.data(), static_cast<uint32_t>(data_.size()),
-                where(f_.path(), off_ + sizeof(DiffPackHeaderRaw) + (i_ - 1) * sizeof(r)), w);
-            io.buf.reset();
-            io.off = 0;
-            if (io.kind == DiffKind::Normal) {
-                auto buf = std::make_shared<std::vector<char>>(size_t(r.io_blocks) * kLbSize);
-                decompressRecord(static_cast<Compression>(r.compression_type), data_.data() + r.data_offset,
-                                 r.data_size, buf->data(), buf->size(), w);
-                io.buf = std::move(buf);
-            }
-            return true;
-        }
 
-    private:
-        const File& f_;
-        uint64_t off_;
-        std::vector<char> hdr_, data_;
-        DiffPackHeaderRaw h_;
-        size_t i_ = 0;
-    };
+    // Decompresses one record (at most 32 MiB). Decoded records of the pack are kept for the next reads up to
+    // kDiffPackMaxData bytes in all; beyond that the others are dropped first (reads go forward, and a
+    // dropped record is decoded again if needed), so a pack costs one window of memory whatever its records
+    // claim.
+    void decode(Cached& c) {
+        const size_t n = c.io.bytes();
+        if (decodedBytes_ + n > kDiffPackMaxData) {
+            for (Cached& o : cached_) o.io.buf.reset();
+            decodedBytes_ = 0;
+        }
+        auto buf = std::make_shared<std::vector<char>>(n);
+        decompressRecord(static_cast<Compression>(c.r.compression_type), data_.data() + c.r.data_offset,
+                         c.r.data_size, buf->data(), n, where(path_, dataOffset_ + c.r.data_offset));
+        c.io.buf = std::move(buf);
+        decodedBytes_ += n;
+    }
 
     std::string path_;
     File file_;
     std::vector<PackEntry> packs_;
     size_t cachedPack_ = SIZE_MAX;
-    std::vector<DiffIo> cached_;
+    std::vector<Cached> cached_;
+    std::vector<char> data_;  // the stored bytes of the cached pack
+    uint64_t dataOffset_ = 0;
+    size_t decodedBytes_ = 0;
 };
 
 class IndexedSource : public VirtualFullImage::Source {

@@ -41,14 +41,23 @@ size_t BufferedReader::read(void* out, size_t len) {
     return done;
 }
 
+void BufferedReader::truncated(uint64_t start, uint64_t len, uint64_t present, const char* what) const {
+    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
+                                         where(file_.path(), start) + " (" + std::to_string(len) +
+                                         " bytes needed, " + std::to_string(present) + " present)");
+}
+
 void BufferedReader::readExact(void* out, size_t len, const char* what) {
     const uint64_t start = offset_;
     size_t n = read(out, len);
-    if (n < len) {
-        throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
-                                             where(file_.path(), start) + " (" + std::to_string(len) +
-                                             " bytes needed, " + std::to_string(n) + " present)");
-    }
+    if (n < len) truncated(start, len, n, what);
+}
+
+void BufferedReader::requireAvailable(uint64_t len, const char* what) {
+    if (len <= end_ - pos_ || (knownSize_ > offset_ && len <= knownSize_ - offset_)) return;
+    knownSize_ = file_.size();  // seen too small (or never): look again, the file may have grown
+    const uint64_t present = knownSize_ > offset_ ? knownSize_ - offset_ : 0;
+    if (len > present) truncated(offset_, len, present, what);
 }
 
 void BufferedReader::skip(uint64_t len) {

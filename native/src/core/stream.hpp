@@ -21,17 +21,22 @@ public:
     size_t read(void* out, size_t len);
     // Reads exactly `len` bytes or throws TRUNCATED naming what was being read.
     void readExact(void* out, size_t len, const char* what);
+    // Throws TRUNCATED, as readExact would, unless the file holds `len` more bytes. Lets a reader check a
+    // size taken from the file before it allocates a buffer of that size.
+    void requireAvailable(uint64_t len, const char* what);
     void skip(uint64_t len);
     uint64_t offset() const { return offset_; }
     bool atEof();
 
 private:
     bool fill();
+    [[noreturn]] void truncated(uint64_t start, uint64_t len, uint64_t present, const char* what) const;
     const File& file_;
     uint64_t offset_;      // file offset of the next byte returned
     uint64_t fileOffset_;  // file offset of buf_[end_]
     std::vector<char> buf_;
     size_t pos_ = 0, end_ = 0;
+    uint64_t knownSize_ = 0;  // file size as last seen by requireAvailable
 };
 
 class BufferedWriter {

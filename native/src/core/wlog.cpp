@@ -109,7 +109,11 @@ bool WlogReader::next(Logpack& pack) {
     std::string err = pack.checkHeader(nextLsid_);
     if (!err.empty())
         throwError(ErrorCode::Corruption, "invalid logpack header: " + err + ": " + where(path(), at));
-    pack.data().resize(size_t(pack.header().total_io_size) * header_.pbs);
+    // total_io_size is at most 65535 PB and every record was checked above (formats.md §2.1, §2.6); the file
+    // must also hold that much data before a buffer is sized from it.
+    const uint64_t dataBytes = uint64_t(pack.header().total_io_size) * header_.pbs;
+    in_->requireAvailable(dataBytes, "logpack data");
+    pack.data().resize(dataBytes);
     packDataOffset_ = in_->offset();
     in_->readExact(pack.data().data(), pack.data().size(), "logpack data");
     size_t bad = pack.firstBadRecord();
