@@ -237,6 +237,20 @@ export interface NativeWdev {
   melt(): Promise<WdevStatus>;
   resize(sizeLb: U64): Promise<WdevStatus>;
   close(): Promise<WdevStatus>;
+  /** Serves the NBD transmission phase of a connection in C++ (the fd is duplicated). */
+  serve(
+    fd: number,
+    pending: Buffer,
+    limits: { minBlockSize: number; maxPayload: number; maxInflightBytes: number; maxInflightRequests: number },
+    onClose: (stats: {
+      reason: string;
+      requests: number;
+      bytesRead: number;
+      bytesWritten: number;
+      rejected: number;
+      backendErrors: number;
+    }) => void,
+  ): void;
   /** Keep the event loop alive (while requests are in flight) or not. */
   ref(): void;
   unref(): void;

@@ -51,6 +51,7 @@ type State =
   | 'request-header'
   | 'write-payload'
   | 'write-discard'
+  | 'handover'
   | 'draining'
   | 'closed';
 
@@ -112,6 +113,7 @@ export class NbdConnection {
   private pumping = false;
 
   // winding down
+  private handedOver = false;
   private draining = false;
   private drainReason = '';
   private ended = false;
@@ -271,6 +273,8 @@ export class NbdConnection {
         this.skipReply = undefined;
         return true;
       }
+      case 'handover':
+        return false; // the bytes stay queued for the device's own transmission loop
       case 'draining':
       case 'closed':
         this.queue.clear();
@@ -488,6 +492,49 @@ export class NbdConnection {
       readOnly: exp.readOnly === true,
       fixedNewstyle: this.fixedNewstyle,
     });
+    if (exp.adoptTransmission) this.beginHandover(exp);
+  }
+
+  /** Hands the transmission phase to the export (after the handshake replies have left the socket). */
+  private beginHandover(exp: NbdExport): void {
+    this.state = 'handover';
+    this.paused = true;
+    this.socket.pause();
+    const go = () => {
+      const handle = (this.socket as unknown as { _handle?: { fd?: number } })._handle;
+      const fd = handle?.fd;
+      if (this.state !== 'handover' || typeof fd !== 'number' || fd < 0) return this.keepTransmission();
+      const pending = this.queue.take(this.queue.length);
+      const limits = {
+        minBlockSize: this.limits.minBlockSize,
+        maxPayload: this.limits.maxPayload,
+        maxInflightBytes: this.limits.maxInflightBytes,
+        maxInflightRequests: this.limits.maxInflightRequests,
+      };
+      const since = Date.now();
+      try {
+        exp.adoptTransmission!(fd, pending, limits, (stats) =>
+          this.log('info', 'connection-close', { ...stats, native: true, durationMs: Date.now() - since }),
+        );
+      } catch (err) {
+        this.log('warn', 'handover-failed', { msg: err instanceof Error ? err.message : String(err) });
+        this.queue.push(pending);
+        return this.keepTransmission();
+      }
+      this.handedOver = true;
+      this.closeReason = 'transmission handed to the device';
+      this.socket.destroy();
+    };
+    if (this.socket.writableLength === 0) go();
+    else this.socket.once('drain', go);
+  }
+
+  private keepTransmission(): void {
+    if (this.state !== 'handover') return;
+    this.state = 'request-header';
+    this.paused = false;
+    this.socket.resume();
+    this.pump();
   }
 
   // ---- transmission ----
@@ -764,6 +811,12 @@ export class NbdConnection {
     this.queue.clear();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.endTimer) clearTimeout(this.endTimer);
+    if (this.handedOver) {
+      this.log('info', 'connection-handover', { durationMs: Date.now() - this.openedAt });
+      this.onClosed(this);
+      for (const w of this.closeWaiters.splice(0)) w();
+      return;
+    }
     this.log('info', 'connection-close', {
       reason: this.closeReason ?? 'connection lost',
       requests: this.requests,

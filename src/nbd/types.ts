@@ -33,11 +33,39 @@ export interface NbdExport {
   readonly readOnly?: boolean;
   /** Advertise NBD_FLAG_CAN_MULTI_CONN (default true); see flush above. */
   readonly multiConn?: boolean;
+  /**
+   * Optional: serve the transmission phase outside JS (walb-wdevd does it in C++). Called once the export is
+   * selected and the handshake replies are flushed, with the socket's descriptor (the callee duplicates it; the
+   * server then closes its own socket object), the request bytes already read, and the limits to enforce.
+   * `onClose` is called once when that connection ends. Throwing keeps the connection in the JS server.
+   */
+  adoptTransmission?(
+    fd: number,
+    pending: Buffer,
+    limits: TransmissionLimits,
+    onClose: (stats: TransmissionStats) => void,
+  ): void;
   read(offset: number, length: number): Promise<Buffer>;
   write(offset: number, data: Buffer, fua: boolean): Promise<void>;
   flush(): Promise<void>;
   trim(offset: number, length: number, fua: boolean): Promise<void>;
   writeZeroes(offset: number, length: number, fua: boolean): Promise<void>;
+}
+
+export interface TransmissionLimits {
+  minBlockSize: number;
+  maxPayload: number;
+  maxInflightBytes: number;
+  maxInflightRequests: number;
+}
+
+export interface TransmissionStats {
+  reason: string;
+  requests: number;
+  bytesRead: number;
+  bytesWritten: number;
+  rejected: number;
+  backendErrors: number;
 }
 
 /** The set of exports, consulted at every handshake (so exports may come and go while the server runs). */

@@ -1,7 +1,7 @@
 // One userspace WalB device as an NBD export: requests go to the C++ write path (native/src/core/wdev.*),
 // which logs them into the ldev before they reach the ddev. This class only maps promises to request ids.
 import { NbdError, NBD_EIO, NBD_ENOSPC, NBD_ESHUTDOWN, type NbdErrno } from '../nbd/errors';
-import type { NbdExport } from '../nbd/types';
+import type { NbdExport, TransmissionLimits, TransmissionStats } from '../nbd/types';
 import {
   native,
   type NativeWdev,
@@ -53,6 +53,16 @@ export class WdevDevice implements NbdExport {
 
   get description(): string {
     return `walb device ${this.name} (ldev ${this.spec.ldev}, ddev ${this.spec.ddev})`;
+  }
+
+  /** NBD requests of a connection are parsed and answered in C++ (native/src/core/nbd_wire.*). */
+  adoptTransmission(
+    fd: number,
+    pending: Buffer,
+    limits: TransmissionLimits,
+    onClose: (stats: TransmissionStats) => void,
+  ): void {
+    this.dev.serve(fd, pending, limits, onClose);
   }
 
   read(offset: number, length: number): Promise<Buffer> {

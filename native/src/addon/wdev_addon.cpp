@@ -1,12 +1,15 @@
 // JS class over the userspace WalB device. Requests carry a numeric id chosen by JS; completions come back
 // in batches through one thread-safe function, so a burst of small writes costs one JS callback, not one per
 // write. Control calls and reads return Promises and run on the thread pool.
+#include <fcntl.h>
 #include <napi.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <memory>
 
 #include "addon/job.hpp"
+#include "core/nbd_wire.hpp"
 #include "core/wdev.hpp"
 
 namespace walb::addon {
@@ -70,8 +73,8 @@ public:
              InstanceMethod("setCheckpointInterval", &WdevObject::SetCheckpointInterval),
              InstanceMethod("resetWal", &WdevObject::ResetWal), InstanceMethod("freeze", &WdevObject::Freeze),
              InstanceMethod("melt", &WdevObject::Melt), InstanceMethod("resize", &WdevObject::Resize),
-             InstanceMethod("close", &WdevObject::Close), InstanceMethod("ref", &WdevObject::Ref),
-             InstanceMethod("unref", &WdevObject::Unref)});
+             InstanceMethod("close", &WdevObject::Close), InstanceMethod("serve", &WdevObject::Serve),
+             InstanceMethod("ref", &WdevObject::Ref), InstanceMethod("unref", &WdevObject::Unref)});
     }
     // new Wdev(onCompletions(ids: Float64Array, errors: Int32Array))
     WdevObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WdevObject>(info) {
@@ -90,6 +93,21 @@ private:
     // The device outlives the JS object while jobs that use it are running.
     struct Holder {
         std::shared_ptr<Wdev> dev;
+        std::mutex mu;
+        std::vector<std::weak_ptr<NbdWire>> wires;  // NBD connections served in C++
+
+        // Ends every connection gracefully (their requests in flight are answered) and waits for them.
+        void closeWires() {
+            std::vector<std::shared_ptr<NbdWire>> live;
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                for (auto& w : wires)
+                    if (auto p = w.lock()) live.push_back(p);
+                wires.clear();
+            }
+            for (auto& w : live) w->shutdown("the wdev is closing");
+            for (auto& w : live) w->join();
+        }
     };
 
     std::shared_ptr<Wdev> dev(Napi::Env env) {
@@ -152,7 +170,8 @@ private:
         const uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
         const uint64_t off = static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue());
         auto buf = info[2].As<Napi::Buffer<char>>();
-        auto data = std::make_shared<std::vector<char>>(buf.Data(), buf.Data() + buf.Length());
+        auto data = std::make_shared<IoBuffer>(buf.Length());
+        std::memcpy(data->data(), buf.Data(), buf.Length());
         d->submitWrite(id, off, std::move(data), info[3].ToBoolean());
         return info.Env().Undefined();
     }
@@ -239,6 +258,54 @@ private:
         uint64_t v = argU64(info, 0);
         return control(info, [v](Wdev& d) { d.resize(v); });
     }
+    // serve(fd, pending, limits, onClose(stats)): the NBD transmission phase of one connection, in C++
+    // threads. The descriptor is duplicated; the caller closes its own socket afterwards.
+    Napi::Value Serve(const Napi::CallbackInfo& info) {
+        auto d = dev(info.Env());
+        const int fd = info[0].As<Napi::Number>().Int32Value();
+        auto pending = info[1].As<Napi::Buffer<char>>();
+        Napi::Object o = argObject(info, 2);
+        if (info.Length() < 4 || !info[3].IsFunction())
+            throwInvalid(info.Env(), "onClose must be a function");
+        NbdWireLimits limits;
+        limits.minBlockSize = static_cast<uint32_t>(optU64(o, "minBlockSize", limits.minBlockSize));
+        limits.maxPayload = static_cast<uint32_t>(optU64(o, "maxPayload", limits.maxPayload));
+        limits.maxInflightBytes = optU64(o, "maxInflightBytes", limits.maxInflightBytes);
+        limits.maxInflightRequests =
+            static_cast<uint32_t>(optU64(o, "maxInflightRequests", limits.maxInflightRequests));
+        const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (own < 0)
+            throw makeError(info.Env(), "IO_ERROR", std::string("dup failed: ") + std::strerror(errno));
+        // Blocking I/O on our own threads (the flag is shared with the caller's descriptor, which it closes
+        // now).
+        ::fcntl(own, F_SETFL, ::fcntl(own, F_GETFL) & ~O_NONBLOCK);
+        auto tsfn =
+            Napi::ThreadSafeFunction::New(info.Env(), info[3].As<Napi::Function>(), "nbd-wire-close", 0, 1);
+        auto onClose = [tsfn](const NbdWireStats& s) mutable {
+            auto* copy = new NbdWireStats(s);
+            tsfn.BlockingCall(copy, [](Napi::Env env, Napi::Function cb, NbdWireStats* st) {
+                Napi::Object o = Napi::Object::New(env);
+                o.Set("reason", st->reason);
+                o.Set("requests", u64(env, st->requests));
+                o.Set("bytesRead", u64(env, st->bytesRead));
+                o.Set("bytesWritten", u64(env, st->bytesWritten));
+                o.Set("rejected", u64(env, st->rejected));
+                o.Set("backendErrors", u64(env, st->backendErrors));
+                delete st;
+                cb.Call({o});
+            });
+            tsfn.Release();
+        };
+        auto wire = std::make_shared<NbdWire>(own, std::string(pending.Data(), pending.Length()), d, limits,
+                                              std::move(onClose));
+        {
+            std::lock_guard<std::mutex> lk(holder_->mu);
+            std::erase_if(holder_->wires, [](const std::weak_ptr<NbdWire>& w) { return w.expired(); });
+            holder_->wires.push_back(wire);
+        }
+        wire->start();
+        return info.Env().Undefined();
+    }
     // While requests are in flight the completion channel keeps the event loop alive.
     Napi::Value Ref(const Napi::CallbackInfo& info) {
         if (tsfnLive_) tsfn_.Ref(info.Env());
@@ -255,6 +322,7 @@ private:
         return Job<WdevStatus>::start(
             info.Env(),
             [d, holder](const Progress&) {
+                holder->closeWires();
                 d->close();
                 auto s = d->status();
                 return s;

@@ -182,38 +182,42 @@ uint32_t Wdev::maxPieceLb() const {
 // ---------------------------------------------------------------------------------------------------------
 // Submission and completion
 
-void Wdev::submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<std::vector<char>> data, bool fua) {
+void Wdev::submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> data, bool fua,
+                       WdevTarget target) {
     Request r;
     r.id = id;
+    r.target = std::move(target);
     r.type = ReqType::Write;
     r.fua = fua;
     r.offLb = offset / kLbSize;
     r.sizeLb = data->size() / kLbSize;
     if (offset % kLbSize || data->size() % kLbSize || r.sizeLb == 0) {
-        complete(id, kWdevEio);
+        complete(r.target, id, kWdevEio);
         return;
     }
     r.data = std::move(data);
     enqueue(std::move(r));
 }
 
-void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua) {
+void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target) {
     Request r;
     r.id = id;
+    r.target = std::move(target);
     r.type = ReqType::Discard;
     r.fua = fua;
     r.offLb = offset / kLbSize;
     r.sizeLb = length / kLbSize;
     if (offset % kLbSize || length % kLbSize || r.sizeLb == 0) {
-        complete(id, kWdevEio);
+        complete(r.target, id, kWdevEio);
         return;
     }
     enqueue(std::move(r));
 }
 
-void Wdev::submitFlush(uint64_t id) {
+void Wdev::submitFlush(uint64_t id, WdevTarget target) {
     Request r;
     r.id = id;
+    r.target = std::move(target);
     r.type = ReqType::Flush;
     enqueue(std::move(r));
 }
@@ -230,7 +234,7 @@ void Wdev::enqueue(Request&& r) {
     }
     if (err != kWdevOk) {
         lk.unlock();
-        complete(r.id, err);
+        complete(r.target, r.id, err);
         return;
     }
     // The overlay entry exists before the request can complete, so a read after the reply sees the data.
@@ -240,7 +244,16 @@ void Wdev::enqueue(Request&& r) {
     loggerCv_.notify_one();
 }
 
-void Wdev::complete(uint64_t id, int error) {
+uint64_t Wdev::sizeBytes() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return deviceSizeLb_ * kLbSize;
+}
+
+void Wdev::complete(const WdevTarget& target, uint64_t id, int error) {
+    if (target) {
+        target->wdevDone(id, error);
+        return;
+    }
     bool wasEmpty;
     {
         std::lock_guard<std::mutex> lk(completionsMu_);
@@ -257,7 +270,7 @@ std::vector<Wdev::Completion> Wdev::takeCompletions() {
     return out;
 }
 
-uint64_t Wdev::addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<std::vector<char>> data) {
+uint64_t Wdev::addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<IoBuffer> data) {
     std::lock_guard<std::mutex> lk(overlayMu_);
     const uint64_t seq = nextSeq_++;
     overlay_.emplace(seq, OverlayEntry{offLb, sizeLb, std::move(data)});
@@ -394,7 +407,7 @@ void Wdev::loggerLoop() {
 void Wdev::failRequests(std::deque<Request>& batch, int error) {
     for (const Request& r : batch) {
         if (r.seq) removeOverlay(r.seq);
-        complete(r.id, error);
+        complete(r.target, r.id, error);
     }
 }
 
@@ -410,7 +423,7 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
     std::vector<Logpack> packs;
     ApplyBatch apply;
     bool needSync = false;
-    std::vector<uint64_t> ackNow, ackAfterSync;
+    std::vector<Waiter> ackNow, ackAfterSync;
     // Emits the packs built so far; on failure every request of the batch not yet acknowledged fails.
     auto emit = [&]() -> int {
         if (!builder_->empty()) packs.push_back(builder_->take());
@@ -466,7 +479,7 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
         Request& r = batch[i];
         if (r.type == ReqType::Flush) {
             needSync = true;
-            ackAfterSync.push_back(r.id);
+            ackAfterSync.push_back({r.target, r.id});
             continue;
         }
         const uint64_t maxPiece = r.type == ReqType::Write ? maxPieceLb() : 0xFFFFFFFFull;
@@ -491,9 +504,9 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
         }
         if (r.fua) {
             needSync = true;
-            ackAfterSync.push_back(r.id);
+            ackAfterSync.push_back({r.target, r.id});
         } else {
-            ackNow.push_back(r.id);
+            ackNow.push_back({r.target, r.id});
         }
     }
     if (err == kWdevOk) err = emit();
@@ -504,12 +517,12 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
         lk.lock();
         return;
     }
-    for (uint64_t id : ackNow) complete(id, kWdevOk);
+    for (const Waiter& w : ackNow) complete(w.target, w.id, kWdevOk);
     lk.lock();
     if (needSync) syncLog(lk);
     const int syncErr = failed_ ? kWdevEio : kWdevOk;
     lk.unlock();
-    for (uint64_t id : ackAfterSync) complete(id, syncErr);
+    for (const Waiter& w : ackAfterSync) complete(w.target, w.id, syncErr);
     lk.lock();
 }
 

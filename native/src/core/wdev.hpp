@@ -57,6 +57,27 @@ struct WdevStatus {
     std::string failure;  // why the device stopped accepting writes
 };
 
+// Write payloads: allocated once, not zero-filled, shared by the log writer, the overlay and the applier.
+class IoBuffer {
+public:
+    explicit IoBuffer(size_t size) : bytes_(new char[size]), size_(size) {}
+    char* data() { return bytes_.get(); }
+    const char* data() const { return bytes_.get(); }
+    size_t size() const { return size_; }
+
+private:
+    std::unique_ptr<char[]> bytes_;
+    size_t size_;
+};
+
+// Who hears about a finished request: the NBD wire of a connection, or (null target) the JS completion queue.
+class WdevCompletionTarget {
+public:
+    virtual ~WdevCompletionTarget() = default;
+    virtual void wdevDone(uint64_t id, int error) = 0;
+};
+using WdevTarget = std::shared_ptr<WdevCompletionTarget>;
+
 // Errors reported per request (errno values, as NBD carries them).
 constexpr int kWdevOk = 0;
 constexpr int kWdevEio = 5;
@@ -77,10 +98,12 @@ public:
     uint32_t pbs() const { return pbs_; }
 
     // Submission: never blocks. Offsets and lengths are in bytes, multiples of 512, inside the device.
-    void submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<std::vector<char>> data, bool fua);
+    void submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> data, bool fua,
+                     WdevTarget target = nullptr);
     // Discard and write-zeroes: logged as discard records; the range reads back as zeros afterwards.
-    void submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua);
-    void submitFlush(uint64_t id);
+    void submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target = nullptr);
+    void submitFlush(uint64_t id, WdevTarget target = nullptr);
+    uint64_t sizeBytes();
     struct Completion {
         uint64_t id;
         int error;  // errno, 0 on success
@@ -109,14 +132,15 @@ private:
         ReqType type = ReqType::Write;
         bool fua = false;
         uint64_t offLb = 0, sizeLb = 0;
-        std::shared_ptr<std::vector<char>> data;  // writes
-        uint64_t seq = 0;                         // overlay entry
-        std::function<void()> control;            // runs on the logger thread in request order
+        std::shared_ptr<IoBuffer> data;  // writes
+        WdevTarget target;
+        uint64_t seq = 0;               // overlay entry
+        std::function<void()> control;  // runs on the logger thread in request order
     };
     // One IO on its way to the ddev (a request may be split across logpacks into several).
     struct ApplyItem {
         uint64_t offLb = 0, sizeLb = 0;
-        std::shared_ptr<std::vector<char>> data;  // null: zero the range
+        std::shared_ptr<IoBuffer> data;  // null: zero the range
         size_t dataOff = 0;
         uint64_t removeSeq = 0;  // overlay entry to drop once applied (0: none)
     };
@@ -127,7 +151,11 @@ private:
     };
     struct OverlayEntry {
         uint64_t offLb, sizeLb;
-        std::shared_ptr<std::vector<char>> data;  // null: zeros
+        std::shared_ptr<IoBuffer> data;  // null: zeros
+    };
+    struct Waiter {
+        WdevTarget target;
+        uint64_t id;
     };
 
     void openAndRedo(const std::string& ldevPath, const std::string& ddevPath);
@@ -137,8 +165,8 @@ private:
     uint32_t maxPieceLb() const;
 
     void enqueue(Request&& r);
-    void complete(uint64_t id, int error);
-    uint64_t addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<std::vector<char>> data);
+    void complete(const WdevTarget& target, uint64_t id, int error);
+    uint64_t addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<IoBuffer> data);
     void removeOverlay(uint64_t seq);
 
     void loggerLoop();
