@@ -30,10 +30,13 @@ void putBe32(char* p, uint32_t v) {
 NbdWire::NbdWire(int fd, std::string pending, std::shared_ptr<Wdev> dev, const NbdWireLimits& limits,
                  std::function<void(const NbdWireStats&)> onClose)
     : fd_(fd),
-      pending_(std::move(pending)),
+      in_(std::max<size_t>(pending.size(), 256 << 10)),
+      inEnd_(pending.size()),
       dev_(std::move(dev)),
       limits_(limits),
-      onClose_(std::move(onClose)) {}
+      onClose_(std::move(onClose)) {
+    std::memcpy(in_.data(), pending.data(), pending.size());
+}
 
 NbdWire::~NbdWire() {
     // The last reference may go away on one of our own threads: that one cannot be joined, only detached.
@@ -66,25 +69,33 @@ void NbdWire::shutdown(const std::string& reason) {
         stopRequested_ = true;
     }
     ::shutdown(fd_, SHUT_RD);  // wakes the reader with EOF
-    cv_.notify_all();
+    readerCv_.notify_all();
 }
 
 bool NbdWire::readExact(char* buf, size_t n) {
-    if (pendingPos_ < pending_.size()) {
-        const size_t k = std::min(n, pending_.size() - pendingPos_);
-        std::memcpy(buf, pending_.data() + pendingPos_, k);
-        pendingPos_ += k;
+    for (;;) {
+        const size_t k = std::min(n, inEnd_ - inPos_);
+        std::memcpy(buf, in_.data() + inPos_, k);
+        inPos_ += k;
         buf += k;
         n -= k;
-    }
-    while (n > 0) {
-        ssize_t r = ::read(fd_, buf, n);
+        if (n == 0) return true;
+        inPos_ = inEnd_ = 0;
+        // Large payloads go straight to their buffer; headers and small payloads come in as many as one read
+        // returns, so that pipelined requests cost one system call for many.
+        char* dst = n >= in_.size() ? buf : in_.data();
+        const size_t want = n >= in_.size() ? n : in_.size();
+        ssize_t r = ::read(fd_, dst, want);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return false;
-        buf += r;
-        n -= static_cast<size_t>(r);
+        if (dst == buf) {
+            buf += r;
+            n -= static_cast<size_t>(r);
+            if (n == 0) return true;
+        } else {
+            inEnd_ = static_cast<size_t>(r);
+        }
     }
-    return true;
 }
 
 bool NbdWire::discard(size_t n) {
@@ -127,35 +138,110 @@ void NbdWire::queueReply(uint64_t cookie, int error, std::shared_ptr<IoBuffer> d
         std::lock_guard<std::mutex> lk(mu_);
         replies_.push_back({cookie, error, std::move(data)});
     }
-    cv_.notify_all();
+    senderCv_.notify_one();
 }
 
-void NbdWire::wdevDone(uint64_t id, int error) {
-    uint64_t cookie;
+void NbdWire::wdevDone(uint64_t id, int error) { wdevDoneMany({{id, error}}); }
+
+// Replies of completed writes, flushes and trims. The completing thread (the wdev's logger) writes them to
+// the socket itself when it can do so without blocking; that saves waking the sender thread for every batch.
+void NbdWire::wdevDoneMany(const std::vector<std::pair<uint64_t, int>>& done) {
+    std::vector<std::pair<uint64_t, int>> replies;
+    replies.reserve(done.size());
     {
         std::lock_guard<std::mutex> lk(mu_);
-        auto [c, bytes] = slots_[id];
-        cookie = c;
-        inflightBytes_ -= bytes;
-        inflightRequests_--;
-        freeSlots_.push_back(static_cast<uint32_t>(id));
-        if (error) stats_.backendErrors++;
-        replies_.push_back({cookie, error, nullptr});
+        for (const auto& [id, error] : done) {
+            auto [cookie, bytes] = slots_[id];
+            inflightBytes_ -= bytes;
+            freeSlots_.push_back(static_cast<uint32_t>(id));
+            if (error) stats_.backendErrors++;
+            replies.emplace_back(cookie, error);
+        }
     }
-    cv_.notify_all();
+    const bool sent = trySendNow(replies);
+    bool wakeReader;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!sent)
+            for (const auto& [cookie, error] : replies) replies_.push_back({cookie, error, nullptr});
+        // Only now: the reader ends the connection once nothing is in flight, and the reply must be on its
+        // way.
+        inflightRequests_ -= static_cast<uint32_t>(done.size());
+        wakeReader = readerWaiting_;
+    }
+    if (!sent) senderCv_.notify_one();
+    if (wakeReader) readerCv_.notify_one();
+}
+
+bool NbdWire::trySendNow(const std::vector<std::pair<uint64_t, int>>& replies) {
+    std::unique_lock<std::mutex> sl(sendMu_, std::try_to_lock);
+    if (!sl.owns_lock() || !unsent_.empty()) return false;
+    std::string bytes(replies.size() * 16, '\0');
+    for (size_t i = 0; i < replies.size(); i++) {
+        char* h = bytes.data() + i * 16;
+        putBe32(h, kSimpleReplyMagic);
+        putBe32(h + 4, static_cast<uint32_t>(replies[i].second));
+        putBe32(h + 8, static_cast<uint32_t>(replies[i].first >> 32));
+        putBe32(h + 12, static_cast<uint32_t>(replies[i].first));
+    }
+    ssize_t w;
+    do {
+        w = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w <= 0) return false;  // would block, or broken: the sender deals with it
+    if (static_cast<size_t>(w) < bytes.size()) {
+        unsent_ = bytes.substr(static_cast<size_t>(w));
+        sl.unlock();
+        { std::lock_guard<std::mutex> lk(mu_); }  // the sender is either before its check or waiting
+        senderCv_.notify_one();
+    }
+    return true;
+}
+
+bool NbdWire::writeAll(struct iovec* v, int n) {
+    while (n > 0) {
+        ssize_t w = ::writev(fd_, v, std::min(n, 1024));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        size_t k = static_cast<size_t>(w);
+        while (n > 0 && k >= v->iov_len) {
+            k -= v->iov_len;
+            v++;
+            n--;
+        }
+        if (n > 0) {
+            v->iov_base = static_cast<char*>(v->iov_base) + k;
+            v->iov_len -= k;
+        }
+    }
+    return true;
 }
 
 void NbdWire::readerLoop() {
     char h[28];
     std::string reason;
+    bool deferred = false;  // requests submitted without waking the logger
     for (;;) {
+        // Wake the logger once no further request is at hand, so that a burst of pipelined requests is one
+        // batch.
+        if (deferred && inEnd_ - inPos_ < sizeof(h)) {
+            dev_->wakeLogger();
+            deferred = false;
+        }
         {
             std::unique_lock<std::mutex> lk(mu_);
-            cv_.wait(lk, [&] {
+            if (deferred && !(inflightBytes_ < limits_.maxInflightBytes &&
+                              inflightRequests_ < limits_.maxInflightRequests)) {
+                dev_->wakeLogger();
+                deferred = false;
+            }
+            readerWaiting_ = true;
+            readerCv_.wait(lk, [&] {
                 return stopRequested_ || broken_ ||
                        (inflightBytes_ < limits_.maxInflightBytes &&
                         inflightRequests_ < limits_.maxInflightRequests);
             });
+            readerWaiting_ = false;
             if (stopRequested_ || broken_) break;
         }
         if (!readExact(h, sizeof(h))) {
@@ -216,7 +302,7 @@ void NbdWire::readerLoop() {
                 inflightBytes_ += length;  // until the sender has written it
                 replies_.push_back({cookie, 0, std::move(data)});
             }
-            cv_.notify_all();
+            senderCv_.notify_one();
             continue;
         }
         std::shared_ptr<IoBuffer> payload;
@@ -244,64 +330,62 @@ void NbdWire::readerLoop() {
             }
         }
         auto self = shared_from_this();
+        const bool wake = inEnd_ - inPos_ < sizeof(h);
         if (type == kCmdWrite) {
-            dev_->submitWrite(slot, offset, std::move(payload), fua, self);
+            dev_->submitWrite(slot, offset, std::move(payload), fua, self, wake);
         } else if (type == kCmdFlush) {
-            dev_->submitFlush(slot, self);
+            dev_->submitFlush(slot, self, wake);
         } else {
-            dev_->submitDiscard(slot, offset, length, fua, self);
+            dev_->submitDiscard(slot, offset, length, fua, self, wake);
         }
+        deferred = !wake;
     }
+    if (deferred) dev_->wakeLogger();
     std::unique_lock<std::mutex> lk(mu_);
     if (stats_.reason.empty()) stats_.reason = reason;
     // Answer what is in flight before closing.
-    cv_.wait(lk, [&] { return inflightRequests_ == 0 || broken_; });
+    readerWaiting_ = true;
+    readerCv_.wait(lk, [&] { return inflightRequests_ == 0 || broken_; });
+    readerWaiting_ = false;
     readerDone_ = true;
-    cv_.notify_all();
+    senderCv_.notify_one();
 }
 
 void NbdWire::senderLoop() {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
-        cv_.wait(lk, [&] { return !replies_.empty() || readerDone_; });
-        if (replies_.empty() && readerDone_) break;
+        senderCv_.wait(lk, [&] {
+            if (!replies_.empty() || readerDone_) return true;
+            std::lock_guard<std::mutex> sl(sendMu_);
+            return !unsent_.empty();
+        });
         std::deque<Reply> batch;
         batch.swap(replies_);
+        const bool last = readerDone_;
         lk.unlock();
         uint64_t sentBytes = 0;
         bool broke = false;
-        for (Reply& r : batch) {
-            if (broke) break;
-            char hdr[16];
-            putBe32(hdr, kSimpleReplyMagic);
-            putBe32(hdr + 4, static_cast<uint32_t>(r.error));
-            putBe32(hdr + 8, static_cast<uint32_t>(r.cookie >> 32));
-            putBe32(hdr + 12, static_cast<uint32_t>(r.cookie));
-            struct iovec iov[2] = {{hdr, 16},
-                                   {r.data ? r.data->data() : nullptr, r.data ? r.data->size() : 0}};
-            int n = r.data ? 2 : 1;
-            size_t total = 16 + (r.data ? r.data->size() : 0);
-            struct iovec* v = iov;
-            while (total > 0) {
-                ssize_t w = ::writev(fd_, v, n);
-                if (w < 0 && errno == EINTR) continue;
-                if (w <= 0) {
-                    broke = true;
-                    break;
-                }
-                total -= static_cast<size_t>(w);
-                size_t k = static_cast<size_t>(w);
-                while (n > 0 && k >= v->iov_len) {
-                    k -= v->iov_len;
-                    v++;
-                    n--;
-                }
-                if (n > 0) {
-                    v->iov_base = static_cast<char*>(v->iov_base) + k;
-                    v->iov_len -= k;
+        {
+            std::lock_guard<std::mutex> sl(sendMu_);
+            std::vector<char> headers(batch.size() * 16);
+            std::vector<struct iovec> iov;
+            iov.reserve(1 + 2 * batch.size());
+            if (!unsent_.empty()) iov.push_back({unsent_.data(), unsent_.size()});
+            for (size_t i = 0; i < batch.size(); i++) {
+                const Reply& r = batch[i];
+                char* h = headers.data() + i * 16;
+                putBe32(h, kSimpleReplyMagic);
+                putBe32(h + 4, static_cast<uint32_t>(r.error));
+                putBe32(h + 8, static_cast<uint32_t>(r.cookie >> 32));
+                putBe32(h + 12, static_cast<uint32_t>(r.cookie));
+                iov.push_back({h, 16});
+                if (r.data) {
+                    iov.push_back({r.data->data(), r.data->size()});
+                    sentBytes += r.data->size();
                 }
             }
-            if (r.data) sentBytes += r.data->size();
+            broke = !iov.empty() && !writeAll(iov.data(), static_cast<int>(iov.size()));
+            unsent_.clear();
         }
         lk.lock();
         inflightBytes_ -= std::min(inflightBytes_, sentBytes);
@@ -310,7 +394,8 @@ void NbdWire::senderLoop() {
             if (stats_.reason.empty()) stats_.reason = "connection lost while sending replies";
             ::shutdown(fd_, SHUT_RDWR);
         }
-        cv_.notify_all();
+        if (readerWaiting_) readerCv_.notify_one();
+        if (last && replies_.empty()) break;
     }
     lk.unlock();
     ::shutdown(fd_, SHUT_RDWR);

@@ -3,6 +3,8 @@
 // Simple replies only (structured replies are never negotiated). Same checks and errors as the TypeScript
 // transmission code (docs/nbd-server.md).
 #pragma once
+#include <sys/uio.h>
+
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -40,6 +42,7 @@ public:
     void shutdown(const std::string& reason);
     void join();
     void wdevDone(uint64_t id, int error) override;
+    void wdevDoneMany(const std::vector<std::pair<uint64_t, int>>& done) override;
 
 private:
     struct Reply {
@@ -52,18 +55,21 @@ private:
     bool readExact(char* buf, size_t n);
     bool discard(size_t n);
     void queueReply(uint64_t cookie, int error, std::shared_ptr<IoBuffer> data = nullptr);
+    bool trySendNow(const std::vector<std::pair<uint64_t, int>>& replies);
+    bool writeAll(struct iovec* v, int n);
     int validate(uint16_t type, uint16_t flags, uint64_t offset, uint32_t length);
     void end(const std::string& reason);
 
     int fd_;
-    std::string pending_;
-    size_t pendingPos_ = 0;
+    std::vector<char> in_;  // bytes read from the socket and not parsed yet: in_[inPos_, inEnd_)
+    size_t inPos_ = 0, inEnd_ = 0;
     std::shared_ptr<Wdev> dev_;
     NbdWireLimits limits_;
     std::function<void(const NbdWireStats&)> onClose_;
 
     std::mutex mu_;
-    std::condition_variable cv_;
+    std::condition_variable readerCv_, senderCv_;
+    bool readerWaiting_ = false;
     std::deque<Reply> replies_;
     uint64_t inflightBytes_ = 0;
     uint32_t inflightRequests_ = 0;
@@ -72,6 +78,10 @@ private:
     // In-flight write/flush/trim requests: id -> (cookie, payload bytes).
     std::vector<std::pair<uint64_t, uint64_t>> slots_;
     std::vector<uint32_t> freeSlots_;
+
+    // Socket writes: the sender thread, or a completing thread that finds the socket writable at once.
+    std::mutex sendMu_;
+    std::string unsent_;  // tail of a reply stream a completing thread could not finish; written first
 
     std::thread reader_, sender_;
 };

@@ -183,7 +183,7 @@ uint32_t Wdev::maxPieceLb() const {
 // Submission and completion
 
 void Wdev::submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> data, bool fua,
-                       WdevTarget target) {
+                       WdevTarget target, bool wake) {
     Request r;
     r.id = id;
     r.target = std::move(target);
@@ -196,10 +196,11 @@ void Wdev::submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> d
         return;
     }
     r.data = std::move(data);
-    enqueue(std::move(r));
+    enqueue(std::move(r), wake);
 }
 
-void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target) {
+void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target,
+                         bool wake) {
     Request r;
     r.id = id;
     r.target = std::move(target);
@@ -211,18 +212,18 @@ void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua
         complete(r.target, id, kWdevEio);
         return;
     }
-    enqueue(std::move(r));
+    enqueue(std::move(r), wake);
 }
 
-void Wdev::submitFlush(uint64_t id, WdevTarget target) {
+void Wdev::submitFlush(uint64_t id, WdevTarget target, bool wake) {
     Request r;
     r.id = id;
     r.target = std::move(target);
     r.type = ReqType::Flush;
-    enqueue(std::move(r));
+    enqueue(std::move(r), wake);
 }
 
-void Wdev::enqueue(Request&& r) {
+void Wdev::enqueue(Request&& r, bool wake) {
     std::unique_lock<std::mutex> lk(mu_);
     int err = kWdevOk;
     if (stopping_) {
@@ -241,7 +242,7 @@ void Wdev::enqueue(Request&& r) {
     if (r.type == ReqType::Write || r.type == ReqType::Discard) r.seq = addOverlay(r.offLb, r.sizeLb, r.data);
     queue_.push_back(std::move(r));
     lk.unlock();
-    loggerCv_.notify_one();
+    if (wake) loggerCv_.notify_one();
 }
 
 uint64_t Wdev::sizeBytes() {
@@ -261,6 +262,22 @@ void Wdev::complete(const WdevTarget& target, uint64_t id, int error) {
         completions_.push_back({id, error});
     }
     if (wasEmpty && notify_) notify_();
+}
+
+void Wdev::completeAll(const std::vector<Waiter>& waiters, int error) {
+    // Consecutive requests of one connection are delivered together.
+    std::vector<std::pair<uint64_t, int>> run;
+    for (size_t i = 0; i < waiters.size();) {
+        const WdevTarget& t = waiters[i].target;
+        if (!t) {
+            complete(t, waiters[i].id, error);
+            i++;
+            continue;
+        }
+        run.clear();
+        for (; i < waiters.size() && waiters[i].target == t; i++) run.emplace_back(waiters[i].id, error);
+        t->wdevDoneMany(run);
+    }
 }
 
 std::vector<Wdev::Completion> Wdev::takeCompletions() {
@@ -517,12 +534,12 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
         lk.lock();
         return;
     }
-    for (const Waiter& w : ackNow) complete(w.target, w.id, kWdevOk);
+    completeAll(ackNow, kWdevOk);
     lk.lock();
     if (needSync) syncLog(lk);
     const int syncErr = failed_ ? kWdevEio : kWdevOk;
     lk.unlock();
-    for (const Waiter& w : ackAfterSync) complete(w.target, w.id, syncErr);
+    completeAll(ackAfterSync, syncErr);
     lk.lock();
 }
 

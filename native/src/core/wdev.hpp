@@ -75,6 +75,10 @@ class WdevCompletionTarget {
 public:
     virtual ~WdevCompletionTarget() = default;
     virtual void wdevDone(uint64_t id, int error) = 0;
+    // Several at once (one lock and one wake-up for a whole batch of replies).
+    virtual void wdevDoneMany(const std::vector<std::pair<uint64_t, int>>& done) {
+        for (const auto& [id, error] : done) wdevDone(id, error);
+    }
 };
 using WdevTarget = std::shared_ptr<WdevCompletionTarget>;
 
@@ -98,11 +102,14 @@ public:
     uint32_t pbs() const { return pbs_; }
 
     // Submission: never blocks. Offsets and lengths are in bytes, multiples of 512, inside the device.
+    // `wake = false` leaves the logger asleep (the caller has more requests at hand and calls wakeLogger()).
     void submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> data, bool fua,
-                     WdevTarget target = nullptr);
+                     WdevTarget target = nullptr, bool wake = true);
     // Discard and write-zeroes: logged as discard records; the range reads back as zeros afterwards.
-    void submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target = nullptr);
-    void submitFlush(uint64_t id, WdevTarget target = nullptr);
+    void submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target = nullptr,
+                       bool wake = true);
+    void submitFlush(uint64_t id, WdevTarget target = nullptr, bool wake = true);
+    void wakeLogger() { loggerCv_.notify_one(); }
     uint64_t sizeBytes();
     struct Completion {
         uint64_t id;
@@ -164,8 +171,9 @@ private:
     void scrubAfterEnd();
     uint32_t maxPieceLb() const;
 
-    void enqueue(Request&& r);
+    void enqueue(Request&& r, bool wake = true);
     void complete(const WdevTarget& target, uint64_t id, int error);
+    void completeAll(const std::vector<Waiter>& waiters, int error);
     uint64_t addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<IoBuffer> data);
     void removeOverlay(uint64_t seq);
 
