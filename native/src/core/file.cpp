@@ -5,9 +5,11 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -154,6 +156,30 @@ void File::pwriteAll(const void* buf, size_t len, uint64_t off) {
                        "write failed: " + where(path_, off + done) + ": " + std::strerror(errno));
         }
         done += static_cast<size_t>(r);
+    }
+}
+
+void File::pwritevAll(const std::vector<std::pair<const char*, size_t>>& spans, uint64_t off) {
+    std::vector<struct iovec> iov;
+    iov.reserve(spans.size());
+    for (const auto& [p, n] : spans)
+        if (n > 0) iov.push_back({const_cast<char*>(p), n});
+    size_t i = 0;
+    while (i < iov.size()) {
+        const int cnt = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
+        ssize_t r = ::pwritev(fd_, iov.data() + i, cnt, static_cast<off_t>(off));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throwError(ErrorCode::IoError,
+                       "write failed: " + where(path_, off) + ": " + std::strerror(errno));
+        }
+        off += static_cast<uint64_t>(r);
+        size_t k = static_cast<size_t>(r);
+        while (i < iov.size() && k >= iov[i].iov_len) k -= iov[i++].iov_len;
+        if (i < iov.size()) {
+            iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + k;
+            iov[i].iov_len -= k;
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace walb {
 
@@ -58,6 +60,8 @@ public:
     void preadAll(void* buf, size_t len, uint64_t off) const;     // throws TRUNCATED at end of file
     size_t preadSome(void* buf, size_t len, uint64_t off) const;  // stops at end of file
     void pwriteAll(const void* buf, size_t len, uint64_t off);
+    // Gathered write of `spans` (pointer, length) at `off`, retrying short writes.
+    void pwritevAll(const std::vector<std::pair<const char*, size_t>>& spans, uint64_t off);
     void writeAll(const void* buf, size_t len);  // sequential (pipes, stdout)
     void truncate(uint64_t size);
     void fdatasync();

@@ -156,6 +156,31 @@ void Ldev::writeBlocks(uint64_t lsid, size_t n, const char* in) {
     }
 }
 
+void Ldev::writeBlocksV(uint64_t lsid, const std::vector<std::pair<const char*, size_t>>& spans) {
+    const uint32_t pbs = super_.pbs;
+    std::vector<std::pair<const char*, size_t>> run;
+    uint64_t runLsid = lsid;
+    size_t runBytes = 0;
+    // Bytes left before the ring end from the start of the current run.
+    auto room = [&] { return (super_.ringBufferPb - runLsid % super_.ringBufferPb) * pbs - runBytes; };
+    for (auto [p, n] : spans) {
+        while (n > 0) {
+            const size_t k = std::min<uint64_t>(n, room());
+            run.emplace_back(p, k);
+            runBytes += k;
+            p += k;
+            n -= k;
+            if (room() == 0) {  // the ring ends here: write what we have, continue at the ring start
+                file_.pwritevAll(run, offsetOf(runLsid));
+                runLsid += runBytes / pbs;
+                run.clear();
+                runBytes = 0;
+            }
+        }
+    }
+    if (!run.empty()) file_.pwritevAll(run, offsetOf(runLsid));
+}
+
 bool Ldev::readPack(uint64_t lsid, Logpack& pack, std::string* why) {
     pack.reset(super_.pbs, super_.salt, lsid);
     readBlocks(lsid, 1, pack.headerBlock().data());

@@ -64,6 +64,8 @@ public:
     // end.
     void readBlocks(uint64_t lsid, size_t n, char* out);
     void writeBlocks(uint64_t lsid, size_t n, const char* in);
+    // Same from spans (pointer, bytes; the bytes add up to whole blocks), without copying them together.
+    void writeBlocksV(uint64_t lsid, const std::vector<std::pair<const char*, size_t>>& spans);
     // Writes a sealed pack at its own lsid. Refuses a record whose data would cross the ring end.
     void writePack(const Logpack& pack);
 

@@ -13,12 +13,13 @@ void Logpack::reset(uint32_t pbs, uint32_t salt, uint64_t lsid) {
     salt_ = salt;
     headerBlock_.assign(pbs, 0);
     data_.clear();
+    spans_.clear();
     header().sector_type = kSectorTypeLogpack;
     header().logpack_lsid = lsid;
 }
 
 void Logpack::seal() {
-    for (size_t i = 0; i < nRecords(); i++) {
+    for (size_t i = 0; i < nRecords() && !external_; i++) {
         LogRecordRaw& r = record(i);
         r.checksum = (r.isDiscard() || r.isPadding())
                          ? 0
@@ -108,9 +109,30 @@ void Logpack::shrink(size_t n) {
     h.checksum = checksum(headerBlock_.data(), pbs_, salt_);
 }
 
+namespace {
+// Source of the zero bytes that external-data packs write for padding and block tails.
+const char* zeroBytes(size_t n) {
+    static const std::vector<char> zeros(1 << 20, 0);
+    if (n > zeros.size()) throwError(ErrorCode::InvalidArgument, "zero span too long");
+    return zeros.data();
+}
+void addZeroSpans(std::vector<Logpack::Span>& spans, size_t n) {
+    while (n > 0) {
+        const size_t k = std::min<size_t>(n, 1 << 20);
+        spans.emplace_back(zeroBytes(k), k);
+        n -= k;
+    }
+}
+}  // namespace
+
 LogpackBuilder::LogpackBuilder(uint32_t pbs, uint32_t salt, uint64_t ringBufferPb, uint32_t maxLogpackPb,
-                               uint64_t lsid)
-    : pbs_(pbs), salt_(salt), ringBufferPb_(ringBufferPb), maxLogpackPb_(maxLogpackPb), pack_(pbs, salt) {
+                               uint64_t lsid, bool copyData)
+    : pbs_(pbs),
+      salt_(salt),
+      ringBufferPb_(ringBufferPb),
+      maxLogpackPb_(maxLogpackPb),
+      pack_(pbs, salt),
+      copyData_(copyData) {
     if (!isValidPbs(pbs))
         throwError(ErrorCode::InvalidArgument, "invalid physical block size " + std::to_string(pbs));
     if (maxLogpackPb_ == 0 || maxLogpackPb_ > kMaxTotalIoPb) maxLogpackPb_ = kMaxTotalIoPb;
@@ -119,6 +141,7 @@ LogpackBuilder::LogpackBuilder(uint32_t pbs, uint32_t salt, uint64_t ringBufferP
     if (ringBufferPb_ > 0)
         maxLogpackPb_ = static_cast<uint32_t>(std::min<uint64_t>(maxLogpackPb_, ringBufferPb_ - 1));
     pack_.reset(pbs, salt, lsid);
+    pack_.setExternalData(!copyData_);
 }
 
 LogRecordRaw& LogpackBuilder::appendRecord() {
@@ -157,7 +180,11 @@ bool LogpackBuilder::addWrite(uint64_t offsetLb, uint32_t sizeLb, const void* da
             pad.io_size = static_cast<uint32_t>(paddingPb * (pbs_ / kLbSize));
             h.total_io_size = static_cast<uint16_t>(h.total_io_size + paddingPb);
             h.n_padding++;
-            pack_.data().resize(size_t(h.total_io_size) * pbs_, 0);
+            if (copyData_) {
+                pack_.data().resize(size_t(h.total_io_size) * pbs_, 0);
+            } else {
+                addZeroSpans(pack_.spans(), size_t(paddingPb) * pbs_);
+            }
             if (headerFull() || h.total_io_size + ioPb > maxLogpackPb_) {
                 closed_ = true;
                 return false;
@@ -168,10 +195,18 @@ bool LogpackBuilder::addWrite(uint64_t offsetLb, uint32_t sizeLb, const void* da
     r.flags = kLogRecordExist;
     r.offset = offsetLb;
     r.io_size = sizeLb;
-    const size_t at = pack_.data().size();
     h.total_io_size = static_cast<uint16_t>(h.total_io_size + ioPb);
-    pack_.data().resize(size_t(h.total_io_size) * pbs_, 0);
-    std::memcpy(pack_.data().data() + at, data, size_t(sizeLb) * kLbSize);
+    const size_t bytes = size_t(sizeLb) * kLbSize;
+    if (copyData_) {
+        const size_t at = pack_.data().size();
+        pack_.data().resize(size_t(h.total_io_size) * pbs_);
+        std::memcpy(pack_.data().data() + at, data, bytes);
+        std::memset(pack_.data().data() + at + bytes, 0, size_t(ioPb) * pbs_ - bytes);
+    } else {
+        r.checksum = checksum(data, bytes, salt_);
+        pack_.spans().emplace_back(static_cast<const char*>(data), bytes);
+        if (size_t(ioPb) * pbs_ > bytes) addZeroSpans(pack_.spans(), size_t(ioPb) * pbs_ - bytes);
+    }
     return true;
 }
 
@@ -195,6 +230,7 @@ Logpack LogpackBuilder::take() {
     out.seal();
     pack_ = Logpack(pbs_, salt_);
     pack_.reset(pbs_, salt_, next);
+    pack_.setExternalData(!copyData_);
     closed_ = false;
     return out;
 }

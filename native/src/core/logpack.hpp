@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/format.hpp"
@@ -35,8 +36,17 @@ public:
     char* recordData(size_t i) { return data_.data() + recordDataOffset(i); }
     size_t recordDataOffset(size_t i) const { return size_t(record(i).lsid_local - 1) * pbs_; }
 
-    // Recompute the data checksums of normal records and the header checksum (used by writers).
+    // Recompute the data checksums of normal records and the header checksum (used by writers). A pack whose
+    // data is external (spans) keeps the record checksums computed when the records were added.
     void seal();
+
+    // External data: the data blocks as (pointer, bytes) spans in order, instead of data(). The memory
+    // belongs to the caller and must outlive the write of the pack.
+    using Span = std::pair<const char*, size_t>;
+    const std::vector<Span>& spans() const { return spans_; }
+    std::vector<Span>& spans() { return spans_; }
+    bool externalData() const { return external_; }
+    void setExternalData(bool v) { external_ = v; }
     // Validate the header block as a reader must (formats.md §2.6-2.7). Returns an empty string when valid.
     std::string checkHeader(uint64_t expectedLsid) const;
     // Index of the first normal record whose data checksum is wrong, or nRecords() if all are good.
@@ -57,6 +67,8 @@ private:
     uint32_t salt_ = 0;
     std::vector<char> headerBlock_;
     std::vector<char> data_;
+    std::vector<Span> spans_;
+    bool external_ = false;
 };
 
 // Builds logpacks by the WalB driver's rules (formats.md §2.4): padding at the ring-buffer end so no IO's
@@ -65,7 +77,9 @@ private:
 class LogpackBuilder {
 public:
     // ringBufferPb = 0 means no ring (no padding ever); maxLogpackPb = 0 means no limit but 65535.
-    LogpackBuilder(uint32_t pbs, uint32_t salt, uint64_t ringBufferPb, uint32_t maxLogpackPb, uint64_t lsid);
+    // copyData = false: packs reference the caller's data as spans (no copy; the caller keeps it alive).
+    LogpackBuilder(uint32_t pbs, uint32_t salt, uint64_t ringBufferPb, uint32_t maxLogpackPb, uint64_t lsid,
+                   bool copyData = true);
 
     // Each add returns false when the IO must go to the next pack: call take() and retry on the new pack.
     // `data` holds sizeLb*512 bytes. `flush` marks a request that must come first in its pack.
@@ -85,6 +99,7 @@ private:
     uint64_t ringBufferPb_;
     uint32_t maxLogpackPb_;
     Logpack pack_;
+    bool copyData_ = true;
     bool closed_ = false;  // a padding record ended this pack; the next IO must start a new one
 };
 

@@ -11,7 +11,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint64_t kEmitLimitBytes = 8ull << 20;  // log written per ldev write, at most
-constexpr uint64_t kApplyLimitBytes = 64ull << 20;
 
 // Zero a range of the ddev: a hole in a file, BLKZEROOUT (or written zeros) on a block device. Discards
 // must read back as zeros, because that is what a restore of the backup will show.
@@ -96,7 +95,7 @@ void Wdev::openAndRedo(const std::string& ldevPath, const std::string& ddevPath)
     lsids_.prevWritten = redo_.endLsid;
     lastLogSync_ = lastCheckpoint_ = Clock::now();
     builder_ = std::make_unique<LogpackBuilder>(pbs_, super_.salt, super_.ringBufferPb, builderMaxPackPb(),
-                                                lsids_.latest);
+                                                lsids_.latest, false);
 }
 
 void Wdev::redoFromWritten() {
@@ -290,7 +289,7 @@ std::vector<Wdev::Completion> Wdev::takeCompletions() {
 uint64_t Wdev::addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<IoBuffer> data) {
     std::lock_guard<std::mutex> lk(overlayMu_);
     const uint64_t seq = nextSeq_++;
-    overlay_.emplace(seq, OverlayEntry{offLb, sizeLb, std::move(data)});
+    overlay_.emplace_back(OverlayEntry{offLb, sizeLb, std::move(data)});
     if (sizeLb <= kSmallEntryLb) {
         overlayByAddr_.emplace(offLb, seq);
     } else {
@@ -299,12 +298,18 @@ uint64_t Wdev::addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<IoBuf
     return seq;
 }
 
+const Wdev::OverlayEntry* Wdev::overlayEntry(uint64_t seq) const {
+    if (seq < overlayBase_ || seq - overlayBase_ >= overlay_.size()) return nullptr;
+    const auto& e = overlay_[seq - overlayBase_];
+    return e ? &*e : nullptr;
+}
+
 void Wdev::removeOverlay(uint64_t seq) {
     std::lock_guard<std::mutex> lk(overlayMu_);
-    auto it = overlay_.find(seq);
-    if (it == overlay_.end()) return;
-    if (it->second.sizeLb <= kSmallEntryLb) {
-        auto range = overlayByAddr_.equal_range(it->second.offLb);
+    const OverlayEntry* e = overlayEntry(seq);
+    if (!e) return;
+    if (e->sizeLb <= kSmallEntryLb) {
+        auto range = overlayByAddr_.equal_range(e->offLb);
         for (auto a = range.first; a != range.second; ++a) {
             if (a->second == seq) {
                 overlayByAddr_.erase(a);
@@ -314,7 +319,11 @@ void Wdev::removeOverlay(uint64_t seq) {
     } else {
         overlayBig_.erase(seq);
     }
-    overlay_.erase(it);
+    overlay_[seq - overlayBase_].reset();
+    while (!overlay_.empty() && !overlay_.front()) {
+        overlay_.pop_front();
+        overlayBase_++;
+    }
 }
 
 void Wdev::read(uint64_t offset, size_t length, char* out) {
@@ -332,11 +341,11 @@ void Wdev::read(uint64_t offset, size_t length, char* out) {
         const uint64_t from = offLb > kSmallEntryLb ? offLb - kSmallEntryLb : 0;
         for (auto it = overlayByAddr_.lower_bound(from); it != overlayByAddr_.end() && it->first < endLb;
              ++it) {
-            const OverlayEntry& e = overlay_.at(it->second);
+            const OverlayEntry& e = *overlayEntry(it->second);
             if (e.offLb + e.sizeLb > offLb) hits.emplace_back(it->second, e);
         }
         for (const auto& [seq, off] : overlayBig_) {
-            const OverlayEntry& e = overlay_.at(seq);
+            const OverlayEntry& e = *overlayEntry(seq);
             if (off < endLb && off + e.sizeLb > offLb) hits.emplace_back(seq, e);
         }
     }
@@ -456,7 +465,7 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
         if (end - lsids_.oldest > super_.ringBufferPb) {
             if (opt_.errorBeforeOverflow) {
                 builder_ = std::make_unique<LogpackBuilder>(pbs_, super_.salt, super_.ringBufferPb,
-                                                            builderMaxPackPb(), lsids_.latest);
+                                                            builderMaxPackPb(), lsids_.latest, false);
                 lk.unlock();
                 return kWdevEnospc;
             }
@@ -464,15 +473,14 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
         }
         lsids_.latest = end;
         lk.unlock();
-        const uint64_t n = end - begin;
-        staging_.resize(n * pbs_);
+        std::vector<std::pair<const char*, size_t>> spans;
+        spans.reserve(packs.size() * 2);
         for (const Logpack& p : packs) {
-            char* at = staging_.data() + (p.lsid() - begin) * pbs_;
-            std::memcpy(at, p.headerBlock().data(), pbs_);
-            if (!p.data().empty()) std::memcpy(at + pbs_, p.data().data(), p.data().size());
+            spans.emplace_back(p.headerBlock().data(), pbs_);
+            spans.insert(spans.end(), p.spans().begin(), p.spans().end());
         }
         try {
-            if (n > 0) ldev_->writeBlocks(begin, n, staging_.data());
+            if (end > begin) ldev_->writeBlocksV(begin, spans);
         } catch (...) {
             fail("log device write failed: " + describeException());
             return kWdevEio;
@@ -484,7 +492,10 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
         pendingBytes_ += apply.bytes;
         applyQueue_.push_back(std::move(apply));
         apply = ApplyBatch();
-        if (lsids_.completed - lsids_.permanent >= opt_.logFlushIntervalBytes / pbs_) needSync = true;
+        // Sync by the flush interval, and early when pending data piles up: the applier needs permanent logs.
+        if (lsids_.completed - lsids_.permanent >= opt_.logFlushIntervalBytes / pbs_ ||
+            pendingBytes_ >= opt_.maxPendingBytes / 2)
+            needSync = true;
         lk.unlock();
         applierCv_.notify_one();
         return kWdevOk;
@@ -598,27 +609,20 @@ void Wdev::applierLoop() {
         const bool ready =
             !applyQueue_.empty() && (applyQueue_.front().endLsid <= lsids_.permanent || failed_);
         if (ready) {
-            std::vector<ApplyBatch> work;
-            uint64_t bytes = 0;
-            while (!applyQueue_.empty() && (applyQueue_.front().endLsid <= lsids_.permanent || failed_) &&
-                   bytes < kApplyLimitBytes) {
-                bytes += applyQueue_.front().bytes;
-                work.push_back(std::move(applyQueue_.front()));
-                applyQueue_.pop_front();
-            }
+            // One batch at a time, so that the logger gets room back as soon as possible.
+            ApplyBatch b = std::move(applyQueue_.front());
+            applyQueue_.pop_front();
             const bool skip = failed_;
             lk.unlock();
             bool ok = true;
             if (!skip) {
                 try {
-                    for (const ApplyBatch& b : work) {
-                        for (const ApplyItem& it : b.items) {
-                            if (it.data) {
-                                ddev_.pwriteAll(it.data->data() + it.dataOff, it.sizeLb * kLbSize,
-                                                it.offLb * kLbSize);
-                            } else {
-                                zeroRange(ddev_, it.offLb * kLbSize, it.sizeLb * kLbSize);
-                            }
+                    for (const ApplyItem& it : b.items) {
+                        if (it.data) {
+                            ddev_.pwriteAll(it.data->data() + it.dataOff, it.sizeLb * kLbSize,
+                                            it.offLb * kLbSize);
+                        } else {
+                            zeroRange(ddev_, it.offLb * kLbSize, it.sizeLb * kLbSize);
                         }
                     }
                 } catch (...) {
@@ -628,13 +632,12 @@ void Wdev::applierLoop() {
             }
             // On failure the overlay keeps the data, so reads stay correct while the device refuses writes.
             if (ok && !skip) {
-                for (const ApplyBatch& b : work)
-                    for (const ApplyItem& it : b.items)
-                        if (it.removeSeq) removeOverlay(it.removeSeq);
+                for (const ApplyItem& it : b.items)
+                    if (it.removeSeq) removeOverlay(it.removeSeq);
             }
             lk.lock();
-            if (ok && !skip) lsids_.written = std::max(lsids_.written, work.back().endLsid);
-            pendingBytes_ -= bytes;
+            if (ok && !skip) lsids_.written = std::max(lsids_.written, b.endLsid);
+            pendingBytes_ -= b.bytes;
             loggerCv_.notify_one();
             doneCv_.notify_all();
             continue;
@@ -825,7 +828,8 @@ void Wdev::resetWal() {
         super_ = s;
         lsids_ = WdevLsids();
         overflow_ = false;
-        builder_ = std::make_unique<LogpackBuilder>(pbs_, s.salt, s.ringBufferPb, builderMaxPackPb(), 0);
+        builder_ =
+            std::make_unique<LogpackBuilder>(pbs_, s.salt, s.ringBufferPb, builderMaxPackPb(), 0, false);
         lastCheckpoint_ = lastLogSync_ = Clock::now();
     });
 }

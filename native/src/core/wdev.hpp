@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -198,7 +199,6 @@ private:
     uint32_t pbs_ = 512;
     WdevRedoResult redo_;
     std::unique_ptr<LogpackBuilder> builder_;  // logger thread only
-    std::vector<char> staging_;                // logger thread only: one batch of packs as written
     std::mutex superMu_;                       // one super-sector writer at a time (before mu_)
 
     // Everything below is guarded by mu_.
@@ -221,7 +221,11 @@ private:
 
     std::mutex overlayMu_;
     uint64_t nextSeq_ = 1;
-    std::map<uint64_t, OverlayEntry> overlay_;         // by seq (= submission order = lsid order)
+    // By seq (= submission order = lsid order): entry seq is overlay_[seq - overlayBase_]; removed ones are
+    // empty until the front catches up. Entries leave in roughly the order they came, so this stays short.
+    std::deque<std::optional<OverlayEntry>> overlay_;
+    uint64_t overlayBase_ = 1;
+    const OverlayEntry* overlayEntry(uint64_t seq) const;
     std::multimap<uint64_t, uint64_t> overlayByAddr_;  // offLb -> seq, entries up to kSmallEntryLb
     std::map<uint64_t, uint64_t> overlayBig_;          // seq -> offLb, larger (discard) entries
     static constexpr uint64_t kSmallEntryLb = 65536;
