@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation } from 'grpc-health-check';
+import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { WalbError, errorCode, errorMessage, type ErrorCode } from './errors';
 
 // dist/src/common/grpc.js -> <root>/proto
@@ -100,7 +100,9 @@ export async function startGrpcServer(
     ...Object.fromEntries(services.map((s) => [s.name, 'SERVING'])),
   });
   health.addToServer(server);
-  for (const p of packages) new ReflectionService(p).addToServer(server);
+  // One reflection service describing ours and the health service (reflection can be added only once).
+  const healthDefinition = protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS);
+  new ReflectionService(Object.assign({}, healthDefinition, ...packages)).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
