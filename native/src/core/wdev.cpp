@@ -41,6 +41,7 @@ Wdev::Wdev(const std::string& ldevPath, const std::string& ddevPath, const WdevO
     if (opt_.maxPendingBytes < (1u << 20))
         throwError(ErrorCode::InvalidArgument, "max pending must be at least 1 MiB");
     openAndRedo(ldevPath, ddevPath);
+    syncer_ = std::thread([this] { syncerLoop(); });
     logger_ = std::thread([this] { loggerLoop(); });
     applier_ = std::thread([this] { applierLoop(); });
 }
@@ -383,17 +384,10 @@ void Wdev::loggerLoop() {
                 if (lsids_.permanent < lsids_.completed && !failed_) syncLog(lk);
                 break;
             }
-            if (lsids_.permanent < lsids_.completed && !failed_) {
-                // Unsynced log: sync when the interval is up or the applier waits for it to free memory.
-                const auto due = lastLogSync_ + std::chrono::milliseconds(opt_.logFlushIntervalMs);
-                if (now >= due || pendingBytes_ >= opt_.maxPendingBytes || stopping_) {
-                    syncLog(lk);
-                    continue;
-                }
-                loggerCv_.wait_until(lk, frozen_ && freezeDeadline_ != Clock::time_point{}
-                                             ? std::min(due, freezeDeadline_)
-                                             : due);
-            } else if (frozen_ && freezeDeadline_ != Clock::time_point{}) {
+            // Pending data waits for its log to become permanent: make sure a sync is on its way.
+            if (pendingBytes_ >= opt_.maxPendingBytes && lsids_.permanent < lsids_.completed && !failed_)
+                requestSync(lk);
+            if (frozen_ && freezeDeadline_ != Clock::time_point{}) {
                 loggerCv_.wait_until(lk, freezeDeadline_);
             } else {
                 loggerCv_.wait(lk);
@@ -547,11 +541,19 @@ void Wdev::writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& 
     }
     completeAll(ackNow, kWdevOk);
     lk.lock();
-    if (needSync) syncLog(lk);
-    const int syncErr = failed_ ? kWdevEio : kWdevOk;
-    lk.unlock();
-    completeAll(ackAfterSync, syncErr);
-    lk.lock();
+    if (!needSync) return;
+    // FUA writes and flushes are answered by the syncer once the log up to here is permanent; the logger
+    // goes on with the next batch meanwhile.
+    const uint64_t need = lsids_.completed;
+    if (need <= lsids_.permanent || failed_) {
+        const int e = failed_ ? kWdevEio : kWdevOk;
+        lk.unlock();
+        completeAll(ackAfterSync, e);
+        lk.lock();
+        return;
+    }
+    for (Waiter& w : ackAfterSync) syncWaiters_.emplace_back(need, std::move(w));
+    requestSync(lk);
 }
 
 uint64_t Wdev::emitLimitPb() const {
@@ -563,22 +565,79 @@ uint32_t Wdev::builderMaxPackPb() const {
         std::min<uint64_t>(uint64_t(opt_.maxLogpackKb) * 1024 / pbs_, kMaxTotalIoPb));
 }
 
-// Makes everything logged so far permanent. Logger thread only; called and returns with mu_ held.
+// Makes everything logged so far permanent; called and returns with mu_ held.
 void Wdev::syncLog(std::unique_lock<std::mutex>& lk) {
     const uint64_t target = lsids_.completed;
-    lsids_.flush = target;
-    lk.unlock();
-    try {
-        ldev_->file().fdatasync();
-    } catch (...) {
-        fail("log device sync failed: " + describeException());
-        lk.lock();
-        return;
+    requestSync(lk);
+    doneCv_.wait(lk, [&] { return lsids_.permanent >= target || failed_; });
+}
+
+void Wdev::requestSync(std::unique_lock<std::mutex>&) {
+    if (lsids_.completed > syncTarget_) {
+        syncTarget_ = lsids_.completed;
+        syncerCv_.notify_one();
     }
-    lk.lock();
-    lsids_.permanent = std::max(lsids_.permanent, target);
-    lastLogSync_ = Clock::now();
-    applierCv_.notify_one();
+}
+
+void Wdev::syncerLoop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+        if (failed_ && !syncWaiters_.empty()) {
+            std::vector<Waiter> failedWaiters;
+            for (auto& [lsid, w] : syncWaiters_) failedWaiters.push_back(std::move(w));
+            syncWaiters_.clear();
+            lk.unlock();
+            completeAll(failedWaiters, kWdevEio);
+            lk.lock();
+            continue;
+        }
+        if (!failed_ && syncTarget_ > lsids_.permanent) {
+            const uint64_t target = syncTarget_;
+            lsids_.flush = std::max(lsids_.flush, target);
+            lk.unlock();
+            try {
+                ldev_->file().fdatasync();
+            } catch (...) {
+                fail("log device sync failed: " + describeException());
+            }
+            lk.lock();
+            if (failed_) continue;
+            lsids_.permanent = std::max(lsids_.permanent, target);
+            lastLogSync_ = Clock::now();
+            std::vector<Waiter> done;
+            auto keep = syncWaiters_.begin();
+            for (auto it = syncWaiters_.begin(); it != syncWaiters_.end(); ++it) {
+                if (it->first <= lsids_.permanent) {
+                    done.push_back(std::move(it->second));
+                } else {
+                    *keep++ = std::move(*it);
+                }
+            }
+            syncWaiters_.erase(keep, syncWaiters_.end());
+            applierCv_.notify_one();
+            doneCv_.notify_all();
+            if (!done.empty()) {
+                lk.unlock();
+                completeAll(done, kWdevOk);
+                lk.lock();
+            }
+            continue;
+        }
+        if (syncerStop_) break;
+        // Unsynced log is synced after log_flush_interval_ms at the latest (the size trigger is the
+        // logger's).
+        if (!failed_ && lsids_.completed > lsids_.permanent) {
+            const auto due = lastLogSync_ + std::chrono::milliseconds(opt_.logFlushIntervalMs);
+            if (Clock::now() >= due) {
+                syncTarget_ = std::max(syncTarget_, lsids_.completed);
+                continue;
+            }
+            syncerCv_.wait_until(lk, due);
+        } else {
+            // Woken by requests; otherwise look again after an interval (new unsynced log is not signalled).
+            syncerCv_.wait_for(lk, std::chrono::milliseconds(std::max<uint32_t>(opt_.logFlushIntervalMs, 1)));
+        }
+    }
 }
 
 // The ring buffer never overwrites logs that redo may need: wait until the logs below `end - ring` are
@@ -878,6 +937,12 @@ void Wdev::close() {
     }
     loggerCv_.notify_all();
     if (logger_.joinable()) logger_.join();
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        syncerStop_ = true;
+    }
+    syncerCv_.notify_all();
+    if (syncer_.joinable()) syncer_.join();
     if (applier_.joinable()) applier_.join();
     checkpoint();  // written = latest now: the next start has nothing to redo
 }

@@ -181,7 +181,9 @@ private:
     void loggerLoop();
     void writeBatch(std::deque<Request>& batch, std::unique_lock<std::mutex>& lk);
     void failRequests(std::deque<Request>& batch, int error);
-    void syncLog(std::unique_lock<std::mutex>& lk);
+    void syncLog(std::unique_lock<std::mutex>& lk);      // blocking: everything completed is permanent
+    void requestSync(std::unique_lock<std::mutex>& lk);  // asks the syncer; returns at once
+    void syncerLoop();
     void waitForRingSpace(uint64_t endLsid, std::unique_lock<std::mutex>& lk);
     uint32_t builderMaxPackPb() const;
     uint64_t emitLimitPb() const;
@@ -230,7 +232,14 @@ private:
     std::map<uint64_t, uint64_t> overlayBig_;          // seq -> offLb, larger (discard) entries
     static constexpr uint64_t kSmallEntryLb = 65536;
 
-    std::thread logger_, applier_;
+    // Syncer thread: fdatasync of the ldev while the logger goes on writing (the driver's log flush).
+    std::condition_variable syncerCv_;
+    uint64_t syncTarget_ = 0;
+    std::vector<std::pair<uint64_t, Waiter>>
+        syncWaiters_;  // FUA writes and flushes: lsid that must be permanent
+    bool syncerStop_ = false;
+
+    std::thread logger_, applier_, syncer_;
 };
 
 }  // namespace walb
