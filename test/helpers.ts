@@ -106,6 +106,39 @@ export function reseal(block: Buffer, field: number, salt = 0): Buffer {
   return block;
 }
 
+/**
+ * A super sector block as spec §1.2 lays it out (sector_type u16 @0, version u16 @2, checksum u32 @4, logical_bs @8,
+ * physical_bs @12, metadata_size @16, salt @20, uuid @24, name @40, ring_buffer_size u64 @72, oldest @80,
+ * written @88, device_size @96, zero to the end of the pbs block), checksummed with salt 0 by the plain-JS csum.
+ */
+export function buildSuperSector(
+  pbs: number,
+  s: {
+    salt: number;
+    uuid: string;
+    name: string;
+    ring: number;
+    deviceSize: number;
+    oldest?: number;
+    written?: number;
+  },
+): Buffer {
+  const b = Buffer.alloc(pbs);
+  b.writeUInt16LE(1, 0); // sector_type: super
+  b.writeUInt16LE(2, 2); // version
+  b.writeUInt32LE(512, 8); // logical_bs
+  b.writeUInt32LE(pbs, 12); // physical_bs
+  b.writeUInt32LE(0, 16); // metadata_size
+  b.writeUInt32LE(s.salt, 20);
+  Buffer.from(s.uuid, 'hex').copy(b, 24);
+  b.write(s.name, 40, 'latin1');
+  b.writeBigUInt64LE(BigInt(s.ring), 72);
+  b.writeBigUInt64LE(BigInt(s.oldest ?? 0), 80);
+  b.writeBigUInt64LE(BigInt(s.written ?? 0), 88);
+  b.writeBigUInt64LE(BigInt(s.deviceSize), 96);
+  return reseal(b, 4, 0);
+}
+
 export function capacityPb(pbs: number, lb: number): number {
   return Math.ceil((lb * LB) / pbs);
 }

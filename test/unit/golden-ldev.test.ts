@@ -7,6 +7,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
 import {
+  buildSuperSector,
   csum,
   expectToolFailure,
   firstDiff,
@@ -20,25 +21,7 @@ import {
 const tmp = tempArea('golden-ldev');
 test.after.always(() => tmp.cleanup());
 
-function expectedSuper(
-  pbs: number,
-  s: { salt: number; uuid: string; name: string; ring: number; deviceSize: number },
-): Buffer {
-  const b = Buffer.alloc(pbs);
-  b.writeUInt16LE(1, 0); // sector_type: super
-  b.writeUInt16LE(2, 2); // version
-  b.writeUInt32LE(512, 8); // logical_bs
-  b.writeUInt32LE(pbs, 12); // physical_bs
-  b.writeUInt32LE(0, 16); // metadata_size
-  b.writeUInt32LE(s.salt, 20);
-  Buffer.from(s.uuid, 'hex').copy(b, 24);
-  b.write(s.name, 40, 'latin1');
-  b.writeBigUInt64LE(BigInt(s.ring), 72);
-  b.writeBigUInt64LE(0n, 80); // oldest_lsid
-  b.writeBigUInt64LE(0n, 88); // written_lsid
-  b.writeBigUInt64LE(BigInt(s.deviceSize), 96);
-  return reseal(b, 4, 0);
-}
+const expectedSuper = buildSuperSector;
 
 for (const [pbs, rbOffset] of [
   [512, 10],
