@@ -12,7 +12,6 @@ import {
   expectToolFailure,
   firstDiff,
   prngBytes,
-  reseal,
   runTool,
   sparseFile,
   tempArea,
