@@ -280,6 +280,14 @@ export interface NativeAddon {
     progress?: ProgressFn,
   ): Promise<ExtractResult>;
   ldevRestore(wlog: string, ldev: string): Promise<number>;
+  /**
+   * Logs [beginLsid, endLsid) of a log device that must all be valid (CORRUPTION otherwise), as a wlog body
+   * (pack after pack); stops after maxBytes (default 8 MiB, at least one pack) at nextLsid.
+   */
+  ldevReadLogs(
+    ldev: string,
+    opts: { beginLsid: number; endLsid: number; maxBytes?: number },
+  ): Promise<{ super: SuperSector; data: Buffer; beginLsid: number; nextLsid: number; packs: number }>;
   WlogFile: new (path: string) => WlogFile;
   WdiffFile: new (path: string) => WdiffFile;
   VirtualFull: new (base: string, diffs: string[]) => VirtualFull;

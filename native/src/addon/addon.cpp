@@ -311,6 +311,31 @@ Napi::Value LdevExtract(const Napi::CallbackInfo& info) {
         info.Length() > 3 ? info[3] : Napi::Value());
 }
 
+// ldevReadLogs(ldev, {beginLsid, endLsid, maxBytes}) -> {super, data, beginLsid, nextLsid, packs}
+Napi::Value LdevReadLogs(const Napi::CallbackInfo& info) {
+    std::string ldev = argString(info, 0, "ldev");
+    Napi::Object o = argObject(info, 1);
+    uint64_t begin = optU64(o, "beginLsid", 0);
+    uint64_t end = optU64(o, "endLsid", 0);
+    uint64_t maxBytes = optU64(o, "maxBytes", 8u << 20);
+    using Ptr = std::unique_ptr<LogRange>;
+    return Job<Ptr>::start(
+        info.Env(),
+        [=](const Progress&) { return std::make_unique<LogRange>(readLogRange(ldev, begin, end, maxBytes)); },
+        [](Napi::Env env, Ptr& r) -> Napi::Value {
+            Napi::Object x = Napi::Object::New(env);
+            x.Set("super", superToJs(env, r->super));
+            auto* bytes = new std::vector<char>(std::move(r->bytes));
+            x.Set("data", Napi::Buffer<char>::New(
+                              env, bytes->data(), bytes->size(),
+                              [](Napi::Env, char*, std::vector<char>* p) { delete p; }, bytes));
+            x.Set("beginLsid", u64(env, r->beginLsid));
+            x.Set("nextLsid", u64(env, r->nextLsid));
+            x.Set("packs", u64(env, r->packs));
+            return x;
+        });
+}
+
 Napi::Value LdevRestore(const Napi::CallbackInfo& info) {
     std::string wlog = argString(info, 0, "wlog");
     std::string ldev = argString(info, 1, "ldev");
@@ -527,6 +552,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("hashImage", Napi::Function::New(env, HashImage));
     exports.Set("ldevExtract", Napi::Function::New(env, LdevExtract));
     exports.Set("ldevRestore", Napi::Function::New(env, LdevRestore));
+    exports.Set("ldevReadLogs", Napi::Function::New(env, LdevReadLogs));
     exports.Set("WlogFile", WlogFile::Init(env));
     exports.Set("WdiffFile", WdiffFile::Init(env));
     exports.Set("VirtualFull", VirtualFull::Init(env));

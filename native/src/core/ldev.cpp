@@ -211,4 +211,37 @@ void Ldev::writePack(const Logpack& pack) {
     writeBlocks(pack.lsid() + 1, pack.header().total_io_size, pack.data().data());
 }
 
+LogRange readLogRange(const std::string& ldevPath, uint64_t begin, uint64_t end, size_t maxBytes) {
+    Ldev ldev(ldevPath, false);
+    LogRange r;
+    r.super = ldev.super();
+    r.beginLsid = r.nextLsid = begin;
+    if (end < begin) throwError(ErrorCode::InvalidArgument, "log range ends before it begins");
+    if (end - begin > r.super.ringBufferPb)
+        throwError(ErrorCode::InvalidArgument, "log range [" + std::to_string(begin) + ", " +
+                                                   std::to_string(end) + ") is longer than the ring buffer");
+    Logpack pack;
+    uint64_t lsid = begin;
+    while (lsid < end && (r.packs == 0 || r.bytes.size() < maxBytes)) {
+        std::string why;
+        if (!ldev.readPack(lsid, pack, &why))
+            throwError(ErrorCode::Corruption, "no valid logpack at lsid " + std::to_string(lsid) + " of " +
+                                                  ldevPath + " inside the range to " + std::to_string(end) +
+                                                  ": " + why);
+        const size_t bad = pack.firstBadRecord();
+        if (bad != pack.nRecords())
+            throwError(ErrorCode::Corruption, "logpack at lsid " + std::to_string(lsid) + " of " + ldevPath +
+                                                  ": record " + std::to_string(bad) + " has a bad checksum");
+        if (pack.nextLsid() > end)
+            throwError(ErrorCode::InvalidArgument,
+                       "lsid " + std::to_string(end) + " is inside the logpack at " + std::to_string(lsid));
+        r.bytes.insert(r.bytes.end(), pack.headerBlock().begin(), pack.headerBlock().end());
+        r.bytes.insert(r.bytes.end(), pack.data().begin(), pack.data().end());
+        r.packs++;
+        lsid = pack.nextLsid();
+    }
+    r.nextLsid = lsid;
+    return r;
+}
+
 }  // namespace walb

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/file.hpp"
 #include "core/format.hpp"
@@ -73,5 +74,15 @@ private:
     File file_;
     SuperSector super_;
 };
+
+// The logs [begin, end) of a log device that are known to be complete (the storage server extracts up to the
+// permanent lsid): every pack must be valid, or CORRUPTION. Stops early after `maxBytes` (at least one pack).
+// `bytes` holds the packs as a wlog body holds them (header block, then data blocks, pack after pack).
+struct LogRange {
+    SuperSector super;
+    std::vector<char> bytes;
+    uint64_t beginLsid = 0, nextLsid = 0, packs = 0;
+};
+LogRange readLogRange(const std::string& ldevPath, uint64_t begin, uint64_t end, size_t maxBytes);
 
 }  // namespace walb
