@@ -372,3 +372,21 @@ test('a bad config file makes walb-wdevd exit with 2 naming the key', async (t) 
     removeDir(dir);
   }
 });
+
+test('delete-wdev with a client connected answers its requests in flight, closes the connection and stays up', async (t) => {
+  await withDaemon('wdevd-delete-busy', async (d, dir) => {
+    const files = await makeWdevFiles(dir, 'busy', { ldevBytes: 8 * MiB, ddevBytes: 8 * MiB });
+    await d.client.createWdev({ ...files, name: 'busy' });
+    const { c } = await RawClient.go(d.nbdSocket, 'busy');
+    const data = crypto.randomBytes(MiB);
+    t.is(await c.writeAt(1, 0, data), 0);
+    await d.client.deleteWdev('busy');
+    await c.closedByServer();
+    t.true(fs.readFileSync(files.ddev).subarray(0, MiB).equals(data), 'the write reached the ddev');
+    t.deepEqual(await d.client.listWdev(), []);
+    await d.client.createWdev({ ...files, name: 'busy' });
+    const again = await RawClient.go(d.nbdSocket, 'busy');
+    t.true((await again.c.readAt(2, 0, MiB)).data.equals(data));
+    again.c.destroy();
+  });
+});
