@@ -1,0 +1,407 @@
+// walb-archive: the gRPC Archive service over the file backend (volume-store.ts). Receives full backups from
+// storages and wdiffs from proxies, keeps the restorable snapshots, restores them into image files.
+import fs from 'node:fs';
+import path from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { WalbError, errorMessage } from '../common/errors';
+import { loadProto, startGrpcServer, stopGrpcServer, toServiceError, unary } from '../common/grpc';
+import type { Logger } from '../common/log';
+import { diff, snap, snapText, type MetaSnap } from '../common/meta';
+import { OperationRegistry } from '../common/operations';
+import { VolumeState, type Edge } from '../common/state-machine';
+import type { ArchiveConfig } from '../config/archive';
+import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
+import type { ProtoGrpcType as CommonProto } from '../generated/common';
+import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
+import type { RejectReason } from '../generated/walb/v1/RejectReason';
+import type { TransferReply } from '../generated/walb/v1/TransferReply';
+import type { WdiffRequest__Output } from '../generated/walb/v1/WdiffRequest';
+import { native } from '../native';
+import { ArchiveVolumeStore, checkVolumeName, type ArchiveSteadyState } from './volume-store';
+
+type State =
+  | 'Clear'
+  | ArchiveSteadyState
+  | 'InitVol'
+  | 'ClearVol'
+  | 'ResetVol'
+  | 'FullSync'
+  | 'WdiffRecv'
+  | 'Stop'
+  | 'Start';
+
+// walb-servers.md §6.2 (the states this backend has so far).
+const EDGES: Edge<State>[] = [
+  { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
+  { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
+  { from: 'Stopped', via: 'ClearVol', to: 'Clear' },
+  { from: 'SyncReady', via: 'FullSync', to: 'Archived' },
+  { from: 'Archived', via: 'WdiffRecv', to: 'Archived' },
+  { from: 'Archived', via: 'Stop', to: 'Stopped' },
+  { from: 'Stopped', via: 'Start', to: 'Archived' },
+  { from: 'SyncReady', via: 'ResetVol', to: 'SyncReady' },
+  { from: 'Stopped', via: 'ResetVol', to: 'SyncReady' },
+];
+const ACTIVE: State[] = ['Archived', 'WdiffRecv'];
+
+type Stream<Req> = grpc.ServerDuplexStream<Req, TransferReply>;
+
+interface Volume {
+  state: VolumeState<State>;
+  store?: ArchiveVolumeStore;
+}
+
+export class ArchiveServer {
+  private readonly volumes = new Map<string, Volume>();
+  private readonly ops = new OperationRegistry();
+  private server: grpc.Server | undefined;
+  private foreground = 0;
+  port = 0;
+
+  constructor(
+    readonly config: ArchiveConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** Loads every volume (recovering from a crash); an inconsistent one stops the start with its reason. */
+  async start(): Promise<void> {
+    fs.mkdirSync(this.config.dataDir, { recursive: true });
+    for (const name of fs.readdirSync(this.config.dataDir)) {
+      if (!fs.existsSync(path.join(this.config.dataDir, name, 'meta.json'))) continue;
+      const store = await ArchiveVolumeStore.open(this.config.dataDir, name);
+      this.volumes.set(name, { state: this.newState(name, store.state, store), store });
+    }
+    const archive = loadProto<ArchiveProto>('walb/v1/archive.proto');
+    const common = loadProto<CommonProto>('walb/v1/common.proto');
+    const { server, port } = await startGrpcServer(
+      this.config.listen,
+      [archive.definition, common.definition],
+      [
+        {
+          name: 'walb.v1.Archive',
+          definition: archive.proto.walb.v1.Archive.service,
+          implementation: this.handlers(),
+        },
+        {
+          name: 'walb.v1.Operations',
+          definition: common.proto.walb.v1.Operations.service,
+          implementation: this.ops.service(),
+        },
+      ],
+    );
+    this.server = server;
+    this.port = port;
+    this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });
+  }
+
+  async stop(): Promise<void> {
+    if (this.server) await stopGrpcServer(this.server, 5000);
+    this.log('info', 'stopped', {});
+  }
+
+  private newState(volume: string, initial: State, store?: ArchiveVolumeStore): VolumeState<State> {
+    return new VolumeState<State>(volume, EDGES, initial, async (s) => {
+      const st = store ?? this.volumes.get(volume)?.store;
+      if (st && s !== 'Clear') await st.setState(s as ArchiveSteadyState);
+    });
+  }
+
+  private volume(name: string): Volume {
+    checkVolumeName(name);
+    const v = this.volumes.get(name);
+    if (!v) throw new WalbError('NOT_FOUND', `no volume ${name} on this archive`);
+    return v;
+  }
+
+  private store(v: Volume): ArchiveVolumeStore {
+    if (!v.store) throw new WalbError('FAILED_PRECONDITION', `volume ${v.state.volume} is Clear`);
+    return v.store;
+  }
+
+  private volumeState(v: Volume) {
+    return { volume: v.state.volume, state: v.state.state, actions: v.state.runningActions() };
+  }
+
+  private handlers(): grpc.UntypedServiceImplementation {
+    return {
+      InitVol: unary(async (req: { volume: string }) => {
+        checkVolumeName(req.volume);
+        let v = this.volumes.get(req.volume);
+        if (!v) {
+          v = { state: this.newState(req.volume, 'Clear') };
+          this.volumes.set(req.volume, v);
+        }
+        const vol = v;
+        await vol.state.transact('InitVol', async () => {
+          vol.store = await ArchiveVolumeStore.init(this.config.dataDir, req.volume);
+        });
+        this.log('info', 'init-vol', { volume: req.volume });
+        return this.volumeState(vol);
+      }),
+      ClearVol: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        if (v.state.runningActions().length)
+          throw new WalbError('FAILED_PRECONDITION', `volume ${req.volume} is busy`);
+        await v.state.transact('ClearVol', async () => {
+          await fs.promises.rm(path.join(this.config.dataDir, req.volume), { recursive: true, force: true });
+          v.store = undefined;
+        });
+        this.volumes.delete(req.volume);
+        this.log('info', 'clear-vol', { volume: req.volume });
+        return { volume: req.volume, state: 'Clear', actions: [] };
+      }),
+      ResetVol: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        await v.state.transact('ResetVol', async () => {
+          await fs.promises.rm(path.join(this.config.dataDir, req.volume), { recursive: true, force: true });
+          v.store = await ArchiveVolumeStore.init(this.config.dataDir, req.volume);
+        });
+        return this.volumeState(v);
+      }),
+      Start: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        await v.state.transact('Start', async () => undefined);
+        return this.volumeState(v);
+      }),
+      Stop: unary(async (req: { volume: string; mode: string }) => {
+        const v = this.volume(req.volume);
+        v.state.require(ACTIVE, 'stop');
+        return this.ops.start('stop', req.volume, async () => {
+          v.state.stop = req.mode === 'force' ? 'force-stopping' : 'stopping';
+          try {
+            await v.state.waitUntilIdle();
+            await v.state.transact('Stop', async () => undefined);
+          } finally {
+            v.state.stop = 'not-stopping';
+          }
+        });
+      }),
+      GetState: unary(async (req: { volume: string }) => {
+        const v = this.volumes.get(req.volume);
+        return v ? this.volumeState(v) : { volume: req.volume, state: 'Clear', actions: [] };
+      }),
+      ListVolumes: unary(async () => ({
+        volumes: [...this.volumes.values()].map((v) => this.volumeState(v)),
+      })),
+      Status: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        const s = this.store(v);
+        const base = s.baseState();
+        const diffs = s.allDiffs();
+        return {
+          state: this.volumeState(v),
+          storageUuid: s.storageUuid,
+          archiveUuid: s.archiveUuid,
+          base: base?.snapB,
+          latest: base ? s.latestSnap() : undefined,
+          size: s.sizeLb,
+          diffs: diffs.length,
+          diffBytes: diffs.reduce((a, d) => a + d.dataSize, 0),
+          restored: s.listRestored(),
+        };
+      }),
+      GetRestorable: unary(async (req: { volume: string; all: boolean }) => {
+        const v = this.volume(req.volume);
+        const list = ACTIVE.includes(v.state.state) ? this.store(v).restorable(req.all) : [];
+        return {
+          snapshots: list.map((r) => ({ gid: r.gid, timestamp: r.timestamp, explicit: r.isExplicit })),
+        };
+      }),
+      ListRestored: unary(async (req: { volume: string }) => ({
+        gids: this.store(this.volume(req.volume)).listRestored(),
+      })),
+      DelRestored: unary(async (req: { volume: string; gid: number }) => {
+        const v = this.volume(req.volume);
+        if (v.state.runningActions().includes('Restore'))
+          throw new WalbError('FAILED_PRECONDITION', `volume ${req.volume} is restoring`);
+        await this.store(v).delRestored(req.gid);
+        return {};
+      }),
+      Restore: unary(async (req: { volume: string; gid: number }) => {
+        const v = this.volume(req.volume);
+        v.state.require(ACTIVE, 'restore');
+        if (v.state.stop !== 'not-stopping')
+          throw new WalbError('FAILED_PRECONDITION', `volume ${req.volume} is stopping`);
+        const store = this.store(v);
+        if (!store.restorable(true).some((r) => r.gid === req.gid))
+          throw new WalbError('INVALID_ARGUMENT', `gid ${req.gid} of ${req.volume} is not restorable`);
+        if (store.listRestored().includes(req.gid))
+          throw new WalbError('ALREADY_EXISTS', `gid ${req.gid} of ${req.volume} is restored already`);
+        this.takeForeground();
+        const end = v.state.beginAction('Restore');
+        return this.ops.start('restore', req.volume, async (op) => {
+          try {
+            const out = await store.restore(req.gid, (done, total) => op.progress(done, total));
+            this.log('info', 'restored', { volume: req.volume, gid: req.gid, path: out });
+            return out;
+          } finally {
+            end();
+            this.foreground--;
+          }
+        });
+      }),
+      FullSync: (call: Stream<FullSyncRequest__Output>) => void this.fullSync(call),
+      SendWdiff: (call: Stream<WdiffRequest__Output>) => void this.receiveWdiff(call),
+    };
+  }
+
+  private takeForeground(): void {
+    if (this.foreground >= this.config.maxForegroundTasks)
+      throw new WalbError('FAILED_PRECONDITION', `too many foreground tasks (${this.foreground})`);
+    this.foreground++;
+  }
+
+  private reject(call: Stream<unknown>, reason: RejectReason, message: string): void {
+    this.log('info', 'transfer-rejected', { reason, message });
+    call.write({ rejected: { reason, message } });
+    call.end();
+  }
+
+  private fail(call: Stream<unknown>, err: unknown): void {
+    this.log('warn', 'transfer-failed', { error: errorMessage(err) });
+    call.emit('error', toServiceError(err));
+  }
+
+  /** Full backup from a storage (walb-servers.md §7.3): header, accept, bulks at their offsets, end, ack. */
+  private async fullSync(call: Stream<FullSyncRequest__Output>): Promise<void> {
+    const it = call[Symbol.asyncIterator]() as AsyncIterator<FullSyncRequest__Output>;
+    let took = false;
+    try {
+      const first = await it.next();
+      const h = first.done ? undefined : first.value.header;
+      if (!h) throw new WalbError('INVALID_ARGUMENT', 'a full sync starts with its header');
+      const v = this.volumes.get(h.volume);
+      if (!v?.store) return this.reject(call, 'NOT_FOUND', `no volume ${h.volume}`);
+      if (v.state.state !== 'SyncReady')
+        return this.reject(call, 'BAD_STATE', `volume ${h.volume} is ${v.state.state}, needs SyncReady`);
+      if (h.size <= 0 || h.size % 512 !== 0)
+        throw new WalbError('INVALID_ARGUMENT', `bad volume size ${h.size}`);
+      try {
+        this.takeForeground();
+        took = true;
+      } catch (err) {
+        return this.reject(call, 'BUSY', errorMessage(err));
+      }
+      const store = v.store;
+      const sizeBytes = h.size * 512;
+      let snapshot: MetaSnap | undefined;
+      let bytes = 0;
+      await v.state.transact('FullSync', async () => {
+        const image = await store.beginFullSync(h.size);
+        call.write({ accepted: {} });
+        const fh = await fs.promises.open(image, 'r+');
+        try {
+          for (;;) {
+            const m = await it.next();
+            if (m.done) throw new WalbError('TRUNCATED', 'the full sync stream ended before its end message');
+            if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
+            if (m.value.data) {
+              const { offset, data } = m.value.data;
+              if (offset % 512 !== 0 || offset + data.length > sizeBytes)
+                throw new WalbError(
+                  'INVALID_ARGUMENT',
+                  `bulk at ${offset} (+${data.length}) is outside the volume`,
+                );
+              await fh.write(data, 0, data.length, offset);
+              bytes += data.length;
+            } else if (m.value.end?.snapshot) {
+              snapshot = snap(m.value.end.snapshot.gidB, m.value.end.snapshot.gidE);
+              break;
+            } else {
+              throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a full sync');
+            }
+          }
+        } finally {
+          await fh.close();
+        }
+        await store.finishFullSync(snapshot!, Number(h.timestamp), h.storageUuid, h.size);
+      });
+      this.log('info', 'full-sync-done', { volume: h.volume, bytes, base: snapText(snapshot!) });
+      call.write({ done: {} });
+      call.end();
+    } catch (err) {
+      this.fail(call, err);
+    } finally {
+      if (took) this.foreground--;
+    }
+  }
+
+  /** wdiff from a proxy (walb-servers.md §7.2): header checked, accept or typed rejection, bytes, durable, ack. */
+  private async receiveWdiff(call: Stream<WdiffRequest__Output>): Promise<void> {
+    const it = call[Symbol.asyncIterator]() as AsyncIterator<WdiffRequest__Output>;
+    let took = false;
+    try {
+      const first = await it.next();
+      const h = first.done ? undefined : first.value.header;
+      if (!h?.diff?.snapB || !h.diff.snapE)
+        throw new WalbError('INVALID_ARGUMENT', 'a wdiff transfer starts with its header');
+      const v = this.volumes.get(h.volume);
+      if (!v?.store) return this.reject(call, 'NOT_FOUND', `no volume ${h.volume}`);
+      const st = v.state.state;
+      if (st === 'Stopped' || st === 'Start' || st === 'Stop' || v.state.stop !== 'not-stopping')
+        return this.reject(call, 'STOPPED', `volume ${h.volume} is stopped`);
+      if (st === 'FullSync') return this.reject(call, 'SYNCING', `volume ${h.volume} is in a full backup`);
+      if (st === 'WdiffRecv') return this.reject(call, 'BUSY', `volume ${h.volume} receives another wdiff`);
+      if (st !== 'Archived') return this.reject(call, 'BAD_STATE', `volume ${h.volume} is ${st}`);
+      const store = v.store;
+      if (h.size > store.sizeLb)
+        return this.reject(
+          call,
+          'SMALLER_SIZE',
+          `volume ${h.volume} holds ${store.sizeLb} LB, the diff is for ${h.size}`,
+        );
+      const d = diff(snap(h.diff.snapB.gidB, h.diff.snapB.gidE), snap(h.diff.snapE.gidB, h.diff.snapE.gidE), {
+        isMergeable: h.diff.mergeable,
+        isCompDiff: h.diff.compDiff,
+        timestamp: Number(h.diff.timestamp),
+      });
+      const verdict = store.checkDiff(d, h.storageUuid);
+      if (verdict === 'different-uuid') return this.reject(call, 'DIFFERENT_UUID', 'another log stream');
+      if (verdict === 'too-old-diff')
+        return this.reject(call, 'TOO_OLD_DIFF', `latest is ${snapText(store.latestSnap())}`);
+      if (verdict === 'too-new-diff')
+        return this.reject(call, 'TOO_NEW_DIFF', `latest is ${snapText(store.latestSnap())}`);
+      if (verdict === 'archive-not-found') return this.reject(call, 'NOT_FOUND', 'no base image');
+      try {
+        this.takeForeground();
+        took = true;
+      } catch (err) {
+        return this.reject(call, 'BUSY', errorMessage(err));
+      }
+      const tmp = store.tempPath();
+      await v.state
+        .transact('WdiffRecv', async () => {
+          call.write({ accepted: {} });
+          const fh = await fs.promises.open(tmp, 'w');
+          try {
+            for (;;) {
+              const m = await it.next();
+              if (m.done) throw new WalbError('TRUNCATED', 'the wdiff stream ended before its end message');
+              if (m.value.data) await fh.write(m.value.data);
+              else if (m.value.end) break;
+              else throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a wdiff transfer');
+            }
+            await fh.datasync();
+          } finally {
+            await fh.close();
+          }
+          await native.wdiffVerify(tmp);
+          await store.addDiff(tmp, d);
+        })
+        .catch(async (err: unknown) => {
+          await fs.promises.rm(tmp, { force: true });
+          throw err;
+        });
+      this.log('info', 'wdiff-received', {
+        volume: h.volume,
+        diff: `${snapText(d.snapB)}-->${snapText(d.snapE)}`,
+      });
+      call.write({ done: {} });
+      call.end();
+    } catch (err) {
+      this.fail(call, err);
+    } finally {
+      if (took) this.foreground--;
+    }
+  }
+}

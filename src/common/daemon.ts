@@ -1,0 +1,63 @@
+// The frame of every server binary: options, config errors (exit 2), start failures (exit 1), and a graceful stop
+// on SIGTERM/SIGINT (exit 0).
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { errorCode, errorMessage } from './errors';
+import { jsonLogger, type Logger } from './log';
+
+export interface Daemon {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function runDaemon(
+  name: string,
+  help: string,
+  options: NonNullable<ParseArgsConfig['options']>,
+  make: (values: Record<string, string | boolean | undefined>, log: Logger) => Daemon,
+): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true })
+      .values as Record<string, string | boolean | undefined>;
+  } catch (err) {
+    process.stderr.write(`${name}: ${errorMessage(err)}\n\n${help}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(help + '\n');
+    return 0;
+  }
+  const log = jsonLogger(name.replace(/^walb-/, ''));
+  let daemon: Daemon;
+  try {
+    daemon = make(values, log);
+  } catch (err) {
+    process.stderr.write(`${name}: ${errorMessage(err)} [${errorCode(err) ?? 'INTERNAL'}]\n`);
+    return 2;
+  }
+  try {
+    await daemon.start();
+  } catch (err) {
+    log('error', 'start-failed', { error: errorMessage(err), code: errorCode(err) });
+    process.stderr.write(`${name}: ${errorMessage(err)} [${errorCode(err) ?? 'INTERNAL'}]\n`);
+    await daemon.stop().catch(() => undefined);
+    return 1;
+  }
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log('info', 'signal', { signal });
+      daemon.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log('error', 'stop-failed', { error: errorMessage(err) });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}

@@ -1,0 +1,39 @@
+// Configuration of walb-archive (config/archive.example.json shows every key).
+import type convict from 'convict';
+import { loadConfig } from './load';
+
+export interface ArchiveConfig {
+  role: 'archive';
+  id: string;
+  listen: string;
+  dataDir: string;
+  /** Full backups, wdiff receptions and restores at once (WalB's -fg). */
+  maxForegroundTasks: number;
+}
+
+const schema: convict.Schema<ArchiveConfig> = {
+  role: { doc: 'Always "archive".', format: ['archive'], default: 'archive' },
+  id: {
+    doc: 'Server id, as the layout file names it.',
+    format: String,
+    default: 'archive0',
+    env: 'WALB_ARCHIVE_ID',
+  },
+  listen: {
+    doc: 'gRPC address HOST:PORT.',
+    format: 'host-port',
+    default: '127.0.0.1:10200',
+    env: 'WALB_ARCHIVE_LISTEN',
+  },
+  dataDir: {
+    doc: 'Base images, wdiffs and restored images, one directory per volume.',
+    format: String,
+    default: '/var/lib/walb/archive',
+    env: 'WALB_ARCHIVE_DATA_DIR',
+  },
+  maxForegroundTasks: { doc: 'Foreground tasks at once (-fg).', format: 'nat', default: 2 },
+};
+
+export function loadArchiveConfig(o: { config?: string; listen?: string; dataDir?: string }): ArchiveConfig {
+  return loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/archive.json');
+}
