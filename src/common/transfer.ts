@@ -1,0 +1,82 @@
+// The client side of a data transfer stream (architecture §4): header first; the receiver accepts or rejects it
+// with a typed reason; then the data messages (respecting gRPC flow control) and the end; the receiver answers
+// `done` once everything is durable.
+import type * as grpc from '@grpc/grpc-js';
+import { WalbError } from './errors';
+import { fromServiceError } from './grpc';
+import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
+import type { RejectReason } from '../generated/walb/v1/RejectReason';
+
+export type TransferResult = { ok: true } | { ok: false; reason: RejectReason; message: string };
+
+export async function runTransfer<Req>(
+  stream: grpc.ClientDuplexStream<Req, TransferReply__Output>,
+  header: Req,
+  body: () => AsyncIterable<Req>,
+  end: Req,
+): Promise<TransferResult> {
+  const replies: TransferReply__Output[] = [];
+  let failure: Error | undefined;
+  let ended = false;
+  let wake: (() => void) | undefined;
+  stream.on('data', (r: TransferReply__Output) => {
+    replies.push(r);
+    wake?.();
+  });
+  stream.on('error', (e: grpc.ServiceError) => {
+    failure = fromServiceError(e);
+    wake?.();
+  });
+  stream.on('end', () => {
+    ended = true;
+    wake?.();
+  });
+  const reply = async (): Promise<TransferReply__Output> => {
+    while (replies.length === 0 && !failure && !ended) await new Promise<void>((r) => (wake = r));
+    if (failure) throw failure;
+    const r = replies.shift();
+    if (!r) throw new WalbError('UNAVAILABLE', 'the receiver closed the transfer without an answer');
+    return r;
+  };
+  try {
+    stream.write(header);
+    const first = await reply();
+    if (first.rejected) {
+      stream.end();
+      return { ok: false, reason: first.rejected.reason as RejectReason, message: first.rejected.message };
+    }
+    if (!first.accepted) throw new WalbError('INTERNAL', 'unexpected first reply of a transfer');
+    for await (const m of body()) {
+      if (failure) throw failure;
+      if (!stream.write(m)) await new Promise((r) => stream.once('drain', r));
+    }
+    stream.write(end);
+    stream.end();
+    const last = await reply();
+    if (!last.done) throw new WalbError('INTERNAL', 'the receiver did not confirm the transfer');
+    return { ok: true };
+  } catch (err) {
+    stream.cancel();
+    throw err;
+  }
+}
+
+/** A file's bytes as messages of about 1 MiB. */
+export async function* fileChunks<Req>(
+  file: string,
+  wrap: (data: Buffer) => Req,
+  chunk = 1 << 20,
+): AsyncIterable<Req> {
+  const fs = await import('node:fs');
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(chunk);
+      const { bytesRead } = await fh.read(buf, 0, chunk, null);
+      if (bytesRead === 0) return;
+      yield wrap(buf.subarray(0, bytesRead));
+    }
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,58 @@
+// Configuration of walb-proxy (config/proxy.example.json shows every key).
+import type convict from 'convict';
+import { loadConfig } from './load';
+
+export interface ProxyConfig {
+  role: 'proxy';
+  id: string;
+  listen: string;
+  dataDir: string;
+  maxForegroundTasks: number;
+  /** wdiff sends at once, across all volumes and archives (-bg). */
+  backgroundTasks: number;
+  /** Most wdiff bytes and files merged into one transfer (-wd, -wn). */
+  maxWdiffSendMb: number;
+  maxWdiffSendFiles: number;
+  /** Retry delays of a refused or failed send [s] (-delay, -maxdelay). */
+  retryDelaySec: number;
+  maxRetryDelaySec: number;
+  /** Give up (wdiff-send-error) when rejections go on and no wlog came for this long [s] (-rto). */
+  retryTimeoutSec: number;
+}
+
+const schema: convict.Schema<ProxyConfig> = {
+  role: { doc: 'Always "proxy".', format: ['proxy'], default: 'proxy' },
+  id: {
+    doc: 'Server id, as the layout file names it.',
+    format: String,
+    default: 'proxy0',
+    env: 'WALB_PROXY_ID',
+  },
+  listen: {
+    doc: 'gRPC address HOST:PORT.',
+    format: 'host-port',
+    default: '127.0.0.1:10100',
+    env: 'WALB_PROXY_LISTEN',
+  },
+  dataDir: {
+    doc: 'Received wdiffs and what is left to send, one directory per volume.',
+    format: String,
+    default: '/var/lib/walb/proxy',
+    env: 'WALB_PROXY_DATA_DIR',
+  },
+  maxForegroundTasks: { doc: 'wlog receptions at once (-fg).', format: 'nat', default: 2 },
+  backgroundTasks: { doc: 'wdiff sends at once (-bg).', format: 'nat', default: 1 },
+  maxWdiffSendMb: { doc: 'Most MiB of wdiffs merged into one send (-wd).', format: 'nat', default: 128 },
+  maxWdiffSendFiles: { doc: 'Most wdiffs merged into one send (-wn).', format: 'nat', default: 1000 },
+  retryDelaySec: { doc: 'First retry delay [s] (-delay).', format: 'nat', default: 1 },
+  maxRetryDelaySec: { doc: 'Longest retry delay [s] (-maxdelay).', format: 'nat', default: 300 },
+  retryTimeoutSec: {
+    doc: 'Give up after rejections for this long without new wlogs [s] (-rto).',
+    format: 'nat',
+    default: 1800,
+  },
+};
+
+export function loadProxyConfig(o: { config?: string; listen?: string; dataDir?: string }): ProxyConfig {
+  return loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/proxy.json');
+}

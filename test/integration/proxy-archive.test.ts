@@ -1,0 +1,165 @@
+// walb-proxy between a storage (played by the test, streaming wlogs) and a real walb-archive: wlogs become wdiffs,
+// consecutive mergeable ones travel as one, the archive restores every snapshot byte for byte, and a proxy killed
+// after acknowledging a wlog still delivers it after its restart.
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { runTransfer } from '../../src/common/transfer';
+import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
+import { native } from '../../src/native';
+import { makeTempDir, removeDir } from '../helpers';
+import {
+  ServerProc,
+  archiveClient,
+  call,
+  freePort,
+  operationsClient,
+  proxyClient,
+  until,
+} from '../system-harness';
+
+const SIZE = 16 << 20;
+const UUID = 'ab'.repeat(16);
+
+test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are merged; a killed proxy still delivers', async (t) => {
+  const dir = makeTempDir('proxy-archive');
+  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+  try {
+    // Ground truth: base image and four wlogs in a row.
+    const img = crypto.randomBytes(SIZE);
+    const truth = [path.join(dir, 't0.img')];
+    fs.writeFileSync(truth[0], img);
+    const wlogs: { file: string; salt: number; begin: number; end: number }[] = [];
+    let lsid = 0;
+    for (let i = 1; i <= 4; i++) {
+      const file = path.join(dir, `${i}.wlog`);
+      const g = await native.wlogGen(file, {
+        deviceSize: SIZE / 512,
+        amount: 2 << 20,
+        lsid,
+        seed: 10 + i,
+        discardRatio: 0.05,
+      });
+      wlogs.push({ file, salt: g.salt, begin: g.beginLsid, end: g.endLsid });
+      lsid = g.endLsid;
+      truth.push(path.join(dir, `t${i}.img`));
+      fs.copyFileSync(truth[i - 1], truth[i]);
+      await native.wlogRedo(file, truth[i], { discard: 'zero' });
+    }
+
+    await archive.start();
+    await proxy.start();
+    const a = archiveClient(archive.address);
+    const p = proxyClient(proxy.address);
+    await call(a, 'InitVol', { volume: 'vol0' });
+    const bulks: { data: { offset: number; data: Buffer } }[] = [];
+    for (let off = 0; off < SIZE; off += 1 << 20)
+      bulks.push({ data: { offset: off, data: img.subarray(off, off + (1 << 20)) } });
+    const full = await runTransfer(
+      a.FullSync(),
+      { header: { volume: 'vol0', size: SIZE / 512, storageUuid: UUID, timestamp: 1_700_000_000 } },
+      async function* () {
+        yield* bulks;
+      },
+      { end: { snapshot: { gidB: 0, gidE: 0 } } },
+    );
+    t.true(full.ok);
+
+    await call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address, delaySec: 1 });
+    await t.throwsAsync(call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address }), {
+      message: /registered/,
+    });
+    const notStarted = await sendWlog(p, wlogs[0], 0, 1, false);
+    t.false(notStarted.ok);
+    await call(p, 'Start', { volume: 'vol0' });
+
+    // Three wlogs within the archive's send delay: 0-1, 1-2 (mergeable), 2-3 (mergeable) go as one 0-3.
+    t.true((await sendWlog(p, wlogs[0], 0, 1, false)).ok);
+    t.true((await sendWlog(p, wlogs[1], 1, 2, true)).ok);
+    t.true((await sendWlog(p, wlogs[2], 2, 3, true)).ok);
+    const restorable = async () =>
+      (
+        await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0', all: true })
+      ).snapshots.map((s) => Number(s.gid));
+    await until(async () => (await restorable()).includes(3), 'gid 3 restorable');
+    t.deepEqual(await restorable(), [0, 3], 'the three diffs arrived merged');
+    t.is((await call<{ diffs: number }>(a, 'Status', { volume: 'vol0' })).diffs, 1);
+    t.false((await call<{ value: boolean }>(p, 'IsWdiffSendError', { volume: 'vol0', name: 'a0' })).value);
+
+    // The proxy acknowledges 3-4, then dies before its send delay is over; after a restart it delivers it.
+    t.true((await sendWlog(p, wlogs[3], 3, 4, false)).ok);
+    await proxy.kill();
+    p.close();
+    await proxy.start();
+    await until(
+      async () => (await restorable()).includes(4),
+      'gid 4 restorable after the proxy restart',
+    ).catch((e) => {
+      t.log(proxy.stderr.slice(-3000));
+      throw e;
+    });
+
+    const ops = operationsClient(archive.address);
+    for (const gid of [3, 4]) {
+      const op = await call<Operation__Output>(a, 'Restore', { volume: 'vol0', gid });
+      let last = op;
+      await until(
+        async () => (last = await call<Operation__Output>(ops, 'Get', { id: op.id })).state !== 'running',
+        'restore',
+      );
+      t.is(last.state, 'done', last.error);
+      t.true(
+        fs.readFileSync(last.result).equals(fs.readFileSync(truth[gid])),
+        `gid ${gid} restores byte for byte`,
+      );
+    }
+    a.close();
+    ops.close();
+  } finally {
+    await proxy.kill();
+    await archive.kill();
+    removeDir(dir);
+  }
+});
+
+async function sendWlog(
+  p: ReturnType<typeof proxyClient>,
+  w: { file: string; salt: number; begin: number; end: number },
+  gidB: number,
+  gidE: number,
+  mergeable: boolean,
+) {
+  const body = fs.readFileSync(w.file).subarray(4096);
+  const client = p;
+  return runTransfer(
+    client.SendWlog(),
+    {
+      header: {
+        volume: 'vol0',
+        storageUuid: UUID,
+        pbs: 512,
+        salt: w.salt,
+        size: SIZE / 512,
+        beginLsid: w.begin,
+        maxLogPb: w.end - w.begin,
+      },
+    },
+    async function* () {
+      for (let off = 0; off < body.length; off += 1 << 20)
+        yield { packs: body.subarray(off, off + (1 << 20)) };
+    },
+    {
+      end: {
+        endLsid: w.end,
+        diff: {
+          snapB: { gidB, gidE: gidB },
+          snapE: { gidB: gidE, gidE },
+          mergeable,
+          timestamp: 1_700_000_000 + gidE,
+        },
+      },
+    },
+  );
+}

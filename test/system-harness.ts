@@ -1,0 +1,102 @@
+// Server processes of the backup group for tests: start on a free loopback port, wait for "started", SIGKILL,
+// restart on the same data. And gRPC clients for them.
+import * as grpc from '@grpc/grpc-js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { loadProto } from '../src/common/grpc';
+import type { ProtoGrpcType as ArchiveProto } from '../src/generated/archive';
+import type { ProtoGrpcType as CommonProto } from '../src/generated/common';
+import type { ProtoGrpcType as ProxyProto } from '../src/generated/proxy';
+import { ROOT } from './helpers';
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export class ServerProc {
+  proc: ChildProcess | undefined;
+  stderr = '';
+  constructor(
+    readonly binary: 'walb-archive' | 'walb-proxy' | 'walb-storage',
+    readonly dataDir: string,
+    readonly port: number,
+    readonly extra: string[] = [],
+  ) {}
+
+  get address(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.stderr = '';
+    const bin = path.join(ROOT, 'dist', 'src', 'bin', `${this.binary}.js`);
+    this.proc = spawn(
+      process.execPath,
+      [bin, '--listen', this.address, '--data-dir', this.dataDir, ...this.extra],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-100_000)));
+    const deadline = Date.now() + 20000;
+    while (!this.stderr.includes('"event":"started"')) {
+      if (this.proc.exitCode !== null) throw new Error(`${this.binary} exited: ${this.stderr}`);
+      if (Date.now() > deadline) throw new Error(`${this.binary} did not start: ${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  }
+}
+
+type Unary = (req: object, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+
+/** Calls a unary method of any client; rejects with the gRPC error. */
+export function call<T>(client: grpc.Client, method: string, req: object): Promise<T> {
+  return new Promise((resolve, reject) =>
+    ((client as unknown as Record<string, Unary>)[method] as Unary).call(client, req, (err, res) =>
+      err ? reject(err) : resolve(res as T),
+    ),
+  );
+}
+
+export function archiveClient(address: string) {
+  const a = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
+  return new a.walb.v1.Archive(address, grpc.credentials.createInsecure());
+}
+
+export function proxyClient(address: string) {
+  const p = loadProto<ProxyProto>('walb/v1/proxy.proto').proto;
+  return new p.walb.v1.Proxy(address, grpc.credentials.createInsecure());
+}
+
+export function operationsClient(address: string) {
+  const c = loadProto<CommonProto>('walb/v1/common.proto').proto;
+  return new c.walb.v1.Operations(address, grpc.credentials.createInsecure());
+}
+
+/** Polls `cond` until it holds (generous timeout for loaded machines). */
+export async function until(
+  cond: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
