@@ -16,7 +16,7 @@ DEB_PACKAGES=(
   # lint
   clang-format
   # block-device tooling for tests, demo and benchmarks
-  qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2
+  qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2 systemd
   # benchmark peers
   xxhash
 )
