@@ -93,7 +93,11 @@ export async function startGrpcServer(
   packages: protoLoader.PackageDefinition[],
   services: ServiceBinding[],
 ): Promise<{ server: grpc.Server; port: number; health: HealthImplementation }> {
-  const server = new grpc.Server();
+  // Data messages are about 1 MiB; leave room for the odd larger one.
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 64 << 20,
+    'grpc.max_send_message_length': 64 << 20,
+  });
   for (const s of services) server.addService(s.definition, s.implementation);
   const health = new HealthImplementation({
     '': 'SERVING',

@@ -13,7 +13,8 @@ export async function runTransfer<Req>(
   stream: grpc.ClientDuplexStream<Req, TransferReply__Output>,
   header: Req,
   body: () => AsyncIterable<Req>,
-  end: Req,
+  /** The closing message, or a function that builds it once the body is sent. */
+  end: Req | (() => Promise<Req>),
 ): Promise<TransferResult> {
   const replies: TransferReply__Output[] = [];
   let failure: Error | undefined;
@@ -50,7 +51,7 @@ export async function runTransfer<Req>(
       if (failure) throw failure;
       if (!stream.write(m)) await new Promise((r) => stream.once('drain', r));
     }
-    stream.write(end);
+    stream.write(typeof end === 'function' ? await (end as () => Promise<Req>)() : end);
     stream.end();
     const last = await reply();
     if (!last.done) throw new WalbError('INTERNAL', 'the receiver did not confirm the transfer');

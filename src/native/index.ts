@@ -286,7 +286,13 @@ export interface NativeAddon {
    */
   ldevReadLogs(
     ldev: string,
-    opts: { beginLsid: number; endLsid: number; maxBytes?: number },
+    opts: {
+      beginLsid: number;
+      endLsid: number;
+      maxBytes?: number;
+      /** exact: endLsid is a pack boundary; up-to: stop before a pack that passes it (optionally taking a first one). */
+      end?: 'exact' | 'up-to' | 'up-to-at-least-one';
+    },
   ): Promise<{ super: SuperSector; data: Buffer; beginLsid: number; nextLsid: number; packs: number }>;
   WlogFile: new (path: string) => WlogFile;
   WdiffFile: new (path: string) => WdiffFile;

@@ -318,10 +318,18 @@ Napi::Value LdevReadLogs(const Napi::CallbackInfo& info) {
     uint64_t begin = optU64(o, "beginLsid", 0);
     uint64_t end = optU64(o, "endLsid", 0);
     uint64_t maxBytes = optU64(o, "maxBytes", 8u << 20);
+    const std::string endMode = optString(o, "end", "exact");
+    if (endMode != "exact" && endMode != "up-to" && endMode != "up-to-at-least-one")
+        throwInvalid(info.Env(), "end must be exact, up-to or up-to-at-least-one");
+    const RangeEnd mode = endMode == "exact"   ? RangeEnd::Exact
+                          : endMode == "up-to" ? RangeEnd::UpTo
+                                               : RangeEnd::UpToAtLeastOnePack;
     using Ptr = std::unique_ptr<LogRange>;
     return Job<Ptr>::start(
         info.Env(),
-        [=](const Progress&) { return std::make_unique<LogRange>(readLogRange(ldev, begin, end, maxBytes)); },
+        [=](const Progress&) {
+            return std::make_unique<LogRange>(readLogRange(ldev, begin, end, maxBytes, mode));
+        },
         [](Napi::Env env, Ptr& r) -> Napi::Value {
             Napi::Object x = Napi::Object::New(env);
             x.Set("super", superToJs(env, r->super));

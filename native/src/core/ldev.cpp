@@ -211,7 +211,8 @@ void Ldev::writePack(const Logpack& pack) {
     writeBlocks(pack.lsid() + 1, pack.header().total_io_size, pack.data().data());
 }
 
-LogRange readLogRange(const std::string& ldevPath, uint64_t begin, uint64_t end, size_t maxBytes) {
+LogRange readLogRange(const std::string& ldevPath, uint64_t begin, uint64_t end, size_t maxBytes,
+                      RangeEnd mode) {
     Ldev ldev(ldevPath, false);
     LogRange r;
     r.super = ldev.super();

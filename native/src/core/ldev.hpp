@@ -83,6 +83,10 @@ struct LogRange {
     std::vector<char> bytes;
     uint64_t beginLsid = 0, nextLsid = 0, packs = 0;
 };
-LogRange readLogRange(const std::string& ldevPath, uint64_t begin, uint64_t end, size_t maxBytes);
+// How `end` is taken: an exact pack boundary (a pack crossing it is an error), or a limit that reading stops
+// before — optionally taking a first pack that crosses it, since a pack is never split.
+enum class RangeEnd { Exact, UpTo, UpToAtLeastOnePack };
+LogRange readLogRange(const std::string& ldevPath, uint64_t begin, uint64_t end, size_t maxBytes,
+                      RangeEnd mode = RangeEnd::Exact);
 
 }  // namespace walb

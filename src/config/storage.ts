@@ -1,0 +1,102 @@
+// Configuration of walb-storage (config/storage.example.json shows every key).
+import type convict from 'convict';
+import { WalbError } from '../common/errors';
+import { loadConfig } from './load';
+
+export interface StorageConfig {
+  role: 'storage';
+  id: string;
+  listen: string;
+  dataDir: string;
+  /** The primary archive HOST:PORT (full backups go there). */
+  archive: string;
+  /** Proxies in priority order. */
+  proxies: string[];
+  /** walb-wdevd's control socket. */
+  wdevdSocket: string;
+  /** Most log per wlog transfer, also the gid reservation unit [MiB] (-wl). */
+  maxWlogSendMb: number;
+  /** Implicit snapshot interval [s] (-snapintvl). */
+  snapshotIntervalSec: number;
+  retryDelaySec: number;
+  maxRetryDelaySec: number;
+  maxForegroundTasks: number;
+  backgroundTasks: number;
+}
+
+const schema: convict.Schema<StorageConfig> = {
+  role: { doc: 'Always "storage".', format: ['storage'], default: 'storage' },
+  id: {
+    doc: 'Server id, as the layout file names it.',
+    format: String,
+    default: 'storage0',
+    env: 'WALB_STORAGE_ID',
+  },
+  listen: {
+    doc: 'gRPC address HOST:PORT.',
+    format: 'host-port',
+    default: '127.0.0.1:10000',
+    env: 'WALB_STORAGE_LISTEN',
+  },
+  dataDir: {
+    doc: 'Volume metadata.',
+    format: String,
+    default: '/var/lib/walb/storage',
+    env: 'WALB_STORAGE_DATA_DIR',
+  },
+  archive: {
+    doc: 'Primary archive HOST:PORT (--archive overrides).',
+    format: 'host-port',
+    default: '',
+    env: 'WALB_ARCHIVE',
+  },
+  proxies: {
+    doc: 'Proxies HOST:PORT in priority order (--proxy a,b overrides).',
+    format: (v: unknown) => {
+      if (!Array.isArray(v)) throw new Error('must be a list of HOST:PORT');
+      for (const p of v)
+        if (typeof p !== 'string' || !/^[^\s:]+:\d{1,5}$/.test(p))
+          throw new Error(`bad proxy address '${String(p)}'`);
+    },
+    default: [] as string[],
+  },
+  wdevdSocket: {
+    doc: 'walb-wdevd control socket.',
+    format: String,
+    default: '/run/walb/wdevd.sock',
+    env: 'WALB_WDEVD_SOCKET',
+  },
+  maxWlogSendMb: { doc: 'Most log per transfer [MiB] (-wl).', format: 'nat', default: 128 },
+  snapshotIntervalSec: { doc: 'Implicit snapshot interval [s] (-snapintvl).', format: 'nat', default: 10 },
+  retryDelaySec: { doc: 'First retry delay [s] (-delay).', format: 'nat', default: 1 },
+  maxRetryDelaySec: { doc: 'Longest retry delay [s] (-maxdelay).', format: 'nat', default: 300 },
+  maxForegroundTasks: { doc: 'Full backups at once (-fg).', format: 'nat', default: 2 },
+  backgroundTasks: { doc: 'wlog transfers at once (-bg).', format: 'nat', default: 1 },
+};
+
+export function loadStorageConfig(o: {
+  config?: string;
+  listen?: string;
+  dataDir?: string;
+  archive?: string;
+  proxy?: string;
+  wdevdSocket?: string;
+}): StorageConfig {
+  const c = loadConfig(
+    schema,
+    o.config,
+    {
+      listen: o.listen,
+      dataDir: o.dataDir,
+      archive: o.archive,
+      proxies: o.proxy === undefined ? undefined : o.proxy.split(',').filter(Boolean),
+      wdevdSocket: o.wdevdSocket,
+    },
+    '/etc/walb/storage.json',
+  );
+  if (!c.archive)
+    throw new WalbError('CONFIG', 'archive: the primary archive is required (--archive HOST:PORT)');
+  if (c.proxies.length === 0)
+    throw new WalbError('CONFIG', 'proxies: at least one proxy is required (--proxy HOST:PORT,...)');
+  return c;
+}

@@ -1,0 +1,552 @@
+// walb-storage: per volume, ships the logs of a wdev to the proxies (priority order, fail-over) and runs full
+// backups to the primary archive (walb-servers.md §4, §7.1, §7.3). The device is reached through walb-wdevd's
+// control API and by reading its log and data devices.
+import fs from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { readJson, writeJsonAtomic } from '../common/atomic-file';
+import { WalbError, errorMessage } from '../common/errors';
+import { loadProto, startGrpcServer, stopGrpcServer, unary } from '../common/grpc';
+import type { Logger } from '../common/log';
+import { nextGid, type LsidGid } from '../common/meta';
+import { OperationRegistry } from '../common/operations';
+import { VolumeState, type Edge } from '../common/state-machine';
+import { TaskQueue, type TaskResult } from '../common/task-queue';
+import { runTransfer } from '../common/transfer';
+import { checkVolumeName } from '../archive/volume-store';
+import type { StorageConfig } from '../config/storage';
+import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
+import type { ProtoGrpcType as CommonProto } from '../generated/common';
+import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
+import type { ProtoGrpcType as StorageProto } from '../generated/storage';
+import type { ProxyClient } from '../generated/walb/v1/Proxy';
+import { native } from '../native';
+import { WdevClient, type WdevStatusReply } from '../wdev/client';
+
+type State =
+  | 'Clear'
+  | 'SyncReady'
+  | 'Stopped'
+  | 'Target'
+  | 'InitVol'
+  | 'ClearVol'
+  | 'FullSync'
+  | 'StartTarget'
+  | 'StopTarget'
+  | 'Reset';
+
+// walb-servers.md §4.2 (standby and hash backup come later).
+const EDGES: Edge<State>[] = [
+  { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
+  { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
+  { from: 'SyncReady', via: 'FullSync', to: 'Stopped' },
+  { from: 'Stopped', via: 'Reset', to: 'SyncReady' },
+  { from: 'Stopped', via: 'StartTarget', to: 'Target' },
+  { from: 'Target', via: 'StopTarget', to: 'Stopped' },
+];
+
+interface VolumeFile {
+  version: 1;
+  state: 'SyncReady' | 'Stopped' | 'Target';
+  wdev: string;
+  uuid: string;
+  /** Last position a proxy acknowledged; lsid -1 until the first full backup. */
+  done: LsidGid;
+  /** Snapshot records not shipped yet, oldest first. */
+  queue: LsidGid[];
+}
+
+interface Volume {
+  name: string;
+  file: string;
+  state: VolumeState<State>;
+  meta: VolumeFile;
+}
+
+const SHIPPING: State[] = ['Target', 'FullSync'];
+const NO_DONE: LsidGid = { lsid: -1, gid: -1, isMergeable: false, timestamp: 0 };
+const BULK = 1 << 20;
+const now = () => Math.floor(Date.now() / 1000);
+
+export class StorageServer {
+  private readonly volumes = new Map<string, Volume>();
+  private readonly ops = new OperationRegistry();
+  private readonly queue: TaskQueue<string>;
+  private readonly wdevd: WdevClient;
+  private readonly proxyClients: ProxyClient[];
+  private readonly archiveClient;
+  private readonly backoff = new Map<string, number>();
+  private server: grpc.Server | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+  private foreground = 0;
+  port = 0;
+
+  constructor(
+    readonly config: StorageConfig,
+    private readonly log: Logger,
+  ) {
+    this.wdevd = new WdevClient(config.wdevdSocket, 30_000);
+    const proxyProto = loadProto<ProxyProto>('walb/v1/proxy.proto').proto;
+    this.proxyClients = config.proxies.map(
+      (p) => new proxyProto.walb.v1.Proxy(p, grpc.credentials.createInsecure()),
+    );
+    const archiveProto = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
+    this.archiveClient = new archiveProto.walb.v1.Archive(config.archive, grpc.credentials.createInsecure());
+    this.queue = new TaskQueue<string>(
+      Math.max(1, config.backgroundTasks),
+      (v) => this.wlogTask(v),
+      (v, err) => {
+        const next = Math.min(
+          (this.backoff.get(v) ?? config.retryDelaySec * 500) * 2,
+          config.maxRetryDelaySec * 1000,
+        );
+        this.backoff.set(v, next);
+        this.log('warn', 'wlog-send-failed', { volume: v, error: errorMessage(err), retryInMs: next });
+        return next;
+      },
+    );
+  }
+
+  async start(): Promise<void> {
+    fs.mkdirSync(this.config.dataDir, { recursive: true });
+    for (const name of fs.readdirSync(this.config.dataDir)) {
+      const file = path.join(this.config.dataDir, name, 'volume.json');
+      const meta = await readJson<VolumeFile>(file);
+      if (!meta) continue;
+      const v = this.newVolume(name, meta.state, meta);
+      this.volumes.set(name, v);
+      if (meta.state === 'Target') this.queue.push(name);
+    }
+    // The driver would wake us through sysfs; walb-wdevd is polled once a second instead.
+    this.ticker = setInterval(() => {
+      for (const v of this.volumes.values()) if (SHIPPING.includes(v.state.state)) this.queue.push(v.name, 0);
+    }, 1000);
+    this.ticker.unref();
+    const storage = loadProto<StorageProto>('walb/v1/storage.proto');
+    const common = loadProto<CommonProto>('walb/v1/common.proto');
+    const { server, port } = await startGrpcServer(
+      this.config.listen,
+      [storage.definition, common.definition],
+      [
+        {
+          name: 'walb.v1.Storage',
+          definition: storage.proto.walb.v1.Storage.service,
+          implementation: this.handlers(),
+        },
+        {
+          name: 'walb.v1.Operations',
+          definition: common.proto.walb.v1.Operations.service,
+          implementation: this.ops.service(),
+        },
+      ],
+    );
+    this.server = server;
+    this.port = port;
+    this.log('info', 'started', {
+      listen: this.config.listen,
+      port,
+      archive: this.config.archive,
+      proxies: this.config.proxies,
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    await this.queue.stop();
+    if (this.server) await stopGrpcServer(this.server, 5000);
+    this.wdevd.close();
+    for (const c of this.proxyClients) c.close();
+    this.archiveClient.close();
+    this.log('info', 'stopped', {});
+  }
+
+  private newVolume(name: string, initial: State, meta: VolumeFile): Volume {
+    const file = path.join(this.config.dataDir, name, 'volume.json');
+    const v: Volume = { name, file, meta, state: undefined as unknown as VolumeState<State> };
+    v.state = new VolumeState<State>(name, EDGES, initial, async (s) => {
+      if (s !== 'Clear') await this.save(v, { ...v.meta, state: s as VolumeFile['state'] });
+    });
+    return v;
+  }
+
+  private async save(v: Volume, meta: VolumeFile): Promise<void> {
+    await writeJsonAtomic(v.file, meta);
+    v.meta = meta;
+  }
+
+  private volume(name: string): Volume {
+    checkVolumeName(name);
+    const v = this.volumes.get(name);
+    if (!v) throw new WalbError('NOT_FOUND', `no volume ${name} on this storage`);
+    return v;
+  }
+
+  private volumeState(v: Volume) {
+    return { volume: v.name, state: v.state.state, actions: v.state.runningActions() };
+  }
+
+  private pbs(st: WdevStatusReply): number {
+    return st.pbs || 512;
+  }
+
+  private maxSendPb(st: WdevStatusReply): number {
+    return Math.max(1, Math.floor((this.config.maxWlogSendMb * 2 ** 20) / this.pbs(st)));
+  }
+
+  /** A snapshot record at lsid (walb-servers.md §1.3). */
+  private snapshotAt(v: Volume, st: WdevStatusReply, lsid: number, isMergeable: boolean): LsidGid {
+    const prev = v.meta.queue.at(-1) ?? v.meta.done;
+    const gid = nextGid(prev, Math.max(lsid, prev.lsid), this.maxSendPb(st));
+    return { lsid: Math.max(lsid, prev.lsid), gid, isMergeable, timestamp: now() };
+  }
+
+  private handlers(): grpc.UntypedServiceImplementation {
+    return {
+      InitVol: unary(async (req: { volume: string; wdev: string }) => {
+        checkVolumeName(req.volume);
+        if (!req.wdev) throw new WalbError('INVALID_ARGUMENT', 'wdev is required');
+        for (const o of this.volumes.values())
+          if (o.meta.wdev === req.wdev)
+            throw new WalbError('FAILED_PRECONDITION', `wdev ${req.wdev} belongs to volume ${o.name}`);
+        if (this.volumes.has(req.volume))
+          throw new WalbError('ALREADY_EXISTS', `volume ${req.volume} exists`);
+        await this.wdevd.status(req.wdev); // must exist
+        const meta: VolumeFile = {
+          version: 1,
+          state: 'SyncReady',
+          wdev: req.wdev,
+          uuid: '',
+          done: NO_DONE,
+          queue: [],
+        };
+        const v = this.newVolume(req.volume, 'Clear', meta);
+        await v.state.transact('InitVol', async () => {
+          await fs.promises.mkdir(path.dirname(v.file), { recursive: true });
+          await writeJsonAtomic(v.file, meta);
+        });
+        this.volumes.set(req.volume, v);
+        return this.volumeState(v);
+      }),
+      ClearVol: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        await v.state.transact('ClearVol', () =>
+          fs.promises.rm(path.dirname(v.file), { recursive: true, force: true }),
+        );
+        this.volumes.delete(req.volume);
+        return { volume: req.volume, state: 'Clear', actions: [] };
+      }),
+      ResetVol: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        await v.state.transact('Reset', async () => {
+          const st = await this.wdevd.resetWal(v.meta.wdev);
+          await this.save(v, {
+            ...v.meta,
+            uuid: st.uuid,
+            done: { lsid: 0, gid: 0, isMergeable: false, timestamp: now() },
+            queue: [],
+          });
+        });
+        return this.volumeState(v);
+      }),
+      FullBackup: unary(async (req: { volume: string; bulk: number }) => {
+        const v = this.volume(req.volume);
+        v.state.require(['SyncReady'], 'full-bkp');
+        if (this.foreground >= this.config.maxForegroundTasks)
+          throw new WalbError('FAILED_PRECONDITION', 'too many foreground tasks');
+        this.foreground++;
+        return this.ops.start('full-backup', v.name, async (op) => {
+          try {
+            return await this.fullBackup(v, req.bulk || BULK, op);
+          } finally {
+            this.foreground--;
+          }
+        });
+      }),
+      Start: unary(async (req: { volume: string; mode: string }) => {
+        const v = this.volume(req.volume);
+        if (req.mode && req.mode !== 'target')
+          throw new WalbError('UNSUPPORTED', 'standby is not implemented yet');
+        const st = await this.wdevd.status(v.meta.wdev);
+        if (st.overflow)
+          throw new WalbError(
+            'FAILED_PRECONDITION',
+            `wdev ${v.meta.wdev} overflowed: reset-vol and a full backup`,
+          );
+        await v.state.transact('StartTarget', async () => undefined);
+        this.queue.push(v.name);
+        return this.volumeState(v);
+      }),
+      Stop: unary(async (req: { volume: string; mode: string }) => {
+        const v = this.volume(req.volume);
+        v.state.require(['Target'], 'stop');
+        return this.ops.start('stop', v.name, async () => {
+          v.state.stop = req.mode === 'force' ? 'force-stopping' : 'stopping';
+          try {
+            await v.state.waitUntilIdle();
+            this.queue.remove(v.name);
+            await v.state.transact('StopTarget', async () => undefined);
+          } finally {
+            v.state.stop = 'not-stopping';
+          }
+        });
+      }),
+      Snapshot: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        v.state.require(['Target', 'Stopped'], 'snapshot');
+        const st = await this.wdevd.status(v.meta.wdev);
+        if (st.overflow) throw new WalbError('FAILED_PRECONDITION', `wdev ${v.meta.wdev} overflowed`);
+        const rec = this.snapshotAt(v, st, st.lsids!.latest, false);
+        await this.save(v, { ...v.meta, queue: [...v.meta.queue, rec] });
+        this.queue.pushForce(v.name, 0);
+        this.log('info', 'snapshot', { volume: v.name, gid: rec.gid, lsid: rec.lsid });
+        return { gid: rec.gid, timestamp: rec.timestamp, explicit: true };
+      }),
+      Kick: unary(async () => {
+        this.backoff.clear();
+        this.queue.kickAll();
+        for (const v of this.volumes.values())
+          if (v.state.state === 'Target') this.queue.pushForce(v.name, 0);
+        return {};
+      }),
+      GetState: unary(async (req: { volume: string }) => {
+        const v = this.volumes.get(req.volume);
+        return v ? this.volumeState(v) : { volume: req.volume, state: 'Clear', actions: [] };
+      }),
+      IsOverflow: unary(async (req: { volume: string }) => ({
+        overflow: (await this.wdevd.status(this.volume(req.volume).meta.wdev)).overflow,
+      })),
+      ListVolumes: unary(async () => ({
+        volumes: [...this.volumes.values()].map((v) => this.volumeState(v)),
+      })),
+      Status: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        const st = await this.wdevd.status(v.meta.wdev);
+        return {
+          state: this.volumeState(v),
+          wdev: v.meta.wdev,
+          uuid: v.meta.uuid,
+          doneLsid: Math.max(0, v.meta.done.lsid),
+          doneGid: Math.max(0, v.meta.done.gid),
+          queue: v.meta.queue.map((q) => ({ gid: q.gid, timestamp: q.timestamp, explicit: !q.isMergeable })),
+          logUsage: st.logUsage,
+          logCapacity: st.logCapacity,
+          overflow: st.overflow,
+          size: st.deviceSize,
+        };
+      }),
+    };
+  }
+
+  /** Full backup (walb-servers.md §7.3): reset the log, scan the data device to the archive, explicit snapshot. */
+  private async fullBackup(
+    v: Volume,
+    bulk: number,
+    op: { progress(d: number, t?: number): void; signal: AbortSignal },
+  ): Promise<string> {
+    let gidE = 0;
+    await v.state.transact('FullSync', async () => {
+      // The log restarts at lsid 0 with a new uuid; everything written from now on reaches the archive as diffs
+      // (the image scanned below is dirty until they are applied).
+      const st = await this.wdevd.resetWal(v.meta.wdev);
+      await this.save(v, {
+        ...v.meta,
+        uuid: st.uuid,
+        done: { lsid: 0, gid: 0, isMergeable: false, timestamp: now() },
+        queue: [],
+      });
+      const size = st.deviceSize * 512;
+      const startedAt = now();
+      const fh = await fs.promises.open(st.ddev, 'r');
+      let sent = 0;
+      try {
+        const result = await runTransfer(
+          this.archiveClient.FullSync(),
+          { header: { volume: v.name, size: st.deviceSize, storageUuid: st.uuid, timestamp: startedAt } },
+          async function* () {
+            const buf = Buffer.alloc(bulk);
+            for (let off = 0; off < size; off += bulk) {
+              if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+              const n = Math.min(bulk, size - off);
+              const { bytesRead } = await fh.read(buf, 0, n, off);
+              const data = buf.subarray(0, bytesRead);
+              sent += n;
+              op.progress(sent, size);
+              if (data.every((b) => b === 0)) continue; // zero bulks stay holes on the archive
+              yield { data: { offset: off, data: Buffer.from(data) } };
+            }
+          },
+          // The end is built after the scan: the explicit snapshot at the latest lsid then; the base is
+          // |0, gidE|, clean once the diffs up to gidE are applied.
+          async () => {
+            const st2 = await this.wdevd.status(v.meta.wdev);
+            const rec = this.snapshotAt(v, st2, st2.lsids!.latest, false);
+            gidE = rec.gid;
+            await this.save(v, { ...v.meta, queue: [...v.meta.queue, rec] });
+            return { end: { snapshot: { gidB: 0, gidE } } };
+          },
+        );
+        if (!result.ok)
+          throw new WalbError(
+            'FAILED_PRECONDITION',
+            `the archive refused the full backup: ${result.reason} ${result.message}`,
+          );
+      } finally {
+        await fh.close();
+      }
+    });
+    await v.state.transact('StartTarget', async () => undefined);
+    this.queue.pushForce(v.name, 0);
+    this.log('info', 'full-backup-done', { volume: v.name, gid: gidE });
+    return String(gidE);
+  }
+
+  // ---- wlog shipping (walb-servers.md §7.1) ----
+
+  private async freeLog(v: Volume, st: WdevStatusReply): Promise<WdevStatusReply> {
+    const done = v.meta.done.lsid;
+    if (done <= st.lsids!.oldest) return st;
+    if (done > st.lsids!.prevWritten) st = await this.wdevd.takeCheckpoint(v.meta.wdev);
+    const to = Math.min(done, st.lsids!.prevWritten);
+    return to > st.lsids!.oldest ? this.wdevd.setOldestLsid(v.meta.wdev, to) : st;
+  }
+
+  private async wlogTask(name: string): Promise<TaskResult> {
+    const v = this.volumes.get(name);
+    // Logs flow during a full backup too (the archive answers the proxy "syncing" until the base is there).
+    if (!v || !SHIPPING.includes(v.state.state) || v.state.stop !== 'not-stopping') return { again: false };
+    const end = v.state.beginAction('WlogSend');
+    try {
+      let st = await this.wdevd.status(v.meta.wdev);
+      if (st.overflow) {
+        this.log('error', 'overflow', { volume: name, wdev: v.meta.wdev });
+        if (v.state.state === 'Target') await v.state.transact('StopTarget', async () => undefined);
+        return { again: false };
+      }
+      st = await this.freeLog(v, st);
+      const l = st.lsids!;
+      const done = v.meta.done;
+      let queue = v.meta.queue.filter((q) => q.gid > done.gid);
+      // An implicit snapshot when nothing is queued but logs are, or the newest record is old and behind.
+      const newest = queue.at(-1);
+      if (
+        (!newest && l.latest > done.lsid) ||
+        (newest && now() - newest.timestamp >= this.config.snapshotIntervalSec && newest.lsid < l.latest)
+      ) {
+        queue = [...queue, this.snapshotAt({ ...v, meta: { ...v.meta, queue } }, st, l.latest, true)];
+      }
+      if (queue.length !== v.meta.queue.length || queue.some((q, i) => q !== v.meta.queue[i]))
+        await this.save(v, { ...v.meta, queue });
+      if (queue.length === 0) return { again: false };
+      // The end record: the oldest, extended over implicit ones within -wl and below permanent.
+      const maxPb = this.maxSendPb(st);
+      let endRec = queue[0];
+      for (const q of queue.slice(1)) {
+        if (!endRec.isMergeable || q.lsid - done.lsid > maxPb || q.lsid > l.permanent) break;
+        endRec = q;
+      }
+      const whole = endRec.gid === done.gid + 1 || endRec.lsid - done.lsid <= maxPb;
+      const limit = whole ? endRec.lsid : done.lsid + maxPb;
+      if (l.permanent < limit) return { again: true, delayMs: 100 };
+      await this.sendRange(v, st, done, endRec, limit, whole);
+      this.backoff.delete(name);
+      return { again: true, delayMs: 0 };
+    } finally {
+      end();
+    }
+  }
+
+  private async sendRange(
+    v: Volume,
+    st: WdevStatusReply,
+    done: LsidGid,
+    endRec: LsidGid,
+    limit: number,
+    whole: boolean,
+  ): Promise<void> {
+    const snapE = whole ? endRec.gid : done.gid + 1;
+    const header = {
+      header: {
+        volume: v.name,
+        storageUuid: v.meta.uuid,
+        pbs: this.pbs(st),
+        salt: 0,
+        size: st.deviceSize,
+        beginLsid: done.lsid,
+        maxLogPb: limit - done.lsid,
+      },
+    };
+    // A whole range ends at a snapshot, a pack boundary; a capped one stops before the pack that would pass
+    // the cap (never splitting a pack). The salt for the wlog header comes with the first chunk.
+    const mode = whole ? 'exact' : 'up-to';
+    const first = await native.ldevReadLogs(st.ldev, {
+      beginLsid: done.lsid,
+      endLsid: limit,
+      maxBytes: 4 << 20,
+      end: whole ? 'exact' : 'up-to-at-least-one',
+    });
+    header.header.salt = first.super.salt;
+    const ldev = st.ldev;
+    let reached = first.nextLsid;
+    const body = async function* () {
+      let chunk = first;
+      reached = chunk.nextLsid;
+      for (;;) {
+        // Messages of at most 1 MiB whatever the packs (the proxy only appends the bytes).
+        for (let off = 0; off < chunk.data.length; off += 1 << 20)
+          yield { packs: chunk.data.subarray(off, off + (1 << 20)) };
+        if (chunk.nextLsid >= limit || (chunk.packs === 0 && chunk !== first)) return;
+        const next = await native.ldevReadLogs(ldev, {
+          beginLsid: chunk.nextLsid,
+          endLsid: limit,
+          maxBytes: 4 << 20,
+          end: mode,
+        });
+        if (next.packs === 0) return;
+        chunk = next;
+        reached = chunk.nextLsid;
+      }
+    };
+    const endMsg = async () => ({
+      end: {
+        endLsid: reached,
+        diff: {
+          snapB: { gidB: done.gid, gidE: done.gid },
+          snapE: { gidB: snapE, gidE: snapE },
+          mergeable: done.isMergeable,
+          timestamp: endRec.timestamp,
+        },
+      },
+    });
+    const errors: string[] = [];
+    for (let i = 0; i < this.proxyClients.length; i++) {
+      try {
+        const r = await runTransfer(this.proxyClients[i].SendWlog(), header, body, endMsg);
+        if (!r.ok) {
+          errors.push(`${this.config.proxies[i]}: ${r.reason} ${r.message}`);
+          continue;
+        }
+      } catch (err) {
+        errors.push(`${this.config.proxies[i]}: ${errorMessage(err)}`);
+        continue;
+      }
+      // Acknowledged: the done record moves, consumed records go, the log below it is freed.
+      const newDone: LsidGid = whole
+        ? { lsid: reached, gid: snapE, isMergeable: endRec.isMergeable, timestamp: endRec.timestamp }
+        : { lsid: reached, gid: snapE, isMergeable: true, timestamp: done.timestamp };
+      await this.save(v, {
+        ...v.meta,
+        done: newDone,
+        queue: v.meta.queue.filter((q) => q.gid > newDone.gid),
+      });
+      this.log('info', 'wlog-sent', {
+        volume: v.name,
+        proxy: this.config.proxies[i],
+        lsids: [done.lsid, reached],
+        gids: [done.gid, snapE],
+      });
+      await this.freeLog(v, await this.wdevd.status(v.meta.wdev));
+      return;
+    }
+    throw new WalbError('UNAVAILABLE', `no proxy took the logs of ${v.name}: ${errors.join('; ')}`);
+  }
+}
