@@ -222,3 +222,97 @@ test('with the first proxy down the logs go through the second, and the first is
     removeDir(dir);
   }
 });
+
+test('storage and archive killed with SIGKILL during writes come back; every snapshot restores to the device as it was', async (t) => {
+  const dir = makeTempDir('backup-kill');
+  const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+  let storage: ServerProc | undefined;
+  try {
+    await wdevd.start();
+    const files = await makeWdevFiles(dir, 'vol2', { ldevBytes: 128 << 20, ddevBytes: SIZE, pbs: 512 });
+    await wdevd.client.createWdev({ ...files, name: 'vol2' });
+    await Promise.all([archive.start(), proxy.start()]);
+    storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
+      '--archive',
+      archive.address,
+      '--proxy',
+      proxy.address,
+      '--wdevd-socket',
+      path.join(wdevd.runDir, 'wdevd.sock'),
+    ]);
+    await storage.start();
+    let a = archiveClient(archive.address);
+    const pc = proxyClient(proxy.address);
+    const sp = loadProto<StorageProto>('walb/v1/storage.proto').proto;
+    let s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
+    await call(a, 'InitVol', { volume: 'vol2' });
+    await call(pc, 'ArchiveInfoAdd', { volume: 'vol2', name: 'a0', address: archive.address });
+    await call(pc, 'Start', { volume: 'vol2' });
+    await call(s, 'InitVol', { volume: 'vol2', wdev: 'vol2' });
+    let sops = operationsClient(storage.address);
+    t.is(
+      (await waitOp(sops, (await call<Operation__Output>(s, 'FullBackup', { volume: 'vol2' })).id)).state,
+      'done',
+    );
+
+    const { c } = await RawClient.go(wdevd.nbdSocket, 'vol2');
+    const image = fs.readFileSync(files.ddev);
+    const snaps: { gid: number; image: Buffer }[] = [];
+    const snapshot = async () => {
+      snaps.push({
+        gid: Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol2' })).gid),
+        image: Buffer.from(image),
+      });
+    };
+    await writeRandom(c, image, 60, 1);
+    await snapshot();
+    // SIGKILL the storage in the middle of writes; the wdev keeps the logs; the restarted storage ships them.
+    const writing = writeRandom(c, image, 80, 1000);
+    await new Promise((r) => setTimeout(r, 50));
+    await storage.kill();
+    await writing;
+    s.close();
+    sops.close();
+    await storage.start();
+    s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
+    sops = operationsClient(storage.address);
+    t.is((await call<{ state: string }>(s, 'GetState', { volume: 'vol2' })).state, 'Target');
+    await snapshot();
+    // SIGKILL the archive; snapshots wait (the proxy retries) and become restorable once it is back.
+    await archive.kill();
+    a.close();
+    await writeRandom(c, image, 60, 2000);
+    await snapshot();
+    await new Promise((r) => setTimeout(r, 1000));
+    await archive.start();
+    a = archiveClient(archive.address);
+    await call(pc, 'Kick', {});
+    const last = snaps[snaps.length - 1].gid;
+    await until(
+      async () =>
+        (
+          await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol2', all: true })
+        ).snapshots.some((x) => Number(x.gid) === last),
+      `gid ${last} restorable`,
+      120_000,
+    );
+    const aops = operationsClient(archive.address);
+    for (const sn of snaps) {
+      const op = await waitOp(
+        aops,
+        (await call<Operation__Output>(a, 'Restore', { volume: 'vol2', gid: sn.gid })).id,
+      );
+      t.is(op.state, 'done', op.error);
+      t.true(fs.readFileSync(op.result).equals(sn.image), `gid ${sn.gid} restores to the device as it was`);
+    }
+    c.destroy();
+    for (const x of [a, pc, s, sops, aops]) x.close();
+  } finally {
+    await storage?.kill();
+    await Promise.all([proxy.kill(), archive.kill()]);
+    await wdevd.cleanup();
+    removeDir(dir);
+  }
+});
