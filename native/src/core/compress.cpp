@@ -43,52 +43,52 @@ const char* compressionName(Compression c) {
 
 namespace {
 
-bool tryCompress(Compression c, int level, const char* in, size_t len, std::vector<char>& out) {
+// Room for `n` bytes in `out`, grown only.
+char* room(std::vector<char>& out, size_t n) {
+    if (out.size() < n) out.resize(n);
+    return out.data();
+}
+
+bool tryCompress(Compression c, int level, const char* in, size_t len, std::vector<char>& out, size_t& n) {
     switch (c) {
         case Compression::None:
             return false;
         case Compression::Snappy: {
-            size_t n = snappy_max_compressed_length(len);
-            out.resize(n);
-            if (snappy_compress(in, len, out.data(), &n) != SNAPPY_OK) return false;
-            out.resize(n);
-            return true;
+            n = snappy_max_compressed_length(len);
+            return snappy_compress(in, len, room(out, n), &n) == SNAPPY_OK;
         }
         case Compression::Lz4: {
             if (len > LZ4_MAX_INPUT_SIZE) return false;
-            out.resize(LZ4_compressBound(static_cast<int>(len)));
-            int n = LZ4_compress_default(in, out.data(), static_cast<int>(len), static_cast<int>(out.size()));
-            if (n <= 0) return false;
-            out.resize(n);
+            const int bound = LZ4_compressBound(static_cast<int>(len));
+            const int r = LZ4_compress_default(in, room(out, size_t(bound)), static_cast<int>(len), bound);
+            if (r <= 0) return false;
+            n = static_cast<size_t>(r);
             return true;
         }
         case Compression::Zstd: {
-            out.resize(ZSTD_compressBound(len));
-            size_t n = ZSTD_compress(out.data(), out.size(), in, len, level == 0 ? 1 : level);
-            if (ZSTD_isError(n)) return false;
-            out.resize(n);
-            return true;
+            const size_t bound = ZSTD_compressBound(len);
+            n = ZSTD_compress(room(out, bound), bound, in, len, level == 0 ? 1 : level);
+            return !ZSTD_isError(n);
         }
         case Compression::Zlib: {
-            uLongf n = compressBound(len);
-            out.resize(n);
-            if (compress2(reinterpret_cast<Bytef*>(out.data()), &n, reinterpret_cast<const Bytef*>(in), len,
+            uLongf z = compressBound(len);
+            if (compress2(reinterpret_cast<Bytef*>(room(out, z)), &z, reinterpret_cast<const Bytef*>(in), len,
                           level == 0 ? Z_DEFAULT_COMPRESSION : level) != Z_OK) {
                 return false;
             }
-            out.resize(n);
+            n = z;
             return true;
         }
         case Compression::Xz: {
-            out.resize(lzma_stream_buffer_bound(len));
+            const size_t bound = lzma_stream_buffer_bound(len);
             size_t pos = 0;
             if (lzma_easy_buffer_encode(level == 0 ? 6 : static_cast<uint32_t>(level), LZMA_CHECK_CRC64,
                                         nullptr, reinterpret_cast<const uint8_t*>(in), len,
-                                        reinterpret_cast<uint8_t*>(out.data()), &pos,
-                                        out.size()) != LZMA_OK) {
+                                        reinterpret_cast<uint8_t*>(room(out, bound)), &pos,
+                                        bound) != LZMA_OK) {
                 return false;
             }
-            out.resize(pos);
+            n = pos;
             return true;
         }
     }
@@ -97,8 +97,14 @@ bool tryCompress(Compression c, int level, const char* in, size_t len, std::vect
 
 }  // namespace
 
-Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out) {
-    if (tryCompress(c, level, in, len, out) && out.size() < len) return c;
+Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out,
+                           size_t& outLen) {
+    size_t n = 0;
+    if (tryCompress(c, level, in, len, out, n) && n < len) {
+        outLen = n;
+        return c;
+    }
+    outLen = 0;
     return Compression::None;
 }
 

@@ -14,9 +14,11 @@ constexpr uint8_t kCompressionCodes = 6;
 Compression compressionFromName(const std::string& name);  // "none", "gzip", "snappy", "lzma", "lz4", "zstd"
 const char* compressionName(Compression c);
 
-// Compresses `len` bytes into `out` (replaced). Returns the code actually used: None when compression failed
-// or did not make the data strictly smaller, in which case `out` holds the raw bytes.
-Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out);
+// Compresses `len` bytes into out[0, outLen). `out` is grown as needed, never shrunk (a reused buffer is not
+// zero-filled again at each call). Returns the code actually used: None when compression failed or did not
+// make the data strictly smaller, in which case the caller stores the raw bytes.
+Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out,
+                           size_t& outLen);
 // The most bytes that `rawSize` bytes can take once stored with code `c`: the bound each library gives for
 // its own compressor (rawSize itself for None). A larger stored size cannot have been written by that
 // compressor.

@@ -1,8 +1,10 @@
 #include "core/diff.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstring>
+#include <mutex>
 
 #include "core/checksum.hpp"
 #include "core/error.hpp"
@@ -21,15 +23,76 @@ const char* diffKindName(DiffKind k) {
     return "?";
 }
 
+namespace {
+
+// Large buffers left by pools that are gone, for the next pools of the process (the next merge, conversion or
+// redo): a fresh buffer costs a page fault and a zero fill per 4 KiB, about as much as the pread that then
+// fills it. At most kMaxBytes are kept.
+class IdleBuffers {
+public:
+    static constexpr size_t kMaxBytes = 64u << 20;
+    void put(std::shared_ptr<std::vector<char>> b) {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (bytes_ + b->size() > kMaxBytes) return;
+        bytes_ += b->size();
+        bufs_.push_back(std::move(b));
+    }
+    // The smallest idle buffer of at least `size` bytes, or null.
+    std::shared_ptr<std::vector<char>> take(size_t size) {
+        std::lock_guard<std::mutex> lk(mu_);
+        size_t best = bufs_.size();
+        for (size_t i = 0; i < bufs_.size(); i++) {
+            if (bufs_[i]->size() >= size && (best == bufs_.size() || bufs_[i]->size() < bufs_[best]->size()))
+                best = i;
+        }
+        if (best == bufs_.size()) return nullptr;
+        auto b = std::move(bufs_[best]);
+        bufs_.erase(bufs_.begin() + static_cast<std::ptrdiff_t>(best));
+        bytes_ -= b->size();
+        return b;
+    }
+
+private:
+    std::mutex mu_;
+    std::vector<std::shared_ptr<std::vector<char>>> bufs_;
+    size_t bytes_ = 0;
+};
+
+IdleBuffers& idleBuffers() {
+    static auto* idle = new IdleBuffers;  // never destroyed: pools may outlive static destruction
+    return *idle;
+}
+
+size_t roundedSize(size_t size) {
+    const size_t unit = size <= (1u << 20) ? (64u << 10) : (1u << 20);
+    return (size + unit - 1) / unit * unit;
+}
+
+}  // namespace
+
+BufferPool::~BufferPool() {
+    for (auto& b : bufs_) {
+        if (b.use_count() == 1 && b->size() >= kIdleMinBytes) idleBuffers().put(std::move(b));
+    }
+}
+
 std::shared_ptr<std::vector<char>> BufferPool::acquire(size_t size) {
     for (auto& b : bufs_) {
         if (b.use_count() == 1) {
-            if (b->size() < size)
-                b->resize(size);  // grow only: shrinking and regrowing would zero-fill again
+            // Whoever dropped the last other reference (maybe on another thread) is done with the bytes.
+            std::atomic_thread_fence(std::memory_order_acquire);
+            if (b->size() < size) {
+                // Grow only, without keeping the contents: shrinking and regrowing would zero-fill again.
+                const size_t grown = roundedSize(std::max(size, b->size() + b->size() / 2));
+                std::vector<char>().swap(*b);
+                b->resize(grown);
+            }
             return b;
         }
     }
-    auto b = std::make_shared<std::vector<char>>(size);
+    std::shared_ptr<std::vector<char>> b;
+    if (size >= kIdleMinBytes) b = idleBuffers().take(size);
+    if (!b) b = std::make_shared<std::vector<char>>(roundedSize(size));
     if (bufs_.size() < slots_) bufs_.push_back(b);
     return b;
 }
@@ -47,6 +110,7 @@ DiffIo DiffIo::slice(uint64_t from, uint64_t to) const {
     out.addr = from;
     out.blocks = static_cast<uint32_t>(to - from);
     if (kind == DiffKind::Normal) out.off = off + size_t(from - addr) * kLbSize;
+    if (from != addr || to != end()) out.hasDataSum = false;
     return out;
 }
 
@@ -192,7 +256,9 @@ SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::
     if (info.type != kWdiffTypeSorted)
         throwError(ErrorCode::InvalidArgument, path + " is not a sorted wdiff");
     uuid_ = info.uuid;
-    in_ = std::make_unique<BufferedReader>(file_, sizeof(DiffFileHeaderRaw));
+    // A small buffer: it batches the reads of small packs, while the data of larger ones is read straight
+    // into their pooled buffer (reads at least as large as the buffer bypass it).
+    in_ = std::make_unique<BufferedReader>(file_, sizeof(DiffFileHeaderRaw), kReadBuffer);
     packHeader_.resize(kDiffPackSize);
 }
 
@@ -221,22 +287,26 @@ bool SortedDiffReader::loadPack() {
         throwError(ErrorCode::Corruption, "pack data larger than 32 MiB: " + where(file_.path(), at));
     packDataOffset_ = in_->offset();
     in_->requireAvailable(h.total_size, "pack data");
-    packData_.resize(h.total_size);
-    in_->readExact(packData_.data(), h.total_size, "pack data");
+    raw_.reset();
+    pack_.reset();
+    pack_ = packPool_.acquire(h.total_size);
+    in_->readExact(pack_->data(), h.total_size, "pack data");
     uint32_t expectOffset = 0;
+    uint64_t plainBytes = 0;
     for (size_t i = 0; i < h.n_records; i++) {
         const DiffRecordRaw r = record(i);
         const std::string w = where(file_.path(), at + sizeof(DiffPackHeaderRaw) + i * sizeof(r));
         if (r.data_offset != expectOffset)
             throwError(ErrorCode::Corruption, "record data_offset is not contiguous: " + w);
-        checkSortedRecord(r, packData_.data(), h.total_size, w,
-                          where(file_.path(), packDataOffset_ + r.data_offset));
+        const DiffKind kind = checkSortedRecord(r, pack_->data(), h.total_size, w,
+                                                where(file_.path(), packDataOffset_ + r.data_offset));
         checkOrder(lastEnd_, r.io_address, r.io_blocks, w);
         expectOffset += r.data_size;
+        if (kind == DiffKind::Normal && r.compression_type == 0) plainBytes += r.data_size;
     }
+    refPack_ = plainBytes * 2 >= h.total_size;
     recIdx_ = 0;
     recCount_ = h.n_records;
-    raw_.reset();
     rawEnd_ = 0;
     return true;
 }
@@ -259,10 +329,26 @@ bool SortedDiffReader::next(DiffIo& io) {
     io.off = 0;
     io.src = nullptr;
     io.buf.reset();
+    io.hasDataSum = false;
     if (io.kind == DiffKind::Normal) {
-        if (!raw_ || i >= rawEnd_) decodeFrom(i);
-        io.buf = raw_;
-        io.off = rawOffset_[i];
+        if (r.compression_type == 0) {
+            io.dataSum = r.checksum;  // verified by loadPack, and the stored bytes are the data
+            io.hasDataSum = true;
+        }
+        if (r.compression_type == 0 && refPack_) {
+            // What decompressRecord checks of a record stored as it is.
+            if (r.data_size != io.bytes()) {
+                throwError(ErrorCode::Corruption,
+                           "cannot decompress (none): stored size differs from the record size: " +
+                               where(file_.path(), packDataOffset_ + r.data_offset));
+            }
+            io.buf = pack_;
+            io.off = r.data_offset;
+        } else {
+            if (!raw_ || i >= rawEnd_) decodeFrom(i);
+            io.buf = raw_;
+            io.off = rawOffset_[i];
+        }
     }
     return true;
 }
@@ -270,14 +356,17 @@ bool SortedDiffReader::next(DiffIo& io) {
 // Uncompresses the normal records of the current pack from record `first` on into one pooled buffer, which
 // they share without copies: as many as fit in kDiffPackMaxData bytes, and always record `first` itself. A
 // pack may hold 127 records of up to 32 MiB each; decoding a window at a time keeps a reader's memory at one
-// window whatever a pack claims.
+// window whatever a pack claims. Records handed out as windows into the pack's own buffer are left out.
 void SortedDiffReader::decodeFrom(size_t first) {
     raw_.reset();
     rawOffset_.resize(recCount_);
     size_t total = 0, end = first;
+    auto skip = [&](const DiffRecordRaw& r) {
+        return (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) || (refPack_ && r.compression_type == 0);
+    };
     for (; end < recCount_; end++) {
         const DiffRecordRaw r = record(end);
-        if (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) continue;
+        if (skip(r)) continue;
         const size_t n = size_t(r.io_blocks) * kLbSize;  // at most 32 MiB, checked by loadPack
         if (end > first && total + n > kDiffPackMaxData) break;
         rawOffset_[end] = total;
@@ -286,8 +375,8 @@ void SortedDiffReader::decodeFrom(size_t first) {
     auto buf = pool_.acquire(total);
     for (size_t i = first; i < end; i++) {
         const DiffRecordRaw r = record(i);
-        if (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) continue;
-        decompressRecord(static_cast<Compression>(r.compression_type), packData_.data() + r.data_offset,
+        if (skip(r)) continue;
+        decompressRecord(static_cast<Compression>(r.compression_type), pack_->data() + r.data_offset,
                          r.data_size, buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
                          where(file_.path(), packDataOffset_ + r.data_offset));
     }
@@ -433,9 +522,14 @@ bool IndexedDiffReader::next(DiffIo& io) {
     io.buf.reset();
     io.src = nullptr;
     io.off = 0;
+    io.hasDataSum = false;
     if (io.kind == DiffKind::Normal) {
         io.buf = image(r);
         io.off = size_t(r.io_offset) * kLbSize;
+        if (r.compression_type == 0 && r.io_offset == 0 && r.io_blocks == r.orig_blocks) {
+            io.dataSum = r.io_checksum;  // verified by image(): the stored image is this record's data
+            io.hasDataSum = true;
+        }
     }
     return true;
 }
@@ -470,9 +564,11 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     size_t storedSize = 0;
     if (io.kind == DiffKind::Normal) {
         const char* raw = io.fetch(fetched_);
-        code = static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_));
+        size_t n = 0;
+        code =
+            static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_, n));
         stored = code == 0 ? raw : scratch_.data();
-        storedSize = code == 0 ? io.bytes() : scratch_.size();
+        storedSize = code == 0 ? io.bytes() : n;
     }
     if (h->n_records > 0 &&
         (h->n_records == kMaxDiffRecordsInPack || h->total_size + storedSize > kDiffPackMaxData)) {
@@ -487,11 +583,18 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     r.compression_type = code;
     r.data_offset = h->total_size;
     r.data_size = static_cast<uint32_t>(storedSize);
-    r.checksum = storedSize ? checksum(stored, storedSize, 0) : 0;
+    r.checksum = storedSize == 0              ? 0
+                 : code == 0 && io.hasDataSum ? io.dataSum
+                                              : checksum(stored, storedSize, 0);
     std::memcpy(packHeader_.data() + sizeof(DiffPackHeaderRaw) + h->n_records * sizeof(r), &r, sizeof(r));
     h->n_records++;
     h->total_size += static_cast<uint32_t>(storedSize);
-    out_->write(stored, storedSize);
+    // Data stored as it is in a buffer someone owns is written from there; a borrowed buffer (no owner)
+    // or the fetch scratch may change before the write, so those bytes are copied.
+    if (code == 0 && io.buf && io.buf.use_count() > 0)
+        out_->writeShared(io.buf, io.buf->size(), stored, storedSize);
+    else
+        out_->write(stored, storedSize);
     stats_.count(io, storedSize);
 }
 
@@ -541,10 +644,11 @@ void IndexedDiffWriter::add(const DiffIo& io) {
     Entry e{io.blocks, io.kind, 0, out_->offset(), 0, 0, 0, 0};
     if (io.kind == DiffKind::Normal) {
         const char* raw = io.fetch(fetched_);
+        size_t n = 0;
         e.compression =
-            static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_));
+            static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_, n));
         const char* stored = e.compression == 0 ? raw : scratch_.data();
-        e.dataSize = static_cast<uint32_t>(e.compression == 0 ? io.bytes() : scratch_.size());
+        e.dataSize = static_cast<uint32_t>(e.compression == 0 ? io.bytes() : n);
         e.origBlocks = io.blocks;
         e.ioChecksum = checksum(stored, e.dataSize, 0);
         out_->write(stored, e.dataSize);

@@ -26,10 +26,14 @@ using SharedBytes = std::shared_ptr<const std::vector<char>>;
 class BufferPool {
 public:
     explicit BufferPool(size_t slots = 6) : slots_(slots) {}
+    ~BufferPool();  // hands its large idle buffers over to the next pools of the process (bounded)
+    BufferPool(const BufferPool&) = delete;
+    BufferPool& operator=(const BufferPool&) = delete;
     // A buffer of at least `size` bytes, not shared with anyone; its contents are undefined.
     std::shared_ptr<std::vector<char>> acquire(size_t size);
 
 private:
+    static constexpr size_t kIdleMinBytes = 1u << 20;
     size_t slots_;
     std::vector<std::shared_ptr<std::vector<char>>> bufs_;
 };
@@ -44,6 +48,11 @@ struct DiffIo {
     SharedBytes buf;            // Normal records held in memory
     const File* src = nullptr;  // Normal records left in a file (buf is empty)
     uint64_t off = 0;           // byte offset of this record's data in *buf or in *src
+    // csum(data, 0) of exactly this record's data (formats.md §0.2), when known without computing it: a
+    // record read whole from a wdiff that stored it uncompressed (its verified stored checksum). A writer
+    // storing the data uncompressed reuses it. slice() drops it.
+    uint32_t dataSum = 0;
+    bool hasDataSum = false;
 
     uint64_t end() const { return addr + blocks; }
     size_t bytes() const { return size_t(blocks) * kLbSize; }
@@ -119,6 +128,7 @@ public:
     bool sawEndPack() const { return sawEnd_; }
 
 private:
+    static constexpr size_t kReadBuffer = 128u << 10;
     bool loadPack();
     DiffRecordRaw record(size_t i) const;
     void decodeFrom(size_t first);
@@ -126,9 +136,13 @@ private:
     Uuid uuid_{};
     std::unique_ptr<BufferedReader> in_;
     std::vector<char> packHeader_;
-    std::vector<char> packData_;
-    BufferPool pool_;
-    SharedBytes raw_;  // records [.., rawEnd_) of the current pack, uncompressed, back to back
+    BufferPool packPool_{8}, pool_;  // declared before the buffers taken from them, so destroyed after
+    // The stored bytes of the current pack, pooled: records stored uncompressed are handed out as windows
+    // into it (no copy) when they make up at least half of it (`refPack_`), so that such a window never
+    // keeps much more memory alive than its records' data.
+    std::shared_ptr<std::vector<char>> pack_;
+    bool refPack_ = false;
+    SharedBytes raw_;  // records [.., rawEnd_) of the current pack needing a copy, uncompressed, back to back
     std::vector<size_t> rawOffset_;
     size_t rawEnd_ = 0;
     uint64_t packDataOffset_ = 0;
@@ -159,9 +173,9 @@ private:
     uint64_t cursor_ = 0;
     std::unique_ptr<BufferedReader> in_;
     uint64_t lastEnd_ = 0;
+    BufferPool pool_;               // before the image taken from it, so destroyed after
     IndexedRecordRaw cachedFor_{};  // the record whose image is cached
     SharedBytes cachedImage_;
-    BufferPool pool_;
     std::vector<char> stored_;
 };
 

@@ -26,7 +26,11 @@ public:
     bool next(DiffIo& io) override {
         if (pos_ == batch_.size()) {
             std::unique_lock<std::mutex> lk(mu_);
-            cv_.wait(lk, [&] { return !queue_.empty() || done_; });
+            if (queue_.empty() && !done_) {
+                consumerWaiting_ = true;
+                cv_.wait(lk, [&] { return !queue_.empty() || done_; });
+                consumerWaiting_ = false;
+            }
             if (queue_.empty()) {
                 if (error_) std::rethrow_exception(error_);
                 return false;
@@ -34,7 +38,9 @@ public:
             batch_ = std::move(queue_.front());
             queue_.pop_front();
             pos_ = 0;
-            cv_.notify_all();
+            const bool wake = producerWaiting_ && queue_.size() <= kLow;
+            lk.unlock();
+            if (wake) cv_.notify_all();
         }
         io = std::move(batch_[pos_++]);
         return true;
@@ -42,8 +48,9 @@ public:
     const Uuid& uuid() const override { return inner_->uuid(); }
 
 private:
-    // Small batches keep the reader's pooled buffers few (a batch holds references into them).
-    static constexpr size_t kBatchRecords = 64, kBatchBytes = 4u << 20, kDepth = 2;
+    // Small batches keep the reader's pooled buffers few (a batch holds references into them). A full queue
+    // is refilled once it is down to kLow batches: a wake-up per few batches rather than per batch.
+    static constexpr size_t kBatchRecords = 64, kBatchBytes = 4u << 20, kDepth = 3, kLow = 1;
     void run() {
         try {
             for (;;) {
@@ -56,10 +63,16 @@ private:
                 }
                 std::unique_lock<std::mutex> lk(mu_);
                 if (batch.empty() || stop_) break;
-                cv_.wait(lk, [&] { return queue_.size() < kDepth || stop_; });
+                if (queue_.size() >= kDepth) {
+                    producerWaiting_ = true;
+                    cv_.wait(lk, [&] { return queue_.size() <= kLow || stop_; });
+                    producerWaiting_ = false;
+                }
                 if (stop_) break;
                 queue_.push_back(std::move(batch));
-                cv_.notify_all();
+                const bool wake = consumerWaiting_;
+                lk.unlock();
+                if (wake) cv_.notify_all();
             }
         } catch (...) {
             std::lock_guard<std::mutex> lk(mu_);
@@ -76,6 +89,7 @@ private:
     std::condition_variable cv_;
     std::deque<std::vector<DiffIo>> queue_;
     bool stop_ = false, done_ = false;
+    bool producerWaiting_ = false, consumerWaiting_ = false;
     std::exception_ptr error_;
     std::thread thread_;
 };

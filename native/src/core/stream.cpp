@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 
 #include "core/error.hpp"
@@ -100,9 +101,10 @@ void BufferedWriter::flush() {
 
 namespace walb {
 
-AsyncWriter::AsyncWriter(File& file, uint64_t offset, size_t bufferSize, size_t maxBuffers)
-    : file_(file), bufferSize_(bufferSize), maxBuffers_(std::max<size_t>(2, maxBuffers)), bufOffset_(offset) {
-    cur_.reserve(bufferSize_);
+AsyncWriter::AsyncWriter(File& file, uint64_t offset, size_t itemSize, size_t maxItems)
+    : file_(file), itemSize_(itemSize), maxItems_(std::max<size_t>(2, maxItems)), lowItems_(maxItems_ / 2) {
+    cur_.offset = offset;
+    cur_.owned.reserve(kMaxItemBytes);  // address space only: pages are touched as written
     thread_ = std::thread([this] { run(); });
 }
 
@@ -111,99 +113,170 @@ AsyncWriter::~AsyncWriter() {
         std::lock_guard<std::mutex> lk(mu_);
         stop_ = true;
     }
-    cv_.notify_all();
+    workCv_.notify_all();
     thread_.join();
 }
 
 void AsyncWriter::run() {
+    std::vector<std::pair<const char*, size_t>> spans;
     for (;;) {
         Item item;
         {
             std::unique_lock<std::mutex> lk(mu_);
-            cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
+            workCv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
             if (queue_.empty()) return;
             item = std::move(queue_.front());
             queue_.pop_front();
         }
         try {
-            if (!error_) file_.pwriteAll(item.data.data(), item.data.size(), item.offset);
+            if (!error_) {
+                spans.clear();
+                for (const Piece& p : item.pieces)
+                    spans.emplace_back(p.ext ? p.ext : item.owned.data() + p.pos, p.len);
+                if (spans.size() == 1)
+                    file_.pwriteAll(spans[0].first, spans[0].second, item.offset);
+                else
+                    file_.pwritevAll(spans, item.offset);
+            }
         } catch (...) {
             std::lock_guard<std::mutex> lk(mu_);
             error_ = std::current_exception();
         }
+        item.keep.clear();  // the referenced buffers can be reused by their owners from now on
+        bool wake;
         {
             std::lock_guard<std::mutex> lk(mu_);
-            item.data.clear();
-            if (item.data.capacity() >= bufferSize_) free_.push_back(std::move(item.data));
+            item.owned.clear();
+            if (item.owned.capacity() >= itemSize_ && item.owned.capacity() <= kMaxItemBytes &&
+                free_.size() < maxItems_)
+                free_.push_back(std::move(item.owned));
             inFlight_--;
+            // The producer waits for the queue to drain to lowItems_ (or for an error), not for every item:
+            // fewer wake-ups, each followed by a burst of work.
+            wake = inFlight_ <= lowItems_ || error_;
         }
-        cv_.notify_all();
+        if (wake) spaceCv_.notify_all();
     }
 }
 
 void AsyncWriter::enqueue(Item item) {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return inFlight_ < maxBuffers_ || error_; });
-    if (error_) std::rethrow_exception(error_);
-    inFlight_++;
-    queue_.push_back(std::move(item));
-    cv_.notify_all();
+    {
+        std::unique_lock<std::mutex> lk(mu_);
+        if (inFlight_ >= maxItems_) spaceCv_.wait(lk, [&] { return inFlight_ <= lowItems_ || error_; });
+        if (error_) std::rethrow_exception(error_);
+        inFlight_++;
+        queue_.push_back(std::move(item));
+    }
+    workCv_.notify_one();
 }
 
 void AsyncWriter::handOff() {
-    if (cur_.empty()) return;
-    const uint64_t at = bufOffset_;
-    bufOffset_ += cur_.size();
-    enqueue(Item{at, std::move(cur_)});
+    if (cur_.bytes == 0) return;
+    const uint64_t next = cur_.offset + cur_.bytes;
+    enqueue(std::move(cur_));
+    cur_ = Item{};
+    cur_.offset = next;
     std::lock_guard<std::mutex> lk(mu_);
     if (!free_.empty()) {
-        cur_ = std::move(free_.back());
+        cur_.owned = std::move(free_.back());
         free_.pop_back();
     } else {
-        cur_ = std::vector<char>();
-        cur_.reserve(bufferSize_);
+        cur_.owned.reserve(kMaxItemBytes);  // address space only: pages are touched as written
     }
 }
 
+void AsyncWriter::maybeHandOff() {
+    const bool holding = openEnd_ > openBegin_ && openBegin_ >= cur_.offset;
+    if (!holding || cur_.bytes >= kMaxItemBytes) handOff();
+}
+
 void AsyncWriter::write(const void* data, size_t len) {
+    if (len == 0) return;
+    if (cur_.bytes > 0 && cur_.bytes + len > itemSize_) maybeHandOff();
     const auto* p = static_cast<const char*>(data);
-    while (len > 0) {
-        const size_t n = std::min(len, bufferSize_ - std::min(bufferSize_, cur_.size()));
-        cur_.insert(cur_.end(), p, p + n);
-        p += n;
-        len -= n;
-        if (cur_.size() >= bufferSize_) handOff();
+    const size_t pos = cur_.owned.size();
+    cur_.owned.insert(cur_.owned.end(), p, p + len);
+    if (!cur_.pieces.empty() && !cur_.pieces.back().ext &&
+        cur_.pieces.back().pos + cur_.pieces.back().len == pos) {
+        cur_.pieces.back().len += len;
+    } else {
+        cur_.pieces.push_back({nullptr, pos, len});
     }
+    cur_.bytes += len;
+    if (cur_.bytes >= itemSize_) maybeHandOff();
+}
+
+void AsyncWriter::writeShared(std::shared_ptr<const void> keep, size_t keepBytes, const void* data,
+                              size_t len) {
+    if (len == 0) return;
+    if (cur_.bytes > 0 && cur_.bytes + len > itemSize_) maybeHandOff();
+    bool pinned = false;  // already referenced by this item (records from a few buffers interleave)
+    for (auto it = cur_.keep.rbegin(); it != cur_.keep.rend() && !pinned; ++it)
+        pinned = !it->owner_before(keep) && !keep.owner_before(*it);
+    if (!pinned) {
+        if (!cur_.keep.empty() && cur_.pinned + keepBytes > kMaxPinnedBytes) handOff();
+        cur_.keep.push_back(std::move(keep));
+        cur_.pinned += keepBytes;
+    }
+    cur_.pieces.push_back({static_cast<const char*>(data), 0, len});
+    cur_.bytes += len;
+    if (cur_.bytes >= itemSize_) maybeHandOff();
 }
 
 uint64_t AsyncWriter::reserve(size_t len) {
     const uint64_t at = offset();
     static const std::vector<char> zeros(4096, 0);
-    while (len > 0) {
-        const size_t n = std::min(len, zeros.size());
+    for (size_t left = len; left > 0;) {
+        const size_t n = std::min(left, zeros.size());
         write(zeros.data(), n);
-        len -= n;
+        left -= n;
+    }
+    if (openEnd_ <= openBegin_) {  // one range is tracked; any other one is patched as a separate write
+        openBegin_ = at;
+        openEnd_ = at + len;
     }
     return at;
 }
 
 void AsyncWriter::patch(uint64_t off, const void* data, size_t len) {
     const auto* p = static_cast<const char*>(data);
-    if (off < bufOffset_) {
-        // Already handed off: queued after that buffer, so it lands on top of it.
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(len, bufOffset_ - off));
-        enqueue(Item{off, std::vector<char>(p, p + n)});
+    if (off <= openBegin_ && off + len >= openEnd_) openBegin_ = openEnd_ = 0;
+    if (off < cur_.offset) {
+        // Already handed off: queued after that item, so it lands on top of it.
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(len, cur_.offset - off));
+        Item item;
+        item.offset = off;
+        item.bytes = n;
+        item.owned.assign(p, p + n);
+        item.pieces.push_back({nullptr, 0, n});
+        enqueue(std::move(item));
         off += n;
         p += n;
         len -= n;
     }
-    if (len > 0) std::memcpy(cur_.data() + (off - bufOffset_), p, len);  // still in the current buffer
+    // Still in the current item: only over bytes it owns (reserve() writes owned zeros).
+    uint64_t at = cur_.offset;
+    for (const Piece& piece : cur_.pieces) {
+        if (len == 0) break;
+        const uint64_t end = at + piece.len;
+        if (off < end && off >= at) {
+            if (piece.ext) throw std::logic_error("AsyncWriter: patch over referenced bytes");
+            const size_t n = static_cast<size_t>(std::min<uint64_t>(len, end - off));
+            std::memcpy(cur_.owned.data() + piece.pos + (off - at), p, n);
+            off += n;
+            p += n;
+            len -= n;
+        }
+        at = end;
+    }
+    if (len > 0) throw std::logic_error("AsyncWriter: patch beyond the written bytes");
+    if (cur_.bytes >= itemSize_) maybeHandOff();
 }
 
 void AsyncWriter::flush() {
     handOff();
     std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return inFlight_ == 0; });
+    spaceCv_.wait(lk, [&] { return inFlight_ == 0; });
     if (error_) std::rethrow_exception(error_);
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -59,32 +60,55 @@ private:
 namespace walb {
 
 // Sequential writer whose system calls run on a thread of its own, so that producing bytes (compression,
-// checksums) overlaps with handing them to the kernel. Holds at most `maxBuffers` buffers of `bufferSize`.
-// reserve() + patch() let a format write a header after the data that follows it (wdiff pack headers).
+// checksums) overlaps with handing them to the kernel. Bytes are handed over in items of about `itemSize`
+// bytes, at most `maxItems` of them queued or being written. write() copies; writeShared() only references
+// bytes that a shared buffer keeps alive until they are written (no copy for data already in memory).
+// reserve() + patch() let a format write a header after the data that follows it (wdiff pack headers): an
+// item holding a reserved range not yet patched grows past `itemSize` (up to kMaxItemBytes) rather than
+// going out without it, so that the header is written once, with its data. Memory: at most maxItems + 1
+// items, each of at most kMaxItemBytes plus the buffers it references (kMaxPinnedBytes, or one larger).
 class AsyncWriter {
 public:
-    AsyncWriter(File& file, uint64_t offset, size_t bufferSize = 8u << 20, size_t maxBuffers = 3);
+    AsyncWriter(File& file, uint64_t offset, size_t itemSize = 4u << 20, size_t maxItems = 4);
     ~AsyncWriter();  // stops the thread; unflushed data is dropped (callers flush explicitly)
     void write(const void* data, size_t len);
+    // Writes the `len` bytes at `data`, which lie in a buffer of `keepBytes` bytes that `keep` holds. The
+    // buffers an item references add up to at most kMaxPinnedBytes (a larger one alone), so the memory kept
+    // alive stays bounded whatever the sizes of the pieces.
+    void writeShared(std::shared_ptr<const void> keep, size_t keepBytes, const void* data, size_t len);
     uint64_t reserve(size_t len);  // skips `len` bytes (zeros) and returns their offset
     void patch(uint64_t offset, const void* data, size_t len);
     void flush();  // waits until everything is written; rethrows a failure of the writer thread
-    uint64_t offset() const { return bufOffset_ + cur_.size(); }
+    uint64_t offset() const { return cur_.offset + cur_.bytes; }
+
+    static constexpr size_t kMaxPinnedBytes = 32u << 20;
+    static constexpr size_t kMaxItemBytes = 16u << 20;
 
 private:
-    struct Item {
-        uint64_t offset;
-        std::vector<char> data;
+    struct Piece {
+        const char* ext;  // referenced bytes, or nullptr for owned[pos, pos + len)
+        size_t pos, len;
     };
+    struct Item {
+        uint64_t offset = 0;
+        size_t bytes = 0;
+        std::vector<char> owned;
+        std::vector<Piece> pieces;
+        std::vector<std::shared_ptr<const void>> keep;
+        size_t pinned = 0;  // bytes of the buffers in keep
+    };
+    // Hands the current item over unless it holds a range reserved and not patched yet (and is not too
+    // large to keep).
+    void maybeHandOff();
     void handOff();
     void enqueue(Item item);
     void run();
     File& file_;
-    size_t bufferSize_, maxBuffers_;
-    uint64_t bufOffset_;
-    std::vector<char> cur_;
+    size_t itemSize_, maxItems_, lowItems_;
+    Item cur_;
+    uint64_t openBegin_ = 0, openEnd_ = 0;  // the reserved range not patched yet (empty if none)
     std::mutex mu_;
-    std::condition_variable cv_;
+    std::condition_variable workCv_, spaceCv_;
     std::deque<Item> queue_;
     std::vector<std::vector<char>> free_;
     size_t inFlight_ = 0;
