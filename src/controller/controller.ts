@@ -1,0 +1,282 @@
+// The controller of a backup group (walbc and any TypeScript program): knows the layout (storages, proxies in
+// priority order, archives with the primary first) and runs the operator's verbs across the servers
+// (walb-servers.md §9).
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { WalbError, errorCode } from '../common/errors';
+import { call, loadProto } from '../common/grpc';
+import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
+import type { ProtoGrpcType as CommonProto } from '../generated/common';
+import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
+import type { ProtoGrpcType as StorageProto } from '../generated/storage';
+import type { Operation__Output } from '../generated/walb/v1/Operation';
+
+export interface ServerEntry {
+  id: string;
+  address: string;
+}
+
+export interface Layout {
+  storages: ServerEntry[];
+  /** Priority order. */
+  proxies: ServerEntry[];
+  /** The first is the primary archive. */
+  archives: ServerEntry[];
+}
+
+const ADDRESS_RE = /^[^\s:]+:\d{1,5}$/;
+
+/** Reads and checks a layout file; CONFIG errors name the key. */
+export function loadLayout(file: string): Layout {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new WalbError('CONFIG', `layout ${file}: ${(err as Error).message}`);
+  }
+  const l = raw as Partial<Layout>;
+  const ids = new Set<string>();
+  for (const key of ['storages', 'proxies', 'archives'] as const) {
+    const list = l[key];
+    if (!Array.isArray(list) || list.length === 0)
+      throw new WalbError('CONFIG', `layout ${file}: ${key} must be a non-empty list`);
+    list.forEach((e, i) => {
+      if (!e || typeof e.id !== 'string' || !e.id)
+        throw new WalbError('CONFIG', `layout ${file}: ${key}[${i}].id is missing`);
+      if (typeof e.address !== 'string' || !ADDRESS_RE.test(e.address))
+        throw new WalbError('CONFIG', `layout ${file}: ${key}[${i}].address must be HOST:PORT`);
+      if (ids.has(e.id)) throw new WalbError('CONFIG', `layout ${file}: id ${e.id} is used twice`);
+      ids.add(e.id);
+    });
+  }
+  return l as Layout;
+}
+
+type Client = grpc.Client;
+
+export interface StatusRow {
+  server: string;
+  role: 'storage' | 'proxy' | 'archive';
+  volume: string;
+  state: string;
+  detail: string;
+}
+
+export class Controller {
+  private readonly storages = new Map<string, Client>();
+  private readonly proxies = new Map<string, Client>();
+  private readonly archives = new Map<string, Client>();
+  private readonly ops = new Map<string, Client>();
+
+  constructor(
+    readonly layout: Layout,
+    private readonly timeoutMs = 60_000,
+  ) {
+    const creds = grpc.credentials.createInsecure();
+    const S = loadProto<StorageProto>('walb/v1/storage.proto').proto.walb.v1.Storage;
+    const P = loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy;
+    const A = loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive;
+    const O = loadProto<CommonProto>('walb/v1/common.proto').proto.walb.v1.Operations;
+    for (const s of layout.storages) this.storages.set(s.id, new S(s.address, creds));
+    for (const p of layout.proxies) this.proxies.set(p.id, new P(p.address, creds));
+    for (const a of layout.archives) this.archives.set(a.id, new A(a.address, creds));
+    for (const e of [...layout.storages, ...layout.archives]) this.ops.set(e.id, new O(e.address, creds));
+  }
+
+  close(): void {
+    for (const m of [this.storages, this.proxies, this.archives, this.ops])
+      for (const c of m.values()) c.close();
+  }
+
+  private rpc<T>(client: Client, method: string, req: object): Promise<T> {
+    return call<object, T>(client, method, req, this.timeoutMs);
+  }
+
+  private pick(map: Map<string, Client>, id: string | undefined, role: string): [string, Client] {
+    const key = id ?? [...map.keys()][0];
+    const c = map.get(key);
+    if (!c) throw new WalbError('INVALID_ARGUMENT', `no ${role} '${id}' in the layout`);
+    return [key, c];
+  }
+
+  get primaryArchive(): string {
+    return this.layout.archives[0].id;
+  }
+
+  /** init-vol everywhere: the storage on its wdev, the primary archive, every archive on every proxy. */
+  async initVolume(volume: string, wdev: string, storage?: string): Promise<void> {
+    for (const [, a] of this.archives) {
+      const st = await this.rpc<{ state: string }>(a, 'GetState', { volume });
+      if (st.state === 'Clear') await this.rpc(a, 'InitVol', { volume });
+    }
+    for (const [, p] of this.proxies) {
+      for (const a of this.layout.archives) {
+        try {
+          await this.rpc(p, 'ArchiveInfoAdd', { volume, name: a.id, address: a.address });
+        } catch (err) {
+          if (errorCode(err) !== 'ALREADY_EXISTS') throw err;
+        }
+      }
+      const st = await this.rpc<{ state: string }>(p, 'GetState', { volume });
+      if (st.state === 'Stopped') await this.rpc(p, 'Start', { volume });
+    }
+    await this.rpc(this.pick(this.storages, storage, 'storage')[1], 'InitVol', { volume, wdev });
+  }
+
+  /** Waits for an operation; `progress` sees it at every poll. */
+  async waitOperation(
+    serverId: string,
+    op: Operation__Output,
+    progress?: (op: Operation__Output) => void,
+  ): Promise<Operation__Output> {
+    const o = this.ops.get(serverId)!;
+    let cur = op;
+    while (cur.state === 'running') {
+      await new Promise((r) => setTimeout(r, 200));
+      cur = await this.rpc<Operation__Output>(o, 'Get', { id: op.id });
+      progress?.(cur);
+    }
+    if (cur.state !== 'done')
+      throw new WalbError(
+        (cur.errorCode as never) || 'INTERNAL',
+        `${cur.kind} of ${cur.volume} ${cur.state}: ${cur.error}`,
+      );
+    return cur;
+  }
+
+  async waitRestorable(
+    volume: string,
+    gid: number,
+    archive = this.primaryArchive,
+    timeoutMs = 600_000,
+  ): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const [, p] of this.proxies) await this.rpc(p, 'Kick', { volume }).catch(() => undefined);
+    while (!(await this.getRestorable(volume, archive, true)).some((s) => s.gid === gid)) {
+      if (Date.now() > deadline)
+        throw new WalbError('UNAVAILABLE', `gid ${gid} of ${volume} is not restorable on ${archive} yet`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  /** Full backup to the primary archive; with wait, returns once its snapshot is restorable. */
+  async fullBackup(
+    volume: string,
+    opts: { storage?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
+  ) {
+    const [sid, s] = this.pick(this.storages, opts.storage, 'storage');
+    const op = await this.rpc<Operation__Output>(s, 'FullBackup', { volume });
+    if (!opts.wait) return { operation: op };
+    const done = await this.waitOperation(sid, op, opts.progress);
+    const gid = Number(done.result);
+    await this.waitRestorable(volume, gid);
+    return { operation: done, gid };
+  }
+
+  async snapshot(volume: string, opts: { storage?: string; wait?: boolean } = {}): Promise<number> {
+    const gid = Number(
+      (
+        await this.rpc<{ gid: number }>(this.pick(this.storages, opts.storage, 'storage')[1], 'Snapshot', {
+          volume,
+        })
+      ).gid,
+    );
+    if (opts.wait) await this.waitRestorable(volume, gid);
+    return gid;
+  }
+
+  async restore(
+    volume: string,
+    gid: number,
+    opts: { archive?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
+  ) {
+    const [aid, a] = this.pick(this.archives, opts.archive, 'archive');
+    const op = await this.rpc<Operation__Output>(a, 'Restore', { volume, gid });
+    return opts.wait ? this.waitOperation(aid, op, opts.progress) : op;
+  }
+
+  async delRestored(volume: string, gid: number, archive?: string): Promise<void> {
+    await this.rpc(this.pick(this.archives, archive, 'archive')[1], 'DelRestored', { volume, gid });
+  }
+
+  async getRestorable(volume: string, archive?: string, all = false) {
+    const r = await this.rpc<{ snapshots: { gid: number; timestamp: number; explicit: boolean }[] }>(
+      this.pick(this.archives, archive, 'archive')[1],
+      'GetRestorable',
+      { volume, all },
+    );
+    return r.snapshots.map((s) => ({
+      gid: Number(s.gid),
+      timestamp: Number(s.timestamp),
+      explicit: s.explicit,
+    }));
+  }
+
+  async getRestored(volume: string, archive?: string): Promise<number[]> {
+    return (
+      await this.rpc<{ gids: number[] }>(this.pick(this.archives, archive, 'archive')[1], 'ListRestored', {
+        volume,
+      })
+    ).gids.map(Number);
+  }
+
+  async isOverflow(volume: string, storage?: string): Promise<boolean> {
+    return (
+      await this.rpc<{ overflow: boolean }>(this.pick(this.storages, storage, 'storage')[1], 'IsOverflow', {
+        volume,
+      })
+    ).overflow;
+  }
+
+  async isWdiffSendError(volume: string, proxy?: string, archive = this.primaryArchive): Promise<boolean> {
+    return (
+      await this.rpc<{ value: boolean }>(this.pick(this.proxies, proxy, 'proxy')[1], 'IsWdiffSendError', {
+        volume,
+        name: archive,
+      })
+    ).value;
+  }
+
+  async kickAll(): Promise<void> {
+    for (const [, s] of this.storages) await this.rpc(s, 'Kick', {});
+    for (const [, p] of this.proxies) await this.rpc(p, 'Kick', {});
+  }
+
+  /** One row per (server, volume): the whole group at a glance, or one volume. */
+  async status(volume?: string): Promise<StatusRow[]> {
+    const rows: StatusRow[] = [];
+    const each = async (role: StatusRow['role'], map: Map<string, Client>) => {
+      for (const [id, c] of map) {
+        try {
+          const list = await this.rpc<{ volumes: { volume: string; state: string; actions: string[] }[] }>(
+            c,
+            'ListVolumes',
+            {},
+          );
+          for (const v of list.volumes) {
+            if (volume && v.volume !== volume) continue;
+            rows.push({ server: id, role, volume: v.volume, state: v.state, detail: v.actions.join(',') });
+          }
+        } catch (err) {
+          rows.push({
+            server: id,
+            role,
+            volume: volume ?? '-',
+            state: 'UNREACHABLE',
+            detail: (err as Error).message,
+          });
+        }
+      }
+    };
+    await each('storage', this.storages);
+    await each('proxy', this.proxies);
+    await each('archive', this.archives);
+    return rows;
+  }
+
+  async getState(volume: string, serverId: string): Promise<string> {
+    const c = this.storages.get(serverId) ?? this.proxies.get(serverId) ?? this.archives.get(serverId);
+    if (!c) throw new WalbError('INVALID_ARGUMENT', `no server '${serverId}' in the layout`);
+    return (await this.rpc<{ state: string }>(c, 'GetState', { volume })).state;
+  }
+}

@@ -1,0 +1,209 @@
+// walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
+import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
+import { Controller, loadLayout } from './controller';
+
+const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 'boolean' } };
+const commonHelp = {
+  layout: 'layout file (default /etc/walb/layout.json, or WALB_LAYOUT)',
+  json: 'machine-readable output',
+};
+
+async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
+  const file = stringOpt(values, 'layout') ?? process.env.WALB_LAYOUT ?? '/etc/walb/layout.json';
+  const c = new Controller(loadLayout(file));
+  try {
+    return await fn(c);
+  } finally {
+    c.close();
+  }
+}
+
+function gidArg(s: string): number {
+  if (!/^\d+$/.test(s)) throw usageError(`'${s}' is not a gid`);
+  return Number(s);
+}
+
+function out(values: Values, json: unknown, text: string): void {
+  if (values.json) printJson(json);
+  else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+function progress(values: Values) {
+  if (values.json || !process.stderr.isTTY) return undefined;
+  return (op: { done: number; total: number; kind: string }) => {
+    if (op.total) process.stderr.write(`\r${op.kind}: ${Math.round((100 * op.done) / op.total)}%   `);
+  };
+}
+
+function cmd(
+  name: string,
+  args: string,
+  summary: string,
+  n: [number, number],
+  run: (c: Controller, a: string[], v: Values) => Promise<void>,
+  extra: Options = {},
+  extraHelp: Record<string, string> = {},
+): Command {
+  return {
+    name,
+    args,
+    summary,
+    options: { ...common, ...extra },
+    optionHelp: { ...commonHelp, ...extraHelp },
+    minArgs: n[0],
+    maxArgs: n[1],
+    run: (a, v) => withController(v, (c) => run(c, a, v)),
+  };
+}
+
+const wait: Options = { wait: { type: 'boolean', short: 'w' } };
+const waitHelp = { wait: 'wait until done (a progress line on a terminal)' };
+const on = (role: string): Options => ({ [role]: { type: 'string' } });
+
+export const walbcCommands: Command[] = [
+  cmd(
+    'init-vol',
+    'VOL WDEV',
+    'register a volume: the storage on a wdev, every archive, every proxy',
+    [2, 2],
+    async (c, a, v) => {
+      await c.initVolume(a[0], a[1], stringOpt(v, 'storage'));
+      out(v, { volume: a[0] }, `volume ${a[0]} initialized on wdev ${a[1]}`);
+    },
+    on('storage'),
+  ),
+  cmd(
+    'full-backup',
+    'VOL',
+    'full backup to the primary archive (with --wait: until its snapshot is restorable)',
+    [1, 1],
+    async (c, a, v) => {
+      const r = await c.fullBackup(a[0], {
+        storage: stringOpt(v, 'storage'),
+        wait: v.wait === true,
+        progress: progress(v),
+      });
+      out(
+        v,
+        r,
+        v.wait
+          ? `\nfull backup of ${a[0]} done: gid ${r.gid} restorable`
+          : `started: operation ${r.operation.id}`,
+      );
+    },
+    { ...wait, ...on('storage') },
+    waitHelp,
+  ),
+  cmd(
+    'snapshot',
+    'VOL',
+    'take an explicit snapshot; prints its gid (with --wait: once restorable)',
+    [1, 1],
+    async (c, a, v) => {
+      const gid = await c.snapshot(a[0], { storage: stringOpt(v, 'storage'), wait: v.wait === true });
+      out(v, { gid }, String(gid));
+    },
+    { ...wait, ...on('storage') },
+    waitHelp,
+  ),
+  cmd(
+    'restore',
+    'VOL GID',
+    'restore a snapshot into an image on the archive',
+    [2, 2],
+    async (c, a, v) => {
+      const op = await c.restore(a[0], gidArg(a[1]), {
+        archive: stringOpt(v, 'archive'),
+        wait: v.wait === true,
+        progress: progress(v),
+      });
+      out(v, op, v.wait ? `\n${op.result}` : `started: operation ${op.id}`);
+    },
+    { ...wait, ...on('archive') },
+    waitHelp,
+  ),
+  cmd(
+    'del-restored',
+    'VOL GID',
+    'delete a restored image',
+    [2, 2],
+    async (c, a, v) => {
+      await c.delRestored(a[0], gidArg(a[1]), stringOpt(v, 'archive'));
+      out(v, {}, 'deleted');
+    },
+    on('archive'),
+  ),
+  cmd(
+    'get-restorable',
+    'VOL',
+    'restorable snapshots: gid, time (UTC), explicit',
+    [1, 1],
+    async (c, a, v) => {
+      const list = await c.getRestorable(a[0], stringOpt(v, 'archive'), v.all === true);
+      out(
+        v,
+        list,
+        list
+          .map(
+            (s) =>
+              `${s.gid} ${new Date(s.timestamp * 1000).toISOString().slice(0, 19)} ${s.explicit ? 1 : 0}`,
+          )
+          .join('\n'),
+      );
+    },
+    { ...on('archive'), all: { type: 'boolean' } },
+    { all: 'also the implicit snapshots' },
+  ),
+  cmd(
+    'get-restored',
+    'VOL',
+    'restored snapshots on the archive',
+    [1, 1],
+    async (c, a, v) => {
+      const gids = await c.getRestored(a[0], stringOpt(v, 'archive'));
+      out(v, gids, gids.join('\n'));
+    },
+    on('archive'),
+  ),
+  cmd('status', '[VOL]', 'one table for the whole group (or one volume)', [0, 1], async (c, a, v) => {
+    const rows = await c.status(a[0]);
+    out(
+      v,
+      rows,
+      [
+        'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS',
+        ...rows.map((r) => `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.detail}`),
+      ].join('\n'),
+    );
+  }),
+  cmd('get-state', 'VOL SERVER', 'state of a volume on one server (layout id)', [2, 2], async (c, a, v) => {
+    const s = await c.getState(a[0], a[1]);
+    out(v, { state: s }, s);
+  }),
+  cmd('kick-all', '', 'run every delayed transfer now', [0, 0], async (c, _a, v) => {
+    await c.kickAll();
+    out(v, {}, 'kicked');
+  }),
+  cmd(
+    'is-overflow',
+    'VOL',
+    "print 1 when the volume's log overflowed",
+    [1, 1],
+    async (c, a, v) => {
+      const o = await c.isOverflow(a[0], stringOpt(v, 'storage'));
+      out(v, o, o ? '1' : '0');
+    },
+    on('storage'),
+  ),
+  cmd(
+    'is-wdiff-send-error',
+    'VOL',
+    'print 1 when a proxy gave up sending to an archive',
+    [1, 1],
+    async (c, a, v) => {
+      const e = await c.isWdiffSendError(a[0], stringOpt(v, 'proxy'), stringOpt(v, 'archive'));
+      out(v, e, e ? '1' : '0');
+    },
+    { ...on('proxy'), ...on('archive') },
+  ),
+];

@@ -1,0 +1,92 @@
+// walbc over a running backup group, as an operator types it: init-vol, full-backup --wait, snapshot --wait,
+// restore --wait, get-restorable, status, is-overflow; a bad layout file is refused with exit 2.
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as P from '../../src/nbd/protocol';
+import { ROOT, makeTempDir, removeDir, run } from '../helpers';
+import { RawClient } from '../nbd-client';
+import { ServerProc, freePort } from '../system-harness';
+import { Wdevd, makeWdevFiles } from '../wdevd-harness';
+
+const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
+const SIZE = 16 << 20;
+
+test('walbc runs the operator verbs across the group and the restored snapshot equals the device', async (t) => {
+  const dir = makeTempDir('walbc');
+  const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+  let storage: ServerProc | undefined;
+  try {
+    await wdevd.start();
+    const files = await makeWdevFiles(dir, 'vol0', { ldevBytes: 64 << 20, ddevBytes: SIZE, pbs: 4096 });
+    await wdevd.client.createWdev({ ...files, name: 'vol0' });
+    await Promise.all([archive.start(), proxy.start()]);
+    storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
+      '--archive',
+      archive.address,
+      '--proxy',
+      proxy.address,
+      '--wdevd-socket',
+      path.join(wdevd.runDir, 'wdevd.sock'),
+    ]);
+    await storage.start();
+    const layout = path.join(dir, 'layout.json');
+    fs.writeFileSync(
+      layout,
+      JSON.stringify({
+        storages: [{ id: 's0', address: storage.address }],
+        proxies: [{ id: 'p0', address: proxy.address }],
+        archives: [{ id: 'a0', address: archive.address }],
+      }),
+    );
+    const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+
+    const init = await walbc('init-vol', 'vol0', 'vol0');
+    t.is(init.code, 0, init.stderr);
+    const { c } = await RawClient.go(wdevd.nbdSocket, 'vol0');
+    const data = crypto.randomBytes(4 << 20);
+    t.is(await c.writeAt(1, 0, data, P.NBD_CMD_FLAG_FUA), 0);
+    const full = await walbc('full-backup', 'vol0', '--wait', '--json');
+    t.is(full.code, 0, full.stderr);
+    t.true(Number(JSON.parse(full.stdout).gid) >= 1);
+
+    const more = crypto.randomBytes(2 << 20);
+    t.is(await c.writeAt(2, 8 << 20, more, P.NBD_CMD_FLAG_FUA), 0);
+    const snap = await walbc('snapshot', 'vol0', '--wait');
+    t.is(snap.code, 0, snap.stderr);
+    const gid = Number(snap.stdout.trim());
+    const list = await walbc('get-restorable', 'vol0');
+    t.regex(list.stdout, new RegExp(`^${gid} \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d 1$`, 'm'));
+    const restored = await walbc('restore', 'vol0', String(gid), '--wait', '--json');
+    t.is(restored.code, 0, restored.stderr);
+    const image = fs.readFileSync(JSON.parse(restored.stdout).result);
+    t.true(image.subarray(0, 4 << 20).equals(data));
+    t.true(image.subarray(8 << 20, 10 << 20).equals(more));
+    t.true(image.equals(fs.readFileSync(files.ddev)), 'restored == data device');
+
+    const status = await walbc('status');
+    t.regex(status.stdout, /s0\tstorage\tvol0\tTarget/);
+    t.regex(status.stdout, /p0\tproxy\tvol0\tStarted/);
+    t.regex(status.stdout, /a0\tarchive\tvol0\tArchived/);
+    t.is((await walbc('is-overflow', 'vol0')).stdout.trim(), '0');
+    t.is((await walbc('is-wdiff-send-error', 'vol0')).stdout.trim(), '0');
+    t.deepEqual(
+      (await walbc('get-restored', 'vol0', '--json')).stdout.trim(),
+      JSON.stringify([gid], null, 2),
+    );
+    c.destroy();
+
+    fs.writeFileSync(layout, JSON.stringify({ storages: [], proxies: [], archives: [] }));
+    const bad = await walbc('status');
+    t.is(bad.code, 2);
+    t.regex(bad.stderr, /storages must be a non-empty list/);
+  } finally {
+    await storage?.kill();
+    await Promise.all([proxy.kill(), archive.kill()]);
+    await wdevd.cleanup();
+    removeDir(dir);
+  }
+});
