@@ -90,3 +90,60 @@ test('walbc runs the operator verbs across the group and the restored snapshot e
     removeDir(dir);
   }
 });
+
+test('with the proxy down the log overflows: is-overflow says 1, the storage stops the volume, writes never fail', async (t) => {
+  const dir = makeTempDir('walbc-overflow');
+  const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+  let storage: ServerProc | undefined;
+  try {
+    await wdevd.start();
+    const files = await makeWdevFiles(dir, 'ovf', { ldevBytes: 4 << 20, ddevBytes: SIZE, pbs: 4096 });
+    await wdevd.client.createWdev({ ...files, name: 'ovf' });
+    await Promise.all([archive.start(), proxy.start()]);
+    storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
+      '--archive',
+      archive.address,
+      '--proxy',
+      proxy.address,
+      '--wdevd-socket',
+      path.join(wdevd.runDir, 'wdevd.sock'),
+    ]);
+    await storage.start();
+    const layout = path.join(dir, 'layout.json');
+    fs.writeFileSync(
+      layout,
+      JSON.stringify({
+        storages: [{ id: 's0', address: storage.address }],
+        proxies: [{ id: 'p0', address: proxy.address }],
+        archives: [{ id: 'a0', address: archive.address }],
+      }),
+    );
+    const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+    t.is((await walbc('init-vol', 'ovf', 'ovf')).code, 0);
+    t.is((await walbc('full-backup', 'ovf', '--wait')).code, 0);
+    await proxy.kill();
+    const { c } = await RawClient.go(wdevd.nbdSocket, 'ovf');
+    for (let i = 0; i < 12; i++)
+      t.is(await c.writeAt(i + 1, (i % 8) << 20, crypto.randomBytes(1 << 20)), 0, 'writes never fail');
+    t.is(await c.simple(P.NBD_CMD_FLUSH, 99, 0, 0), 0);
+    c.destroy();
+    const deadline = Date.now() + 30_000;
+    while ((await walbc('is-overflow', 'ovf')).stdout.trim() !== '1' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    t.is((await walbc('is-overflow', 'ovf')).stdout.trim(), '1');
+    while ((await walbc('get-state', 'ovf', 's0')).stdout.trim() !== 'Stopped' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 200));
+    t.is(
+      (await walbc('get-state', 'ovf', 's0')).stdout.trim(),
+      'Stopped',
+      'the storage stopped shipping a broken history',
+    );
+  } finally {
+    await storage?.kill();
+    await Promise.all([proxy.kill(), archive.kill()]);
+    await wdevd.cleanup();
+    removeDir(dir);
+  }
+});
