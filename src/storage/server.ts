@@ -364,6 +364,7 @@ export class StorageServer {
           { header: { volume: v.name, size: st.deviceSize, storageUuid: st.uuid, timestamp: startedAt } },
           async function* () {
             const buf = Buffer.alloc(bulk);
+            const zeros = Buffer.alloc(bulk);
             for (let off = 0; off < size; off += bulk) {
               if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
               const n = Math.min(bulk, size - off);
@@ -371,7 +372,7 @@ export class StorageServer {
               const data = buf.subarray(0, bytesRead);
               sent += n;
               op.progress(sent, size);
-              if (data.every((b) => b === 0)) continue; // zero bulks stay holes on the archive
+              if (data.equals(zeros.subarray(0, data.length))) continue; // zero bulks stay holes on the archive
               yield { data: { offset: off, data: Buffer.from(data) } };
             }
           },

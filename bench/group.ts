@@ -1,0 +1,191 @@
+// npm run bench:group — the backup group on one machine (loopback, files in /dev/shm or WALB_BENCH_DIR):
+// 1. full backup of a 1 GiB wdev (random data) to the archive, side by side with nbdcopy copying the same data
+//    between the same file systems;
+// 2. under a steady 50 MB/s write load on the wdev, the time from `snapshot` to restorable on the archive
+//    (median and worst of 20).
+// Prints a table and, last, one JSON line.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Controller } from '../src/controller/controller';
+import { native } from '../src/native';
+import { WdevClient } from '../src/wdev/client';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) << 20;
+const SNAPSHOTS = Number(process.env.WALB_BENCH_SNAPSHOTS ?? 20);
+const LOAD_MBPS = 50;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const procs: ChildProcess[] = [];
+async function server(bin: string, args: string[], log: string): Promise<void> {
+  const fd = fs.openSync(log, 'a');
+  const p = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'bin', `${bin}.js`), ...args], {
+    stdio: ['ignore', 'ignore', fd],
+  });
+  procs.push(p);
+  const deadline = Date.now() + 30000;
+  while (!fs.readFileSync(log, 'utf8').includes('"event":"started"')) {
+    if (p.exitCode !== null || Date.now() > deadline)
+      throw new Error(`${bin} did not start: ${fs.readFileSync(log, 'utf8')}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** fio's nbd engine writing 1 MiB blocks at LOAD_MBPS; bounded by its runtime, stopped earlier when done. */
+function loadWriter(socket: string): ChildProcess {
+  return spawn(
+    'fio',
+    [
+      '--name=load',
+      '--ioengine=nbd',
+      `--uri=nbd+unix:///bench?socket=${socket}`,
+      '--rw=randwrite',
+      '--bs=1M',
+      `--rate=${LOAD_MBPS}m`,
+      `--size=${DEVICE}`,
+      '--time_based',
+      '--runtime=600',
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
+async function main(): Promise<void> {
+  const base = process.env.WALB_BENCH_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
+  const work = fs.mkdtempSync(path.join(base, 'walb-bench-group-'));
+  try {
+    const [ap, pp, sp] = [await freePort(), await freePort(), await freePort()];
+    const run = path.join(work, 'run');
+    const a = `127.0.0.1:${ap}`;
+    const p = `127.0.0.1:${pp}`;
+    const s = `127.0.0.1:${sp}`;
+    await server(
+      'walb-wdevd',
+      ['--run-dir', run, '--state-dir', path.join(work, 'wdevd')],
+      path.join(work, 'wdevd.log'),
+    );
+    await server(
+      'walb-archive',
+      ['--listen', a, '--data-dir', path.join(work, 'archive')],
+      path.join(work, 'archive.log'),
+    );
+    await server(
+      'walb-proxy',
+      ['--listen', p, '--data-dir', path.join(work, 'proxy')],
+      path.join(work, 'proxy.log'),
+    );
+    await server(
+      'walb-storage',
+      [
+        '--listen',
+        s,
+        '--data-dir',
+        path.join(work, 'storage'),
+        '--archive',
+        a,
+        '--proxy',
+        p,
+        '--wdevd-socket',
+        path.join(run, 'wdevd.sock'),
+      ],
+      path.join(work, 'storage.log'),
+    );
+    const ldev = path.join(work, 'bench.ldev');
+    const ddev = path.join(work, 'bench.ddev');
+    fs.writeFileSync(ldev, '');
+    fs.truncateSync(ldev, 512 << 20);
+    // Random data everywhere: nothing to skip as zero.
+    const fh = fs.openSync(ddev, 'w');
+    for (let off = 0; off < DEVICE; off += 16 << 20)
+      fs.writeSync(fh, crypto.randomBytes(16 << 20), 0, 16 << 20, off);
+    fs.closeSync(fh);
+    await native.formatLdev(ldev, { pbs: 4096, deviceSize: DEVICE / 512, name: 'bench' });
+    const wdevd = new WdevClient(path.join(run, 'wdevd.sock'), 60000);
+    await wdevd.createWdev({ ldev, ddev, name: 'bench' });
+    const ctl = new Controller({
+      storages: [{ id: 's0', address: s }],
+      proxies: [{ id: 'p0', address: p }],
+      archives: [{ id: 'a0', address: a }],
+    });
+    await ctl.initVolume('bench', 'bench');
+
+    // 1. full backup vs nbdcopy of the same bytes between the same file systems
+    const t0 = Date.now();
+    const r = await ctl.fullBackup('bench', { wait: false });
+    await ctl.waitOperation('s0', r.operation);
+    const fullMs = Date.now() - t0;
+    const copy = path.join(work, 'copy.img');
+    const t1 = Date.now();
+    execFileSync('nbdcopy', [ddev, copy], { stdio: 'ignore' });
+    const copyMs = Date.now() - t1;
+    fs.rmSync(copy);
+    const fullMbps = DEVICE / 1e6 / (fullMs / 1000);
+    const copyMbps = DEVICE / 1e6 / (copyMs / 1000);
+
+    // 2. snapshot -> restorable under a steady write load
+    const writer = loadWriter(path.join(run, 'nbd.sock'));
+    const before = (await wdevd.status('bench')).lsids!.latest;
+    const loadStart = Date.now();
+    await new Promise((res) => setTimeout(res, 2000));
+    const lat: number[] = [];
+    for (let i = 0; i < SNAPSHOTS; i++) {
+      const ts = Date.now();
+      const gid = await ctl.snapshot('bench');
+      await ctl.waitRestorable('bench', gid, 'a0', 120_000);
+      lat.push(Date.now() - ts);
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    const loadMbps =
+      (((await wdevd.status('bench')).lsids!.latest - before) * 4096) /
+      1e6 /
+      ((Date.now() - loadStart) / 1000);
+    writer.kill('SIGTERM');
+    lat.sort((x, y) => x - y);
+    const median = lat[Math.floor(lat.length / 2)];
+    const worst = lat[lat.length - 1];
+    ctl.close();
+    wdevd.close();
+
+    console.log(`backup group on ${base} (loopback), ${DEVICE >> 20} MiB wdev, random data\n`);
+    console.log(
+      `full backup           ${fullMbps.toFixed(0).padStart(6)} MB/s   nbdcopy (same data, same fs) ${copyMbps.toFixed(0)} MB/s   ratio ${(fullMbps / copyMbps).toFixed(2)}`,
+    );
+    console.log(
+      `snapshot->restorable  median ${median} ms, worst ${worst} ms of ${SNAPSHOTS}, under ${loadMbps.toFixed(0)} MB/s of writes`,
+    );
+    console.log(
+      JSON.stringify({
+        bench: 'group',
+        dir: base,
+        deviceMb: DEVICE >> 20,
+        fullMbps,
+        copyMbps,
+        snapshotMs: { median, worst, n: SNAPSHOTS },
+        loadMbps,
+      }),
+    );
+  } finally {
+    for (const pr of procs.reverse()) pr.kill('SIGTERM');
+    await new Promise((res) => setTimeout(res, 1500));
+    for (const pr of procs) if (pr.exitCode === null && pr.signalCode === null) pr.kill('SIGKILL');
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:group: ${(err as Error).message}\n`);
+  process.exit(1);
+});
