@@ -21,6 +21,7 @@ import {
   proxyClient,
   until,
 } from '../system-harness';
+import { Relay } from '../relay';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const SIZE = 32 << 20;
@@ -310,6 +311,80 @@ test('storage and archive killed with SIGKILL during writes come back; every sna
     c.destroy();
     for (const x of [a, pc, s, sops, aops]) x.close();
   } finally {
+    await storage?.kill();
+    await Promise.all([proxy.kill(), archive.kill()]);
+    await wdevd.cleanup();
+    removeDir(dir);
+  }
+});
+
+test('cut links (storage-proxy, then proxy-archive) hold snapshots back; once reconnected and kicked they become restorable', async (t) => {
+  const dir = makeTempDir('backup-cut');
+  const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+  let storage: ServerProc | undefined;
+  const toProxy = new Relay({ host: '127.0.0.1', port: proxy.port });
+  const toArchive = new Relay({ host: '127.0.0.1', port: archive.port });
+  try {
+    await wdevd.start();
+    const files = await makeWdevFiles(dir, 'vol3', { ldevBytes: 64 << 20, ddevBytes: SIZE, pbs: 4096 });
+    await wdevd.client.createWdev({ ...files, name: 'vol3' });
+    await Promise.all([archive.start(), proxy.start(), toProxy.open(), toArchive.open()]);
+    storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
+      '--archive',
+      archive.address,
+      '--proxy',
+      toProxy.address,
+      '--wdevd-socket',
+      path.join(wdevd.runDir, 'wdevd.sock'),
+    ]);
+    await storage.start();
+    const a = archiveClient(archive.address);
+    const pc = proxyClient(proxy.address);
+    const sp = loadProto<StorageProto>('walb/v1/storage.proto').proto;
+    const s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
+    await call(a, 'InitVol', { volume: 'vol3' });
+    await call(pc, 'ArchiveInfoAdd', { volume: 'vol3', name: 'a0', address: toArchive.address });
+    await call(pc, 'Start', { volume: 'vol3' });
+    await call(s, 'InitVol', { volume: 'vol3', wdev: 'vol3' });
+    const sops = operationsClient(storage.address);
+    const full = await waitOp(sops, (await call<Operation__Output>(s, 'FullBackup', { volume: 'vol3' })).id);
+    t.is(full.state, 'done');
+    const restorable = async (gid: number) =>
+      (
+        await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol3', all: true })
+      ).snapshots.some((x) => Number(x.gid) === gid);
+    await until(() => restorable(Number(full.result)), 'the base');
+    const { c } = await RawClient.go(wdevd.nbdSocket, 'vol3');
+    const image = fs.readFileSync(files.ddev);
+
+    for (const [link, name] of [
+      [toProxy, 'storage-proxy'],
+      [toArchive, 'proxy-archive'],
+    ] as const) {
+      await link.cut();
+      await writeRandom(c, image, 40, 1 + (name === 'proxy-archive' ? 10_000 : 0));
+      const gid = Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol3' })).gid);
+      await new Promise((r) => setTimeout(r, 2000));
+      t.false(await restorable(gid), `${name} cut: gid ${gid} is not restorable`);
+      await link.open();
+      await call(s, 'Kick', {});
+      await call(pc, 'Kick', {});
+      await until(() => restorable(gid), `gid ${gid} after the ${name} link is back`, 120_000);
+      const aops = operationsClient(archive.address);
+      const op = await waitOp(
+        aops,
+        (await call<Operation__Output>(a, 'Restore', { volume: 'vol3', gid })).id,
+      );
+      t.true(fs.readFileSync(op.result).equals(image), `${name}: gid ${gid} restores to the device`);
+      aops.close();
+    }
+    c.destroy();
+    for (const x of [a, pc, s, sops]) x.close();
+  } finally {
+    await toProxy.cut();
+    await toArchive.cut();
     await storage?.kill();
     await Promise.all([proxy.kill(), archive.kill()]);
     await wdevd.cleanup();
