@@ -303,11 +303,13 @@ export class ProxyServer {
       }),
       Stop: unary(async (req: { volume: string; mode: string }) => {
         const v = this.volume(req.volume);
-        v.state.require(['Started'], 'stop');
+        // A wlog being received or a send in progress is waited for (up to 60 s), as WalB's stop does.
+        v.state.require(SENDING, 'stop');
         return this.ops.start('stop', req.volume, async () => {
           if (req.mode === 'empty') {
             v.state.stop = 'waiting-for-empty';
             try {
+              await v.state.waitUntilIdle();
               await v.state.transact('WaitForEmpty', async () => {
                 const deadline = Date.now() + 60_000;
                 while (this.pending(v) > 0) {

@@ -61,6 +61,8 @@ interface Volume {
   file: string;
   state: VolumeState<State>;
   meta: VolumeFile;
+  /** Metadata updates run one after another, each on the newest metadata (no lost updates). */
+  lock: Promise<unknown>;
 }
 
 const SHIPPING: State[] = ['Target', 'FullSync'];
@@ -162,16 +164,47 @@ export class StorageServer {
 
   private newVolume(name: string, initial: State, meta: VolumeFile): Volume {
     const file = path.join(this.config.dataDir, name, 'volume.json');
-    const v: Volume = { name, file, meta, state: undefined as unknown as VolumeState<State> };
+    const v: Volume = {
+      name,
+      file,
+      meta,
+      state: undefined as unknown as VolumeState<State>,
+      lock: Promise.resolve(),
+    };
     v.state = new VolumeState<State>(name, EDGES, initial, async (s) => {
-      if (s !== 'Clear') await this.save(v, { ...v.meta, state: s as VolumeFile['state'] });
+      if (s !== 'Clear')
+        await this.update(v, (m) => ({ meta: { ...m, state: s as VolumeFile['state'] }, result: undefined }));
     });
     return v;
   }
 
-  private async save(v: Volume, meta: VolumeFile): Promise<void> {
-    await writeJsonAtomic(v.file, meta);
-    v.meta = meta;
+  /** Applies `fn` to the newest metadata and writes the result atomically, one update at a time per volume. */
+  private update<R>(v: Volume, fn: (m: VolumeFile) => { meta: VolumeFile; result: R }): Promise<R> {
+    const run = v.lock.then(async () => {
+      const { meta, result } = fn(v.meta);
+      if (meta !== v.meta) {
+        await writeJsonAtomic(v.file, meta);
+        v.meta = meta;
+      }
+      return result;
+    });
+    v.lock = run.catch(() => undefined);
+    return run;
+  }
+
+  private resetRecords(v: Volume, uuid: string): Promise<void> {
+    return this.update(v, (m) => ({
+      meta: { ...m, uuid, done: { lsid: 0, gid: 0, isMergeable: false, timestamp: now() }, queue: [] },
+      result: undefined,
+    }));
+  }
+
+  /** Queues a snapshot record at `lsid` (gid allocated on the newest metadata). */
+  private addSnapshot(v: Volume, st: WdevStatusReply, lsid: number, isMergeable: boolean): Promise<LsidGid> {
+    return this.update(v, (m) => {
+      const rec = this.snapshotIn(m, st, lsid, isMergeable);
+      return { meta: { ...m, queue: [...m.queue, rec] }, result: rec };
+    });
   }
 
   private volume(name: string): Volume {
@@ -193,9 +226,9 @@ export class StorageServer {
     return Math.max(1, Math.floor((this.config.maxWlogSendMb * 2 ** 20) / this.pbs(st)));
   }
 
-  /** A snapshot record at lsid (walb-servers.md §1.3). */
-  private snapshotAt(v: Volume, st: WdevStatusReply, lsid: number, isMergeable: boolean): LsidGid {
-    const prev = v.meta.queue.at(-1) ?? v.meta.done;
+  /** A snapshot record at lsid after the newest one of `m` (walb-servers.md §1.3). */
+  private snapshotIn(m: VolumeFile, st: WdevStatusReply, lsid: number, isMergeable: boolean): LsidGid {
+    const prev = m.queue.at(-1) ?? m.done;
     const gid = nextGid(prev, Math.max(lsid, prev.lsid), this.maxSendPb(st));
     return { lsid: Math.max(lsid, prev.lsid), gid, isMergeable, timestamp: now() };
   }
@@ -239,12 +272,7 @@ export class StorageServer {
         const v = this.volume(req.volume);
         await v.state.transact('Reset', async () => {
           const st = await this.wdevd.resetWal(v.meta.wdev);
-          await this.save(v, {
-            ...v.meta,
-            uuid: st.uuid,
-            done: { lsid: 0, gid: 0, isMergeable: false, timestamp: now() },
-            queue: [],
-          });
+          await this.resetRecords(v, st.uuid);
         });
         return this.volumeState(v);
       }),
@@ -295,8 +323,7 @@ export class StorageServer {
         v.state.require(['Target', 'Stopped'], 'snapshot');
         const st = await this.wdevd.status(v.meta.wdev);
         if (st.overflow) throw new WalbError('FAILED_PRECONDITION', `wdev ${v.meta.wdev} overflowed`);
-        const rec = this.snapshotAt(v, st, st.lsids!.latest, false);
-        await this.save(v, { ...v.meta, queue: [...v.meta.queue, rec] });
+        const rec = await this.addSnapshot(v, st, st.lsids!.latest, false);
         this.queue.pushForce(v.name, 0);
         this.log('info', 'snapshot', { volume: v.name, gid: rec.gid, lsid: rec.lsid });
         return { gid: rec.gid, timestamp: rec.timestamp, explicit: true };
@@ -348,12 +375,7 @@ export class StorageServer {
       // The log restarts at lsid 0 with a new uuid; everything written from now on reaches the archive as diffs
       // (the image scanned below is dirty until they are applied).
       const st = await this.wdevd.resetWal(v.meta.wdev);
-      await this.save(v, {
-        ...v.meta,
-        uuid: st.uuid,
-        done: { lsid: 0, gid: 0, isMergeable: false, timestamp: now() },
-        queue: [],
-      });
+      await this.resetRecords(v, st.uuid);
       const size = st.deviceSize * 512;
       const startedAt = now();
       const fh = await fs.promises.open(st.ddev, 'r');
@@ -380,9 +402,8 @@ export class StorageServer {
           // |0, gidE|, clean once the diffs up to gidE are applied.
           async () => {
             const st2 = await this.wdevd.status(v.meta.wdev);
-            const rec = this.snapshotAt(v, st2, st2.lsids!.latest, false);
+            const rec = await this.addSnapshot(v, st2, st2.lsids!.latest, false);
             gidE = rec.gid;
-            await this.save(v, { ...v.meta, queue: [...v.meta.queue, rec] });
             return { end: { snapshot: { gidB: 0, gidE } } };
           },
         );
@@ -425,18 +446,19 @@ export class StorageServer {
       }
       st = await this.freeLog(v, st);
       const l = st.lsids!;
-      const done = v.meta.done;
-      let queue = v.meta.queue.filter((q) => q.gid > done.gid);
-      // An implicit snapshot when nothing is queued but logs are, or the newest record is old and behind.
-      const newest = queue.at(-1);
-      if (
-        (!newest && l.latest > done.lsid) ||
-        (newest && now() - newest.timestamp >= this.config.snapshotIntervalSec && newest.lsid < l.latest)
-      ) {
-        queue = [...queue, this.snapshotAt({ ...v, meta: { ...v.meta, queue } }, st, l.latest, true)];
-      }
-      if (queue.length !== v.meta.queue.length || queue.some((q, i) => q !== v.meta.queue[i]))
-        await this.save(v, { ...v.meta, queue });
+      const { done, queue } = await this.update(v, (m) => {
+        let q = m.queue.filter((r) => r.gid > m.done.gid);
+        // An implicit snapshot when nothing is queued but logs are, or the newest record is old and behind.
+        const newest = q.at(-1);
+        if (
+          (!newest && l.latest > m.done.lsid) ||
+          (newest && now() - newest.timestamp >= this.config.snapshotIntervalSec && newest.lsid < l.latest)
+        ) {
+          q = [...q, this.snapshotIn({ ...m, queue: q }, st, l.latest, true)];
+        }
+        const changed = q.length !== m.queue.length || q.some((r, i) => r !== m.queue[i]);
+        return { meta: changed ? { ...m, queue: q } : m, result: { done: m.done, queue: q } };
+      });
       if (queue.length === 0) return { again: false };
       // The end record: the oldest, extended over implicit ones within -wl and below permanent.
       const maxPb = this.maxSendPb(st);
@@ -534,11 +556,10 @@ export class StorageServer {
       const newDone: LsidGid = whole
         ? { lsid: reached, gid: snapE, isMergeable: endRec.isMergeable, timestamp: endRec.timestamp }
         : { lsid: reached, gid: snapE, isMergeable: true, timestamp: done.timestamp };
-      await this.save(v, {
-        ...v.meta,
-        done: newDone,
-        queue: v.meta.queue.filter((q) => q.gid > newDone.gid),
-      });
+      await this.update(v, (m) => ({
+        meta: { ...m, done: newDone, queue: m.queue.filter((q) => q.gid > newDone.gid) },
+        result: undefined,
+      }));
       this.log('info', 'wlog-sent', {
         volume: v.name,
         proxy: this.config.proxies[i],

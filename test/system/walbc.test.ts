@@ -13,137 +13,143 @@ import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
 const SIZE = 16 << 20;
 
-test('walbc runs the operator verbs across the group and the restored snapshot equals the device', async (t) => {
-  const dir = makeTempDir('walbc');
-  const wdevd = new Wdevd(path.join(dir, 'wdevd'));
-  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
-  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
-  let storage: ServerProc | undefined;
-  try {
-    await wdevd.start();
-    const files = await makeWdevFiles(dir, 'vol0', { ldevBytes: 64 << 20, ddevBytes: SIZE, pbs: 4096 });
-    await wdevd.client.createWdev({ ...files, name: 'vol0' });
-    await Promise.all([archive.start(), proxy.start()]);
-    storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
-      '--archive',
-      archive.address,
-      '--proxy',
-      proxy.address,
-      '--wdevd-socket',
-      path.join(wdevd.runDir, 'wdevd.sock'),
-    ]);
-    await storage.start();
-    const layout = path.join(dir, 'layout.json');
-    fs.writeFileSync(
-      layout,
-      JSON.stringify({
-        storages: [{ id: 's0', address: storage.address }],
-        proxies: [{ id: 'p0', address: proxy.address }],
-        archives: [{ id: 'a0', address: archive.address }],
-      }),
-    );
-    const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+test.serial(
+  'walbc runs the operator verbs across the group and the restored snapshot equals the device',
+  async (t) => {
+    const dir = makeTempDir('walbc');
+    const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+    const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+    const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+    let storage: ServerProc | undefined;
+    try {
+      await wdevd.start();
+      const files = await makeWdevFiles(dir, 'vol0', { ldevBytes: 64 << 20, ddevBytes: SIZE, pbs: 4096 });
+      await wdevd.client.createWdev({ ...files, name: 'vol0' });
+      await Promise.all([archive.start(), proxy.start()]);
+      storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
+        '--archive',
+        archive.address,
+        '--proxy',
+        proxy.address,
+        '--wdevd-socket',
+        path.join(wdevd.runDir, 'wdevd.sock'),
+      ]);
+      await storage.start();
+      const layout = path.join(dir, 'layout.json');
+      fs.writeFileSync(
+        layout,
+        JSON.stringify({
+          storages: [{ id: 's0', address: storage.address }],
+          proxies: [{ id: 'p0', address: proxy.address }],
+          archives: [{ id: 'a0', address: archive.address }],
+        }),
+      );
+      const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
 
-    const init = await walbc('init-vol', 'vol0', 'vol0');
-    t.is(init.code, 0, init.stderr);
-    const { c } = await RawClient.go(wdevd.nbdSocket, 'vol0');
-    const data = crypto.randomBytes(4 << 20);
-    t.is(await c.writeAt(1, 0, data, P.NBD_CMD_FLAG_FUA), 0);
-    const full = await walbc('full-backup', 'vol0', '--wait', '--json');
-    t.is(full.code, 0, full.stderr);
-    t.true(Number(JSON.parse(full.stdout).gid) >= 1);
+      const init = await walbc('init-vol', 'vol0', 'vol0');
+      t.is(init.code, 0, init.stderr);
+      const { c } = await RawClient.go(wdevd.nbdSocket, 'vol0');
+      const data = crypto.randomBytes(4 << 20);
+      t.is(await c.writeAt(1, 0, data, P.NBD_CMD_FLAG_FUA), 0);
+      const full = await walbc('full-backup', 'vol0', '--wait', '--json');
+      t.is(full.code, 0, full.stderr);
+      t.true(Number(JSON.parse(full.stdout).gid) >= 1);
 
-    const more = crypto.randomBytes(2 << 20);
-    t.is(await c.writeAt(2, 8 << 20, more, P.NBD_CMD_FLAG_FUA), 0);
-    const snap = await walbc('snapshot', 'vol0', '--wait');
-    t.is(snap.code, 0, snap.stderr);
-    const gid = Number(snap.stdout.trim());
-    const list = await walbc('get-restorable', 'vol0');
-    t.regex(list.stdout, new RegExp(`^${gid} \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d 1$`, 'm'));
-    const restored = await walbc('restore', 'vol0', String(gid), '--wait', '--json');
-    t.is(restored.code, 0, restored.stderr);
-    const image = fs.readFileSync(JSON.parse(restored.stdout).result);
-    t.true(image.subarray(0, 4 << 20).equals(data));
-    t.true(image.subarray(8 << 20, 10 << 20).equals(more));
-    t.true(image.equals(fs.readFileSync(files.ddev)), 'restored == data device');
+      const more = crypto.randomBytes(2 << 20);
+      t.is(await c.writeAt(2, 8 << 20, more, P.NBD_CMD_FLAG_FUA), 0);
+      const snap = await walbc('snapshot', 'vol0', '--wait');
+      t.is(snap.code, 0, snap.stderr);
+      const gid = Number(snap.stdout.trim());
+      const list = await walbc('get-restorable', 'vol0');
+      t.regex(list.stdout, new RegExp(`^${gid} \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d 1$`, 'm'));
+      const restored = await walbc('restore', 'vol0', String(gid), '--wait', '--json');
+      t.is(restored.code, 0, restored.stderr);
+      const image = fs.readFileSync(JSON.parse(restored.stdout).result);
+      t.true(image.subarray(0, 4 << 20).equals(data));
+      t.true(image.subarray(8 << 20, 10 << 20).equals(more));
+      t.true(image.equals(fs.readFileSync(files.ddev)), 'restored == data device');
 
-    const status = await walbc('status');
-    t.regex(status.stdout, /s0\tstorage\tvol0\tTarget/);
-    t.regex(status.stdout, /p0\tproxy\tvol0\tStarted/);
-    t.regex(status.stdout, /a0\tarchive\tvol0\tArchived/);
-    t.is((await walbc('is-overflow', 'vol0')).stdout.trim(), '0');
-    t.is((await walbc('is-wdiff-send-error', 'vol0')).stdout.trim(), '0');
-    t.deepEqual(
-      (await walbc('get-restored', 'vol0', '--json')).stdout.trim(),
-      JSON.stringify([gid], null, 2),
-    );
-    c.destroy();
+      const status = await walbc('status');
+      t.regex(status.stdout, /s0\tstorage\tvol0\tTarget/);
+      t.regex(status.stdout, /p0\tproxy\tvol0\tStarted/);
+      t.regex(status.stdout, /a0\tarchive\tvol0\tArchived/);
+      t.is((await walbc('is-overflow', 'vol0')).stdout.trim(), '0');
+      t.is((await walbc('is-wdiff-send-error', 'vol0')).stdout.trim(), '0');
+      t.deepEqual(
+        (await walbc('get-restored', 'vol0', '--json')).stdout.trim(),
+        JSON.stringify([gid], null, 2),
+      );
+      c.destroy();
 
-    fs.writeFileSync(layout, JSON.stringify({ storages: [], proxies: [], archives: [] }));
-    const bad = await walbc('status');
-    t.is(bad.code, 2);
-    t.regex(bad.stderr, /storages must be a non-empty list/);
-  } finally {
-    await storage?.kill();
-    await Promise.all([proxy.kill(), archive.kill()]);
-    await wdevd.cleanup();
-    removeDir(dir);
-  }
-});
+      fs.writeFileSync(layout, JSON.stringify({ storages: [], proxies: [], archives: [] }));
+      const bad = await walbc('status');
+      t.is(bad.code, 2);
+      t.regex(bad.stderr, /storages must be a non-empty list/);
+    } finally {
+      await storage?.kill();
+      await Promise.all([proxy.kill(), archive.kill()]);
+      await wdevd.cleanup();
+      removeDir(dir);
+    }
+  },
+);
 
-test('with the proxy down the log overflows: is-overflow says 1, the storage stops the volume, writes never fail', async (t) => {
-  const dir = makeTempDir('walbc-overflow');
-  const wdevd = new Wdevd(path.join(dir, 'wdevd'));
-  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
-  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
-  let storage: ServerProc | undefined;
-  try {
-    await wdevd.start();
-    const files = await makeWdevFiles(dir, 'ovf', { ldevBytes: 4 << 20, ddevBytes: SIZE, pbs: 4096 });
-    await wdevd.client.createWdev({ ...files, name: 'ovf' });
-    await Promise.all([archive.start(), proxy.start()]);
-    storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
-      '--archive',
-      archive.address,
-      '--proxy',
-      proxy.address,
-      '--wdevd-socket',
-      path.join(wdevd.runDir, 'wdevd.sock'),
-    ]);
-    await storage.start();
-    const layout = path.join(dir, 'layout.json');
-    fs.writeFileSync(
-      layout,
-      JSON.stringify({
-        storages: [{ id: 's0', address: storage.address }],
-        proxies: [{ id: 'p0', address: proxy.address }],
-        archives: [{ id: 'a0', address: archive.address }],
-      }),
-    );
-    const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
-    t.is((await walbc('init-vol', 'ovf', 'ovf')).code, 0);
-    t.is((await walbc('full-backup', 'ovf', '--wait')).code, 0);
-    await proxy.kill();
-    const { c } = await RawClient.go(wdevd.nbdSocket, 'ovf');
-    for (let i = 0; i < 12; i++)
-      t.is(await c.writeAt(i + 1, (i % 8) << 20, crypto.randomBytes(1 << 20)), 0, 'writes never fail');
-    t.is(await c.simple(P.NBD_CMD_FLUSH, 99, 0, 0), 0);
-    c.destroy();
-    const deadline = Date.now() + 30_000;
-    while ((await walbc('is-overflow', 'ovf')).stdout.trim() !== '1' && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 200));
-    t.is((await walbc('is-overflow', 'ovf')).stdout.trim(), '1');
-    while ((await walbc('get-state', 'ovf', 's0')).stdout.trim() !== 'Stopped' && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 200));
-    t.is(
-      (await walbc('get-state', 'ovf', 's0')).stdout.trim(),
-      'Stopped',
-      'the storage stopped shipping a broken history',
-    );
-  } finally {
-    await storage?.kill();
-    await Promise.all([proxy.kill(), archive.kill()]);
-    await wdevd.cleanup();
-    removeDir(dir);
-  }
-});
+test.serial(
+  'with the proxy down the log overflows: is-overflow says 1, the storage stops the volume, writes never fail',
+  async (t) => {
+    const dir = makeTempDir('walbc-overflow');
+    const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+    const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+    const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+    let storage: ServerProc | undefined;
+    try {
+      await wdevd.start();
+      const files = await makeWdevFiles(dir, 'ovf', { ldevBytes: 4 << 20, ddevBytes: SIZE, pbs: 4096 });
+      await wdevd.client.createWdev({ ...files, name: 'ovf' });
+      await Promise.all([archive.start(), proxy.start()]);
+      storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
+        '--archive',
+        archive.address,
+        '--proxy',
+        proxy.address,
+        '--wdevd-socket',
+        path.join(wdevd.runDir, 'wdevd.sock'),
+      ]);
+      await storage.start();
+      const layout = path.join(dir, 'layout.json');
+      fs.writeFileSync(
+        layout,
+        JSON.stringify({
+          storages: [{ id: 's0', address: storage.address }],
+          proxies: [{ id: 'p0', address: proxy.address }],
+          archives: [{ id: 'a0', address: archive.address }],
+        }),
+      );
+      const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+      t.is((await walbc('init-vol', 'ovf', 'ovf')).code, 0);
+      t.is((await walbc('full-backup', 'ovf', '--wait')).code, 0);
+      await proxy.kill();
+      const { c } = await RawClient.go(wdevd.nbdSocket, 'ovf');
+      for (let i = 0; i < 12; i++)
+        t.is(await c.writeAt(i + 1, (i % 8) << 20, crypto.randomBytes(1 << 20)), 0, 'writes never fail');
+      t.is(await c.simple(P.NBD_CMD_FLUSH, 99, 0, 0), 0);
+      c.destroy();
+      const deadline = Date.now() + 30_000;
+      while ((await walbc('is-overflow', 'ovf')).stdout.trim() !== '1' && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      t.is((await walbc('is-overflow', 'ovf')).stdout.trim(), '1');
+      while ((await walbc('get-state', 'ovf', 's0')).stdout.trim() !== 'Stopped' && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      t.is(
+        (await walbc('get-state', 'ovf', 's0')).stdout.trim(),
+        'Stopped',
+        'the storage stopped shipping a broken history',
+      );
+    } finally {
+      await storage?.kill();
+      await Promise.all([proxy.kill(), archive.kill()]);
+      await wdevd.cleanup();
+      removeDir(dir);
+    }
+  },
+);
