@@ -79,7 +79,7 @@ export function sameBytes(a: string, b: string): boolean {
 
 // ------------------------------------------------------------------------------------------------------------
 // Byte-level helpers for the format tests. They are written from docs/formats.md and
-// /work/shared/spec/formats.md only, independently of the C++ code, so that the tests can both build files the
+// the founders' formats specification only, independently of the C++ code, so that the tests can both build files the
 // addon did not write and take apart files it did write.
 // ------------------------------------------------------------------------------------------------------------
 
