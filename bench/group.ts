@@ -7,42 +7,18 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Controller } from '../src/controller/controller';
+import { Processes, freePort } from '../src/demo/processes';
 import { native } from '../src/native';
 import { WdevClient } from '../src/wdev/client';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) << 20;
 const SNAPSHOTS = Number(process.env.WALB_BENCH_SNAPSHOTS ?? 20);
 const LOAD_MBPS = 50;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const procs: ChildProcess[] = [];
-async function server(bin: string, args: string[], log: string): Promise<void> {
-  const fd = fs.openSync(log, 'a');
-  const p = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'bin', `${bin}.js`), ...args], {
-    stdio: ['ignore', 'ignore', fd],
-  });
-  procs.push(p);
-  const deadline = Date.now() + 30000;
-  while (!fs.readFileSync(log, 'utf8').includes('"event":"started"')) {
-    if (p.exitCode !== null || Date.now() > deadline)
-      throw new Error(`${bin} did not start: ${fs.readFileSync(log, 'utf8')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const procs = new Processes();
 
 /** fio's nbd engine writing 1 MiB blocks at LOAD_MBPS; bounded by its runtime, stopped earlier when done. */
 function loadWriter(socket: string): ChildProcess {
@@ -72,22 +48,22 @@ async function main(): Promise<void> {
     const a = `127.0.0.1:${ap}`;
     const p = `127.0.0.1:${pp}`;
     const s = `127.0.0.1:${sp}`;
-    await server(
+    await procs.server(
       'walb-wdevd',
       ['--run-dir', run, '--state-dir', path.join(work, 'wdevd')],
       path.join(work, 'wdevd.log'),
     );
-    await server(
+    await procs.server(
       'walb-archive',
       ['--listen', a, '--data-dir', path.join(work, 'archive')],
       path.join(work, 'archive.log'),
     );
-    await server(
+    await procs.server(
       'walb-proxy',
       ['--listen', p, '--data-dir', path.join(work, 'proxy')],
       path.join(work, 'proxy.log'),
     );
-    await server(
+    await procs.server(
       'walb-storage',
       [
         '--listen',
@@ -178,9 +154,7 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
-    for (const pr of procs.reverse()) pr.kill('SIGTERM');
-    await new Promise((res) => setTimeout(res, 1500));
-    for (const pr of procs) if (pr.exitCode === null && pr.signalCode === null) pr.kill('SIGKILL');
+    await procs.stopAll();
     fs.rmSync(work, { recursive: true, force: true });
   }
 }

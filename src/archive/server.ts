@@ -4,14 +4,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
-import { loadProto, startGrpcServer, stopGrpcServer, toServiceError, unary } from '../common/grpc';
+import { stopGrpcServer, toServiceError, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { diff, snap, snapText, type MetaSnap } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
+import { startRoleServer } from '../common/role-server';
 import { VolumeState, type Edge } from '../common/state-machine';
 import type { ArchiveConfig } from '../config/archive';
-import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
-import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
@@ -71,24 +70,7 @@ export class ArchiveServer {
       const store = await ArchiveVolumeStore.open(this.config.dataDir, name);
       this.volumes.set(name, { state: this.newState(name, store.state, store), store });
     }
-    const archive = loadProto<ArchiveProto>('walb/v1/archive.proto');
-    const common = loadProto<CommonProto>('walb/v1/common.proto');
-    const { server, port } = await startGrpcServer(
-      this.config.listen,
-      [archive.definition, common.definition],
-      [
-        {
-          name: 'walb.v1.Archive',
-          definition: archive.proto.walb.v1.Archive.service,
-          implementation: this.handlers(),
-        },
-        {
-          name: 'walb.v1.Operations',
-          definition: common.proto.walb.v1.Operations.service,
-          implementation: this.ops.service(),
-        },
-      ],
-    );
+    const { server, port } = await startRoleServer(this.config.listen, 'Archive', this.handlers(), this.ops);
     this.server = server;
     this.port = port;
     this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });

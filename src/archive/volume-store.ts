@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { readJson, writeJsonAtomic } from '../common/atomic-file';
+import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError } from '../common/errors';
 import {
   DiffSet,
@@ -46,15 +46,6 @@ const BASE = 'base.img';
 const RESTORED = 'restored';
 const TMP_PREFIX = '.tmp-';
 const VOLUME_RE = /^[0-9A-Za-z-]{1,64}$/;
-
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await fs.promises.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
 
 export function checkVolumeName(vol: string): void {
   if (!VOLUME_RE.test(vol))

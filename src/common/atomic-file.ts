@@ -19,6 +19,11 @@ export async function writeFileAtomic(file: string, data: string | Buffer): Prom
     await fs.promises.rm(tmp, { force: true });
     throw err;
   }
+  await fsyncDir(dir);
+}
+
+/** Makes a directory's entries (new, renamed or removed files) durable. */
+export async function fsyncDir(dir: string): Promise<void> {
   const dh = await fs.promises.open(dir, 'r');
   try {
     await dh.sync();

@@ -3,10 +3,9 @@
 // on the wdev (nbdfuse + losetup where the machine allows it, otherwise data is written through an NBD client);
 // a full backup, files, a snapshot, its restore on the archive and a check that the restored image holds the same
 // files (fsck clean). Prints each step with its duration and cleans up.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -18,24 +17,14 @@ import type { ProtoGrpcType as StorageProto } from '../generated/storage';
 import type { Operation__Output } from '../generated/walb/v1/Operation';
 import { native } from '../native';
 import { WdevClient } from '../wdev/client';
+import { Processes, freePort } from './processes';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..');
 const DEVICE = 256 << 20;
 const LDEV = 128 << 20;
-const procs: ChildProcess[] = [];
+const procs = new Processes();
 // Unmounts and detaches, newest first; they run before the servers stop (a FUSE-backed loop needs nbdfuse).
 const cleanups: (() => void)[] = [];
 let workDir = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
   process.stdout.write(`== ${what} ... `);
@@ -43,21 +32,6 @@ async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
   const r = await fn();
   process.stdout.write(`${((Date.now() - t0) / 1000).toFixed(2)} s\n`);
   return r;
-}
-
-/** Starts a server binary and waits for its "started" log line. */
-async function server(bin: string, args: string[], logFile: string): Promise<void> {
-  const out = fs.openSync(logFile, 'a');
-  const p = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'bin', `${bin}.js`), ...args], {
-    stdio: ['ignore', 'ignore', out],
-  });
-  procs.push(p);
-  const deadline = Date.now() + 30000;
-  while (!fs.readFileSync(logFile, 'utf8').includes('"event":"started"')) {
-    if (p.exitCode !== null) throw new Error(`${bin} exited: ${fs.readFileSync(logFile, 'utf8')}`);
-    if (Date.now() > deadline) throw new Error(`${bin} did not start`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function until(cond: () => Promise<boolean>, what: string, timeoutMs = 120_000): Promise<void> {
@@ -106,22 +80,22 @@ async function main(): Promise<number> {
   const addr = (p: number) => `127.0.0.1:${p}`;
 
   await step('start walb-wdevd, walb-archive, walb-proxy, walb-storage on loopback', async () => {
-    await server(
+    await procs.server(
       'walb-wdevd',
       ['--run-dir', run, '--state-dir', path.join(work, 'wdevd')],
       path.join(work, 'wdevd.log'),
     );
-    await server(
+    await procs.server(
       'walb-archive',
       ['--listen', addr(archivePort), '--data-dir', path.join(work, 'archive')],
       path.join(work, 'archive.log'),
     );
-    await server(
+    await procs.server(
       'walb-proxy',
       ['--listen', addr(proxyPort), '--data-dir', path.join(work, 'proxy')],
       path.join(work, 'proxy.log'),
     );
-    await server(
+    await procs.server(
       'walb-storage',
       [
         '--listen',
@@ -204,7 +178,7 @@ async function main(): Promise<number> {
       const fuseDir = path.join(work, 'fuse');
       fs.mkdirSync(fuseDir);
       const pid = path.join(work, 'nbdfuse.pid');
-      procs.push(spawn('nbdfuse', ['-P', pid, path.join(fuseDir, 'disk'), uri], { stdio: 'ignore' }));
+      procs.all.push(spawn('nbdfuse', ['-P', pid, path.join(fuseDir, 'disk'), uri], { stdio: 'ignore' }));
       cleanups.unshift(() => {
         try {
           sh('fusermount3', ['-u', fuseDir]);
@@ -346,9 +320,7 @@ async function cleanup(): Promise<void> {
 
 async function finish(code: number): Promise<never> {
   await cleanup();
-  for (const p of procs.reverse()) p.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1500));
-  for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  await procs.stopAll();
   if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
   process.exit(code);
 }

@@ -6,9 +6,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { readJson, writeJsonAtomic } from '../common/atomic-file';
+import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorMessage } from '../common/errors';
-import { loadProto, startGrpcServer, stopGrpcServer, toServiceError, unary } from '../common/grpc';
+import { loadProto, stopGrpcServer, toServiceError, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import {
   DiffSet,
@@ -22,6 +22,7 @@ import {
   type MetaDiff,
 } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
+import { startRoleServer } from '../common/role-server';
 import { VolumeState, type Edge } from '../common/state-machine';
 import { TaskQueue, type TaskResult } from '../common/task-queue';
 import { fileChunks, runTransfer } from '../common/transfer';
@@ -29,8 +30,6 @@ import { buildWlogHeader } from '../common/wlog-header';
 import { checkVolumeName } from '../archive/volume-store';
 import type { ProxyConfig } from '../config/proxy';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
-import type { ProtoGrpcType as CommonProto } from '../generated/common';
-import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ArchiveClient } from '../generated/walb/v1/Archive';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
@@ -83,15 +82,6 @@ interface Volume {
 
 const TMP = '.tmp-';
 
-async function fsyncDir(dir: string): Promise<void> {
-  const h = await fs.promises.open(dir, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
-
 function compressionOf(text: string): { compression: Compression; level: number } {
   const [name, level] = (text || 'snappy').split(':');
   const ok = ['snappy', 'none', 'zstd', 'lz4', 'gzip', 'lzma'];
@@ -136,24 +126,7 @@ export class ProxyServer {
       await v.state.transact('Start', () => this.recover(v)); // volumes start by themselves (no -stop)
       this.queueSends(v);
     }
-    const proxy = loadProto<ProxyProto>('walb/v1/proxy.proto');
-    const common = loadProto<CommonProto>('walb/v1/common.proto');
-    const { server, port } = await startGrpcServer(
-      this.config.listen,
-      [proxy.definition, common.definition],
-      [
-        {
-          name: 'walb.v1.Proxy',
-          definition: proxy.proto.walb.v1.Proxy.service,
-          implementation: this.handlers(),
-        },
-        {
-          name: 'walb.v1.Operations',
-          definition: common.proto.walb.v1.Operations.service,
-          implementation: this.ops.service(),
-        },
-      ],
-    );
+    const { server, port } = await startRoleServer(this.config.listen, 'Proxy', this.handlers(), this.ops);
     this.server = server;
     this.port = port;
     this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });

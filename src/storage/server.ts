@@ -6,19 +6,18 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorMessage } from '../common/errors';
-import { loadProto, startGrpcServer, stopGrpcServer, unary } from '../common/grpc';
+import { loadProto, stopGrpcServer, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { nextGid, type LsidGid } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
+import { startRoleServer } from '../common/role-server';
 import { VolumeState, type Edge } from '../common/state-machine';
 import { TaskQueue, type TaskResult } from '../common/task-queue';
 import { runTransfer } from '../common/transfer';
 import { checkVolumeName } from '../archive/volume-store';
 import type { StorageConfig } from '../config/storage';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
-import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
-import type { ProtoGrpcType as StorageProto } from '../generated/storage';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
 import { native } from '../native';
 import { WdevClient, type WdevStatusReply } from '../wdev/client';
@@ -124,24 +123,7 @@ export class StorageServer {
       for (const v of this.volumes.values()) if (SHIPPING.includes(v.state.state)) this.queue.push(v.name, 0);
     }, 1000);
     this.ticker.unref();
-    const storage = loadProto<StorageProto>('walb/v1/storage.proto');
-    const common = loadProto<CommonProto>('walb/v1/common.proto');
-    const { server, port } = await startGrpcServer(
-      this.config.listen,
-      [storage.definition, common.definition],
-      [
-        {
-          name: 'walb.v1.Storage',
-          definition: storage.proto.walb.v1.Storage.service,
-          implementation: this.handlers(),
-        },
-        {
-          name: 'walb.v1.Operations',
-          definition: common.proto.walb.v1.Operations.service,
-          implementation: this.ops.service(),
-        },
-      ],
-    );
+    const { server, port } = await startRoleServer(this.config.listen, 'Storage', this.handlers(), this.ops);
     this.server = server;
     this.port = port;
     this.log('info', 'started', {
@@ -512,12 +494,11 @@ export class StorageServer {
     let reached = first.nextLsid;
     const body = async function* () {
       let chunk = first;
-      reached = chunk.nextLsid;
       for (;;) {
         // Messages of at most 1 MiB whatever the packs (the proxy only appends the bytes).
         for (let off = 0; off < chunk.data.length; off += 1 << 20)
           yield { packs: chunk.data.subarray(off, off + (1 << 20)) };
-        if (chunk.nextLsid >= limit || (chunk.packs === 0 && chunk !== first)) return;
+        if (chunk.nextLsid >= limit) return;
         const next = await native.ldevReadLogs(ldev, {
           beginLsid: chunk.nextLsid,
           endLsid: limit,

@@ -3,80 +3,22 @@
 // transfer, and a bad config.
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { loadProto } from '../../src/common/grpc';
-import type { ProtoGrpcType as ArchiveProto } from '../../src/generated/archive';
-import type { ProtoGrpcType as CommonProto } from '../../src/generated/common';
 import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import type { TransferReply__Output } from '../../src/generated/walb/v1/TransferReply';
 import { native } from '../../src/native';
 import { ROOT, makeTempDir, removeDir, run } from '../helpers';
+import { ServerProc, archiveClient, call, freePort, operationsClient } from '../system-harness';
 
 const ARCHIVE = path.join(ROOT, 'dist', 'src', 'bin', 'walb-archive.js');
 const SIZE = 16 << 20;
 const UUID = 'cd'.repeat(16);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-class ArchiveProc {
-  proc: ChildProcess | undefined;
-  stderr = '';
-  constructor(
-    readonly dataDir: string,
-    readonly port: number,
-  ) {}
-  async start(): Promise<void> {
-    this.stderr = '';
-    this.proc = spawn(
-      process.execPath,
-      [ARCHIVE, '--listen', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
-    const deadline = Date.now() + 20000;
-    while (!this.stderr.includes('"event":"started"')) {
-      if (this.proc.exitCode !== null) throw new Error(`walb-archive exited: ${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`walb-archive did not start: ${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  async kill(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
-  }
-}
-
-type Unary = (req: object, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
-
 function clients(port: number) {
-  const a = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
-  const c = loadProto<CommonProto>('walb/v1/common.proto').proto;
-  const archive = new a.walb.v1.Archive(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  const ops = new c.walb.v1.Operations(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  const call = <T>(client: grpc.Client, method: string, req: object): Promise<T> =>
-    new Promise((resolve, reject) =>
-      ((client as unknown as Record<string, Unary>)[method] as Unary).call(client, req, (err, res) =>
-        err ? reject(err) : resolve(res as T),
-      ),
-    );
-  return { archive, ops, call };
+  const address = `127.0.0.1:${port}`;
+  return { archive: archiveClient(address), ops: operationsClient(address), call };
 }
 
 /** Runs a bidirectional transfer: the header, then (if accepted) the rest; resolves with the replies. */
@@ -143,7 +85,7 @@ const diffHeader = (volume: string, file: string, b: number, e: number, mergeabl
 test('full backup and wdiffs over gRPC; every restorable snapshot restores byte for byte; kill -9 mid-transfer loses nothing', async (t) => {
   const dir = makeTempDir('archive-server');
   const port = await freePort();
-  const a = new ArchiveProc(path.join(dir, 'data'), port);
+  const a = new ServerProc('walb-archive', path.join(dir, 'data'), port);
   try {
     // Ground truth: a base image and three wlogs in a row, converted to wdiffs.
     const img = crypto.randomBytes(SIZE);

@@ -4,7 +4,6 @@
 import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
@@ -19,6 +18,7 @@ import {
   sparseFile,
 } from '../helpers';
 import { RawClient } from '../nbd-client';
+import { freePort } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const MiB = 1 << 20;
@@ -127,16 +127,6 @@ test('a torn last logpack found after a crash is cut at its first bad record and
     removeDir(dir);
   }
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 test('with --nbd-tcp the wdevs are also served on loopback TCP', async (t) => {
   const dir = makeTempDir('wdevd-tcp');

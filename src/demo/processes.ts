@@ -1,0 +1,44 @@
+// Server processes for the demo and bench:group: free loopback ports, start a binary of this checkout and wait
+// for its "started" log line, stop them all.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..');
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export class Processes {
+  readonly all: ChildProcess[] = [];
+
+  /** Starts dist/src/bin/BIN.js with stderr to `logFile` and waits until it logs "started". */
+  async server(bin: string, args: string[], logFile: string): Promise<void> {
+    const out = fs.openSync(logFile, 'a');
+    const p = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'bin', `${bin}.js`), ...args], {
+      stdio: ['ignore', 'ignore', out],
+    });
+    this.all.push(p);
+    const deadline = Date.now() + 30000;
+    while (!fs.readFileSync(logFile, 'utf8').includes('"event":"started"')) {
+      if (p.exitCode !== null) throw new Error(`${bin} exited: ${fs.readFileSync(logFile, 'utf8')}`);
+      if (Date.now() > deadline) throw new Error(`${bin} did not start`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** SIGTERM, newest first; SIGKILL for what has not exited after a grace period. */
+  async stopAll(graceMs = 1500): Promise<void> {
+    for (const p of [...this.all].reverse()) p.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, graceMs));
+    for (const p of this.all) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  }
+}
