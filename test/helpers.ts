@@ -13,7 +13,9 @@ export function makeTempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `walb-${prefix}-`));
 }
 
+/** Removes a test's directory; WALB_KEEP_TEST_DIRS=1 keeps them (server logs) for a post-mortem. */
 export function removeDir(dir: string): void {
+  if (process.env.WALB_KEEP_TEST_DIRS === '1') return;
   fs.rmSync(dir, { recursive: true, force: true });
 }
 

@@ -2,6 +2,7 @@
 // restart on the same data. And gRPC clients for them.
 import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { loadProto } from '../src/common/grpc';
@@ -44,7 +45,12 @@ export class ServerProc {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
     );
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-100_000)));
+    // The whole log also goes next to the data directory, for a post-mortem with WALB_KEEP_TEST_DIRS=1.
+    const logFile = `${this.dataDir}.log`;
+    this.proc.stderr!.on('data', (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-100_000);
+      fs.appendFileSync(logFile, d);
+    });
     const deadline = Date.now() + 20000;
     while (!this.stderr.includes('"event":"started"')) {
       if (this.proc.exitCode !== null) throw new Error(`${this.binary} exited: ${this.stderr}`);

@@ -21,8 +21,21 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_DIR],
 };
 
+/** A request already in protobuf wire form (see bulk-message.ts); clients send its bytes as they are. */
+export class EncodedMessage {
+  constructor(readonly bytes: Buffer) {}
+}
+
 export function loadProto<T>(file: string): { definition: protoLoader.PackageDefinition; proto: T } {
   const definition = protoLoader.loadSync(file, LOADER_OPTIONS);
+  // Bulk data skips the encoder's copy: every request serializer passes an EncodedMessage through.
+  for (const service of Object.values(definition)) {
+    if (!('format' in service))
+      for (const method of Object.values(service as protoLoader.ServiceDefinition)) {
+        const serialize = method.requestSerialize;
+        method.requestSerialize = (m: object) => (m instanceof EncodedMessage ? m.bytes : serialize(m));
+      }
+  }
   return { definition, proto: grpc.loadPackageDefinition(definition) as unknown as T };
 }
 
@@ -98,6 +111,7 @@ export async function startGrpcServer(
     'grpc.max_receive_message_length': 64 << 20,
     'grpc.max_send_message_length': 64 << 20,
   });
+  widenFlowControl(server);
   for (const s of services) server.addService(s.definition, s.implementation);
   const health = new HealthImplementation({
     '': 'SERVING',
@@ -113,6 +127,38 @@ export async function startGrpcServer(
     ),
   );
   return { server, port, health };
+}
+
+/** HTTP/2 receive window of our servers, per stream and per connection (see widenFlowControl). */
+export const SERVER_WINDOW = 32 << 20;
+/** Largest HTTP/2 frame our servers accept (the protocol's maximum). */
+export const SERVER_MAX_FRAME = (1 << 24) - 1;
+
+/**
+ * grpc-js servers keep HTTP/2's default 64 KiB receive window and 16 KiB frames, which caps a bulk stream at a
+ * few hundred MB/s on loopback, and it has no option for either. We reach into two of its internals: the
+ * settings it passes to http2.createServer and the hook where it sets up each listener, to widen the connection
+ * window of every session. test/unit/grpc-window.test.ts fails if a grpc-js upgrade moves them.
+ */
+function widenFlowControl(server: grpc.Server): void {
+  type Session = { setLocalWindowSize(n: number): void };
+  type Listener = { on(event: 'session', f: (s: Session) => void): void };
+  const internals = server as unknown as {
+    commonServerOptions?: { settings?: Record<string, number> };
+    _setupHandlers?: (listener: Listener | null, ...rest: unknown[]) => void;
+  };
+  const options = internals.commonServerOptions;
+  const setup = internals._setupHandlers;
+  if (!options || !setup) return;
+  options.settings = {
+    ...options.settings,
+    initialWindowSize: SERVER_WINDOW,
+    maxFrameSize: SERVER_MAX_FRAME,
+  };
+  internals._setupHandlers = function (this: unknown, listener, ...rest) {
+    listener?.on('session', (s) => s.setLocalWindowSize(SERVER_WINDOW));
+    return setup.call(this, listener, ...rest);
+  };
 }
 
 export function stopGrpcServer(server: grpc.Server, graceMs = 2000): Promise<void> {

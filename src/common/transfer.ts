@@ -2,8 +2,10 @@
 // with a typed reason; then the data messages (respecting gRPC flow control) and the end; the receiver answers
 // `done` once everything is durable.
 import type * as grpc from '@grpc/grpc-js';
+import type { FileHandle } from 'node:fs/promises';
+import { bulkMessage } from './bulk-message';
 import { WalbError } from './errors';
-import { fromServiceError } from './grpc';
+import { fromServiceError, type EncodedMessage } from './grpc';
 import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 
@@ -79,5 +81,51 @@ export async function* fileChunks<Req>(
     }
   } finally {
     await fh.close();
+  }
+}
+
+export interface FileBulk {
+  offset: number;
+  length: number;
+  /** Absent when the bulk is all zeros (nothing to send: the receiver's image is sparse). */
+  message?: EncodedMessage;
+}
+
+/**
+ * Bytes [0, size) of an open file as bulk messages of `bulk` bytes (see bulk-message.ts) under message field
+ * `field`, with `depth` reads in flight so that the disk and the network overlap.
+ */
+export async function* fileBulks(
+  fh: FileHandle,
+  size: number,
+  bulk: number,
+  field: number,
+  depth = 4,
+): AsyncIterable<FileBulk> {
+  const zeros = Buffer.alloc(bulk);
+  const start = (offset: number) => {
+    const length = Math.min(bulk, size - offset);
+    const m = bulkMessage(field, offset, length);
+    return fh.read(m.data, 0, length, offset).then(({ bytesRead }): FileBulk => {
+      if (bytesRead !== length)
+        throw new WalbError('IO_ERROR', `short read at ${offset}: ${bytesRead} of ${length} bytes`);
+      return m.data.equals(zeros.subarray(0, length))
+        ? { offset, length }
+        : { offset, length, message: m.message };
+    });
+  };
+  const inFlight: Promise<FileBulk>[] = [];
+  let next = 0;
+  try {
+    while (next < size || inFlight.length > 0) {
+      while (next < size && inFlight.length < depth) {
+        inFlight.push(start(next));
+        next += Math.min(bulk, size - next);
+      }
+      yield await inFlight.shift()!;
+    }
+  } finally {
+    // An early stop must not leave reads running on a handle the caller is about to close.
+    await Promise.allSettled(inFlight);
   }
 }

@@ -23,9 +23,17 @@ export class Processes {
   /** Starts dist/src/bin/BIN.js with stderr to `logFile` and waits until it logs "started". */
   async server(bin: string, args: string[], logFile: string): Promise<void> {
     const out = fs.openSync(logFile, 'a');
-    const p = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'bin', `${bin}.js`), ...args], {
-      stdio: ['ignore', 'ignore', out],
-    });
+    const p = spawn(
+      process.execPath,
+      [
+        ...(process.env.WALB_NODE_FLAGS ? process.env.WALB_NODE_FLAGS.split(' ') : []),
+        path.join(ROOT, 'dist', 'src', 'bin', `${bin}.js`),
+        ...args,
+      ],
+      {
+        stdio: ['ignore', 'ignore', out],
+      },
+    );
     this.all.push(p);
     const deadline = Date.now() + 30000;
     while (!fs.readFileSync(logFile, 'utf8').includes('"event":"started"')) {

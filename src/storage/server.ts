@@ -13,12 +13,13 @@ import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
 import { VolumeState, type Edge } from '../common/state-machine';
 import { TaskQueue, type TaskResult } from '../common/task-queue';
-import { runTransfer } from '../common/transfer';
+import { fileBulks, runTransfer } from '../common/transfer';
 import { checkVolumeName } from '../archive/volume-store';
 import type { StorageConfig } from '../config/storage';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
+import type { FullSyncRequest } from '../generated/walb/v1/FullSyncRequest';
 import { native } from '../native';
 import { WdevClient, type WdevStatusReply } from '../wdev/client';
 
@@ -67,6 +68,8 @@ interface Volume {
 const SHIPPING: State[] = ['Target', 'FullSync'];
 const NO_DONE: LsidGid = { lsid: -1, gid: -1, isMergeable: false, timestamp: 0 };
 const BULK = 1 << 20;
+/** FullSyncRequest.data's field number (proto/walb/v1/archive.proto): full-backup bulks are built pre-encoded. */
+const FULL_SYNC_DATA_FIELD = 2;
 const now = () => Math.floor(Date.now() / 1000);
 
 export class StorageServer {
@@ -367,17 +370,12 @@ export class StorageServer {
           this.archiveClient.FullSync(),
           { header: { volume: v.name, size: st.deviceSize, storageUuid: st.uuid, timestamp: startedAt } },
           async function* () {
-            const buf = Buffer.alloc(bulk);
-            const zeros = Buffer.alloc(bulk);
-            for (let off = 0; off < size; off += bulk) {
+            for await (const b of fileBulks(fh, size, bulk, FULL_SYNC_DATA_FIELD)) {
               if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
-              const n = Math.min(bulk, size - off);
-              const { bytesRead } = await fh.read(buf, 0, n, off);
-              const data = buf.subarray(0, bytesRead);
-              sent += n;
+              sent += b.length;
               op.progress(sent, size);
-              if (data.equals(zeros.subarray(0, data.length))) continue; // zero bulks stay holes on the archive
-              yield { data: { offset: off, data: Buffer.from(data) } };
+              // Zero bulks stay holes on the archive.
+              if (b.message) yield b.message as unknown as FullSyncRequest;
             }
           },
           // The end is built after the scan: the explicit snapshot at the latest lsid then; the base is

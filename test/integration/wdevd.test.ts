@@ -224,6 +224,25 @@ test('a wdev overflows when logs nobody extracted are overwritten; is-overflow s
   });
 });
 
+test('after reset-wal a FUA write makes only its own log permanent (no sync target left from the old log), and the oldest lsid can follow it', async (t) => {
+  await withDaemon('wdevd-reset-fua', async (d, dir) => {
+    const files = await makeWdevFiles(dir, 'rf', { ldevBytes: 16 * MiB, ddevBytes: 8 * MiB, pbs: 4096 });
+    await d.client.createWdev({ ...files, name: 'rf' });
+    const { c } = await RawClient.go(d.nbdSocket, 'rf');
+    // A long log first: the syncer's last target is far beyond what the new log will reach.
+    t.is(await c.writeAt(1, 0, crypto.randomBytes(4 * MiB), P.NBD_CMD_FLAG_FUA), 0);
+    await d.client.resetWal('rf');
+    t.is(await c.writeAt(2, 0, crypto.randomBytes(MiB), P.NBD_CMD_FLAG_FUA), 0);
+    await new Promise((r) => setTimeout(r, 300)); // the syncer's next round would reveal a stale target
+    const st = await d.client.status('rf');
+    t.is(st.lsids!.latest, 257);
+    t.is(st.lsids!.permanent, 257, 'permanent never passes latest');
+    await d.client.setOldestLsid('rf', (await d.client.takeCheckpoint('rf')).lsids!.prevWritten);
+    t.is((await d.client.status('rf')).lsids!.oldest, 257);
+    c.destroy();
+  });
+});
+
 test('with error-before-overflow, writes that would overwrite unextracted logs fail with ENOSPC and the logs stay intact', async (t) => {
   await withDaemon('wdevd-ebo', async (d, dir) => {
     const files = await makeWdevFiles(dir, 'ebo', { ldevBytes: 2 * MiB, ddevBytes: 8 * MiB });

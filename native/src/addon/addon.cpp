@@ -4,6 +4,10 @@
 
 #include <mutex>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "addon/job.hpp"
 #include "core/checksum.hpp"
 #include "core/ldev.hpp"
@@ -546,7 +550,23 @@ private:
 
 }  // namespace
 
+namespace {
+
+// Bulk data moves through Node as buffers of about 1 MiB that live for microseconds. By default glibc maps
+// each one fresh and unmaps it on free, so every byte sent pays page faults; measured on a full backup this
+// was a quarter of the storage's CPU. Serve them from the heap instead, and keep up to 128 MiB of freed heap
+// before returning it to the kernel (memory stays bounded by that plus the data in flight).
+void keepBulkBuffersInHeap() {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 128 << 20);
+#endif
+}
+
+}  // namespace
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    keepBulkBuffersInHeap();
     exports.Set("checksum", Napi::Function::New(env, Checksum));
     exports.Set("formatLdev", Napi::Function::New(env, FormatLdev));
     exports.Set("readSuper", Napi::Function::New(env, ReadSuper));

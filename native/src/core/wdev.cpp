@@ -886,6 +886,9 @@ void Wdev::resetWal() {
         lk.lock();
         super_ = s;
         lsids_ = WdevLsids();
+        // Lsids restart at 0: a sync target left from the old log would make the syncer declare logs
+        // permanent that were never written.
+        syncTarget_ = 0;
         overflow_ = false;
         builder_ =
             std::make_unique<LogpackBuilder>(pbs_, s.salt, s.ringBufferPb, builderMaxPackPb(), 0, false);
