@@ -23,7 +23,11 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 
 /** A request already in protobuf wire form (see bulk-message.ts); clients send its bytes as they are. */
 export class EncodedMessage {
-  constructor(readonly bytes: Buffer) {}
+  constructor(
+    readonly bytes: Buffer,
+    /** Called once gRPC has taken its copy of the bytes (they may then be reused). */
+    readonly release?: () => void,
+  ) {}
 }
 
 export function loadProto<T>(file: string): { definition: protoLoader.PackageDefinition; proto: T } {

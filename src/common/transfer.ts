@@ -3,9 +3,9 @@
 // `done` once everything is durable.
 import type * as grpc from '@grpc/grpc-js';
 import type { FileHandle } from 'node:fs/promises';
-import { bulkMessage } from './bulk-message';
+import { BULK_HEAD_MAX, bulkMessage } from './bulk-message';
 import { WalbError } from './errors';
-import { fromServiceError, type EncodedMessage } from './grpc';
+import { EncodedMessage, fromServiceError } from './grpc';
 import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 
@@ -51,7 +51,8 @@ export async function runTransfer<Req>(
     if (!first.accepted) throw new WalbError('INTERNAL', 'unexpected first reply of a transfer');
     for await (const m of body()) {
       if (failure) throw failure;
-      if (!stream.write(m)) await new Promise((r) => stream.once('drain', r));
+      const release = m instanceof EncodedMessage ? m.release : undefined;
+      if (!stream.write(m, release && (() => release()))) await new Promise((r) => stream.once('drain', r));
     }
     stream.write(typeof end === 'function' ? await (end as () => Promise<Req>)() : end);
     stream.end();
