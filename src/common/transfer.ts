@@ -104,15 +104,18 @@ export async function* fileBulks(
   depth = 4,
 ): AsyncIterable<FileBulk> {
   const zeros = Buffer.alloc(bulk);
+  // Buffers come back once gRPC has copied them: a few MiB reused instead of a fresh one per bulk.
+  const free: Buffer[] = [];
   const start = (offset: number) => {
     const length = Math.min(bulk, size - offset);
-    const m = bulkMessage(field, offset, length);
+    const backing = free.pop() ?? Buffer.allocUnsafe(BULK_HEAD_MAX + bulk);
+    const m = bulkMessage(field, offset, length, backing, () => free.push(backing));
     return fh.read(m.data, 0, length, offset).then(({ bytesRead }): FileBulk => {
       if (bytesRead !== length)
         throw new WalbError('IO_ERROR', `short read at ${offset}: ${bytesRead} of ${length} bytes`);
-      return m.data.equals(zeros.subarray(0, length))
-        ? { offset, length }
-        : { offset, length, message: m.message };
+      if (!m.data.equals(zeros.subarray(0, length))) return { offset, length, message: m.message };
+      free.push(backing);
+      return { offset, length };
     });
   };
   const inFlight: Promise<FileBulk>[] = [];
