@@ -22,6 +22,9 @@ export interface StorageConfig {
   maxRetryDelaySec: number;
   maxForegroundTasks: number;
   backgroundTasks: number;
+  /** Heartbeat of the proxies (walb-servers.md §4.5). */
+  proxyHeartbeatSec: number;
+  proxyHeartbeatTimeoutSec: number;
 }
 
 const schema: convict.Schema<StorageConfig> = {
@@ -72,6 +75,12 @@ const schema: convict.Schema<StorageConfig> = {
   maxRetryDelaySec: { doc: 'Longest retry delay [s] (-maxdelay).', format: 'nat', default: 300 },
   maxForegroundTasks: { doc: 'Full backups at once (-fg).', format: 'nat', default: 2 },
   backgroundTasks: { doc: 'wlog transfers at once (-bg).', format: 'nat', default: 1 },
+  proxyHeartbeatSec: {
+    doc: 'A proxy is checked again this long after its last check [s]; one check per second at most.',
+    format: 'nat',
+    default: 10,
+  },
+  proxyHeartbeatTimeoutSec: { doc: 'Time a proxy has to answer a heartbeat [s].', format: 'nat', default: 3 },
 };
 
 export function loadStorageConfig(o: {

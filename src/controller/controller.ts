@@ -59,6 +59,10 @@ export interface StatusRow {
   role: 'storage' | 'proxy' | 'archive';
   volume: string;
   state: string;
+  /** Actions running on the volume, comma-separated. */
+  actions: string;
+  /** Where the volume stands on that server: the storage's done gid and log, the proxy's backlog, the archive's
+   * latest snapshot; or why the server could not be asked. */
   detail: string;
 }
 
@@ -255,7 +259,15 @@ export class Controller {
           );
           for (const v of list.volumes) {
             if (volume && v.volume !== volume) continue;
-            rows.push({ server: id, role, volume: v.volume, state: v.state, detail: v.actions.join(',') });
+            const detail = await this.volumeDetail(role, c, v.volume).catch((e: Error) => e.message);
+            rows.push({
+              server: id,
+              role,
+              volume: v.volume,
+              state: v.state,
+              actions: v.actions.join(','),
+              detail,
+            });
           }
         } catch (err) {
           rows.push({
@@ -263,6 +275,7 @@ export class Controller {
             role,
             volume: volume ?? '-',
             state: 'UNREACHABLE',
+            actions: '',
             detail: (err as Error).message,
           });
         }
@@ -272,6 +285,43 @@ export class Controller {
     await each('proxy', this.proxies);
     await each('archive', this.archives);
     return rows;
+  }
+
+  private async volumeDetail(role: StatusRow['role'], c: Client, volume: string): Promise<string> {
+    const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+    if (role === 'storage') {
+      const s = await this.rpc<{
+        doneGid: number;
+        queue: unknown[];
+        logUsage: number;
+        logCapacity: number;
+        overflow: boolean;
+      }>(c, 'Status', { volume });
+      const log = s.logCapacity ? `log ${Math.round((100 * s.logUsage) / s.logCapacity)}% used` : 'no log';
+      return `done gid ${s.doneGid}, ${s.queue.length} snapshot(s) queued, ${log}${s.overflow ? ', OVERFLOW' : ''}`;
+    }
+    if (role === 'proxy') {
+      const s = await this.rpc<{
+        archives: { name: string; pendingWdiffs: number; pendingBytes: number; sendError: boolean }[];
+      }>(c, 'Status', { volume });
+      if (s.archives.length === 0) return 'no archive registered';
+      return s.archives
+        .map(
+          (a) =>
+            `${a.name}: ${a.pendingWdiffs} wdiff(s) ${mib(Number(a.pendingBytes))} to send${a.sendError ? ', SEND-ERROR' : ''}`,
+        )
+        .join('; ');
+    }
+    const s = await this.rpc<{
+      latest: { gidB: number; gidE: number } | null;
+      diffs: number;
+      diffBytes: number;
+      restored: number[];
+    }>(c, 'Status', { volume });
+    const latest = s.latest
+      ? `latest |${s.latest.gidB}${s.latest.gidE !== s.latest.gidB ? `,${s.latest.gidE}` : ''}|`
+      : 'no base';
+    return `${latest}, ${s.diffs} wdiff(s) ${mib(Number(s.diffBytes))}, ${s.restored.length} restored`;
   }
 
   async getState(volume: string, serverId: string): Promise<string> {

@@ -171,8 +171,10 @@ export const walbcCommands: Command[] = [
       v,
       rows,
       [
-        'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS',
-        ...rows.map((r) => `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.detail}`),
+        'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS\tDETAIL',
+        ...rows.map(
+          (r) => `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.actions || '-'}\t${r.detail}`,
+        ),
       ].join('\n'),
     );
   }),

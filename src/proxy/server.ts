@@ -341,6 +341,30 @@ export class ProxyServer {
       ListVolumes: unary(async () => ({
         volumes: [...this.volumes.values()].map((v) => this.volumeState(v)),
       })),
+      Status: unary(async (req: { volume: string }) => {
+        const v = this.volume(req.volume);
+        const archives = [];
+        for (const a of v.meta.archives) {
+          const dir = path.join(v.dir, 'sendto', a.name);
+          const files = (await fs.promises.readdir(dir)).filter((f) => !f.startsWith(TMP));
+          let bytes = 0;
+          for (const f of files)
+            bytes += (await fs.promises.stat(path.join(dir, f)).catch(() => ({ size: 0 }))).size;
+          archives.push({
+            name: a.name,
+            address: a.address,
+            pendingWdiffs: files.length,
+            pendingBytes: bytes,
+            sendError: v.sendError.has(a.name),
+          });
+        }
+        return {
+          state: this.volumeState(v),
+          size: v.meta.size,
+          lastWlogReceived: Math.floor(v.lastWlogMs / 1000),
+          archives,
+        };
+      }),
       SendWlog: (call: grpc.ServerDuplexStream<WlogRequest__Output, TransferReply>) =>
         void this.receiveWlog(call),
     };

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { readJson, writeJsonAtomic } from '../common/atomic-file';
-import { WalbError, errorMessage } from '../common/errors';
+import { WalbError, errorCode, errorMessage } from '../common/errors';
 import { loadProto, stopGrpcServer, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { nextGid, type LsidGid } from '../common/meta';
@@ -18,10 +18,10 @@ import { checkVolumeName } from '../archive/volume-store';
 import type { StorageConfig } from '../config/storage';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
-import type { ProxyClient } from '../generated/walb/v1/Proxy';
 import type { FullSyncRequest } from '../generated/walb/v1/FullSyncRequest';
 import { native } from '../native';
 import { WdevClient, type WdevStatusReply } from '../wdev/client';
+import { ProxyMonitor } from './proxy-monitor';
 
 type State =
   | 'Clear'
@@ -77,7 +77,7 @@ export class StorageServer {
   private readonly ops = new OperationRegistry();
   private readonly queue: TaskQueue<string>;
   private readonly wdevd: WdevClient;
-  private readonly proxyClients: ProxyClient[];
+  private readonly proxies: ProxyMonitor;
   private readonly archiveClient;
   private readonly backoff = new Map<string, number>();
   private server: grpc.Server | undefined;
@@ -90,9 +90,11 @@ export class StorageServer {
     private readonly log: Logger,
   ) {
     this.wdevd = new WdevClient(config.wdevdSocket, 30_000);
-    const proxyProto = loadProto<ProxyProto>('walb/v1/proxy.proto').proto;
-    this.proxyClients = config.proxies.map(
-      (p) => new proxyProto.walb.v1.Proxy(p, grpc.credentials.createInsecure()),
+    this.proxies = new ProxyMonitor(
+      config.proxies,
+      { intervalMs: config.proxyHeartbeatSec * 1000, timeoutMs: config.proxyHeartbeatTimeoutSec * 1000 },
+      log,
+      () => this.retryAllNow(),
     );
     const archiveProto = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
     this.archiveClient = new archiveProto.walb.v1.Archive(config.archive, grpc.credentials.createInsecure());
@@ -126,6 +128,7 @@ export class StorageServer {
       for (const v of this.volumes.values()) if (SHIPPING.includes(v.state.state)) this.queue.push(v.name, 0);
     }, 1000);
     this.ticker.unref();
+    this.proxies.start();
     const { server, port } = await startRoleServer(this.config.listen, 'Storage', this.handlers(), this.ops);
     this.server = server;
     this.port = port;
@@ -142,7 +145,7 @@ export class StorageServer {
     await this.queue.stop();
     if (this.server) await stopGrpcServer(this.server, 5000);
     this.wdevd.close();
-    for (const c of this.proxyClients) c.close();
+    this.proxies.stop();
     this.archiveClient.close();
     this.log('info', 'stopped', {});
   }
@@ -314,12 +317,13 @@ export class StorageServer {
         return { gid: rec.gid, timestamp: rec.timestamp, explicit: true };
       }),
       Kick: unary(async () => {
-        this.backoff.clear();
-        this.queue.kickAll();
-        for (const v of this.volumes.values())
-          if (v.state.state === 'Target') this.queue.pushForce(v.name, 0);
+        await this.proxies.kick();
+        this.retryAllNow();
         return {};
       }),
+      ListProxies: unary(async () => ({
+        proxies: this.proxies.list().map((p) => ({ ...p, lastCheck: Math.floor(p.lastCheck / 1000) })),
+      })),
       GetState: unary(async (req: { volume: string }) => {
         const v = this.volumes.get(req.volume);
         return v ? this.volumeState(v) : { volume: req.volume, state: 'Clear', actions: [] };
@@ -347,6 +351,13 @@ export class StorageServer {
         };
       }),
     };
+  }
+
+  /** Every delayed wlog task runs now, whatever its back-off. */
+  private retryAllNow(): void {
+    this.backoff.clear();
+    this.queue.kickAll();
+    for (const v of this.volumes.values()) if (v.state.state === 'Target') this.queue.pushForce(v.name, 0);
   }
 
   /** Full backup (walb-servers.md §7.3): reset the log, scan the data device to the archive, explicit snapshot. */
@@ -520,15 +531,18 @@ export class StorageServer {
       },
     });
     const errors: string[] = [];
-    for (let i = 0; i < this.proxyClients.length; i++) {
+    // The available proxies in priority order (walb-servers.md §7.1 step 3): the first that accepts wins.
+    for (const i of this.proxies.available()) {
+      const address = this.proxies.address(i);
       try {
-        const r = await runTransfer(this.proxyClients[i].SendWlog(), header, body, endMsg);
+        const r = await runTransfer(this.proxies.client(i).SendWlog(), header, body, endMsg);
         if (!r.ok) {
-          errors.push(`${this.config.proxies[i]}: ${r.reason} ${r.message}`);
+          errors.push(`${address}: ${r.reason} ${r.message}`);
           continue;
         }
       } catch (err) {
-        errors.push(`${this.config.proxies[i]}: ${errorMessage(err)}`);
+        errors.push(`${address}: ${errorMessage(err)}`);
+        if (errorCode(err) === 'UNAVAILABLE') this.proxies.markDown(i, errorMessage(err));
         continue;
       }
       // Acknowledged: the done record moves, consumed records go, the log below it is freed.
@@ -541,13 +555,18 @@ export class StorageServer {
       }));
       this.log('info', 'wlog-sent', {
         volume: v.name,
-        proxy: this.config.proxies[i],
+        proxy: address,
         lsids: [done.lsid, reached],
         gids: [done.gid, snapE],
       });
       await this.freeLog(v, await this.wdevd.status(v.meta.wdev));
       return;
     }
-    throw new WalbError('UNAVAILABLE', `no proxy took the logs of ${v.name}: ${errors.join('; ')}`);
+    throw new WalbError(
+      'UNAVAILABLE',
+      errors.length === 0
+        ? `no proxy is available for the logs of ${v.name} (waiting for a heartbeat)`
+        : `no proxy took the logs of ${v.name}: ${errors.join('; ')}`,
+    );
   }
 }

@@ -197,9 +197,19 @@ test.serial(
         'the second proxy carried it',
       );
       t.false((await call<{ overflow: boolean }>(s, 'IsOverflow', { volume: 'vol1' })).overflow);
+      type Proxies = { proxies: { address: string; available: boolean; lastError: string }[] };
+      const proxies = async () => (await call<Proxies>(s, 'ListProxies', {})).proxies;
+      const down = (await proxies())[0];
+      t.is(down.address, p1.address);
+      t.false(down.available, 'the dead proxy is marked unavailable');
+      t.not(down.lastError, '');
+      t.true((await proxies())[1].available);
 
       await p1.start();
-      // Within a few seconds (reconnect back-off) the first proxy carries the logs again.
+      // kick makes every proxy due for a heartbeat: the first is available again within a few seconds and,
+      // being first in priority, carries the logs again.
+      await call(s, 'Kick', {});
+      await until(async () => (await proxies())[0].available, 'the heartbeat finds the first proxy', 15_000);
       let g2 = 0;
       let round = 0;
       await until(

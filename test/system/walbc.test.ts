@@ -73,6 +73,18 @@ test.serial(
       t.regex(status.stdout, /s0\tstorage\tvol0\tTarget/);
       t.regex(status.stdout, /p0\tproxy\tvol0\tStarted/);
       t.regex(status.stdout, /a0\tarchive\tvol0\tArchived/);
+      // The detail column says where the volume stands on each server.
+      t.regex(
+        status.stdout,
+        new RegExp(
+          `s0\\tstorage\\tvol0\\tTarget\\t-\\tdone gid ${gid}, 0 snapshot\\(s\\) queued, log \\d+% used`,
+        ),
+      );
+      t.regex(status.stdout, /p0\tproxy\tvol0\tStarted\t-\ta0: 0 wdiff\(s\) 0\.0 MiB to send/);
+      t.regex(
+        status.stdout,
+        new RegExp(`a0\\tarchive\\tvol0\\tArchived\\t-\\tlatest \\|${gid}\\|, \\d+ wdiff\\(s\\)`),
+      );
       t.is((await walbc('is-overflow', 'vol0')).stdout.trim(), '0');
       t.is((await walbc('is-wdiff-send-error', 'vol0')).stdout.trim(), '0');
       t.deepEqual(

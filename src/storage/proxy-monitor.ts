@@ -1,0 +1,138 @@
+// Which proxies a storage sends logs to (walb-servers.md §4.5, §7.1). All count as available at first. A
+// transfer that cannot reach a proxy marks it unavailable, so that later transfers go straight to the next one
+// instead of waiting on a dead host; a heartbeat brings it back: every second, the proxy checked longest ago is
+// checked again if that was more than the interval ago — a gRPC health check of walb.v1.Proxy within the
+// timeout. Senders walk the available proxies in priority order, so the preferred proxy is used again as soon as
+// its heartbeat succeeds.
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+import { LOADER_OPTIONS, loadProto } from '../common/grpc';
+import type { Logger } from '../common/log';
+import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
+import type { ProxyClient } from '../generated/walb/v1/Proxy';
+
+type HealthClient = grpc.Client & {
+  check(
+    req: { service: string },
+    options: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+  ): void;
+};
+
+export interface ProxyState {
+  address: string;
+  available: boolean;
+  /** Unix ms of the last heartbeat (0: never checked). */
+  lastCheck: number;
+  lastError: string;
+}
+
+export class ProxyMonitor {
+  private readonly states: ProxyState[];
+  private readonly clients: ProxyClient[];
+  private readonly proxyProto = loadProto<ProxyProto>('walb/v1/proxy.proto').proto;
+  private readonly Health = (
+    grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS)) as unknown as {
+      grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => HealthClient } } };
+    }
+  ).grpc.health.v1.Health;
+  private timer: NodeJS.Timeout | undefined;
+  private checking = false;
+
+  constructor(
+    addresses: string[],
+    private readonly opts: { intervalMs: number; timeoutMs: number },
+    private readonly log: Logger,
+    /** A proxy has become available again (the caller retries what waits for one). */
+    private readonly onAvailable: () => void,
+  ) {
+    this.states = addresses.map((address) => ({ address, available: true, lastCheck: 0, lastError: '' }));
+    this.clients = addresses.map((a) => this.newClient(a));
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), 1000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const c of this.clients) c.close();
+  }
+
+  /** Indices of the available proxies, in priority order. */
+  available(): number[] {
+    return this.states.flatMap((s, i) => (s.available ? [i] : []));
+  }
+
+  client(i: number): ProxyClient {
+    return this.clients[i];
+  }
+
+  address(i: number): string {
+    return this.states[i].address;
+  }
+
+  list(): ProxyState[] {
+    return this.states.map((s) => ({ ...s }));
+  }
+
+  /** A transfer could not reach proxy i. */
+  markDown(i: number, why: string): void {
+    const s = this.states[i];
+    if (s.available) this.log('warn', 'proxy-unavailable', { proxy: s.address, error: why });
+    s.available = false;
+    s.lastCheck = Date.now();
+    s.lastError = why;
+  }
+
+  /** Every proxy is due for a heartbeat; with none available, one is checked at once (walb `kick`). */
+  async kick(): Promise<void> {
+    for (const s of this.states) s.lastCheck = 0;
+    if (this.available().length === 0) await this.tick();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.checking) return;
+    const due = this.states
+      .map((s, i) => ({ s, i }))
+      .filter(({ s }) => Date.now() - s.lastCheck >= this.opts.intervalMs)
+      .sort((a, b) => a.s.lastCheck - b.s.lastCheck)[0];
+    if (!due) return;
+    this.checking = true;
+    try {
+      const error = await this.check(due.s.address);
+      const s = due.s;
+      s.lastCheck = Date.now();
+      s.lastError = error;
+      if (!error && !s.available) {
+        // A fresh channel: the old one may still be backing off from the failures.
+        this.clients[due.i].close();
+        this.clients[due.i] = this.newClient(s.address);
+        this.log('info', 'proxy-available', { proxy: s.address });
+        s.available = true;
+        this.onAvailable();
+      } else if (error && s.available) {
+        this.log('warn', 'proxy-unavailable', { proxy: s.address, error });
+      }
+      s.available = !error;
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  /** '' when the address answers as a serving proxy within the timeout, else why not. */
+  private check(address: string): Promise<string> {
+    const client = new this.Health(address, grpc.credentials.createInsecure());
+    return new Promise<string>((resolve) => {
+      client.check({ service: 'walb.v1.Proxy' }, { deadline: Date.now() + this.opts.timeoutMs }, (err, res) =>
+        resolve(err ? err.details || err.message : res?.status === 'SERVING' ? '' : 'not serving'),
+      );
+    }).finally(() => client.close());
+  }
+
+  private newClient(address: string): ProxyClient {
+    return new this.proxyProto.walb.v1.Proxy(address, grpc.credentials.createInsecure());
+  }
+}
