@@ -17,7 +17,6 @@ import { fileBulks, runTransfer } from '../common/transfer';
 import { checkVolumeName } from '../archive/volume-store';
 import type { StorageConfig } from '../config/storage';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
-import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { FullSyncRequest } from '../generated/walb/v1/FullSyncRequest';
 import { native } from '../native';
 import { WdevClient, type WdevStatusReply } from '../wdev/client';
