@@ -84,7 +84,8 @@ export class Controller {
     for (const s of layout.storages) this.storages.set(s.id, new S(s.address, creds));
     for (const p of layout.proxies) this.proxies.set(p.id, new P(p.address, creds));
     for (const a of layout.archives) this.archives.set(a.id, new A(a.address, creds));
-    for (const e of [...layout.storages, ...layout.archives]) this.ops.set(e.id, new O(e.address, creds));
+    for (const e of [...layout.storages, ...layout.proxies, ...layout.archives])
+      this.ops.set(e.id, new O(e.address, creds));
   }
 
   close(): void {
@@ -125,6 +126,103 @@ export class Controller {
       if (st.state === 'Stopped') await this.rpc(p, 'Start', { volume });
     }
     await this.rpc(this.pick(this.storages, storage, 'storage')[1], 'InitVol', { volume, wdev });
+  }
+
+  /** A server of the layout by id, with its role. */
+  server(id: string): { role: StatusRow['role']; client: Client } {
+    for (const [role, map] of [
+      ['storage', this.storages],
+      ['proxy', this.proxies],
+      ['archive', this.archives],
+    ] as const) {
+      const client = map.get(id);
+      if (client) return { role, client };
+    }
+    throw new WalbError('INVALID_ARGUMENT', `no server '${id}' in the layout`);
+  }
+
+  /** Any command of a server's service, by method name, with a JSON-shaped request (walbc call). */
+  async callMethod(serverId: string, method: string, req: object): Promise<unknown> {
+    const { role, client } = this.server(serverId);
+    if (
+      typeof (client as unknown as Record<string, unknown>)[method] !== 'function' ||
+      !/^[A-Z]\w*$/.test(method)
+    )
+      throw new WalbError('INVALID_ARGUMENT', `the ${role} service has no method '${method}'`);
+    return this.rpc(client, method, req);
+  }
+
+  /** init-vol on one storage only (WalB's init_storage): the volume's wdev on that host. */
+  async initStorage(volume: string, wdev: string, storage?: string): Promise<void> {
+    await this.rpc(this.pick(this.storages, storage, 'storage')[1], 'InitVol', { volume, wdev });
+  }
+
+  /** Starts a volume on a server: a storage as target (or standby), a proxy, an archive. */
+  async start(volume: string, serverId: string, mode?: string): Promise<string> {
+    const { role, client } = this.server(serverId);
+    const req = role === 'storage' ? { volume, mode: mode ?? 'target' } : { volume };
+    return (await this.rpc<{ state: string }>(client, 'Start', req)).state;
+  }
+
+  /** Stops a volume on a server (graceful, force, or for a proxy empty: send everything first). */
+  async stop(
+    volume: string,
+    serverId: string,
+    opts: { mode?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
+  ): Promise<Operation__Output> {
+    const { client } = this.server(serverId);
+    const op = await this.rpc<Operation__Output>(client, 'Stop', { volume, mode: opts.mode ?? 'graceful' });
+    return opts.wait ? this.waitOperation(serverId, op, opts.progress) : op;
+  }
+
+  /** Removes a volume from one server (its data there is deleted). */
+  async clearVolume(volume: string, serverId: string): Promise<string> {
+    return (await this.rpc<{ state: string }>(this.server(serverId).client, 'ClearVol', { volume })).state;
+  }
+
+  /** Archive registrations of a volume on proxies (all proxies when none is named). */
+  async archiveInfo(
+    action: 'add' | 'update' | 'delete' | 'list',
+    volume: string,
+    opts: {
+      archive?: string;
+      proxy?: string;
+      address?: string;
+      compression?: string;
+      delaySec?: number;
+    } = {},
+  ): Promise<{ proxy: string; archives: unknown[] }[]> {
+    const proxies = opts.proxy
+      ? [[opts.proxy, this.pick(this.proxies, opts.proxy, 'proxy')[1]] as const]
+      : [...this.proxies];
+    const out: { proxy: string; archives: unknown[] }[] = [];
+    for (const [pid, p] of proxies) {
+      if (action === 'list') {
+        const r = await this.rpc<{ archives: unknown[] }>(p, 'ArchiveInfoList', { volume });
+        out.push({ proxy: pid, archives: r.archives });
+        continue;
+      }
+      if (!opts.archive) throw new WalbError('USAGE', `archive-info ${action} needs the archive's id`);
+      if (action === 'delete') {
+        await this.rpc(p, 'ArchiveInfoDelete', { volume, name: opts.archive });
+      } else {
+        const address = opts.address ?? this.layout.archives.find((a) => a.id === opts.archive)?.address;
+        if (!address)
+          throw new WalbError(
+            'INVALID_ARGUMENT',
+            `archive '${opts.archive}' is not in the layout (give --address)`,
+          );
+        await this.rpc(p, action === 'add' ? 'ArchiveInfoAdd' : 'ArchiveInfoUpdate', {
+          volume,
+          name: opts.archive,
+          address,
+          compression: opts.compression ?? '',
+          delaySec: opts.delaySec ?? 0,
+        });
+      }
+      out.push({ proxy: pid, archives: [] });
+    }
+    return out;
   }
 
   /** Waits for an operation; `progress` sees it at every poll. */

@@ -73,6 +73,17 @@ export const walbcCommands: Command[] = [
     on('storage'),
   ),
   cmd(
+    'init-storage',
+    'VOL WDEV',
+    'register a volume on one storage only (the first of the layout, or --storage)',
+    [2, 2],
+    async (c, a, v) => {
+      await c.initStorage(a[0], a[1], stringOpt(v, 'storage'));
+      out(v, { volume: a[0] }, `volume ${a[0]} initialized on wdev ${a[1]}`);
+    },
+    on('storage'),
+  ),
+  cmd(
     'full-backup',
     'VOL',
     'full backup to the primary archive (with --wait: until its snapshot is restorable)',
@@ -182,6 +193,106 @@ export const walbcCommands: Command[] = [
     const s = await c.getState(a[0], a[1]);
     out(v, { state: s }, s);
   }),
+  cmd(
+    'start',
+    'VOL SERVER',
+    'start a volume on a server (layout id): a storage as target, a proxy, an archive',
+    [2, 2],
+    async (c, a, v) => {
+      const state = await c.start(a[0], a[1], stringOpt(v, 'mode'));
+      out(v, { state }, state);
+    },
+    { mode: { type: 'string' } },
+    { mode: 'storage only: target (default)' },
+  ),
+  cmd(
+    'stop',
+    'VOL SERVER',
+    'stop a volume on a server (layout id)',
+    [2, 2],
+    async (c, a, v) => {
+      const mode = stringOpt(v, 'mode');
+      if (mode && !['graceful', 'force', 'empty'].includes(mode))
+        throw usageError(`--mode must be graceful, force or empty, not '${mode}'`);
+      const op = await c.stop(a[0], a[1], { mode, wait: v.wait === true, progress: progress(v) });
+      out(v, op, v.wait ? `stopped` : `started: operation ${op.id}`);
+    },
+    { ...wait, mode: { type: 'string' } },
+    { ...waitHelp, mode: 'graceful (default), force, or empty (a proxy sends everything first)' },
+  ),
+  cmd(
+    'clear-vol',
+    'VOL SERVER',
+    'remove a volume from a server (layout id), deleting its data there',
+    [2, 2],
+    async (c, a, v) => {
+      const state = await c.clearVolume(a[0], a[1]);
+      out(v, { state }, state);
+    },
+  ),
+  cmd(
+    'archive-info',
+    'add|update|delete|list VOL [ARCHIVE]',
+    'archive registrations of a volume on the proxies (all, or --proxy)',
+    [2, 3],
+    async (c, a, v) => {
+      const action = a[0];
+      if (!['add', 'update', 'delete', 'list'].includes(action))
+        throw usageError(`archive-info: '${action}' is not add, update, delete or list`);
+      const delay = stringOpt(v, 'delay');
+      if (delay !== undefined && !/^\d+$/.test(delay)) throw usageError(`--delay: '${delay}' is not seconds`);
+      const r = await c.archiveInfo(action as 'add', a[1], {
+        archive: a[2],
+        proxy: stringOpt(v, 'proxy'),
+        address: stringOpt(v, 'address'),
+        compression: stringOpt(v, 'compression'),
+        delaySec: delay === undefined ? undefined : Number(delay),
+      });
+      const text =
+        action === 'list'
+          ? r
+              .flatMap((p) =>
+                (
+                  p.archives as { name: string; address: string; compression: string; delaySec: number }[]
+                ).map(
+                  (x) => `${p.proxy}\t${x.name}\t${x.address}\t${x.compression || 'snappy'}\t${x.delaySec}`,
+                ),
+              )
+              .join('\n')
+          : `${action}: ${r.map((p) => p.proxy).join(', ')}`;
+      out(v, r, text);
+    },
+    {
+      ...on('proxy'),
+      address: { type: 'string' },
+      compression: { type: 'string' },
+      delay: { type: 'string' },
+    },
+    {
+      address: 'the archive HOST:PORT (default: from the layout)',
+      compression: 'snappy (default), none, zstd, lz4, gzip, lzma, with an optional :LEVEL',
+      delay: 'hold each wdiff this many seconds before sending it',
+    },
+  ),
+  cmd(
+    'call',
+    'SERVER METHOD [JSON]',
+    'any command of a server\'s gRPC service, e.g. call s0 Status \'{"volume":"vol0"}\'',
+    [2, 3],
+    async (c, a, v) => {
+      let req: object = {};
+      if (a[2] !== undefined) {
+        try {
+          req = JSON.parse(a[2]) as object;
+        } catch {
+          throw usageError(`'${a[2]}' is not JSON`);
+        }
+      }
+      const r = await c.callMethod(a[0], a[1], req);
+      printJson(r);
+      void v;
+    },
+  ),
   cmd('kick-all', '', 'run every delayed transfer now', [0, 0], async (c, _a, v) => {
     await c.kickAll();
     out(v, {}, 'kicked');

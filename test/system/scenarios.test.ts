@@ -1,0 +1,156 @@
+// walb-servers.md §13 n1 and n2 through walbc on the layout [s0, s1] [p0, p1] [a0]: both storages initialized
+// (s0 and s1 each with its own wdev of the volume), a full backup from s0 restores to s0's device, then writes and
+// a snapshot restore to it again — compared by hash of the device read over NBD against the restored image. On
+// the way, the operator verbs around them: init-storage, archive-info, stop/start, clear-vol, call.
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as P from '../../src/nbd/protocol';
+import { ROOT, makeTempDir, removeDir, run } from '../helpers';
+import { RawClient } from '../nbd-client';
+import { ServerProc, freePort } from '../system-harness';
+import { Wdevd, makeWdevFiles } from '../wdevd-harness';
+
+const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
+const SIZE = 16 << 20;
+
+/** SHA-1 of a whole device read through NBD, 1 MiB at a time. */
+async function deviceHash(c: RawClient, size: number): Promise<string> {
+  const h = crypto.createHash('sha1');
+  for (let off = 0, handle = 1000; off < size; off += 1 << 20, handle++) {
+    const r = await c.readAt(handle, off, 1 << 20);
+    if (r.error) throw new Error(`read at ${off}: NBD error ${r.error}`);
+    h.update(r.data);
+  }
+  return h.digest('hex');
+}
+
+const fileHash = (f: string) => crypto.createHash('sha1').update(fs.readFileSync(f)).digest('hex');
+
+async function writeRandom(c: RawClient, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const len = 4096 * (1 + crypto.randomInt(32));
+    const off = 4096 * crypto.randomInt((SIZE - len) / 4096);
+    if ((await c.writeAt(i + 1, off, crypto.randomBytes(len))) !== 0) throw new Error('write failed');
+  }
+  if ((await c.simple(P.NBD_CMD_FLUSH, 99999, 0, 0)) !== 0) throw new Error('flush failed');
+}
+
+test.serial(
+  'n1/n2: both storages initialized, full backup from s0 then writes and a snapshot, each restore equals the device; the verbs around them',
+  async (t) => {
+    const dir = makeTempDir('scenario-n');
+    const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+    const a0 = new ServerProc('walb-archive', path.join(dir, 'a0'), await freePort());
+    const p0 = new ServerProc('walb-proxy', path.join(dir, 'p0'), await freePort());
+    const p1 = new ServerProc('walb-proxy', path.join(dir, 'p1'), await freePort());
+    const storages: ServerProc[] = [];
+    try {
+      await wdevd.start();
+      for (const w of ['w0', 'w1']) {
+        const files = await makeWdevFiles(dir, w, { ldevBytes: 64 << 20, ddevBytes: SIZE, pbs: 4096 });
+        await wdevd.client.createWdev({ ...files, name: w });
+      }
+      await Promise.all([a0.start(), p0.start(), p1.start()]);
+      for (const id of ['s0', 's1']) {
+        const s = new ServerProc('walb-storage', path.join(dir, id), await freePort(), [
+          '--archive',
+          a0.address,
+          '--proxy',
+          `${p0.address},${p1.address}`,
+          '--wdevd-socket',
+          path.join(wdevd.runDir, 'wdevd.sock'),
+        ]);
+        await s.start();
+        storages.push(s);
+      }
+      const layout = path.join(dir, 'layout.json');
+      fs.writeFileSync(
+        layout,
+        JSON.stringify({
+          storages: storages.map((s, i) => ({ id: `s${i}`, address: s.address })),
+          proxies: [
+            { id: 'p0', address: p0.address },
+            { id: 'p1', address: p1.address },
+          ],
+          archives: [{ id: 'a0', address: a0.address }],
+        }),
+      );
+      const walbc = async (...args: string[]) => {
+        const r = await run(process.execPath, [WALBC, ...args, '-l', layout]);
+        if (r.code !== 0) t.log(`walbc ${args.join(' ')}: ${r.code} ${r.stderr}`);
+        return r;
+      };
+      const ok = async (...args: string[]) => {
+        const r = await walbc(...args);
+        t.is(r.code, 0, `walbc ${args.join(' ')}`);
+        return r.stdout.trim();
+      };
+
+      // n1: init both storages.
+      await ok('init-vol', 'vol', 'w0', '--storage', 's0');
+      await ok('init-storage', 'vol', 'w1', '--storage', 's1');
+      t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
+      t.is(await ok('get-state', 'vol', 's1'), 'SyncReady');
+      const infos = await ok('archive-info', 'list', 'vol');
+      t.regex(infos, new RegExp(`^p0\\ta0\\t${a0.address}\\t`, 'm'));
+      t.regex(infos, new RegExp(`^p1\\ta0\\t${a0.address}\\t`, 'm'));
+
+      const { c } = await RawClient.go(wdevd.nbdSocket, 'w0');
+      await writeRandom(c, 50);
+      const full = JSON.parse(await ok('full-backup', 'vol', '--wait', '--json')) as { gid: number };
+      const r1 = JSON.parse(await ok('restore', 'vol', String(full.gid), '--wait', '--json')) as {
+        result: string;
+      };
+      t.is(fileHash(r1.result), await deviceHash(c, SIZE), 'n1: restore of the full backup = device');
+      t.is(await ok('get-state', 'vol', 's0'), 'Target');
+      t.is(await ok('get-state', 'vol', 's1'), 'SyncReady', 'the other storage is untouched');
+
+      // n2: write, snapshot, restore.
+      await writeRandom(c, 100);
+      const gid = Number(await ok('snapshot', 'vol', '--wait'));
+      t.true(gid > full.gid);
+      const r2 = JSON.parse(await ok('restore', 'vol', String(gid), '--wait', '--json')) as {
+        result: string;
+      };
+      t.is(fileHash(r2.result), await deviceHash(c, SIZE), 'n2: restore of the snapshot = device');
+      t.deepEqual(
+        JSON.parse(await ok('get-restored', 'vol', '--json')),
+        [full.gid, gid].sort((x, y) => x - y),
+      );
+      await ok('del-restored', 'vol', String(full.gid));
+
+      // Stop a proxy after it has sent everything, write on, start it again: nothing is lost.
+      await ok('stop', 'vol', 'p0', '--mode', 'empty', '--wait');
+      t.is(await ok('get-state', 'vol', 'p0'), 'Stopped');
+      await writeRandom(c, 30);
+      await ok('start', 'vol', 'p0');
+      t.is(await ok('get-state', 'vol', 'p0'), 'Started');
+      const g3 = Number(await ok('snapshot', 'vol', '--wait'));
+      const r3 = JSON.parse(await ok('restore', 'vol', String(g3), '--wait', '--json')) as { result: string };
+      t.is(fileHash(r3.result), await deviceHash(c, SIZE), 'restore after a proxy stop/start = device');
+
+      // Any server command through `call`, typed by hand as JSON.
+      const st = JSON.parse(await ok('call', 's0', 'Status', '{"volume":"vol"}')) as { doneGid: number };
+      t.true(Number(st.doneGid) >= g3);
+      const badMethod = await walbc('call', 's0', 'NoSuchThing');
+      t.not(badMethod.code, 0);
+      t.regex(badMethod.stderr, /the storage service has no method 'NoSuchThing'/);
+      const badServer = await walbc('start', 'vol', 'x9');
+      t.not(badServer.code, 0);
+      t.regex(badServer.stderr, /no server 'x9' in the layout/);
+
+      // clear-vol on the standby storage only.
+      t.is(await ok('clear-vol', 'vol', 's1'), 'Clear');
+      t.is(await ok('get-state', 'vol', 's1'), 'Clear');
+      t.is(await ok('get-state', 'vol', 's0'), 'Target');
+      c.destroy();
+    } finally {
+      for (const s of storages) await s.kill();
+      await Promise.all([p0.kill(), p1.kill(), a0.kill()]);
+      await wdevd.cleanup();
+      removeDir(dir);
+    }
+  },
+);
