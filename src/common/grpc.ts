@@ -43,6 +43,17 @@ export function loadProto<T>(file: string): { definition: protoLoader.PackageDef
   return { definition, proto: grpc.loadPackageDefinition(definition) as unknown as T };
 }
 
+/**
+ * Options of every client channel between our servers and from controllers: a peer that was down is usually back
+ * within seconds (a restart), so reconnect soon instead of grpc's default back-off of up to two minutes.
+ */
+export const CLIENT_OPTIONS: grpc.ChannelOptions = {
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 2000,
+  'grpc.max_receive_message_length': 64 << 20,
+  'grpc.max_send_message_length': 64 << 20,
+};
+
 /** The reason a server gives along with the status code; clients act on it. */
 export const REASON_KEY = 'walb-reason';
 

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { WalbError, errorCode } from '../common/errors';
-import { call, loadProto } from '../common/grpc';
+import { CLIENT_OPTIONS, call, loadProto } from '../common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
@@ -81,11 +81,11 @@ export class Controller {
     const P = loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy;
     const A = loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive;
     const O = loadProto<CommonProto>('walb/v1/common.proto').proto.walb.v1.Operations;
-    for (const s of layout.storages) this.storages.set(s.id, new S(s.address, creds));
-    for (const p of layout.proxies) this.proxies.set(p.id, new P(p.address, creds));
-    for (const a of layout.archives) this.archives.set(a.id, new A(a.address, creds));
+    for (const s of layout.storages) this.storages.set(s.id, new S(s.address, creds, CLIENT_OPTIONS));
+    for (const p of layout.proxies) this.proxies.set(p.id, new P(p.address, creds, CLIENT_OPTIONS));
+    for (const a of layout.archives) this.archives.set(a.id, new A(a.address, creds, CLIENT_OPTIONS));
     for (const e of [...layout.storages, ...layout.proxies, ...layout.archives])
-      this.ops.set(e.id, new O(e.address, creds));
+      this.ops.set(e.id, new O(e.address, creds, CLIENT_OPTIONS));
   }
 
   close(): void {
@@ -339,9 +339,21 @@ export class Controller {
     ).value;
   }
 
-  async kickAll(): Promise<void> {
-    for (const [, s] of this.storages) await this.rpc(s, 'Kick', {});
-    for (const [, p] of this.proxies) await this.rpc(p, 'Kick', {});
+  /**
+   * Kicks every storage and proxy that answers; returns the ids of those that did not (with why), so that one
+   * server being down does not keep the others waiting. Throws when none answered.
+   */
+  async kickAll(): Promise<{ id: string; error: string }[]> {
+    const failed: { id: string; error: string }[] = [];
+    const all = [...this.storages, ...this.proxies];
+    for (const [id, c] of all)
+      await this.rpc(c, 'Kick', {}).catch((err: Error) => failed.push({ id, error: err.message }));
+    if (failed.length === all.length)
+      throw new WalbError(
+        'UNAVAILABLE',
+        `no server answered: ${failed.map((f) => `${f.id}: ${f.error}`).join('; ')}`,
+      );
+    return failed;
   }
 
   /** One row per (server, volume): the whole group at a glance, or one volume. */

@@ -294,8 +294,9 @@ export const walbcCommands: Command[] = [
     },
   ),
   cmd('kick-all', '', 'run every delayed transfer now', [0, 0], async (c, _a, v) => {
-    await c.kickAll();
-    out(v, {}, 'kicked');
+    const failed = await c.kickAll();
+    for (const f of failed) process.stderr.write(`walbc kick-all: ${f.id} did not answer: ${f.error}\n`);
+    out(v, { failed }, failed.length ? 'kicked the others' : 'kicked');
   }),
   cmd(
     'is-overflow',

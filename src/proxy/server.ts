@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorMessage } from '../common/errors';
-import { loadProto, stopGrpcServer, toServiceError, unary } from '../common/grpc';
+import { CLIENT_OPTIONS, loadProto, stopGrpcServer, toServiceError, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import {
   DiffSet,
@@ -469,7 +469,11 @@ export class ProxyServer {
   private archiveClient(address: string): ArchiveClient {
     let c = this.clients.get(address);
     if (!c) {
-      c = new this.archiveProto.proto.walb.v1.Archive(address, grpc.credentials.createInsecure());
+      c = new this.archiveProto.proto.walb.v1.Archive(
+        address,
+        grpc.credentials.createInsecure(),
+        CLIENT_OPTIONS,
+      );
       this.clients.set(address, c);
     }
     return c;

@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { LOADER_OPTIONS, loadProto } from '../common/grpc';
+import { CLIENT_OPTIONS, LOADER_OPTIONS, loadProto } from '../common/grpc';
 import type { Logger } from '../common/log';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
@@ -34,7 +34,11 @@ export class ProxyMonitor {
   private readonly proxyProto = loadProto<ProxyProto>('walb/v1/proxy.proto').proto;
   private readonly Health = (
     grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS)) as unknown as {
-      grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => HealthClient } } };
+      grpc: {
+        health: {
+          v1: { Health: new (a: string, c: grpc.ChannelCredentials, o: grpc.ChannelOptions) => HealthClient };
+        };
+      };
     }
   ).grpc.health.v1.Health;
   private timer: NodeJS.Timeout | undefined;
@@ -124,7 +128,7 @@ export class ProxyMonitor {
 
   /** '' when the address answers as a serving proxy within the timeout, else why not. */
   private check(address: string): Promise<string> {
-    const client = new this.Health(address, grpc.credentials.createInsecure());
+    const client = new this.Health(address, grpc.credentials.createInsecure(), CLIENT_OPTIONS);
     return new Promise<string>((resolve) => {
       client.check({ service: 'walb.v1.Proxy' }, { deadline: Date.now() + this.opts.timeoutMs }, (err, res) =>
         resolve(err ? err.details || err.message : res?.status === 'SERVING' ? '' : 'not serving'),
@@ -133,6 +137,6 @@ export class ProxyMonitor {
   }
 
   private newClient(address: string): ProxyClient {
-    return new this.proxyProto.walb.v1.Proxy(address, grpc.credentials.createInsecure());
+    return new this.proxyProto.walb.v1.Proxy(address, grpc.credentials.createInsecure(), CLIENT_OPTIONS);
   }
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
-import { loadProto, stopGrpcServer, unary } from '../common/grpc';
+import { CLIENT_OPTIONS, loadProto, stopGrpcServer, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { nextGid, type LsidGid } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
@@ -96,7 +96,11 @@ export class StorageServer {
       () => this.retryAllNow(),
     );
     const archiveProto = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
-    this.archiveClient = new archiveProto.walb.v1.Archive(config.archive, grpc.credentials.createInsecure());
+    this.archiveClient = new archiveProto.walb.v1.Archive(
+      config.archive,
+      grpc.credentials.createInsecure(),
+      CLIENT_OPTIONS,
+    );
     this.queue = new TaskQueue<string>(
       Math.max(1, config.backgroundTasks),
       (v) => this.wlogTask(v),

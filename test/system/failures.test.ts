@@ -1,0 +1,126 @@
+// walb-servers.md §13 e1 and e2 with the Controller API on [s0] [p0, p1] [a0] and a log much smaller than what is
+// written: e1 — the first proxy is killed, more than the log's size is written (the second proxy drains it), no
+// overflow, the first comes back; e2 — the archive is killed, more than the log's size is written (the proxies
+// hold it), no overflow, the snapshot is not restorable until the archive returns, then it restores to the device.
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import * as P from '../../src/nbd/protocol';
+import { Controller } from '../../src/controller/controller';
+import { makeTempDir, removeDir } from '../helpers';
+import { RawClient } from '../nbd-client';
+import { ServerProc, freePort, until } from '../system-harness';
+import { Wdevd, makeWdevFiles } from '../wdevd-harness';
+
+const SIZE = 16 << 20;
+const LOG = 4 << 20;
+
+const sha1 = (b: Buffer) => crypto.createHash('sha1').update(b).digest('hex');
+
+test.serial(
+  'e1/e2: with the first proxy, then the archive, killed, several logs worth of writes go through without overflow; snapshots become restorable once the archive is back and equal the device',
+  async (t) => {
+    const dir = makeTempDir('failures');
+    const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+    const a0 = new ServerProc('walb-archive', path.join(dir, 'a0'), await freePort());
+    const p0 = new ServerProc('walb-proxy', path.join(dir, 'p0'), await freePort());
+    const p1 = new ServerProc('walb-proxy', path.join(dir, 'p1'), await freePort());
+    let s0: ServerProc | undefined;
+    let ctl: Controller | undefined;
+    try {
+      await wdevd.start();
+      const files = await makeWdevFiles(dir, 'v', { ldevBytes: LOG, ddevBytes: SIZE, pbs: 4096 });
+      await wdevd.client.createWdev({ ...files, name: 'v' });
+      await Promise.all([a0.start(), p0.start(), p1.start()]);
+      s0 = new ServerProc('walb-storage', path.join(dir, 's0'), await freePort(), [
+        '--archive',
+        a0.address,
+        '--proxy',
+        `${p0.address},${p1.address}`,
+        '--wdevd-socket',
+        path.join(wdevd.runDir, 'wdevd.sock'),
+      ]);
+      await s0.start();
+      ctl = new Controller({
+        storages: [{ id: 's0', address: s0.address }],
+        proxies: [
+          { id: 'p0', address: p0.address },
+          { id: 'p1', address: p1.address },
+        ],
+        archives: [{ id: 'a0', address: a0.address }],
+      });
+      const c0 = ctl;
+      await c0.initVolume('v', 'v');
+      await c0.fullBackup('v', { wait: true });
+      const { c } = await RawClient.go(wdevd.nbdSocket, 'v');
+      const image = fs.readFileSync(files.ddev);
+      let handle = 1;
+      const logUse = async () => {
+        const st = await wdevd.client.status('v');
+        return st.logUsage / st.logCapacity;
+      };
+      /** `total` bytes of 256 KiB random writes, in pieces of a quarter of the log, each drained below 30%. */
+      const writeThrough = async (total: number) => {
+        for (let done = 0; done < total; done += LOG / 4) {
+          for (let k = 0; k < LOG / 4; k += 256 << 10) {
+            const off = 4096 * crypto.randomInt((SIZE - (256 << 10)) / 4096);
+            const data = crypto.randomBytes(256 << 10);
+            data.copy(image, off);
+            t.is(await c.writeAt(handle++, off, data), 0);
+          }
+          t.is(await c.simple(P.NBD_CMD_FLUSH, handle++, 0, 0), 0);
+          await until(async () => (await logUse()) < 0.3, 'the log drains', 60_000);
+        }
+      };
+      const restoresToDevice = async (gid: number) => {
+        const op = await c0.restore('v', gid, { wait: true });
+        t.is(sha1(fs.readFileSync(op.result)), sha1(image), `gid ${gid} restores to the device`);
+        await c0.delRestored('v', gid);
+      };
+
+      // e1
+      await p0.kill();
+      await writeThrough(3 * LOG);
+      t.false(await c0.isOverflow('v'), 'e1: no overflow with the first proxy down');
+      t.regex(
+        s0!.stderr,
+        new RegExp(`"event":"wlog-sent".*"proxy":"${p1.address}"`),
+        'the second proxy drained it',
+      );
+      const g1 = await c0.snapshot('v', { wait: true });
+      await p0.start();
+      await c0.kickAll();
+      await restoresToDevice(g1);
+
+      // e2
+      await a0.kill();
+      await writeThrough(3 * LOG);
+      t.false(await c0.isOverflow('v'), 'e2: no overflow with the archive down');
+      const g2 = await c0.snapshot('v');
+      // Not restorable while the archive is away: its diffs wait on the proxies.
+      type PStatus = { archives: { name: string; pendingWdiffs: number }[] };
+      const pending = async () => {
+        let n = 0;
+        for (const p of ['p0', 'p1'])
+          n += ((await c0.callMethod(p, 'Status', { volume: 'v' })) as PStatus).archives[0].pendingWdiffs;
+        return n;
+      };
+      await until(async () => (await pending()) > 0, 'the snapshot waits on a proxy', 30_000);
+      await new Promise((r) => setTimeout(r, 2000));
+      t.true((await pending()) > 0, 'e2: still waiting while the archive is down');
+      await a0.start();
+      await c0.kickAll();
+      await c0.waitRestorable('v', g2, 'a0', 60_000);
+      await restoresToDevice(g2);
+      t.false(await c0.isOverflow('v'));
+      c.destroy();
+    } finally {
+      ctl?.close();
+      await s0?.kill();
+      await Promise.all([p0.kill(), p1.kill(), a0.kill()]);
+      await wdevd.cleanup();
+      removeDir(dir);
+    }
+  },
+);
