@@ -463,7 +463,9 @@ test.serial(
       const image = fs.readFileSync(files.ddev);
       const snaps: { gid: number; image: Buffer }[] = [];
       const servers = { storage, proxy, archive };
-      for (let round = 0; round < 8; round++) {
+      // WALB_CHAOS_ROUNDS=N for a long run (the suite runs 8).
+      const rounds = Number(process.env.WALB_CHAOS_ROUNDS ?? 8);
+      for (let round = 0; round < rounds; round++) {
         await writeRandom(c, image, 20, 1 + round * 100);
         snaps.push({
           gid: Number((await call<{ gid: number }>(k.s, 'Snapshot', { volume: 'vol4' })).gid),
