@@ -272,6 +272,8 @@ export class ArchiveServer {
         const image = await store.beginFullSync(h.size);
         call.write({ accepted: {} });
         const fh = await fs.promises.open(image, 'r+');
+        const syncEvery = Math.max(1, this.config.fsyncIntervalMb) * 1048576;
+        let unsynced = 0;
         try {
           for (;;) {
             const m = await it.next();
@@ -286,6 +288,11 @@ export class ArchiveServer {
                 );
               await fh.write(data, 0, data.length, offset);
               bytes += data.length;
+              unsynced += data.length;
+              if (unsynced >= syncEvery) {
+                await fh.datasync();
+                unsynced = 0;
+              }
             } else if (m.value.end?.snapshot) {
               snapshot = snap(m.value.end.snapshot.gidB, m.value.end.snapshot.gidE);
               break;

@@ -102,7 +102,10 @@ export async function* fileBulks(
   bulk: number,
   field: number,
   depth = 4,
+  /** Read rate limit [bytes/s], 0 = none. */
+  bytesPerSec = 0,
 ): AsyncIterable<FileBulk> {
+  const started = Date.now();
   const zeros = Buffer.alloc(bulk);
   // Buffers come back once gRPC has copied them: a few MiB reused instead of a fresh one per bulk.
   const free: Buffer[] = [];
@@ -123,6 +126,13 @@ export async function* fileBulks(
   try {
     while (next < size || inFlight.length > 0) {
       while (next < size && inFlight.length < depth) {
+        // The rate limit holds the next read back until the scan is under the limit again.
+        const early = bytesPerSec > 0 ? (next / bytesPerSec) * 1000 - (Date.now() - started) : 0;
+        if (early > 0) {
+          if (inFlight.length > 0) break;
+          await new Promise((r) => setTimeout(r, early));
+          continue;
+        }
         inFlight.push(start(next));
         next += Math.min(bulk, size - next);
       }

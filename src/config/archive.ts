@@ -9,6 +9,8 @@ export interface ArchiveConfig {
   dataDir: string;
   /** Full backups, wdiff receptions and restores at once (WalB's -fg). */
   maxForegroundTasks: number;
+  /** fdatasync while writing a base image, every this many MiB (-fi): bounds dirty memory and the final sync. */
+  fsyncIntervalMb: number;
 }
 
 const schema: convict.Schema<ArchiveConfig> = {
@@ -32,6 +34,11 @@ const schema: convict.Schema<ArchiveConfig> = {
     env: 'WALB_ARCHIVE_DATA_DIR',
   },
   maxForegroundTasks: { doc: 'Foreground tasks at once (-fg).', format: 'nat', default: 2 },
+  fsyncIntervalMb: {
+    doc: 'fdatasync a base image being written every this many MiB (-fi).',
+    format: 'nat',
+    default: 1024,
+  },
 };
 
 export function loadArchiveConfig(o: { config?: string; listen?: string; dataDir?: string }): ArchiveConfig {

@@ -51,3 +51,11 @@ export const hostPortFormat = {
   },
 };
 convict.addFormat(hostPortFormat);
+
+/** convict format: true or false only (convict's Boolean turns any string but 'false' into true). */
+convict.addFormat({
+  name: 'strict-boolean',
+  validate(value: unknown): void {
+    if (typeof value !== 'boolean') throw new Error(`must be true or false, got '${String(value)}'`);
+  },
+});

@@ -18,6 +18,8 @@ export interface ProxyConfig {
   maxRetryDelaySec: number;
   /** Give up (wdiff-send-error) when rejections go on and no wlog came for this long [s] (-rto). */
   retryTimeoutSec: number;
+  /** Start every volume at startup (WalB starts them unless -stop). */
+  startVolumes: boolean;
 }
 
 const schema: convict.Schema<ProxyConfig> = {
@@ -50,6 +52,11 @@ const schema: convict.Schema<ProxyConfig> = {
     doc: 'Give up after rejections for this long without new wlogs [s] (-rto).',
     format: 'nat',
     default: 1800,
+  },
+  startVolumes: {
+    doc: 'Start every volume at startup; false leaves them Stopped until `start` (-stop).',
+    format: 'strict-boolean',
+    default: true,
   },
 };
 

@@ -25,6 +25,8 @@ export interface StorageConfig {
   /** Heartbeat of the proxies (walb-servers.md §4.5). */
   proxyHeartbeatSec: number;
   proxyHeartbeatTimeoutSec: number;
+  /** Read rate limit of a full backup's scan [bytes/s], 0 = unlimited (-fst). */
+  fullScanBytesPerSec: number;
 }
 
 const schema: convict.Schema<StorageConfig> = {
@@ -81,6 +83,11 @@ const schema: convict.Schema<StorageConfig> = {
     default: 10,
   },
   proxyHeartbeatTimeoutSec: { doc: 'Time a proxy has to answer a heartbeat [s].', format: 'nat', default: 3 },
+  fullScanBytesPerSec: {
+    doc: "Read rate limit of a full backup's scan of the data device [bytes/s], 0 = unlimited (-fst).",
+    format: 'nat',
+    default: 0,
+  },
 };
 
 export function loadStorageConfig(o: {

@@ -123,8 +123,12 @@ export class ProxyServer {
       if (!meta) continue;
       const v = this.newVolume(name, 'Stopped', meta);
       this.volumes.set(name, v);
-      await v.state.transact('Start', () => this.recover(v)); // volumes start by themselves (no -stop)
-      this.queueSends(v);
+      if (this.config.startVolumes) {
+        await v.state.transact('Start', () => this.recover(v));
+        this.queueSends(v);
+      } else {
+        await this.recover(v); // staged files are linked; the volume waits for `start`
+      }
     }
     const { server, port } = await startRoleServer(this.config.listen, 'Proxy', this.handlers(), this.ops);
     this.server = server;

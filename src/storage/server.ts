@@ -376,6 +376,7 @@ export class StorageServer {
       const st = await this.wdevd.resetWal(v.meta.wdev);
       await this.resetRecords(v, st.uuid);
       const size = st.deviceSize * 512;
+      const scanRate = this.config.fullScanBytesPerSec;
       const startedAt = now();
       const fh = await fs.promises.open(st.ddev, 'r');
       let sent = 0;
@@ -384,7 +385,7 @@ export class StorageServer {
           this.archiveClient.FullSync(),
           { header: { volume: v.name, size: st.deviceSize, storageUuid: st.uuid, timestamp: startedAt } },
           async function* () {
-            for await (const b of fileBulks(fh, size, bulk, FULL_SYNC_DATA_FIELD)) {
+            for await (const b of fileBulks(fh, size, bulk, FULL_SYNC_DATA_FIELD, 4, scanRate)) {
               if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
               sent += b.length;
               op.progress(sent, size);
