@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { WalbError, errorCode } from '../common/errors';
-import { CLIENT_OPTIONS, call, loadProto } from '../common/grpc';
+import { CLIENT_OPTIONS, call, fromServiceError, loadProto } from '../common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
@@ -223,6 +223,49 @@ export class Controller {
       out.push({ proxy: pid, archives: [] });
     }
     return out;
+  }
+
+  private opsClient(serverId: string): Client {
+    this.server(serverId); // a clear error for an unknown id
+    return this.ops.get(serverId)!;
+  }
+
+  async listOperations(serverId: string, opts: { volume?: string; finished?: boolean } = {}) {
+    return (
+      await this.rpc<{ operations: Operation__Output[] }>(this.opsClient(serverId), 'List', {
+        volume: opts.volume ?? '',
+        finished: opts.finished === true,
+      })
+    ).operations;
+  }
+
+  async cancelOperation(serverId: string, id: string): Promise<Operation__Output> {
+    return this.rpc<Operation__Output>(this.opsClient(serverId), 'Cancel', { id });
+  }
+
+  /** Follows an operation through the server's Watch stream until it ends; resolves with its last state. */
+  watchOperation(
+    serverId: string,
+    id: string,
+    onUpdate?: (op: Operation__Output) => void,
+  ): Promise<Operation__Output> {
+    const client = this.opsClient(serverId) as unknown as {
+      Watch(req: { id: string }): grpc.ClientReadableStream<Operation__Output>;
+    };
+    return new Promise((resolve, reject) => {
+      let last: Operation__Output | undefined;
+      const stream = client.Watch({ id });
+      stream.on('data', (op: Operation__Output) => {
+        last = op;
+        onUpdate?.(op);
+      });
+      stream.on('error', (err: grpc.ServiceError) => reject(fromServiceError(err)));
+      stream.on('end', () =>
+        last
+          ? resolve(last)
+          : reject(new WalbError('UNAVAILABLE', `the watch of operation ${id} ended empty`)),
+      );
+    });
   }
 
   /** Waits for an operation; `progress` sees it at every poll. */

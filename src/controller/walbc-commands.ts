@@ -1,6 +1,7 @@
 // walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
 import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
 import { Controller, loadLayout } from './controller';
+import { WalbError, type ErrorCode } from '../common/errors';
 
 const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 'boolean' } };
 const commonHelp = {
@@ -272,6 +273,60 @@ export const walbcCommands: Command[] = [
       address: 'the archive HOST:PORT (default: from the layout)',
       compression: 'snappy (default), none, zstd, lz4, gzip, lzma, with an optional :LEVEL',
       delay: 'hold each wdiff this many seconds before sending it',
+    },
+  ),
+  cmd(
+    'operations',
+    'SERVER',
+    'operations of a server (layout id): running ones, with --finished also the last finished',
+    [1, 1],
+    async (c, a, v) => {
+      const ops = await c.listOperations(a[0], {
+        volume: stringOpt(v, 'volume'),
+        finished: v.finished === true,
+      });
+      out(
+        v,
+        ops,
+        [
+          'ID\tKIND\tVOLUME\tSTATE\tPROGRESS\tRESULT',
+          ...ops.map(
+            (o) =>
+              `${o.id}\t${o.kind}\t${o.volume}\t${o.state}\t${Number(o.total) ? `${Math.round((100 * Number(o.done)) / Number(o.total))}%` : '-'}\t${o.state === 'failed' ? o.error : o.result || '-'}`,
+          ),
+        ].join('\n'),
+      );
+    },
+    { volume: { type: 'string' }, finished: { type: 'boolean' } },
+    { volume: 'only this volume', finished: 'also finished operations' },
+  ),
+  cmd(
+    'watch',
+    'SERVER OPERATION',
+    'follow an operation until it ends (progress on a terminal); exit 1 unless it is done',
+    [2, 2],
+    async (c, a, v) => {
+      const op = await c.watchOperation(a[0], a[1], progress(v));
+      out(
+        v,
+        op,
+        `\n${op.kind} of ${op.volume}: ${op.state}${op.result ? ` ${op.result}` : ''}${op.error ? ` (${op.error})` : ''}`,
+      );
+      if (op.state !== 'done')
+        throw new WalbError(
+          op.state === 'cancelled' ? 'FAILED_PRECONDITION' : ((op.errorCode || 'INTERNAL') as ErrorCode),
+          `${op.kind} of ${op.volume} ${op.state}${op.error ? `: ${op.error}` : ''}`,
+        );
+    },
+  ),
+  cmd(
+    'cancel',
+    'SERVER OPERATION',
+    'cancel a running operation (its volume goes back to where it was)',
+    [2, 2],
+    async (c, a, v) => {
+      const op = await c.cancelOperation(a[0], a[1]);
+      out(v, op, `${op.kind} of ${op.volume}: ${op.state}`);
     },
   ),
   cmd(

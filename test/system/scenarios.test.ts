@@ -154,3 +154,90 @@ test.serial(
     }
   },
 );
+
+test.serial(
+  'a full backup cancelled half-way leaves storage and archive ready for another, which then succeeds (watch, operations, cancel)',
+  async (t) => {
+    const dir = makeTempDir('scenario-cancel');
+    const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+    const a0 = new ServerProc('walb-archive', path.join(dir, 'a0'), await freePort());
+    const p0 = new ServerProc('walb-proxy', path.join(dir, 'p0'), await freePort());
+    let s0: ServerProc | undefined;
+    try {
+      await wdevd.start();
+      const files = await makeWdevFiles(dir, 'w', { ldevBytes: 16 << 20, ddevBytes: SIZE, pbs: 4096 });
+      fs.writeFileSync(files.ddev, crypto.randomBytes(SIZE));
+      await wdevd.client.createWdev({ ...files, name: 'w' });
+      await Promise.all([a0.start(), p0.start()]);
+      // The scan is throttled (-fst) so that the backup takes about 4 s.
+      const config = path.join(dir, 'storage.json');
+      fs.writeFileSync(config, JSON.stringify({ fullScanBytesPerSec: 4 << 20 }));
+      s0 = new ServerProc('walb-storage', path.join(dir, 's0'), await freePort(), [
+        '--config',
+        config,
+        '--archive',
+        a0.address,
+        '--proxy',
+        p0.address,
+        '--wdevd-socket',
+        path.join(wdevd.runDir, 'wdevd.sock'),
+      ]);
+      await s0.start();
+      const layout = path.join(dir, 'layout.json');
+      fs.writeFileSync(
+        layout,
+        JSON.stringify({
+          storages: [{ id: 's0', address: s0.address }],
+          proxies: [{ id: 'p0', address: p0.address }],
+          archives: [{ id: 'a0', address: a0.address }],
+        }),
+      );
+      const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+      const ok = async (...args: string[]) => {
+        const r = await walbc(...args);
+        t.is(r.code, 0, `walbc ${args.join(' ')}: ${r.stderr}`);
+        return r.stdout.trim();
+      };
+      await ok('init-vol', 'vol', 'w');
+
+      const first = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
+      await new Promise((r) => setTimeout(r, 1000));
+      t.regex(
+        await ok('operations', 's0'),
+        new RegExp(`^${first.operation.id}\\tfull-backup\\tvol\\trunning\\t`, 'm'),
+      );
+      t.regex(await ok('cancel', 's0', first.operation.id), /full-backup of vol: (running|cancelled)/);
+      const watched = await walbc('watch', 's0', first.operation.id);
+      t.is(watched.code, 1, 'watch exits 1 for an operation that did not complete');
+      t.regex(watched.stdout, /full-backup of vol: cancelled/);
+      t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
+      const deadline = Date.now() + 20_000;
+      while ((await ok('get-state', 'vol', 'a0')) !== 'SyncReady' && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 200));
+      t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the archive drops the partial base');
+
+      const second = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
+      const done = JSON.parse(await ok('watch', 's0', second.operation.id, '--json')) as {
+        state: string;
+        result: string;
+      };
+      t.is(done.state, 'done');
+      t.regex(
+        await ok('operations', 's0', '--finished'),
+        new RegExp(`^${first.operation.id}\\t.*\\tcancelled\\t`, 'm'),
+      );
+      const gid = Number(done.result);
+      for (let i = 0; i < 100 && !(await ok('get-restorable', 'vol')).includes(`${gid} `); i++)
+        await new Promise((r) => setTimeout(r, 200));
+      const r = JSON.parse(await ok('restore', 'vol', String(gid), '--wait', '--json')) as { result: string };
+      const { c } = await RawClient.go(wdevd.nbdSocket, 'w');
+      t.is(fileHash(r.result), await deviceHash(c, SIZE), 'the second full backup restores to the device');
+      c.destroy();
+    } finally {
+      await s0?.kill();
+      await Promise.all([p0.kill(), a0.kill()]);
+      await wdevd.cleanup();
+      removeDir(dir);
+    }
+  },
+);
