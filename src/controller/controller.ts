@@ -175,6 +175,11 @@ export class Controller {
     return opts.wait ? this.waitOperation(serverId, op, opts.progress) : op;
   }
 
+  /** Back to SyncReady for a new full backup: a storage resets its log; an archive (stopped) drops its history. */
+  async resetVolume(volume: string, serverId: string): Promise<string> {
+    return (await this.rpc<{ state: string }>(this.server(serverId).client, 'ResetVol', { volume })).state;
+  }
+
   /** Removes a volume from one server (its data there is deleted). */
   async clearVolume(volume: string, serverId: string): Promise<string> {
     return (await this.rpc<{ state: string }>(this.server(serverId).client, 'ClearVol', { volume })).state;

@@ -222,6 +222,16 @@ export const walbcCommands: Command[] = [
     { ...waitHelp, mode: 'graceful (default), force, or empty (a proxy sends everything first)' },
   ),
   cmd(
+    'reset-vol',
+    'VOL SERVER',
+    'back to SyncReady for a new full backup (a storage resets its log; a stopped archive drops its history)',
+    [2, 2],
+    async (c, a, v) => {
+      const state = await c.resetVolume(a[0], a[1]);
+      out(v, { state }, state);
+    },
+  ),
+  cmd(
     'clear-vol',
     'VOL SERVER',
     'remove a volume from a server (layout id), deleting its data there',

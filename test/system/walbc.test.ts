@@ -107,7 +107,7 @@ test.serial(
 );
 
 test.serial(
-  'with the proxy down the log overflows: is-overflow says 1, the storage stops the volume, writes never fail',
+  'with the proxy down the log overflows: is-overflow says 1, the storage stops the volume, writes never fail; reset-vol on both ends and a new full backup recover it',
   async (t) => {
     const dir = makeTempDir('walbc-overflow');
     const wdevd = new Wdevd(path.join(dir, 'wdevd'));
@@ -157,6 +157,32 @@ test.serial(
         'Stopped',
         'the storage stopped shipping a broken history',
       );
+
+      // Recovery (docs/operations.md): both ends back to SyncReady, the proxy back, a new full backup; then
+      // snapshots flow again and restore to the device.
+      const ok = async (...args: string[]) => {
+        const r = await walbc(...args);
+        t.is(r.code, 0, `walbc ${args.join(' ')}: ${r.stderr}`);
+        return r.stdout.trim();
+      };
+      t.is(await ok('reset-vol', 'ovf', 's0'), 'SyncReady');
+      await ok('stop', 'ovf', 'a0', '--wait');
+      t.is(await ok('reset-vol', 'ovf', 'a0'), 'SyncReady');
+      await proxy.start();
+      await ok('full-backup', 'ovf', '--wait');
+      t.is(await ok('is-overflow', 'ovf'), '0');
+      const again = await RawClient.go(wdevd.nbdSocket, 'ovf');
+      t.is(await again.c.writeAt(1, 0, crypto.randomBytes(1 << 20), P.NBD_CMD_FLAG_FUA), 0);
+      const gid = await ok('snapshot', 'ovf', '--wait');
+      const restored = JSON.parse(await ok('restore', 'ovf', gid, '--wait', '--json')) as { result: string };
+      const device = Buffer.alloc(SIZE);
+      for (let off = 0, h = 10; off < SIZE; off += 1 << 20, h++)
+        (await again.c.readAt(h, off, 1 << 20)).data.copy(device, off);
+      t.true(
+        fs.readFileSync(restored.result).equals(device),
+        'after recovery the snapshot restores to the device',
+      );
+      again.c.destroy();
     } finally {
       await storage?.kill();
       await Promise.all([proxy.kill(), archive.kill()]);
