@@ -11,32 +11,62 @@ import type { RejectReason } from '../generated/walb/v1/RejectReason';
 
 export type TransferResult = { ok: true } | { ok: false; reason: RejectReason; message: string };
 
+export interface TransferOptions {
+  /**
+   * Longest wait for the receiver — its answer to the header, room to send (flow control) — before the transfer
+   * fails as UNAVAILABLE, so that a hung peer (a stopped process, a black-holed link) cannot hold a sender
+   * forever (WalB's socket timeout). The final acknowledgement, which waits for an fsync, gets six times as
+   * long. 0: no limit.
+   */
+  idleTimeoutMs?: number;
+}
+
 export async function runTransfer<Req>(
   stream: grpc.ClientDuplexStream<Req, TransferReply__Output>,
   header: Req,
   body: () => AsyncIterable<Req>,
   /** The closing message, or a function that builds it once the body is sent. */
   end: Req | (() => Promise<Req>),
+  opts: TransferOptions = {},
 ): Promise<TransferResult> {
   const replies: TransferReply__Output[] = [];
   let failure: Error | undefined;
   let ended = false;
   let wake: (() => void) | undefined;
+  const fail = (err: Error) => {
+    failure ??= err;
+    wake?.();
+  };
   stream.on('data', (r: TransferReply__Output) => {
     replies.push(r);
     wake?.();
   });
-  stream.on('error', (e: grpc.ServiceError) => {
-    failure = fromServiceError(e);
-    wake?.();
-  });
+  stream.on('error', (e: grpc.ServiceError) => fail(fromServiceError(e)));
   stream.on('end', () => {
     ended = true;
     wake?.();
   });
-  const reply = async (): Promise<TransferReply__Output> => {
-    while (replies.length === 0 && !failure && !ended) await new Promise<void>((r) => (wake = r));
+  // One wait at a time (the code below is sequential); the watchdog fails it when it lasts too long.
+  let deadline = 0;
+  let waitLimitMs = 0;
+  const wait = async (ready: () => boolean, limitMs: number): Promise<void> => {
+    deadline = limitMs > 0 ? Date.now() + limitMs : 0;
+    waitLimitMs = limitMs;
+    try {
+      while (!ready() && !failure && !ended) await new Promise<void>((r) => (wake = r));
+    } finally {
+      deadline = 0;
+    }
     if (failure) throw failure;
+  };
+  const idle = opts.idleTimeoutMs ?? 0;
+  const watchdog = setInterval(() => {
+    if (deadline && Date.now() > deadline)
+      fail(new WalbError('UNAVAILABLE', `the receiver did not answer within ${waitLimitMs / 1000} s`));
+  }, 200);
+  watchdog.unref();
+  const reply = async (limitMs = idle): Promise<TransferReply__Output> => {
+    await wait(() => replies.length > 0, limitMs);
     const r = replies.shift();
     if (!r) throw new WalbError('UNAVAILABLE', 'the receiver closed the transfer without an answer');
     return r;
@@ -52,16 +82,31 @@ export async function runTransfer<Req>(
     for await (const m of body()) {
       if (failure) throw failure;
       const release = m instanceof EncodedMessage ? m.release : undefined;
-      if (!stream.write(m, release && (() => release()))) await new Promise((r) => stream.once('drain', r));
+      if (!stream.write(m, release && (() => release()))) {
+        let drained = false;
+        const onDrain = () => {
+          drained = true;
+          wake?.();
+        };
+        stream.once('drain', onDrain);
+        try {
+          await wait(() => drained, idle);
+        } finally {
+          stream.off('drain', onDrain);
+        }
+        if (ended) throw new WalbError('UNAVAILABLE', 'the receiver ended the transfer early');
+      }
     }
     stream.write(typeof end === 'function' ? await (end as () => Promise<Req>)() : end);
     stream.end();
-    const last = await reply();
+    const last = await reply(idle * 6);
     if (!last.done) throw new WalbError('INTERNAL', 'the receiver did not confirm the transfer');
     return { ok: true };
   } catch (err) {
     stream.cancel();
     throw err;
+  } finally {
+    clearInterval(watchdog);
   }
 }
 

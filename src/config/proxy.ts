@@ -20,6 +20,8 @@ export interface ProxyConfig {
   retryTimeoutSec: number;
   /** Start every volume at startup (WalB starts them unless -stop). */
   startVolumes: boolean;
+  /** Longest wait for a peer in a transfer before giving up on it [s] (-to). */
+  socketTimeoutSec: number;
 }
 
 const schema: convict.Schema<ProxyConfig> = {
@@ -57,6 +59,11 @@ const schema: convict.Schema<ProxyConfig> = {
     doc: 'Start every volume at startup; false leaves them Stopped until `start` (-stop).',
     format: 'strict-boolean',
     default: true,
+  },
+  socketTimeoutSec: {
+    doc: 'Longest wait for the receiver of a transfer (an answer, room to send) before giving up on it [s] (-to); the final acknowledgement gets six times as long.',
+    format: 'nat',
+    default: 10,
   },
 };
 

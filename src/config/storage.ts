@@ -27,6 +27,8 @@ export interface StorageConfig {
   proxyHeartbeatTimeoutSec: number;
   /** Read rate limit of a full backup's scan [bytes/s], 0 = unlimited (-fst). */
   fullScanBytesPerSec: number;
+  /** Longest wait for a peer in a transfer before giving up on it [s] (-to). */
+  socketTimeoutSec: number;
 }
 
 const schema: convict.Schema<StorageConfig> = {
@@ -87,6 +89,11 @@ const schema: convict.Schema<StorageConfig> = {
     doc: "Read rate limit of a full backup's scan of the data device [bytes/s], 0 = unlimited (-fst).",
     format: 'nat',
     default: 0,
+  },
+  socketTimeoutSec: {
+    doc: 'Longest wait for the receiver of a transfer (an answer, room to send) before giving up on it [s] (-to); the final acknowledgement gets six times as long.',
+    format: 'nat',
+    default: 10,
   },
 };
 

@@ -540,6 +540,7 @@ export class ProxyServer {
         { header: { volume: v.name, storageUuid: uuid, size: v.meta.size, diff: this.diffMsg(merged) } },
         () => fileChunks(file, (data) => ({ data })),
         { end: {} },
+        { idleTimeoutMs: this.config.socketTimeoutSec * 1000 },
       );
       const dropSent = async () => {
         for (const d of send) await fs.promises.rm(files.get(d)!, { force: true });

@@ -401,6 +401,7 @@ export class StorageServer {
             gidE = rec.gid;
             return { end: { snapshot: { gidB: 0, gidE } } };
           },
+          { idleTimeoutMs: this.config.socketTimeoutSec * 1000 },
         );
         if (!result.ok)
           throw new WalbError(
@@ -539,7 +540,9 @@ export class StorageServer {
     for (const i of this.proxies.available()) {
       const address = this.proxies.address(i);
       try {
-        const r = await runTransfer(this.proxies.client(i).SendWlog(), header, body, endMsg);
+        const r = await runTransfer(this.proxies.client(i).SendWlog(), header, body, endMsg, {
+          idleTimeoutMs: this.config.socketTimeoutSec * 1000,
+        });
         if (!r.ok) {
           errors.push(`${address}: ${r.reason} ${r.message}`);
           continue;

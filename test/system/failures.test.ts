@@ -124,3 +124,80 @@ test.serial(
     }
   },
 );
+
+test.serial(
+  'a hung proxy (SIGSTOP) holds a transfer only for the socket timeout: the logs go through the next proxy and the snapshot restores to the device',
+  async (t) => {
+    const dir = makeTempDir('failures-hung');
+    const wdevd = new Wdevd(path.join(dir, 'wdevd'));
+    const a0 = new ServerProc('walb-archive', path.join(dir, 'a0'), await freePort());
+    const p0 = new ServerProc('walb-proxy', path.join(dir, 'p0'), await freePort());
+    const p1 = new ServerProc('walb-proxy', path.join(dir, 'p1'), await freePort());
+    let s0: ServerProc | undefined;
+    let ctl: Controller | undefined;
+    try {
+      await wdevd.start();
+      const files = await makeWdevFiles(dir, 'h', { ldevBytes: 32 << 20, ddevBytes: SIZE, pbs: 4096 });
+      await wdevd.client.createWdev({ ...files, name: 'h' });
+      await Promise.all([a0.start(), p0.start(), p1.start()]);
+      const config = path.join(dir, 'storage.json');
+      fs.writeFileSync(config, JSON.stringify({ socketTimeoutSec: 2 }));
+      s0 = new ServerProc('walb-storage', path.join(dir, 's0'), await freePort(), [
+        '--config',
+        config,
+        '--archive',
+        a0.address,
+        '--proxy',
+        `${p0.address},${p1.address}`,
+        '--wdevd-socket',
+        path.join(wdevd.runDir, 'wdevd.sock'),
+      ]);
+      await s0.start();
+      ctl = new Controller({
+        storages: [{ id: 's0', address: s0.address }],
+        proxies: [
+          { id: 'p0', address: p0.address },
+          { id: 'p1', address: p1.address },
+        ],
+        archives: [{ id: 'a0', address: a0.address }],
+      });
+      const c0 = ctl;
+      await c0.initVolume('h', 'h');
+      await c0.fullBackup('h', { wait: true });
+      const { c } = await RawClient.go(wdevd.nbdSocket, 'h');
+      const image = fs.readFileSync(files.ddev);
+
+      p0.proc!.kill('SIGSTOP');
+      const data = crypto.randomBytes(2 << 20);
+      data.copy(image, 4 << 20);
+      t.is(await c.writeAt(1, 4 << 20, data, P.NBD_CMD_FLAG_FUA), 0);
+      const started = Date.now();
+      const gid = Number(
+        (
+          (await c0.callMethod('s0', 'Snapshot', { volume: 'h' })) as {
+            gid: number;
+          }
+        ).gid,
+      );
+      // Not kicking the proxies here: the Controller would wait on the stopped one.
+      await until(
+        async () => (await c0.getRestorable('h', 'a0', true)).some((s) => s.gid === gid),
+        'the snapshot through the second proxy',
+        60_000,
+      );
+      t.log(`restorable ${Date.now() - started} ms after the snapshot, with the first proxy hung`);
+      t.regex(s0.stderr, /did not answer within 2 s/, 'the transfer to the hung proxy timed out');
+      t.regex(s0.stderr, new RegExp(`"event":"wlog-sent".*"proxy":"${p1.address}"`));
+      const op = await c0.restore('h', gid, { wait: true });
+      t.is(sha1(fs.readFileSync(op.result)), sha1(image));
+      c.destroy();
+    } finally {
+      p0.proc?.kill('SIGCONT');
+      ctl?.close();
+      await s0?.kill();
+      await Promise.all([p0.kill(), p1.kill(), a0.kill()]);
+      await wdevd.cleanup();
+      removeDir(dir);
+    }
+  },
+);
