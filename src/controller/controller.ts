@@ -93,8 +93,8 @@ export class Controller {
       for (const c of m.values()) c.close();
   }
 
-  private rpc<T>(client: Client, method: string, req: object): Promise<T> {
-    return call<object, T>(client, method, req, this.timeoutMs);
+  private rpc<T>(client: Client, method: string, req: object, timeoutMs = this.timeoutMs): Promise<T> {
+    return call<object, T>(client, method, req, timeoutMs);
   }
 
   private pick(map: Map<string, Client>, id: string | undefined, role: string): [string, Client] {
@@ -301,7 +301,10 @@ export class Controller {
     timeoutMs = 600_000,
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    for (const [, p] of this.proxies) await this.rpc(p, 'Kick', { volume }).catch(() => undefined);
+    // Best effort, all at once and briefly: a proxy that is down or hung must not hold the wait up.
+    await Promise.all(
+      [...this.proxies.values()].map((p) => this.rpc(p, 'Kick', { volume }, 3000).catch(() => undefined)),
+    );
     while (!(await this.getRestorable(volume, archive, true)).some((s) => s.gid === gid)) {
       if (Date.now() > deadline)
         throw new WalbError('UNAVAILABLE', `gid ${gid} of ${volume} is not restorable on ${archive} yet`);
@@ -394,8 +397,11 @@ export class Controller {
   async kickAll(): Promise<{ id: string; error: string }[]> {
     const failed: { id: string; error: string }[] = [];
     const all = [...this.storages, ...this.proxies];
-    for (const [id, c] of all)
-      await this.rpc(c, 'Kick', {}).catch((err: Error) => failed.push({ id, error: err.message }));
+    await Promise.all(
+      all.map(([id, c]) =>
+        this.rpc(c, 'Kick', {}, 10_000).catch((err: Error) => failed.push({ id, error: err.message })),
+      ),
+    );
     if (failed.length === all.length)
       throw new WalbError(
         'UNAVAILABLE',

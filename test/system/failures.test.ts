@@ -179,12 +179,8 @@ test.serial(
           }
         ).gid,
       );
-      // Not kicking the proxies here: the Controller would wait on the stopped one.
-      await until(
-        async () => (await c0.getRestorable('h', 'a0', true)).some((s) => s.gid === gid),
-        'the snapshot through the second proxy',
-        60_000,
-      );
+      // waitRestorable kicks every proxy, the hung one only briefly.
+      await c0.waitRestorable('h', gid, 'a0', 60_000);
       t.log(`restorable ${Date.now() - started} ms after the snapshot, with the first proxy hung`);
       t.regex(s0.stderr, /did not answer within 2 s/, 'the transfer to the hung proxy timed out');
       t.regex(s0.stderr, new RegExp(`"event":"wlog-sent".*"proxy":"${p1.address}"`));
