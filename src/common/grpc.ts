@@ -146,11 +146,9 @@ export async function startGrpcServer(
 
 /** HTTP/2 receive window of our servers, per stream and per connection (see widenFlowControl). */
 export const SERVER_WINDOW = 32 << 20;
-/** Largest HTTP/2 frame our servers accept (the protocol's maximum). */
-export const SERVER_MAX_FRAME = (1 << 24) - 1;
 
 /**
- * grpc-js servers keep HTTP/2's default 64 KiB receive window and 16 KiB frames, which caps a bulk stream at a
+ * grpc-js servers keep HTTP/2's default 64 KiB receive window, which caps a bulk stream at a
  * few hundred MB/s on loopback, and it has no option for either. We reach into two of its internals: the
  * settings it passes to http2.createServer and the hook where it sets up each listener, to widen the connection
  * window of every session. test/unit/grpc-window.test.ts fails if a grpc-js upgrade moves them.
@@ -165,11 +163,8 @@ function widenFlowControl(server: grpc.Server): void {
   const options = internals.commonServerOptions;
   const setup = internals._setupHandlers;
   if (!options || !setup) return;
-  options.settings = {
-    ...options.settings,
-    initialWindowSize: SERVER_WINDOW,
-    maxFrameSize: SERVER_MAX_FRAME,
-  };
+  // (A larger maxFrameSize would not help: Node's HTTP/2 client sends 16 KiB DATA frames whatever the peer allows.)
+  options.settings = { ...options.settings, initialWindowSize: SERVER_WINDOW };
   internals._setupHandlers = function (this: unknown, listener, ...rest) {
     listener?.on('session', (s) => s.setLocalWindowSize(SERVER_WINDOW));
     return setup.call(this, listener, ...rest);
