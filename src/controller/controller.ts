@@ -152,6 +152,85 @@ export class Controller {
     return this.rpc(client, method, req);
   }
 
+  /** WalB's `get` targets this controller answers, per role (walb-servers.md §4.4, §5.4, §6.4). */
+  static readonly GET_TARGETS: Record<StatusRow['role'], string[]> = {
+    storage: ['state', 'host-type', 'vol', 'is-overflow', 'log-usage', 'uuid', 'latest-snap'],
+    proxy: ['state', 'host-type', 'vol', 'is-wdiff-send-error', 'proxy-diff'],
+    archive: [
+      'state',
+      'host-type',
+      'vol',
+      'restorable',
+      'restored',
+      'uuid',
+      'archive-uuid',
+      'base',
+      'vol-size',
+      'num-diff',
+      'total-diff-size',
+      'latest-snap',
+    ],
+  };
+
+  /** One of WalB's `get` queries on a server; the answer as lines of text (as walbc prints them). */
+  async get(serverId: string, target: string, args: string[] = []): Promise<string[]> {
+    const { role, client } = this.server(serverId);
+    if (!Controller.GET_TARGETS[role].includes(target))
+      throw new WalbError(
+        'INVALID_ARGUMENT',
+        `the ${role} has no get target '${target}' (${Controller.GET_TARGETS[role].join(', ')})`,
+      );
+    if (target === 'host-type') return [role];
+    if (target === 'vol')
+      return (await this.rpc<{ volumes: { volume: string }[] }>(client, 'ListVolumes', {})).volumes.map(
+        (v) => v.volume,
+      );
+    const volume = args[0];
+    if (!volume) throw new WalbError('USAGE', `get ${target} needs a volume`);
+    if (target === 'state')
+      return [(await this.rpc<{ state: string }>(client, 'GetState', { volume })).state];
+    if (target === 'restorable')
+      return (await this.getRestorable(volume, serverId, args[1] === 'all')).map(
+        (x) => `${x.gid} ${new Date(x.timestamp * 1000).toISOString().slice(0, 19)} ${x.explicit ? 1 : 0}`,
+      );
+    if (target === 'restored') return (await this.getRestored(volume, serverId)).map(String);
+    if (target === 'is-wdiff-send-error')
+      return [(await this.isWdiffSendError(volume, serverId, args[1] ?? this.primaryArchive)) ? '1' : '0'];
+    if (target === 'is-overflow') return [(await this.isOverflow(volume, serverId)) ? '1' : '0'];
+    const st = await this.rpc<Record<string, unknown>>(client, 'Status', { volume });
+    const snap = (m: unknown) => {
+      const x = m as { gidB: number; gidE: number } | null;
+      return x ? (Number(x.gidB) === Number(x.gidE) ? `|${x.gidB}|` : `|${x.gidB},${x.gidE}|`) : '';
+    };
+    switch (`${role} ${target}`) {
+      case 'storage log-usage':
+        return [`name:${volume}\tusage_pb:${st.logUsage}\tcapacity_pb:${st.logCapacity}`];
+      case 'storage uuid':
+      case 'archive uuid':
+        return [String(role === 'storage' ? st.uuid : st.storageUuid)];
+      case 'storage latest-snap': {
+        const q = (st.queue as { gid: number; timestamp: number }[]).at(-1);
+        return [`name:${volume}\tkind:storage\tgid:${q ? q.gid : st.doneGid}`];
+      }
+      case 'proxy proxy-diff':
+        return (st.archives as { name: string; pendingWdiffs: number; pendingBytes: number }[]).map(
+          (a) => `${a.name}\t${a.pendingWdiffs}\t${a.pendingBytes}`,
+        );
+      case 'archive archive-uuid':
+        return [String(st.archiveUuid)];
+      case 'archive base':
+        return [snap(st.base)];
+      case 'archive vol-size':
+        return [String(st.size)];
+      case 'archive num-diff':
+        return [String(st.diffs)];
+      case 'archive total-diff-size':
+        return [String(st.diffBytes)];
+      default: // archive latest-snap
+        return [`name:${volume}\tkind:archive\tgid:${snap(st.latest).replace(/[|]/g, '').split(',').at(-1)}`];
+    }
+  }
+
   /** init-vol on one storage only (WalB's init_storage): the volume's wdev on that host. */
   async initStorage(volume: string, wdev: string, storage?: string): Promise<void> {
     await this.rpc(this.pick(this.storages, storage, 'storage')[1], 'InitVol', { volume, wdev });

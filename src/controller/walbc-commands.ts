@@ -286,6 +286,21 @@ export const walbcCommands: Command[] = [
     },
   ),
   cmd(
+    'get',
+    'SERVER TARGET [VOL] [ARG]',
+    "one of WalB's get queries on a server (layout id), e.g. get a0 num-diff vol0; TARGET 'help' lists them",
+    [2, 4],
+    async (c, a, v) => {
+      if (a[1] === 'help') {
+        const role = c.server(a[0]).role;
+        out(v, Controller.GET_TARGETS[role], Controller.GET_TARGETS[role].join('\n'));
+        return;
+      }
+      const lines = await c.get(a[0], a[1], a.slice(2));
+      out(v, lines, lines.join('\n'));
+    },
+  ),
+  cmd(
     'operations',
     'SERVER',
     'operations of a server (layout id): running ones, with --finished also the last finished',

@@ -131,6 +131,23 @@ test.serial(
       const r3 = JSON.parse(await ok('restore', 'vol', String(g3), '--wait', '--json')) as { result: string };
       t.is(fileHash(r3.result), await deviceHash(c, SIZE), 'restore after a proxy stop/start = device');
 
+      // WalB's get queries.
+      t.is(await ok('get', 's0', 'host-type'), 'storage');
+      t.is(await ok('get', 'a0', 'vol'), 'vol');
+      t.is(await ok('get', 's0', 'state', 'vol'), 'Target');
+      t.regex(await ok('get', 's0', 'log-usage', 'vol'), /^name:vol\tusage_pb:\d+\tcapacity_pb:\d+$/);
+      t.regex(await ok('get', 's0', 'latest-snap', 'vol'), /^name:vol\tkind:storage\tgid:\d+$/);
+      t.regex(await ok('get', 'p0', 'proxy-diff', 'vol'), /^a0\t\d+\t\d+$/);
+      t.is(await ok('get', 'p0', 'is-wdiff-send-error', 'vol', 'a0'), '0');
+      t.regex(await ok('get', 'a0', 'base', 'vol'), /^\|0(,\d+)?\|$/);
+      t.is(await ok('get', 'a0', 'vol-size', 'vol'), String(SIZE / 512));
+      t.regex(await ok('get', 'a0', 'num-diff', 'vol'), /^\d+$/);
+      t.regex(await ok('get', 'a0', 'restorable', 'vol'), new RegExp(`^${g3} `, 'm'));
+      t.is(await ok('get', 'a0', 'uuid', 'vol'), await ok('get', 's0', 'uuid', 'vol'));
+      const badTarget = await walbc('get', 'a0', 'nope', 'vol');
+      t.not(badTarget.code, 0);
+      t.regex(badTarget.stderr, /the archive has no get target 'nope'/);
+
       // Any server command through `call`, typed by hand as JSON.
       const st = JSON.parse(await ok('call', 's0', 'Status', '{"volume":"vol"}')) as { doneGid: number };
       t.true(Number(st.doneGid) >= g3);
