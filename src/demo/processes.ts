@@ -26,7 +26,8 @@ export class Processes {
     const p = spawn(
       process.execPath,
       [
-        ...(process.env.WALB_NODE_FLAGS ? process.env.WALB_NODE_FLAGS.split(' ') : []),
+        // For profiling the servers, e.g. WALB_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof'.
+        ...(process.env.WALB_NODE_FLAGS ? process.env.WALB_NODE_FLAGS.split(' ').filter(Boolean) : []),
         path.join(ROOT, 'dist', 'src', 'bin', `${bin}.js`),
         ...args,
       ],
