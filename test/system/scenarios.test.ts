@@ -173,7 +173,7 @@ test.serial(
 );
 
 test.serial(
-  'a full backup cancelled half-way leaves storage and archive ready for another, which then succeeds (watch, operations, cancel)',
+  'a full backup cancelled half-way, or whose archive is killed half-way, leaves storage and archive ready for another, which then succeeds (watch, operations, cancel)',
   async (t) => {
     const dir = makeTempDir('scenario-cancel');
     const wdevd = new Wdevd(path.join(dir, 'wdevd'));
@@ -232,6 +232,18 @@ test.serial(
       while ((await ok('get-state', 'vol', 'a0')) !== 'SyncReady' && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 200));
       t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the archive drops the partial base');
+
+      // e12-like: the archive dies in the middle of a full backup; the storage's operation fails and the volume is
+      // SyncReady again; the restarted archive is SyncReady too (the partial base is dropped).
+      const killed = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
+      await new Promise((r) => setTimeout(r, 1000));
+      await a0.kill();
+      const failed = await walbc('watch', 's0', killed.operation.id, '--json');
+      t.is(failed.code, 1);
+      t.regex(failed.stdout, /"state": "failed"/);
+      t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
+      await a0.start();
+      t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the restarted archive drops the partial base');
 
       const second = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
       const done = JSON.parse(await ok('watch', 's0', second.operation.id, '--json')) as {
