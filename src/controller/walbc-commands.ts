@@ -36,6 +36,14 @@ function progress(values: Values) {
   };
 }
 
+/** Help for --storage/--proxy/--archive, which name the server a volume verb goes to. */
+function serverHelp(options: Options): Record<string, string> {
+  const help: Record<string, string> = {};
+  for (const role of ['storage', 'proxy', 'archive'])
+    if (role in options) help[role] = `the ${role} to use (layout id; default: the first of the layout)`;
+  return help;
+}
+
 function cmd(
   name: string,
   args: string,
@@ -50,7 +58,7 @@ function cmd(
     args,
     summary,
     options: { ...common, ...extra },
-    optionHelp: { ...commonHelp, ...extraHelp },
+    optionHelp: { ...commonHelp, ...serverHelp(extra), ...extraHelp },
     minArgs: n[0],
     maxArgs: n[1],
     run: (a, v) => withController(v, (c) => run(c, a, v)),
@@ -280,6 +288,7 @@ export const walbcCommands: Command[] = [
       delay: { type: 'string' },
     },
     {
+      proxy: 'only this proxy (layout id; default: every proxy of the layout)',
       address: 'the archive HOST:PORT (default: from the layout)',
       compression: 'snappy (default), none, zstd, lz4, gzip, lzma, with an optional :LEVEL',
       delay: 'hold each wdiff this many seconds before sending it',
