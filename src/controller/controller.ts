@@ -226,8 +226,12 @@ export class Controller {
         return [String(st.diffs)];
       case 'archive total-diff-size':
         return [String(st.diffBytes)];
-      default: // archive latest-snap
-        return [`name:${volume}\tkind:archive\tgid:${snap(st.latest).replace(/[|]/g, '').split(',').at(-1)}`];
+      case 'archive latest-snap': {
+        const latest = st.latest as { gidE: number } | null;
+        return [`name:${volume}\tkind:archive\tgid:${latest ? latest.gidE : ''}`];
+      }
+      default:
+        throw new WalbError('INTERNAL', `get ${target} on a ${role} is listed but not answered`);
     }
   }
 

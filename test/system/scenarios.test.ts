@@ -144,6 +144,10 @@ test.serial(
       t.regex(await ok('get', 'a0', 'num-diff', 'vol'), /^\d+$/);
       t.regex(await ok('get', 'a0', 'restorable', 'vol'), new RegExp(`^${g3} `, 'm'));
       t.is(await ok('get', 'a0', 'uuid', 'vol'), await ok('get', 's0', 'uuid', 'vol'));
+      // Every target a server lists is answered.
+      for (const server of ['s0', 'p0', 'a0'])
+        for (const target of (await ok('get', server, 'help')).split('\n'))
+          await ok('get', server, target, 'vol', ...(target === 'is-wdiff-send-error' ? ['a0'] : []));
       const badTarget = await walbc('get', 'a0', 'nope', 'vol');
       t.not(badTarget.code, 0);
       t.regex(badTarget.stderr, /the archive has no get target 'nope'/);
