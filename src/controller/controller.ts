@@ -3,7 +3,7 @@
 // (walb-servers.md §9).
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { WalbError, errorCode } from '../common/errors';
+import { WalbError, errorCode, errorMessage } from '../common/errors';
 import { CLIENT_OPTIONS, call, fromServiceError, loadProto } from '../common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
@@ -65,6 +65,9 @@ export interface StatusRow {
    * latest snapshot; or why the server could not be asked. */
   detail: string;
 }
+
+/** How long `status` waits for each server. */
+const STATUS_TIMEOUT_MS = 5000;
 
 export class Controller {
   private readonly storages = new Map<string, Client>();
@@ -493,45 +496,51 @@ export class Controller {
     return failed;
   }
 
-  /** One row per (server, volume): the whole group at a glance, or one volume. */
+  /**
+   * One row per (server, volume): the whole group at a glance, or one volume. All servers are asked at once and
+   * briefly, so that one that hangs shows as UNREACHABLE after a few seconds instead of holding the table.
+   */
   async status(volume?: string): Promise<StatusRow[]> {
-    const rows: StatusRow[] = [];
-    const each = async (role: StatusRow['role'], map: Map<string, Client>) => {
-      for (const [id, c] of map) {
+    const servers = [
+      ...[...this.storages].map(([id, c]) => ({ id, c, role: 'storage' as const })),
+      ...[...this.proxies].map(([id, c]) => ({ id, c, role: 'proxy' as const })),
+      ...[...this.archives].map(([id, c]) => ({ id, c, role: 'archive' as const })),
+    ];
+    const perServer = await Promise.all(
+      servers.map(async ({ id, c, role }): Promise<StatusRow[]> => {
         try {
           const list = await this.rpc<{ volumes: { volume: string; state: string; actions: string[] }[] }>(
             c,
             'ListVolumes',
             {},
+            STATUS_TIMEOUT_MS,
           );
-          for (const v of list.volumes) {
-            if (volume && v.volume !== volume) continue;
-            const detail = await this.volumeDetail(role, c, v.volume).catch((e: Error) => e.message);
-            rows.push({
+          const vols = list.volumes.filter((v) => !volume || v.volume === volume);
+          return Promise.all(
+            vols.map(async (v) => ({
               server: id,
               role,
               volume: v.volume,
               state: v.state,
               actions: v.actions.join(','),
-              detail,
-            });
-          }
+              detail: await this.volumeDetail(role, c, v.volume).catch((e: Error) => e.message),
+            })),
+          );
         } catch (err) {
-          rows.push({
-            server: id,
-            role,
-            volume: volume ?? '-',
-            state: 'UNREACHABLE',
-            actions: '',
-            detail: (err as Error).message,
-          });
+          return [
+            {
+              server: id,
+              role,
+              volume: volume ?? '-',
+              state: 'UNREACHABLE',
+              actions: '',
+              detail: errorMessage(err),
+            },
+          ];
         }
-      }
-    };
-    await each('storage', this.storages);
-    await each('proxy', this.proxies);
-    await each('archive', this.archives);
-    return rows;
+      }),
+    );
+    return perServer.flat();
   }
 
   private async volumeDetail(role: StatusRow['role'], c: Client, volume: string): Promise<string> {
@@ -543,14 +552,14 @@ export class Controller {
         logUsage: number;
         logCapacity: number;
         overflow: boolean;
-      }>(c, 'Status', { volume });
+      }>(c, 'Status', { volume }, STATUS_TIMEOUT_MS);
       const log = s.logCapacity ? `log ${Math.round((100 * s.logUsage) / s.logCapacity)}% used` : 'no log';
       return `done gid ${s.doneGid}, ${s.queue.length} snapshot(s) queued, ${log}${s.overflow ? ', OVERFLOW' : ''}`;
     }
     if (role === 'proxy') {
       const s = await this.rpc<{
         archives: { name: string; pendingWdiffs: number; pendingBytes: number; sendError: boolean }[];
-      }>(c, 'Status', { volume });
+      }>(c, 'Status', { volume }, STATUS_TIMEOUT_MS);
       if (s.archives.length === 0) return 'no archive registered';
       return s.archives
         .map(
@@ -564,7 +573,7 @@ export class Controller {
       diffs: number;
       diffBytes: number;
       restored: number[];
-    }>(c, 'Status', { volume });
+    }>(c, 'Status', { volume }, STATUS_TIMEOUT_MS);
     const latest = s.latest
       ? `latest |${s.latest.gidB}${s.latest.gidE !== s.latest.gidB ? `,${s.latest.gidE}` : ''}|`
       : 'no base';

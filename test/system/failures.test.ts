@@ -184,6 +184,15 @@ test.serial(
       t.log(`restorable ${Date.now() - started} ms after the snapshot, with the first proxy hung`);
       t.regex(s0.stderr, /did not answer within 2 s/, 'the transfer to the hung proxy timed out');
       t.regex(s0.stderr, new RegExp(`"event":"wlog-sent".*"proxy":"${p1.address}"`));
+      // status asks everyone at once and briefly: the hung proxy shows as UNREACHABLE within seconds.
+      const asked = Date.now();
+      const rows = await c0.status('h');
+      t.true(
+        Date.now() - asked < 30_000,
+        `status took ${Date.now() - asked} ms (a hung server must not hold it for the 60 s call timeout)`,
+      );
+      t.is(rows.find((r) => r.server === 'p0')?.state, 'UNREACHABLE');
+      t.is(rows.find((r) => r.server === 's0')?.state, 'Target');
       const op = await c0.restore('h', gid, { wait: true });
       t.is(sha1(fs.readFileSync(op.result)), sha1(image));
       c.destroy();
