@@ -107,6 +107,12 @@ test.serial(
       t.is(await ok('get-state', 'vol', 's0'), 'Target');
       t.is(await ok('get-state', 'vol', 's1'), 'SyncReady', 'the other storage is untouched');
 
+      // m1: a second full backup is refused (the volume is Target, not SyncReady) and changes nothing.
+      const again = await walbc('full-backup', 'vol', '--wait');
+      t.not(again.code, 0);
+      t.regex(again.stderr, /Target.*SyncReady|SyncReady.*Target/);
+      t.is(await ok('get-state', 'vol', 's0'), 'Target');
+
       // n2: write, snapshot, restore.
       await writeRandom(c, 100);
       const gid = Number(await ok('snapshot', 'vol', '--wait'));
