@@ -70,7 +70,13 @@ export class ArchiveServer {
       const store = await ArchiveVolumeStore.open(this.config.dataDir, name);
       this.volumes.set(name, { state: this.newState(name, store.state, store), store });
     }
-    const { server, port } = await startRoleServer(this.config.listen, 'Archive', this.handlers(), this.ops);
+    const { server, port } = await startRoleServer(
+      this.config.listen,
+      'Archive',
+      this.handlers(),
+      this.ops,
+      this.config.tls,
+    );
     this.server = server;
     this.port = port;
     this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });

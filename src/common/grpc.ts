@@ -1,6 +1,7 @@
 // gRPC plumbing shared by every server and client: proto loading (one set of loader options, matching the
 // generated types), servers that always carry health and reflection (so grpcurl works without proto files),
 // and one mapping between our stable error codes and gRPC status codes.
+import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -53,6 +54,45 @@ export const CLIENT_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_receive_message_length': 64 << 20,
   'grpc.max_send_message_length': 64 << 20,
 };
+
+/** Mutual TLS between servers and from controllers: PEM files; all three empty means plaintext. */
+export interface TlsFiles {
+  ca: string;
+  cert: string;
+  key: string;
+}
+
+export function tlsEnabled(tls: TlsFiles | undefined): tls is TlsFiles {
+  return !!tls && !!(tls.ca || tls.cert || tls.key);
+}
+
+function readPem(file: string, what: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new WalbError('CONFIG', `tls.${what}: cannot read ${file}: ${errorMessage(err)}`);
+  }
+}
+
+/** A server's credentials: with TLS, clients must present a certificate signed by the CA. */
+export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredentials {
+  if (!tlsEnabled(tls)) return grpc.ServerCredentials.createInsecure();
+  return grpc.ServerCredentials.createSsl(
+    readPem(tls.ca, 'ca'),
+    [{ private_key: readPem(tls.key, 'key'), cert_chain: readPem(tls.cert, 'cert') }],
+    true,
+  );
+}
+
+/** A client's credentials: with TLS, it checks the server against the CA and presents its own certificate. */
+export function channelCredentials(tls: TlsFiles | undefined): grpc.ChannelCredentials {
+  if (!tlsEnabled(tls)) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(
+    readPem(tls.ca, 'ca'),
+    readPem(tls.key, 'key'),
+    readPem(tls.cert, 'cert'),
+  );
+}
 
 /** The reason a server gives along with the status code; clients act on it. */
 export const REASON_KEY = 'walb-reason';
@@ -120,6 +160,7 @@ export async function startGrpcServer(
   address: string,
   packages: protoLoader.PackageDefinition[],
   services: ServiceBinding[],
+  credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
 ): Promise<{ server: grpc.Server; port: number; health: HealthImplementation }> {
   // Data messages are about 1 MiB; leave room for the odd larger one.
   const server = new grpc.Server({
@@ -137,9 +178,7 @@ export async function startGrpcServer(
   const healthDefinition = protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS);
   new ReflectionService(Object.assign({}, healthDefinition, ...packages)).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
+    server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, port, health };
 }

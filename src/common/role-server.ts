@@ -1,6 +1,6 @@
 // The gRPC server of a backup-group role: its own service plus walb.v1.Operations (with health and reflection).
 import type * as grpc from '@grpc/grpc-js';
-import { loadProto, startGrpcServer } from './grpc';
+import { loadProto, serverCredentials, startGrpcServer, type TlsFiles } from './grpc';
 import type { OperationRegistry } from './operations';
 
 type ServiceCtor = { service: grpc.ServiceDefinition };
@@ -10,6 +10,7 @@ export async function startRoleServer(
   role: 'Archive' | 'Proxy' | 'Storage',
   implementation: grpc.UntypedServiceImplementation,
   ops: OperationRegistry,
+  tls?: TlsFiles,
 ): Promise<{ server: grpc.Server; port: number }> {
   type Pkg = { walb: { v1: Record<string, ServiceCtor> } };
   const own = loadProto<Pkg>(`walb/v1/${role.toLowerCase()}.proto`);
@@ -25,5 +26,6 @@ export async function startRoleServer(
         implementation: ops.service(),
       },
     ],
+    serverCredentials(tls),
   );
 }

@@ -1,6 +1,7 @@
 // Configuration of walb-archive (config/archive.example.json shows every key).
 import type convict from 'convict';
-import { loadConfig } from './load';
+import { checkTls, loadConfig, tlsSchema } from './load';
+import type { TlsFiles } from '../common/grpc';
 
 export interface ArchiveConfig {
   role: 'archive';
@@ -11,6 +12,8 @@ export interface ArchiveConfig {
   maxForegroundTasks: number;
   /** fdatasync while writing a base image, every this many MiB (-fi): bounds dirty memory and the final sync. */
   fsyncIntervalMb: number;
+  /** Mutual TLS (all empty: plaintext). */
+  tls: TlsFiles;
 }
 
 const schema: convict.Schema<ArchiveConfig> = {
@@ -39,8 +42,11 @@ const schema: convict.Schema<ArchiveConfig> = {
     format: 'nat',
     default: 1024,
   },
+  tls: tlsSchema,
 };
 
 export function loadArchiveConfig(o: { config?: string; listen?: string; dataDir?: string }): ArchiveConfig {
-  return loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/archive.json');
+  const c = loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/archive.json');
+  checkTls(c.tls);
+  return c;
 }

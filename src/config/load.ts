@@ -59,3 +59,27 @@ convict.addFormat({
     if (typeof value !== 'boolean') throw new Error(`must be true or false, got '${String(value)}'`);
   },
 });
+
+/** The `tls` block of a role's schema: mutual TLS, all three files or none (plaintext). */
+export const tlsSchema = {
+  ca: {
+    doc: 'CA certificate (PEM) that signs every server and controller; empty: plaintext.',
+    format: String,
+    default: '',
+  },
+  cert: {
+    doc: "This server's certificate (PEM), used as server and as client.",
+    format: String,
+    default: '',
+  },
+  key: { doc: "This server's private key (PEM).", format: String, default: '' },
+};
+
+/** All three TLS files or none. */
+export function checkTls(tls: { ca: string; cert: string; key: string }): void {
+  const set = [tls.ca, tls.cert, tls.key].filter(Boolean).length;
+  if (set !== 0 && set !== 3)
+    throw new WalbError('CONFIG', 'tls: give ca, cert and key together (or none for plaintext)');
+  for (const k of ['ca', 'cert', 'key'] as const)
+    if (tls[k] && !fs.existsSync(tls[k])) throw new WalbError('CONFIG', `tls.${k}: ${tls[k]} does not exist`);
+}

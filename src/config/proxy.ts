@@ -1,6 +1,7 @@
 // Configuration of walb-proxy (config/proxy.example.json shows every key).
 import type convict from 'convict';
-import { loadConfig } from './load';
+import { checkTls, loadConfig, tlsSchema } from './load';
+import type { TlsFiles } from '../common/grpc';
 
 export interface ProxyConfig {
   role: 'proxy';
@@ -22,6 +23,8 @@ export interface ProxyConfig {
   startVolumes: boolean;
   /** Longest wait for a peer in a transfer before giving up on it [s] (-to). */
   socketTimeoutSec: number;
+  /** Mutual TLS (all empty: plaintext). */
+  tls: TlsFiles;
 }
 
 const schema: convict.Schema<ProxyConfig> = {
@@ -65,8 +68,11 @@ const schema: convict.Schema<ProxyConfig> = {
     format: 'nat',
     default: 10,
   },
+  tls: tlsSchema,
 };
 
 export function loadProxyConfig(o: { config?: string; listen?: string; dataDir?: string }): ProxyConfig {
-  return loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/proxy.json');
+  const c = loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/proxy.json');
+  checkTls(c.tls);
+  return c;
 }

@@ -1,7 +1,8 @@
 // Configuration of walb-storage (config/storage.example.json shows every key).
 import type convict from 'convict';
 import { WalbError } from '../common/errors';
-import { loadConfig } from './load';
+import { checkTls, loadConfig, tlsSchema } from './load';
+import type { TlsFiles } from '../common/grpc';
 
 export interface StorageConfig {
   role: 'storage';
@@ -29,6 +30,8 @@ export interface StorageConfig {
   fullScanBytesPerSec: number;
   /** Longest wait for a peer in a transfer before giving up on it [s] (-to). */
   socketTimeoutSec: number;
+  /** Mutual TLS (all empty: plaintext). */
+  tls: TlsFiles;
 }
 
 const schema: convict.Schema<StorageConfig> = {
@@ -95,6 +98,7 @@ const schema: convict.Schema<StorageConfig> = {
     format: 'nat',
     default: 10,
   },
+  tls: tlsSchema,
 };
 
 export function loadStorageConfig(o: {
@@ -121,5 +125,6 @@ export function loadStorageConfig(o: {
     throw new WalbError('CONFIG', 'archive: the primary archive is required (--archive HOST:PORT)');
   if (c.proxies.length === 0)
     throw new WalbError('CONFIG', 'proxies: at least one proxy is required (--proxy HOST:PORT,...)');
+  checkTls(c.tls);
   return c;
 }

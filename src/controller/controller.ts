@@ -4,7 +4,14 @@
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
-import { CLIENT_OPTIONS, call, fromServiceError, loadProto } from '../common/grpc';
+import {
+  CLIENT_OPTIONS,
+  call,
+  channelCredentials,
+  fromServiceError,
+  loadProto,
+  type TlsFiles,
+} from '../common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
@@ -22,6 +29,8 @@ export interface Layout {
   proxies: ServerEntry[];
   /** The first is the primary archive. */
   archives: ServerEntry[];
+  /** Mutual TLS: the controller's certificate and key and the group's CA (PEM paths); absent: plaintext. */
+  tls?: TlsFiles;
 }
 
 const ADDRESS_RE = /^[^\s:]+:\d{1,5}$/;
@@ -48,6 +57,12 @@ export function loadLayout(file: string): Layout {
       if (ids.has(e.id)) throw new WalbError('CONFIG', `layout ${file}: id ${e.id} is used twice`);
       ids.add(e.id);
     });
+  }
+  if (l.tls !== undefined) {
+    const t = l.tls as Partial<TlsFiles>;
+    for (const k of ['ca', 'cert', 'key'] as const)
+      if (typeof t[k] !== 'string' || !t[k])
+        throw new WalbError('CONFIG', `layout ${file}: tls.${k} must name a PEM file (or leave tls out)`);
   }
   return l as Layout;
 }
@@ -79,7 +94,7 @@ export class Controller {
     readonly layout: Layout,
     private readonly timeoutMs = 60_000,
   ) {
-    const creds = grpc.credentials.createInsecure();
+    const creds = channelCredentials(layout.tls);
     const S = loadProto<StorageProto>('walb/v1/storage.proto').proto.walb.v1.Storage;
     const P = loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy;
     const A = loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive;

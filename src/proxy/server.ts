@@ -8,7 +8,14 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorMessage } from '../common/errors';
-import { CLIENT_OPTIONS, loadProto, stopGrpcServer, toServiceError, unary } from '../common/grpc';
+import {
+  CLIENT_OPTIONS,
+  channelCredentials,
+  loadProto,
+  stopGrpcServer,
+  toServiceError,
+  unary,
+} from '../common/grpc';
 import type { Logger } from '../common/log';
 import {
   DiffSet,
@@ -130,7 +137,13 @@ export class ProxyServer {
         await this.recover(v); // staged files are linked; the volume waits for `start`
       }
     }
-    const { server, port } = await startRoleServer(this.config.listen, 'Proxy', this.handlers(), this.ops);
+    const { server, port } = await startRoleServer(
+      this.config.listen,
+      'Proxy',
+      this.handlers(),
+      this.ops,
+      this.config.tls,
+    );
     this.server = server;
     this.port = port;
     this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });
@@ -475,7 +488,7 @@ export class ProxyServer {
     if (!c) {
       c = new this.archiveProto.proto.walb.v1.Archive(
         address,
-        grpc.credentials.createInsecure(),
+        channelCredentials(this.config.tls),
         CLIENT_OPTIONS,
       );
       this.clients.set(address, c);

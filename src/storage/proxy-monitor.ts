@@ -46,7 +46,7 @@ export class ProxyMonitor {
 
   constructor(
     addresses: string[],
-    private readonly opts: { intervalMs: number; timeoutMs: number },
+    private readonly opts: { intervalMs: number; timeoutMs: number; credentials: grpc.ChannelCredentials },
     private readonly log: Logger,
     /** A proxy has become available again (the caller retries what waits for one). */
     private readonly onAvailable: () => void,
@@ -128,7 +128,7 @@ export class ProxyMonitor {
 
   /** '' when the address answers as a serving proxy within the timeout, else why not. */
   private check(address: string): Promise<string> {
-    const client = new this.Health(address, grpc.credentials.createInsecure(), CLIENT_OPTIONS);
+    const client = new this.Health(address, this.opts.credentials, CLIENT_OPTIONS);
     return new Promise<string>((resolve) => {
       client.check({ service: 'walb.v1.Proxy' }, { deadline: Date.now() + this.opts.timeoutMs }, (err, res) =>
         resolve(err ? err.details || err.message : res?.status === 'SERVING' ? '' : 'not serving'),
@@ -137,6 +137,6 @@ export class ProxyMonitor {
   }
 
   private newClient(address: string): ProxyClient {
-    return new this.proxyProto.walb.v1.Proxy(address, grpc.credentials.createInsecure(), CLIENT_OPTIONS);
+    return new this.proxyProto.walb.v1.Proxy(address, this.opts.credentials, CLIENT_OPTIONS);
   }
 }

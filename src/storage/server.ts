@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
-import { CLIENT_OPTIONS, loadProto, stopGrpcServer, unary } from '../common/grpc';
+import { CLIENT_OPTIONS, channelCredentials, loadProto, stopGrpcServer, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { nextGid, type LsidGid } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
@@ -91,14 +91,18 @@ export class StorageServer {
     this.wdevd = new WdevClient(config.wdevdSocket, 30_000);
     this.proxies = new ProxyMonitor(
       config.proxies,
-      { intervalMs: config.proxyHeartbeatSec * 1000, timeoutMs: config.proxyHeartbeatTimeoutSec * 1000 },
+      {
+        intervalMs: config.proxyHeartbeatSec * 1000,
+        timeoutMs: config.proxyHeartbeatTimeoutSec * 1000,
+        credentials: channelCredentials(config.tls),
+      },
       log,
       () => this.retryAllNow(),
     );
     const archiveProto = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
     this.archiveClient = new archiveProto.walb.v1.Archive(
       config.archive,
-      grpc.credentials.createInsecure(),
+      channelCredentials(config.tls),
       CLIENT_OPTIONS,
     );
     this.queue = new TaskQueue<string>(
@@ -132,7 +136,13 @@ export class StorageServer {
     }, 1000);
     this.ticker.unref();
     this.proxies.start();
-    const { server, port } = await startRoleServer(this.config.listen, 'Storage', this.handlers(), this.ops);
+    const { server, port } = await startRoleServer(
+      this.config.listen,
+      'Storage',
+      this.handlers(),
+      this.ops,
+      this.config.tls,
+    );
     this.server = server;
     this.port = port;
     this.log('info', 'started', {
