@@ -9,7 +9,37 @@ import { loadProto } from '../src/common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../src/generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../src/generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../src/generated/proxy';
-import { ROOT } from './helpers';
+import type { ExecutionContext } from 'ava';
+import { ROOT, run, type RunResult } from './helpers';
+
+/** The server reflection proto (v1) shipped with @grpc/reflection, for clients that speak it as grpcurl does. */
+export const REFLECTION_PROTO = path.join(
+  path.dirname(require.resolve('@grpc/reflection/package.json')),
+  'build',
+  'proto',
+  'grpc',
+  'reflection',
+  'v1',
+  'reflection.proto',
+);
+
+export const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
+
+/** walbc on a layout file: `run` gives the whole result; `ok` asserts exit 0 and returns stdout, trimmed. */
+export function walbcOn(
+  t: ExecutionContext,
+  layout: string,
+): { run(...args: string[]): Promise<RunResult>; ok(...args: string[]): Promise<string> } {
+  const runIt = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+  return {
+    run: runIt,
+    ok: async (...args: string[]) => {
+      const r = await runIt(...args);
+      t.is(r.code, 0, `walbc ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout.trim();
+    },
+  };
+}
 
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {

@@ -187,10 +187,10 @@ export async function startGrpcServer(
 export const SERVER_WINDOW = 32 << 20;
 
 /**
- * grpc-js servers keep HTTP/2's default 64 KiB receive window, which caps a bulk stream at a
- * few hundred MB/s on loopback, and it has no option for either. We reach into two of its internals: the
- * settings it passes to http2.createServer and the hook where it sets up each listener, to widen the connection
- * window of every session. test/unit/grpc-window.test.ts fails if a grpc-js upgrade moves them.
+ * grpc-js servers keep HTTP/2's default 64 KiB receive window, which caps a bulk stream at a few hundred MB/s
+ * on loopback, and grpc-js has no option for it. We reach into two of its internals: the settings it passes to
+ * http2.createServer (the stream window) and the hook where it sets up each listener (to widen the connection
+ * window of every session). test/unit/grpc-bulk.test.ts fails if a grpc-js upgrade moves them.
  */
 function widenFlowControl(server: grpc.Server): void {
   type Session = { setLocalWindowSize(n: number): void };

@@ -81,8 +81,8 @@ export async function runTransfer<Req>(
     if (!first.accepted) throw new WalbError('INTERNAL', 'unexpected first reply of a transfer');
     for await (const m of body()) {
       if (failure) throw failure;
-      const release = m instanceof EncodedMessage ? m.release : undefined;
-      if (!stream.write(m, release && (() => release()))) {
+      // A pre-encoded bulk's buffer goes back to its pool once gRPC has written (copied) it.
+      if (!stream.write(m, m instanceof EncodedMessage ? m.release : undefined)) {
         let drained = false;
         const onDrain = () => {
           drained = true;

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
+import { snapText, type MetaSnap } from '../common/meta';
 import {
   CLIENT_OPTIONS,
   call,
@@ -81,6 +82,11 @@ export interface StatusRow {
   detail: string;
 }
 
+/** A restorable snapshot as walbc prints it: gid, time (UTC), 1 when explicit. */
+export function restorableLine(s: { gid: number; timestamp: number; explicit: boolean }): string {
+  return `${s.gid} ${new Date(s.timestamp * 1000).toISOString().slice(0, 19)} ${s.explicit ? 1 : 0}`;
+}
+
 /** How long `status` waits for each server. */
 const STATUS_TIMEOUT_MS = 5000;
 
@@ -147,15 +153,18 @@ export class Controller {
   }
 
   /** A server of the layout by id, with its role. */
+  /** Every server of the layout, storages first, then proxies, then archives (layout order within each). */
+  private allServers(): { id: string; role: StatusRow['role']; client: Client }[] {
+    return [
+      ...[...this.storages].map(([id, client]) => ({ id, role: 'storage' as const, client })),
+      ...[...this.proxies].map(([id, client]) => ({ id, role: 'proxy' as const, client })),
+      ...[...this.archives].map(([id, client]) => ({ id, role: 'archive' as const, client })),
+    ];
+  }
+
   server(id: string): { role: StatusRow['role']; client: Client } {
-    for (const [role, map] of [
-      ['storage', this.storages],
-      ['proxy', this.proxies],
-      ['archive', this.archives],
-    ] as const) {
-      const client = map.get(id);
-      if (client) return { role, client };
-    }
+    const found = this.allServers().find((x) => x.id === id);
+    if (found) return found;
     throw new WalbError('INVALID_ARGUMENT', `no server '${id}' in the layout`);
   }
 
@@ -205,21 +214,14 @@ export class Controller {
       );
     const volume = args[0];
     if (!volume) throw new WalbError('USAGE', `get ${target} needs a volume`);
-    if (target === 'state')
-      return [(await this.rpc<{ state: string }>(client, 'GetState', { volume })).state];
+    if (target === 'state') return [await this.getState(volume, serverId)];
     if (target === 'restorable')
-      return (await this.getRestorable(volume, serverId, args[1] === 'all')).map(
-        (x) => `${x.gid} ${new Date(x.timestamp * 1000).toISOString().slice(0, 19)} ${x.explicit ? 1 : 0}`,
-      );
+      return (await this.getRestorable(volume, serverId, args[1] === 'all')).map(restorableLine);
     if (target === 'restored') return (await this.getRestored(volume, serverId)).map(String);
     if (target === 'is-wdiff-send-error')
       return [(await this.isWdiffSendError(volume, serverId, args[1] ?? this.primaryArchive)) ? '1' : '0'];
     if (target === 'is-overflow') return [(await this.isOverflow(volume, serverId)) ? '1' : '0'];
     const st = await this.rpc<Record<string, unknown>>(client, 'Status', { volume });
-    const snap = (m: unknown) => {
-      const x = m as { gidB: number; gidE: number } | null;
-      return x ? (Number(x.gidB) === Number(x.gidE) ? `|${x.gidB}|` : `|${x.gidB},${x.gidE}|`) : '';
-    };
     switch (`${role} ${target}`) {
       case 'storage log-usage':
         return [`name:${volume}\tusage_pb:${st.logUsage}\tcapacity_pb:${st.logCapacity}`];
@@ -237,7 +239,7 @@ export class Controller {
       case 'archive archive-uuid':
         return [String(st.archiveUuid)];
       case 'archive base':
-        return [snap(st.base)];
+        return [st.base ? snapText(st.base as MetaSnap) : ''];
       case 'archive vol-size':
         return [String(st.size)];
       case 'archive num-diff':
@@ -516,13 +518,8 @@ export class Controller {
    * briefly, so that one that hangs shows as UNREACHABLE after a few seconds instead of holding the table.
    */
   async status(volume?: string): Promise<StatusRow[]> {
-    const servers = [
-      ...[...this.storages].map(([id, c]) => ({ id, c, role: 'storage' as const })),
-      ...[...this.proxies].map(([id, c]) => ({ id, c, role: 'proxy' as const })),
-      ...[...this.archives].map(([id, c]) => ({ id, c, role: 'archive' as const })),
-    ];
     const perServer = await Promise.all(
-      servers.map(async ({ id, c, role }): Promise<StatusRow[]> => {
+      this.allServers().map(async ({ id, client: c, role }): Promise<StatusRow[]> => {
         try {
           const list = await this.rpc<{ volumes: { volume: string; state: string; actions: string[] }[] }>(
             c,
@@ -589,15 +586,11 @@ export class Controller {
       diffBytes: number;
       restored: number[];
     }>(c, 'Status', { volume }, STATUS_TIMEOUT_MS);
-    const latest = s.latest
-      ? `latest |${s.latest.gidB}${s.latest.gidE !== s.latest.gidB ? `,${s.latest.gidE}` : ''}|`
-      : 'no base';
+    const latest = s.latest ? `latest ${snapText(s.latest)}` : 'no base';
     return `${latest}, ${s.diffs} wdiff(s) ${mib(Number(s.diffBytes))}, ${s.restored.length} restored`;
   }
 
   async getState(volume: string, serverId: string): Promise<string> {
-    const c = this.storages.get(serverId) ?? this.proxies.get(serverId) ?? this.archives.get(serverId);
-    if (!c) throw new WalbError('INVALID_ARGUMENT', `no server '${serverId}' in the layout`);
-    return (await this.rpc<{ state: string }>(c, 'GetState', { volume })).state;
+    return (await this.rpc<{ state: string }>(this.server(serverId).client, 'GetState', { volume })).state;
   }
 }

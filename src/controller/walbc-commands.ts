@@ -1,6 +1,6 @@
 // walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
 import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
-import { Controller, loadLayout } from './controller';
+import { Controller, loadLayout, restorableLine } from './controller';
 import { WalbError, type ErrorCode } from '../common/errors';
 
 const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 'boolean' } };
@@ -160,16 +160,7 @@ export const walbcCommands: Command[] = [
     [1, 1],
     async (c, a, v) => {
       const list = await c.getRestorable(a[0], stringOpt(v, 'archive'), v.all === true);
-      out(
-        v,
-        list,
-        list
-          .map(
-            (s) =>
-              `${s.gid} ${new Date(s.timestamp * 1000).toISOString().slice(0, 19)} ${s.explicit ? 1 : 0}`,
-          )
-          .join('\n'),
-      );
+      out(v, list, list.map(restorableLine).join('\n'));
     },
     { ...on('archive'), all: { type: 'boolean' } },
     { all: 'also the implicit snapshots' },

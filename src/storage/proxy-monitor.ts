@@ -107,20 +107,21 @@ export class ProxyMonitor {
     this.checking = true;
     try {
       const error = await this.check(due.s.address);
+      if (error) {
+        this.markDown(due.i, error);
+        return;
+      }
       const s = due.s;
       s.lastCheck = Date.now();
-      s.lastError = error;
-      if (!error && !s.available) {
+      s.lastError = '';
+      if (!s.available) {
         // A fresh channel: the old one may still be backing off from the failures.
         this.clients[due.i].close();
         this.clients[due.i] = this.newClient(s.address);
         this.log('info', 'proxy-available', { proxy: s.address });
         s.available = true;
         this.onAvailable();
-      } else if (error && s.available) {
-        this.log('warn', 'proxy-unavailable', { proxy: s.address, error });
       }
-      s.available = !error;
     } finally {
       this.checking = false;
     }

@@ -6,17 +6,8 @@ import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { makeTempDir, removeDir } from '../helpers';
+import { REFLECTION_PROTO } from '../system-harness';
 import { Wdevd } from '../wdevd-harness';
-
-const REFLECTION_PROTO = path.join(
-  path.dirname(require.resolve('@grpc/reflection/package.json')),
-  'build',
-  'proto',
-  'grpc',
-  'reflection',
-  'v1',
-  'reflection.proto',
-);
 
 function load(file: string): grpc.GrpcObject {
   return grpc.loadPackageDefinition(

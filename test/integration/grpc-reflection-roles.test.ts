@@ -9,17 +9,7 @@ import path from 'node:path';
 import protobuf from 'protobufjs';
 import * as descriptor from 'protobufjs/ext/descriptor';
 import { makeTempDir, removeDir } from '../helpers';
-import { ServerProc, freePort } from '../system-harness';
-
-const REFLECTION_PROTO = path.join(
-  path.dirname(require.resolve('@grpc/reflection/package.json')),
-  'build',
-  'proto',
-  'grpc',
-  'reflection',
-  'v1',
-  'reflection.proto',
-);
+import { REFLECTION_PROTO, ServerProc, freePort } from '../system-harness';
 
 type Reply = {
   list_services_response?: { service: { name: string }[] };

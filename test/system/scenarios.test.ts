@@ -7,12 +7,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
-import { ROOT, makeTempDir, removeDir, run } from '../helpers';
+import { makeTempDir, removeDir } from '../helpers';
 import { RawClient } from '../nbd-client';
-import { ServerProc, freePort } from '../system-harness';
+import { ServerProc, freePort, walbcOn } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
-const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
 const SIZE = 16 << 20;
 
 /** SHA-1 of a whole device read through NBD, 1 MiB at a time. */
@@ -77,16 +76,7 @@ test.serial(
           archives: [{ id: 'a0', address: a0.address }],
         }),
       );
-      const walbc = async (...args: string[]) => {
-        const r = await run(process.execPath, [WALBC, ...args, '-l', layout]);
-        if (r.code !== 0) t.log(`walbc ${args.join(' ')}: ${r.code} ${r.stderr}`);
-        return r;
-      };
-      const ok = async (...args: string[]) => {
-        const r = await walbc(...args);
-        t.is(r.code, 0, `walbc ${args.join(' ')}`);
-        return r.stdout.trim();
-      };
+      const { run: walbc, ok } = walbcOn(t, layout);
 
       // n1: init both storages.
       await ok('init-vol', 'vol', 'w0', '--storage', 's0');
@@ -219,12 +209,7 @@ test.serial(
           archives: [{ id: 'a0', address: a0.address }],
         }),
       );
-      const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
-      const ok = async (...args: string[]) => {
-        const r = await walbc(...args);
-        t.is(r.code, 0, `walbc ${args.join(' ')}: ${r.stderr}`);
-        return r.stdout.trim();
-      };
+      const { run: walbc, ok } = walbcOn(t, layout);
       await ok('init-vol', 'vol', 'w');
 
       const first = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };

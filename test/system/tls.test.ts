@@ -8,10 +8,9 @@ import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
 import { ROOT, makeTempDir, removeDir, run } from '../helpers';
 import { RawClient } from '../nbd-client';
-import { ServerProc, freePort } from '../system-harness';
+import { ServerProc, freePort, walbcOn } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
-const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
 const SIZE = 8 << 20;
 
 /** A CA and one certificate it signs, valid for 127.0.0.1 as server and as client. */
@@ -101,12 +100,7 @@ test.serial(
         return file;
       };
       const secure = layout('secure', { tls });
-      const walbc = (l: string, ...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', l]);
-      const ok = async (...args: string[]) => {
-        const r = await walbc(secure, ...args);
-        t.is(r.code, 0, `walbc ${args.join(' ')}: ${r.stderr}`);
-        return r.stdout.trim();
-      };
+      const { ok } = walbcOn(t, secure);
 
       await ok('init-vol', 'sec', 'sec');
       await ok('full-backup', 'sec', '--wait');
@@ -124,7 +118,7 @@ test.serial(
         ['plaintext', {}],
         ['rogue', { tls: rogue }],
       ] as const) {
-        const r = await walbc(layout(name, extra), 'get-state', 'sec', 's0');
+        const r = await walbcOn(t, layout(name, extra)).run('get-state', 'sec', 's0');
         t.not(r.code, 0, `${name} controller refused`);
       }
       const badConfig = path.join(dir, 'half.json');

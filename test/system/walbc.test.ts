@@ -5,12 +5,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
-import { ROOT, makeTempDir, removeDir, run } from '../helpers';
+import { makeTempDir, removeDir } from '../helpers';
 import { RawClient } from '../nbd-client';
-import { ServerProc, freePort } from '../system-harness';
+import { ServerProc, freePort, walbcOn } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
-const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
 const SIZE = 16 << 20;
 
 test.serial(
@@ -44,7 +43,7 @@ test.serial(
           archives: [{ id: 'a0', address: archive.address }],
         }),
       );
-      const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+      const walbc = walbcOn(t, layout).run;
 
       const init = await walbc('init-vol', 'vol0', 'vol0');
       t.is(init.code, 0, init.stderr);
@@ -137,7 +136,7 @@ test.serial(
           archives: [{ id: 'a0', address: archive.address }],
         }),
       );
-      const walbc = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
+      const { run: walbc, ok } = walbcOn(t, layout);
       t.is((await walbc('init-vol', 'ovf', 'ovf')).code, 0);
       t.is((await walbc('full-backup', 'ovf', '--wait')).code, 0);
       await proxy.kill();
@@ -160,11 +159,6 @@ test.serial(
 
       // Recovery (docs/operations.md): both ends back to SyncReady, the proxy back, a new full backup; then
       // snapshots flow again and restore to the device.
-      const ok = async (...args: string[]) => {
-        const r = await walbc(...args);
-        t.is(r.code, 0, `walbc ${args.join(' ')}: ${r.stderr}`);
-        return r.stdout.trim();
-      };
       t.is(await ok('reset-vol', 'ovf', 's0'), 'SyncReady');
       await ok('stop', 'ovf', 'a0', '--wait');
       t.is(await ok('reset-vol', 'ovf', 'a0'), 'SyncReady');
