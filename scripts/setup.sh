@@ -13,6 +13,8 @@ DEB_PACKAGES=(
   # native build
   cmake g++ make pkg-config
   libzstd-dev liblz4-dev libsnappy-dev libxxhash-dev zlib1g-dev liblzma-dev
+  # the native bulk path (full backup) speaks gRPC from C++
+  libgrpc++-dev
   # lint
   clang-format
   # block-device tooling for tests, demo and benchmarks

@@ -1,21 +1,23 @@
 // walb-archive: the gRPC Archive service over the file backend (volume-store.ts). Receives full backups from
 // storages and wdiffs from proxies, keeps the restorable snapshots, restores them into image files.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
-import { stopGrpcServer, toServiceError, unary } from '../common/grpc';
+import { stopGrpcServer, tlsPem, toServiceError, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { diff, snap, snapText, type MetaSnap } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
+import { FULL_SYNC_BULK } from '../common/transfer';
 import { VolumeState, type Edge } from '../common/state-machine';
 import type { ArchiveConfig } from '../config/archive';
 import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
 import type { WdiffRequest__Output } from '../generated/walb/v1/WdiffRequest';
-import { native } from '../native';
+import { native, type BulkReceiver } from '../native';
 import { ArchiveVolumeStore, checkVolumeName, type ArchiveSteadyState } from './volume-store';
 
 type State =
@@ -54,6 +56,8 @@ export class ArchiveServer {
   private readonly volumes = new Map<string, Volume>();
   private readonly ops = new OperationRegistry();
   private server: grpc.Server | undefined;
+  /** Full-backup bytes arrive here, off the JS thread (architecture "bulk path"); undefined when off. */
+  private bulk: BulkReceiver | undefined;
   private foreground = 0;
   port = 0;
 
@@ -79,11 +83,30 @@ export class ArchiveServer {
     );
     this.server = server;
     this.port = port;
-    this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });
+    this.bulk = this.startBulkReceiver();
+    this.log('info', 'started', {
+      listen: this.config.listen,
+      port,
+      bulkPort: this.bulk?.port() ?? 'off',
+      volumes: [...this.volumes.keys()],
+    });
+  }
+
+  private startBulkReceiver(): BulkReceiver | undefined {
+    const at = this.config.bulkListen;
+    if (at === 'off') return undefined;
+    const listen = at || `${this.config.listen.slice(0, this.config.listen.lastIndexOf(':'))}:0`;
+    try {
+      return new native.BulkReceiver({ listen, method: FULL_SYNC_BULK, tls: tlsPem(this.config.tls) });
+    } catch (err) {
+      throw new WalbError('CONFIG', `bulkListen: cannot listen on ${listen}: ${errorMessage(err)}`);
+    }
   }
 
   async stop(): Promise<void> {
     if (this.server) await stopGrpcServer(this.server, 5000);
+    this.bulk?.close();
+    this.bulk = undefined;
     this.log('info', 'stopped', {});
   }
 
@@ -276,9 +299,12 @@ export class ArchiveServer {
       let bytes = 0;
       await v.state.transact('FullSync', async () => {
         const image = await store.beginFullSync(h.size);
-        call.write({ accepted: {} });
-        const fh = await fs.promises.open(image, 'r+');
         const syncEvery = Math.max(1, this.config.fsyncIntervalMb) * 1048576;
+        // With a bulk receiver the bytes go there and this stream only carries the end; without, they come here.
+        const token = this.bulk ? crypto.randomBytes(16).toString('hex') : '';
+        this.bulk?.expect(token, { path: image, size: sizeBytes, syncEveryBytes: syncEvery });
+        call.write({ accepted: token ? { bulkPort: this.bulk!.port(), bulkToken: token } : {} });
+        const fh = await fs.promises.open(image, 'r+');
         let unsynced = 0;
         try {
           for (;;) {
@@ -301,6 +327,7 @@ export class ArchiveServer {
               }
             } else if (m.value.end?.snapshot) {
               snapshot = snap(m.value.end.snapshot.gidB, m.value.end.snapshot.gidE);
+              if (token) bytes += this.bulkBytes(token, Number(m.value.end.bulkBytes));
               break;
             } else {
               throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a full sync');
@@ -308,6 +335,7 @@ export class ArchiveServer {
           }
         } finally {
           await fh.close();
+          if (token) this.bulk?.forget(token);
         }
         await store.finishFullSync(snapshot!, Number(h.timestamp), h.storageUuid, h.size);
       });
@@ -319,6 +347,19 @@ export class ArchiveServer {
     } finally {
       if (took) this.foreground--;
     }
+  }
+
+  /** What the bulk receiver wrote for a full sync, which must be all the sender says it sent. */
+  private bulkBytes(token: string, sent: number): number {
+    const o = this.bulk?.outcome(token);
+    // A sender that did not use the receiver (it sent its bulks on the stream) leaves it waiting.
+    if (o?.state === 'waiting' && sent === 0) return 0;
+    if (o?.state !== 'done' || o.bytes !== sent)
+      throw new WalbError(
+        'TRUNCATED',
+        `the bulk receiver wrote ${o?.bytes ?? 0} of ${sent} bytes (${o?.state ?? 'closed'}${o?.error ? `: ${o.error}` : ''})`,
+      );
+    return o.bytes;
   }
 
   /** wdiff from a proxy (walb-servers.md §7.2): header checked, accept or typed rejection, bytes, durable, ack. */

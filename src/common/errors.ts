@@ -6,6 +6,8 @@ export type NativeErrorCode =
   | 'NOT_FOUND'
   | 'UNSUPPORTED'
   | 'TRUNCATED'
+  | 'UNAVAILABLE'
+  | 'CANCELLED'
   | 'OUT_OF_MEMORY'
   | 'INTERNAL';
 

@@ -74,6 +74,16 @@ function readPem(file: string, what: string): Buffer {
   }
 }
 
+/** The PEM texts for the native bulk path (src/native), undefined for plaintext. */
+export function tlsPem(tls: TlsFiles | undefined): { ca: string; cert: string; key: string } | undefined {
+  if (!tlsEnabled(tls)) return undefined;
+  return {
+    ca: readPem(tls.ca, 'ca').toString(),
+    cert: readPem(tls.cert, 'cert').toString(),
+    key: readPem(tls.key, 'key').toString(),
+  };
+}
+
 /** A server's credentials: with TLS, clients must present a certificate signed by the CA. */
 export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredentials {
   if (!tlsEnabled(tls)) return grpc.ServerCredentials.createInsecure();
@@ -107,6 +117,7 @@ const STATUS_OF: Partial<Record<string, grpc.status>> = {
   TRUNCATED: grpc.status.DATA_LOSS,
   UNSUPPORTED: grpc.status.UNIMPLEMENTED,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
+  CANCELLED: grpc.status.CANCELLED,
   IO_ERROR: grpc.status.INTERNAL,
 };
 

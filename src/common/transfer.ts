@@ -4,10 +4,37 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { FileHandle } from 'node:fs/promises';
 import { BULK_HEAD_MAX, bulkMessage } from './bulk-message';
-import { WalbError } from './errors';
+import { WalbError, errorCode } from './errors';
 import { EncodedMessage, fromServiceError } from './grpc';
+import type { Accepted__Output } from '../generated/walb/v1/Accepted';
 import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
+import { native, type BulkSenderOptions } from '../native';
+
+/** The method of the archive's native bulk receiver (archive.proto, service ArchiveBulk). */
+export const FULL_SYNC_BULK = '/walb.v1.ArchiveBulk/FullSyncBulk';
+
+/**
+ * Sends a file's bytes to a native bulk receiver from the addon's threads, reporting progress and cancelled by
+ * the operation's signal; returns the bytes sent (zero bulks are skipped).
+ */
+export async function sendBulks(
+  opts: BulkSenderOptions,
+  op: { progress(done: number, total?: number): void; signal: AbortSignal },
+): Promise<number> {
+  const sender = new native.BulkSender(opts);
+  const cancel = () => sender.cancel();
+  op.signal.addEventListener('abort', cancel);
+  try {
+    if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+    return (await sender.run((done, total) => op.progress(done, total))).sent;
+  } catch (err) {
+    if (errorCode(err) === 'CANCELLED') throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+    throw err;
+  } finally {
+    op.signal.removeEventListener('abort', cancel);
+  }
+}
 
 export type TransferResult = { ok: true } | { ok: false; reason: RejectReason; message: string };
 
@@ -24,7 +51,8 @@ export interface TransferOptions {
 export async function runTransfer<Req>(
   stream: grpc.ClientDuplexStream<Req, TransferReply__Output>,
   header: Req,
-  body: () => AsyncIterable<Req>,
+  /** The data messages; the receiver's Accepted may say where else to send the bytes. */
+  body: (accepted: Accepted__Output) => AsyncIterable<Req>,
   /** The closing message, or a function that builds it once the body is sent. */
   end: Req | (() => Promise<Req>),
   opts: TransferOptions = {},
@@ -79,7 +107,7 @@ export async function runTransfer<Req>(
       return { ok: false, reason: first.rejected.reason as RejectReason, message: first.rejected.message };
     }
     if (!first.accepted) throw new WalbError('INTERNAL', 'unexpected first reply of a transfer');
-    for await (const m of body()) {
+    for await (const m of body(first.accepted)) {
       if (failure) throw failure;
       // A pre-encoded bulk's buffer goes back to its pool once gRPC has written (copied) it.
       if (!stream.write(m, m instanceof EncodedMessage ? m.release : undefined)) {

@@ -12,6 +12,11 @@ export interface ArchiveConfig {
   maxForegroundTasks: number;
   /** fdatasync while writing a base image, every this many MiB (-fi): bounds dirty memory and the final sync. */
   fsyncIntervalMb: number;
+  /**
+   * The native bulk receiver's address (full-backup bytes): HOST:PORT, '' for the listen host and a port the
+   * system picks, or 'off' to take them on the main port (slower).
+   */
+  bulkListen: string;
   /** Mutual TLS (all empty: plaintext). */
   tls: TlsFiles;
 }
@@ -42,11 +47,29 @@ const schema: convict.Schema<ArchiveConfig> = {
     format: 'nat',
     default: 1024,
   },
+  bulkListen: {
+    doc:
+      'Native bulk receiver for full backups, HOST:PORT; empty: the listen host, a port the system picks ' +
+      '(set one when a firewall is in the way); "off": full backups go through the main port (slower).',
+    format: 'bulk-listen',
+    default: '',
+    env: 'WALB_ARCHIVE_BULK_LISTEN',
+  },
   tls: tlsSchema,
 };
 
-export function loadArchiveConfig(o: { config?: string; listen?: string; dataDir?: string }): ArchiveConfig {
-  const c = loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/archive.json');
+export function loadArchiveConfig(o: {
+  config?: string;
+  listen?: string;
+  dataDir?: string;
+  bulkListen?: string;
+}): ArchiveConfig {
+  const c = loadConfig(
+    schema,
+    o.config,
+    { listen: o.listen, dataDir: o.dataDir, bulkListen: o.bulkListen },
+    '/etc/walb/archive.json',
+  );
   checkTls(c.tls);
   return c;
 }

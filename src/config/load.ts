@@ -52,6 +52,15 @@ export const hostPortFormat = {
 };
 convict.addFormat(hostPortFormat);
 
+/** convict format: HOST:PORT, empty (the main listen address's host, a port the system picks) or "off". */
+convict.addFormat({
+  name: 'bulk-listen',
+  validate(value: unknown): void {
+    if (value === 'off') return;
+    hostPortFormat.validate(value);
+  },
+});
+
 /** convict format: true or false only (convict's Boolean turns any string but 'false' into true). */
 convict.addFormat({
   name: 'strict-boolean',

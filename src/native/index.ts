@@ -256,6 +256,52 @@ export interface NativeWdev {
   unref(): void;
 }
 
+/** PEM texts (not file names) for the bulk path; all empty or absent: plaintext. */
+export interface TlsPem {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** Sends bytes [0, size) of a file to a BulkReceiver over gRPC from C++ threads (src/bulk/ of the addon). */
+export interface BulkSender {
+  /** Rejects with UNAVAILABLE (receiver gone, timed out, refused), CANCELLED, IO_ERROR or INVALID_ARGUMENT. */
+  run(progress?: ProgressFn): Promise<{ scanned: number; sent: number }>;
+  cancel(): void;
+}
+
+export interface BulkSenderOptions {
+  /** HOST:PORT of the receiver. */
+  target: string;
+  /** Full gRPC method name. */
+  method: string;
+  token: string;
+  path: string;
+  size: number;
+  bulk?: number;
+  /** Read rate limit, 0 = none. */
+  bytesPerSec?: number;
+  /** Longest wait for the receiver (its final answer gets six times as long). */
+  timeoutSec?: number;
+  tls?: TlsPem;
+}
+
+export interface BulkOutcome {
+  state: 'waiting' | 'running' | 'done' | 'failed';
+  bytes: number;
+  error?: string;
+}
+
+/** A gRPC server of its own that writes the bulks of expected transfers into their files. */
+export interface BulkReceiver {
+  port(): number;
+  expect(token: string, target: { path: string; size: number; syncEveryBytes?: number }): void;
+  outcome(token: string): BulkOutcome;
+  /** Drops the token and cancels a stream still writing for it. */
+  forget(token: string): void;
+  close(): void;
+}
+
 export interface NativeAddon {
   checksum(data: Buffer, salt?: number): number;
   formatLdev(ldev: string, opts: { pbs?: number; deviceSize?: number; name?: string; discard?: boolean }): Promise<SuperSector>;
@@ -298,6 +344,8 @@ export interface NativeAddon {
   WdiffFile: new (path: string) => WdiffFile;
   VirtualFull: new (base: string, diffs: string[]) => VirtualFull;
   Wdev: new (onCompletions: (ids: Float64Array, errors: Int32Array) => void) => NativeWdev;
+  BulkSender: new (opts: BulkSenderOptions) => BulkSender;
+  BulkReceiver: new (opts: { listen: string; method: string; tls?: TlsPem }) => BulkReceiver;
 }
 
 // dist/src/native/index.js -> <root>/build/Release/walb_native.node

@@ -6,14 +6,14 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
-import { CLIENT_OPTIONS, channelCredentials, loadProto, stopGrpcServer, unary } from '../common/grpc';
+import { CLIENT_OPTIONS, channelCredentials, loadProto, stopGrpcServer, tlsPem, unary } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { nextGid, type LsidGid } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
 import { VolumeState, type Edge } from '../common/state-machine';
 import { TaskQueue, type TaskResult } from '../common/task-queue';
-import { fileBulks, runTransfer } from '../common/transfer';
+import { FULL_SYNC_BULK, fileBulks, runTransfer, sendBulks } from '../common/transfer';
 import { checkVolumeName } from '../archive/volume-store';
 import type { StorageConfig } from '../config/storage';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
@@ -389,16 +389,38 @@ export class StorageServer {
       const scanRate = this.config.fullScanBytesPerSec;
       const startedAt = now();
       const fh = await fs.promises.open(st.ddev, 'r');
-      let sent = 0;
+      let scanned = 0;
+      let bulkBytes = 0;
+      const archive = this.config.archive;
+      const tls = tlsPem(this.config.tls);
+      const timeoutSec = this.config.socketTimeoutSec;
       try {
         const result = await runTransfer(
           this.archiveClient.FullSync(),
           { header: { volume: v.name, size: st.deviceSize, storageUuid: st.uuid, timestamp: startedAt } },
-          async function* () {
+          async function* (accepted) {
+            if (accepted.bulkPort) {
+              // The archive has a bulk receiver: the addon reads and sends from its own threads.
+              bulkBytes = await sendBulks(
+                {
+                  target: `${archive.slice(0, archive.lastIndexOf(':'))}:${accepted.bulkPort}`,
+                  method: FULL_SYNC_BULK,
+                  token: accepted.bulkToken,
+                  path: st.ddev,
+                  size,
+                  bulk,
+                  bytesPerSec: scanRate,
+                  timeoutSec,
+                  tls,
+                },
+                op,
+              );
+              return;
+            }
             for await (const b of fileBulks(fh, size, bulk, FULL_SYNC_DATA_FIELD, 4, scanRate)) {
               if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
-              sent += b.length;
-              op.progress(sent, size);
+              scanned += b.length;
+              op.progress(scanned, size);
               // Zero bulks stay holes on the archive.
               if (b.message) yield b.message as unknown as FullSyncRequest;
             }
@@ -409,7 +431,7 @@ export class StorageServer {
             const st2 = await this.wdevd.status(v.meta.wdev);
             const rec = await this.addSnapshot(v, st2, st2.lsids!.latest, false);
             gidE = rec.gid;
-            return { end: { snapshot: { gidB: 0, gidE } } };
+            return { end: { snapshot: { gidB: 0, gidE }, bulkBytes } };
           },
           { idleTimeoutMs: this.config.socketTimeoutSec * 1000 },
         );

@@ -585,6 +585,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("WdiffFile", WdiffFile::Init(env));
     exports.Set("VirtualFull", VirtualFull::Init(env));
     exports.Set("Wdev", initWdevClass(env));
+    exports.Set("BulkSender", initBulkSenderClass(env));
+    exports.Set("BulkReceiver", initBulkReceiverClass(env));
     return exports;
 }
 

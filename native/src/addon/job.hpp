@@ -109,6 +109,9 @@ Napi::Value uuidHex(Napi::Env env, const Uuid& u);
 Napi::Object superToJs(Napi::Env env, const SuperSector& s);
 // The userspace WalB device class (wdev_addon.cpp).
 Napi::Function initWdevClass(Napi::Env env);
+// The native bulk path (bulk_addon.cpp).
+Napi::Function initBulkSenderClass(Napi::Env env);
+Napi::Function initBulkReceiverClass(Napi::Env env);
 DiffWriteOptions diffWriteOptions(const Napi::Object& o);
 
 }  // namespace walb::addon

@@ -16,6 +16,10 @@ const char* errorCodeName(ErrorCode code) {
             return "UNSUPPORTED";
         case ErrorCode::Truncated:
             return "TRUNCATED";
+        case ErrorCode::Unavailable:
+            return "UNAVAILABLE";
+        case ErrorCode::Cancelled:
+            return "CANCELLED";
     }
     return "UNKNOWN";
 }

@@ -13,6 +13,8 @@ enum class ErrorCode {
     NotFound,         // a file or device does not exist
     Unsupported,      // valid input using a feature we do not implement
     Truncated,        // a file ends in the middle of a structure
+    Unavailable,      // a peer cannot be reached, stopped answering or failed the transfer
+    Cancelled,        // the caller cancelled the work
 };
 
 const char* errorCodeName(ErrorCode code);

@@ -1,0 +1,211 @@
+#include "bulk/bulk_receiver.hpp"
+
+#include <fcntl.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "bulk/bulk_wire.hpp"
+#include "core/error.hpp"
+
+namespace walb::bulk {
+
+struct Receiver::Entry {
+    Expected expected;
+    Outcome outcome;
+    grpc::CallbackServerContext* ctx = nullptr;  // while a stream writes this transfer
+};
+
+// One incoming stream: the token, then bulks written at their offsets, then the count as the answer.
+class Receiver::Reactor : public grpc::ServerGenericBidiReactor {
+public:
+    Reactor(Receiver& owner, grpc::GenericCallbackServerContext* ctx) : owner_(owner), ctx_(ctx) {
+        StartRead(&in_);
+    }
+    void OnReadDone(bool ok) override {
+        try {
+            if (!ok) return complete();
+            std::vector<grpc::Slice> slices;
+            if (!in_.Dump(&slices).ok()) throwError(ErrorCode::InvalidArgument, "unreadable message");
+            const uint8_t* p;
+            size_t n;
+            if (slices.size() == 1) {
+                p = slices[0].begin();
+                n = slices[0].size();
+            } else {
+                flat_.clear();
+                for (const auto& s : slices) flat_.insert(flat_.end(), s.begin(), s.end());
+                p = flat_.data();
+                n = flat_.size();
+            }
+            handle(parseRequest(p, n));
+            StartRead(&in_);
+        } catch (const Error& e) {
+            fail(e.code() == ErrorCode::InvalidArgument ? grpc::StatusCode::INVALID_ARGUMENT
+                 : e.code() == ErrorCode::NotFound      ? grpc::StatusCode::NOT_FOUND
+                                                        : grpc::StatusCode::INTERNAL,
+                 e.what());
+        }
+    }
+    void OnWriteDone(bool) override {}
+    void OnDone() override {
+        if (fd_ >= 0) ::close(fd_);
+        if (entry_) {
+            std::lock_guard<std::mutex> lk(owner_.mu_);
+            entry_->ctx = nullptr;
+            if (entry_->outcome.state == Outcome::Running) {
+                entry_->outcome.state = Outcome::Failed;
+                entry_->outcome.error = "the bulk stream was cancelled";
+            }
+        }
+        delete this;
+    }
+
+private:
+    void handle(const ParsedRequest& m) {
+        if (m.isToken) {
+            if (entry_) throwError(ErrorCode::InvalidArgument, "a second token");
+            entry_ = owner_.claim(m.token, ctx_);
+            fd_ = ::open(entry_->expected.path.c_str(), O_WRONLY | O_CLOEXEC);
+            if (fd_ < 0)
+                throwError(ErrorCode::IoError,
+                           "cannot open " + entry_->expected.path + ": " + std::strerror(errno));
+            return;
+        }
+        if (!entry_) throwError(ErrorCode::InvalidArgument, "a bulk stream starts with its token");
+        const Expected& e = entry_->expected;
+        if (m.offset % 512 != 0 || m.offset > e.size || m.length > e.size - m.offset)
+            throwError(ErrorCode::InvalidArgument, "bulk at " + std::to_string(m.offset) + " (+" +
+                                                       std::to_string(m.length) + ") is outside the volume");
+        for (size_t done = 0; done < m.length;) {
+            const ssize_t w = ::pwrite(fd_, m.data + done, m.length - done, off_t(m.offset + done));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0)
+                throwError(ErrorCode::IoError,
+                           "write " + where(e.path, m.offset + done) + ": " + std::strerror(errno));
+            done += size_t(w);
+        }
+        bytes_ += m.length;
+        unsynced_ += m.length;
+        if (e.syncEveryBytes > 0 && unsynced_ >= e.syncEveryBytes) {
+            if (::fdatasync(fd_) != 0) throwError(ErrorCode::IoError, "fdatasync " + e.path);
+            unsynced_ = 0;
+        }
+    }
+    // The sender half-closed: everything it sent is written. (A sender that went away mid-stream is caught by
+    // the count of bytes it reports on the control stream.)
+    void complete() {
+        if (!entry_) return fail(grpc::StatusCode::INVALID_ARGUMENT, "a bulk stream without a token");
+        if (ctx_->IsCancelled())
+            return fail(grpc::StatusCode::CANCELLED, "the sender cancelled the bulk stream");
+        {
+            std::lock_guard<std::mutex> lk(owner_.mu_);
+            entry_->outcome.state = Outcome::Done;
+            entry_->outcome.bytes = bytes_;
+        }
+        const std::string done = encodeDone(bytes_);
+        grpc::Slice s(done);
+        reply_ = grpc::ByteBuffer(&s, 1);
+        StartWriteAndFinish(&reply_, grpc::WriteOptions(), grpc::Status::OK);
+    }
+    void fail(grpc::StatusCode code, const std::string& message) {
+        if (entry_) {
+            std::lock_guard<std::mutex> lk(owner_.mu_);
+            entry_->outcome.state = Outcome::Failed;
+            entry_->outcome.error = message;
+        }
+        Finish(grpc::Status(code, message));
+    }
+
+    Receiver& owner_;
+    grpc::GenericCallbackServerContext* ctx_;
+    grpc::ByteBuffer in_, reply_;
+    std::vector<uint8_t> flat_;
+    std::shared_ptr<Entry> entry_;
+    int fd_ = -1;
+    uint64_t bytes_ = 0, unsynced_ = 0;
+};
+
+class Receiver::Service : public grpc::CallbackGenericService {
+public:
+    Service(Receiver& owner, std::string method) : owner_(owner), method_(std::move(method)) {}
+    grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
+        if (ctx->method() != method_) {
+            class Unimplemented : public grpc::ServerGenericBidiReactor {
+            public:
+                Unimplemented() { Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "")); }
+                void OnDone() override { delete this; }
+            };
+            return new Unimplemented();
+        }
+        return new Reactor(owner_, ctx);
+    }
+
+private:
+    Receiver& owner_;
+    const std::string method_;
+};
+
+Receiver::Receiver(const ReceiverOptions& opt) {
+    initGrpcOnce();
+    service_ = std::make_unique<Service>(*this, opt.method);
+    grpc::ServerBuilder b;
+    b.AddListeningPort(opt.listen, serverCredentials(opt.tls), &port_);
+    b.RegisterCallbackGenericService(service_.get());
+    b.SetMaxReceiveMessageSize(64 << 20);
+    // Bigger HTTP/2 frames: fewer per bulk to parse on both ends.
+    b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20);
+    server_ = b.BuildAndStart();
+    if (!server_ || port_ == 0) throwError(ErrorCode::Unavailable, "cannot listen on " + opt.listen);
+}
+
+Receiver::~Receiver() { shutdown(); }
+
+void Receiver::shutdown() {
+    if (!server_) return;
+    server_->Shutdown(std::chrono::system_clock::now());  // cancels running streams at once
+    server_->Wait();
+    server_.reset();
+}
+
+void Receiver::expect(const std::string& token, const Expected& e) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto entry = std::make_shared<Entry>();
+    entry->expected = e;
+    entries_[token] = entry;
+}
+
+std::shared_ptr<Receiver::Entry> Receiver::claim(const std::string& token, grpc::CallbackServerContext* ctx) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = entries_.find(token);
+    if (it == entries_.end()) throwError(ErrorCode::NotFound, "no transfer expects this bulk token");
+    if (it->second->outcome.state != Outcome::Waiting)
+        throwError(ErrorCode::InvalidArgument, "the bulk token was used already");
+    it->second->outcome.state = Outcome::Running;
+    it->second->ctx = ctx;
+    return it->second;
+}
+
+Outcome Receiver::outcome(const std::string& token) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = entries_.find(token);
+    if (it == entries_.end()) {
+        Outcome o;
+        o.state = Outcome::Failed;
+        o.error = "unknown bulk token";
+        return o;
+    }
+    return it->second->outcome;
+}
+
+void Receiver::forget(const std::string& token) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto it = entries_.find(token);
+    if (it == entries_.end()) return;
+    if (it->second->ctx) it->second->ctx->TryCancel();
+    entries_.erase(it);
+}
+
+}  // namespace walb::bulk

@@ -1,0 +1,248 @@
+#include "bulk/bulk_sender.hpp"
+
+#include <fcntl.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "bulk/bulk_wire.hpp"
+#include "core/error.hpp"
+
+namespace walb::bulk {
+
+void SendCancel::cancel() {
+    std::lock_guard<std::mutex> lk(mu_);
+    cancelled_ = true;
+    if (ctx_) ctx_->TryCancel();
+}
+
+bool SendCancel::cancelled() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return cancelled_;
+}
+
+void SendCancel::attach(grpc::ClientContext* ctx) {
+    std::lock_guard<std::mutex> lk(mu_);
+    ctx_ = ctx;
+    if (cancelled_) ctx->TryCancel();
+}
+
+void SendCancel::detach() {
+    std::lock_guard<std::mutex> lk(mu_);
+    ctx_ = nullptr;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+ErrorCode codeOf(grpc::StatusCode c) {
+    switch (c) {
+        case grpc::StatusCode::CANCELLED:
+            return ErrorCode::Cancelled;
+        case grpc::StatusCode::INVALID_ARGUMENT:
+        case grpc::StatusCode::OUT_OF_RANGE:
+            return ErrorCode::InvalidArgument;
+        case grpc::StatusCode::NOT_FOUND:
+            return ErrorCode::NotFound;
+        default:
+            return ErrorCode::Unavailable;
+    }
+}
+
+// One gRPC client stream driven through a completion queue, one operation at a time. The destructor cancels
+// and drains whatever is still pending, as gRPC requires before the call goes away.
+class Stream {
+public:
+    Stream(const SendOptions& opt, SendCancel& cancel) : opt_(opt), cancel_(cancel) {
+        grpc::ChannelArguments args;
+        args.SetMaxSendMessageSize(64 << 20);
+        args.SetMaxReceiveMessageSize(1 << 20);
+        channel_ = grpc::CreateCustomChannel(opt.target, channelCredentials(opt.tls), args);
+        stub_ = std::make_unique<grpc::GenericStub>(channel_);
+        cancel_.attach(&ctx_);
+        call_ = stub_->PrepareCall(&ctx_, opt.method, &cq_);
+        call_->StartCall(tag());
+        await(opt.timeoutSec, "connecting");
+    }
+    ~Stream() {
+        if (!finished_) {
+            ctx_.TryCancel();
+            while (pending_ > 0) drainOne();
+            grpc::Status st;
+            call_->Finish(&st, tag());
+            while (pending_ > 0) drainOne();
+        }
+        cancel_.detach();
+        cq_.Shutdown();
+        void* t;
+        bool ok;
+        while (cq_.Next(&t, &ok)) {
+        }
+    }
+    // Waits for the previous write; returns at once when nothing is in flight.
+    void settle() {
+        if (pending_ > 0) await(opt_.timeoutSec, "waiting for the receiver");
+    }
+    // gRPC takes its own reference to the slices; the caller's buffers are free again at return.
+    void write(grpc::Slice head, grpc::Slice body = grpc::Slice()) {
+        settle();
+        const size_t n = body.size() > 0 ? 2 : 1;
+        grpc::Slice parts[2] = {std::move(head), std::move(body)};
+        grpc::ByteBuffer bb(parts, n);
+        call_->Write(bb, tag());
+    }
+    // Half-closes and returns the receiver's count of bytes written.
+    uint64_t finish() {
+        settle();
+        call_->WritesDone(tag());
+        await(opt_.timeoutSec, "closing the stream");
+        grpc::ByteBuffer reply;
+        call_->Read(&reply, tag());
+        const bool gotReply = awaitOk(opt_.timeoutSec * 6);
+        grpc::Status st;
+        call_->Finish(&st, tag());
+        awaitOk(opt_.timeoutSec);
+        finished_ = true;
+        if (!st.ok()) fail(st);
+        std::vector<grpc::Slice> slices;
+        if (!gotReply || !reply.Dump(&slices).ok())
+            throwError(ErrorCode::Unavailable, "the bulk receiver closed without an answer");
+        std::string bytes;
+        for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+        return parseDone(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    }
+
+private:
+    void* tag() {
+        pending_++;
+        return this;
+    }
+    void drainOne() {
+        void* t;
+        bool ok;
+        cq_.Next(&t, &ok);
+        pending_--;
+    }
+    // Waits for the one pending operation; false when it failed (the stream is broken).
+    bool awaitOk(uint32_t timeoutSec) {
+        void* t;
+        bool ok;
+        // gRPC takes system_clock deadlines only.
+        const auto deadline =
+            std::chrono::system_clock::now() + std::chrono::seconds(timeoutSec ? timeoutSec : 86400);
+        switch (cq_.AsyncNext(&t, &ok, deadline)) {
+            case grpc::CompletionQueue::GOT_EVENT:
+                pending_--;
+                return ok;
+            case grpc::CompletionQueue::TIMEOUT:
+                timedOut_ = true;
+                ctx_.TryCancel();
+                drainOne();
+                return false;
+            default:
+                throwError(ErrorCode::Unavailable, "bulk stream shut down");
+        }
+    }
+    // As awaitOk, but a failed operation ends the stream: its status becomes the error.
+    void await(uint32_t timeoutSec, const char* what) {
+        if (awaitOk(timeoutSec)) return;
+        grpc::Status st;
+        call_->Finish(&st, tag());
+        awaitOk(opt_.timeoutSec);
+        finished_ = true;
+        if (timedOut_)
+            throwError(ErrorCode::Unavailable, std::string("the bulk receiver at ") + opt_.target +
+                                                   " did not answer within " + std::to_string(timeoutSec) +
+                                                   " s (" + what + ")");
+        fail(st);
+    }
+    [[noreturn]] void fail(const grpc::Status& st) {
+        if (cancel_.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
+        throwError(codeOf(st.error_code()),
+                   "bulk transfer to " + opt_.target +
+                       " failed: " + (st.ok() ? std::string("stream broken") : st.error_message()));
+    }
+
+    const SendOptions& opt_;
+    SendCancel& cancel_;
+    std::shared_ptr<grpc::Channel> channel_;
+    std::unique_ptr<grpc::GenericStub> stub_;
+    grpc::ClientContext ctx_;
+    grpc::CompletionQueue cq_;
+    std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
+    int pending_ = 0;
+    bool finished_ = false;
+    bool timedOut_ = false;
+};
+
+bool allZero(const char* p, size_t n) {
+    static const char zeros[4096] = {};
+    while (n > 0) {
+        const size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
+        if (std::memcmp(p, zeros, k) != 0) return false;
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
+}  // namespace
+
+SendResult sendFile(const SendOptions& opt, SendCancel& cancel, const Progress& progress) {
+    initGrpcOnce();
+    if (opt.bulk == 0 || opt.bulk > (32u << 20))
+        throwError(ErrorCode::InvalidArgument, "bulk size out of range");
+    const int fd = ::open(opt.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throwError(ErrorCode::IoError, "cannot open " + opt.path + ": " + std::strerror(errno));
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+
+    SendResult r;
+    Stream stream(opt, cancel);
+    stream.write(grpc::Slice(encodeToken(opt.token)));
+    std::vector<char> buf(opt.bulk);
+    const auto started = Clock::now();
+    for (uint64_t off = 0; off < opt.size;) {
+        if (cancel.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
+        if (opt.bytesPerSec > 0) {
+            const auto due = started + std::chrono::duration<double>(double(off) / opt.bytesPerSec);
+            // Let the previous write finish first so that a long pause cannot look like a hung receiver.
+            if (due > Clock::now()) stream.settle();
+            std::this_thread::sleep_until(due);
+        }
+        const size_t len = size_t(std::min<uint64_t>(opt.bulk, opt.size - off));
+        // The read overlaps the previous write, which gRPC sends from its own copy.
+        size_t got = 0;
+        while (got < len) {
+            const ssize_t n = ::pread(fd, buf.data() + got, len - got, off + got);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0)
+                throwError(ErrorCode::IoError, "short read of " + where(opt.path, off + got) +
+                                                   (n < 0 ? std::string(": ") + std::strerror(errno) : ""));
+            got += size_t(n);
+        }
+        if (!allZero(buf.data(), len)) {
+            uint8_t head[kDataHeadMax];
+            const size_t h = encodeDataHead(head, off, len);
+            stream.write(grpc::Slice(head, h), grpc::Slice(buf.data(), len));
+            r.sent += len;
+        }
+        off += len;
+        r.scanned = off;
+        if (progress) progress(r.scanned, opt.size);
+    }
+    const uint64_t written = stream.finish();
+    if (written != r.sent)
+        throwError(ErrorCode::Unavailable, "the bulk receiver wrote " + std::to_string(written) +
+                                               " bytes of " + std::to_string(r.sent));
+    return r;
+}
+
+}  // namespace walb::bulk

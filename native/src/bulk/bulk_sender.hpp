@@ -1,0 +1,50 @@
+// The sending end of the native bulk path: bytes [0, size) of a file (a volume's data device) as bulk
+// messages over one gRPC client stream, zero bulks skipped. Runs on the calling (pool) thread; gRPC's own
+// threads do the network, so the JS thread only starts it and reads its progress.
+#pragma once
+#include <grpcpp/grpcpp.h>
+
+#include <mutex>
+#include <string>
+
+#include "bulk/bulk_tls.hpp"
+#include "core/ops.hpp"
+
+namespace walb::bulk {
+
+struct SendOptions {
+    std::string target;  // HOST:PORT of the receiver
+    std::string method;  // full gRPC method name, e.g. /walb.v1.ArchiveBulk/FullSyncBulk
+    std::string token;   // names the transfer at the receiver (the first message)
+    std::string path;    // file to read
+    uint64_t size = 0;   // bytes to send from offset 0
+    uint32_t bulk = 1 << 20;
+    double bytesPerSec = 0;    // read rate limit, 0 = none
+    uint32_t timeoutSec = 10;  // longest wait for the receiver; its final answer gets six times as long
+    TlsPem tls;
+};
+
+struct SendResult {
+    uint64_t scanned = 0;  // bytes read
+    uint64_t sent = 0;     // bytes sent (the non-zero bulks)
+};
+
+// Cancels a running send from any thread.
+class SendCancel {
+public:
+    void cancel();
+    bool cancelled();
+    void attach(grpc::ClientContext* ctx);
+    void detach();
+
+private:
+    std::mutex mu_;
+    grpc::ClientContext* ctx_ = nullptr;
+    bool cancelled_ = false;
+};
+
+// Throws walb::Error: Unavailable (peer gone, timed out, refused), Cancelled, IoError (read),
+// InvalidArgument.
+SendResult sendFile(const SendOptions& opt, SendCancel& cancel, const Progress& progress);
+
+}  // namespace walb::bulk
