@@ -297,6 +297,7 @@ export class ArchiveServer {
       const sizeBytes = h.size * 512;
       let snapshot: MetaSnap | undefined;
       let bytes = 0;
+      let path: 'bulk' | 'stream' = 'stream';
       await v.state.transact('FullSync', async () => {
         const image = await store.beginFullSync(h.size);
         const syncEvery = Math.max(1, this.config.fsyncIntervalMb) * 1048576;
@@ -327,7 +328,10 @@ export class ArchiveServer {
               }
             } else if (m.value.end?.snapshot) {
               snapshot = snap(m.value.end.snapshot.gidB, m.value.end.snapshot.gidE);
-              if (token) bytes += this.bulkBytes(token, Number(m.value.end.bulkBytes));
+              if (token && this.bulkReceived(token, Number(m.value.end.bulkBytes))) {
+                bytes += Number(m.value.end.bulkBytes);
+                path = 'bulk';
+              }
               break;
             } else {
               throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a full sync');
@@ -339,7 +343,7 @@ export class ArchiveServer {
         }
         await store.finishFullSync(snapshot!, Number(h.timestamp), h.storageUuid, h.size);
       });
-      this.log('info', 'full-sync-done', { volume: h.volume, bytes, base: snapText(snapshot!) });
+      this.log('info', 'full-sync-done', { volume: h.volume, bytes, path, base: snapText(snapshot!) });
       call.write({ done: {} });
       call.end();
     } catch (err) {
@@ -349,17 +353,19 @@ export class ArchiveServer {
     }
   }
 
-  /** What the bulk receiver wrote for a full sync, which must be all the sender says it sent. */
-  private bulkBytes(token: string, sent: number): number {
+  /**
+   * Whether the bulks of a full sync came through the bulk receiver; if so, it must have written all that the
+   * sender says it sent. A sender that did not use it (its bulks came on the stream) leaves it waiting.
+   */
+  private bulkReceived(token: string, sent: number): boolean {
     const o = this.bulk?.outcome(token);
-    // A sender that did not use the receiver (it sent its bulks on the stream) leaves it waiting.
-    if (o?.state === 'waiting' && sent === 0) return 0;
+    if (o?.state === 'waiting' && sent === 0) return false;
     if (o?.state !== 'done' || o.bytes !== sent)
       throw new WalbError(
         'TRUNCATED',
         `the bulk receiver wrote ${o?.bytes ?? 0} of ${sent} bytes (${o?.state ?? 'closed'}${o?.error ? `: ${o.error}` : ''})`,
       );
-    return o.bytes;
+    return true;
   }
 
   /** wdiff from a proxy (walb-servers.md §7.2): header checked, accept or typed rejection, bytes, durable, ack. */

@@ -12,6 +12,7 @@ import { FULL_SYNC_BULK } from '../../src/common/transfer';
 import type { FullSyncBulkRequest__Output } from '../../src/generated/walb/v1/FullSyncBulkRequest';
 import { native, type BulkReceiver } from '../../src/native';
 import { makeTempDir, removeDir } from '../helpers';
+import { ServerProc, freePort } from '../system-harness';
 
 const MiB = 1 << 20;
 
@@ -239,4 +240,32 @@ test('a send reports progress; cancel stops it with CANCELLED, and forget cancel
   const err = (await t.throwsAsync(runningB)) as NodeJS.ErrnoException;
   t.not(err.code, undefined);
   t.is(r.outcome('b').state, 'failed'); // forgotten: unknown from now on
+});
+
+test('a second bulk receiver cannot take a port another one listens on (no silent port sharing)', async (t) => {
+  const { r } = await withReceiver(t);
+  const err = t.throws(
+    () => new native.BulkReceiver({ listen: `127.0.0.1:${r.port()}`, method: FULL_SYNC_BULK }),
+  );
+  t.is((err as NodeJS.ErrnoException).code, 'UNAVAILABLE');
+});
+
+test('an archive whose bulk port is taken does not start, and says which setting to change', async (t) => {
+  const dir = makeTempDir('bulk-taken');
+  const taken = net.createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as net.AddressInfo).port;
+  const archive = new ServerProc('walb-archive', path.join(dir, 'a'), await freePort(), [
+    '--bulk-listen',
+    `127.0.0.1:${port}`,
+  ]);
+  try {
+    const err = await t.throwsAsync(archive.start());
+    t.regex(err!.message, /exited: .*bulkListen: cannot listen on 127\.0\.0\.1:\d+/s);
+    t.is(archive.proc!.exitCode, 1);
+  } finally {
+    await archive.kill();
+    taken.close();
+    removeDir(dir);
+  }
 });

@@ -57,6 +57,8 @@ test('a bad value or an unknown key is a CONFIG error naming the key', (t) => {
       [() => loadProxyConfig({ config: bad('proxy', { startVolumes: 'maybe' }) }), /startVolumes/],
       [() => loadArchiveConfig({ config: bad('archive', { fsyncIntervalMb: 'big' }) }), /fsyncIntervalMb/],
       [() => loadArchiveConfig({ config: bad('archive', { nosuchKey: 1 }) }), /nosuchKey/],
+      [() => loadArchiveConfig({ config: bad('archive', { bulkListen: 'on' }) }), /bulkListen/],
+      [() => loadArchiveConfig({ config: example('archive'), bulkListen: 'host:99999' }), /bulkListen/],
     ];
     for (const [load, key] of cases) {
       const err = t.throws(load);
