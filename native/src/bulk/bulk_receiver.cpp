@@ -155,8 +155,8 @@ Receiver::Receiver(const ReceiverOptions& opt) {
     b.AddListeningPort(opt.listen, serverCredentials(opt.tls), &port_);
     b.RegisterCallbackGenericService(service_.get());
     b.SetMaxReceiveMessageSize(64 << 20);
-    // gRPC shares ports by default (SO_REUSEPORT): a second archive on the same bulk port would then take half
-    // of the first one's connections instead of failing to start.
+    // gRPC shares ports by default (SO_REUSEPORT): a second archive on the same bulk port would then take
+    // half of the first one's connections instead of failing to start.
     b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     // Bigger HTTP/2 frames: fewer per bulk to parse on both ends.
     b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, 1 << 20);
