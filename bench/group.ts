@@ -14,7 +14,7 @@ import { Processes, freePort } from '../src/demo/processes';
 import { native } from '../src/native';
 import { WdevClient } from '../src/wdev/client';
 
-const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) << 20;
+const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) * 1048576; // no << 20: 2 GiB overflows int32
 const SNAPSHOTS = Number(process.env.WALB_BENCH_SNAPSHOTS ?? 20);
 const LOAD_MBPS = 50;
 const ROUNDS = Number(process.env.WALB_BENCH_ROUNDS ?? 3);
@@ -153,7 +153,7 @@ async function main(): Promise<void> {
     ctl.close();
     wdevd.close();
 
-    console.log(`backup group on ${base} (loopback), ${DEVICE >> 20} MiB wdev, random data\n`);
+    console.log(`backup group on ${base} (loopback), ${DEVICE / 1048576} MiB wdev, random data\n`);
     console.log(
       `full backup           ${fullMbps.toFixed(0).padStart(6)} MB/s   nbdcopy (same data, same fs) ${copyMbps.toFixed(0)} MB/s   ratio ${(fullMbps / copyMbps).toFixed(2)}   (medians of ${ROUNDS}: ${fullRuns.map((x) => x.toFixed(0)).join('/')} vs ${copyRuns.map((x) => x.toFixed(0)).join('/')})`,
     );
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
       JSON.stringify({
         bench: 'group',
         dir: base,
-        deviceMb: DEVICE >> 20,
+        deviceMb: DEVICE / 1048576,
         fullMbps,
         copyMbps,
         fullRuns,

@@ -11,7 +11,7 @@ import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import { native, type BulkSenderOptions } from '../native';
 
-/** The method of the archive's native bulk receiver (archive.proto, service ArchiveBulk). */
+/** The method of the archive's native bulk receiver (bulk.proto, service ArchiveBulk). */
 export const FULL_SYNC_BULK = '/walb.v1.ArchiveBulk/FullSyncBulk';
 
 /**

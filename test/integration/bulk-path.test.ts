@@ -1,5 +1,5 @@
 // The native bulk path of full backups (addon src/bulk/): a C++ gRPC sender and receiver. It must speak
-// ArchiveBulk.FullSyncBulk as archive.proto defines it, write the bytes where they belong, and fail with clear
+// ArchiveBulk.FullSyncBulk as bulk.proto defines it, write the bytes where they belong, and fail with clear
 // codes on bad input, unknown tokens, hung peers and cancellation.
 import test from 'ava';
 import crypto from 'node:crypto';
@@ -61,9 +61,9 @@ test('the bulk path writes a volume into the expected file byte for byte and ski
   t.true(fs.statSync(dst).blocks * 512 <= 6 * MiB);
 });
 
-test('the native sender speaks ArchiveBulk.FullSyncBulk as archive.proto defines it', async (t) => {
+test('the native sender speaks ArchiveBulk.FullSyncBulk as bulk.proto defines it', async (t) => {
   const dir = makeTempDir('bulk-proto');
-  const { definition } = loadProto('walb/v1/archive.proto');
+  const { definition } = loadProto('walb/v1/bulk.proto');
   const got: FullSyncBulkRequest__Output[] = [];
   const impl = {
     FullSyncBulk: (
@@ -111,11 +111,11 @@ test('the native sender speaks ArchiveBulk.FullSyncBulk as archive.proto defines
   }
 });
 
-test('the native receiver takes FullSyncBulk from a grpc-js client encoding archive.proto', async (t) => {
+test('the native receiver takes FullSyncBulk from a grpc-js client encoding bulk.proto', async (t) => {
   const { r, dir } = await withReceiver(t);
   const dst = emptyImage(dir, 'base.img', 4096);
   r.expect('k', { path: dst, size: 4096 });
-  const { definition } = loadProto('walb/v1/archive.proto');
+  const { definition } = loadProto('walb/v1/bulk.proto');
   const Client = grpc.makeGenericClientConstructor(
     definition['walb.v1.ArchiveBulk'] as grpc.ServiceDefinition,
     'ArchiveBulk',

@@ -111,6 +111,8 @@ for (const role of ROLES) {
       const names = list.list_services_response!.service.map((s) => s.name);
       for (const n of [role.service, 'walb.v1.Operations', 'grpc.health.v1.Health'])
         t.true(names.includes(n), `${n} in ${names.join(',')}`);
+      // Only what this port serves (the archive's bulk receiver has a port of its own).
+      t.false(names.includes('walb.v1.ArchiveBulk'));
 
       // describe: a root built only from what reflection returned
       const files = await describe(r, role.service);

@@ -104,6 +104,8 @@ test.serial(
 
       await ok('init-vol', 'sec', 'sec');
       await ok('full-backup', 'sec', '--wait');
+      // The bytes took the archive's bulk port, over TLS too.
+      t.true(a0.stderr.includes('"path":"bulk"'));
       const { c } = await RawClient.go(wdevd.nbdSocket, 'sec');
       t.is(await c.writeAt(1, 1 << 20, crypto.randomBytes(2 << 20), P.NBD_CMD_FLAG_FUA), 0);
       const gid = await ok('snapshot', 'sec', '--wait');

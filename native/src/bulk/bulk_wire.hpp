@@ -1,5 +1,5 @@
 // Messages of the native bulk path, in protobuf's wire format, encoded and parsed by hand so that no
-// generated code is needed. One shape (proto/walb/v1/archive.proto, FullSyncBulkRequest):
+// generated code is needed. One shape (proto/walb/v1/bulk.proto, FullSyncBulkRequest):
 //   { token (1): string }                                   the first message of a stream
 //   { data (2): { offset (1): uint64, data (2): bytes } }   every other one (same field as
 //   FullSyncRequest.data)
