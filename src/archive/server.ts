@@ -313,6 +313,8 @@ export class ArchiveServer {
             if (m.done) throw new WalbError('TRUNCATED', 'the full sync stream ended before its end message');
             if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
             if (m.value.data) {
+              // Bulks on the stream: the sender could not reach the receiver; it must not write any more.
+              if (token && bytes === 0) this.bulk?.forget(token);
               const { offset, data } = m.value.data;
               if (offset % 512 !== 0 || offset + data.length > sizeBytes)
                 throw new WalbError(
@@ -355,11 +357,11 @@ export class ArchiveServer {
 
   /**
    * Whether the bulks of a full sync came through the bulk receiver; if so, it must have written all that the
-   * sender says it sent. A sender that did not use it (its bulks came on the stream) leaves it waiting.
+   * sender says it sent. A sender that did not use it (its bulks came on the stream) says 0.
    */
   private bulkReceived(token: string, sent: number): boolean {
+    if (sent === 0) return false;
     const o = this.bulk?.outcome(token);
-    if (o?.state === 'waiting' && sent === 0) return false;
     if (o?.state !== 'done' || o.bytes !== sent)
       throw new WalbError(
         'TRUNCATED',

@@ -4,7 +4,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { FileHandle } from 'node:fs/promises';
 import { BULK_HEAD_MAX, bulkMessage } from './bulk-message';
-import { WalbError, errorCode } from './errors';
+import { WalbError, errorCode, errorMessage } from './errors';
 import { EncodedMessage, fromServiceError } from './grpc';
 import type { Accepted__Output } from '../generated/walb/v1/Accepted';
 import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
@@ -16,20 +16,22 @@ export const FULL_SYNC_BULK = '/walb.v1.ArchiveBulk/FullSyncBulk';
 
 /**
  * Sends a file's bytes to a native bulk receiver from the addon's threads, reporting progress and cancelled by
- * the operation's signal; returns the bytes sent (zero bulks are skipped).
+ * the operation's signal. Returns the bytes sent (zero bulks are skipped), or `unreachable` when the receiver
+ * could not be reached at all (nothing was sent, so the caller may take another way).
  */
 export async function sendBulks(
   opts: BulkSenderOptions,
   op: { progress(done: number, total?: number): void; signal: AbortSignal },
-): Promise<number> {
+): Promise<{ sent: number } | { unreachable: string }> {
   const sender = new native.BulkSender(opts);
   const cancel = () => sender.cancel();
   op.signal.addEventListener('abort', cancel);
   try {
     if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
-    return (await sender.run((done, total) => op.progress(done, total))).sent;
+    return { sent: (await sender.run((done, total) => op.progress(done, total))).sent };
   } catch (err) {
     if (errorCode(err) === 'CANCELLED') throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+    if (errorCode(err) === 'UNAVAILABLE' && sender.sent() === 0) return { unreachable: errorMessage(err) };
     throw err;
   } finally {
     op.signal.removeEventListener('abort', cancel);

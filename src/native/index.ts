@@ -268,6 +268,8 @@ export interface BulkSender {
   /** Rejects with UNAVAILABLE (receiver gone, timed out, refused), CANCELLED, IO_ERROR or INVALID_ARGUMENT. */
   run(progress?: ProgressFn): Promise<{ scanned: number; sent: number }>;
   cancel(): void;
+  /** Bytes handed to gRPC so far: 0 while the receiver was never reached. */
+  sent(): number;
 }
 
 export interface BulkSenderOptions {

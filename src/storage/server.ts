@@ -394,6 +394,7 @@ export class StorageServer {
       const archive = this.config.archive;
       const tls = tlsPem(this.config.tls);
       const timeoutSec = this.config.socketTimeoutSec;
+      const log = this.log;
       try {
         const result = await runTransfer(
           this.archiveClient.FullSync(),
@@ -401,9 +402,10 @@ export class StorageServer {
           async function* (accepted) {
             if (accepted.bulkPort) {
               // The archive has a bulk receiver: the addon reads and sends from its own threads.
-              bulkBytes = await sendBulks(
+              const target = `${archive.slice(0, archive.lastIndexOf(':'))}:${accepted.bulkPort}`;
+              const r = await sendBulks(
                 {
-                  target: `${archive.slice(0, archive.lastIndexOf(':'))}:${accepted.bulkPort}`,
+                  target,
                   method: FULL_SYNC_BULK,
                   token: accepted.bulkToken,
                   path: st.ddev,
@@ -415,7 +417,17 @@ export class StorageServer {
                 },
                 op,
               );
-              return;
+              if ('sent' in r) {
+                bulkBytes = r.sent;
+                return;
+              }
+              // A firewall or a forwarded address: the main port still works, only slower.
+              log('warn', 'bulk-port-unreachable', {
+                volume: v.name,
+                target,
+                error: r.unreachable,
+                hint: "open the archive's bulkListen port to the storage, or set it to off",
+              });
             }
             for await (const b of fileBulks(fh, size, bulk, FULL_SYNC_DATA_FIELD, 4, scanRate)) {
               if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');

@@ -52,7 +52,7 @@ async function waitOp(ops: grpc.Client, id: string): Promise<Operation__Output> 
 }
 
 /** The archive's full-sync path: its native bulk receiver (default) or the FullSync stream itself ('off'). */
-const fullBackupWhileWriting = test.macro(async (t, bulkListen: '' | 'off') => {
+const fullBackupWhileWriting = test.macro(async (t, bulkListen: string, expected: 'bulk' | 'stream') => {
   const dir = makeTempDir('backup-group');
   const wdevd = new Wdevd(path.join(dir, 'wdevd'));
   const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort(), [
@@ -98,7 +98,9 @@ const fullBackupWhileWriting = test.macro(async (t, bulkListen: '' | 'off') => {
     const done = await waitOp(sops, op.id);
     await writing;
     t.is(done.state, 'done', done.error);
-    t.true(archive.stderr.includes(`"path":"${bulkListen === 'off' ? 'stream' : 'bulk'}"`));
+    t.true(archive.stderr.includes(`"path":"${expected}"`));
+    // A receiver the storage cannot reach is passed by, with a warning that says what to change.
+    t.is(storage.stderr.includes('"event":"bulk-port-unreachable"'), bulkListen.startsWith('127.0.0.2'));
     const state = (await call<{ state: string }>(s, 'GetState', { volume: 'vol0' })).state;
     if (state !== 'Target') t.log(storage.stderr.slice(-4000));
     t.is(state, 'Target');
@@ -142,12 +144,22 @@ test.serial(
   'full backup of a wdev in use (native bulk path), writes, snapshot: the restored snapshot equals the device',
   fullBackupWhileWriting,
   '',
+  'bulk',
 );
 
 test.serial(
   'full backup with the bulk receiver off goes over the FullSync stream, and the restored snapshot equals the device',
   fullBackupWhileWriting,
   'off',
+  'stream',
+);
+
+test.serial(
+  'full backup to an archive whose bulk port the storage cannot reach falls back to the FullSync stream, and the restored snapshot equals the device',
+  fullBackupWhileWriting,
+  // Bound on another loopback address than the one the storage dials: connection refused.
+  '127.0.0.2:0',
+  'stream',
 );
 
 test.serial(

@@ -24,7 +24,8 @@ public:
     static Napi::Function Init(Napi::Env env) {
         return DefineClass(
             env, "BulkSender",
-            {InstanceMethod("run", &BulkSender::Run), InstanceMethod("cancel", &BulkSender::Cancel)});
+            {InstanceMethod("run", &BulkSender::Run), InstanceMethod("cancel", &BulkSender::Cancel),
+             InstanceMethod("sent", &BulkSender::SentSoFar)});
     }
     BulkSender(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BulkSender>(info) {
         Napi::Object o = argObject(info, 0);
@@ -49,11 +50,11 @@ private:
         if (ran_) throwInvalid(info.Env(), "a BulkSender runs once");
         ran_ = true;
         auto opt = opt_;
-        auto cancel = cancel_;
+        auto control = control_;
         return Job<Sent>::start(
             info.Env(),
-            [opt, cancel](const Progress& p) {
-                auto r = bulk::sendFile(opt, *cancel, p);
+            [opt, control](const Progress& p) {
+                auto r = bulk::sendFile(opt, *control, p);
                 return Sent{r.scanned, r.sent};
             },
             [](Napi::Env env, Sent& r) -> Napi::Value {
@@ -64,12 +65,13 @@ private:
             },
             info.Length() > 0 ? info[0] : Napi::Value());
     }
+    Napi::Value SentSoFar(const Napi::CallbackInfo& info) { return u64(info.Env(), control_->sent.load()); }
     Napi::Value Cancel(const Napi::CallbackInfo& info) {
-        cancel_->cancel();
+        control_->cancel();
         return info.Env().Undefined();
     }
     bulk::SendOptions opt_;
-    std::shared_ptr<bulk::SendCancel> cancel_ = std::make_shared<bulk::SendCancel>();
+    std::shared_ptr<bulk::SendControl> control_ = std::make_shared<bulk::SendControl>();
     bool ran_ = false;
 };
 

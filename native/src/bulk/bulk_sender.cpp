@@ -14,24 +14,24 @@
 
 namespace walb::bulk {
 
-void SendCancel::cancel() {
+void SendControl::cancel() {
     std::lock_guard<std::mutex> lk(mu_);
     cancelled_ = true;
     if (ctx_) ctx_->TryCancel();
 }
 
-bool SendCancel::cancelled() {
+bool SendControl::cancelled() {
     std::lock_guard<std::mutex> lk(mu_);
     return cancelled_;
 }
 
-void SendCancel::attach(grpc::ClientContext* ctx) {
+void SendControl::attach(grpc::ClientContext* ctx) {
     std::lock_guard<std::mutex> lk(mu_);
     ctx_ = ctx;
     if (cancelled_) ctx->TryCancel();
 }
 
-void SendCancel::detach() {
+void SendControl::detach() {
     std::lock_guard<std::mutex> lk(mu_);
     ctx_ = nullptr;
 }
@@ -58,13 +58,13 @@ ErrorCode codeOf(grpc::StatusCode c) {
 // and drains whatever is still pending, as gRPC requires before the call goes away.
 class Stream {
 public:
-    Stream(const SendOptions& opt, SendCancel& cancel) : opt_(opt), cancel_(cancel) {
+    Stream(const SendOptions& opt, SendControl& control) : opt_(opt), control_(control) {
         grpc::ChannelArguments args;
         args.SetMaxSendMessageSize(64 << 20);
         args.SetMaxReceiveMessageSize(1 << 20);
         channel_ = grpc::CreateCustomChannel(opt.target, channelCredentials(opt.tls), args);
         stub_ = std::make_unique<grpc::GenericStub>(channel_);
-        cancel_.attach(&ctx_);
+        control_.attach(&ctx_);
         call_ = stub_->PrepareCall(&ctx_, opt.method, &cq_);
         call_->StartCall(tag());
         await(opt.timeoutSec, "connecting");
@@ -77,7 +77,7 @@ public:
             call_->Finish(&st, tag());
             while (pending_ > 0) drainOne();
         }
-        cancel_.detach();
+        control_.detach();
         cq_.Shutdown();
         void* t;
         bool ok;
@@ -162,14 +162,14 @@ private:
         fail(st);
     }
     [[noreturn]] void fail(const grpc::Status& st) {
-        if (cancel_.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
+        if (control_.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
         throwError(codeOf(st.error_code()),
                    "bulk transfer to " + opt_.target +
                        " failed: " + (st.ok() ? std::string("stream broken") : st.error_message()));
     }
 
     const SendOptions& opt_;
-    SendCancel& cancel_;
+    SendControl& control_;
     std::shared_ptr<grpc::Channel> channel_;
     std::unique_ptr<grpc::GenericStub> stub_;
     grpc::ClientContext ctx_;
@@ -193,7 +193,7 @@ bool allZero(const char* p, size_t n) {
 
 }  // namespace
 
-SendResult sendFile(const SendOptions& opt, SendCancel& cancel, const Progress& progress) {
+SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress& progress) {
     initGrpcOnce();
     if (opt.bulk == 0 || opt.bulk > (32u << 20))
         throwError(ErrorCode::InvalidArgument, "bulk size out of range");
@@ -205,12 +205,12 @@ SendResult sendFile(const SendOptions& opt, SendCancel& cancel, const Progress& 
     } closer{fd};
 
     SendResult r;
-    Stream stream(opt, cancel);
+    Stream stream(opt, control);
     stream.write(grpc::Slice(encodeToken(opt.token)));
     std::vector<char> buf(opt.bulk);
     const auto started = Clock::now();
     for (uint64_t off = 0; off < opt.size;) {
-        if (cancel.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
+        if (control.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
         if (opt.bytesPerSec > 0) {
             const auto due = started + std::chrono::duration<double>(double(off) / opt.bytesPerSec);
             // Let the previous write finish first so that a long pause cannot look like a hung receiver.
@@ -233,6 +233,7 @@ SendResult sendFile(const SendOptions& opt, SendCancel& cancel, const Progress& 
             const size_t h = encodeDataHead(head, off, len);
             stream.write(grpc::Slice(head, h), grpc::Slice(buf.data(), len));
             r.sent += len;
+            control.sent = r.sent;
         }
         off += len;
         r.scanned = off;

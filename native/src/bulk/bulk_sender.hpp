@@ -4,6 +4,7 @@
 #pragma once
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <mutex>
 #include <string>
 
@@ -29,9 +30,11 @@ struct SendResult {
     uint64_t sent = 0;     // bytes sent (the non-zero bulks)
 };
 
-// Cancels a running send from any thread.
-class SendCancel {
+// A running send as other threads see it: cancel it, read how far it got.
+class SendControl {
 public:
+    // Bytes of the bulks handed to gRPC so far (0 while the receiver has not been reached).
+    std::atomic<uint64_t> sent{0};
     void cancel();
     bool cancelled();
     void attach(grpc::ClientContext* ctx);
@@ -45,6 +48,6 @@ private:
 
 // Throws walb::Error: Unavailable (peer gone, timed out, refused), Cancelled, IoError (read),
 // InvalidArgument.
-SendResult sendFile(const SendOptions& opt, SendCancel& cancel, const Progress& progress);
+SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress& progress);
 
 }  // namespace walb::bulk
