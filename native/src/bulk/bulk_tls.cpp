@@ -1,5 +1,7 @@
 #include "bulk/bulk_tls.hpp"
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <mutex>
 
@@ -27,6 +29,13 @@ void initGrpcOnce() {
     std::call_once(once, [] {
         setenv("GRPC_DNS_RESOLVER", "native", 0);
         setenv("GRPC_VERBOSITY", "ERROR", 0);
+#if defined(__GLIBC__)
+        // gRPC's threads would each get a malloc arena of their own, each keeping its freed ~1 MiB buffers:
+        // measured on a full backup, at most 2 arenas halve the memory (~190 -> ~100 MiB) and fault less. Set
+        // here, before gRPC starts its threads, so that processes without the bulk path (walb-wdevd) keep
+        // glibc's default.
+        mallopt(M_ARENA_MAX, 2);
+#endif
     });
 }
 

@@ -14,7 +14,7 @@ struct TlsPem {
 
 std::shared_ptr<grpc::ServerCredentials> serverCredentials(const TlsPem& tls);
 std::shared_ptr<grpc::ChannelCredentials> channelCredentials(const TlsPem& tls);
-// Quiet, DNS without c-ares (Node carries its own c-ares), before the first gRPC call of the process.
+// Quiet, DNS without c-ares (Node carries its own c-ares), few malloc arenas; before gRPC starts.
 void initGrpcOnce();
 
 }  // namespace walb::bulk
