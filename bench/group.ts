@@ -54,7 +54,7 @@ async function main(): Promise<void> {
       ['--run-dir', run, '--state-dir', path.join(work, 'wdevd')],
       path.join(work, 'wdevd.log'),
     );
-    await procs.server(
+    const archiveProc = await procs.server(
       'walb-archive',
       ['--listen', a, '--data-dir', path.join(work, 'archive')],
       path.join(work, 'archive.log'),
@@ -64,7 +64,7 @@ async function main(): Promise<void> {
       ['--listen', p, '--data-dir', path.join(work, 'proxy')],
       path.join(work, 'proxy.log'),
     );
-    await procs.server(
+    const storageProc = await procs.server(
       'walb-storage',
       [
         '--listen',
@@ -125,6 +125,10 @@ async function main(): Promise<void> {
       copyRuns.push(DEVICE / 1e6 / ((Date.now() - t1) / 1000));
       fs.rmSync(copy);
     }
+    // Peak resident memory so far (VmHWM): bounded by buffers in flight, not by the device size.
+    const peakMib = (pid?: number) =>
+      Math.round(Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
+    const peak = { storage: peakMib(storageProc.pid), archive: peakMib(archiveProc.pid) };
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
     const fullMbps = median(fullRuns);
     const copyMbps = median(copyRuns);
@@ -158,6 +162,9 @@ async function main(): Promise<void> {
       `full backup           ${fullMbps.toFixed(0).padStart(6)} MB/s   nbdcopy (same data, same fs) ${copyMbps.toFixed(0)} MB/s   ratio ${(fullMbps / copyMbps).toFixed(2)}   (medians of ${ROUNDS}: ${fullRuns.map((x) => x.toFixed(0)).join('/')} vs ${copyRuns.map((x) => x.toFixed(0)).join('/')})`,
     );
     console.log(
+      `peak memory           storage ${peak.storage} MiB, archive ${peak.archive} MiB (VmHWM after the full backups)`,
+    );
+    console.log(
       `snapshot->restorable  median ${snapMedian} ms, worst ${worst} ms of ${SNAPSHOTS}, under ${loadMbps.toFixed(0)} MB/s of writes`,
     );
     console.log(
@@ -169,6 +176,7 @@ async function main(): Promise<void> {
         copyMbps,
         fullRuns,
         copyRuns,
+        peakMib: peak,
         snapshotMs: { median: snapMedian, worst, n: SNAPSHOTS },
         loadMbps,
       }),

@@ -21,7 +21,7 @@ export class Processes {
   readonly all: ChildProcess[] = [];
 
   /** Starts dist/src/bin/BIN.js with stderr to `logFile` and waits until it logs "started". */
-  async server(bin: string, args: string[], logFile: string): Promise<void> {
+  async server(bin: string, args: string[], logFile: string): Promise<ChildProcess> {
     const out = fs.openSync(logFile, 'a');
     const p = spawn(
       process.execPath,
@@ -42,6 +42,7 @@ export class Processes {
       if (Date.now() > deadline) throw new Error(`${bin} did not start`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    return p;
   }
 
   /** SIGTERM, newest first; SIGKILL for what has not exited after a grace period. */
