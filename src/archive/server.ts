@@ -357,11 +357,12 @@ export class ArchiveServer {
 
   /**
    * Whether the bulks of a full sync came through the bulk receiver; if so, it must have written all that the
-   * sender says it sent. A sender that did not use it (its bulks came on the stream) says 0.
+   * sender says it sent. A sender that did not use it (its bulks came on the stream) says 0, and the receiver
+   * did not finish a stream for the token.
    */
   private bulkReceived(token: string, sent: number): boolean {
-    if (sent === 0) return false;
     const o = this.bulk?.outcome(token);
+    if (sent === 0 && o?.state !== 'done') return false;
     if (o?.state !== 'done' || o.bytes !== sent)
       throw new WalbError(
         'TRUNCATED',

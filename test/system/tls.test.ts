@@ -103,10 +103,11 @@ test.serial(
       const { ok } = walbcOn(t, secure);
 
       await ok('init-vol', 'sec', 'sec');
+      const { c } = await RawClient.go(wdevd.nbdSocket, 'sec');
+      t.is(await c.writeAt(1, 0, crypto.randomBytes(1 << 20), P.NBD_CMD_FLAG_FUA), 0);
       await ok('full-backup', 'sec', '--wait');
       // The bytes took the archive's bulk port, over TLS too.
-      t.true(a0.stderr.includes('"path":"bulk"'));
-      const { c } = await RawClient.go(wdevd.nbdSocket, 'sec');
+      t.regex(a0.stderr, /"event":"full-sync-done","volume":"sec","bytes":1048576,"path":"bulk"/);
       t.is(await c.writeAt(1, 1 << 20, crypto.randomBytes(2 << 20), P.NBD_CMD_FLAG_FUA), 0);
       const gid = await ok('snapshot', 'sec', '--wait');
       const restored = JSON.parse(await ok('restore', 'sec', gid, '--wait', '--json')) as { result: string };
