@@ -208,6 +208,43 @@ test('a receiver that accepts the connection but never answers fails the send wi
   }
 });
 
+test('a receiver that takes the bulks but never gives its final answer fails the send with UNAVAILABLE, not CANCELLED', async (t) => {
+  const dir = makeTempDir('bulk-silent');
+  const { definition } = loadProto('walb/v1/bulk.proto');
+  // Reads everything, answers nothing.
+  const impl = {
+    FullSyncBulk: (call: grpc.ServerReadableStream<unknown, unknown>) => call.on('data', () => undefined),
+  };
+  const { server, port } = await startGrpcServer(
+    '127.0.0.1:0',
+    [],
+    [
+      {
+        name: 'walb.v1.ArchiveBulk',
+        definition: definition['walb.v1.ArchiveBulk'] as grpc.ServiceDefinition,
+        implementation: impl,
+      },
+    ],
+  );
+  try {
+    const err = await t.throwsAsync(
+      new native.BulkSender({
+        target: `127.0.0.1:${port}`,
+        method: FULL_SYNC_BULK,
+        token: 't',
+        path: volumeWithHoles(dir, 2),
+        size: 2 * MiB,
+        timeoutSec: 1,
+      }).run(),
+    );
+    t.is((err as NodeJS.ErrnoException).code, 'UNAVAILABLE');
+    t.regex(err!.message, /did not answer within 6 s \(its final answer\)/);
+  } finally {
+    await stopGrpcServer(server, 0);
+    removeDir(dir);
+  }
+});
+
 test('a send reports progress; cancel stops it with CANCELLED, and forget cancels the receiving stream', async (t) => {
   const { r, dir } = await withReceiver(t);
   const src = volumeWithHoles(dir, 8);

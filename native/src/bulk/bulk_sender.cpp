@@ -103,12 +103,13 @@ public:
         await(opt_.timeoutSec, "closing the stream");
         grpc::ByteBuffer reply;
         call_->Read(&reply, tag());
-        const bool gotReply = awaitOk(opt_.timeoutSec * 6);
+        const uint32_t answerSec = opt_.timeoutSec * 6;  // the receiver may be syncing
+        const bool gotReply = awaitOk(answerSec);
         grpc::Status st;
         call_->Finish(&st, tag());
         awaitOk(opt_.timeoutSec);
         finished_ = true;
-        if (!st.ok()) fail(st);
+        if (!st.ok() || timedOut_) fail(st, answerSec, "its final answer");
         std::vector<grpc::Slice> slices;
         if (!gotReply || !reply.Dump(&slices).ok())
             throwError(ErrorCode::Unavailable, "the bulk receiver closed without an answer");
@@ -155,13 +156,15 @@ private:
         call_->Finish(&st, tag());
         awaitOk(opt_.timeoutSec);
         finished_ = true;
+        fail(st, timeoutSec, what);
+    }
+    // The error of an ended stream. A wait that timed out cancelled the call itself: that is the receiver's
+    // silence (UNAVAILABLE), not a cancel.
+    [[noreturn]] void fail(const grpc::Status& st, uint32_t timeoutSec, const char* what) {
         if (timedOut_)
             throwError(ErrorCode::Unavailable, std::string("the bulk receiver at ") + opt_.target +
                                                    " did not answer within " + std::to_string(timeoutSec) +
                                                    " s (" + what + ")");
-        fail(st);
-    }
-    [[noreturn]] void fail(const grpc::Status& st) {
         if (control_.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
         throwError(codeOf(st.error_code()),
                    "bulk transfer to " + opt_.target +
