@@ -17,6 +17,7 @@ import { FULL_SYNC_BULK, fileBulks, runTransfer, sendBulks } from '../common/tra
 import { checkVolumeName } from '../archive/volume-store';
 import type { StorageConfig } from '../config/storage';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
+import type { Accepted__Output } from '../generated/walb/v1/Accepted';
 import type { FullSyncRequest } from '../generated/walb/v1/FullSyncRequest';
 import { native } from '../native';
 import { WdevClient, type WdevStatusReply } from '../wdev/client';
@@ -386,57 +387,22 @@ export class StorageServer {
       const st = await this.wdevd.resetWal(v.meta.wdev);
       await this.resetRecords(v, st.uuid);
       const size = st.deviceSize * 512;
-      const scanRate = this.config.fullScanBytesPerSec;
       const startedAt = now();
       const fh = await fs.promises.open(st.ddev, 'r');
-      let scanned = 0;
       let bulkBytes = 0;
-      const archive = this.config.archive;
-      const tls = tlsPem(this.config.tls);
-      const timeoutSec = this.config.socketTimeoutSec;
-      const log = this.log;
       try {
         const result = await runTransfer(
           this.archiveClient.FullSync(),
           { header: { volume: v.name, size: st.deviceSize, storageUuid: st.uuid, timestamp: startedAt } },
-          async function* (accepted) {
-            if (accepted.bulkPort) {
-              // The archive has a bulk receiver: the addon reads and sends from its own threads.
-              const target = `${archive.slice(0, archive.lastIndexOf(':'))}:${accepted.bulkPort}`;
-              const r = await sendBulks(
-                {
-                  target,
-                  method: FULL_SYNC_BULK,
-                  token: accepted.bulkToken,
-                  path: st.ddev,
-                  size,
-                  bulk,
-                  bytesPerSec: scanRate,
-                  timeoutSec,
-                  tls,
-                },
-                op,
-              );
-              if ('sent' in r) {
-                bulkBytes = r.sent;
-                return;
-              }
-              // A firewall or a forwarded address: the main port still works, only slower.
-              log('warn', 'bulk-port-unreachable', {
-                volume: v.name,
-                target,
-                error: r.unreachable,
-                hint: "open the archive's bulkListen port to the storage, or set it to off",
-              });
-            }
-            for await (const b of fileBulks(fh, size, bulk, FULL_SYNC_DATA_FIELD, 4, scanRate)) {
-              if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
-              scanned += b.length;
-              op.progress(scanned, size);
-              // Zero bulks stay holes on the archive.
-              if (b.message) yield b.message as unknown as FullSyncRequest;
-            }
-          },
+          (accepted) =>
+            this.fullSyncBulks(
+              v.name,
+              { path: st.ddev, fh, size },
+              bulk,
+              accepted,
+              op,
+              (n) => (bulkBytes = n),
+            ),
           // The end is built after the scan: the explicit snapshot at the latest lsid then; the base is
           // |0, gidE|, clean once the diffs up to gidE are applied.
           async () => {
@@ -460,6 +426,55 @@ export class StorageServer {
     this.queue.pushForce(v.name, 0);
     this.log('info', 'full-backup-done', { volume: v.name, gid: gidE });
     return String(gidE);
+  }
+
+  /**
+   * The bytes of a full backup: through the archive's bulk port when its Accepted names one (the addon reads and
+   * sends from its own threads; `viaBulk` gets the count), else as bulk messages on the FullSync stream.
+   */
+  private async *fullSyncBulks(
+    volume: string,
+    ddev: { path: string; fh: fs.promises.FileHandle; size: number },
+    bulk: number,
+    accepted: Accepted__Output,
+    op: { progress(d: number, t?: number): void; signal: AbortSignal },
+    viaBulk: (bytes: number) => void,
+  ): AsyncIterable<FullSyncRequest> {
+    const scanRate = this.config.fullScanBytesPerSec;
+    if (accepted.bulkPort) {
+      const archive = this.config.archive;
+      const target = `${archive.slice(0, archive.lastIndexOf(':'))}:${accepted.bulkPort}`;
+      const r = await sendBulks(
+        {
+          target,
+          method: FULL_SYNC_BULK,
+          token: accepted.bulkToken,
+          path: ddev.path,
+          size: ddev.size,
+          bulk,
+          bytesPerSec: scanRate,
+          timeoutSec: this.config.socketTimeoutSec,
+          tls: tlsPem(this.config.tls),
+        },
+        op,
+      );
+      if ('sent' in r) return viaBulk(r.sent);
+      // A firewall or a forwarded address: the main port still works, only slower.
+      this.log('warn', 'bulk-port-unreachable', {
+        volume,
+        target,
+        error: r.unreachable,
+        hint: "open the archive's bulkListen port to the storage, or set it to off",
+      });
+    }
+    let scanned = 0;
+    for await (const b of fileBulks(ddev.fh, ddev.size, bulk, FULL_SYNC_DATA_FIELD, 4, scanRate)) {
+      if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+      scanned += b.length;
+      op.progress(scanned, ddev.size);
+      // Zero bulks stay holes on the archive.
+      if (b.message) yield b.message as unknown as FullSyncRequest;
+    }
   }
 
   // ---- wlog shipping (walb-servers.md §7.1) ----
