@@ -173,7 +173,7 @@ test.serial(
 );
 
 test.serial(
-  'a full backup cancelled half-way, or whose archive is killed half-way, leaves storage and archive ready for another, which then succeeds (watch, operations, cancel)',
+  'a full backup cancelled half-way, or whose archive or storage is killed half-way, leaves storage and archive ready for another, which then succeeds (watch, operations, cancel)',
   async (t) => {
     const dir = makeTempDir('scenario-cancel');
     const wdevd = new Wdevd(path.join(dir, 'wdevd'));
@@ -227,6 +227,10 @@ test.serial(
       while ((await ok('get-state', 'vol', 'a0')) !== 'SyncReady' && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 200));
       t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the archive drops the partial base');
+      t.regex(
+        await ok('operations', 's0', '--finished'),
+        new RegExp(`^${first.operation.id}\\t.*\\tcancelled\\t`, 'm'),
+      );
 
       // e12-like: the archive dies in the middle of a full backup; the storage's operation fails and the volume is
       // SyncReady again; the restarted archive is SyncReady too (the partial base is dropped).
@@ -240,16 +244,24 @@ test.serial(
       await a0.start();
       t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the restarted archive drops the partial base');
 
+      // The storage dies (SIGKILL) in the middle of one: its bulk stream and FullSync stream break; the archive
+      // drops the partial base, and the restarted storage is SyncReady.
+      await ok('full-backup', 'vol');
+      await new Promise((r) => setTimeout(r, 1000));
+      await s0.kill();
+      await s0.start();
+      t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
+      const until = Date.now() + 20_000;
+      while ((await ok('get-state', 'vol', 'a0')) !== 'SyncReady' && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 200));
+      t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the archive drops the base of a dead storage');
+
       const second = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
       const done = JSON.parse(await ok('watch', 's0', second.operation.id, '--json')) as {
         state: string;
         result: string;
       };
       t.is(done.state, 'done');
-      t.regex(
-        await ok('operations', 's0', '--finished'),
-        new RegExp(`^${first.operation.id}\\t.*\\tcancelled\\t`, 'm'),
-      );
       const gid = Number(done.result);
       for (let i = 0; i < 100 && !(await ok('get-restorable', 'vol')).includes(`${gid} `); i++)
         await new Promise((r) => setTimeout(r, 200));
