@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
-import { stopGrpcServer, tlsPem, toServiceError, unary } from '../common/grpc';
+import { stopGrpcServer, tlsPem, toServiceError, unary, withPort } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { diff, snap, snapText, type MetaSnap } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
@@ -95,7 +95,7 @@ export class ArchiveServer {
   private startBulkReceiver(): BulkReceiver | undefined {
     const at = this.config.bulkListen;
     if (at === 'off') return undefined;
-    const listen = at || `${this.config.listen.slice(0, this.config.listen.lastIndexOf(':'))}:0`;
+    const listen = at || withPort(this.config.listen, 0);
     try {
       return new native.BulkReceiver({ listen, method: FULL_SYNC_BULK, tls: tlsPem(this.config.tls) });
     } catch (err) {

@@ -55,6 +55,11 @@ export const CLIENT_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_send_message_length': 64 << 20,
 };
 
+/** HOST:PORT with the port replaced: another port of the same host (`port` 0: one the system picks). */
+export function withPort(address: string, port: number): string {
+  return `${address.slice(0, address.lastIndexOf(':'))}:${port}`;
+}
+
 /** Mutual TLS between servers and from controllers: PEM files; all three empty means plaintext. */
 export interface TlsFiles {
   ca: string;
@@ -66,42 +71,40 @@ export function tlsEnabled(tls: TlsFiles | undefined): tls is TlsFiles {
   return !!tls && !!(tls.ca || tls.cert || tls.key);
 }
 
-function readPem(file: string, what: string): Buffer {
+function readPem(file: string, what: string): string {
   try {
-    return fs.readFileSync(file);
+    return fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new WalbError('CONFIG', `tls.${what}: cannot read ${file}: ${errorMessage(err)}`);
   }
 }
 
-/** The PEM texts for the native bulk path (src/native), undefined for plaintext. */
+/** The PEM texts of a TLS block (for gRPC here and the native bulk path), undefined for plaintext. */
 export function tlsPem(tls: TlsFiles | undefined): { ca: string; cert: string; key: string } | undefined {
   if (!tlsEnabled(tls)) return undefined;
   return {
-    ca: readPem(tls.ca, 'ca').toString(),
-    cert: readPem(tls.cert, 'cert').toString(),
-    key: readPem(tls.key, 'key').toString(),
+    ca: readPem(tls.ca, 'ca'),
+    cert: readPem(tls.cert, 'cert'),
+    key: readPem(tls.key, 'key'),
   };
 }
 
 /** A server's credentials: with TLS, clients must present a certificate signed by the CA. */
 export function serverCredentials(tls: TlsFiles | undefined): grpc.ServerCredentials {
-  if (!tlsEnabled(tls)) return grpc.ServerCredentials.createInsecure();
+  const pem = tlsPem(tls);
+  if (!pem) return grpc.ServerCredentials.createInsecure();
   return grpc.ServerCredentials.createSsl(
-    readPem(tls.ca, 'ca'),
-    [{ private_key: readPem(tls.key, 'key'), cert_chain: readPem(tls.cert, 'cert') }],
+    Buffer.from(pem.ca),
+    [{ private_key: Buffer.from(pem.key), cert_chain: Buffer.from(pem.cert) }],
     true,
   );
 }
 
 /** A client's credentials: with TLS, it checks the server against the CA and presents its own certificate. */
 export function channelCredentials(tls: TlsFiles | undefined): grpc.ChannelCredentials {
-  if (!tlsEnabled(tls)) return grpc.credentials.createInsecure();
-  return grpc.credentials.createSsl(
-    readPem(tls.ca, 'ca'),
-    readPem(tls.key, 'key'),
-    readPem(tls.cert, 'cert'),
-  );
+  const pem = tlsPem(tls);
+  if (!pem) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(Buffer.from(pem.ca), Buffer.from(pem.key), Buffer.from(pem.cert));
 }
 
 /** The reason a server gives along with the status code; clients act on it. */

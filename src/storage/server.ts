@@ -6,7 +6,15 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
-import { CLIENT_OPTIONS, channelCredentials, loadProto, stopGrpcServer, tlsPem, unary } from '../common/grpc';
+import {
+  CLIENT_OPTIONS,
+  channelCredentials,
+  loadProto,
+  stopGrpcServer,
+  tlsPem,
+  unary,
+  withPort,
+} from '../common/grpc';
 import type { Logger } from '../common/log';
 import { nextGid, type LsidGid } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
@@ -442,8 +450,7 @@ export class StorageServer {
   ): AsyncIterable<FullSyncRequest> {
     const scanRate = this.config.fullScanBytesPerSec;
     if (accepted.bulkPort) {
-      const archive = this.config.archive;
-      const target = `${archive.slice(0, archive.lastIndexOf(':'))}:${accepted.bulkPort}`;
+      const target = withPort(this.config.archive, accepted.bulkPort);
       const r = await sendBulks(
         {
           target,

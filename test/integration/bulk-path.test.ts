@@ -42,6 +42,24 @@ async function withReceiver(t: { teardown(f: () => void): void }): Promise<{ r: 
   return { r, dir };
 }
 
+/** A grpc-js server of ArchiveBulk built from bulk.proto, to check the native sender against the proto. */
+async function grpcJsReceiver(
+  implementation: grpc.UntypedServiceImplementation,
+): Promise<{ server: grpc.Server; port: number }> {
+  const { definition } = loadProto('walb/v1/bulk.proto');
+  return startGrpcServer(
+    '127.0.0.1:0',
+    [],
+    [
+      {
+        name: 'walb.v1.ArchiveBulk',
+        definition: definition['walb.v1.ArchiveBulk'] as grpc.ServiceDefinition,
+        implementation,
+      },
+    ],
+  );
+}
+
 test('the bulk path writes a volume into the expected file byte for byte and skips its zero bulks', async (t) => {
   const { r, dir } = await withReceiver(t);
   const src = volumeWithHoles(dir, 9);
@@ -63,7 +81,6 @@ test('the bulk path writes a volume into the expected file byte for byte and ski
 
 test('the native sender speaks ArchiveBulk.FullSyncBulk as bulk.proto defines it', async (t) => {
   const dir = makeTempDir('bulk-proto');
-  const { definition } = loadProto('walb/v1/bulk.proto');
   const got: FullSyncBulkRequest__Output[] = [];
   const impl = {
     FullSyncBulk: (
@@ -76,17 +93,7 @@ test('the native sender speaks ArchiveBulk.FullSyncBulk as bulk.proto defines it
       );
     },
   };
-  const { server, port } = await startGrpcServer(
-    '127.0.0.1:0',
-    [],
-    [
-      {
-        name: 'walb.v1.ArchiveBulk',
-        definition: definition['walb.v1.ArchiveBulk'] as grpc.ServiceDefinition,
-        implementation: impl,
-      },
-    ],
-  );
+  const { server, port } = await grpcJsReceiver(impl);
   try {
     const src = volumeWithHoles(dir, 3);
     const res = await new native.BulkSender({
@@ -210,22 +217,11 @@ test('a receiver that accepts the connection but never answers fails the send wi
 
 test('a receiver that takes the bulks but never gives its final answer fails the send with UNAVAILABLE, not CANCELLED', async (t) => {
   const dir = makeTempDir('bulk-silent');
-  const { definition } = loadProto('walb/v1/bulk.proto');
   // Reads everything, answers nothing.
   const impl = {
     FullSyncBulk: (call: grpc.ServerReadableStream<unknown, unknown>) => call.on('data', () => undefined),
   };
-  const { server, port } = await startGrpcServer(
-    '127.0.0.1:0',
-    [],
-    [
-      {
-        name: 'walb.v1.ArchiveBulk',
-        definition: definition['walb.v1.ArchiveBulk'] as grpc.ServiceDefinition,
-        implementation: impl,
-      },
-    ],
-  );
+  const { server, port } = await grpcJsReceiver(impl);
   try {
     const err = await t.throwsAsync(
       new native.BulkSender({

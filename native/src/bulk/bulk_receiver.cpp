@@ -1,14 +1,12 @@
 #include "bulk/bulk_receiver.hpp"
 
-#include <fcntl.h>
 #include <grpcpp/generic/async_generic_service.h>
-#include <unistd.h>
 
-#include <cstring>
 #include <vector>
 
 #include "bulk/bulk_wire.hpp"
 #include "core/error.hpp"
+#include "core/file.hpp"
 
 namespace walb::bulk {
 
@@ -51,7 +49,6 @@ public:
     }
     void OnWriteDone(bool) override {}
     void OnDone() override {
-        if (fd_ >= 0) ::close(fd_);
         if (entry_) {
             std::lock_guard<std::mutex> lk(owner_.mu_);
             entry_->ctx = nullptr;
@@ -68,10 +65,7 @@ private:
         if (m.isToken) {
             if (entry_) throwError(ErrorCode::InvalidArgument, "a second token");
             entry_ = owner_.claim(m.token, ctx_);
-            fd_ = ::open(entry_->expected.path.c_str(), O_WRONLY | O_CLOEXEC);
-            if (fd_ < 0)
-                throwError(ErrorCode::IoError,
-                           "cannot open " + entry_->expected.path + ": " + std::strerror(errno));
+            file_.open(entry_->expected.path, File::Mode::ReadWrite);
             return;
         }
         if (!entry_) throwError(ErrorCode::InvalidArgument, "a bulk stream starts with its token");
@@ -79,18 +73,11 @@ private:
         if (m.offset % 512 != 0 || m.offset > e.size || m.length > e.size - m.offset)
             throwError(ErrorCode::InvalidArgument, "bulk at " + std::to_string(m.offset) + " (+" +
                                                        std::to_string(m.length) + ") is outside the volume");
-        for (size_t done = 0; done < m.length;) {
-            const ssize_t w = ::pwrite(fd_, m.data + done, m.length - done, off_t(m.offset + done));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0)
-                throwError(ErrorCode::IoError,
-                           "write " + where(e.path, m.offset + done) + ": " + std::strerror(errno));
-            done += size_t(w);
-        }
+        file_.pwriteAll(m.data, m.length, m.offset);
         bytes_ += m.length;
         unsynced_ += m.length;
         if (e.syncEveryBytes > 0 && unsynced_ >= e.syncEveryBytes) {
-            if (::fdatasync(fd_) != 0) throwError(ErrorCode::IoError, "fdatasync " + e.path);
+            file_.fdatasync();
             unsynced_ = 0;
         }
     }
@@ -124,7 +111,7 @@ private:
     grpc::ByteBuffer in_, reply_;
     std::vector<uint8_t> flat_;
     std::shared_ptr<Entry> entry_;
-    int fd_ = -1;
+    File file_;  // closed with the reactor
     uint64_t bytes_ = 0, unsynced_ = 0;
 };
 

@@ -1,8 +1,6 @@
 #include "bulk/bulk_sender.hpp"
 
-#include <fcntl.h>
 #include <grpcpp/generic/generic_stub.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -10,7 +8,9 @@
 #include <vector>
 
 #include "bulk/bulk_wire.hpp"
+#include "core/diff.hpp"
 #include "core/error.hpp"
+#include "core/file.hpp"
 
 namespace walb::bulk {
 
@@ -183,29 +183,13 @@ private:
     bool timedOut_ = false;
 };
 
-bool allZero(const char* p, size_t n) {
-    static const char zeros[4096] = {};
-    while (n > 0) {
-        const size_t k = n < sizeof(zeros) ? n : sizeof(zeros);
-        if (std::memcmp(p, zeros, k) != 0) return false;
-        p += k;
-        n -= k;
-    }
-    return true;
-}
-
 }  // namespace
 
 SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress& progress) {
     initGrpcOnce();
     if (opt.bulk == 0 || opt.bulk > (32u << 20))
         throwError(ErrorCode::InvalidArgument, "bulk size out of range");
-    const int fd = ::open(opt.path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throwError(ErrorCode::IoError, "cannot open " + opt.path + ": " + std::strerror(errno));
-    struct Closer {
-        int fd;
-        ~Closer() { ::close(fd); }
-    } closer{fd};
+    const File file(opt.path, File::Mode::Read);
 
     SendResult r;
     Stream stream(opt, control);
@@ -222,16 +206,8 @@ SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress
         }
         const size_t len = size_t(std::min<uint64_t>(opt.bulk, opt.size - off));
         // The read overlaps the previous write, which gRPC sends from its own copy.
-        size_t got = 0;
-        while (got < len) {
-            const ssize_t n = ::pread(fd, buf.data() + got, len - got, off + got);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0)
-                throwError(ErrorCode::IoError, "short read of " + where(opt.path, off + got) +
-                                                   (n < 0 ? std::string(": ") + std::strerror(errno) : ""));
-            got += size_t(n);
-        }
-        if (!allZero(buf.data(), len)) {
+        file.preadAll(buf.data(), len, off);
+        if (!isAllZero(buf.data(), len)) {
             uint8_t head[kDataHeadMax];
             const size_t h = encodeDataHead(head, off, len);
             stream.write(grpc::Slice(head, h), grpc::Slice(buf.data(), len));
