@@ -88,7 +88,7 @@ export function sameBytes(a: string, b: string): boolean {
 export const LB = 512;
 export const U64_MAX = 2n ** 64n - 1n;
 
-/** WalB's checksum (formats §0.2), in plain JS: sum of LE u32 words onto the salt, tail zero-padded, negated. */
+/** WalB's checksum (docs/formats.md §0.2), in plain JS: sum of LE u32 words onto the salt, tail zero-padded, negated. */
 export function csum(buf: Buffer, salt = 0): number {
   let s = salt >>> 0;
   let i = 0;
@@ -109,7 +109,7 @@ export function reseal(block: Buffer, field: number, salt = 0): Buffer {
 }
 
 /**
- * A super sector block as spec §1.2 lays it out (sector_type u16 @0, version u16 @2, checksum u32 @4, logical_bs @8,
+ * A super sector block as docs/formats.md §1.2 lays it out (sector_type u16 @0, version u16 @2, checksum u32 @4, logical_bs @8,
  * physical_bs @12, metadata_size @16, salt @20, uuid @24, name @40, ring_buffer_size u64 @72, oldest @80,
  * written @88, device_size @96, zero to the end of the pbs block), checksummed with salt 0 by the plain-JS csum.
  */
@@ -174,7 +174,7 @@ export interface WlogHeaderSpec {
   endLsid?: bigint | number;
 }
 
-/** wlog header (formats §4.1): 4096 bytes, 56 meaningful, self-checksum at 8 with salt 0. */
+/** wlog header (docs/formats.md §4): 4096 bytes, 56 meaningful, self-checksum at 8 with salt 0. */
 export function buildWlogHeader(h: WlogHeaderSpec): Buffer {
   const b = Buffer.alloc(4096);
   b.writeUInt16LE(4, 0); // sector_type
@@ -204,7 +204,7 @@ export interface BuiltPack {
 }
 
 /**
- * A logpack as the driver lays it out (formats §2.1-2.3): records in order, data-carrying records contiguous
+ * A logpack as the driver lays it out (docs/formats.md §2.1-2.3): records in order, data records contiguous
  * from lsid+1, discards at the lsid where the next data would start, record checksums over io_size*512 bytes
  * with the salt, header self-checksum last.
  */
@@ -243,7 +243,7 @@ export function buildLogpack(pbs: number, salt: number, lsid: number, recs: LogR
   return { header, data: Buffer.concat(datas), lsid, nextLsid: lsid + 1 + total };
 }
 
-/** End block (formats §2.6): sector_type 3, logpack_lsid 2^64-1, nothing else; its checksum is ~salt. */
+/** End block (docs/formats.md §2.6): sector_type 3, logpack_lsid 2^64-1, nothing else; checksum ~salt. */
 export function buildEndBlock(pbs: number, salt: number): Buffer {
   const b = Buffer.alloc(pbs);
   b.writeUInt16LE(3, 4);
@@ -307,7 +307,7 @@ export interface ParsedWlog {
   endBlockAt: number; // -1 when the file has no end block
 }
 
-/** Takes a well-formed wlog apart by the byte offsets of the spec (no validation beyond what walking needs). */
+/** Takes a well-formed wlog apart by the byte offsets of docs/formats.md §4 (no validation beyond what walking needs). */
 export function parseWlog(b: Buffer): ParsedWlog {
   const pbs = b.readUInt32LE(20);
   const w: ParsedWlog = {
@@ -370,7 +370,7 @@ export function parseWlog(b: Buffer): ParsedWlog {
 
 export const COMPRESSION_CODES = ['none', 'gzip', 'snappy', 'lzma', 'lz4', 'zstd'] as const;
 
-/** wdiff file header (formats §5.1): 32 bytes, self-checksum at 0 with salt 0. */
+/** wdiff file header (docs/formats.md §5.1): 32 bytes, self-checksum at 0 with salt 0. */
 export function buildWdiffHeader(type: number, uuid: Buffer): Buffer {
   const b = Buffer.alloc(32);
   b.writeUInt16LE(2, 4);
@@ -391,7 +391,7 @@ function diffFlags(kind: DiffRecordSpec['kind']): number {
   return kind === 'allzero' ? 2 : kind === 'discard' ? 4 : 0;
 }
 
-/** One sorted-wdiff pack (formats §5.2): 4096-byte header, records at 16, then the stored bytes back to back. */
+/** One sorted-wdiff pack (docs/formats.md §5.2): 4096-byte header, records at 16, then the stored bytes back to back. */
 export function buildSortedPack(recs: DiffRecordSpec[]): Buffer {
   const h = Buffer.alloc(4096);
   const datas: Buffer[] = [];
@@ -510,7 +510,7 @@ export interface IndexRecordSpec {
   ioChecksum?: number;
 }
 
-/** One 48-byte index record (formats §5.3) with its self-checksum at 44. */
+/** One 48-byte index record (docs/formats.md §5.3) with its self-checksum at 44. */
 export function buildIndexRecord(r: IndexRecordSpec): Buffer {
   const b = Buffer.alloc(48);
   b.writeBigUInt64LE(BigInt(r.address), 0);

@@ -1,4 +1,4 @@
-// A TCP relay the tests control, to cut and restore the link between two servers (walb-servers.md §13 e9/e11).
+// A TCP relay the tests control, to cut and restore the link between two servers (docs/servers.md §12 e9, e11).
 import net from 'node:net';
 
 export class Relay {

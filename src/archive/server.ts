@@ -31,7 +31,7 @@ type State =
   | 'Stop'
   | 'Start';
 
-// walb-servers.md §6.2 (the states this backend has so far).
+// docs/servers.md §6.2 (the states this backend has so far).
 const EDGES: Edge<State>[] = [
   { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
   { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
@@ -56,7 +56,7 @@ export class ArchiveServer {
   private readonly volumes = new Map<string, Volume>();
   private readonly ops = new OperationRegistry();
   private server: grpc.Server | undefined;
-  /** Full-backup bytes arrive here, off the JS thread (architecture "bulk path"); undefined when off. */
+  /** Full-backup bytes arrive here, off the JS thread (docs/servers.md §7.4); undefined when off. */
   private bulk: BulkReceiver | undefined;
   private foreground = 0;
   port = 0;
@@ -273,7 +273,7 @@ export class ArchiveServer {
     call.emit('error', toServiceError(err));
   }
 
-  /** Full backup from a storage (walb-servers.md §7.3): header, accept, bulks at their offsets, end, ack. */
+  /** Full backup from a storage (docs/servers.md §7.3): header, accept, bulks at their offsets, end, ack. */
   private async fullSync(call: Stream<FullSyncRequest__Output>): Promise<void> {
     const it = call[Symbol.asyncIterator]() as AsyncIterator<FullSyncRequest__Output>;
     let took = false;
@@ -371,7 +371,7 @@ export class ArchiveServer {
     return true;
   }
 
-  /** wdiff from a proxy (walb-servers.md §7.2): header checked, accept or typed rejection, bytes, durable, ack. */
+  /** wdiff from a proxy (docs/servers.md §7.2): header checked, accept or typed rejection, bytes, durable, ack. */
   private async receiveWdiff(call: Stream<WdiffRequest__Output>): Promise<void> {
     const it = call[Symbol.asyncIterator]() as AsyncIterator<WdiffRequest__Output>;
     let took = false;

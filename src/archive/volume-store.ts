@@ -1,4 +1,4 @@
-// The archive's data of one volume with the file backend (architecture §7, walb-servers.md §6, §8): a sparse base
+// The archive's data of one volume with the file backend (docs/servers.md §6): a sparse base
 // image, the wdiff chain beside it (file names carry the metadata), restored snapshots as image files, and a small
 // JSON file for the rest. Every change is atomic on disk (temp file, fsync, rename, fsync the directory), so a
 // kill -9 at any point leaves either the old or the new state; open() cleans up what a crash left behind.
@@ -38,7 +38,7 @@ interface VolumeMeta {
   sizeLb: number;
 }
 
-/** What the archive answers a proxy that offers a diff (walb-servers.md §7.2). */
+/** What the archive answers a proxy that offers a diff (docs/servers.md §7.2). */
 export type DiffVerdict = 'accept' | 'too-old-diff' | 'too-new-diff' | 'different-uuid' | 'archive-not-found';
 
 const META = 'meta.json';
@@ -191,7 +191,7 @@ export class ArchiveVolumeStore {
     return s;
   }
 
-  /** The archive's answer to a diff offered by a proxy (in the order of walb-servers.md §7.2). */
+  /** The archive's answer to a diff offered by a proxy (in the order of docs/servers.md §7.2). */
   checkDiff(d: MetaDiff, storageUuid: string): DiffVerdict {
     if (!this.meta.base) return 'archive-not-found';
     if (storageUuid !== this.meta.storageUuid) return 'different-uuid';

@@ -1,4 +1,4 @@
-// The snapshot/diff algebra of WalB's servers (walb-servers.md §1.2-1.3, formats.md §6.3-6.4): snapshots as gid
+// The snapshot/diff algebra of WalB's servers (docs/servers.md §2, docs/formats.md §6): snapshots as gid
 // ranges, diffs between them, when a diff applies to a snapshot, when two diffs merge, the restorable snapshots of
 // an archive, wdiff file names (the name *is* the diff's metadata) and gid allocation at the storage.
 // Gids are JS numbers: they count snapshots, and 2^53 of them is beyond any volume's life.
@@ -168,7 +168,7 @@ export function parseDiffFileName(name: string, dataSize = 0): MetaDiff | undefi
   }
 }
 
-// ---- gid allocation at the storage (§1.3) ----
+// ---- gid allocation at the storage (docs/servers.md §2.7) ----
 
 export interface LsidGid {
   lsid: number;

@@ -1,4 +1,4 @@
-// Long commands answer at once with an operation that can be read, watched and cancelled (architecture §4). The
+// Long commands answer at once with an operation that can be read, watched and cancelled (docs/servers.md §3.5). The
 // registry keeps running operations and the last finished ones per volume, and serves the walb.v1.Operations
 // gRPC service.
 import crypto from 'node:crypto';

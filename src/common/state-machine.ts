@@ -1,4 +1,4 @@
-// Per-volume state of the servers (walb-servers.md §2.2): a table of allowed edges `from --via--> to`. A command
+// Per-volume state of the servers (docs/servers.md §3.1): a table of allowed edges `from --via--> to`. A command
 // enters the transient state `via` by a transaction from a steady state; commit moves to `to` (persisting it first
 // when the role persists steady states); any failure rolls back to where it started. Besides the state: action
 // counters (e.g. a wlog send in progress) and the stop flag that long loops poll.

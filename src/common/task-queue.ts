@@ -1,4 +1,4 @@
-// Delayed tasks keyed by name (walb-servers.md §2.2): the storage queues one wlog-send task per volume, the proxy
+// Delayed tasks keyed by name (docs/servers.md §3.3): the storage queues one wlog-send task per volume, the proxy
 // one wdiff-send task per (volume, archive). A task is queued at most once: push() keeps an earlier due time,
 // pushForce() replaces it. Due tasks run on a pool of `concurrency` workers (the -bg limit, across all volumes);
 // a task never runs twice at once. The worker's result says what next: done, again after a delay, or again now.

@@ -1,4 +1,4 @@
-// The client side of a data transfer stream (architecture §4): header first; the receiver accepts or rejects it
+// The client side of a data transfer stream (docs/servers.md §3.6): header first; the receiver accepts or rejects it
 // with a typed reason; then the data messages (respecting gRPC flow control) and the end; the receiver answers
 // `done` once everything is durable.
 import type * as grpc from '@grpc/grpc-js';

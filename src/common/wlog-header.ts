@@ -1,4 +1,4 @@
-// The 4096-byte header of a wlog file (formats.md §4.1), for servers that assemble wlogs from logpacks they
+// The 4096-byte header of a wlog file (docs/formats.md §4), for servers that build wlogs from logpacks they
 // receive. The checksum comes from the addon.
 import { native } from '../native';
 

@@ -23,7 +23,7 @@ export interface StorageConfig {
   maxRetryDelaySec: number;
   maxForegroundTasks: number;
   backgroundTasks: number;
-  /** Heartbeat of the proxies (walb-servers.md §4.5). */
+  /** Heartbeat of the proxies (docs/servers.md §4.4). */
   proxyHeartbeatSec: number;
   proxyHeartbeatTimeoutSec: number;
   /** Read rate limit of a full backup's scan [bytes/s], 0 = unlimited (-fst). */

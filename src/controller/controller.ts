@@ -1,6 +1,6 @@
 // The controller of a backup group (walbc and any TypeScript program): knows the layout (storages, proxies in
 // priority order, archives with the primary first) and runs the operator's verbs across the servers
-// (walb-servers.md §9).
+// (docs/servers.md §9).
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
@@ -179,7 +179,7 @@ export class Controller {
     return this.rpc(client, method, req);
   }
 
-  /** WalB's `get` targets this controller answers, per role (walb-servers.md §4.4, §5.4, §6.4). */
+  /** WalB's `get` targets this controller answers, per role (docs/servers.md §9.3). */
   static readonly GET_TARGETS: Record<StatusRow['role'], string[]> = {
     storage: ['state', 'host-type', 'vol', 'is-overflow', 'log-usage', 'uuid', 'latest-snap'],
     proxy: ['state', 'host-type', 'vol', 'is-wdiff-send-error', 'proxy-diff'],

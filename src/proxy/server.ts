@@ -1,5 +1,5 @@
 // walb-proxy: receives wlogs from storages, turns each into an indexed wdiff kept durably, and forwards the
-// wdiffs to every archive registered for the volume, merging consecutive mergeable ones (walb-servers.md §5, §7.1,
+// wdiffs to every archive registered for the volume, merging consecutive mergeable ones (docs/servers.md §5, §7.1,
 // §7.2). Layout per volume: archives.json (registrations, volume size), received/ (staging), sendto/<archive>/
 // (hard links of every wdiff still to send there).
 import crypto from 'node:crypto';
@@ -399,7 +399,7 @@ export class ProxyServer {
     return n + v.state.runningActions().length;
   }
 
-  // ---- receiving wlogs (§7.1 steps 5-6) ----
+  // ---- receiving wlogs (docs/servers.md §7.1 steps 5-6) ----
 
   private async receiveWlog(
     call: grpc.ServerDuplexStream<WlogRequest__Output, TransferReply>,
@@ -481,7 +481,7 @@ export class ProxyServer {
     }
   }
 
-  // ---- sending wdiffs (§7.2) ----
+  // ---- sending wdiffs (docs/servers.md §7.2) ----
 
   private archiveClient(address: string): ArchiveClient {
     let c = this.clients.get(address);

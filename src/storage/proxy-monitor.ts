@@ -1,4 +1,4 @@
-// Which proxies a storage sends logs to (walb-servers.md §4.5, §7.1). All count as available at first. A
+// Which proxies a storage sends logs to (docs/servers.md §4.4, §7.1). All count as available at first. A
 // transfer that cannot reach a proxy marks it unavailable, so that later transfers go straight to the next one
 // instead of waiting on a dead host; a heartbeat brings it back: every second, the proxy checked longest ago is
 // checked again if that was more than the interval ago — a gRPC health check of walb.v1.Proxy within the

@@ -1,5 +1,5 @@
 // walb-storage: per volume, ships the logs of a wdev to the proxies (priority order, fail-over) and runs full
-// backups to the primary archive (walb-servers.md §4, §7.1, §7.3). The device is reached through walb-wdevd's
+// backups to the primary archive (docs/servers.md §4, §7.1, §7.3). The device is reached through walb-wdevd's
 // control API and by reading its log and data devices.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -43,7 +43,7 @@ type State =
   | 'StopTarget'
   | 'Reset';
 
-// walb-servers.md §4.2 (standby and hash backup come later).
+// docs/servers.md §4.2 (standby and hash backup come later).
 const EDGES: Edge<State>[] = [
   { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
   { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
@@ -236,7 +236,7 @@ export class StorageServer {
     return Math.max(1, Math.floor((this.config.maxWlogSendMb * 2 ** 20) / this.pbs(st)));
   }
 
-  /** A snapshot record at lsid after the newest one of `m` (walb-servers.md §1.3). */
+  /** A snapshot record at lsid after the newest one of `m` (docs/servers.md §2.7). */
   private snapshotIn(m: VolumeFile, st: WdevStatusReply, lsid: number, isMergeable: boolean): LsidGid {
     const prev = m.queue.at(-1) ?? m.done;
     const gid = nextGid(prev, Math.max(lsid, prev.lsid), this.maxSendPb(st));
@@ -382,7 +382,7 @@ export class StorageServer {
     for (const v of this.volumes.values()) if (v.state.state === 'Target') this.queue.pushForce(v.name, 0);
   }
 
-  /** Full backup (walb-servers.md §7.3): reset the log, scan the data device to the archive, explicit snapshot. */
+  /** Full backup (docs/servers.md §7.3): reset the log, scan the data device to the archive, explicit snapshot. */
   private async fullBackup(
     v: Volume,
     bulk: number,
@@ -484,7 +484,7 @@ export class StorageServer {
     }
   }
 
-  // ---- wlog shipping (walb-servers.md §7.1) ----
+  // ---- wlog shipping (docs/servers.md §7.1) ----
 
   private async freeLog(v: Volume, st: WdevStatusReply): Promise<WdevStatusReply> {
     const done = v.meta.done.lsid;
@@ -602,7 +602,7 @@ export class StorageServer {
       },
     });
     const errors: string[] = [];
-    // The available proxies in priority order (walb-servers.md §7.1 step 3): the first that accepts wins.
+    // The available proxies in priority order (docs/servers.md §7.1 step 3): the first that accepts wins.
     for (const i of this.proxies.available()) {
       const address = this.proxies.address(i);
       try {

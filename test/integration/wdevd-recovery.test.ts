@@ -1,6 +1,6 @@
 // walb-wdevd at the edges of WalB's on-disk contract: a log device laid out the way WalB's own `wdevc format-ldev`
 // leaves it (stale bytes everywhere, even a valid logpack of an earlier log stream at lsid 0), a torn last logpack
-// after a crash (cut down as formats.md §2.8 says), and NBD over loopback TCP.
+// after a crash (cut down as docs/formats.md §2.8 says), and NBD over loopback TCP.
 import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';

@@ -1,4 +1,4 @@
-// walb-servers.md §13 e1 and e2 with the Controller API on [s0] [p0, p1] [a0] and a log much smaller than what is
+// docs/servers.md §12 e1 and e2 with the Controller API on [s0] [p0, p1] [a0] and a log much smaller than what is
 // written: e1 — the first proxy is killed, more than the log's size is written (the second proxy drains it), no
 // overflow, the first comes back; e2 — the archive is killed, more than the log's size is written (the proxies
 // hold it), no overflow, the snapshot is not restorable until the archive returns, then it restores to the device.

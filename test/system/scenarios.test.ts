@@ -1,4 +1,4 @@
-// walb-servers.md §13 n1 and n2 through walbc on the layout [s0, s1] [p0, p1] [a0]: both storages initialized
+// docs/servers.md §12 n1 and n2 through walbc on the layout [s0, s1] [p0, p1] [a0]: both storages initialized
 // (s0 and s1 each with its own wdev of the volume), a full backup from s0 restores to s0's device, then writes and
 // a snapshot restore to it again — compared by hash of the device read over NBD against the restored image. On
 // the way, the operator verbs around them: init-storage, archive-info, stop/start, clear-vol, call.

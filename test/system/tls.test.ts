@@ -1,4 +1,4 @@
-// Mutual TLS across the group (architecture §4): storage, proxy and archive configured with a CA, a certificate and
+// Mutual TLS across the group (docs/servers.md §3.9): storage, proxy and archive configured with a CA, a certificate and
 // a key; walbc with the same in its layout. The whole loop works over TLS (full backup, wlogs, wdiffs, restore
 // equal to the device); a controller without a certificate, or with one from another CA, is refused.
 import test from 'ava';

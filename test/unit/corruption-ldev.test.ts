@@ -1,4 +1,4 @@
-// Corruption of the log device super sector (formats §1.2): one test per field a reader must check. Each field
+// Corruption of the log device super sector (docs/formats.md §1.2): one test per field a reader must check. Each field
 // is changed and the block re-checksummed (so that the field's own check is what fires), except where the
 // checksum itself is the subject. Both the addon (err.code) and walb-tool (exit 1, the file and [CODE] on
 // stderr) must report it, and neither may crash.
@@ -128,7 +128,7 @@ test('a log device cut inside its super sector is reported as TRUNCATED', async 
   await expectToolFailure(t, ['ldev', 'show', cut], { code: 'TRUNCATED', file: cut });
 });
 
-test('written_lsid - oldest_lsid larger than the ring (overflow) is not corruption (formats §1.2)', async (t) => {
+test('written_lsid - oldest_lsid larger than the ring (overflow) is not corruption (docs/formats.md §1.2)', async (t) => {
   const ldev = await ldevWith(512, (b) => {
     b.writeBigUInt64LE(10n, 80);
     b.writeBigUInt64LE(10n + b.readBigUInt64LE(72) * 3n, 88);

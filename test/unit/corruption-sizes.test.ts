@@ -1,6 +1,6 @@
 // Sizes taken from a corrupt file are checked before anything is allocated from them. The wlog and wdiff readers
 // size buffers from on-disk fields (a sorted record's io_blocks, an indexed image's orig_blocks and data_size, a
-// logpack's total_io_size); each such field is checked against the format's limits first (formats §5.2, §5.3,
+// logpack's total_io_size); each such field is checked against its limits first (docs/formats.md §5.2, §5.3,
 // §2.2, §4), so a file whose checksums were made to match its bad fields is refused without the reader ever
 // holding more than one record's worth of memory. Files are written by our own tools, then a field is changed
 // and its block re-checksummed, so that the size check is what fires. Each call runs in a process of its own
@@ -303,7 +303,7 @@ test('indexed wdiff record that shares an image but claims a larger one is check
 // ------------------------------------------------------------------------------------------------ wlog
 
 test('logpack whose total_io_size runs past the end of the wlog is rejected before allocating', async (t) => {
-  // The last pack is rewritten as eight normal records of 65535 LB (the most a normal record may have, formats
+  // The last pack is rewritten as eight normal records of 65535 LB (the most a normal record may have, docs/formats.md
   // §2.2) filling total_io_size 65535 with pbs 4096: 256 MiB of data the file does not hold.
   const w = parseWlog(fx.wlog4k);
   const P = w.packs[w.packs.length - 1];

@@ -1,4 +1,4 @@
-// Corruption and truncation of wdiff files (formats §5): one test per field or failure, on hand-built sorted and
+// Corruption and truncation of wdiff files (docs/formats.md §5): one test per field or failure, on hand-built sorted and
 // indexed fixtures. A field is changed and its block re-checksummed (so that the field's own check fires), unless
 // a checksum is the subject. The addon must reject verify and redo with err.code and a message naming the file,
 // and walb-tool wdiff verify must exit 1 naming the file and the code. Nothing may crash.

@@ -1,4 +1,4 @@
-// Corruption and torn tails of wlog files (formats §2.6, §4): one test per field or failure. The fixture is a
+// Corruption and torn tails of wlogs (docs/formats.md §2.6, §4): one test per field or failure. The fixture is a
 // hand-built wlog of three packs; the middle one holds a normal record, a discard, a padding record and another
 // normal record. A header field is changed and the header re-checksummed with the salt (so that the field's own
 // check fires), unless the checksum is the subject. The addon must reject with err.code and a message naming the
@@ -224,7 +224,7 @@ const packCases: [string, (b: Buffer) => void, RegExp][] = [
     /record 3: data is not contiguous/,
   ],
   [
-    'a discard record that is not where the next data would start is rejected as CORRUPTION (formats §2.3)',
+    'a discard record that is not where the next data would start is rejected as CORRUPTION (docs/formats.md §2.3)',
     (b) => {
       const r = P.records[1];
       b.writeUInt16LE(r.lsidLocal + 1, r.at + 20);
@@ -312,7 +312,7 @@ test('a wlog cut in the middle of its end block is reported as TRUNCATED', async
 // ------------------------------------------------------------------------------------------- no crash
 
 test('no single flipped byte of a wlog crashes or slips through: each is CORRUPTION, TRUNCATED or harmless', async (t) => {
-  // Every byte is covered by a checksum except padding blocks, the end block (§8c) and the unused tail.
+  // Checksums cover every byte except padding blocks, the end block (docs/formats.md §8c) and the unused tail.
   const uncovered = (i: number) =>
     (i >= P.records[2].dataAt && i < P.records[2].dataAt + 2 * LB) || i >= parsed.endBlockAt;
   const codes = new Map<string, number>();

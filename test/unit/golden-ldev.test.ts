@@ -1,5 +1,5 @@
-// Golden vectors for the log device super sector (formats §1.1-1.3). The expected block is built here with Buffer
-// writes at the offsets of the spec's table §1.2 (sector_type u16 @0, version u16 @2, checksum u32 @4, logical_bs
+// Golden vectors for the log device super sector (docs/formats.md §1.1-1.3). The expected block is built here with Buffer
+// writes at the offsets of the table of docs/formats.md §1.2 (sector_type u16 @0, version u16 @2, checksum u32 @4, logical_bs
 // @8, physical_bs @12, metadata_size @16, salt @20, uuid @24, name @40, ring_buffer_size u64 @72, oldest @80,
 // written @88, device_size @96, zero to the end of the pbs block), its checksum computed by the plain-JS csum with
 // salt 0; only the random salt and uuid are taken from what formatLdev reports.
@@ -26,7 +26,7 @@ for (const [pbs, rbOffset] of [
   [512, 10],
   [4096, 3],
 ] as const) {
-  test(`formatLdev (pbs ${pbs}) writes super sector 0 at byte 4096 exactly as spec §1.2 and touches nothing else`, async (t) => {
+  test(`formatLdev (pbs ${pbs}) writes super sector 0 at byte 4096 exactly as docs/formats.md §1.2 and touches nothing else`, async (t) => {
     // An odd size with a partial last PB: the ring is floor(size/pbs) - RB PB, RB = 4096/pbs + 2.
     const size = (1 << 20) + 4095;
     const file = tmp.name(`ldev-${pbs}`);
@@ -84,7 +84,7 @@ for (const [pbs, rbOffset] of [
   });
 }
 
-test('ring_buffer_size of a 64 MiB ldev is 131062 PB with pbs 512 and 16381 PB with pbs 4096 (formats §1.1)', async (t) => {
+test('ring_buffer_size of a 64 MiB ldev is 131062 PB with pbs 512 and 16381 PB with pbs 4096 (docs/formats.md §1.1)', async (t) => {
   for (const [pbs, ring] of [
     [512, 131062],
     [4096, 16381],

@@ -1,4 +1,4 @@
-// Golden vectors for wdiff files (formats §5). Files the addon writes are taken apart in plain JS by the spec's
+// Golden vectors for wdiff files (docs/formats.md §5). Files the addon writes are taken apart in plain JS by its
 // offsets (helpers parseSortedWdiff / parseIndexedWdiff: file header checksum @0, version @4, type @6, uuid @16;
 // sorted pack header checksum @0, n_records @4, flags @6, total_size @8, records of 32 bytes from 16 with
 // io_address @0, io_blocks @8, flags @12, compression @13, data_offset @16, data_size @20, checksum @24; indexed
@@ -37,7 +37,7 @@ test.after.always(() => tmp.cleanup());
 
 const SPEC_UUID = '3f2a9c41d8b7e650a1c4f0e3925d7b18';
 
-test('the wdiff file header worked example of formats §0.2 checksums to 0x7110fbb4 (sorted) and 0x710ffbb4 (indexed)', async (t) => {
+test('the wdiff file header worked example of docs/formats.md §0.2 checksums to 0x7110fbb4 (sorted) and 0x710ffbb4 (indexed)', async (t) => {
   const sorted = buildWdiffHeader(0, uuidBytes(SPEC_UUID));
   t.is(sorted.toString('hex'), 'b4fb1071' + '02000000' + '00'.repeat(8) + SPEC_UUID);
   t.is(sorted.readUInt32LE(0), 0x7110fbb4);
@@ -73,7 +73,7 @@ async function workload(seed: number) {
   return { wlog, g, image: fs.readFileSync(image), parsed: parseWlog(bytes), bytes };
 }
 
-test('a sorted wdiff written by wlogToWdiff is laid out as formats §5.1-5.2 say', async (t) => {
+test('a sorted wdiff written by wlogToWdiff is laid out as docs/formats.md §5.1-5.2 say', async (t) => {
   const w = await workload(21);
   const file = tmp.name('sorted.wdiff');
   const stats = await native.wlogToWdiff([w.wlog], file, { compression: 'none' });
@@ -144,7 +144,7 @@ test('a sorted wdiff written by wlogToWdiff is laid out as formats §5.1-5.2 say
   t.true(zeroBlocks > 0 && discardBlocks > 0);
 });
 
-test('an indexed wdiff written by wlogToWdiff is laid out as formats §5.3 says', async (t) => {
+test('an indexed wdiff written by wlogToWdiff is laid out as docs/formats.md §5.3 says', async (t) => {
   const w = await workload(22);
   const file = tmp.name('indexed.wdiff');
   const stats = await native.wlogToWdiff([w.wlog], file, {
@@ -214,7 +214,7 @@ test('an indexed wdiff written by wlogToWdiff is laid out as formats §5.3 says'
   t.like(stats, { records: records.length, fileBytes: b.length });
 });
 
-test('formats §5.3 example: an indexed write (6, 20) is split into (6,2) (8,8) (16,8) (24,2) sharing one image', async (t) => {
+test('docs/formats.md §5.3 example: an indexed write (6, 20) is split into (6,2) (8,8) (16,8) (24,2) sharing one image', async (t) => {
   const data = prngBytes(6, 20 * LB);
   const wlog = tmp.name('split.wlog');
   fs.writeFileSync(
@@ -241,7 +241,7 @@ test('formats §5.3 example: an indexed write (6, 20) is split into (6,2) (8,8) 
   t.like(trailer, { nRecords: 4, nData: 1 });
 });
 
-test('formats §5.4 example: a sorted record (100, 5000) is cut into (100,2048) (2148,2048) (4196,904)', async (t) => {
+test('docs/formats.md §5.4 example: a sorted record (100, 5000) is cut into (100,2048) (2148,2048) (4196,904)', async (t) => {
   const data = prngBytes(8, 5000 * LB);
   const wlog = tmp.name('cut.wlog');
   fs.writeFileSync(
@@ -412,7 +412,7 @@ test('a hand-built indexed wdiff whose index records share one zlib image at dif
   t.is(firstDiff(fs.readFileSync(base), want), -1, 'redo');
 });
 
-test('a sorted wdiff that ends at a pack boundary without an end pack is accepted (formats §5.2)', async (t) => {
+test('a sorted wdiff that ends at a pack boundary without an end pack is accepted (docs/formats.md §5.2)', async (t) => {
   const data = prngBytes(16, LB);
   const file = tmp.name('noend.wdiff');
   fs.writeFileSync(

@@ -1,5 +1,5 @@
-// Golden vectors for wlog files and logpacks (formats §2 and §4). Generated wlogs are taken apart in plain JS by
-// the byte offsets of the spec (test/helpers.ts parseWlog: wlog header fields at 0/2/4/8/12/16/20/24/40/48, pack
+// Golden vectors for wlog files and logpacks (docs/formats.md §2 and §4). Generated wlogs are taken apart in plain JS by
+// the byte offsets of docs/formats.md (test/helpers.ts parseWlog: wlog header fields at 0/2/4/8/12/16/20/24/40/48, pack
 // header checksum @0, sector_type @4, total_io_size @6, logpack_lsid @8, n_records @16, n_padding @18, records of
 // 32 bytes from 24 with checksum @0, flags @4, offset @8, io_size @16, lsid_local @20, lsid @24), and checked
 // against the layout rules. Hand-built wlogs (helpers buildWlog: the same offsets written with Buffer writes,
@@ -32,7 +32,7 @@ import {
 const tmp = tempArea('golden-wlog');
 test.after.always(() => tmp.cleanup());
 
-/** Checks every pack of a parsed wlog against formats §2.1-2.3 and §4.2; returns the problems found. */
+/** Checks every pack of a parsed wlog against docs/formats.md §2.1-2.3 and §4; returns the problems found. */
 function layoutProblems(w: ParsedWlog, bytes: Buffer, ring: number): { problems: string[]; endLsid: number } {
   const problems: string[] = [];
   const bad = (where: string, what: string) => {
@@ -86,7 +86,7 @@ function layoutProblems(w: ParsedWlog, bytes: Buffer, ring: number): { problems:
   return { problems, endLsid: expect };
 }
 
-test('the wlog header of a generated wlog is the 4096-byte block of formats §4.1', async (t) => {
+test('the wlog header of a generated wlog is the 4096-byte block of docs/formats.md §4', async (t) => {
   const file = tmp.name('hdr.wlog');
   const g = await native.wlogGen(file, {
     pbs: 4096,
@@ -125,7 +125,7 @@ test('the wlog header of a generated wlog is the 4096-byte block of formats §4.
   t.is(g.salt, 0x12345678);
 });
 
-test('the end block of a wlog is sector_type 3, logpack_lsid 2^64-1 and checksum ~salt (formats §2.6, §4)', async (t) => {
+test('the end block of a wlog is sector_type 3, logpack_lsid 2^64-1 and checksum ~salt (docs/formats.md §2.6, §4)', async (t) => {
   for (const [pbs, salt] of [
     [512, 0x12345678],
     [4096, 0xdeadbeef],
@@ -169,7 +169,7 @@ const workloads: { title: string; opts: GenOptions; ring: number }[] = [
 ];
 
 for (const [i, w] of workloads.entries()) {
-  test(`every logpack of a generated wlog is laid out as formats §2.1-2.3 say (${w.title})`, async (t) => {
+  test(`every logpack of a generated wlog is laid out as docs/formats.md §2.1-2.3 say (${w.title})`, async (t) => {
     const file = tmp.name('layout.wlog');
     const g = await native.wlogGen(file, {
       ...w.opts,
@@ -218,7 +218,7 @@ for (const [i, w] of workloads.entries()) {
   });
 }
 
-test('a logpack header holds at most 15 records with pbs 512 and 127 with pbs 4096 (formats §2.1)', async (t) => {
+test('a logpack header holds at most 15 records with pbs 512 and 127 with pbs 4096 (docs/formats.md §2.1)', async (t) => {
   for (const [pbs, max, ioSize] of [
     [512, 15, 1],
     [4096, 127, 8],
@@ -317,10 +317,10 @@ test('with pbs 4096 a 1-LB record checksums and applies only its 512 bytes, not 
   t.like(recs, [{ address: 3, blocks: 1, kind: 'normal', dataSize: 512 }]);
 });
 
-// The worked examples of the spec: pbs 512 (docs/formats.md §2.4) and pbs 4096 (spec §2.9).
+// The worked examples docs/formats.md §2.4 and §2.9 give, with pbs 512 and pbs 4096.
 const examples = [
   {
-    title: 'formats §2.4 (pbs 512, ring 100, header at lsid 296)',
+    title: 'docs/formats.md §2.4 (pbs 512, ring 100, header at lsid 296)',
     pbs: 512,
     ring: 100,
     lsid: 296,
@@ -341,7 +341,7 @@ const examples = [
     next: 304,
   },
   {
-    title: 'spec §2.9 (pbs 4096, ring 1000, header at lsid 997)',
+    title: 'docs/formats.md §2.9 (pbs 4096, ring 1000, header at lsid 997)',
     pbs: 4096,
     ring: 1000,
     lsid: 997,
@@ -363,7 +363,7 @@ const examples = [
 ];
 
 for (const ex of examples) {
-  test(`the worked example of ${ex.title} is read, redone and placed in a log device as the spec says`, async (t) => {
+  test(`the worked example of ${ex.title} is read, redone and placed in a log device as the example says`, async (t) => {
     const salt = 0xa5a5a5a5;
     const uuid = prngBytes(ex.pbs, 16);
     ex.records.forEach((r, i) => {
@@ -375,7 +375,7 @@ for (const ex of examples) {
     t.deepEqual(
       p.records.map((r) => [r.flags, r.offset, r.ioSize, r.lsid, r.lsidLocal]),
       ex.table,
-      'the hand-built pack matches the table of the spec',
+      'the hand-built pack matches the table of the example',
     );
     t.is(p.nRecords, 4);
     t.is(p.nPadding, 1);
@@ -438,7 +438,7 @@ for (const ex of examples) {
   });
 }
 
-test('readers accept a padding-only pack and a zero-length padding record in the middle of a pack (formats §2.4)', async (t) => {
+test('readers accept a padding-only pack and a zero-length padding record in the middle of a pack (docs/formats.md §2.4)', async (t) => {
   const salt = 0x31415926;
   const d = (seed: number, lb: number) => prngBytes(seed, lb * LB);
   const packs: LogRecordSpec[][] = [
@@ -507,7 +507,7 @@ async function expectEndsAfterFirstPack(t: ExecutionContext, bytes: Buffer, endA
   t.is(r.code, 0, r.stderr);
 }
 
-test('an empty logpack header carrying a real lsid ends a wlog (formats §2.7, §8c)', async (t) => {
+test('an empty logpack header carrying a real lsid ends a wlog (docs/formats.md §2.7, §8c)', async (t) => {
   const salt = 0x55aa55aa;
   const built = buildWlog({ pbs: 512, salt, uuid: Buffer.alloc(16), beginLsid: 0 }, [
     [{ kind: 'normal', offset: 0, ioSize: 1, data: prngBytes(2, LB) }],
@@ -524,7 +524,7 @@ test('an empty logpack header carrying a real lsid ends a wlog (formats §2.7, �
   await expectEndsAfterFirstPack(t, bytes, at);
 });
 
-test('an end block ends a wlog whatever its checksum (formats §2.7, §8c)', async (t) => {
+test('an end block ends a wlog whatever its checksum (docs/formats.md §2.7, §8c)', async (t) => {
   const salt = 0x55aa55aa;
   const built = buildWlog({ pbs: 512, salt, uuid: Buffer.alloc(16), beginLsid: 0 }, [
     [{ kind: 'normal', offset: 0, ioSize: 1, data: prngBytes(2, LB) }],
@@ -537,7 +537,7 @@ test('an end block ends a wlog whatever its checksum (formats §2.7, §8c)', asy
 });
 
 test('a ring smaller than a workload pack still gives packs that fit the ring, each with one padding at most', async (t) => {
-  // 16 IOs of up to 64 LB would make packs of ~1000 PB; the ring has 100 PB (formats §2.4: 1 + total <= ring).
+  // 16 IOs of up to 64 LB would make packs of ~1000 PB; the ring has 100 PB (docs/formats.md §2.4: 1 + total <= ring).
   const file = tmp.name('small-ring.wlog');
   const g = await native.wlogGen(file, {
     pbs: 512,

@@ -1,7 +1,7 @@
-// Chunk hashes (formats §7): chunk k covers [k*c, min((k+1)*c, size)), each hashed on its own as
+// Chunk hashes (docs/formats.md §7): chunk k covers [k*c, min((k+1)*c, size)), each hashed on its own as
 // XXH3_128bits_withSeed and given in canonical (big-endian high64, low64) order. The function itself is pinned by
-// the spec's libxxhash vectors; the chunking by hashing every chunk again as a file of its own. The "whole" hash is
-// pinned by its definition in formats §7.1 (the hash of the concatenated chunk hashes) with values from xxhsum, and
+// the libxxhash vectors of docs/formats.md §7; the chunking by hashing every chunk again as a file of its own. The "whole" hash is
+// pinned by its definition in docs/formats.md §7.1 (the hash of the concatenated chunk hashes) with values from xxhsum, and
 // by virtual == materialized.
 import test from 'ava';
 import fs from 'node:fs';
@@ -22,7 +22,7 @@ function chunkHex(chunks: Buffer | undefined): string[] {
   return out;
 }
 
-test('chunk hashes are XXH3-128 with the libxxhash vectors of formats §7 (empty input, 256 KiB of zeros, seeded)', async (t) => {
+test('chunk hashes are XXH3-128 with the libxxhash vectors of docs/formats.md §7 (empty input, 256 KiB of zeros, seeded)', async (t) => {
   const empty = writeImage(tmp.name('empty.img'), 0);
   const e = await native.hashImage(empty, { chunks: true });
   t.is(e.whole.toString('hex'), EMPTY);
@@ -121,7 +121,7 @@ test('the hash of a virtual full image equals the hash of the materialized image
   t.deepEqual(r.chunks, v.chunks);
 });
 
-test('the whole-image hash is XXH3-128 over the concatenated canonical chunk hashes, not over the bytes (formats §7.1)', async (t) => {
+test('the whole-image hash is XXH3-128 over the concatenated canonical chunk hashes, not over the bytes (docs/formats.md §7.1)', async (t) => {
   // 600 KiB of "walb\n" (yes walb | head -c 614400): chunks of 256, 256 and 88 KiB. The values were computed
   // independently with xxhsum 0.8.1: xxh128sum of each chunk, then of the 48 bytes of those hashes; the last one
   // is xxh128sum of the file itself.

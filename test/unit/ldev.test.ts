@@ -1,5 +1,5 @@
 // Logs through a log device: restore a wlog into a formatted ldev (a sparse file), extract it back, and the
-// torn-pack shrinking of formats §2.8 (wlog-cat: a pack whose record i > 0 has bad data is cut to its first i
+// torn-pack shrinking of docs/formats.md §2.8 (wlog-cat: a pack whose record i > 0 is bad is cut to its first i
 // records and re-checksummed; one whose first record is bad is dropped).
 import test from 'ava';
 import fs from 'node:fs';

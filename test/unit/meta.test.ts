@@ -1,4 +1,4 @@
-// The snapshot/diff algebra (walb-servers.md §1.2-1.3, formats.md §6.3-6.4), worked out by hand from the spec.
+// The snapshot/diff algebra (docs/servers.md §2, docs/formats.md §6), worked out by hand.
 import test from 'ava';
 import {
   DiffSet,
@@ -16,7 +16,7 @@ import {
 
 const T = Date.UTC(2018, 9, 31, 12, 34, 56) / 1000; // 20181031123456
 
-test('wdiff names are the examples of the spec and parse back to the same diff', (t) => {
+test('wdiff names are built as docs/formats.md §6 says and parse back to the same diff', (t) => {
   const clean = diff(snap(100), snap(101), { isMergeable: true, timestamp: T });
   t.is(diffFileName(clean), '20181031123456-M--100-101.wdiff');
   const dirty = diff(snap(5, 7), snap(9), { timestamp: T });

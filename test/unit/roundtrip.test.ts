@@ -253,7 +253,7 @@ test('every compression (none, snappy, zstd, lz4, gzip, lzma) round-trips throug
     await native.wdiffRedo(sorted, redone, { discard: 'zero' });
     t.is(firstDiff(fs.readFileSync(redone), want), -1, `${c}: redo`);
 
-    // The stored bytes are in the exact container of formats §5.1.
+    // The stored bytes are in the exact container of docs/formats.md §5.1.
     const { packs } = parseSortedWdiff(fs.readFileSync(sorted));
     const r = packs[0].records.find((x) => x.flags === 0)!;
     const size = r.blocks * LB;
@@ -395,7 +395,7 @@ test('the bounded-memory conversion (small memory limit, spilling) gives the sam
   t.true(s.spills > 1, `spilled ${s.spills} times`);
   t.deepEqual(fs.readdirSync(spillDir), [], 'the spill files are removed');
   t.deepEqual(await allRecords(spilled), await allRecords(inMemory));
-  t.true(sameBytes(spilled, inMemory), 'byte for byte the same file (formats §8j)');
+  t.true(sameBytes(spilled, inMemory), 'byte for byte the same file (docs/formats.md §8j)');
   t.like(s, {
     records: m.records,
     dataBlocks: m.dataBlocks,

@@ -1,4 +1,4 @@
-// The per-volume state machine of the servers (walb-servers.md §2.2), with the storage's table as the example.
+// The per-volume state machine of the servers (docs/servers.md §3.1), with the storage's table as the example.
 import test from 'ava';
 import { VolumeState, type Edge } from '../../src/common/state-machine';
 

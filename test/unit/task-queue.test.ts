@@ -1,4 +1,4 @@
-// The delayed task queue of the storage and proxy servers (walb-servers.md §2.2).
+// The delayed task queue of the storage and proxy servers (docs/servers.md §3.3).
 import test from 'ava';
 import { TaskQueue, type TaskResult } from '../../src/common/task-queue';
 

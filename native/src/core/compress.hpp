@@ -1,4 +1,4 @@
-// Per-record compression of wdiff data (formats.md §5.1). Every code can be read; none, snappy, zstd and lz4
+// Per-record compression of wdiff data (docs/formats.md §5.1). All codes are read; none, snappy, zstd and lz4
 // (and, for completeness, zlib and xz) can be written.
 #pragma once
 #include <cstddef>

@@ -177,7 +177,7 @@ void checkOrder(uint64_t& lastEnd, uint64_t addr, uint32_t blocks, const std::st
     lastEnd = addr + blocks;
 }
 
-// Sizes a normal record's data is allocated from, checked first: its uncompressed size is capped (formats.md
+// Sizes a normal record's data is allocated from, checked first: its raw size is capped (docs/formats.md
 // §5.1) and its stored size cannot exceed what its compressor produces at worst for that size.
 void checkDataSizes(const char* what, uint32_t blocks, uint8_t code, uint32_t dataSize,
                     const std::string& w) {
@@ -195,7 +195,7 @@ void checkDataSizes(const char* what, uint32_t blocks, uint8_t code, uint32_t da
     }
 }
 
-// Largest aligned piece starting at addr within n blocks, capped by maxBlocks (formats.md §5.3).
+// Largest aligned piece starting at addr within n blocks, capped by maxBlocks (docs/formats.md §5.3).
 uint64_t alignedPiece(uint64_t addr, uint64_t n, uint32_t maxBlocks) {
     uint64_t s =
         addr == 0 ? (1ull << 31) : std::min<uint64_t>(uint64_t(1) << std::countr_zero(addr), 1ull << 31);

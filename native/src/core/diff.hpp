@@ -1,4 +1,4 @@
-// Diffs in memory and in wdiff files (formats.md §5): records, readers and writers of the sorted and indexed
+// Diffs in memory and wdiff files (docs/formats.md §5): records, readers, writers of the sorted and indexed
 // formats, and the in-memory diff that resolves overlaps (the newest write wins).
 #pragma once
 #include <cstdint>
@@ -48,7 +48,7 @@ struct DiffIo {
     SharedBytes buf;            // Normal records held in memory
     const File* src = nullptr;  // Normal records left in a file (buf is empty)
     uint64_t off = 0;           // byte offset of this record's data in *buf or in *src
-    // csum(data, 0) of exactly this record's data (formats.md §0.2), when known without computing it: a
+    // csum(data, 0) of exactly this record's data (docs/formats.md §0.2), when known without computing it: a
     // record read whole from a wdiff that stored it uncompressed (its verified stored checksum). A writer
     // storing the data uncompressed reuses it. slice() drops it.
     uint32_t dataSum = 0;

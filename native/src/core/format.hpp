@@ -119,9 +119,9 @@ constexpr uint8_t kDiffFlagDiscard = 1u << 2;
 constexpr uint32_t kDiffPackSize = 4096;
 constexpr uint32_t kDiffPackMaxData = 32u << 20;
 // Largest normal wdiff record a reader accepts, in LB: a sorted record's io_blocks, an indexed record's
-// orig_blocks (formats.md §5.1). It is the pack data limit, 32 MiB, so that no size read from a file makes a
+// orig_blocks (docs/formats.md §5.1). It is the pack data limit, 32 MiB, so no size read from a file makes a
 // reader allocate more than that for one record. WalB writes no larger record: its records come from log IOs
-// of at most 65535 LB (§2.2) and from hash-sync bulks of at most 4 MiB.
+// of at most 65535 LB (docs/formats.md §2.2) and from hash-sync bulks of at most 4 MiB.
 constexpr uint32_t kMaxDiffIoBlocks = kDiffPackMaxData / kLbSize;
 static_assert(kMaxDiffIoBlocks == 65536);
 constexpr uint8_t kDiffPackFlagEnd = 1;

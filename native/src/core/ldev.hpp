@@ -23,7 +23,7 @@ struct SuperSector {
     uint64_t writtenLsid = 0;
     uint64_t deviceSizeLb = 0;
 
-    // Parse and validate a pbs-sized block (formats.md §1.2); throws CORRUPTION naming `where`.
+    // Parse and validate a pbs-sized block (docs/formats.md §1.2); throws CORRUPTION naming `where`.
     static SuperSector parse(const char* block, uint32_t pbs, const std::string& where);
     void serialize(char* block) const;  // fills a pbs-sized block, checksum included
 };

@@ -75,7 +75,7 @@ std::string Logpack::checkHeader(uint64_t expectedLsid) const {
             used += capacityPb(pbs_, r.io_size);
             if (used > h.total_io_size) return at + "data extends beyond total_io_size";
         } else if (uint64_t(r.lsid_local) - 1 != used) {
-            return at + "discard is not where the next data would start";  // formats.md §2.3
+            return at + "discard is not where the next data would start";  // docs/formats.md §2.3
         }
     }
     if (used != h.total_io_size) return "total_io_size does not match the records";
@@ -136,7 +136,7 @@ LogpackBuilder::LogpackBuilder(uint32_t pbs, uint32_t salt, uint64_t ringBufferP
     if (!isValidPbs(pbs))
         throwError(ErrorCode::InvalidArgument, "invalid physical block size " + std::to_string(pbs));
     if (maxLogpackPb_ == 0 || maxLogpackPb_ > kMaxTotalIoPb) maxLogpackPb_ = kMaxTotalIoPb;
-    // A pack must fit in the ring (1 + total_io_size <= ring_buffer_size, formats.md §2.4); a longer one
+    // A pack must fit in the ring (1 + total_io_size <= ring_buffer_size, docs/formats.md §2.4); a longer one
     // would overwrite its own header and need a second padding record.
     if (ringBufferPb_ > 0)
         maxLogpackPb_ = static_cast<uint32_t>(std::min<uint64_t>(maxLogpackPb_, ringBufferPb_ - 1));
@@ -215,7 +215,7 @@ bool LogpackBuilder::addDiscard(uint64_t offsetLb, uint32_t sizeLb, bool flush) 
     LogpackHeaderRaw& h = pack_.header();
     if (closed_) return false;
     if (h.n_records > 0 && (headerFull() || flush)) return false;
-    // lsid_local is 16 bits: a discard after 65535 data blocks cannot be addressed (formats.md §9.5).
+    // lsid_local is 16 bits: a discard after 65535 data blocks cannot be addressed (docs/formats.md §8e).
     if (1u + h.total_io_size > 0xFFFFu) return false;
     LogRecordRaw& r = appendRecord();
     r.flags = kLogRecordExist | kLogRecordDiscard;

@@ -1,4 +1,4 @@
-// Logpacks: one pbs-sized header block of records followed by the records' data blocks (formats.md §2).
+// Logpacks: one pbs-sized header block of records followed by the records' data blocks (docs/formats.md §2).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -47,11 +47,11 @@ public:
     std::vector<Span>& spans() { return spans_; }
     bool externalData() const { return external_; }
     void setExternalData(bool v) { external_ = v; }
-    // Validate the header block as a reader must (formats.md §2.6-2.7). Returns an empty string when valid.
+    // Validate the header block as a reader must (docs/formats.md §2.6-2.7). Returns "" when valid.
     std::string checkHeader(uint64_t expectedLsid) const;
     // Index of the first normal record whose data checksum is wrong, or nRecords() if all are good.
     size_t firstBadRecord() const;
-    // Cut a torn pack down to its first `n` records (formats.md §2.8) and re-seal the header.
+    // Cut a torn pack down to its first `n` records (docs/formats.md §2.8) and re-seal the header.
     void shrink(size_t n);
     bool isEnd() const { return nRecords() == 0 && lsid() == kInvalidLsid; }
     void makeEnd();  // turn into an end block (logpack_lsid = 2^64-1, no records)
@@ -71,7 +71,7 @@ private:
     bool external_ = false;
 };
 
-// Builds logpacks by the WalB driver's rules (formats.md §2.4): padding at the ring-buffer end so no IO's
+// Builds logpacks by the WalB driver's rules (docs/formats.md §2.4): padding at the ring end so no IO's
 // data wraps, discards without log space, and the record, size and max_logpack limits. Shared by the
 // userspace device's write path and by the workload generator.
 class LogpackBuilder {

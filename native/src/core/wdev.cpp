@@ -55,7 +55,7 @@ Wdev::~Wdev() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Start: assemble, redo, overflow check (formats.md §1.4, §1.5, §2.8)
+// Start: assemble, redo, overflow check (docs/formats.md §1.4, §2.8, §3)
 
 void Wdev::openAndRedo(const std::string& ldevPath, const std::string& ddevPath) {
     ldev_ = std::make_unique<Ldev>(ldevPath, true);
@@ -641,7 +641,7 @@ void Wdev::syncerLoop() {
 }
 
 // The ring buffer never overwrites logs that redo may need: wait until the logs below `end - ring` are
-// on the ddev and checkpointed (formats.md §1.5). Logger thread only; mu_ held.
+// on the ddev and checkpointed (docs/formats.md §1.4). Logger thread only; mu_ held.
 void Wdev::waitForRingSpace(uint64_t end, std::unique_lock<std::mutex>& lk) {
     while (!failed_ && end - lsids_.prevWritten > super_.ringBufferPb) {
         if (lsids_.permanent < lsids_.completed) {
@@ -870,7 +870,7 @@ void Wdev::resetWal() {
             std::lock_guard<std::mutex> g(mu_);
             s = super_;
         }
-        // The ldev may have grown: the ring takes all of it (formats.md §1.6). Shrinking is refused.
+        // The ldev may have grown: the ring takes all of it (docs/formats.md §1.4). Shrinking is refused.
         const uint64_t ring = ringBufferSizeFor(ldev_->file().size(), pbs_);
         if (ring < s.ringBufferPb) throwError(ErrorCode::InvalidArgument, "the log device has shrunk");
         s.ringBufferPb = ring;

@@ -35,7 +35,7 @@ struct WdevOptions {
     bool errorBeforeOverflow = false;              // fail writes instead of overwriting unextracted logs
 };
 
-// The lsid indicators of formats.md §3.1.
+// The lsid indicators of docs/formats.md §3.
 struct WdevLsids {
     uint64_t latest = 0, completed = 0, flush = 0, permanent = 0, written = 0, prevWritten = 0, oldest = 0;
 };

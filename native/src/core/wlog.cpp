@@ -102,14 +102,14 @@ bool WlogReader::next(Logpack& pack) {
     const LogpackHeaderRaw& h = pack.header();
     if (h.n_records == 0 && h.sector_type == kSectorTypeLogpack && h.total_io_size == 0 && h.n_padding == 0) {
         // A header without records ends the log wherever it appears, whatever its logpack_lsid or checksum
-        // (formats.md §2.7, §8c; WalB does not checksum such headers). Writers only produce the end block.
+        // (docs/formats.md §2.7, §8c; WalB does not checksum such headers). Writers only write the end block.
         done_ = sawEnd_ = true;
         return false;
     }
     std::string err = pack.checkHeader(nextLsid_);
     if (!err.empty())
         throwError(ErrorCode::Corruption, "invalid logpack header: " + err + ": " + where(path(), at));
-    // total_io_size is at most 65535 PB and every record was checked above (formats.md §2.1, §2.6); the file
+    // total_io_size is at most 65535 PB and every record was checked (docs/formats.md §2.1, §2.6); the file
     // must also hold that much data before a buffer is sized from it.
     const uint64_t dataBytes = uint64_t(pack.header().total_io_size) * header_.pbs;
     in_->requireAvailable(dataBytes, "logpack data");

@@ -1,4 +1,4 @@
-// wlog files: a 4096-byte header, the logpacks verbatim, then an end block (formats.md §4).
+// wlog files: a 4096-byte header, the logpacks verbatim, then an end block (docs/formats.md §4).
 #pragma once
 #include <cstdint>
 #include <memory>
