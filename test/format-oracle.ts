@@ -1,89 +1,6 @@
-// Shared test helpers: temporary directories removed after each test file, and running walb-tool for real.
-import type { ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { native, type Logpack, type StoredDiffRecord } from '../src/native';
-
-export const ROOT = path.resolve(__dirname, '..', '..');
-export const WALB_TOOL = path.join(ROOT, 'dist', 'src', 'bin', 'walb-tool.js');
-
-export function makeTempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `walb-${prefix}-`));
-}
-
-/** Removes a test's directory; WALB_KEEP_TEST_DIRS=1 keeps them (server logs) for a post-mortem. */
-export function removeDir(dir: string): void {
-  if (process.env.WALB_KEEP_TEST_DIRS === '1') return;
-  fs.rmSync(dir, { recursive: true, force: true });
-}
-
-export interface RunResult {
-  code: number;
-  signal: string | null; // set when the process was killed (a crash), in which case code is -1
-  stdout: string;
-  stderr: string;
-}
-
-export function runTool(args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [WALB_TOOL, ...args],
-      { cwd: opts.cwd, maxBuffer: 256 << 20 },
-      (err, stdout, stderr) => {
-        const signal = err?.signal ?? null;
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, signal, stdout, stderr });
-      },
-    );
-  });
-}
-
-/** Runs any program (real NBD clients, mkfs, ...) and collects its output; never rejects. */
-export function run(
-  cmd: string,
-  args: string[],
-  opts: { cwd?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
-): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      {
-        cwd: opts.cwd,
-        timeout: opts.timeoutMs ?? 120_000,
-        killSignal: 'SIGKILL',
-        maxBuffer: 64 << 20,
-        env: opts.env,
-      },
-      (err, stdout, stderr) => {
-        const signal = err?.signal ?? null;
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, signal, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-  });
-}
-
-export function sparseFile(file: string, bytes: number): string {
-  fs.writeFileSync(file, '');
-  fs.truncateSync(file, bytes);
-  return file;
-}
-
-export function sameBytes(a: string, b: string): boolean {
-  const fa = fs.readFileSync(a);
-  const fb = fs.readFileSync(b);
-  return fa.equals(fb);
-}
-
-// ------------------------------------------------------------------------------------------------------------
-// Byte-level helpers for the format tests. They are written from docs/formats.md and
-// the founders' formats specification only, independently of the C++ code, so that the tests can both build files the
-// addon did not write and take apart files it did write.
-// ------------------------------------------------------------------------------------------------------------
+// The format oracle: a plain-JS reference of the on-disk formats (superblock, logpacks, wlog, sorted and indexed
+// wdiff), written from docs/formats.md independently of the C++ code, so that the golden and corruption tests can
+// both build files the addon did not write and take apart files it did write.
 
 export const LB = 512;
 export const U64_MAX = 2n ** 64n - 1n;
@@ -109,7 +26,7 @@ export function reseal(block: Buffer, field: number, salt = 0): Buffer {
 }
 
 /**
- * A super sector block as spec §1.2 lays it out (sector_type u16 @0, version u16 @2, checksum u32 @4, logical_bs @8,
+ * A super sector block as formats §1.2 lays it out (sector_type u16 @0, version u16 @2, checksum u32 @4, logical_bs @8,
  * physical_bs @12, metadata_size @16, salt @20, uuid @24, name @40, ring_buffer_size u64 @72, oldest @80,
  * written @88, device_size @96, zero to the end of the pbs block), checksummed with salt 0 by the plain-JS csum.
  */
@@ -143,21 +60,6 @@ export function buildSuperSector(
 
 export function capacityPb(pbs: number, lb: number): number {
   return Math.ceil((lb * LB) / pbs);
-}
-
-/** Deterministic bytes (xorshift32), so that a failing test can be replayed. */
-export function prngBytes(seed: number, n: number): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0 || 0x9e3779b9;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
 }
 
 export function uuidBytes(hex: string): Buffer {
@@ -579,100 +481,4 @@ export function parseIndexedWdiff(b: Buffer) {
     });
   }
   return { trailer, records };
-}
-
-// ------------------------------------------------------------------------------------------- files and checks
-
-/** A temporary directory for one test file, removed when the file's tests are done; name() gives fresh paths. */
-export function tempArea(prefix: string): { dir: string; name(base: string): string; cleanup(): void } {
-  const dir = makeTempDir(prefix);
-  let n = 0;
-  return {
-    dir,
-    name: (base: string) => path.join(dir, `${n++}-${base}`),
-    cleanup: () => removeDir(dir),
-  };
-}
-
-export function writeImage(file: string, bytes: number, seed?: number): string {
-  if (seed === undefined) return sparseFile(file, bytes);
-  fs.writeFileSync(file, prngBytes(seed, bytes));
-  return file;
-}
-
-/** Patches `bytes` into a file at `offset`. */
-export function patchFile(file: string, offset: number, bytes: Buffer): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    fs.writeSync(fd, bytes, 0, bytes.length, offset);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-export function readRange(file: string, offset: number, length: number): Buffer {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const b = Buffer.alloc(length);
-    const n = fs.readSync(fd, b, 0, length, offset);
-    return b.subarray(0, n);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Index of the first differing byte of two buffers, or -1 (for readable failure messages). */
-export function firstDiff(a: Buffer, b: Buffer): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
-
-/** Runs walb-tool expecting a clean failure: no crash, the exit status, the file named, the error code shown. */
-export async function expectToolFailure(
-  t: ExecutionContext,
-  args: string[],
-  want: { code: string; file?: string; exit?: number; message?: RegExp },
-): Promise<RunResult> {
-  const r = await runTool(args);
-  t.is(r.signal, null, `walb-tool was killed: ${r.stderr}`);
-  t.is(r.code, want.exit ?? 1, `exit status of walb-tool ${args.join(' ')}: ${r.stderr}`);
-  if (want.file !== undefined) t.true(r.stderr.includes(want.file), `stderr names ${want.file}: ${r.stderr}`);
-  t.true(r.stderr.includes(`[${want.code}]`), `stderr shows [${want.code}]: ${r.stderr}`);
-  if (want.message) t.regex(r.stderr, want.message);
-  return r;
-}
-
-// ------------------------------------------------------------------------------------------- addon shortcuts
-
-export async function allPacks(wlog: string): Promise<Logpack[]> {
-  const f = new native.WlogFile(wlog);
-  const out: Logpack[] = [];
-  for (;;) {
-    const batch = await f.next(100);
-    if (batch.length === 0) return out;
-    out.push(...batch);
-  }
-}
-
-export async function allRecords(wdiff: string): Promise<StoredDiffRecord[]> {
-  const f = new native.WdiffFile(wdiff);
-  const out: StoredDiffRecord[] = [];
-  for (;;) {
-    const batch = await f.next(1000);
-    if (batch.length === 0) return out;
-    out.push(...batch);
-  }
-}
-
-/** The whole virtual full image of a base and a wdiff chain (oldest first). */
-export async function readVirtualFull(base: string, diffs: string[]): Promise<Buffer> {
-  const v = new native.VirtualFull(base, diffs);
-  return v.read({ offset: 0, length: v.size() });
-}
-
-/** A copy of an image file to redo onto. */
-export function copyImage(from: string, to: string): string {
-  fs.copyFileSync(from, to);
-  return to;
 }
