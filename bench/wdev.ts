@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { native } from '../src/native';
 import { WdevClient } from '../src/wdev/client';
+import { waitUntil } from '../test/waiting';
 
 const RUNS = Number(process.env.WALB_BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.WALB_BENCH_SECONDS ?? 8);
@@ -52,14 +53,6 @@ function fio(uri: string, args: string[]): Promise<{ iops: number; mbps: number 
   });
 }
 
-async function waitFor(cond: () => Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 30000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
@@ -83,7 +76,7 @@ async function main(): Promise<void> {
     );
     procs.push(wdevd);
     const client = new WdevClient(path.join(runDir, 'wdevd.sock'), 20000);
-    await waitFor(
+    await waitUntil(
       () =>
         client.listWdev().then(
           () => true,
@@ -98,7 +91,7 @@ async function main(): Promise<void> {
     const nbdkitSock = path.join(dir, 'nbdkit.sock');
     const image = sparse(path.join(dir, 'nbdkit.img'), DEVICE);
     procs.push(spawn('nbdkit', ['--foreground', '--unix', nbdkitSock, 'file', image], { stdio: 'ignore' }));
-    await waitFor(async () => fs.existsSync(nbdkitSock), 'nbdkit');
+    await waitUntil(async () => fs.existsSync(nbdkitSock), 'nbdkit');
     const uris = {
       wdev: `nbd+unix:///bench?socket=${path.join(runDir, 'nbd.sock')}`,
       nbdkit: `nbd+unix:///?socket=${nbdkitSock}`,

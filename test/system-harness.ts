@@ -10,7 +10,8 @@ import type { ProtoGrpcType as ArchiveProto } from '../src/generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../src/generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../src/generated/proxy';
 import type { ExecutionContext } from 'ava';
-import { ROOT, run, type RunResult } from './helpers';
+import { ROOT, run, type RunResult } from './processes';
+import { waitUntil } from './waiting';
 
 /** The server reflection proto (v1) shipped with @grpc/reflection, for clients that speak it as grpcurl does. */
 export const REFLECTION_PROTO = path.join(
@@ -81,12 +82,15 @@ export class ServerProc {
       this.stderr = (this.stderr + d.toString()).slice(-100_000);
       fs.appendFileSync(logFile, d);
     });
-    const deadline = Date.now() + 20000;
-    while (!this.stderr.includes('"event":"started"')) {
-      if (this.proc.exitCode !== null) throw new Error(`${this.binary} exited: ${this.stderr}`);
-      if (Date.now() > deadline) throw new Error(`${this.binary} did not start: ${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const proc = this.proc;
+    await waitUntil(
+      () => {
+        if (proc.exitCode !== null) throw new Error(`${this.binary} exited: ${this.stderr}`);
+        return this.stderr.includes('"event":"started"');
+      },
+      () => `${this.binary} to start: ${this.stderr}`,
+      20_000,
+    );
   }
 
   async kill(): Promise<void> {
@@ -122,17 +126,4 @@ export function proxyClient(address: string) {
 export function operationsClient(address: string) {
   const c = loadProto<CommonProto>('walb/v1/common.proto').proto;
   return new c.walb.v1.Operations(address, grpc.credentials.createInsecure());
-}
-
-/** Polls `cond` until it holds (generous timeout for loaded machines). */
-export async function until(
-  cond: () => Promise<boolean> | boolean,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }

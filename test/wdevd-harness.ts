@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { native } from '../src/native';
 import { WdevClient } from '../src/wdev/client';
-import { ROOT } from './helpers';
+import { ROOT } from './processes';
+import { waitUntil } from './waiting';
 
 export const WDEVD = path.join(ROOT, 'dist', 'src', 'bin', 'walb-wdevd.js');
 export const WDEVC = path.join(ROOT, 'dist', 'src', 'bin', 'wdevc.js');
@@ -45,19 +46,21 @@ export class Wdevd {
     p.stderr!.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-20000);
     });
-    const deadline = Date.now() + 30000;
-    for (;;) {
-      if (p.exitCode !== null) throw new Error(`walb-wdevd exited with ${p.exitCode}: ${this.stderr}`);
-      try {
-        this.client.close();
-        this.client = new WdevClient(path.join(this.runDir, 'wdevd.sock'), 20000);
-        await this.client.listWdev();
-        return;
-      } catch {
-        if (Date.now() > deadline) throw new Error(`walb-wdevd did not come up: ${this.stderr}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    await waitUntil(
+      async () => {
+        if (p.exitCode !== null) throw new Error(`walb-wdevd exited with ${p.exitCode}: ${this.stderr}`);
+        try {
+          this.client.close();
+          this.client = new WdevClient(path.join(this.runDir, 'wdevd.sock'), 20000);
+          await this.client.listWdev();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      () => `walb-wdevd to answer on its control socket: ${this.stderr}`,
+      30_000,
+    );
   }
 
   /** SIGKILL: no drain, no checkpoint, nothing flushed by the daemon. */

@@ -9,7 +9,8 @@ import path from 'node:path';
 import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import type { TransferReply__Output } from '../../src/generated/walb/v1/TransferReply';
 import { native } from '../../src/native';
-import { ROOT, makeTempDir, removeDir, run } from '../helpers';
+import { ROOT, run } from '../processes';
+import { makeTempDir, removeDir } from '../temp-files';
 import { ServerProc, archiveClient, call, freePort, operationsClient } from '../system-harness';
 
 const ARCHIVE = path.join(ROOT, 'dist', 'src', 'bin', 'walb-archive.js');

@@ -11,7 +11,7 @@ import { loadProto, startGrpcServer, stopGrpcServer } from '../../src/common/grp
 import { FULL_SYNC_BULK } from '../../src/common/transfer';
 import type { FullSyncBulkRequest__Output } from '../../src/generated/walb/v1/FullSyncBulkRequest';
 import { native, type BulkReceiver } from '../../src/native';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { ServerProc, freePort } from '../system-harness';
 
 const MiB = 1 << 20;

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
 import { protoPath as healthProto } from 'grpc-health-check';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { REFLECTION_PROTO } from '../system-harness';
 import { Wdevd } from '../wdevd-harness';
 

@@ -8,7 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import * as descriptor from 'protobufjs/ext/descriptor';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { REFLECTION_PROTO, ServerProc, freePort } from '../system-harness';
 
 type Reply = {

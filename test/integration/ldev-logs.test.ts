@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
-import { buildEndBlock, buildWlogHeader, makeTempDir, patchFile, removeDir, sparseFile } from '../helpers';
+import { buildEndBlock, buildWlogHeader } from '../format-oracle';
+import { makeTempDir, patchFile, removeDir, sparseFile } from '../temp-files';
 import { RawClient } from '../nbd-client';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 

@@ -1,11 +1,8 @@
 // The NBD server layer (src/nbd) against real clients — nbdinfo, nbdcopy, qemu-io, qemu-img, fio's nbd engine — and
 // against a raw socket that breaks the protocol on purpose. The backend is a sparse temp file behind a FileHandle.
 import test, { type ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import {
   jsonLinesLogger,
@@ -19,6 +16,9 @@ import {
 } from '../../src/nbd';
 import * as P from '../../src/nbd/protocol';
 import { RawClient, goData } from '../nbd-client';
+import { run, type RunResult } from '../processes';
+import { tempArea } from '../temp-files';
+import { waitUntil } from '../waiting';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -27,17 +27,12 @@ const EIO = 5;
 const EINVAL = 22;
 const ENOSPC = 28;
 
-// (no test/helpers import: this file needs nothing from the native addon)
-const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'walb-nbd-'));
+const area = tempArea('nbd');
 const handles: fs.promises.FileHandle[] = [];
 test.after.always(async () => {
   await Promise.all(handles.map((h) => h.close().catch(() => {})));
-  fs.rmSync(TMP, { recursive: true, force: true });
+  area.cleanup();
 });
-let seq = 0;
-function tmpPath(name: string): string {
-  return path.join(TMP, `${++seq}-${name}`);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Test backend: a sparse file, every call recorded, optionally held at a gate.
@@ -88,7 +83,7 @@ class FileExport implements NbdExport {
     size: number,
     opts: { description?: string; readOnly?: boolean; fill?: number } = {},
   ): Promise<FileExport> {
-    const file = tmpPath(`${name}.img`);
+    const file = area.name(`${name}.img`);
     fs.writeFileSync(file, '');
     fs.truncateSync(file, size);
     if (opts.fill !== undefined) fs.writeFileSync(file, Buffer.alloc(size, opts.fill));
@@ -198,7 +193,7 @@ async function startServer(
   opts: Partial<NbdServerOptions> & { defaultName?: string } = {},
 ): Promise<Started> {
   const logs: NbdLogRecord[] = [];
-  const sock = tmpPath('nbd.sock');
+  const sock = area.name('nbd.sock');
   const server = new NbdServer({
     registry: new MapExportRegistry(exports, opts.defaultName),
     listen: { path: sock },
@@ -210,25 +205,9 @@ async function startServer(
   return { server, sock, logs, uri: (name) => server.uri(name) };
 }
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      cmd,
-      args,
-      // cwd: some clients drop files where they run (fio's verify state)
-      { timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * MiB, cwd: TMP },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
-  });
+/** Runs an NBD client in the test directory: some drop files where they run (fio's verify state). */
+function runClient(cmd: string, args: string[], timeoutMs = 60_000): Promise<RunResult> {
+  return run(cmd, args, { cwd: area.dir, timeoutMs });
 }
 
 function randomImage(file: string, size: number, holes: (i: number) => boolean): Buffer {
@@ -248,21 +227,6 @@ function randomImage(file: string, size: number, holes: (i: number) => boolean):
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Raw client.
-
-function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const tick = () => {
-      if (cond()) resolve();
-      else if (Date.now() > deadline) reject(new Error('condition not reached in time'));
-      else setTimeout(tick, 10);
-    };
-    tick();
-  });
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // Real clients.
 
 test('nbdinfo: size, flags, block sizes, --list with descriptions, default and unknown export, TCP', async (t) => {
@@ -271,7 +235,7 @@ test('nbdinfo: size, flags, block sizes, --list with descriptions, default and u
   const ro = await FileExport.create('ro0', 1 * MiB, { description: 'read-only disk', readOnly: true });
   const { sock, uri, logs } = await startServer(t, [disk, ro], { defaultName: 'disk0' });
 
-  const r = await run('nbdinfo', ['--json', uri('disk0')]);
+  const r = await runClient('nbdinfo', ['--json', uri('disk0')]);
   t.is(r.code, 0, r.stderr);
   const info = JSON.parse(r.stdout) as { protocol: string; exports: Record<string, unknown>[] };
   t.is(info.protocol, 'newstyle-fixed');
@@ -291,7 +255,7 @@ test('nbdinfo: size, flags, block sizes, --list with descriptions, default and u
     block_size_maximum: 32 * MiB,
   });
 
-  const r2 = await run('nbdinfo', ['--json', uri('ro0')]);
+  const r2 = await runClient('nbdinfo', ['--json', uri('ro0')]);
   t.is(r2.code, 0, r2.stderr);
   t.like((JSON.parse(r2.stdout) as typeof info).exports[0], {
     'export-size': 1 * MiB,
@@ -300,7 +264,7 @@ test('nbdinfo: size, flags, block sizes, --list with descriptions, default and u
     can_zero: false,
   });
 
-  const list = await run('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${sock}`]);
+  const list = await runClient('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${sock}`]);
   t.is(list.code, 0, list.stderr);
   const listed = (JSON.parse(list.stdout) as typeof info).exports.map((x) => [
     x['export-name'],
@@ -311,11 +275,11 @@ test('nbdinfo: size, flags, block sizes, --list with descriptions, default and u
     ['ro0', 'read-only disk'],
   ]);
 
-  const def = await run('nbdinfo', ['--size', `nbd+unix:///?socket=${sock}`]);
+  const def = await runClient('nbdinfo', ['--size', `nbd+unix:///?socket=${sock}`]);
   t.is(def.code, 0, def.stderr);
   t.is(def.stdout.trim(), String(8 * MiB));
 
-  const unknown = await run('nbdinfo', ['--size', uri('nope')]);
+  const unknown = await runClient('nbdinfo', ['--size', uri('nope')]);
   t.not(unknown.code, 0);
   t.true(logs.some((l) => l.event === 'connection-open'));
   t.true(logs.some((l) => l.event === 'connection-close'));
@@ -329,7 +293,7 @@ test('nbdinfo: size, flags, block sizes, --list with descriptions, default and u
   const addr = await tcp.listen();
   t.teardown(() => tcp.destroy());
   t.true('port' in addr && addr.port > 0);
-  const viaTcp = await run('nbdinfo', ['--size', tcp.uri('disk0')]);
+  const viaTcp = await runClient('nbdinfo', ['--size', tcp.uri('disk0')]);
   t.is(viaTcp.code, 0, viaTcp.stderr);
   t.is(viaTcp.stdout.trim(), String(8 * MiB));
   await tcp.close();
@@ -345,10 +309,10 @@ test('nbdcopy: a sparse image written to an export (multi-conn) and read back is
   const size = 24 * MiB;
   const disk = await FileExport.create('disk0', size, { fill: 0xee }); // garbage the zero paths must overwrite
   const { uri, logs } = await startServer(t, [disk]);
-  const src = tmpPath('src.img');
+  const src = area.name('src.img');
   const img = randomImage(src, size, (i) => i % 3 === 1);
 
-  const w = await run('nbdcopy', ['--flush', src, uri('disk0')]);
+  const w = await runClient('nbdcopy', ['--flush', src, uri('disk0')]);
   t.is(w.code, 0, w.stderr);
   t.true(disk.contents().equals(img), 'the backend file holds the image');
   t.true(
@@ -359,8 +323,8 @@ test('nbdcopy: a sparse image written to an export (multi-conn) and read back is
   const conns = logs.filter((l) => l.event === 'connection-export').length;
   t.true(conns >= 2, `nbdcopy used ${conns} connection(s); CAN_MULTI_CONN lets it use several`);
 
-  const out = tmpPath('out.img');
-  const r = await run('nbdcopy', [uri('disk0'), out]);
+  const out = area.name('out.img');
+  const r = await runClient('nbdcopy', [uri('disk0'), out]);
   t.is(r.code, 0, r.stderr);
   t.true(fs.readFileSync(out).equals(img), 'read back byte for byte');
 });
@@ -390,7 +354,7 @@ test('qemu-io: patterns, FUA, flush, discard, write zeroes; unaligned I/O reache
     'read -P 0x44 3M 256k',
   ];
   // qemu-io's default cache mode is writethrough, which sets FUA on every write; writeback leaves FUA to `write -f`
-  const r = await run('qemu-io', [
+  const r = await runClient('qemu-io', [
     '-f',
     'raw',
     '-t',
@@ -426,21 +390,21 @@ test('qemu-img: info and convert to and from the export, compare', async (t) => 
   const disk = await FileExport.create('disk0', size, { fill: 0x5a });
   const { uri } = await startServer(t, [disk]);
 
-  const info = await run('qemu-img', ['info', '--output=json', uri('disk0')]);
+  const info = await runClient('qemu-img', ['info', '--output=json', uri('disk0')]);
   t.is(info.code, 0, info.stderr);
   t.is((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size'], size);
 
-  const src = tmpPath('src.img');
+  const src = area.name('src.img');
   const img = randomImage(src, size, (i) => i % 4 === 0);
-  const conv = await run('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, uri('disk0')]);
+  const conv = await runClient('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, uri('disk0')]);
   t.is(conv.code, 0, conv.stderr);
   t.true(disk.contents().equals(img));
 
-  const cmp = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', src, uri('disk0')]);
+  const cmp = await runClient('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', src, uri('disk0')]);
   t.is(cmp.code, 0, cmp.stdout + cmp.stderr);
 
-  const out = tmpPath('out.img');
-  const back = await run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri('disk0'), out]);
+  const out = area.name('out.img');
+  const back = await runClient('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri('disk0'), out]);
   t.is(back.code, 0, back.stderr);
   t.true(fs.readFileSync(out).equals(img));
 });
@@ -449,7 +413,7 @@ test('fio nbd engine: random writes at queue depth 16 on two connections, verifi
   t.timeout(120_000);
   const disk = await FileExport.create('disk0', 16 * MiB);
   const { uri } = await startServer(t, [disk]);
-  const r = await run(
+  const r = await runClient(
     'fio',
     [
       '--name=nbdverify',
@@ -601,7 +565,7 @@ test('handshake: EXPORT_NAME sends 124 zero bytes unless NO_ZEROES; unknown name
   t.is(ack.type, P.NBD_REP_ACK);
   await ab.closedByServer();
 
-  await until(() => server.connections().length === 0);
+  await waitUntil(() => server.connections().length === 0, 'the server to drop the connection');
   t.pass();
 });
 
@@ -735,7 +699,7 @@ test('garbage closes the connection without hurting the server', async (t) => {
   v.c.destroy();
 
   t.true(logs.filter((l) => l.event === 'protocol-error').length >= 3);
-  await until(() => server.connections().length === 0);
+  await waitUntil(() => server.connections().length === 0, 'the server to drop the connection');
 
   // still serving
   const ok = await RawClient.go(sock, 'disk0');
@@ -906,7 +870,7 @@ test('backpressure: a client flooding writes never has more than the limit in fl
   for (let i = 0; i < count; i++) {
     c.request(P.NBD_CMD_WRITE, i, i * chunk, chunk, 0, Buffer.alloc(chunk, i));
   }
-  await until(() => disk.gate.waiting > 0);
+  await waitUntil(() => disk.gate.waiting > 0, 'a request held at the gate');
   await new Promise((r) => setTimeout(r, 300)); // let the server read whatever it is willing to
   const info = server.connections()[0];
   t.true(disk.pendingBytes <= limit + chunk, `pending ${disk.pendingBytes} bytes`);
@@ -959,7 +923,7 @@ test('NBD_CMD_DISC: requests in flight are answered before the connection closes
   disk.gate.close();
   c.request(P.NBD_CMD_WRITE, 1, 0, 4096, 0, Buffer.alloc(4096, 0x3c));
   c.disconnect();
-  await until(() => disk.gate.waiting === 1);
+  await waitUntil(() => disk.gate.waiting === 1, 'one request held at the gate');
   await new Promise((r) => setTimeout(r, 100));
   t.false(c.isClosed, 'not closed while the write is in flight');
   disk.gate.open();
@@ -977,7 +941,7 @@ test('close() lets in-flight requests finish, refuses new clients, then ends con
   const idle = await RawClient.handshake(sock); // still negotiating
   disk.gate.close();
   c.request(P.NBD_CMD_READ, 1, 0, 4096);
-  await until(() => disk.gate.waiting === 1);
+  await waitUntil(() => disk.gate.waiting === 1, 'one request held at the gate');
 
   let closed = false;
   const closing = server.close().then(() => (closed = true));
@@ -1004,11 +968,11 @@ test('destroy() cuts connections at once; late backend completions are harmless'
   disk.gate.close();
   c.request(P.NBD_CMD_READ, 1, 0, 4096);
   c.request(P.NBD_CMD_WRITE, 2, 0, 4096, 0, Buffer.alloc(4096));
-  await until(() => disk.gate.waiting === 2);
+  await waitUntil(() => disk.gate.waiting === 2, 'two requests held at the gate');
   await server.destroy();
   await c.closedByServer();
   disk.gate.open(); // completions arrive after the socket is gone
-  await until(() => disk.pending === 0);
+  await waitUntil(() => disk.pending === 0, 'no request pending on the export');
   await new Promise((r) => setTimeout(r, 50));
   t.is(server.connections().length, 0);
 });
@@ -1034,7 +998,7 @@ test('disconnectExport() ends only the connections of that export', async (t) =>
 test('unix socket: mode applied, stale socket file taken over, live one left alone', async (t) => {
   t.timeout(30_000);
   const disk = await FileExport.create('disk0', 1 * MiB);
-  const sock = tmpPath('nbd.sock');
+  const sock = area.name('nbd.sock');
   const registry = new MapExportRegistry([disk]);
   const s1 = new NbdServer({ registry, listen: { path: sock, mode: 0o600 }, logger: () => {} });
   await s1.listen();
@@ -1045,8 +1009,8 @@ test('unix socket: mode applied, stale socket file taken over, live one left alo
   await s1.close();
 
   // a socket file left behind by a killed process
-  const stale = tmpPath('stale.sock');
-  const child = await run(process.execPath, [
+  const stale = area.name('stale.sock');
+  const child = await runClient(process.execPath, [
     '-e',
     `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`,
   ]);
@@ -1057,7 +1021,7 @@ test('unix socket: mode applied, stale socket file taken over, live one left alo
   await s3.listen();
   t.teardown(() => s3.destroy());
   t.true(logs.some((l) => l.event === 'stale-socket-removed'));
-  const r = await run('nbdinfo', ['--size', s3.uri('disk0')]);
+  const r = await runClient('nbdinfo', ['--size', s3.uri('disk0')]);
   t.is(r.stdout.trim(), String(1 * MiB));
   await s3.close();
 });
@@ -1072,7 +1036,7 @@ test('the default logger writes one JSON object per line', async (t) => {
   const c = await RawClient.handshake(sock);
   c.write(Buffer.alloc(16, 0x42));
   await c.closedByServer();
-  await until(() => text.includes('connection-close'));
+  await waitUntil(() => text.includes('connection-close'), 'the connection-close log line');
   const records = text
     .trim()
     .split('\n')
@@ -1123,7 +1087,7 @@ test('fuzz: random requests and garbage from many clients never take the server 
     await new Promise((r) => setTimeout(r, rnd(20)));
     c.destroy();
   }
-  await until(() => server.connections().length === 0, 20_000);
+  await waitUntil(() => server.connections().length === 0, 'every connection closed', 20_000);
   t.false(logs.some((l) => l.event === 'internal-error'));
   const events: Record<string, number> = {};
   for (const l of logs) events[l.event] = (events[l.event] ?? 0) + 1;

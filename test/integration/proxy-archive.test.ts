@@ -8,16 +8,9 @@ import path from 'node:path';
 import { runTransfer } from '../../src/common/transfer';
 import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import { native } from '../../src/native';
-import { makeTempDir, removeDir } from '../helpers';
-import {
-  ServerProc,
-  archiveClient,
-  call,
-  freePort,
-  operationsClient,
-  proxyClient,
-  until,
-} from '../system-harness';
+import { makeTempDir, removeDir } from '../temp-files';
+import { ServerProc, archiveClient, call, freePort, operationsClient, proxyClient } from '../system-harness';
+import { waitUntil } from '../waiting';
 
 const SIZE = 16 << 20;
 const UUID = 'ab'.repeat(16);
@@ -83,7 +76,7 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
       (
         await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0', all: true })
       ).snapshots.map((s) => Number(s.gid));
-    await until(async () => (await restorable()).includes(3), 'gid 3 restorable');
+    await waitUntil(async () => (await restorable()).includes(3), 'gid 3 restorable');
     t.deepEqual(await restorable(), [0, 3], 'the three diffs arrived merged');
     t.is((await call<{ diffs: number }>(a, 'Status', { volume: 'vol0' })).diffs, 1);
     t.false((await call<{ value: boolean }>(p, 'IsWdiffSendError', { volume: 'vol0', name: 'a0' })).value);
@@ -93,7 +86,7 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
     await proxy.kill();
     p.close();
     await proxy.start();
-    await until(
+    await waitUntil(
       async () => (await restorable()).includes(4),
       'gid 4 restorable after the proxy restart',
     ).catch((e) => {
@@ -105,7 +98,7 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
     for (const gid of [3, 4]) {
       const op = await call<Operation__Output>(a, 'Restore', { volume: 'vol0', gid });
       let last = op;
-      await until(
+      await waitUntil(
         async () => (last = await call<Operation__Output>(ops, 'Get', { id: op.id })).state !== 'running',
         'restore',
       );

@@ -6,7 +6,9 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { makeTempDir, removeDir, run } from '../helpers';
+import { run } from '../processes';
+import { waitUntil } from '../waiting';
+import { makeTempDir, removeDir } from '../temp-files';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const MiB = 1 << 20;
@@ -15,14 +17,6 @@ async function must(cmd: string, args: string[]): Promise<string> {
   const r = await run(cmd, args);
   if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.code}): ${r.stderr}`);
   return r.stdout;
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 15000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function sha256(file: string): string {
@@ -50,7 +44,10 @@ test('ext4 on a wdev through nbdfuse and a loop device: after SIGKILL and redo t
     nbdfuse.proc = spawn('nbdfuse', ['-P', pidFile, path.join(fuseDir, 'disk'), daemon.uri('fs')], {
       stdio: 'ignore',
     });
-    await waitFor(() => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '', 'nbdfuse');
+    await waitUntil(
+      () => fs.existsSync(pidFile) && fs.readFileSync(pidFile, 'utf8').trim() !== '',
+      'nbdfuse',
+    );
     loop = (await must('losetup', ['-f', '--show', path.join(fuseDir, 'disk')])).trim();
     await must('mkfs.ext4', ['-q', '-F', loop]);
     await must('mount', [loop, mnt]);

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { RawClient } from '../nbd-client';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { NBD_EINVAL, NBD_ENOSPC, NBD_EOVERFLOW } from '../../src/nbd/errors';
 import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
-import { makeTempDir, removeDir, run, sparseFile } from '../helpers';
+import { run } from '../processes';
+import { makeTempDir, removeDir, sparseFile } from '../temp-files';
 import { RawClient } from '../nbd-client';
 import { WDEVC, WDEVD, Wdevd, makeWdevFiles } from '../wdevd-harness';
 

@@ -10,17 +10,10 @@ import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import { loadProto } from '../../src/common/grpc';
 import * as grpc from '@grpc/grpc-js';
 import type { ProtoGrpcType as StorageProto } from '../../src/generated/storage';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { RawClient } from '../nbd-client';
-import {
-  ServerProc,
-  archiveClient,
-  call,
-  freePort,
-  operationsClient,
-  proxyClient,
-  until,
-} from '../system-harness';
+import { ServerProc, archiveClient, call, freePort, operationsClient, proxyClient } from '../system-harness';
+import { waitUntil } from '../waiting';
 import { Relay } from '../relay';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
@@ -43,7 +36,7 @@ async function writeRandom(c: RawClient, image: Buffer, n: number, first: number
 
 async function waitOp(ops: grpc.Client, id: string): Promise<Operation__Output> {
   let last: Operation__Output | undefined;
-  await until(
+  await waitUntil(
     async () => (last = await call<Operation__Output>(ops, 'Get', { id })).state !== 'running',
     'operation',
     120_000,
@@ -108,7 +101,7 @@ const fullBackupWhileWriting = test.macro(async (t, bulkListen: string, expected
     await writeRandom(c, image, 200, 20_000);
     const snap = await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol0' });
     const gid = Number(snap.gid);
-    await until(
+    await waitUntil(
       async () =>
         (await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0' })).snapshots.some(
           (x) => Number(x.gid) === gid,
@@ -209,11 +202,11 @@ test.serial(
       // Whatever p1 holds must reach the archive first: a diff left on a dead proxy blocks the chain (too-new for
       // the later ones) until that proxy returns — as in WalB.
       const fullGid = Number((await waitOp(sops, op.id)).result);
-      await until(() => restorable(fullGid), 'the full backup restorable', 60_000);
+      await waitUntil(() => restorable(fullGid), 'the full backup restorable', 60_000);
       await p1.kill();
       await writeRandom(c, image, 100, 1);
       const g1 = Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol1' })).gid);
-      await until(() => restorable(g1), 'snapshot through the second proxy', 120_000).catch((e) => {
+      await waitUntil(() => restorable(g1), 'snapshot through the second proxy', 120_000).catch((e) => {
         t.log(storage!.stderr.slice(-5000), p2.stderr.slice(-3000), archive.stderr.slice(-2000));
         throw e;
       });
@@ -235,15 +228,19 @@ test.serial(
       // kick makes every proxy due for a heartbeat: the first is available again within a few seconds and,
       // being first in priority, carries the logs again.
       await call(s, 'Kick', {});
-      await until(async () => (await proxies())[0].available, 'the heartbeat finds the first proxy', 15_000);
+      await waitUntil(
+        async () => (await proxies())[0].available,
+        'the heartbeat finds the first proxy',
+        15_000,
+      );
       let g2 = 0;
       let round = 0;
-      await until(
+      await waitUntil(
         async () => {
           const before = storage!.stderr.length;
           await writeRandom(c, image, 10, 1000 + 100 * round++);
           g2 = Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol1' })).gid);
-          await until(() => restorable(g2), 'snapshot after the first proxy is back', 120_000);
+          await waitUntil(() => restorable(g2), 'snapshot after the first proxy is back', 120_000);
           return new RegExp(`"event":"wlog-sent".*"proxy":"${p1.address}"`).test(
             storage!.stderr.slice(before),
           );
@@ -337,7 +334,7 @@ test.serial(
       a = archiveClient(archive.address);
       await call(pc, 'Kick', {});
       const last = snaps[snaps.length - 1].gid;
-      await until(
+      await waitUntil(
         async () =>
           (
             await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol2', all: true })
@@ -407,7 +404,7 @@ test.serial(
         (
           await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol3', all: true })
         ).snapshots.some((x) => Number(x.gid) === gid);
-      await until(() => restorable(Number(full.result)), 'the base');
+      await waitUntil(() => restorable(Number(full.result)), 'the base');
       const { c } = await RawClient.go(wdevd.nbdSocket, 'vol3');
       const image = fs.readFileSync(files.ddev);
 
@@ -423,7 +420,7 @@ test.serial(
         await link.open();
         await call(s, 'Kick', {});
         await call(pc, 'Kick', {});
-        await until(() => restorable(gid), `gid ${gid} after the ${name} link is back`, 120_000);
+        await waitUntil(() => restorable(gid), `gid ${gid} after the ${name} link is back`, 120_000);
         const aops = operationsClient(archive.address);
         const op = await waitOp(
           aops,
@@ -533,7 +530,7 @@ test.serial(
       await call(k.s, 'Kick', {});
       await call(k.p, 'Kick', {});
       const last = snaps[snaps.length - 1].gid;
-      await until(
+      await waitUntil(
         async () =>
           (
             await call<{ snapshots: { gid: number }[] }>(k.a, 'GetRestorable', { volume: 'vol4', all: true })

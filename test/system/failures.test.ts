@@ -9,9 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
 import { Controller } from '../../src/controller/controller';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { RawClient } from '../nbd-client';
-import { ServerProc, freePort, until } from '../system-harness';
+import { ServerProc, freePort } from '../system-harness';
+import { waitUntil } from '../waiting';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const SIZE = 16 << 20;
@@ -108,7 +109,7 @@ test.serial(
             t.is(await c.writeAt(handle++, off, data), 0);
           }
           t.is(await c.simple(P.NBD_CMD_FLUSH, handle++, 0, 0), 0);
-          await until(async () => (await logUse()) < 0.3, 'the log drains', 60_000);
+          await waitUntil(async () => (await logUse()) < 0.3, 'the log drains', 60_000);
         }
       };
       const restoresToDevice = async (gid: number) => {
@@ -144,7 +145,7 @@ test.serial(
           n += ((await ctl.callMethod(p, 'Status', { volume: 'v' })) as PStatus).archives[0].pendingWdiffs;
         return n;
       };
-      await until(async () => (await pending()) > 0, 'the snapshot waits on a proxy', 30_000);
+      await waitUntil(async () => (await pending()) > 0, 'the snapshot waits on a proxy', 30_000);
       await new Promise((r) => setTimeout(r, 2000));
       t.true((await pending()) > 0, 'e2: still waiting while the archive is down');
       await a0.start();

@@ -7,9 +7,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { RawClient } from '../nbd-client';
 import { ServerProc, freePort, walbcOn } from '../system-harness';
+import { waitUntil } from '../waiting';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const SIZE = 16 << 20;
@@ -223,9 +224,11 @@ test.serial(
       t.is(watched.code, 1, 'watch exits 1 for an operation that did not complete');
       t.regex(watched.stdout, /full-backup of vol: cancelled/);
       t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
-      const deadline = Date.now() + 20_000;
-      while ((await ok('get-state', 'vol', 'a0')) !== 'SyncReady' && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 200));
+      await waitUntil(
+        async () => (await ok('get-state', 'vol', 'a0')) === 'SyncReady',
+        'archive SyncReady',
+        20_000,
+      );
       t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the archive drops the partial base');
       t.regex(
         await ok('operations', 's0', '--finished'),
@@ -251,9 +254,11 @@ test.serial(
       await s0.kill();
       await s0.start();
       t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
-      const until = Date.now() + 20_000;
-      while ((await ok('get-state', 'vol', 'a0')) !== 'SyncReady' && Date.now() < until)
-        await new Promise((r) => setTimeout(r, 200));
+      await waitUntil(
+        async () => (await ok('get-state', 'vol', 'a0')) === 'SyncReady',
+        'archive SyncReady',
+        20_000,
+      );
       t.is(await ok('get-state', 'vol', 'a0'), 'SyncReady', 'the archive drops the base of a dead storage');
 
       const second = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
@@ -263,8 +268,10 @@ test.serial(
       };
       t.is(done.state, 'done');
       const gid = Number(done.result);
-      for (let i = 0; i < 100 && !(await ok('get-restorable', 'vol')).includes(`${gid} `); i++)
-        await new Promise((r) => setTimeout(r, 200));
+      await waitUntil(
+        async () => (await ok('get-restorable', 'vol')).includes(`${gid} `),
+        `gid ${gid} restorable`,
+      );
       const r = JSON.parse(await ok('restore', 'vol', String(gid), '--wait', '--json')) as { result: string };
       const { c } = await RawClient.go(wdevd.nbdSocket, 'w');
       t.is(fileHash(r.result), await deviceHash(c, SIZE), 'the second full backup restores to the device');

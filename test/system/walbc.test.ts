@@ -5,9 +5,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as P from '../../src/nbd/protocol';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 import { RawClient } from '../nbd-client';
 import { ServerProc, freePort, walbcOn } from '../system-harness';
+import { waitUntil } from '../waiting';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const SIZE = 16 << 20;
@@ -145,12 +146,17 @@ test.serial(
         t.is(await c.writeAt(i + 1, (i % 8) << 20, crypto.randomBytes(1 << 20)), 0, 'writes never fail');
       t.is(await c.simple(P.NBD_CMD_FLUSH, 99, 0, 0), 0);
       c.destroy();
-      const deadline = Date.now() + 30_000;
-      while ((await walbc('is-overflow', 'ovf')).stdout.trim() !== '1' && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 200));
+      await waitUntil(
+        async () => (await walbc('is-overflow', 'ovf')).stdout.trim() === '1',
+        'overflow',
+        30_000,
+      );
       t.is((await walbc('is-overflow', 'ovf')).stdout.trim(), '1');
-      while ((await walbc('get-state', 'ovf', 's0')).stdout.trim() !== 'Stopped' && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 200));
+      await waitUntil(
+        async () => (await walbc('get-state', 'ovf', 's0')).stdout.trim() === 'Stopped',
+        'storage Stopped',
+        30_000,
+      );
       t.is(
         (await walbc('get-state', 'ovf', 's0')).stdout.trim(),
         'Stopped',

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ArchiveVolumeStore } from '../../src/archive/volume-store';
 import { diff, snap } from '../../src/common/meta';
 import { native } from '../../src/native';
-import { tempArea } from '../helpers';
+import { tempArea } from '../temp-files';
 
 const tmp = tempArea('archive-store');
 test.after.always(() => tmp.cleanup());

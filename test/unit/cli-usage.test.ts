@@ -3,7 +3,8 @@
 import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
-import { expectToolFailure, runTool, tempArea, writeImage } from '../helpers';
+import { expectToolFailure, runTool } from '../processes';
+import { tempArea, writeImage } from '../temp-files';
 
 const tmp = tempArea('cli-usage');
 test.after.always(() => tmp.cleanup());

@@ -5,7 +5,9 @@
 import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
-import { U64_MAX, expectToolFailure, patchFile, readRange, reseal, sparseFile, tempArea } from '../helpers';
+import { U64_MAX, reseal } from '../format-oracle';
+import { expectToolFailure } from '../processes';
+import { patchFile, readRange, sparseFile, tempArea } from '../temp-files';
 
 const tmp = tempArea('corrupt-ldev');
 test.after.always(() => tmp.cleanup());

@@ -15,16 +15,14 @@ import {
   LB,
   U64_MAX,
   buildSortedWdiff,
-  expectToolFailure,
   parseIndexedWdiff,
   parseSortedWdiff,
   parseWlog,
-  prngBytes,
   reseal,
-  tempArea,
-  writeImage,
   type DiffRecordSpec,
-} from '../helpers';
+} from '../format-oracle';
+import { expectToolFailure } from '../processes';
+import { prngBytes, tempArea, writeImage } from '../temp-files';
 import { probe, type ProbeCall, type ProbeResult } from '../memory-probe';
 
 const tmp = tempArea('corrupt-sizes');

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { native } from '../../src/native';
+import { readVirtualFull } from '../addon-readers';
 import {
   LB,
   buildIndexRecord,
@@ -14,16 +15,12 @@ import {
   buildSortedWdiff,
   buildWdiffHeader,
   csum,
-  expectToolFailure,
   parseIndexedWdiff,
   parseSortedWdiff,
-  prngBytes,
-  readVirtualFull,
   reseal,
-  runTool,
-  tempArea,
-  writeImage,
-} from '../helpers';
+} from '../format-oracle';
+import { expectToolFailure, runTool } from '../processes';
+import { prngBytes, tempArea, writeImage } from '../temp-files';
 
 const tmp = tempArea('corrupt-wdiff');
 test.after.always(() => tmp.cleanup());

@@ -12,14 +12,13 @@ import {
   LB,
   buildWlog,
   csum,
-  expectToolFailure,
   parseWlog,
-  prngBytes,
   reseal,
-  tempArea,
   type ParsedLogpack,
   type ParsedWlog,
-} from '../helpers';
+} from '../format-oracle';
+import { expectToolFailure } from '../processes';
+import { prngBytes, tempArea } from '../temp-files';
 
 const tmp = tempArea('corrupt-wlog');
 test.after.always(() => tmp.cleanup());

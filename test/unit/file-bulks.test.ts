@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadProto } from '../../src/common/grpc';
 import { fileBulks } from '../../src/common/transfer';
-import { makeTempDir, removeDir } from '../helpers';
+import { makeTempDir, removeDir } from '../temp-files';
 
 const { definition } = loadProto('walb/v1/archive.proto');
 const decode = (definition['walb.v1.Archive'] as Record<string, { requestDeserialize(b: Buffer): unknown }>)

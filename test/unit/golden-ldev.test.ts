@@ -6,16 +6,9 @@
 import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
-import {
-  buildSuperSector,
-  csum,
-  expectToolFailure,
-  firstDiff,
-  prngBytes,
-  runTool,
-  sparseFile,
-  tempArea,
-} from '../helpers';
+import { buildSuperSector, csum } from '../format-oracle';
+import { expectToolFailure, runTool } from '../processes';
+import { firstDiff, prngBytes, sparseFile, tempArea } from '../temp-files';
 
 const tmp = tempArea('golden-ldev');
 test.after.always(() => tmp.cleanup());

@@ -1,18 +1,18 @@
 // Golden vectors for wdiff files (docs/formats.md §5). Files the addon writes are taken apart in plain JS by its
-// offsets (helpers parseSortedWdiff / parseIndexedWdiff: file header checksum @0, version @4, type @6, uuid @16;
+// offsets (format-oracle parseSortedWdiff / parseIndexedWdiff: file header checksum @0, version @4, type @6, uuid @16;
 // sorted pack header checksum @0, n_records @4, flags @6, total_size @8, records of 32 bytes from 16 with
 // io_address @0, io_blocks @8, flags @12, compression @13, data_offset @16, data_size @20, checksum @24; indexed
 // records of 48 bytes with data_offset @16, data_size @24, io_offset @28, orig_blocks @32, io_checksum @40,
 // rec_checksum @44; trailer of 24 bytes with index_offset @0, n_records @8, n_data @12, checksum @20). Hand-built
-// files (helpers buildSortedWdiff etc., the same offsets written with Buffer writes and checksummed by the
+// files (format-oracle buildSortedWdiff etc., the same offsets written with Buffer writes and checksummed by the
 // plain-JS csum) prove that we read files we did not write.
 import test from 'ava';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { native } from '../../src/native';
+import { allRecords, readVirtualFull } from '../addon-readers';
 import {
   LB,
-  allRecords,
   buildEndPack,
   buildIndexRecord,
   buildIndexTrailer,
@@ -20,17 +20,13 @@ import {
   buildWdiffHeader,
   buildWlog,
   csum,
-  firstDiff,
   parseIndexedWdiff,
   parseSortedWdiff,
   parseWlog,
-  prngBytes,
-  readVirtualFull,
-  runTool,
-  tempArea,
   uuidBytes,
-  writeImage,
-} from '../helpers';
+} from '../format-oracle';
+import { runTool } from '../processes';
+import { firstDiff, prngBytes, tempArea, writeImage } from '../temp-files';
 
 const tmp = tempArea('golden-wdiff');
 test.after.always(() => tmp.cleanup());

@@ -1,33 +1,28 @@
 // Golden vectors for wlog files and logpacks (docs/formats.md §2 and §4). Generated wlogs are taken apart in plain JS by
-// the byte offsets of docs/formats.md (test/helpers.ts parseWlog: wlog header fields at 0/2/4/8/12/16/20/24/40/48, pack
+// the byte offsets of docs/formats.md (test/format-oracle.ts parseWlog: wlog header fields at 0/2/4/8/12/16/20/24/40/48, pack
 // header checksum @0, sector_type @4, total_io_size @6, logpack_lsid @8, n_records @16, n_padding @18, records of
 // 32 bytes from 24 with checksum @0, flags @4, offset @8, io_size @16, lsid_local @20, lsid @24), and checked
-// against the layout rules. Hand-built wlogs (helpers buildWlog: the same offsets written with Buffer writes,
+// against the layout rules. Hand-built wlogs (format-oracle buildWlog: the same offsets written with Buffer writes,
 // checksums by the plain-JS csum) prove that we read files we did not write.
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import { native, type GenOptions } from '../../src/native';
+import { allPacks } from '../addon-readers';
 import {
   LB,
   U64_MAX,
-  allPacks,
   buildEndBlock,
   buildWlog,
   buildWlogHeader,
   capacityPb,
   csum,
-  firstDiff,
   parseWlog,
-  prngBytes,
-  readRange,
   reseal,
-  runTool,
-  sparseFile,
-  tempArea,
-  writeImage,
   type LogRecordSpec,
   type ParsedWlog,
-} from '../helpers';
+} from '../format-oracle';
+import { runTool } from '../processes';
+import { firstDiff, prngBytes, readRange, sparseFile, tempArea, writeImage } from '../temp-files';
 
 const tmp = tempArea('golden-wlog');
 test.after.always(() => tmp.cleanup());

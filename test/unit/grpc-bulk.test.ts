@@ -4,6 +4,7 @@ import test from 'ava';
 import http2 from 'node:http2';
 import { SERVER_WINDOW, loadProto, startGrpcServer, stopGrpcServer } from '../../src/common/grpc';
 import { bulkMessage } from '../../src/common/bulk-message';
+import { waitUntil } from '../waiting';
 
 test('a server advertises the wide stream window and widens its connection window', async (t) => {
   const { definition } = loadProto('walb/v1/common.proto');
@@ -16,9 +17,11 @@ test('a server advertises the wide stream window and widens its connection windo
     });
     t.is(session.remoteSettings.initialWindowSize, SERVER_WINDOW);
     // The connection window arrives as a WINDOW_UPDATE right after the settings.
-    const deadline = Date.now() + 5000;
-    while ((session.state.remoteWindowSize ?? 0) < SERVER_WINDOW && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 10));
+    await waitUntil(
+      () => (session.state.remoteWindowSize ?? 0) >= SERVER_WINDOW,
+      'the connection window update',
+      5000,
+    );
     t.is(session.state.remoteWindowSize, SERVER_WINDOW);
   } finally {
     session.destroy();

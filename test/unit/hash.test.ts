@@ -6,7 +6,9 @@
 import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
-import { LB, copyImage, prngBytes, runTool, tempArea, writeImage } from '../helpers';
+import { LB } from '../format-oracle';
+import { runTool } from '../processes';
+import { copyImage, prngBytes, tempArea, writeImage } from '../temp-files';
 
 const tmp = tempArea('hash');
 test.after.always(() => tmp.cleanup());

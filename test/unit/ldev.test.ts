@@ -4,23 +4,10 @@
 import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
-import {
-  LB,
-  allPacks,
-  buildLogpack,
-  buildWlog,
-  csum,
-  firstDiff,
-  parseWlog,
-  patchFile,
-  prngBytes,
-  readRange,
-  runTool,
-  sameBytes,
-  sparseFile,
-  tempArea,
-  type LogRecordSpec,
-} from '../helpers';
+import { allPacks } from '../addon-readers';
+import { LB, buildLogpack, buildWlog, csum, parseWlog, type LogRecordSpec } from '../format-oracle';
+import { runTool } from '../processes';
+import { firstDiff, patchFile, prngBytes, readRange, sameBytes, sparseFile, tempArea } from '../temp-files';
 
 const tmp = tempArea('ldev');
 test.after.always(() => tmp.cleanup());

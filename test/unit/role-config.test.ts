@@ -8,7 +8,8 @@ import { errorCode, errorMessage } from '../../src/common/errors';
 import { loadArchiveConfig } from '../../src/config/archive';
 import { loadProxyConfig } from '../../src/config/proxy';
 import { loadStorageConfig } from '../../src/config/storage';
-import { ROOT, makeTempDir, removeDir } from '../helpers';
+import { ROOT } from '../processes';
+import { makeTempDir, removeDir } from '../temp-files';
 
 const example = (role: string) => path.join(ROOT, 'config', `${role}.example.json`);
 

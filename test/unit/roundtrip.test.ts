@@ -6,25 +6,19 @@ import test from 'ava';
 import fs from 'node:fs';
 import zlib from 'node:zlib';
 import { native, type Compression, type GenOptions } from '../../src/native';
+import { allRecords, readVirtualFull } from '../addon-readers';
 import {
   LB,
-  allRecords,
   buildEndBlock,
   buildSortedWdiff,
   buildWlog,
   buildWlogHeader,
-  copyImage,
-  firstDiff,
   parseSortedWdiff,
   parseWlog,
-  prngBytes,
-  readVirtualFull,
-  runTool,
-  sameBytes,
-  tempArea,
-  writeImage,
   type DiffRecordSpec,
-} from '../helpers';
+} from '../format-oracle';
+import { runTool } from '../processes';
+import { copyImage, firstDiff, prngBytes, sameBytes, tempArea, writeImage } from '../temp-files';
 
 const tmp = tempArea('roundtrip');
 test.after.always(() => tmp.cleanup());

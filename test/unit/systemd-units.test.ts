@@ -2,7 +2,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ROOT, run } from '../helpers';
+import { ROOT, run } from '../processes';
 
 test('every unit in systemd/ passes systemd-analyze verify', async (t) => {
   const dir = path.join(ROOT, 'systemd');

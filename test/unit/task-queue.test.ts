@@ -1,17 +1,9 @@
 // The delayed task queue of the storage and proxy servers (docs/servers.md §3.3).
 import test from 'ava';
 import { TaskQueue, type TaskResult } from '../../src/common/task-queue';
+import { waitUntil } from '../waiting';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits for a condition (generous timeout: a loaded machine must not fail these tests). */
-async function until(cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not reached');
-    await sleep(5);
-  }
-}
 
 test('a task queued twice runs once; pushForce moves its due time', async (t) => {
   const runs: string[] = [];
@@ -24,7 +16,7 @@ test('a task queued twice runs once; pushForce moves its due time', async (t) =>
   await sleep(20);
   t.deepEqual(runs, []);
   q.pushForce('vol0', 0);
-  await until(() => runs.length > 0);
+  await waitUntil(() => runs.length > 0, 'the task to run');
   t.deepEqual(runs, ['vol0']);
   await sleep(60);
   t.deepEqual(runs, ['vol0'], 'not run again');
@@ -50,7 +42,7 @@ test('no more than `concurrency` tasks run at once, and a task never runs twice 
   });
   for (const k of ['a', 'b', 'c', 'd', 'e']) q.push(k);
   q.pushForce('a'); // while a runs: queued again, runs after it
-  await until(() => total === 6 && running === 0);
+  await waitUntil(() => total === 6 && running === 0, 'six runs, none running');
   t.is(peak, 2);
   t.false(overlap);
   await q.stop();
@@ -72,7 +64,7 @@ test('a worker asks to run again after a delay; a failing one is retried after t
     },
   );
   q.push('vol0');
-  await until(() => n >= 4 && !q.isRunning('vol0') && q.queued().length === 0);
+  await waitUntil(() => n >= 4 && !q.isRunning('vol0') && q.queued().length === 0, 'four runs, then idle');
   t.is(n, 4);
   t.is(failures, 1);
   await q.stop();
@@ -88,7 +80,7 @@ test('kickAll makes every queued task due now; stop waits for the running one an
   q.push('a', 10_000);
   q.push('b', 10_000);
   q.kickAll();
-  await until(() => runs.length > 0);
+  await waitUntil(() => runs.length > 0, 'the task to run');
   t.deepEqual(runs, ['a']);
   await q.stop();
   t.deepEqual(runs, ['a'], 'b was dropped');
