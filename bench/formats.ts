@@ -168,9 +168,13 @@ async function main(): Promise<void> {
       fs.writeFileSync(base, '');
       fs.truncateSync(base, DEVICE);
       const vf = new native.VirtualFull(base, [f('a.wdiff'), f('b.wdiff')]);
-      t = await best(async () => {
-        for (let off = 0; off < DEVICE; off += 4 << 20) await vf.read({ offset: off, length: 4 << 20 });
-      });
+      try {
+        t = await best(async () => {
+          for (let off = 0; off < DEVICE; off += 4 << 20) await vf.read({ offset: off, length: 4 << 20 });
+        });
+      } finally {
+        vf.close();
+      }
       row('virtual-full-read', DEVICE, t);
       // Hash a dense image: the redo result has holes, so fill it with the workload's bytes first.
       const dense = f('dense');

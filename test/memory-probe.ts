@@ -39,9 +39,13 @@ async function call(c: ProbeCall): Promise<unknown> {
       return native.wlogToWdiff([c[1]], c[2], {});
     case 'virtualFull': {
       const v = new native.VirtualFull(c[1], c[2]);
-      const out: string[] = [];
-      for (const [offset, length] of c[3]) out.push((await v.read({ offset, length })).toString('hex'));
-      return out;
+      try {
+        const out: string[] = [];
+        for (const [offset, length] of c[3]) out.push((await v.read({ offset, length })).toString('hex'));
+        return out;
+      } finally {
+        v.close();
+      }
     }
   }
 }

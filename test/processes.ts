@@ -1,6 +1,7 @@
 // Running programs from tests: walb-tool for real, and any other program (NBD clients, mkfs, ...).
 import type { ExecutionContext } from 'ava';
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -67,4 +68,18 @@ export async function expectToolFailure(
   t.true(r.stderr.includes(`[${want.code}]`), `stderr shows [${want.code}]: ${r.stderr}`);
   if (want.message) t.regex(r.stderr, want.message);
   return r;
+}
+
+/** What the open file descriptors of a process point at, from /proc/PID/fd: '/dir/x.wdiff (deleted)', ... */
+export function openFiles(pid: number): string[] {
+  const dir = `/proc/${pid}/fd`;
+  const targets: string[] = [];
+  for (const fd of fs.readdirSync(dir)) {
+    try {
+      targets.push(fs.readlinkSync(path.join(dir, fd)));
+    } catch {
+      // closed between the listing and the readlink
+    }
+  }
+  return targets;
 }

@@ -1,13 +1,32 @@
 // Delayed tasks keyed by name (docs/servers.md §3.3): the storage queues one wlog-send task per volume, the proxy
-// one wdiff-send task per (volume, archive). A task is queued at most once: push() keeps an earlier due time,
-// pushForce() replaces it. Due tasks run on a pool of `concurrency` workers (the -bg limit, across all volumes);
-// a task never runs twice at once. The worker's result says what next: done, again after a delay, or again now.
+// one wdiff-send task per (volume, archive). A task is queued at most once: push() keeps the due time it has,
+// pushForce() replaces it. Due tasks run in due-time order on a pool of `concurrency` workers (the -bg limit,
+// across all volumes); a task never runs twice at once: queued while it runs, it runs again after. The worker's
+// result says what next: done, or again after a delay; a failed run is retried after the delay onError gives.
+// Time comes from a Clock, the real one unless a test brings its own.
 export type TaskResult = { again: false } | { again: true; delayMs: number };
+
+/** Time and timers, injectable so that a test controls the queue's clock. */
+export interface Clock {
+  now(): number;
+  /** Calls `fn` after `ms`; the returned function cancels the call. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+/** Wall-clock time; its timers do not keep the process alive. */
+export const realClock: Clock = {
+  now: () => Date.now(),
+  after: (ms, fn) => {
+    const timer = setTimeout(fn, ms);
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
+};
 
 export class TaskQueue<K extends string> {
   private readonly due = new Map<K, number>();
   private readonly running = new Set<K>();
-  private timer: NodeJS.Timeout | undefined;
+  private cancelTimer: (() => void) | undefined;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
 
@@ -15,19 +34,20 @@ export class TaskQueue<K extends string> {
     private readonly concurrency: number,
     private readonly work: (key: K) => Promise<TaskResult>,
     private readonly onError: (key: K, err: unknown) => number = () => 1000,
+    private readonly clock: Clock = realClock,
   ) {}
 
   /** Queue `key` to run in `delayMs`, unless it is queued already (then its earlier due time stays). */
   push(key: K, delayMs = 0): void {
     if (this.stopped || this.due.has(key)) return;
-    this.due.set(key, Date.now() + delayMs);
+    this.due.set(key, this.clock.now() + delayMs);
     this.schedule();
   }
 
   /** Queue `key` to run in `delayMs`, replacing any due time it had. */
   pushForce(key: K, delayMs = 0): void {
     if (this.stopped) return;
-    this.due.set(key, Date.now() + delayMs);
+    this.due.set(key, this.clock.now() + delayMs);
     this.schedule();
   }
 
@@ -37,13 +57,13 @@ export class TaskQueue<K extends string> {
 
   /** Every queued task becomes due now (walbc kick). */
   kickAll(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     for (const k of this.due.keys()) this.due.set(k, now);
     this.schedule();
   }
 
   queued(): { key: K; dueInMs: number }[] {
-    const now = Date.now();
+    const now = this.clock.now();
     return [...this.due].map(([key, at]) => ({ key, dueInMs: Math.max(0, at - now) }));
   }
 
@@ -55,15 +75,15 @@ export class TaskQueue<K extends string> {
   async stop(): Promise<void> {
     this.stopped = true;
     this.due.clear();
-    if (this.timer) clearTimeout(this.timer);
+    this.cancelTimer?.();
     if (this.running.size > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   private schedule(): void {
     if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    const now = Date.now();
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
+    const now = this.clock.now();
     let next = Infinity;
     for (const [key, at] of [...this.due].sort((a, b) => a[1] - b[1])) {
       if (this.running.has(key)) continue; // runs again after the current run, if still queued
@@ -76,8 +96,7 @@ export class TaskQueue<K extends string> {
       this.start(key);
     }
     if (next !== Infinity) {
-      this.timer = setTimeout(() => this.schedule(), Math.max(0, next - Date.now()));
-      this.timer.unref();
+      this.cancelTimer = this.clock.after(Math.max(0, next - this.clock.now()), () => this.schedule());
     }
   }
 

@@ -154,17 +154,31 @@ export interface ExtractResult {
   shrunk: boolean;
 }
 
-export interface WlogFile {
+/**
+ * A native object holding open files until close(). close() is idempotent and never fails; with a call still
+ * running the files close when it settles. Afterwards every method fails with INVALID_ARGUMENT (synchronous ones
+ * throw, the others reject). Close in a finally: the garbage collector would close the files only at its leisure.
+ */
+export interface Closable {
+  close(): void;
+}
+
+export interface WlogFile extends Closable {
   header(): WlogHeader;
   next(maxPacks?: number): Promise<Logpack[]>;
 }
 
-export interface WdiffFile {
-  header(): { type: 'sorted' | 'indexed'; uuid: string };
+export interface WdiffHeader {
+  type: 'sorted' | 'indexed';
+  uuid: string;
+}
+
+export interface WdiffFile extends Closable {
+  header(): WdiffHeader;
   next(maxRecords?: number): Promise<StoredDiffRecord[]>;
 }
 
-export interface VirtualFull {
+export interface VirtualFull extends Closable {
   size(): number;
   read(range: { offset: number; length: number }): Promise<Buffer>;
   hash(opts?: HashOptions, progress?: ProgressFn): Promise<HashResult>;
@@ -355,3 +369,13 @@ const addonPath = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 export const native: NativeAddon = require(addonPath);
+
+/** The header of a wdiff file, which is closed again before this returns. */
+export function readWdiffHeader(file: string): WdiffHeader {
+  const f = new native.WdiffFile(file);
+  try {
+    return f.header();
+  } finally {
+    f.close();
+  }
+}

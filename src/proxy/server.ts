@@ -41,7 +41,7 @@ import type { ArchiveClient } from '../generated/walb/v1/Archive';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
 import type { WlogRequest__Output } from '../generated/walb/v1/WlogRequest';
-import { native, type Compression } from '../native';
+import { native, readWdiffHeader, type Compression } from '../native';
 
 type State =
   | 'Clear'
@@ -525,12 +525,12 @@ export class ProxyServer {
     const set = new DiffSet(files.keys());
     const all = set.all();
     const { diffs: run } = set.mergeableRun(all[0], this.config.maxWdiffSendFiles);
-    const uuid = new native.WdiffFile(files.get(run[0])!).header().uuid;
+    const uuid = readWdiffHeader(files.get(run[0])!).uuid;
     const send: MetaDiff[] = [run[0]];
     let bytes = run[0].dataSize;
     for (const d of run.slice(1)) {
       if (bytes + d.dataSize > this.config.maxWdiffSendMb * 2 ** 20) break;
-      if (new native.WdiffFile(files.get(d)!).header().uuid !== uuid) break;
+      if (readWdiffHeader(files.get(d)!).uuid !== uuid) break;
       send.push(d);
       bytes += d.dataSize;
     }

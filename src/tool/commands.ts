@@ -194,27 +194,31 @@ export const commands: Command[] = [
     maxArgs: 1,
     async run([input], values) {
       const f = new native.WlogFile(input);
-      const h = f.header();
-      const packs: Logpack[] = [];
-      if (!values.json) {
-        process.stdout.write(
-          `wlog ${input}\n  pbs ${h.pbs} salt ${hex(h.salt)} uuid ${h.uuid}\n  begin lsid ${h.beginLsid} end lsid ${h.endLsid}\n`,
-        );
-      }
-      let n = 0;
-      let end = h.beginLsid;
-      for (;;) {
-        const batch = await f.next(256);
-        if (batch.length === 0) break;
-        for (const p of batch) {
-          n++;
-          end = p.lsid + 1 + p.totalIoSize;
-          if (values.json) packs.push(p);
-          else process.stdout.write(packLines(p, values.records === true).join('\n') + '\n');
+      try {
+        const h = f.header();
+        const packs: Logpack[] = [];
+        if (!values.json) {
+          process.stdout.write(
+            `wlog ${input}\n  pbs ${h.pbs} salt ${hex(h.salt)} uuid ${h.uuid}\n  begin lsid ${h.beginLsid} end lsid ${h.endLsid}\n`,
+          );
         }
+        let n = 0;
+        let end = h.beginLsid;
+        for (;;) {
+          const batch = await f.next(256);
+          if (batch.length === 0) break;
+          for (const p of batch) {
+            n++;
+            end = p.lsid + 1 + p.totalIoSize;
+            if (values.json) packs.push(p);
+            else process.stdout.write(packLines(p, values.records === true).join('\n') + '\n');
+          }
+        }
+        if (values.json) printJson({ header: h, packs });
+        else process.stdout.write(`${n} logpacks, lsid ${h.beginLsid}..${end}\n`);
+      } finally {
+        f.close();
       }
-      if (values.json) printJson({ header: h, packs });
-      else process.stdout.write(`${n} logpacks, lsid ${h.beginLsid}..${end}\n`);
     },
   },
   {
@@ -366,19 +370,23 @@ export const commands: Command[] = [
     maxArgs: 1,
     async run([input], values) {
       const f = new native.WdiffFile(input);
-      const h = f.header();
-      const records: StoredDiffRecord[] = [];
-      if (!values.json) process.stdout.write(`wdiff ${input}\n  type ${h.type} uuid ${h.uuid}\n`);
-      let n = 0;
-      for (;;) {
-        const batch = await f.next(4096);
-        if (batch.length === 0) break;
-        n += batch.length;
-        if (values.json) records.push(...batch);
-        else process.stdout.write(batch.map((r) => recordLine(r, h.type === 'indexed')).join('\n') + '\n');
+      try {
+        const h = f.header();
+        const records: StoredDiffRecord[] = [];
+        if (!values.json) process.stdout.write(`wdiff ${input}\n  type ${h.type} uuid ${h.uuid}\n`);
+        let n = 0;
+        for (;;) {
+          const batch = await f.next(4096);
+          if (batch.length === 0) break;
+          n += batch.length;
+          if (values.json) records.push(...batch);
+          else process.stdout.write(batch.map((r) => recordLine(r, h.type === 'indexed')).join('\n') + '\n');
+        }
+        if (values.json) printJson({ header: h, records });
+        else process.stdout.write(`${n} records\n`);
+      } finally {
+        f.close();
       }
-      if (values.json) printJson({ header: h, records });
-      else process.stdout.write(`${n} records\n`);
     },
   },
   {
@@ -450,7 +458,13 @@ export const commands: Command[] = [
       const image = new native.VirtualFull(base, diffs);
       const size = image.size();
       const chunk = 4 << 20;
-      const fd = out === '-' ? 1 : fs.openSync(out, 'w');
+      let fd: number;
+      try {
+        fd = out === '-' ? 1 : fs.openSync(out, 'w');
+      } catch (err) {
+        image.close();
+        throw err;
+      }
       const pr = progressPrinter('reading', values.progress === true);
       try {
         for (let off = 0; off < size; off += chunk) {
@@ -465,6 +479,7 @@ export const commands: Command[] = [
         }
       } finally {
         pr.end();
+        image.close();
         if (out !== '-') fs.closeSync(fd);
       }
     },
@@ -491,11 +506,15 @@ export const commands: Command[] = [
       const seedText = stringOpt(values, 'seed') ?? '0';
       if (!/^\d+$/.test(seedText)) throw usageError(`--seed: '${seedText}' is not a whole number`);
       const opts = { chunkSize, seed: BigInt(seedText), chunks: values.chunks === true };
-      const r = await withProgress('hashing', values, (p) =>
-        diffs.length > 0
-          ? new native.VirtualFull(image, diffs).hash(opts, p)
-          : native.hashImage(image, opts, p),
-      );
+      const r = await withProgress('hashing', values, async (p) => {
+        if (diffs.length === 0) return native.hashImage(image, opts, p);
+        const virtual = new native.VirtualFull(image, diffs);
+        try {
+          return await virtual.hash(opts, p);
+        } finally {
+          virtual.close();
+        }
+      });
       const chunkHex: string[] = [];
       for (let i = 0; r.chunks && i < r.chunks.length; i += 16)
         chunkHex.push(r.chunks.subarray(i, i + 16).toString('hex'));

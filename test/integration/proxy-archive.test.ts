@@ -1,6 +1,6 @@
 // walb-proxy between a storage (played by the test, streaming wlogs) and a real walb-archive: wlogs become wdiffs,
-// consecutive mergeable ones travel as one, the archive restores every snapshot byte for byte, and a proxy killed
-// after acknowledging a wlog still delivers it after its restart.
+// consecutive mergeable ones travel as one, the archive restores every snapshot byte for byte, a proxy killed
+// after acknowledging a wlog still delivers it after its restart, and the proxy keeps no wdiff open once sent.
 import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -8,6 +8,7 @@ import path from 'node:path';
 import { runTransfer } from '../../src/common/transfer';
 import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import { native } from '../../src/native';
+import { openFiles } from '../processes';
 import { makeTempDir, removeDir } from '../temp-files';
 import { ServerProc, archiveClient, call, freePort, operationsClient, proxyClient } from '../system-harness';
 import { waitUntil } from '../waiting';
@@ -117,12 +118,86 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
   }
 });
 
+test('the proxy holds no wdiff file open once it has sent it, over many small sends', async (t) => {
+  const dir = makeTempDir('proxy-fds');
+  const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
+  const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
+  const size = 4 << 20;
+  try {
+    const wlogs: { file: string; salt: number; begin: number; end: number }[] = [];
+    let lsid = 0;
+    for (let i = 1; i <= 40; i++) {
+      const file = path.join(dir, `${i}.wlog`);
+      const g = await native.wlogGen(file, { deviceSize: size / 512, amount: 64 << 10, lsid, seed: i });
+      wlogs.push({ file, salt: g.salt, begin: g.beginLsid, end: g.endLsid });
+      lsid = g.endLsid;
+    }
+    await archive.start();
+    await proxy.start();
+    const a = archiveClient(archive.address);
+    const p = proxyClient(proxy.address);
+    await call(a, 'InitVol', { volume: 'vol0' });
+    const full = await runTransfer(
+      a.FullSync(),
+      { header: { volume: 'vol0', size: size / 512, storageUuid: UUID, timestamp: 1_700_000_000 } },
+      async function* () {
+        yield { data: { offset: 0, data: Buffer.alloc(1 << 20, 1) } };
+      },
+      { end: { snapshot: { gidB: 0, gidE: 0 } } },
+    );
+    t.true(full.ok);
+    await call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address, delaySec: 0 });
+    await call(p, 'Start', { volume: 'vol0' });
+
+    // Sample the proxy's descriptors all along: a wdiff it sent is deleted, so a descriptor still on it shows
+    // as "x.wdiff (deleted)".
+    const pid = proxy.proc!.pid!;
+    const wdiffFds = () => openFiles(pid).filter((f) => /\.wdiff( \(deleted\))?$/.test(f));
+    let samples = 0;
+    let most = 0;
+    const onSent: string[] = [];
+    const sampler = setInterval(() => {
+      const open = wdiffFds();
+      samples++;
+      most = Math.max(most, open.length);
+      onSent.push(...open.filter((f) => f.endsWith(' (deleted)')));
+    }, 5);
+    try {
+      // The first half one by one, the second half mergeable (sent merged, several files per send).
+      for (let i = 0; i < wlogs.length; i++) {
+        t.true((await sendWlog(p, wlogs[i], i, i + 1, i >= wlogs.length / 2, size)).ok);
+      }
+      const pending = async () =>
+        (await call<{ archives: { pendingWdiffs: number }[] }>(p, 'Status', { volume: 'vol0' })).archives[0]
+          .pendingWdiffs;
+      await waitUntil(async () => (await pending()) === 0, 'every wdiff sent');
+    } finally {
+      clearInterval(sampler);
+    }
+    const restorable = (
+      await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0', all: true })
+    ).snapshots.map((s) => Number(s.gid));
+    t.true(restorable.includes(wlogs.length), `gid ${wlogs.length} restorable: ${restorable.join(' ')}`);
+    t.log(`${samples} samples of the proxy's descriptors; at most ${most} on wdiffs at once`);
+    t.true(samples > 10, 'the sampler saw the sends');
+    t.deepEqual([...new Set(onSent)], [], 'no descriptor on a wdiff already sent');
+    t.deepEqual(wdiffFds(), [], 'no descriptor on any wdiff once all are sent');
+    a.close();
+    p.close();
+  } finally {
+    await proxy.kill();
+    await archive.kill();
+    removeDir(dir);
+  }
+});
+
 async function sendWlog(
   p: ReturnType<typeof proxyClient>,
   w: { file: string; salt: number; begin: number; end: number },
   gidB: number,
   gidE: number,
   mergeable: boolean,
+  size = SIZE,
 ) {
   const body = fs.readFileSync(w.file).subarray(4096);
   const client = p;
@@ -134,7 +209,7 @@ async function sendWlog(
         storageUuid: UUID,
         pbs: 512,
         salt: w.salt,
-        size: SIZE / 512,
+        size: size / 512,
         beginLsid: w.begin,
         maxLogPb: w.end - w.begin,
       },

@@ -7,7 +7,7 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import { native, type GenOptions } from '../../src/native';
-import { allPacks } from '../addon-readers';
+import { allPacks, allRecords, readWlogHeader } from '../addon-readers';
 import {
   LB,
   U64_MAX,
@@ -106,7 +106,7 @@ test('the wlog header of a generated wlog is the 4096-byte block of docs/formats
     'bytes 56..4095 are zero',
   );
   t.is(csum(hdr, 0), 0, 'self-checksum over 4096 bytes with salt 0');
-  const h = new native.WlogFile(file).header();
+  const h = readWlogHeader(file);
   t.deepEqual(h, {
     pbs: 4096,
     salt: 0x12345678,
@@ -308,7 +308,7 @@ test('with pbs 4096 a 1-LB record checksums and applies only its 512 bytes, not 
 
   const wdiff = tmp.name('partial.wdiff');
   await native.wlogToWdiff([file], wdiff, { compression: 'none' });
-  const recs = await new native.WdiffFile(wdiff).next();
+  const recs = await allRecords(wdiff);
   t.like(recs, [{ address: 3, blocks: 1, kind: 'normal', dataSize: 512 }]);
 });
 
@@ -462,7 +462,7 @@ test('readers accept a padding-only pack and a zero-length padding record in the
 
   const wdiff = tmp.name('padding.wdiff');
   await native.wlogToWdiff([file], wdiff, {});
-  const recs = await new native.WdiffFile(wdiff).next();
+  const recs = await allRecords(wdiff);
   t.deepEqual(
     recs.map((r) => [r.address, r.blocks, r.kind]),
     [

@@ -5,7 +5,7 @@
 // by virtual == materialized.
 import test from 'ava';
 import fs from 'node:fs';
-import { native } from '../../src/native';
+import { native, type HashResult } from '../../src/native';
 import { LB } from '../format-oracle';
 import { runTool } from '../processes';
 import { copyImage, prngBytes, tempArea, writeImage } from '../temp-files';
@@ -94,7 +94,13 @@ test('the hash of a virtual full image equals the hash of the materialized image
 
   const opts = { chunks: true, chunkSize: 128 << 10, seed: 12345 };
   const real = await native.hashImage(image, opts);
-  const virt = await new native.VirtualFull(base, [d1, d2]).hash(opts);
+  const virtual = new native.VirtualFull(base, [d1, d2]);
+  let virt: HashResult;
+  try {
+    virt = await virtual.hash(opts);
+  } finally {
+    virtual.close();
+  }
   t.is(virt.whole.toString('hex'), real.whole.toString('hex'));
   t.true(virt.chunks!.equals(real.chunks!));
   t.is(chunkHex(real.chunks).length, Math.ceil((deviceLb * LB) / (128 << 10)));

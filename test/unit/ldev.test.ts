@@ -4,7 +4,7 @@
 import test from 'ava';
 import fs from 'node:fs';
 import { native } from '../../src/native';
-import { allPacks } from '../addon-readers';
+import { allPacks, readWlogHeader } from '../addon-readers';
 import { LB, buildLogpack, buildWlog, csum, parseWlog, type LogRecordSpec } from '../format-oracle';
 import { runTool } from '../processes';
 import { firstDiff, patchFile, prngBytes, readRange, sameBytes, sparseFile, tempArea } from '../temp-files';
@@ -40,7 +40,7 @@ for (const pbs of [512, 4096]) {
     t.true(g.endLsid - g.beginLsid < ring);
 
     t.is(await native.ldevRestore(wlog, ldev), g.endLsid);
-    const wlogHeader = new native.WlogFile(wlog).header();
+    const wlogHeader = readWlogHeader(wlog);
     t.like(await native.readSuper(ldev), {
       oldestLsid: g.beginLsid,
       writtenLsid: g.beginLsid,

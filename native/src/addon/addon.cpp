@@ -1,5 +1,6 @@
 // Node-API surface of the format core. Every call that reads or writes more than a header runs as a Job on
-// the thread pool and returns a Promise; stateful readers are objects whose methods also return Promises.
+// the thread pool and returns a Promise; stateful readers are objects whose methods also return Promises,
+// with a close() that releases their files (see "Lifetime" at ReaderState).
 #include <napi.h>
 
 #include <mutex>
@@ -358,18 +359,54 @@ Napi::Value LdevRestore(const Napi::CallbackInfo& info) {
 
 // ------------------------------------------------------------------------------------------------- objects
 
+// Lifetime of the reader objects below (WlogFile, WdiffFile, VirtualFull). The object and each of its jobs
+// hold the reader state, and so its open files, by shared_ptr. close() drops the object's hold: with no job
+// queued or running the files close at once, otherwise when the last job settles. close() never waits and
+// never fails, and a second call does nothing; deferring rather than refusing means a `finally { f.close() }`
+// after a failed await never leaks the file. After close() every method fails with INVALID_ARGUMENT naming
+// the file: the synchronous ones throw, the Promise ones reject. Garbage collection without close() frees the
+// state the same way.
+template <class State>
+class ReaderState {
+public:
+    explicit ReaderState(std::string what) : what_(std::move(what)) {}
+    void open(std::shared_ptr<State> s) { state_ = std::move(s); }
+    // For synchronous methods: throws when closed.
+    State& get(Napi::Env env) const {
+        if (!state_) throw closedError(env);
+        return *state_;
+    }
+    // For a job to capture; null when closed (then answer with rejectClosed()).
+    std::shared_ptr<State> share() const { return state_; }
+    Napi::Promise rejectClosed(Napi::Env env) const {
+        auto d = Napi::Promise::Deferred::New(env);
+        d.Reject(closedError(env).Value());
+        return d.Promise();
+    }
+    void close() { state_.reset(); }
+
+private:
+    Napi::Error closedError(Napi::Env env) const {
+        return makeError(env, "INVALID_ARGUMENT", what_ + " is closed; open it again to read it");
+    }
+    std::string what_;
+    std::shared_ptr<State> state_;
+};
+
 // Streams the packs of a wlog file in batches (headers and records, no data).
 class WlogFile : public Napi::ObjectWrap<WlogFile> {
 public:
     static Napi::Function Init(Napi::Env env) {
         return DefineClass(
             env, "WlogFile",
-            {InstanceMethod("header", &WlogFile::Header), InstanceMethod("next", &WlogFile::Next)});
+            {InstanceMethod("header", &WlogFile::Header), InstanceMethod("next", &WlogFile::Next),
+             InstanceMethod("close", &WlogFile::Close)});
     }
-    WlogFile(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WlogFile>(info) {
+    WlogFile(const Napi::CallbackInfo& info)
+        : Napi::ObjectWrap<WlogFile>(info), state_("WlogFile " + argString(info, 0, "wlog")) {
         std::string path = argString(info, 0, "wlog");
         try {
-            state_ = std::make_shared<State>(path);
+            state_.open(std::make_shared<State>(path));
         } catch (const walb::Error& e) {
             throw makeError(info.Env(), errorCodeName(e.code()), e.what());
         }
@@ -382,11 +419,12 @@ private:
         WlogReader reader;
     };
     Napi::Value Header(const Napi::CallbackInfo& info) {
-        return wlogHeaderToJs(info.Env(), state_->reader.header());
+        return wlogHeaderToJs(info.Env(), state_.get(info.Env()).reader.header());
     }
     Napi::Value Next(const Napi::CallbackInfo& info) {
         size_t max = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 256;
-        auto st = state_;
+        auto st = state_.share();
+        if (!st) return state_.rejectClosed(info.Env());
         return Job<std::vector<Logpack>>::start(
             info.Env(),
             [st, max](const Progress&) {
@@ -406,7 +444,11 @@ private:
                 return a;
             });
     }
-    std::shared_ptr<State> state_;
+    Napi::Value Close(const Napi::CallbackInfo& info) {
+        state_.close();
+        return info.Env().Undefined();
+    }
+    ReaderState<State> state_;
 };
 
 // Streams the stored records of a wdiff (sorted: pack by pack; indexed: index records).
@@ -415,18 +457,23 @@ public:
     static Napi::Function Init(Napi::Env env) {
         return DefineClass(
             env, "WdiffFile",
-            {InstanceMethod("header", &WdiffFile::Header), InstanceMethod("next", &WdiffFile::Next)});
+            {InstanceMethod("header", &WdiffFile::Header), InstanceMethod("next", &WdiffFile::Next),
+             InstanceMethod("close", &WdiffFile::Close)});
     }
-    WdiffFile(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WdiffFile>(info) {
+    WdiffFile(const Napi::CallbackInfo& info)
+        : Napi::ObjectWrap<WdiffFile>(info), state_("WdiffFile " + argString(info, 0, "wdiff")) {
         std::string path = argString(info, 0, "wdiff");
         try {
-            state_ = std::make_shared<State>();
-            File f(path, File::Mode::Read);
-            state_->info = readDiffFileHeader(f);
-            if (state_->info.type == kWdiffTypeIndexed)
-                state_->indexed = std::make_unique<IndexedDiffReader>(path);
+            auto st = std::make_shared<State>();
+            {
+                File f(path, File::Mode::Read);
+                st->info = readDiffFileHeader(f);
+            }
+            if (st->info.type == kWdiffTypeIndexed)
+                st->indexed = std::make_unique<IndexedDiffReader>(path);
             else
-                state_->sorted = std::make_unique<SortedDiffReader>(path);
+                st->sorted = std::make_unique<SortedDiffReader>(path);
+            state_.open(std::move(st));
         } catch (const walb::Error& e) {
             throw makeError(info.Env(), errorCodeName(e.code()), e.what());
         }
@@ -440,15 +487,17 @@ private:
         std::unique_ptr<IndexedDiffReader> indexed;
     };
     Napi::Value Header(const Napi::CallbackInfo& info) {
+        const DiffFileInfo& h = state_.get(info.Env()).info;
         Napi::Object o = Napi::Object::New(info.Env());
-        o.Set("type", state_->info.type == kWdiffTypeIndexed ? "indexed" : "sorted");
-        o.Set("uuid", uuidHex(info.Env(), state_->info.uuid));
+        o.Set("type", h.type == kWdiffTypeIndexed ? "indexed" : "sorted");
+        o.Set("uuid", uuidHex(info.Env(), h.uuid));
         return o;
     }
     Napi::Value Next(const Napi::CallbackInfo& info) {
         size_t max =
             info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 4096;
-        auto st = state_;
+        auto st = state_.share();
+        if (!st) return state_.rejectClosed(info.Env());
         return Job<std::vector<StoredRecord>>::start(
             info.Env(),
             [st, max](const Progress&) {
@@ -481,7 +530,11 @@ private:
                 return a;
             });
     }
-    std::shared_ptr<State> state_;
+    Napi::Value Close(const Napi::CallbackInfo& info) {
+        state_.close();
+        return info.Env().Undefined();
+    }
+    ReaderState<State> state_;
 };
 
 // A base image plus a wdiff chain read as one image.
@@ -491,13 +544,14 @@ public:
         return DefineClass(
             env, "VirtualFull",
             {InstanceMethod("size", &VirtualFull::Size), InstanceMethod("read", &VirtualFull::Read),
-             InstanceMethod("hash", &VirtualFull::Hash)});
+             InstanceMethod("hash", &VirtualFull::Hash), InstanceMethod("close", &VirtualFull::Close)});
     }
-    VirtualFull(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VirtualFull>(info) {
+    VirtualFull(const Napi::CallbackInfo& info)
+        : Napi::ObjectWrap<VirtualFull>(info), state_("VirtualFull of " + argString(info, 0, "base")) {
         std::string base = argString(info, 0, "base");
         auto diffs = argStrings(info, 1, "diffs");
         try {
-            state_ = std::make_shared<State>(base, diffs);
+            state_.open(std::make_shared<State>(base, diffs));
         } catch (const walb::Error& e) {
             throw makeError(info.Env(), errorCodeName(e.code()), e.what());
         }
@@ -509,13 +563,16 @@ private:
         std::mutex mu;
         VirtualFullImage image;
     };
-    Napi::Value Size(const Napi::CallbackInfo& info) { return u64(info.Env(), state_->image.sizeBytes()); }
+    Napi::Value Size(const Napi::CallbackInfo& info) {
+        return u64(info.Env(), state_.get(info.Env()).image.sizeBytes());
+    }
     Napi::Value Read(const Napi::CallbackInfo& info) {
         Napi::Object o = argObject(info, 0);
         uint64_t off = optU64(o, "offset", 0);
         uint64_t len = optU64(o, "length", 4 << 20);
         if (len > (256u << 20)) throwInvalid(info.Env(), "Expected a length of at most 256 MiB for read");
-        auto st = state_;
+        auto st = state_.share();
+        if (!st) return state_.rejectClosed(info.Env());
         return Job<std::vector<char>>::start(
             info.Env(),
             [st, off, len](const Progress&) {
@@ -534,7 +591,8 @@ private:
         Napi::Object o = argObject(info, 0);
         HashOptions h = hashOptions(o);
         bool chunks = optBool(o, "chunks", false);
-        auto st = state_;
+        auto st = state_.share();
+        if (!st) return state_.rejectClosed(info.Env());
         return Job<HashResult>::start(
             info.Env(),
             [st, h, chunks](const Progress& p) {
@@ -545,7 +603,11 @@ private:
             [h](Napi::Env env, HashResult& r) -> Napi::Value { return hashToJs(env, r, h.chunkBytes); },
             info.Length() > 1 ? info[1] : Napi::Value());
     }
-    std::shared_ptr<State> state_;
+    Napi::Value Close(const Napi::CallbackInfo& info) {
+        state_.close();
+        return info.Env().Undefined();
+    }
+    ReaderState<State> state_;
 };
 
 }  // namespace
