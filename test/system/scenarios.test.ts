@@ -187,9 +187,10 @@ test.serial(
       fs.writeFileSync(files.ddev, crypto.randomBytes(SIZE));
       await wdevd.client.createWdev({ ...files, name: 'w' });
       await Promise.all([a0.start(), p0.start()]);
-      // The scan is throttled (-fst) so that the backup takes about 4 s.
+      // The scan is throttled (-fst) so that a backup takes about 8 s: long enough to act on it half-way even when a
+      // loaded machine takes seconds to start walbc.
       const config = path.join(dir, 'storage.json');
-      fs.writeFileSync(config, JSON.stringify({ fullScanBytesPerSec: 4 << 20 }));
+      fs.writeFileSync(config, JSON.stringify({ fullScanBytesPerSec: 2 << 20 }));
       s0 = new ServerProc('walb-storage', path.join(dir, 's0'), await freePort(), [
         '--config',
         config,
@@ -212,9 +213,22 @@ test.serial(
       );
       const { run: walbc, ok } = walbcOn(t, layout);
       await ok('init-vol', 'vol', 'w');
+      // Half-way: the operation is running and has moved some bytes, but not all.
+      const halfWay = (id: string) =>
+        waitUntil(async () => {
+          const ops = JSON.parse(await ok('operations', 's0', '--json')) as {
+            id: string;
+            state: string;
+            done: number;
+            total: number;
+          }[];
+          const op = ops.find((o) => o.id === id);
+          if (!op || op.state !== 'running') throw new Error(`full backup ${id} is no longer running`);
+          return op.done > 0 && op.done < op.total;
+        }, `full backup ${id} half-way`);
 
       const first = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await new Promise((r) => setTimeout(r, 1000));
+      await halfWay(first.operation.id);
       t.regex(
         await ok('operations', 's0'),
         new RegExp(`^${first.operation.id}\\tfull-backup\\tvol\\trunning\\t`, 'm'),
@@ -238,7 +252,7 @@ test.serial(
       // e12-like: the archive dies in the middle of a full backup; the storage's operation fails and the volume is
       // SyncReady again; the restarted archive is SyncReady too (the partial base is dropped).
       const killed = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await new Promise((r) => setTimeout(r, 1000));
+      await halfWay(killed.operation.id);
       await a0.kill();
       const failed = await walbc('watch', 's0', killed.operation.id, '--json');
       t.is(failed.code, 1);
@@ -249,8 +263,8 @@ test.serial(
 
       // The storage dies (SIGKILL) in the middle of one: its bulk stream and FullSync stream break; the archive
       // drops the partial base, and the restarted storage is SyncReady.
-      await ok('full-backup', 'vol');
-      await new Promise((r) => setTimeout(r, 1000));
+      const dying = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
+      await halfWay(dying.operation.id);
       await s0.kill();
       await s0.start();
       t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
