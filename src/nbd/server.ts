@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { staleSocket } from '../common/socket';
-import { NbdConnection, type ConnectionLimits, type NbdConnectionInfo } from './connection';
+import { NbdConnection, type NbdConnectionInfo } from './connection';
+import type { HandshakeLimits } from './handshake';
 import { jsonLinesLogger, type NbdLogger, type NbdLogLevel } from './log';
 import type { NbdExportRegistry } from './types';
 
@@ -59,7 +60,7 @@ export function nbdUri(address: NbdBoundAddress, exportName: string): string {
 
 export class NbdServer {
   private readonly registry: NbdExportRegistry;
-  private readonly limits: ConnectionLimits;
+  private readonly limits: HandshakeLimits;
   private readonly logger: NbdLogger;
   private readonly listenAddress: NbdListenAddress;
   private readonly server: net.Server;

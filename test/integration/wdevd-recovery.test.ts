@@ -5,7 +5,6 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
 import {
   buildLogpack,
@@ -17,7 +16,7 @@ import {
   run,
   sparseFile,
 } from '../helpers';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { freePort } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 

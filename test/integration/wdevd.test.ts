@@ -4,12 +4,12 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { NBD_EINVAL, NBD_ENOSPC, NBD_EOVERFLOW } from '../../src/nbd/errors';
-import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
 import { makeTempDir, removeDir, run, sparseFile } from '../helpers';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { WDEVC, WDEVD, Wdevd, makeWdevFiles } from '../wdevd-harness';
+
+const { NBD_EINVAL, NBD_ENOSPC, NBD_EOVERFLOW } = P;
 
 const MiB = 1 << 20;
 

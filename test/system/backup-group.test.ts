@@ -5,13 +5,12 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import { loadProto } from '../../src/common/grpc';
 import * as grpc from '@grpc/grpc-js';
 import type { ProtoGrpcType as StorageProto } from '../../src/generated/storage';
 import { makeTempDir, removeDir } from '../helpers';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import {
   ServerProc,
   archiveClient,

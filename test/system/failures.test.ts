@@ -7,10 +7,9 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import { Controller } from '../../src/controller/controller';
 import { makeTempDir, removeDir } from '../helpers';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { ServerProc, freePort, until } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 

@@ -6,9 +6,8 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import { makeTempDir, removeDir } from '../helpers';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { ServerProc, freePort, walbcOn } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
