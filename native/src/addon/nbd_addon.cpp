@@ -111,6 +111,8 @@ public:
             backend_ = std::make_shared<NbdFileBackend>(path, std::move(opt));
         } catch (const Error& e) {
             throw makeError(info.Env(), errorCodeName(e.code()), e.what());
+        } catch (const std::exception& e) {
+            throw makeError(info.Env(), "INTERNAL", e.what());
         }
     }
     ~NbdFileObject() override {
