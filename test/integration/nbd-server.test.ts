@@ -19,7 +19,9 @@ import {
   type NbdLogRecord,
   type NbdServerOptions,
 } from '../../src/nbd';
+import { WdevDevice } from '../../src/wdev/device';
 import { P, RawClient, goData } from '../nbd-client';
+import { makeWdevFiles } from '../wdevd-harness';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -974,10 +976,8 @@ test('the default logger writes one JSON object per line', async (t) => {
   );
 });
 
-test('fuzz: random requests and garbage from many clients never take the server down', async (t) => {
-  t.timeout(60_000);
-  const disk = await fileExport('disk0', 4 * MiB);
-  const { sock, server, logs } = await startServer(t, [disk], { handshakeTimeoutMs: 2000 });
+/** Random requests and garbage from 60 clients, one after the other; every fifth never finishes its handshake. */
+async function fuzz(sock: string, exportName: string): Promise<void> {
   let x = 0x2545f491; // xorshift32, fixed seed: a failure replays
   const rnd = (n: number) => {
     x ^= x << 13;
@@ -988,7 +988,7 @@ test('fuzz: random requests and garbage from many clients never take the server 
     return x % n;
   };
   for (let round = 0; round < 60; round++) {
-    const c = round % 5 === 0 ? await RawClient.handshake(sock) : (await RawClient.go(sock, 'disk0')).c;
+    const c = round % 5 === 0 ? await RawClient.handshake(sock) : (await RawClient.go(sock, exportName)).c;
     const parts: Buffer[] = [];
     for (let i = 0; i < 20; i++) {
       const h = Buffer.alloc(P.REQUEST_HEADER_SIZE);
@@ -1010,6 +1010,13 @@ test('fuzz: random requests and garbage from many clients never take the server 
     await new Promise((r) => setTimeout(r, rnd(20)));
     c.destroy();
   }
+}
+
+test('fuzz: random requests and garbage from many clients never take the server down', async (t) => {
+  t.timeout(60_000);
+  const disk = await fileExport('disk0', 4 * MiB);
+  const { sock, server, logs } = await startServer(t, [disk], { handshakeTimeoutMs: 2000 });
+  await fuzz(sock, 'disk0');
   await until(() => server.connections().length === 0, 20_000);
   t.false(logs.some((l) => l.event === 'internal-error'));
   const events: Record<string, number> = {};
@@ -1023,4 +1030,70 @@ test('fuzz: random requests and garbage from many clients never take the server 
   t.true((await ok.c.readAt(2, 0, 4096)).data.equals(Buffer.alloc(4096, 0x61)));
   ok.c.disconnect();
   await ok.c.closedByServer();
+});
+
+test('fuzz on a wdev: random requests and garbage never take the server or the wdev down', async (t) => {
+  t.timeout(90_000);
+  const files = await makeWdevFiles(TMP, `fz${++seq}`, { ldevBytes: 32 * MiB, ddevBytes: 4 * MiB });
+  const { device } = await WdevDevice.open({ name: 'fz', ...files });
+  const { sock, server, logs } = await startServer(t, [device], { handshakeTimeoutMs: 2000 });
+  try {
+    await fuzz(sock, 'fz');
+    await until(() => server.connections().length === 0, 20_000);
+    t.false(logs.some((l) => l.event === 'internal-error'));
+    const events: Record<string, number> = {};
+    for (const l of logs) events[l.event] = (events[l.event] ?? 0) + 1;
+    t.log(events);
+    t.true((events['request-rejected'] ?? 0) > 0 && (events['protocol-error'] ?? 0) > 0);
+    const status = await device.status();
+    t.false(status.failed, status.failure);
+    t.true(status.lsids.latest > 0, 'the fuzz reached the log');
+    const ok = await RawClient.go(sock, 'fz');
+    t.is(await ok.c.writeAt(1, 0, Buffer.alloc(4096, 0x61)), 0);
+    t.true((await ok.c.readAt(2, 0, 4096)).data.equals(Buffer.alloc(4096, 0x61)));
+    ok.c.disconnect();
+    await ok.c.closedByServer();
+  } finally {
+    await server.close();
+    await device.close();
+  }
+});
+
+test('backpressure on a wdev: while it is frozen a flooding client never has more than the limit in flight', async (t) => {
+  t.timeout(60_000);
+  const files = await makeWdevFiles(TMP, `bp${++seq}`, { ldevBytes: 64 * MiB, ddevBytes: 32 * MiB });
+  const { device } = await WdevDevice.open({ name: 'bp', ...files });
+  const limit = 1 * MiB;
+  const { sock, server } = await startServer(t, [device], { maxInflightBytes: limit });
+  try {
+    const { c } = await RawClient.go(sock, 'bp');
+    await device.freeze(0); // writes wait in the logger's queue until melt
+    const count = 64;
+    const chunk = 256 * KiB; // 16 MiB in total
+    for (let i = 0; i < count; i++) {
+      c.request(P.NBD_CMD_WRITE, i, i * chunk, chunk, 0, Buffer.alloc(chunk, i));
+    }
+    await until(() => (server.connections()[0]?.inflightRequests ?? 0) > 0);
+    await new Promise((r) => setTimeout(r, 300)); // let the server read whatever it is willing to
+    const info = server.connections()[0];
+    t.true(info.inflightBytes <= limit + chunk, `in flight ${info.inflightBytes} bytes`);
+    t.true(info.inflightRequests < count);
+    await device.melt();
+    const handles = new Set<number>();
+    for (let i = 0; i < count; i++) {
+      const r = await c.reply();
+      t.is(r.error, 0);
+      handles.add(r.handle);
+    }
+    t.is(handles.size, count);
+    for (const i of [0, count - 1]) {
+      const r = await c.readAt(1000 + i, i * chunk, chunk);
+      t.true(r.data.equals(Buffer.alloc(chunk, i)));
+    }
+    c.disconnect();
+    await c.closedByServer();
+  } finally {
+    await server.close();
+    await device.close();
+  }
 });
