@@ -1,7 +1,37 @@
 // A raw NBD client for tests: speaks the protocol byte by byte so tests can pipeline, misbehave and inspect.
 import net from 'node:net';
 import { ByteQueue } from '../src/nbd/byte-queue';
-import * as P from '../src/nbd/protocol';
+import * as handshake from '../src/nbd/protocol';
+
+/**
+ * The NBD constants a test client needs: the server's handshake ones, and those of the transmission phase (whose
+ * server side is C++, native/src/core/nbd_request.hpp).
+ */
+export const P = {
+  ...handshake,
+  NBD_REQUEST_MAGIC: 0x25609513,
+  NBD_SIMPLE_REPLY_MAGIC: 0x67446698,
+  REQUEST_HEADER_SIZE: 28, // magic, flags, type, cookie, offset, length
+  SIMPLE_REPLY_HEADER_SIZE: 16, // magic, error, cookie
+  NBD_CMD_READ: 0,
+  NBD_CMD_WRITE: 1,
+  NBD_CMD_DISC: 2,
+  NBD_CMD_FLUSH: 3,
+  NBD_CMD_TRIM: 4,
+  NBD_CMD_CACHE: 5,
+  NBD_CMD_WRITE_ZEROES: 6,
+  NBD_CMD_BLOCK_STATUS: 7,
+  NBD_CMD_FLAG_FUA: 1 << 0,
+  NBD_CMD_FLAG_NO_HOLE: 1 << 1,
+  NBD_CMD_FLAG_DF: 1 << 2,
+  // Error values of replies (equal to Linux errno numbers).
+  NBD_EPERM: 1,
+  NBD_EIO: 5,
+  NBD_EINVAL: 22,
+  NBD_ENOSPC: 28,
+  NBD_EOVERFLOW: 75,
+  NBD_ESHUTDOWN: 108,
+} as const;
 
 export class RawClient {
   private readonly q = new ByteQueue();

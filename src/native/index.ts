@@ -2,6 +2,7 @@
 // 64-bit values come back as numbers; only values above 2^53 (in practice the "invalid lsid" marker 2^64-1)
 // come back as bigint.
 import path from 'node:path';
+import type { NbdTransmission, TransmissionLimits, TransmissionStats } from '../nbd/types';
 
 export type U64 = number | bigint;
 export type ProgressFn = (done: number, total: number) => void;
@@ -235,13 +236,17 @@ export interface WdevRedoResult {
   scrubbedBlocks: number;
 }
 
-/** The C++ device. Submissions never block; completions arrive in batches through the constructor's callback. */
+/** The NBD transmission phase of one connection in C++ over an export's backend (the fd is duplicated). */
+export type NativeServe = (
+  fd: number,
+  pending: Buffer,
+  limits: TransmissionLimits,
+  onClose: (stats: TransmissionStats) => void,
+) => NbdTransmission;
+
+/** The C++ device. I/O reaches it only through NBD connections (`serve`); `close` ends them first. */
 export interface NativeWdev {
   open(ldev: string, ddev: string, opts: WdevOptions): Promise<WdevRedoResult>;
-  write(id: number, offset: number, data: Buffer, fua: boolean): void;
-  discard(id: number, offset: number, length: number, fua: boolean): void;
-  flush(id: number): void;
-  read(offset: number, length: number): Promise<Buffer>;
   status(): Promise<WdevStatus>;
   setOldestLsid(lsid: U64): Promise<WdevStatus>;
   takeCheckpoint(): Promise<WdevStatus>;
@@ -251,23 +256,56 @@ export interface NativeWdev {
   melt(): Promise<WdevStatus>;
   resize(sizeLb: U64): Promise<WdevStatus>;
   close(): Promise<WdevStatus>;
-  /** Serves the NBD transmission phase of a connection in C++ (the fd is duplicated). */
-  serve(
-    fd: number,
-    pending: Buffer,
-    limits: { minBlockSize: number; maxPayload: number; maxInflightBytes: number; maxInflightRequests: number },
-    onClose: (stats: {
-      reason: string;
-      requests: number;
-      bytesRead: number;
-      bytesWritten: number;
-      rejected: number;
-      backendErrors: number;
-    }) => void,
-  ): void;
-  /** Keep the event loop alive (while requests are in flight) or not. */
-  ref(): void;
-  unref(): void;
+  serve: NativeServe;
+}
+
+/**
+ * A rule of the file export's fault injection (tests): requests of `op` (any if absent) overlapping
+ * [offset, offset + length) (any if neither is given; flush has no range) run `delayMs` later, or fail with `error`.
+ */
+export interface NbdFileFault {
+  op?: 'read' | 'write' | 'flush' | 'trim' | 'writeZeroes';
+  offset?: number;
+  length?: number;
+  delayMs?: number;
+  error?: 'EPERM' | 'EIO' | 'ENOMEM' | 'EINVAL' | 'ENOSPC' | 'ESHUTDOWN';
+}
+
+export interface NbdFileOptions {
+  readOnly?: boolean;
+  /** Worker threads running the requests (default 4). */
+  threads?: number;
+  faults?: NbdFileFault[];
+  /** Keep every request for calls() (tests). */
+  record?: boolean;
+}
+
+export interface NbdFileCall {
+  op: 'read' | 'write' | 'flush' | 'trim' | 'writeZeroes';
+  offset: number;
+  length: number;
+  fua: boolean;
+}
+
+export interface NbdFileStats {
+  requests: number;
+  pending: number;
+  pendingBytes: number;
+  maxPendingBytes: number;
+}
+
+/** A file or block device as an NBD backend (native/src/core/nbd_file_backend.hpp). */
+export interface NativeNbdFile {
+  readonly size: number;
+  readonly readOnly: boolean;
+  serve: NativeServe;
+  /** Park every request until release() (tests). */
+  hold(): void;
+  release(): void;
+  stats(): NbdFileStats;
+  calls(): NbdFileCall[];
+  /** Requests queued, and any sent later, fail with ESHUTDOWN. */
+  close(): void;
 }
 
 /** PEM texts (not file names) for the bulk path; all empty or absent: plaintext. */
@@ -359,7 +397,8 @@ export interface NativeAddon {
   WlogFile: new (path: string) => WlogFile;
   WdiffFile: new (path: string) => WdiffFile;
   VirtualFull: new (base: string, diffs: string[]) => VirtualFull;
-  Wdev: new (onCompletions: (ids: Float64Array, errors: Int32Array) => void) => NativeWdev;
+  Wdev: new () => NativeWdev;
+  NbdFile: new (path: string, options?: NbdFileOptions) => NativeNbdFile;
   BulkSender: new (opts: BulkSenderOptions) => BulkSender;
   BulkReceiver: new (opts: { listen: string; method: string; tls?: TlsPem }) => BulkReceiver;
 }

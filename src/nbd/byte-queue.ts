@@ -15,20 +15,15 @@ export class ByteQueue {
     this.total += chunk.length;
   }
 
-  /**
-   * Removes and returns the next `n` bytes (n <= length). With `own` the result never shares memory with a larger
-   * chunk (so a long-lived holder does not pin a whole socket chunk); otherwise it may be a view.
-   */
-  take(n: number, own = false): Buffer {
+  /** Removes and returns the next `n` bytes (n <= length); a view of a socket chunk where it lies in one. */
+  take(n: number): Buffer {
     if (n > this.total) throw new RangeError(`take(${n}) with ${this.total} bytes queued`);
     if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0];
-    const avail = first.length - this.head;
-    if (n <= avail) {
-      const whole = this.head === 0 && n === first.length;
+    if (n <= first.length - this.head) {
       const view = first.subarray(this.head, this.head + n);
       this.consume(n);
-      return own && !whole ? Buffer.from(view) : view;
+      return view;
     }
     const out = Buffer.allocUnsafe(n);
     let filled = 0;

@@ -1,25 +1,18 @@
-// NBD protocol server for walb-wdevd: the daemon implements NbdExport per device and runs one NbdServer.
+// NBD protocol server: the handshake in TypeScript, the transmission phase in C++ behind each export's `serve`.
+// walb-wdevd serves its wdevs (src/wdev/device.ts); FileExport serves a file or block device.
 export { NbdServer, nbdUri } from './server';
 export type { NbdServerOptions, NbdListenAddress, NbdBoundAddress } from './server';
 export type { NbdConnectionInfo } from './connection';
+export { FileExport } from './file-export';
+export type { FileExportOptions } from './file-export';
 export { MapExportRegistry } from './types';
-export type { NbdExport, NbdExportRegistry } from './types';
-export {
-  NbdError,
-  NbdIoError,
-  NbdInvalidError,
-  NbdNoSpaceError,
-  NbdPermissionError,
-  NbdShutdownError,
-  nbdErrnoOf,
-  nbdErrnoName,
-  NBD_EPERM,
-  NBD_EIO,
-  NBD_ENOMEM,
-  NBD_EINVAL,
-  NBD_ENOSPC,
-  NBD_ESHUTDOWN,
-} from './errors';
-export type { NbdErrno } from './errors';
+export type {
+  NbdExport,
+  NbdExportRegistry,
+  NbdTransmission,
+  TransmissionEvent,
+  TransmissionLimits,
+  TransmissionStats,
+} from './types';
 export { jsonLinesLogger, silentLogger } from './log';
 export type { NbdLogger, NbdLogRecord, NbdLogLevel } from './log';

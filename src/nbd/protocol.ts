@@ -1,5 +1,6 @@
-// NBD wire constants (the NBD protocol document, doc/proto.md of NetworkBlockDevice/nbd). Every integer on the wire
-// is big-endian. Only what this server speaks is named here; the rest of the protocol is answered as unsupported.
+// NBD handshake constants (the NBD protocol document, doc/proto.md of NetworkBlockDevice/nbd). Every integer on the
+// wire is big-endian. Only what this server speaks is named here; the rest of the protocol is answered as
+// unsupported. The transmission phase has its own in C++ (native/src/core/nbd_request.hpp).
 
 /** "NBDMAGIC", the first 8 bytes the server sends. */
 export const NBD_INIT_MAGIC = 0x4e42444d41474943n;
@@ -7,8 +8,6 @@ export const NBD_INIT_MAGIC = 0x4e42444d41474943n;
 export const NBD_OPTS_MAGIC = 0x49484156454f5054n;
 /** Magic of every fixed-newstyle option reply. */
 export const NBD_REP_MAGIC = 0x0003e889045565a9n;
-export const NBD_REQUEST_MAGIC = 0x25609513;
-export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
 
 // Handshake flags (server, 16 bits) and client flags (32 bits).
 export const NBD_FLAG_FIXED_NEWSTYLE = 1 << 0;
@@ -59,56 +58,14 @@ export const NBD_INFO_NAME = 1;
 export const NBD_INFO_DESCRIPTION = 2;
 export const NBD_INFO_BLOCK_SIZE = 3;
 
-// Commands.
-export const NBD_CMD_READ = 0;
-export const NBD_CMD_WRITE = 1;
-export const NBD_CMD_DISC = 2;
-export const NBD_CMD_FLUSH = 3;
-export const NBD_CMD_TRIM = 4;
-export const NBD_CMD_CACHE = 5;
-export const NBD_CMD_WRITE_ZEROES = 6;
-export const NBD_CMD_BLOCK_STATUS = 7;
-
-// Command flags.
-export const NBD_CMD_FLAG_FUA = 1 << 0;
-export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
-export const NBD_CMD_FLAG_DF = 1 << 2;
-export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
-export const NBD_CMD_FLAG_FAST_ZERO = 1 << 4;
-
 /** Sizes of the fixed parts of the messages. */
 export const GREETING_SIZE = 18; // NBDMAGIC, IHAVEOPT, handshake flags
 export const CLIENT_FLAGS_SIZE = 4;
 export const OPTION_HEADER_SIZE = 16; // IHAVEOPT, option, length
 export const OPTION_REPLY_HEADER_SIZE = 20; // magic, option, reply type, length
-export const REQUEST_HEADER_SIZE = 28; // magic, flags, type, handle, offset, length
-export const SIMPLE_REPLY_HEADER_SIZE = 16; // magic, error, handle
 
 /** Strings (export names, descriptions) MUST NOT be longer than this (proto.md, Conventions). */
 export const MAX_STRING_BYTES = 4096;
-
-export function commandName(type: number): string {
-  switch (type) {
-    case NBD_CMD_READ:
-      return 'READ';
-    case NBD_CMD_WRITE:
-      return 'WRITE';
-    case NBD_CMD_DISC:
-      return 'DISC';
-    case NBD_CMD_FLUSH:
-      return 'FLUSH';
-    case NBD_CMD_TRIM:
-      return 'TRIM';
-    case NBD_CMD_CACHE:
-      return 'CACHE';
-    case NBD_CMD_WRITE_ZEROES:
-      return 'WRITE_ZEROES';
-    case NBD_CMD_BLOCK_STATUS:
-      return 'BLOCK_STATUS';
-    default:
-      return `CMD_${type}`;
-  }
-}
 
 export function optionName(option: number): string {
   switch (option) {

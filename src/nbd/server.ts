@@ -2,7 +2,8 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { staleSocket } from '../common/socket';
-import { NbdConnection, type ConnectionLimits, type NbdConnectionInfo } from './connection';
+import { NbdConnection, type NbdConnectionInfo } from './connection';
+import type { HandshakeLimits } from './handshake';
 import { jsonLinesLogger, type NbdLogger, type NbdLogLevel } from './log';
 import type { NbdExportRegistry } from './types';
 
@@ -29,11 +30,11 @@ export interface NbdServerOptions {
   /** Advertised maximum block size = largest READ/WRITE length accepted. Default 32 MiB. */
   maxPayload?: number;
   /**
-   * Per connection: stop reading new requests while READ/WRITE bytes in flight plus reply bytes queued for the
-   * socket exceed this. Default 64 MiB.
+   * Per connection: stop reading new requests while READ/WRITE bytes in flight (READ data until it is written to
+   * the socket) reach this. Default 64 MiB.
    */
   maxInflightBytes?: number;
-  /** Per connection: stop reading new requests while this many are in flight (or their replies queued). Default 512. */
+  /** Per connection: stop reading new requests while this many are in flight. Default 512. */
   maxInflightRequests?: number;
   /** A client that has not selected an export after this long is disconnected (0 = never). Default 30 s. */
   handshakeTimeoutMs?: number;
@@ -59,7 +60,7 @@ export function nbdUri(address: NbdBoundAddress, exportName: string): string {
 
 export class NbdServer {
   private readonly registry: NbdExportRegistry;
-  private readonly limits: ConnectionLimits;
+  private readonly limits: HandshakeLimits;
   private readonly logger: NbdLogger;
   private readonly listenAddress: NbdListenAddress;
   private readonly server: net.Server;

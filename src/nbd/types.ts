@@ -1,55 +1,36 @@
 // What the NBD server needs from the device layer. walb-wdevd implements NbdExport per wdev and one registry.
 
 /**
- * One exported device. The server calls these methods concurrently (requests are pipelined, several connections
- * may use one export) and only with requests it has already validated:
+ * One exported device. The TypeScript server does the handshake only; once a client has selected the export, it
+ * hands the connection to `serve`, and the transmission phase runs in C++ (native/src/core/nbd_wire.*): requests
+ * are parsed, checked and answered there and given to the export's backend (nbd_backend.hpp). Implementations:
+ * WdevDevice (a wdev) and FileExport (a file or block device).
  *
- * - `offset` and `length` are multiples of the server's minimum block size (512 by default) and
- *   `offset + length <= size` (as `size` reads at the time of the request);
- * - READ and WRITE lengths are at most the maximum payload (32 MiB by default); TRIM and WRITE_ZEROES lengths are
- *   at most 2^32 - 1; zero-length requests are answered by the server without calling the backend;
- * - no write-type call reaches a `readOnly` export.
- *
- * Contract back to the server:
- * - `read` resolves with exactly `length` bytes, the newest data (including writes resolved on any connection).
- * - `write`, `trim`, `writeZeroes` resolve when the data is stored as far as a later `flush` needs (the server
- *   replies to the client only then); with `fua` they resolve only once that data is durable.
- *   `write` owns `data` after the call (the server never touches it again), so it may keep it without copying.
- * - `flush` resolves once every write-type call that had resolved before `flush` was called — on any connection to
- *   this export — is durable. The server advertises NBD_FLAG_CAN_MULTI_CONN unless `multiConn === false`, which
- *   promises exactly that cross-connection behaviour.
- * - `trim` is a hint: content of the range is undefined afterwards; it may do nothing.
- * - `writeZeroes` must make the range read back as zeroes (it may deallocate).
- * - Throw (or reject with) an NbdError subclass to choose the NBD error; anything else becomes EIO.
+ * - `size`, `readOnly` and `multiConn` are what the handshake advertises; the backend behind `serve` must keep
+ *   them (the C++ side refuses write-type requests to a read-only backend with EPERM, and a backend's flush covers
+ *   writes completed on every connection, which is what NBD_FLAG_CAN_MULTI_CONN promises).
+ * - `serve` is called once per connection, after the handshake replies have left the socket, with the socket's
+ *   descriptor (the callee duplicates it; the server then closes its own socket object), the request bytes already
+ *   read, and the limits to enforce. It returns the connection's handle; `onClose` is called exactly once, when the
+ *   connection has ended. Throwing closes the connection.
  */
 export interface NbdExport {
   /** Export name as clients ask for it (at most 4096 bytes of UTF-8). */
   readonly name: string;
-  /** Size in bytes. Read at each handshake (advertised) and at each request (bounds check). */
+  /** Size in bytes, read at each handshake. */
   readonly size: number;
   /** Human-readable description (NBD_OPT_LIST, NBD_INFO_DESCRIPTION). */
   readonly description?: string;
   /** Sets NBD_FLAG_READ_ONLY; write, trim and write-zeroes requests are refused with EPERM. */
   readonly readOnly?: boolean;
-  /** Advertise NBD_FLAG_CAN_MULTI_CONN (default true); see flush above. */
+  /** Advertise NBD_FLAG_CAN_MULTI_CONN (default true); see above. */
   readonly multiConn?: boolean;
-  /**
-   * Optional: serve the transmission phase outside JS (walb-wdevd does it in C++). Called once the export is
-   * selected and the handshake replies are flushed, with the socket's descriptor (the callee duplicates it; the
-   * server then closes its own socket object), the request bytes already read, and the limits to enforce.
-   * `onClose` is called once when that connection ends. Throwing keeps the connection in the JS server.
-   */
-  adoptTransmission?(
+  serve(
     fd: number,
     pending: Buffer,
     limits: TransmissionLimits,
     onClose: (stats: TransmissionStats) => void,
-  ): void;
-  read(offset: number, length: number): Promise<Buffer>;
-  write(offset: number, data: Buffer, fua: boolean): Promise<void>;
-  flush(): Promise<void>;
-  trim(offset: number, length: number, fua: boolean): Promise<void>;
-  writeZeroes(offset: number, length: number, fua: boolean): Promise<void>;
+  ): NbdTransmission;
 }
 
 export interface TransmissionLimits {
@@ -59,13 +40,46 @@ export interface TransmissionLimits {
   maxInflightRequests: number;
 }
 
+/** A rejected request or a failed backend call; a connection reports its first few. */
+export interface TransmissionEvent {
+  kind: 'request-rejected' | 'backend-error';
+  /** READ, WRITE, FLUSH, TRIM, WRITE_ZEROES, ... */
+  command: string;
+  /** The NBD error sent: EINVAL, EIO, ... */
+  error: string;
+  offset: number;
+  length: number;
+  /** Why the request was rejected, or what the backend reported (may be empty). */
+  cause: string;
+}
+
 export interface TransmissionStats {
+  /** Why the connection ended; empty while it runs. */
   reason: string;
   requests: number;
+  /** READ bytes answered. */
   bytesRead: number;
+  /** WRITE payload bytes handed to the backend. */
   bytesWritten: number;
   rejected: number;
   backendErrors: number;
+  /** Requests handed to the backend and not answered yet. */
+  inflightRequests: number;
+  /** READ and WRITE bytes of those, and READ bytes not written to the socket yet. */
+  inflightBytes: number;
+  /** The client broke the protocol (the reason says how). */
+  protocolError: boolean;
+  events: TransmissionEvent[];
+}
+
+/** One connection in its transmission phase. */
+export interface NbdTransmission {
+  /** Counters now. */
+  stats(): TransmissionStats;
+  /** Graceful end: no further request is read; those in flight are answered; then the socket closes. */
+  shutdown(reason: string): void;
+  /** Hard end: the socket is cut now; replies still pending are lost. */
+  abort(reason: string): void;
 }
 
 /** The set of exports, consulted at every handshake (so exports may come and go while the server runs). */

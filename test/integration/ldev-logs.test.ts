@@ -4,11 +4,10 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
 import { buildEndBlock, buildWlogHeader } from '../format-oracle';
 import { makeTempDir, patchFile, removeDir, sparseFile } from '../temp-files';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const MiB = 1 << 20;

@@ -1,24 +1,28 @@
-// The NBD server layer (src/nbd) against real clients — nbdinfo, nbdcopy, qemu-io, qemu-img, fio's nbd engine — and
-// against a raw socket that breaks the protocol on purpose. The backend is a sparse temp file behind a FileHandle.
+// The NBD server (src/nbd: the handshake in TypeScript, the transmission phase in C++) against real clients —
+// nbdinfo, nbdcopy, qemu-io, qemu-img, fio's nbd engine — and against a raw socket that breaks the protocol on
+// purpose. The export is a sparse temp file behind the C++ file backend, with its fault injection where a test needs
+// a slow or failing device.
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
+import type { NbdFileCall, NbdFileFault } from '../../src/native';
 import {
+  FileExport,
   jsonLinesLogger,
   MapExportRegistry,
-  NbdInvalidError,
-  NbdNoSpaceError,
   NbdServer,
   type NbdExport,
   type NbdLogRecord,
   type NbdServerOptions,
 } from '../../src/nbd';
-import * as P from '../../src/nbd/protocol';
-import { RawClient, goData } from '../nbd-client';
+import { WdevDevice } from '../../src/wdev/device';
+import { P, RawClient, goData } from '../nbd-client';
 import { run, type RunResult } from '../processes';
 import { tempArea } from '../temp-files';
 import { waitUntil } from '../waiting';
+import { makeWdevFiles } from '../wdevd-harness';
 
 const KiB = 1024;
 const MiB = 1024 * 1024;
@@ -28,152 +32,41 @@ const EINVAL = 22;
 const ENOSPC = 28;
 
 const area = tempArea('nbd');
-const handles: fs.promises.FileHandle[] = [];
-test.after.always(async () => {
-  await Promise.all(handles.map((h) => h.close().catch(() => {})));
+const opened: FileExport[] = [];
+test.after.always(() => {
+  for (const e of opened) e.close();
   area.cleanup();
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// Test backend: a sparse file, every call recorded, optionally held at a gate.
+// Exports: a sparse file served by the C++ file backend, every request recorded.
 
-interface Call {
-  op: 'read' | 'write' | 'flush' | 'trim' | 'writeZeroes';
-  offset: number;
-  length: number;
-  fua: boolean;
+async function fileExport(
+  name: string,
+  size: number,
+  opts: { description?: string; readOnly?: boolean; fill?: number; faults?: NbdFileFault[] } = {},
+): Promise<FileExport> {
+  const file = area.name(`${name}.img`);
+  await fs.promises.writeFile(file, '');
+  await fs.promises.truncate(file, size);
+  if (opts.fill !== undefined) await fs.promises.writeFile(file, Buffer.alloc(size, opts.fill));
+  const e = new FileExport(file, {
+    name,
+    description: opts.description,
+    readOnly: opts.readOnly,
+    faults: opts.faults,
+    record: true,
+  });
+  opened.push(e);
+  return e;
 }
 
-class Gate {
-  private opened = true;
-  private waiters: (() => void)[] = [];
-  close(): void {
-    this.opened = false;
-  }
-  open(): void {
-    this.opened = true;
-    for (const w of this.waiters.splice(0)) w();
-  }
-  wait(): Promise<void> {
-    return this.opened ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
-  }
-  get waiting(): number {
-    return this.waiters.length;
-  }
-}
-
-class FileExport implements NbdExport {
-  readonly calls: Call[] = [];
-  readonly gate = new Gate();
-  pendingBytes = 0;
-  maxPendingBytes = 0;
-  pending = 0;
-
-  private constructor(
-    readonly name: string,
-    readonly file: string,
-    readonly fh: fs.promises.FileHandle,
-    readonly size: number,
-    readonly description?: string,
-    readonly readOnly?: boolean,
-  ) {}
-
-  static async create(
-    name: string,
-    size: number,
-    opts: { description?: string; readOnly?: boolean; fill?: number } = {},
-  ): Promise<FileExport> {
-    const file = area.name(`${name}.img`);
-    fs.writeFileSync(file, '');
-    fs.truncateSync(file, size);
-    if (opts.fill !== undefined) fs.writeFileSync(file, Buffer.alloc(size, opts.fill));
-    const fh = await fs.promises.open(file, 'r+');
-    handles.push(fh);
-    return new FileExport(name, file, fh, size, opts.description, opts.readOnly);
-  }
-
-  private async enter(op: Call['op'], offset: number, length: number, fua: boolean, bytes: number) {
-    this.calls.push({ op, offset, length, fua });
-    this.pending++;
-    this.pendingBytes += bytes;
-    this.maxPendingBytes = Math.max(this.maxPendingBytes, this.pendingBytes);
-    await this.gate.wait();
-  }
-
-  private leave(bytes: number) {
-    this.pending--;
-    this.pendingBytes -= bytes;
-  }
-
-  async read(offset: number, length: number): Promise<Buffer> {
-    await this.enter('read', offset, length, false, length);
-    try {
-      const buf = Buffer.alloc(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
-        if (bytesRead === 0) break;
-        done += bytesRead;
-      }
-      return buf;
-    } finally {
-      this.leave(length);
-    }
-  }
-
-  async write(offset: number, data: Buffer, fua: boolean): Promise<void> {
-    await this.enter('write', offset, data.length, fua, data.length);
-    try {
-      await this.writeAll(offset, data);
-      if (fua) await this.fh.datasync();
-    } finally {
-      this.leave(data.length);
-    }
-  }
-
-  async flush(): Promise<void> {
-    await this.enter('flush', 0, 0, false, 0);
-    try {
-      await this.fh.datasync();
-    } finally {
-      this.leave(0);
-    }
-  }
-
-  async trim(offset: number, length: number, fua: boolean): Promise<void> {
-    // a hint: this backend keeps the data
-    await this.enter('trim', offset, length, fua, 0);
-    this.leave(0);
-  }
-
-  async writeZeroes(offset: number, length: number, fua: boolean): Promise<void> {
-    await this.enter('writeZeroes', offset, length, fua, 0);
-    try {
-      const zero = Buffer.alloc(Math.min(length, MiB));
-      for (let o = 0; o < length; o += zero.length) {
-        await this.writeAll(offset + o, zero.subarray(0, Math.min(zero.length, length - o)));
-      }
-      if (fua) await this.fh.datasync();
-    } finally {
-      this.leave(0);
-    }
-  }
-
-  private async writeAll(offset: number, data: Buffer): Promise<void> {
-    let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
-      done += bytesWritten;
-    }
-  }
-
-  contents(): Buffer {
-    return fs.readFileSync(this.file);
-  }
+function contents(e: FileExport): Buffer {
+  return fs.readFileSync(e.path);
 }
 
 /** Every backend call aligned to 512 bytes, as the server promises. */
-function allAligned(calls: Call[]): boolean {
+function allAligned(calls: NbdFileCall[]): boolean {
   return calls.every((c) => c.offset % 512 === 0 && c.length % 512 === 0);
 }
 
@@ -227,12 +120,15 @@ function randomImage(file: string, size: number, holes: (i: number) => boolean):
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Raw client.
+
+// ---------------------------------------------------------------------------------------------------------------
 // Real clients.
 
 test('nbdinfo: size, flags, block sizes, --list with descriptions, default and unknown export, TCP', async (t) => {
   t.timeout(60_000);
-  const disk = await FileExport.create('disk0', 8 * MiB, { description: 'first disk' });
-  const ro = await FileExport.create('ro0', 1 * MiB, { description: 'read-only disk', readOnly: true });
+  const disk = await fileExport('disk0', 8 * MiB, { description: 'first disk' });
+  const ro = await fileExport('ro0', 1 * MiB, { description: 'read-only disk', readOnly: true });
   const { sock, uri, logs } = await startServer(t, [disk, ro], { defaultName: 'disk0' });
 
   const r = await runClient('nbdinfo', ['--json', uri('disk0')]);
@@ -307,19 +203,19 @@ test('nbdinfo: size, flags, block sizes, --list with descriptions, default and u
 test('nbdcopy: a sparse image written to an export (multi-conn) and read back is byte-identical', async (t) => {
   t.timeout(120_000);
   const size = 24 * MiB;
-  const disk = await FileExport.create('disk0', size, { fill: 0xee }); // garbage the zero paths must overwrite
+  const disk = await fileExport('disk0', size, { fill: 0xee }); // garbage the zero paths must overwrite
   const { uri, logs } = await startServer(t, [disk]);
   const src = area.name('src.img');
   const img = randomImage(src, size, (i) => i % 3 === 1);
 
   const w = await runClient('nbdcopy', ['--flush', src, uri('disk0')]);
   t.is(w.code, 0, w.stderr);
-  t.true(disk.contents().equals(img), 'the backend file holds the image');
+  t.true(contents(disk).equals(img), 'the backend file holds the image');
   t.true(
-    disk.calls.some((c) => c.op === 'flush'),
+    disk.calls().some((c) => c.op === 'flush'),
     'nbdcopy --flush reached the backend',
   );
-  t.true(allAligned(disk.calls));
+  t.true(allAligned(disk.calls()));
   const conns = logs.filter((l) => l.event === 'connection-export').length;
   t.true(conns >= 2, `nbdcopy used ${conns} connection(s); CAN_MULTI_CONN lets it use several`);
 
@@ -331,7 +227,7 @@ test('nbdcopy: a sparse image written to an export (multi-conn) and read back is
 
 test('qemu-io: patterns, FUA, flush, discard, write zeroes; unaligned I/O reaches the backend aligned', async (t) => {
   t.timeout(60_000);
-  const disk = await FileExport.create('disk0', 4 * MiB);
+  const disk = await fileExport('disk0', 4 * MiB);
   const { uri } = await startServer(t, [disk]);
   const cmds = [
     'write -P 0xab 0 64k',
@@ -365,19 +261,22 @@ test('qemu-io: patterns, FUA, flush, discard, write zeroes; unaligned I/O reache
   t.is(r.code, 0, r.stdout + r.stderr);
   t.notRegex(r.stdout + r.stderr, /Pattern verification failed|error|failed/i);
 
-  const ops = new Set(disk.calls.map((c) => c.op));
+  const ops = new Set(disk.calls().map((c) => c.op));
   for (const op of ['read', 'write', 'flush', 'trim', 'writeZeroes'] as const)
     t.true(ops.has(op), `backend saw ${op}`);
   t.deepEqual(
-    disk.calls.filter((c) => c.op === 'write' && c.fua).map((c) => c.offset),
+    disk
+      .calls()
+      .filter((c) => c.op === 'write' && c.fua)
+      .map((c) => c.offset),
     [64 * KiB],
     'write -f, and only it, arrived with FUA',
   );
-  t.true(allAligned(disk.calls), 'every request the backend saw was 512-aligned');
+  t.true(allAligned(disk.calls()), 'every request the backend saw was 512-aligned');
   // the unaligned 1000-byte write at 100 became a whole-sector write covering [0, 1536)
-  t.true(disk.calls.some((c) => c.op === 'write' && c.offset === 0 && c.length === 1536));
+  t.true(disk.calls().some((c) => c.op === 'write' && c.offset === 0 && c.length === 1536));
 
-  const data = disk.contents();
+  const data = contents(disk);
   t.true(data.subarray(0, 100).equals(Buffer.alloc(100, 0xab)));
   t.true(data.subarray(100, 1100).equals(Buffer.alloc(1000, 0xcd)));
   t.true(data.subarray(1100, 64 * KiB).equals(Buffer.alloc(64 * KiB - 1100, 0xab)));
@@ -387,7 +286,7 @@ test('qemu-io: patterns, FUA, flush, discard, write zeroes; unaligned I/O reache
 test('qemu-img: info and convert to and from the export, compare', async (t) => {
   t.timeout(120_000);
   const size = 16 * MiB;
-  const disk = await FileExport.create('disk0', size, { fill: 0x5a });
+  const disk = await fileExport('disk0', size, { fill: 0x5a });
   const { uri } = await startServer(t, [disk]);
 
   const info = await runClient('qemu-img', ['info', '--output=json', uri('disk0')]);
@@ -398,7 +297,7 @@ test('qemu-img: info and convert to and from the export, compare', async (t) => 
   const img = randomImage(src, size, (i) => i % 4 === 0);
   const conv = await runClient('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', src, uri('disk0')]);
   t.is(conv.code, 0, conv.stderr);
-  t.true(disk.contents().equals(img));
+  t.true(contents(disk).equals(img));
 
   const cmp = await runClient('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', src, uri('disk0')]);
   t.is(cmp.code, 0, cmp.stdout + cmp.stderr);
@@ -411,7 +310,7 @@ test('qemu-img: info and convert to and from the export, compare', async (t) => 
 
 test('fio nbd engine: random writes at queue depth 16 on two connections, verified', async (t) => {
   t.timeout(120_000);
-  const disk = await FileExport.create('disk0', 16 * MiB);
+  const disk = await fileExport('disk0', 16 * MiB);
   const { uri } = await startServer(t, [disk]);
   const r = await runClient(
     'fio',
@@ -450,7 +349,7 @@ test('fio nbd engine: random writes at queue depth 16 on two connections, verifi
 
 test('handshake: INFO replies, LIST, unsupported options, unknown export, then GO on the same connection', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 2 * MiB, { description: 'd0' });
+  const disk = await fileExport('disk0', 2 * MiB, { description: 'd0' });
   const { sock } = await startServer(t, [disk], { defaultName: 'disk0' });
   const c = await RawClient.handshake(sock);
 
@@ -534,7 +433,7 @@ test('handshake: INFO replies, LIST, unsupported options, unknown export, then G
 
 test('handshake: EXPORT_NAME sends 124 zero bytes unless NO_ZEROES; unknown name closes; ABORT is acknowledged', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const { sock, server } = await startServer(t, [disk]);
 
   for (const flags of [
@@ -565,7 +464,7 @@ test('handshake: EXPORT_NAME sends 124 zero bytes unless NO_ZEROES; unknown name
   t.is(ack.type, P.NBD_REP_ACK);
   await ab.closedByServer();
 
-  await waitUntil(() => server.connections().length === 0, 'the server to drop the connection');
+  await waitUntil(() => server.connections().length === 0, 'every connection closed');
   t.pass();
 });
 
@@ -575,9 +474,9 @@ test('handshake: EXPORT_NAME sends 124 zero bytes unless NO_ZEROES; unknown name
 test('bad requests get EINVAL/ENOSPC/EPERM replies and the connection keeps working', async (t) => {
   t.timeout(30_000);
   const size = 1 * MiB;
-  const disk = await FileExport.create('disk0', size);
-  const ro = await FileExport.create('ro0', size, { readOnly: true });
-  const { sock, logs } = await startServer(t, [disk, ro]);
+  const disk = await fileExport('disk0', size);
+  const ro = await fileExport('ro0', size, { readOnly: true });
+  const { sock, server, logs } = await startServer(t, [disk, ro]);
   const { c } = await RawClient.go(sock, 'disk0');
 
   t.is((await c.readAt(1, size - 512, 1024)).error, EINVAL, 'read past the end');
@@ -610,10 +509,10 @@ test('bad requests get EINVAL/ENOSPC/EPERM replies and the connection keeps work
   t.is(await c.writeAt(20, 8192, Buffer.alloc(4096, 0x42)), 0);
   t.true((await c.readAt(21, 8192, 4096)).data.equals(Buffer.alloc(4096, 0x42)));
   t.false(
-    disk.calls.some((call) => call.length === 0 && call.op !== 'flush'),
+    disk.calls().some((call) => call.length === 0 && call.op !== 'flush'),
     'backend never saw a zero length',
   );
-  t.true(allAligned(disk.calls));
+  t.true(allAligned(disk.calls()));
   c.disconnect();
   await c.closedByServer();
 
@@ -624,17 +523,19 @@ test('bad requests get EINVAL/ENOSPC/EPERM replies and the connection keeps work
   t.is(await r.c.simple(P.NBD_CMD_TRIM, 2, 0, 512), EPERM);
   t.is(await r.c.simple(P.NBD_CMD_WRITE_ZEROES, 3, 0, 512), EPERM);
   t.is((await r.c.readAt(4, 0, 512)).error, 0);
-  t.is(ro.calls.filter((call) => call.op !== 'read').length, 0);
+  t.is(ro.calls().filter((call) => call.op !== 'read').length, 0);
   r.c.disconnect();
   await r.c.closedByServer();
 
+  // the C++ side reports a connection's rejected requests when it closes
+  await waitUntil(() => server.connections().length === 0, 'every connection closed');
   t.true(logs.some((l) => l.event === 'request-rejected' && l.error === 'EINVAL'));
 });
 
 test('a write past the end gets ENOSPC and its payload is skipped, keeping the stream in sync', async (t) => {
   t.timeout(30_000);
   const size = 1 * MiB;
-  const disk = await FileExport.create('disk0', size);
+  const disk = await fileExport('disk0', size);
   const { sock } = await startServer(t, [disk]);
   const { c } = await RawClient.go(sock, 'disk0');
   // the payload looks like request headers: if the server parsed it, it would see more requests
@@ -649,7 +550,10 @@ test('a write past the end gets ENOSPC and its payload is skipped, keeping the s
   t.is(await c.writeAt(3, 0, Buffer.alloc(4096, 0x77)), 0);
   t.true((await c.readAt(4, 0, 4096)).data.equals(Buffer.alloc(4096, 0x77)));
   t.deepEqual(
-    disk.calls.filter((x) => x.op === 'write').map((x) => x.offset),
+    disk
+      .calls()
+      .filter((x) => x.op === 'write')
+      .map((x) => x.offset),
     [0],
   );
   c.disconnect();
@@ -658,11 +562,12 @@ test('a write past the end gets ENOSPC and its payload is skipped, keeping the s
 
 test('a write longer than the maximum payload closes the connection; the server goes on serving', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 64 * MiB);
-  const { sock, logs } = await startServer(t, [disk]);
+  const disk = await fileExport('disk0', 64 * MiB);
+  const { sock, server, logs } = await startServer(t, [disk]);
   const { c } = await RawClient.go(sock, 'disk0');
   c.request(P.NBD_CMD_WRITE, 1, 0, 32 * MiB + 512); // header only: the server must not wait for 32 MiB
   await c.closedByServer();
+  await waitUntil(() => server.connections().length === 0, 'every connection closed');
   t.true(logs.some((l) => l.event === 'protocol-error' && /maximum/.test(String(l.msg))));
 
   const next = await RawClient.go(sock, 'disk0');
@@ -673,7 +578,7 @@ test('a write longer than the maximum payload closes the connection; the server 
 
 test('garbage closes the connection without hurting the server', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const { sock, server, logs } = await startServer(t, [disk]);
 
   // bad request magic in transmission
@@ -699,7 +604,7 @@ test('garbage closes the connection without hurting the server', async (t) => {
   v.c.destroy();
 
   t.true(logs.filter((l) => l.event === 'protocol-error').length >= 3);
-  await waitUntil(() => server.connections().length === 0, 'the server to drop the connection');
+  await waitUntil(() => server.connections().length === 0, 'every connection closed');
 
   // still serving
   const ok = await RawClient.go(sock, 'disk0');
@@ -710,7 +615,7 @@ test('garbage closes the connection without hurting the server', async (t) => {
 
 test('options too large are refused (ERR_TOO_BIG) and a stalled handshake times out', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   // The deadline runs from connect: 2 s leaves the option round trips room on a loaded machine.
   const { sock } = await startServer(t, [disk], { handshakeTimeoutMs: 2000, maxOptionLength: 1024 });
   const c = await RawClient.handshake(sock);
@@ -727,59 +632,47 @@ test('options too large are refused (ERR_TOO_BIG) and a stalled handshake times 
 // ---------------------------------------------------------------------------------------------------------------
 // Backend errors, pipelining, concurrency, memory bound.
 
-test('backend errors become NBD errors (typed errors choose, anything else is EIO)', async (t) => {
+test('backend errors become NBD errors (injected faults choose, a failing file is EIO with its cause logged)', async (t) => {
   t.timeout(30_000);
-  const enospc = Object.assign(new Error('disk full'), { code: 'ENOSPC' });
-  const failing: NbdExport = {
-    name: 'bad',
-    size: 1 * MiB,
-    read: async (offset) => {
-      if (offset === 0) throw new NbdInvalidError('no');
-      if (offset === 512) return Buffer.alloc(10); // wrong length
-      throw new Error('boom');
-    },
-    write: async () => {
-      throw new NbdNoSpaceError('log device full');
-    },
-    flush: async () => {
-      throw enospc;
-    },
-    trim: () => {
-      throw new Error('synchronous throw');
-    },
-    writeZeroes: async () => {},
-  };
-  const { sock, logs } = await startServer(t, [failing]);
+  const bad = await fileExport('bad', 1 * MiB, {
+    faults: [
+      { op: 'read', offset: 0, length: 512, error: 'EINVAL' },
+      { op: 'read', offset: 1024, length: 512, error: 'EIO' },
+      { op: 'write', error: 'ENOSPC' },
+      { op: 'flush', error: 'ENOSPC' },
+      { op: 'trim', error: 'EIO' },
+    ],
+  });
+  // the file shrinks under the export: a real read at 512 finds its end
+  fs.truncateSync(bad.path, 512);
+  const { sock, server, logs } = await startServer(t, [bad]);
   const { c } = await RawClient.go(sock, 'bad');
   t.is((await c.readAt(1, 0, 512)).error, EINVAL);
   t.is((await c.readAt(2, 512, 512)).error, EIO, 'short read from the backend');
   t.is((await c.readAt(3, 1024, 512)).error, EIO);
   t.is(await c.writeAt(4, 0, Buffer.alloc(512)), ENOSPC);
-  t.is(await c.simple(P.NBD_CMD_FLUSH, 5, 0, 0), ENOSPC, "Node's ENOSPC maps to ENOSPC");
+  t.is(await c.simple(P.NBD_CMD_FLUSH, 5, 0, 0), ENOSPC, 'a failed flush keeps its error');
   t.is(await c.simple(P.NBD_CMD_TRIM, 6, 0, 512), EIO);
   t.is(await c.simple(P.NBD_CMD_WRITE_ZEROES, 7, 0, 512), 0);
   c.disconnect();
   await c.closedByServer();
+  await waitUntil(() => server.connections().length === 0, 'every connection closed');
   t.true(logs.some((l) => l.event === 'backend-error' && l.error === 'EIO'));
+  t.true(
+    logs.some(
+      (l) => l.event === 'backend-error' && l.offset === 512 && typeof l.cause === 'string' && l.cause !== '',
+    ),
+    'the exception of the failed read is reported, not swallowed',
+  );
+  t.true(logs.some((l) => l.event === 'connection-close' && l.backendErrors === 6));
 });
 
 test('pipelined requests: replies leave in completion order, matched by handle', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
-  const slow = new Gate();
-  slow.close();
-  const exp: NbdExport = {
-    name: 'disk0',
-    size: disk.size,
-    read: async (o, l) => {
-      if (o === 0) await slow.wait(); // the first read is held back
-      return disk.read(o, l);
-    },
-    write: (o, d, f) => disk.write(o, d, f),
-    flush: () => disk.flush(),
-    trim: (o, l, f) => disk.trim(o, l, f),
-    writeZeroes: (o, l, f) => disk.writeZeroes(o, l, f),
-  };
+  // the first read is held back
+  const exp = await fileExport('disk0', 1 * MiB, {
+    faults: [{ op: 'read', offset: 0, length: 512, delayMs: 1500 }],
+  });
   const { sock } = await startServer(t, [exp]);
   const { c } = await RawClient.go(sock, 'disk0');
   const lengths = new Map<number, number>([
@@ -793,7 +686,6 @@ test('pipelined requests: replies leave in completion order, matched by handle',
   const order: number[] = [];
   for (let i = 0; i < 3; i++) order.push((await c.reply((h) => lengths.get(h) ?? 0)).handle);
   t.deepEqual(order.sort(), [101, 102, 103], 'the held read does not block the others');
-  slow.open();
   const last = await c.reply((h) => lengths.get(h) ?? 0);
   t.is(last.handle, 100);
   t.is(last.data.length, 4096);
@@ -803,7 +695,7 @@ test('pipelined requests: replies leave in completion order, matched by handle',
 
 test('several connections to one export write and read concurrently', async (t) => {
   t.timeout(60_000);
-  const disk = await FileExport.create('disk0', 8 * MiB);
+  const disk = await fileExport('disk0', 8 * MiB);
   const { sock, server } = await startServer(t, [disk]);
   const n = 8;
   const region = 1 * MiB;
@@ -851,8 +743,7 @@ test('several connections to one export write and read concurrently', async (t) 
   );
   for (let i = 0; i < n; i++)
     t.true(
-      disk
-        .contents()
+      contents(disk)
         .subarray(i * region, (i + 1) * region)
         .equals(pattern(i)),
     );
@@ -860,22 +751,22 @@ test('several connections to one export write and read concurrently', async (t) 
 
 test('backpressure: a client flooding writes never has more than the limit in flight', async (t) => {
   t.timeout(60_000);
-  const disk = await FileExport.create('disk0', 32 * MiB);
+  const disk = await fileExport('disk0', 32 * MiB);
   const limit = 1 * MiB;
   const { sock, server } = await startServer(t, [disk], { maxInflightBytes: limit });
   const { c } = await RawClient.go(sock, 'disk0');
-  disk.gate.close();
+  disk.hold();
   const count = 64;
   const chunk = 256 * KiB; // 16 MiB in total
   for (let i = 0; i < count; i++) {
     c.request(P.NBD_CMD_WRITE, i, i * chunk, chunk, 0, Buffer.alloc(chunk, i));
   }
-  await waitUntil(() => disk.gate.waiting > 0, 'a request held at the gate');
+  await waitUntil(() => disk.stats().pending > 0, 'a request held by the export');
   await new Promise((r) => setTimeout(r, 300)); // let the server read whatever it is willing to
   const info = server.connections()[0];
-  t.true(disk.pendingBytes <= limit + chunk, `pending ${disk.pendingBytes} bytes`);
+  t.true(disk.stats().pendingBytes <= limit + chunk, `pending ${disk.stats().pendingBytes} bytes`);
   t.true(info.inflightBytes <= limit + chunk);
-  disk.gate.open();
+  disk.release();
   const handles = new Set<number>();
   for (let i = 0; i < count; i++) {
     const r = await c.reply();
@@ -883,8 +774,11 @@ test('backpressure: a client flooding writes never has more than the limit in fl
     handles.add(r.handle);
   }
   t.is(handles.size, count);
-  t.true(disk.maxPendingBytes <= limit + chunk, `at most ${disk.maxPendingBytes} bytes were in flight`);
-  const data = disk.contents();
+  t.true(
+    disk.stats().maxPendingBytes <= limit + chunk,
+    `at most ${disk.stats().maxPendingBytes} bytes were in flight`,
+  );
+  const data = contents(disk);
   for (let i = 0; i < count; i++) t.is(data[i * chunk + chunk - 1], i & 0xff);
   c.disconnect();
   await c.closedByServer();
@@ -892,7 +786,7 @@ test('backpressure: a client flooding writes never has more than the limit in fl
 
 test('FLUSH reaches the backend after the writes already answered; FUA is passed through', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const { sock } = await startServer(t, [disk]);
   const { c } = await RawClient.go(sock, 'disk0');
   t.is(await c.writeAt(1, 0, Buffer.alloc(4096, 1)), 0);
@@ -900,7 +794,7 @@ test('FLUSH reaches the backend after the writes already answered; FUA is passed
   t.is(await c.simple(P.NBD_CMD_TRIM, 3, 8192, 4096, P.NBD_CMD_FLAG_FUA), 0);
   t.is(await c.simple(P.NBD_CMD_FLUSH, 4, 0, 0), 0);
   t.deepEqual(
-    disk.calls.map((x) => [x.op, x.fua]),
+    disk.calls().map((x) => [x.op, x.fua]),
     [
       ['write', false],
       ['write', true],
@@ -917,31 +811,31 @@ test('FLUSH reaches the backend after the writes already answered; FUA is passed
 
 test('NBD_CMD_DISC: requests in flight are answered before the connection closes', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const { sock } = await startServer(t, [disk]);
   const { c } = await RawClient.go(sock, 'disk0');
-  disk.gate.close();
+  disk.hold();
   c.request(P.NBD_CMD_WRITE, 1, 0, 4096, 0, Buffer.alloc(4096, 0x3c));
   c.disconnect();
-  await waitUntil(() => disk.gate.waiting === 1, 'one request held at the gate');
+  await waitUntil(() => disk.stats().pending === 1, 'one request held by the export');
   await new Promise((r) => setTimeout(r, 100));
   t.false(c.isClosed, 'not closed while the write is in flight');
-  disk.gate.open();
+  disk.release();
   const r = await c.reply();
   t.deepEqual([r.handle, r.error], [1, 0]);
   await c.closedByServer();
-  t.true(disk.contents().subarray(0, 4096).equals(Buffer.alloc(4096, 0x3c)));
+  t.true(contents(disk).subarray(0, 4096).equals(Buffer.alloc(4096, 0x3c)));
 });
 
 test('close() lets in-flight requests finish, refuses new clients, then ends connections', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const { sock, server, logs } = await startServer(t, [disk]);
   const { c } = await RawClient.go(sock, 'disk0');
   const idle = await RawClient.handshake(sock); // still negotiating
-  disk.gate.close();
+  disk.hold();
   c.request(P.NBD_CMD_READ, 1, 0, 4096);
-  await waitUntil(() => disk.gate.waiting === 1, 'one request held at the gate');
+  await waitUntil(() => disk.stats().pending === 1, 'one request held by the export');
 
   let closed = false;
   const closing = server.close().then(() => (closed = true));
@@ -950,7 +844,7 @@ test('close() lets in-flight requests finish, refuses new clients, then ends con
   await new Promise((r) => setTimeout(r, 100));
   t.false(closed, 'close() waits for the read in flight');
   t.false(c.isClosed);
-  disk.gate.open();
+  disk.release();
   const r = await c.reply(() => 4096);
   t.deepEqual([r.handle, r.error, r.data.length], [1, 0, 4096]);
   await c.closedByServer();
@@ -962,25 +856,25 @@ test('close() lets in-flight requests finish, refuses new clients, then ends con
 
 test('destroy() cuts connections at once; late backend completions are harmless', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const { sock, server } = await startServer(t, [disk]);
   const { c } = await RawClient.go(sock, 'disk0');
-  disk.gate.close();
+  disk.hold();
   c.request(P.NBD_CMD_READ, 1, 0, 4096);
   c.request(P.NBD_CMD_WRITE, 2, 0, 4096, 0, Buffer.alloc(4096));
-  await waitUntil(() => disk.gate.waiting === 2, 'two requests held at the gate');
+  await waitUntil(() => disk.stats().pending === 2, 'two requests held by the export');
   await server.destroy();
   await c.closedByServer();
-  disk.gate.open(); // completions arrive after the socket is gone
-  await waitUntil(() => disk.pending === 0, 'no request pending on the export');
+  disk.release(); // completions arrive after the socket is gone
+  await waitUntil(() => disk.stats().pending === 0, 'no request pending on the export');
   await new Promise((r) => setTimeout(r, 50));
   t.is(server.connections().length, 0);
 });
 
 test('disconnectExport() ends only the connections of that export', async (t) => {
   t.timeout(30_000);
-  const a = await FileExport.create('a', 1 * MiB);
-  const b = await FileExport.create('b', 1 * MiB);
+  const a = await fileExport('a', 1 * MiB);
+  const b = await fileExport('b', 1 * MiB);
   const { sock, server } = await startServer(t, [a, b]);
   const ca = await RawClient.go(sock, 'a');
   const cb = await RawClient.go(sock, 'b');
@@ -997,7 +891,7 @@ test('disconnectExport() ends only the connections of that export', async (t) =>
 
 test('unix socket: mode applied, stale socket file taken over, live one left alone', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const sock = area.name('nbd.sock');
   const registry = new MapExportRegistry([disk]);
   const s1 = new NbdServer({ registry, listen: { path: sock, mode: 0o600 }, logger: () => {} });
@@ -1028,7 +922,7 @@ test('unix socket: mode applied, stale socket file taken over, live one left alo
 
 test('the default logger writes one JSON object per line', async (t) => {
   t.timeout(30_000);
-  const disk = await FileExport.create('disk0', 1 * MiB);
+  const disk = await fileExport('disk0', 1 * MiB);
   const out = new PassThrough();
   let text = '';
   out.on('data', (d: Buffer) => (text += d.toString()));
@@ -1051,10 +945,8 @@ test('the default logger writes one JSON object per line', async (t) => {
   );
 });
 
-test('fuzz: random requests and garbage from many clients never take the server down', async (t) => {
-  t.timeout(60_000);
-  const disk = await FileExport.create('disk0', 4 * MiB);
-  const { sock, server, logs } = await startServer(t, [disk], { handshakeTimeoutMs: 2000 });
+/** Random requests and garbage from 60 clients, one after the other; every fifth never finishes its handshake. */
+async function fuzz(sock: string, exportName: string): Promise<void> {
   let x = 0x2545f491; // xorshift32, fixed seed: a failure replays
   const rnd = (n: number) => {
     x ^= x << 13;
@@ -1065,7 +957,7 @@ test('fuzz: random requests and garbage from many clients never take the server 
     return x % n;
   };
   for (let round = 0; round < 60; round++) {
-    const c = round % 5 === 0 ? await RawClient.handshake(sock) : (await RawClient.go(sock, 'disk0')).c;
+    const c = round % 5 === 0 ? await RawClient.handshake(sock) : (await RawClient.go(sock, exportName)).c;
     const parts: Buffer[] = [];
     for (let i = 0; i < 20; i++) {
       const h = Buffer.alloc(P.REQUEST_HEADER_SIZE);
@@ -1087,17 +979,96 @@ test('fuzz: random requests and garbage from many clients never take the server 
     await new Promise((r) => setTimeout(r, rnd(20)));
     c.destroy();
   }
+}
+
+test('fuzz: random requests and garbage from many clients never take the server down', async (t) => {
+  t.timeout(60_000);
+  const disk = await fileExport('disk0', 4 * MiB);
+  const { sock, server, logs } = await startServer(t, [disk], { handshakeTimeoutMs: 2000 });
+  await fuzz(sock, 'disk0');
   await waitUntil(() => server.connections().length === 0, 'every connection closed', 20_000);
   t.false(logs.some((l) => l.event === 'internal-error'));
   const events: Record<string, number> = {};
   for (const l of logs) events[l.event] = (events[l.event] ?? 0) + 1;
-  t.log(events, 'backend calls:', disk.calls.length);
+  t.log(events, 'backend calls:', disk.stats().requests);
   t.true(
-    disk.calls.length > 0 && (events['request-rejected'] ?? 0) > 0 && (events['protocol-error'] ?? 0) > 0,
+    disk.stats().requests > 0 && (events['request-rejected'] ?? 0) > 0 && (events['protocol-error'] ?? 0) > 0,
   );
   const ok = await RawClient.go(sock, 'disk0');
   t.is(await ok.c.writeAt(1, 0, Buffer.alloc(4096, 0x61)), 0);
   t.true((await ok.c.readAt(2, 0, 4096)).data.equals(Buffer.alloc(4096, 0x61)));
   ok.c.disconnect();
   await ok.c.closedByServer();
+});
+
+test('fuzz on a wdev: random requests and garbage never take the server or the wdev down', async (t) => {
+  t.timeout(90_000);
+  const files = await makeWdevFiles(area.dir, path.basename(area.name('fz')), {
+    ldevBytes: 32 * MiB,
+    ddevBytes: 4 * MiB,
+  });
+  const { device } = await WdevDevice.open({ name: 'fz', ...files });
+  const { sock, server, logs } = await startServer(t, [device], { handshakeTimeoutMs: 2000 });
+  try {
+    await fuzz(sock, 'fz');
+    await waitUntil(() => server.connections().length === 0, 'every connection closed', 20_000);
+    t.false(logs.some((l) => l.event === 'internal-error'));
+    const events: Record<string, number> = {};
+    for (const l of logs) events[l.event] = (events[l.event] ?? 0) + 1;
+    t.log(events);
+    t.true((events['request-rejected'] ?? 0) > 0 && (events['protocol-error'] ?? 0) > 0);
+    const status = await device.status();
+    t.false(status.failed, status.failure);
+    t.true(status.lsids.latest > 0, 'the fuzz reached the log');
+    const ok = await RawClient.go(sock, 'fz');
+    t.is(await ok.c.writeAt(1, 0, Buffer.alloc(4096, 0x61)), 0);
+    t.true((await ok.c.readAt(2, 0, 4096)).data.equals(Buffer.alloc(4096, 0x61)));
+    ok.c.disconnect();
+    await ok.c.closedByServer();
+  } finally {
+    await server.close();
+    await device.close();
+  }
+});
+
+test('backpressure on a wdev: while it is frozen a flooding client never has more than the limit in flight', async (t) => {
+  t.timeout(60_000);
+  const files = await makeWdevFiles(area.dir, path.basename(area.name('bp')), {
+    ldevBytes: 64 * MiB,
+    ddevBytes: 32 * MiB,
+  });
+  const { device } = await WdevDevice.open({ name: 'bp', ...files });
+  const limit = 1 * MiB;
+  const { sock, server } = await startServer(t, [device], { maxInflightBytes: limit });
+  try {
+    const { c } = await RawClient.go(sock, 'bp');
+    await device.freeze(0); // writes wait in the logger's queue until melt
+    const count = 64;
+    const chunk = 256 * KiB; // 16 MiB in total
+    for (let i = 0; i < count; i++) {
+      c.request(P.NBD_CMD_WRITE, i, i * chunk, chunk, 0, Buffer.alloc(chunk, i));
+    }
+    await waitUntil(() => (server.connections()[0]?.inflightRequests ?? 0) > 0, 'a request in flight');
+    await new Promise((r) => setTimeout(r, 300)); // let the server read whatever it is willing to
+    const info = server.connections()[0];
+    t.true(info.inflightBytes <= limit + chunk, `in flight ${info.inflightBytes} bytes`);
+    t.true(info.inflightRequests < count);
+    await device.melt();
+    const handles = new Set<number>();
+    for (let i = 0; i < count; i++) {
+      const r = await c.reply();
+      t.is(r.error, 0);
+      handles.add(r.handle);
+    }
+    t.is(handles.size, count);
+    for (const i of [0, count - 1]) {
+      const r = await c.readAt(1000 + i, i * chunk, chunk);
+      t.true(r.data.equals(Buffer.alloc(chunk, i)));
+    }
+    c.disconnect();
+    await c.closedByServer();
+  } finally {
+    await server.close();
+    await device.close();
+  }
 });

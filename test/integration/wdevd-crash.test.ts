@@ -5,10 +5,9 @@
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
 import { makeTempDir, removeDir } from '../temp-files';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 const ROUNDS = Number(process.env.WALB_CRASH_ROUNDS ?? 50);

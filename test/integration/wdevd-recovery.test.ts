@@ -5,12 +5,11 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
 import { buildLogpack, buildSuperSector, parseWlog } from '../format-oracle';
 import { run } from '../processes';
 import { makeTempDir, patchFile, removeDir, sparseFile } from '../temp-files';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { freePort } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 

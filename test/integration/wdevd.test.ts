@@ -4,13 +4,13 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { NBD_EINVAL, NBD_ENOSPC, NBD_EOVERFLOW } from '../../src/nbd/errors';
-import * as P from '../../src/nbd/protocol';
 import { native } from '../../src/native';
 import { run } from '../processes';
 import { makeTempDir, removeDir, sparseFile } from '../temp-files';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { WDEVC, WDEVD, Wdevd, makeWdevFiles } from '../wdevd-harness';
+
+const { NBD_EINVAL, NBD_ENOSPC, NBD_EOVERFLOW } = P;
 
 const MiB = 1 << 20;
 

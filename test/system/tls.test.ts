@@ -5,10 +5,9 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as P from '../../src/nbd/protocol';
 import { ROOT, run } from '../processes';
 import { makeTempDir, removeDir } from '../temp-files';
-import { RawClient } from '../nbd-client';
+import { P, RawClient } from '../nbd-client';
 import { ServerProc, freePort, walbcOn } from '../system-harness';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 

@@ -10,6 +10,7 @@
 #endif
 
 #include "addon/job.hpp"
+#include "addon/nbd_addon.hpp"
 #include "core/checksum.hpp"
 #include "core/ldev.hpp"
 #include "core/ops.hpp"
@@ -647,6 +648,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("WdiffFile", WdiffFile::Init(env));
     exports.Set("VirtualFull", VirtualFull::Init(env));
     exports.Set("Wdev", initWdevClass(env));
+    exports.Set("NbdFile", initNbdFileClass(env));
     exports.Set("BulkSender", initBulkSenderClass(env));
     exports.Set("BulkReceiver", initBulkReceiverClass(env));
     return exports;

@@ -1,15 +1,12 @@
-// JS class over the userspace WalB device. Requests carry a numeric id chosen by JS; completions come back
-// in batches through one thread-safe function, so a burst of small writes costs one JS callback, not one per
-// write. Control calls and reads return Promises and run on the thread pool.
-#include <fcntl.h>
+// JS class over the userspace WalB device. I/O reaches it only through NBD connections served in C++
+// (serve); control calls return Promises and run on the thread pool.
 #include <napi.h>
-#include <unistd.h>
 
-#include <cstring>
 #include <memory>
 
 #include "addon/job.hpp"
-#include "core/nbd_wire.hpp"
+#include "addon/nbd_addon.hpp"
+#include "core/nbd_wdev_backend.hpp"
 #include "core/wdev.hpp"
 
 namespace walb::addon {
@@ -65,34 +62,23 @@ public:
     static Napi::Function Init(Napi::Env env) {
         return DefineClass(
             env, "Wdev",
-            {InstanceMethod("open", &WdevObject::Open), InstanceMethod("write", &WdevObject::Write),
-             InstanceMethod("discard", &WdevObject::Discard), InstanceMethod("flush", &WdevObject::Flush),
-             InstanceMethod("read", &WdevObject::Read), InstanceMethod("status", &WdevObject::Status),
+            {InstanceMethod("open", &WdevObject::Open), InstanceMethod("status", &WdevObject::Status),
              InstanceMethod("setOldestLsid", &WdevObject::SetOldestLsid),
              InstanceMethod("takeCheckpoint", &WdevObject::TakeCheckpoint),
              InstanceMethod("setCheckpointInterval", &WdevObject::SetCheckpointInterval),
              InstanceMethod("resetWal", &WdevObject::ResetWal), InstanceMethod("freeze", &WdevObject::Freeze),
              InstanceMethod("melt", &WdevObject::Melt), InstanceMethod("resize", &WdevObject::Resize),
-             InstanceMethod("close", &WdevObject::Close), InstanceMethod("serve", &WdevObject::Serve),
-             InstanceMethod("ref", &WdevObject::Ref), InstanceMethod("unref", &WdevObject::Unref)});
+             InstanceMethod("close", &WdevObject::Close), InstanceMethod("serve", &WdevObject::Serve)});
     }
-    // new Wdev(onCompletions(ids: Float64Array, errors: Int32Array))
     WdevObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WdevObject>(info) {
-        if (info.Length() < 1 || !info[0].IsFunction())
-            throwInvalid(info.Env(), "onCompletions must be a function");
         holder_ = std::make_shared<Holder>();
-        auto holder = holder_;
-        tsfn_ =
-            Napi::ThreadSafeFunction::New(info.Env(), info[0].As<Napi::Function>(), "wdev-completions", 0, 1);
-        tsfn_.Unref(info.Env());
     }
-    // No release in the destructor: at environment teardown the TSFN's own cleanup finalizes this object, and
-    // releasing it from there aborts. close() releases it; an object never closed leaves it to the teardown.
 
 private:
     // The device outlives the JS object while jobs that use it are running.
     struct Holder {
         std::shared_ptr<Wdev> dev;
+        std::shared_ptr<WdevNbdBackend> backend;
         std::mutex mu;
         std::vector<std::weak_ptr<NbdWire>> wires;  // NBD connections served in C++
 
@@ -114,12 +100,6 @@ private:
         if (!holder_->dev) throw makeError(env, "INVALID_ARGUMENT", "the wdev is not open");
         return holder_->dev;
     }
-    void releaseTsfn() {
-        if (tsfnLive_) {
-            tsfnLive_ = false;
-            tsfn_.Release();
-        }
-    }
 
     // open(ldev, ddev, options) -> Promise<redo result>
     Napi::Value Open(const Napi::CallbackInfo& info) {
@@ -137,76 +117,17 @@ private:
         opt.errorBeforeOverflow = optBool(o, "errorBeforeOverflow", false);
         if (holder_->dev) throwInvalid(info.Env(), "the wdev is already open");
         auto holder = holder_;
-        Napi::ThreadSafeFunction tsfn = tsfn_;
         return Job<WdevRedoResult>::start(
             info.Env(),
             [=](const Progress&) {
-                auto weak = std::weak_ptr<Holder>(holder);
-                auto dev = std::make_shared<Wdev>(ldev, ddev, opt, [tsfn, weak]() mutable {
-                    auto h = weak.lock();
-                    if (!h || !h->dev) return;
-                    auto d = h->dev;
-                    tsfn.NonBlockingCall([d](Napi::Env env, Napi::Function cb) {
-                        auto done = d->takeCompletions();
-                        if (done.empty()) return;
-                        auto ids = Napi::Float64Array::New(env, done.size());
-                        auto errs = Napi::Int32Array::New(env, done.size());
-                        for (size_t i = 0; i < done.size(); i++) {
-                            ids[i] = static_cast<double>(done[i].id);
-                            errs[i] = done[i].error;
-                        }
-                        cb.Call({ids, errs});
-                    });
-                });
+                auto dev = std::make_shared<Wdev>(ldev, ddev, opt);
+                holder->backend = std::make_shared<WdevNbdBackend>(dev);
                 holder->dev = dev;
                 return dev->redoResult();
             },
             [](Napi::Env env, WdevRedoResult& r) -> Napi::Value { return redoToJs(env, r); });
     }
 
-    // write(id, offset, data, fua): the bytes are copied, the caller may reuse `data`.
-    Napi::Value Write(const Napi::CallbackInfo& info) {
-        auto d = dev(info.Env());
-        const uint64_t id = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
-        const uint64_t off = static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue());
-        auto buf = info[2].As<Napi::Buffer<char>>();
-        auto data = std::make_shared<IoBuffer>(buf.Length());
-        std::memcpy(data->data(), buf.Data(), buf.Length());
-        d->submitWrite(id, off, std::move(data), info[3].ToBoolean());
-        return info.Env().Undefined();
-    }
-    // discard(id, offset, length, fua): TRIM and WRITE_ZEROES; the range reads as zeros afterwards.
-    Napi::Value Discard(const Napi::CallbackInfo& info) {
-        auto d = dev(info.Env());
-        d->submitDiscard(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()),
-                         static_cast<uint64_t>(info[1].As<Napi::Number>().DoubleValue()),
-                         static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue()),
-                         info[3].ToBoolean());
-        return info.Env().Undefined();
-    }
-    Napi::Value Flush(const Napi::CallbackInfo& info) {
-        dev(info.Env())->submitFlush(static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue()));
-        return info.Env().Undefined();
-    }
-    // read(offset, length) -> Promise<Buffer>
-    Napi::Value Read(const Napi::CallbackInfo& info) {
-        auto d = dev(info.Env());
-        const uint64_t off = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
-        const size_t len = static_cast<size_t>(info[1].As<Napi::Number>().DoubleValue());
-        using Bytes = std::unique_ptr<std::vector<char>>;
-        return Job<Bytes>::start(
-            info.Env(),
-            [d, off, len](const Progress&) {
-                auto out = std::make_unique<std::vector<char>>(len);
-                d->read(off, len, out->data());
-                return out;
-            },
-            [](Napi::Env env, Bytes& b) -> Napi::Value {
-                auto* v = b.release();
-                return Napi::Buffer<char>::New(
-                    env, v->data(), v->size(), [](Napi::Env, char*, std::vector<char>* p) { delete p; }, v);
-            });
-    }
     Napi::Value Status(const Napi::CallbackInfo& info) {
         auto d = dev(info.Env());
         return Job<WdevStatus>::start(
@@ -258,62 +179,16 @@ private:
         uint64_t v = argU64(info, 0);
         return control(info, [v](Wdev& d) { d.resize(v); });
     }
-    // serve(fd, pending, limits, onClose(stats)): the NBD transmission phase of one connection, in C++
-    // threads. The descriptor is duplicated; the caller closes its own socket afterwards.
+    // serve(fd, pending, limits, onClose(stats)) -> connection: the NBD transmission phase of one connection
+    // (nbd_addon.hpp); the wdev's close() ends it.
     Napi::Value Serve(const Napi::CallbackInfo& info) {
-        auto d = dev(info.Env());
-        const int fd = info[0].As<Napi::Number>().Int32Value();
-        auto pending = info[1].As<Napi::Buffer<char>>();
-        Napi::Object o = argObject(info, 2);
-        if (info.Length() < 4 || !info[3].IsFunction())
-            throwInvalid(info.Env(), "onClose must be a function");
-        NbdWireLimits limits;
-        limits.minBlockSize = static_cast<uint32_t>(optU64(o, "minBlockSize", limits.minBlockSize));
-        limits.maxPayload = static_cast<uint32_t>(optU64(o, "maxPayload", limits.maxPayload));
-        limits.maxInflightBytes = optU64(o, "maxInflightBytes", limits.maxInflightBytes);
-        limits.maxInflightRequests =
-            static_cast<uint32_t>(optU64(o, "maxInflightRequests", limits.maxInflightRequests));
-        const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (own < 0)
-            throw makeError(info.Env(), "IO_ERROR", std::string("dup failed: ") + std::strerror(errno));
-        // Blocking I/O on our own threads (the flag is shared with the caller's descriptor, which it closes
-        // now).
-        ::fcntl(own, F_SETFL, ::fcntl(own, F_GETFL) & ~O_NONBLOCK);
-        auto tsfn =
-            Napi::ThreadSafeFunction::New(info.Env(), info[3].As<Napi::Function>(), "nbd-wire-close", 0, 1);
-        auto onClose = [tsfn](const NbdWireStats& s) mutable {
-            auto* copy = new NbdWireStats(s);
-            tsfn.BlockingCall(copy, [](Napi::Env env, Napi::Function cb, NbdWireStats* st) {
-                Napi::Object o = Napi::Object::New(env);
-                o.Set("reason", st->reason);
-                o.Set("requests", u64(env, st->requests));
-                o.Set("bytesRead", u64(env, st->bytesRead));
-                o.Set("bytesWritten", u64(env, st->bytesWritten));
-                o.Set("rejected", u64(env, st->rejected));
-                o.Set("backendErrors", u64(env, st->backendErrors));
-                delete st;
-                cb.Call({o});
-            });
-            tsfn.Release();
-        };
-        auto wire = std::make_shared<NbdWire>(own, std::string(pending.Data(), pending.Length()), d, limits,
-                                              std::move(onClose));
-        {
-            std::lock_guard<std::mutex> lk(holder_->mu);
-            std::erase_if(holder_->wires, [](const std::weak_ptr<NbdWire>& w) { return w.expired(); });
-            holder_->wires.push_back(wire);
-        }
-        wire->start();
-        return info.Env().Undefined();
-    }
-    // While requests are in flight the completion channel keeps the event loop alive.
-    Napi::Value Ref(const Napi::CallbackInfo& info) {
-        if (tsfnLive_) tsfn_.Ref(info.Env());
-        return info.Env().Undefined();
-    }
-    Napi::Value Unref(const Napi::CallbackInfo& info) {
-        if (tsfnLive_) tsfn_.Unref(info.Env());
-        return info.Env().Undefined();
+        dev(info.Env());
+        std::shared_ptr<NbdWire> wire;
+        Napi::Object handle = serveNbd(info, holder_->backend, &wire);
+        std::lock_guard<std::mutex> lk(holder_->mu);
+        std::erase_if(holder_->wires, [](const std::weak_ptr<NbdWire>& w) { return w.expired(); });
+        holder_->wires.push_back(wire);
+        return handle;
     }
     // close() -> Promise<status>: drains every write to the ddev and checkpoints.
     Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -327,16 +202,14 @@ private:
                 auto s = d->status();
                 return s;
             },
-            [this, holder](Napi::Env env, WdevStatus& s) -> Napi::Value {
+            [holder](Napi::Env env, WdevStatus& s) -> Napi::Value {
                 holder->dev.reset();
-                releaseTsfn();
+                holder->backend.reset();
                 return statusToJs(env, s);
             });
     }
 
     std::shared_ptr<Holder> holder_;
-    Napi::ThreadSafeFunction tsfn_;
-    bool tsfnLive_ = true;
 };
 
 }  // namespace

@@ -6,33 +6,41 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 
 namespace walb {
 
 namespace {
 
-constexpr uint32_t kRequestMagic = 0x25609513;
-constexpr uint32_t kSimpleReplyMagic = 0x67446698;
-constexpr uint16_t kCmdRead = 0, kCmdWrite = 1, kCmdDisc = 2, kCmdFlush = 3, kCmdTrim = 4,
-                   kCmdWriteZeroes = 6;
-constexpr uint16_t kFlagFua = 1, kFlagNoHole = 2;
-constexpr int kEinval = 22, kEnospc = 28, kEio = 5;
-
-uint16_t be16(const char* p) { return static_cast<uint16_t>((uint8_t(p[0]) << 8) | uint8_t(p[1])); }
-uint32_t be32(const char* p) { return (uint32_t(be16(p)) << 16) | be16(p + 2); }
-uint64_t be64(const char* p) { return (uint64_t(be32(p)) << 32) | be32(p + 4); }
 void putBe32(char* p, uint32_t v) {
     for (int i = 3; i >= 0; i--, v >>= 8) p[i] = static_cast<char>(v & 0xff);
 }
 
+void putReplyHeader(char* h, uint64_t cookie, int error) {
+    putBe32(h, nbd::kSimpleReplyMagic);
+    putBe32(h + 4, static_cast<uint32_t>(error));
+    putBe32(h + 8, static_cast<uint32_t>(cookie >> 32));
+    putBe32(h + 12, static_cast<uint32_t>(cookie));
+}
+
+std::string describe(const std::exception_ptr& e) {
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
 }  // namespace
 
-NbdWire::NbdWire(int fd, std::string pending, std::shared_ptr<Wdev> dev, const NbdWireLimits& limits,
-                 std::function<void(const NbdWireStats&)> onClose)
+NbdWire::NbdWire(int fd, std::string pending, std::shared_ptr<NbdBackend> backend,
+                 const NbdWireLimits& limits, std::function<void(const NbdWireStats&)> onClose)
     : fd_(fd),
       in_(std::max<size_t>(pending.size(), 256 << 10)),
       inEnd_(pending.size()),
-      dev_(std::move(dev)),
+      backend_(std::move(backend)),
       limits_(limits),
       onClose_(std::move(onClose)) {
     std::memcpy(in_.data(), pending.data(), pending.size());
@@ -72,6 +80,26 @@ void NbdWire::shutdown(const std::string& reason) {
     readerCv_.notify_all();
 }
 
+void NbdWire::abort(const std::string& reason) {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (stats_.reason.empty()) stats_.reason = reason;
+        stopRequested_ = true;
+        broken_ = true;
+    }
+    ::shutdown(fd_, SHUT_RDWR);
+    readerCv_.notify_all();
+    senderCv_.notify_all();
+}
+
+NbdWireStats NbdWire::stats() {
+    std::lock_guard<std::mutex> lk(mu_);
+    NbdWireStats s = stats_;
+    s.inflightRequests = inflightRequests_;
+    s.inflightBytes = inflightBytes_;
+    return s;
+}
+
 bool NbdWire::readExact(char* buf, size_t n) {
     for (;;) {
         const size_t k = std::min(n, inEnd_ - inPos_);
@@ -108,29 +136,10 @@ bool NbdWire::discard(size_t n) {
     return true;
 }
 
-int NbdWire::validate(uint16_t type, uint16_t flags, uint64_t offset, uint32_t length) {
-    uint16_t allowed = kFlagFua;
-    switch (type) {
-        case kCmdRead:
-            if (length > limits_.maxPayload) return kEinval;
-            break;
-        case kCmdWrite:
-        case kCmdTrim:
-            break;
-        case kCmdWriteZeroes:
-            allowed |= kFlagNoHole;
-            break;
-        case kCmdFlush:
-            return (flags & ~allowed) ? kEinval : 0;
-        default:
-            return kEinval;  // CACHE, BLOCK_STATUS and unknown commands are not advertised
-    }
-    if (flags & ~allowed) return kEinval;
-    if (offset % limits_.minBlockSize || length % limits_.minBlockSize) return kEinval;
-    const uint64_t size = dev_->sizeBytes();
-    if (length > size || offset > size - length)
-        return type == kCmdWrite || type == kCmdWriteZeroes ? kEnospc : kEinval;
-    return 0;
+void NbdWire::noteEvent(const char* kind, uint16_t command, int error, uint64_t offset, uint64_t length,
+                        std::string cause) {
+    if (stats_.events.size() < kMaxEvents)
+        stats_.events.push_back({kind, command, error, offset, length, std::move(cause)});
 }
 
 void NbdWire::queueReply(uint64_t cookie, int error, std::shared_ptr<IoBuffer> data) {
@@ -141,24 +150,40 @@ void NbdWire::queueReply(uint64_t cookie, int error, std::shared_ptr<IoBuffer> d
     senderCv_.notify_one();
 }
 
-void NbdWire::wdevDone(uint64_t id, int error) { wdevDoneMany({{id, error}}); }
+void NbdWire::ioDone(uint64_t id, int error) { complete({{id, error}}, nullptr); }
 
-// Replies of completed writes, flushes and trims. The completing thread (the wdev's logger) writes them to
-// the socket itself when it can do so without blocking; that saves waking the sender thread for every batch.
-void NbdWire::wdevDoneMany(const std::vector<std::pair<uint64_t, int>>& done) {
+void NbdWire::ioDoneMany(const std::vector<std::pair<uint64_t, int>>& done) { complete(done, nullptr); }
+
+void NbdWire::ioFailed(uint64_t id, int error, const std::string& cause) { complete({{id, error}}, &cause); }
+
+// Replies of completed requests. Read data goes to the sender; the other replies are written by the
+// completing thread itself when the socket takes them at once, which saves waking the sender for every batch.
+void NbdWire::complete(const std::vector<std::pair<uint64_t, int>>& done, const std::string* cause) {
     std::vector<std::pair<uint64_t, int>> replies;
     replies.reserve(done.size());
+    bool readData = false;
     {
         std::lock_guard<std::mutex> lk(mu_);
         for (const auto& [id, error] : done) {
-            auto [cookie, bytes] = slots_[id];
-            inflightBytes_ -= bytes;
+            Slot s = std::move(slots_[id]);
+            slots_[id] = Slot{};
             freeSlots_.push_back(static_cast<uint32_t>(id));
-            if (error) stats_.backendErrors++;
-            replies.emplace_back(cookie, error);
+            if (error) {
+                stats_.backendErrors++;
+                noteEvent("backend-error", s.command, error, s.offset, s.length, cause ? *cause : "");
+            }
+            if (s.read && !error) {
+                // its bytes stay counted in flight until the sender has written them
+                stats_.bytesRead += s.length;
+                replies_.push_back({s.cookie, 0, std::move(s.read)});
+                readData = true;
+            } else {
+                inflightBytes_ -= s.bytes;
+                replies.emplace_back(s.cookie, error);
+            }
         }
     }
-    const bool sent = trySendNow(replies);
+    const bool sent = replies.empty() || trySendNow(replies);
     bool wakeReader;
     {
         std::lock_guard<std::mutex> lk(mu_);
@@ -169,21 +194,16 @@ void NbdWire::wdevDoneMany(const std::vector<std::pair<uint64_t, int>>& done) {
         inflightRequests_ -= static_cast<uint32_t>(done.size());
         wakeReader = readerWaiting_;
     }
-    if (!sent) senderCv_.notify_one();
+    if (!sent || readData) senderCv_.notify_one();
     if (wakeReader) readerCv_.notify_one();
 }
 
 bool NbdWire::trySendNow(const std::vector<std::pair<uint64_t, int>>& replies) {
     std::unique_lock<std::mutex> sl(sendMu_, std::try_to_lock);
     if (!sl.owns_lock() || !unsent_.empty()) return false;
-    std::string bytes(replies.size() * 16, '\0');
-    for (size_t i = 0; i < replies.size(); i++) {
-        char* h = bytes.data() + i * 16;
-        putBe32(h, kSimpleReplyMagic);
-        putBe32(h + 4, static_cast<uint32_t>(replies[i].second));
-        putBe32(h + 8, static_cast<uint32_t>(replies[i].first >> 32));
-        putBe32(h + 12, static_cast<uint32_t>(replies[i].first));
-    }
+    std::string bytes(replies.size() * nbd::kSimpleReplyHeaderSize, '\0');
+    for (size_t i = 0; i < replies.size(); i++)
+        putReplyHeader(bytes.data() + i * nbd::kSimpleReplyHeaderSize, replies[i].first, replies[i].second);
     ssize_t w;
     do {
         w = ::send(fd_, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -217,130 +237,121 @@ bool NbdWire::writeAll(struct iovec* v, int n) {
     return true;
 }
 
-void NbdWire::readerLoop() {
-    char h[28];
-    std::string reason;
-    bool deferred = false;  // requests submitted without waking the logger
+void NbdWire::submit(uint64_t slot, const NbdRequest& r, std::shared_ptr<IoBuffer> data, bool more) {
+    IoTarget self = shared_from_this();
+    try {
+        switch (r.type) {
+            case nbd::kCmdRead:
+                backend_->read(slot, r.offset, std::move(data), self, more);
+                break;
+            case nbd::kCmdWrite:
+                backend_->write(slot, r.offset, std::move(data), r.fua(), self, more);
+                break;
+            case nbd::kCmdFlush:
+                backend_->flush(slot, self, more);
+                break;
+            case nbd::kCmdTrim:
+                backend_->trim(slot, r.offset, r.length, r.fua(), self, more);
+                break;
+            default:  // checkNbdRequest serves no other command
+                backend_->writeZeroes(slot, r.offset, r.length, r.fua(), self, more);
+                break;
+        }
+    } catch (const std::exception& e) {
+        ioFailed(slot, nbd::kEio, std::string("the backend refused the request: ") + e.what());
+    }
+}
+
+std::string NbdWire::readRequests() {
+    uint8_t h[nbd::kRequestHeaderSize];
+    bool deferred = false;  // requests submitted with `more`: the backend may not have started them yet
     for (;;) {
-        // Wake the logger once no further request is at hand, so that a burst of pipelined requests is one
+        // Kick the backend once no further request is at hand, so that a burst of pipelined requests is one
         // batch.
         if (deferred && inEnd_ - inPos_ < sizeof(h)) {
-            dev_->wakeLogger();
+            backend_->kick();
             deferred = false;
         }
         {
             std::unique_lock<std::mutex> lk(mu_);
-            if (deferred && !(inflightBytes_ < limits_.maxInflightBytes &&
-                              inflightRequests_ < limits_.maxInflightRequests)) {
-                dev_->wakeLogger();
+            const auto underLimits = [&] {
+                return inflightBytes_ < limits_.maxInflightBytes &&
+                       inflightRequests_ < limits_.maxInflightRequests;
+            };
+            if (deferred && !underLimits()) {
+                backend_->kick();
                 deferred = false;
             }
             readerWaiting_ = true;
-            readerCv_.wait(lk, [&] {
-                return stopRequested_ || broken_ ||
-                       (inflightBytes_ < limits_.maxInflightBytes &&
-                        inflightRequests_ < limits_.maxInflightRequests);
-            });
+            readerCv_.wait(lk, [&] { return stopRequested_ || broken_ || underLimits(); });
             readerWaiting_ = false;
-            if (stopRequested_ || broken_) break;
+            if (stopRequested_ || broken_) return "";  // the reason was given with the request to stop
         }
-        if (!readExact(h, sizeof(h))) {
-            reason = "client closed the connection without NBD_CMD_DISC";
-            break;
-        }
-        if (be32(h) != kRequestMagic) {
-            reason = "protocol error: bad request magic";
-            break;
-        }
-        const uint16_t flags = be16(h + 4), type = be16(h + 6);
-        const uint64_t cookie = be64(h + 8), offset = be64(h + 16);
-        const uint32_t length = be32(h + 24);
+        if (!readExact(reinterpret_cast<char*>(h), sizeof(h)))
+            return "client closed the connection without NBD_CMD_DISC";
+        const NbdRequestLimits checkLimits{limits_.minBlockSize, limits_.maxPayload, backend_->size(),
+                                           backend_->readOnly()};
+        const NbdRequestCheck check = checkNbdRequest(h, checkLimits);
+        const NbdRequest& r = check.request;
         {
             std::lock_guard<std::mutex> lk(mu_);
-            stats_.requests++;
+            if (r.magic == nbd::kRequestMagic) stats_.requests++;
         }
-        if (type == kCmdDisc) {
-            reason = "client disconnected (NBD_CMD_DISC)";
-            break;
-        }
-        if (type == kCmdWrite && length > limits_.maxPayload) {
-            reason = "protocol error: write payload larger than the maximum block size";
-            break;
-        }
-        const int err = validate(type, flags, offset, length);
-        const bool fua = flags & kFlagFua;
-        if (err) {
-            {
+        switch (check.action) {
+            case NbdRequestAction::Close: {
                 std::lock_guard<std::mutex> lk(mu_);
-                stats_.rejected++;
+                stats_.protocolError = true;
+                return std::string("protocol error: ") + check.why;
             }
-            if (type == kCmdWrite && !discard(length)) {
-                reason = "client closed the connection inside a write payload";
+            case NbdRequestAction::Disconnect:
+                return "client disconnected (NBD_CMD_DISC)";
+            case NbdRequestAction::Reply:
+                if (check.error) {
+                    std::lock_guard<std::mutex> lk(mu_);
+                    stats_.rejected++;
+                    noteEvent("request-rejected", r.type, check.error, r.offset, r.length, check.why);
+                }
+                if (r.type == nbd::kCmdWrite && !discard(r.length))
+                    return "client closed the connection inside a write payload";
+                queueReply(r.cookie, check.error);
+                continue;
+            case NbdRequestAction::Serve:
                 break;
-            }
-            queueReply(cookie, err);
-            continue;
         }
-        if (length == 0 && type != kCmdFlush) {
-            queueReply(cookie, 0);
-            continue;
-        }
-        if (type == kCmdRead) {
-            auto data = std::make_shared<IoBuffer>(length);
-            int rerr = 0;
-            try {
-                dev_->read(offset, length, data->data());
-            } catch (...) {
-                rerr = kEio;
-            }
-            std::lock_guard<std::mutex> lk(mu_);
-            if (rerr) {
-                stats_.backendErrors++;
-                replies_.push_back({cookie, rerr, nullptr});
-            } else {
-                stats_.bytesRead += length;
-                inflightBytes_ += length;  // until the sender has written it
-                replies_.push_back({cookie, 0, std::move(data)});
-            }
-            senderCv_.notify_one();
-            continue;
-        }
-        std::shared_ptr<IoBuffer> payload;
-        if (type == kCmdWrite) {
-            payload = std::make_shared<IoBuffer>(length);
-            if (!readExact(payload->data(), length)) {
-                reason = "client closed the connection inside a write payload";
-                break;
-            }
-        }
+        std::shared_ptr<IoBuffer> data;
+        if (r.type == nbd::kCmdRead || r.type == nbd::kCmdWrite) data = std::make_shared<IoBuffer>(r.length);
+        if (r.type == nbd::kCmdWrite && !readExact(data->data(), r.length))
+            return "client closed the connection inside a write payload";
         uint64_t slot;
         {
             std::lock_guard<std::mutex> lk(mu_);
             if (freeSlots_.empty()) {
-                slots_.emplace_back(0, 0);
+                slots_.emplace_back();
                 freeSlots_.push_back(static_cast<uint32_t>(slots_.size() - 1));
             }
             slot = freeSlots_.back();
             freeSlots_.pop_back();
-            slots_[slot] = {cookie, type == kCmdWrite ? length : 0};
+            const uint64_t bytes = data ? r.length : 0;
+            slots_[slot] =
+                Slot{r.cookie, r.type, r.offset, r.length, bytes, r.type == nbd::kCmdRead ? data : nullptr};
             inflightRequests_++;
-            if (type == kCmdWrite) {
-                inflightBytes_ += length;
-                stats_.bytesWritten += length;
-            }
+            inflightBytes_ += bytes;
+            if (r.type == nbd::kCmdWrite) stats_.bytesWritten += r.length;
         }
-        auto self = shared_from_this();
-        const bool wake = inEnd_ - inPos_ < sizeof(h);
-        if (type == kCmdWrite) {
-            dev_->submitWrite(slot, offset, std::move(payload), fua, self, wake);
-        } else if (type == kCmdFlush) {
-            dev_->submitFlush(slot, self, wake);
-        } else {
-            dev_->submitDiscard(slot, offset, length, fua, self, wake);
-        }
-        deferred = !wake;
+        const bool more = inEnd_ - inPos_ >= sizeof(h);
+        submit(slot, r, std::move(data), more);
+        deferred = more;
     }
-    if (deferred) dev_->wakeLogger();
+}
+
+void NbdWire::readerLoop() {
+    std::string reason;
+    try {
+        reason = readRequests();
+    } catch (...) {
+        reason = "internal error while reading requests: " + describe(std::current_exception());
+    }
+    backend_->kick();
     std::unique_lock<std::mutex> lk(mu_);
     if (stats_.reason.empty()) stats_.reason = reason;
     // Answer what is in flight before closing.
@@ -351,7 +362,7 @@ void NbdWire::readerLoop() {
     senderCv_.notify_one();
 }
 
-void NbdWire::senderLoop() {
+void NbdWire::sendReplies() {
     std::unique_lock<std::mutex> lk(mu_);
     for (;;) {
         senderCv_.wait(lk, [&] {
@@ -367,18 +378,15 @@ void NbdWire::senderLoop() {
         bool broke = false;
         {
             std::lock_guard<std::mutex> sl(sendMu_);
-            std::vector<char> headers(batch.size() * 16);
+            std::vector<char> headers(batch.size() * nbd::kSimpleReplyHeaderSize);
             std::vector<struct iovec> iov;
             iov.reserve(1 + 2 * batch.size());
             if (!unsent_.empty()) iov.push_back({unsent_.data(), unsent_.size()});
             for (size_t i = 0; i < batch.size(); i++) {
                 const Reply& r = batch[i];
-                char* h = headers.data() + i * 16;
-                putBe32(h, kSimpleReplyMagic);
-                putBe32(h + 4, static_cast<uint32_t>(r.error));
-                putBe32(h + 8, static_cast<uint32_t>(r.cookie >> 32));
-                putBe32(h + 12, static_cast<uint32_t>(r.cookie));
-                iov.push_back({h, 16});
+                char* h = headers.data() + i * nbd::kSimpleReplyHeaderSize;
+                putReplyHeader(h, r.cookie, r.error);
+                iov.push_back({h, nbd::kSimpleReplyHeaderSize});
                 if (r.data) {
                     iov.push_back({r.data->data(), r.data->size()});
                     sentBytes += r.data->size();
@@ -397,9 +405,21 @@ void NbdWire::senderLoop() {
         if (readerWaiting_) readerCv_.notify_one();
         if (last && replies_.empty()) break;
     }
-    lk.unlock();
+}
+
+void NbdWire::senderLoop() {
+    try {
+        sendReplies();
+    } catch (...) {
+        const std::string what = describe(std::current_exception());
+        std::lock_guard<std::mutex> lk(mu_);
+        stats_.reason = "internal error while sending replies: " + what;
+        broken_ = true;
+        readerCv_.notify_all();
+    }
     ::shutdown(fd_, SHUT_RDWR);
-    if (onClose_) onClose_(stats_);
+    NbdWireStats final = stats();
+    if (onClose_) onClose_(final);
 }
 
 }  // namespace walb

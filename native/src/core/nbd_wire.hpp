@@ -1,7 +1,12 @@
-// The NBD transmission phase of a wdev connection, in C++: once the TypeScript server has done the handshake
-// (src/nbd), it hands the socket over so that request parsing, payloads and replies never touch the JS heap.
-// Simple replies only (structured replies are never negotiated). Same checks and errors as the TypeScript
-// transmission code (docs/nbd-server.md).
+// The NBD transmission phase of one connection, in C++: once the TypeScript server has done the handshake
+// (src/nbd/handshake.ts), it hands the socket over; requests are parsed and checked (nbd_request.hpp), given
+// to a backend (nbd_backend.hpp) and answered here, so that payloads never touch the JS heap. Simple replies
+// only (structured replies are never negotiated). See docs/nbd-server.md.
+//
+// Threads: a reader parses requests and submits them; a sender writes the replies that cannot go out at
+// once; backends complete requests on their own threads, which write replies themselves when the socket takes
+// them without blocking. mu_ guards the state below it; sendMu_ (taken after mu_, never before) serialises
+// socket writes.
 #pragma once
 #include <sys/uio.h>
 
@@ -15,7 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/wdev.hpp"
+#include "core/nbd_backend.hpp"
+#include "core/nbd_request.hpp"
 
 namespace walb {
 
@@ -26,23 +32,41 @@ struct NbdWireLimits {
     uint32_t maxInflightRequests = 512;
 };
 
-struct NbdWireStats {
-    uint64_t requests = 0, bytesRead = 0, bytesWritten = 0, rejected = 0, backendErrors = 0;
-    std::string reason;  // why the connection ended
+// A rejected request or a failed backend call, kept for the connection's report (the first few only).
+struct NbdWireEvent {
+    std::string kind;  // "request-rejected" or "backend-error"
+    uint16_t command = 0;
+    int error = 0;
+    uint64_t offset = 0, length = 0;
+    std::string cause;  // why it was rejected, or what the backend reported
 };
 
-class NbdWire : public WdevCompletionTarget, public std::enable_shared_from_this<NbdWire> {
+struct NbdWireStats {
+    uint64_t requests = 0, bytesRead = 0, bytesWritten = 0, rejected = 0, backendErrors = 0;
+    uint64_t inflightRequests = 0,
+             inflightBytes = 0;  // now (0 once closed, unless cut with requests pending)
+    bool protocolError = false;
+    std::string reason;  // why the connection ended (empty while it runs)
+    std::vector<NbdWireEvent> events;
+};
+
+class NbdWire : public IoCompletionTarget, public std::enable_shared_from_this<NbdWire> {
 public:
+    static constexpr size_t kMaxEvents = 10;
     // Takes ownership of `fd`; `pending` are request bytes the handshake code had already read.
-    NbdWire(int fd, std::string pending, std::shared_ptr<Wdev> dev, const NbdWireLimits& limits,
+    NbdWire(int fd, std::string pending, std::shared_ptr<NbdBackend> backend, const NbdWireLimits& limits,
             std::function<void(const NbdWireStats&)> onClose);
     ~NbdWire() override;
     void start();
     // Graceful end: no further request is read; those in flight are answered; then the socket closes.
     void shutdown(const std::string& reason);
+    // Hard end: the socket is cut now; replies still pending are lost (their backend calls still complete).
+    void abort(const std::string& reason);
     void join();
-    void wdevDone(uint64_t id, int error) override;
-    void wdevDoneMany(const std::vector<std::pair<uint64_t, int>>& done) override;
+    NbdWireStats stats();
+    void ioDone(uint64_t id, int error) override;
+    void ioDoneMany(const std::vector<std::pair<uint64_t, int>>& done) override;
+    void ioFailed(uint64_t id, int error, const std::string& cause) override;
 
 private:
     struct Reply {
@@ -50,20 +74,32 @@ private:
         int error;
         std::shared_ptr<IoBuffer> data;  // READ payload
     };
+    // A request handed to the backend, by id.
+    struct Slot {
+        uint64_t cookie = 0;
+        uint16_t command = 0;
+        uint64_t offset = 0, length = 0;
+        uint64_t bytes = 0;              // counted in inflightBytes_
+        std::shared_ptr<IoBuffer> read;  // READ destination
+    };
     void readerLoop();
+    std::string readRequests();  // returns why it stopped
     void senderLoop();
+    void sendReplies();
     bool readExact(char* buf, size_t n);
     bool discard(size_t n);
     void queueReply(uint64_t cookie, int error, std::shared_ptr<IoBuffer> data = nullptr);
+    void complete(const std::vector<std::pair<uint64_t, int>>& done, const std::string* cause);
     bool trySendNow(const std::vector<std::pair<uint64_t, int>>& replies);
     bool writeAll(struct iovec* v, int n);
-    int validate(uint16_t type, uint16_t flags, uint64_t offset, uint32_t length);
-    void end(const std::string& reason);
+    void submit(uint64_t slot, const NbdRequest& r, std::shared_ptr<IoBuffer> data, bool more);
+    void noteEvent(const char* kind, uint16_t command, int error, uint64_t offset, uint64_t length,
+                   std::string cause);  // mu_ held
 
     int fd_;
     std::vector<char> in_;  // bytes read from the socket and not parsed yet: in_[inPos_, inEnd_)
     size_t inPos_ = 0, inEnd_ = 0;
-    std::shared_ptr<Wdev> dev_;
+    std::shared_ptr<NbdBackend> backend_;
     NbdWireLimits limits_;
     std::function<void(const NbdWireStats&)> onClose_;
 
@@ -73,13 +109,11 @@ private:
     std::deque<Reply> replies_;
     uint64_t inflightBytes_ = 0;
     uint32_t inflightRequests_ = 0;
-    bool readerDone_ = false, broken_ = false, stopRequested_ = false;
+    bool readerDone_ = false, broken_ = false, stopRequested_ = false, closed_ = false;
     NbdWireStats stats_;
-    // In-flight write/flush/trim requests: id -> (cookie, payload bytes).
-    std::vector<std::pair<uint64_t, uint64_t>> slots_;
+    std::vector<Slot> slots_;
     std::vector<uint32_t> freeSlots_;
 
-    // Socket writes: the sender thread, or a completing thread that finds the socket writable at once.
     std::mutex sendMu_;
     std::string unsent_;  // tail of a reply stream a completing thread could not finish; written first
 

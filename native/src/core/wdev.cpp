@@ -31,9 +31,8 @@ std::string describeException() {
 
 }  // namespace
 
-Wdev::Wdev(const std::string& ldevPath, const std::string& ddevPath, const WdevOptions& opt,
-           std::function<void()> notify)
-    : opt_(opt), notify_(std::move(notify)), checkpointIntervalMs_(opt.checkpointIntervalMs) {
+Wdev::Wdev(const std::string& ldevPath, const std::string& ddevPath, const WdevOptions& opt)
+    : opt_(opt), checkpointIntervalMs_(opt.checkpointIntervalMs) {
     if (opt_.name.size() > 25)
         throwError(ErrorCode::InvalidArgument, "wdev name longer than 25 characters: " + opt_.name);
     if (opt_.checkpointIntervalMs > 86400000u)
@@ -183,7 +182,7 @@ uint32_t Wdev::maxPieceLb() const {
 // Submission and completion
 
 void Wdev::submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> data, bool fua,
-                       WdevTarget target, bool wake) {
+                       IoTarget target, bool wake) {
     Request r;
     r.id = id;
     r.target = std::move(target);
@@ -199,7 +198,7 @@ void Wdev::submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> d
     enqueue(std::move(r), wake);
 }
 
-void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target,
+void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, IoTarget target,
                          bool wake) {
     Request r;
     r.id = id;
@@ -215,7 +214,7 @@ void Wdev::submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua
     enqueue(std::move(r), wake);
 }
 
-void Wdev::submitFlush(uint64_t id, WdevTarget target, bool wake) {
+void Wdev::submitFlush(uint64_t id, IoTarget target, bool wake) {
     Request r;
     r.id = id;
     r.target = std::move(target);
@@ -250,41 +249,17 @@ uint64_t Wdev::sizeBytes() {
     return deviceSizeLb_ * kLbSize;
 }
 
-void Wdev::complete(const WdevTarget& target, uint64_t id, int error) {
-    if (target) {
-        target->wdevDone(id, error);
-        return;
-    }
-    bool wasEmpty;
-    {
-        std::lock_guard<std::mutex> lk(completionsMu_);
-        wasEmpty = completions_.empty();
-        completions_.push_back({id, error});
-    }
-    if (wasEmpty && notify_) notify_();
-}
+void Wdev::complete(const IoTarget& target, uint64_t id, int error) { target->ioDone(id, error); }
 
 void Wdev::completeAll(const std::vector<Waiter>& waiters, int error) {
     // Consecutive requests of one connection are delivered together.
     std::vector<std::pair<uint64_t, int>> run;
     for (size_t i = 0; i < waiters.size();) {
-        const WdevTarget& t = waiters[i].target;
-        if (!t) {
-            complete(t, waiters[i].id, error);
-            i++;
-            continue;
-        }
+        const IoTarget& t = waiters[i].target;
         run.clear();
         for (; i < waiters.size() && waiters[i].target == t; i++) run.emplace_back(waiters[i].id, error);
-        t->wdevDoneMany(run);
+        t->ioDoneMany(run);
     }
-}
-
-std::vector<Wdev::Completion> Wdev::takeCompletions() {
-    std::lock_guard<std::mutex> lk(completionsMu_);
-    std::vector<Completion> out;
-    out.swap(completions_);
-    return out;
 }
 
 uint64_t Wdev::addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<IoBuffer> data) {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/file.hpp"
+#include "core/io.hpp"
 #include "core/ldev.hpp"
 #include "core/logpack.hpp"
 
@@ -58,31 +59,6 @@ struct WdevStatus {
     std::string failure;  // why the device stopped accepting writes
 };
 
-// Write payloads: allocated once, not zero-filled, shared by the log writer, the overlay and the applier.
-class IoBuffer {
-public:
-    explicit IoBuffer(size_t size) : bytes_(new char[size]), size_(size) {}
-    char* data() { return bytes_.get(); }
-    const char* data() const { return bytes_.get(); }
-    size_t size() const { return size_; }
-
-private:
-    std::unique_ptr<char[]> bytes_;
-    size_t size_;
-};
-
-// Who hears about a finished request: the NBD wire of a connection, or (null target) the JS completion queue.
-class WdevCompletionTarget {
-public:
-    virtual ~WdevCompletionTarget() = default;
-    virtual void wdevDone(uint64_t id, int error) = 0;
-    // Several at once (one lock and one wake-up for a whole batch of replies).
-    virtual void wdevDoneMany(const std::vector<std::pair<uint64_t, int>>& done) {
-        for (const auto& [id, error] : done) wdevDone(id, error);
-    }
-};
-using WdevTarget = std::shared_ptr<WdevCompletionTarget>;
-
 // Errors reported per request (errno values, as NBD carries them).
 constexpr int kWdevOk = 0;
 constexpr int kWdevEio = 5;
@@ -91,10 +67,7 @@ constexpr int kWdevEshutdown = 108;
 
 class Wdev {
 public:
-    // Completed request ids are queued; `notify` is called (from an internal thread) when the queue goes from
-    // empty to non-empty; the owner then calls takeCompletions().
-    Wdev(const std::string& ldevPath, const std::string& ddevPath, const WdevOptions& opt,
-         std::function<void()> notify);
+    Wdev(const std::string& ldevPath, const std::string& ddevPath, const WdevOptions& opt);
     ~Wdev();
     Wdev(const Wdev&) = delete;
     Wdev& operator=(const Wdev&) = delete;
@@ -102,21 +75,17 @@ public:
     const WdevRedoResult& redoResult() const { return redo_; }
     uint32_t pbs() const { return pbs_; }
 
-    // Submission: never blocks. Offsets and lengths are in bytes, multiples of 512, inside the device.
+    // Submission: never blocks. Offsets and lengths are in bytes, multiples of 512, inside the device. Each
+    // request completes once through `target` (io.hpp).
     // `wake = false` leaves the logger asleep (the caller has more requests at hand and calls wakeLogger()).
-    void submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> data, bool fua,
-                     WdevTarget target = nullptr, bool wake = true);
+    void submitWrite(uint64_t id, uint64_t offset, std::shared_ptr<IoBuffer> data, bool fua, IoTarget target,
+                     bool wake = true);
     // Discard and write-zeroes: logged as discard records; the range reads back as zeros afterwards.
-    void submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, WdevTarget target = nullptr,
+    void submitDiscard(uint64_t id, uint64_t offset, uint64_t length, bool fua, IoTarget target,
                        bool wake = true);
-    void submitFlush(uint64_t id, WdevTarget target = nullptr, bool wake = true);
+    void submitFlush(uint64_t id, IoTarget target, bool wake = true);
     void wakeLogger() { loggerCv_.notify_one(); }
     uint64_t sizeBytes();
-    struct Completion {
-        uint64_t id;
-        int error;  // errno, 0 on success
-    };
-    std::vector<Completion> takeCompletions();
 
     // Reads the newest data; safe from any thread.
     void read(uint64_t offset, size_t length, char* out);
@@ -141,7 +110,7 @@ private:
         bool fua = false;
         uint64_t offLb = 0, sizeLb = 0;
         std::shared_ptr<IoBuffer> data;  // writes
-        WdevTarget target;
+        IoTarget target;
         uint64_t seq = 0;               // overlay entry
         std::function<void()> control;  // runs on the logger thread in request order
     };
@@ -162,7 +131,7 @@ private:
         std::shared_ptr<IoBuffer> data;  // null: zeros
     };
     struct Waiter {
-        WdevTarget target;
+        IoTarget target;
         uint64_t id;
     };
 
@@ -173,7 +142,7 @@ private:
     uint32_t maxPieceLb() const;
 
     void enqueue(Request&& r, bool wake = true);
-    void complete(const WdevTarget& target, uint64_t id, int error);
+    void complete(const IoTarget& target, uint64_t id, int error);
     void completeAll(const std::vector<Waiter>& waiters, int error);
     uint64_t addOverlay(uint64_t offLb, uint64_t sizeLb, std::shared_ptr<IoBuffer> data);
     void removeOverlay(uint64_t seq);
@@ -195,7 +164,6 @@ private:
     void drainLocked(std::unique_lock<std::mutex>& lk);
 
     WdevOptions opt_;
-    std::function<void()> notify_;
     std::unique_ptr<Ldev> ldev_;
     File ddev_;
     uint32_t pbs_ = 512;
@@ -217,9 +185,6 @@ private:
     std::string failure_;
     uint32_t checkpointIntervalMs_ = 0;
     std::chrono::steady_clock::time_point freezeDeadline_{}, lastLogSync_{}, lastCheckpoint_{};
-
-    std::mutex completionsMu_;
-    std::vector<Completion> completions_;
 
     std::mutex overlayMu_;
     uint64_t nextSeq_ = 1;

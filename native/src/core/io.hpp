@@ -1,0 +1,42 @@
+// What a device's asynchronous requests share: the payload buffer and the receiver of their completions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace walb {
+
+// Request payloads: allocated once, not zero-filled, shared by whoever still needs the bytes (a wdev's log
+// writer, overlay and applier; the NBD sender of a read reply).
+class IoBuffer {
+public:
+    explicit IoBuffer(size_t size) : bytes_(new char[size]), size_(size) {}
+    char* data() { return bytes_.get(); }
+    const char* data() const { return bytes_.get(); }
+    size_t size() const { return size_; }
+
+private:
+    std::unique_ptr<char[]> bytes_;
+    size_t size_;
+};
+
+// Who hears about a finished request (the NBD wire of a connection). Called exactly once per request, from
+// any thread, possibly before the submitting call returns. `error` is an errno value as NBD carries it
+// (0 on success).
+class IoCompletionTarget {
+public:
+    virtual ~IoCompletionTarget() = default;
+    virtual void ioDone(uint64_t id, int error) = 0;
+    // Several at once (one lock and one wake-up for a whole batch of replies).
+    virtual void ioDoneMany(const std::vector<std::pair<uint64_t, int>>& done) {
+        for (const auto& [id, error] : done) ioDone(id, error);
+    }
+    // A failure with what caused it, for the connection's report (docs/nbd-server.md, "Logs").
+    virtual void ioFailed(uint64_t id, int error, const std::string& cause) { ioDone(id, error); }
+};
+using IoTarget = std::shared_ptr<IoCompletionTarget>;
+
+}  // namespace walb
