@@ -6,18 +6,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runTransfer } from '../../src/common/transfer';
-import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import { native } from '../../src/native';
 import { makeTempDir, removeDir } from '../helpers';
-import {
-  ServerProc,
-  archiveClient,
-  call,
-  freePort,
-  operationsClient,
-  proxyClient,
-  until,
-} from '../system-harness';
+import { ServerProc, archiveClient, freePort, operationsClient, proxyClient, until } from '../system-harness';
 
 const SIZE = 16 << 20;
 const UUID = 'ab'.repeat(16);
@@ -53,7 +44,7 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
     await proxy.start();
     const a = archiveClient(archive.address);
     const p = proxyClient(proxy.address);
-    await call(a, 'InitVol', { volume: 'vol0' });
+    await a.InitVol({ volume: 'vol0' });
     const bulks: { data: { offset: number; data: Buffer } }[] = [];
     for (let off = 0; off < SIZE; off += 1 << 20)
       bulks.push({ data: { offset: off, data: img.subarray(off, off + (1 << 20)) } });
@@ -67,26 +58,24 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
     );
     t.true(full.ok);
 
-    await call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address, delaySec: 1 });
-    await t.throwsAsync(call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address }), {
+    await p.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: archive.address, delaySec: 1 });
+    await t.throwsAsync(p.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: archive.address }), {
       message: /registered/,
     });
     const notStarted = await sendWlog(p, wlogs[0], 0, 1, false);
     t.false(notStarted.ok);
-    await call(p, 'Start', { volume: 'vol0' });
+    await p.Start({ volume: 'vol0' });
 
     // Three wlogs within the archive's send delay: 0-1, 1-2 (mergeable), 2-3 (mergeable) go as one 0-3.
     t.true((await sendWlog(p, wlogs[0], 0, 1, false)).ok);
     t.true((await sendWlog(p, wlogs[1], 1, 2, true)).ok);
     t.true((await sendWlog(p, wlogs[2], 2, 3, true)).ok);
     const restorable = async () =>
-      (
-        await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0', all: true })
-      ).snapshots.map((s) => Number(s.gid));
+      (await a.GetRestorable({ volume: 'vol0', all: true })).snapshots.map((s) => Number(s.gid));
     await until(async () => (await restorable()).includes(3), 'gid 3 restorable');
     t.deepEqual(await restorable(), [0, 3], 'the three diffs arrived merged');
-    t.is((await call<{ diffs: number }>(a, 'Status', { volume: 'vol0' })).diffs, 1);
-    t.false((await call<{ value: boolean }>(p, 'IsWdiffSendError', { volume: 'vol0', name: 'a0' })).value);
+    t.is((await a.Status({ volume: 'vol0' })).diffs, 1);
+    t.false((await p.IsWdiffSendError({ volume: 'vol0', name: 'a0' })).value);
 
     // The proxy acknowledges 3-4, then dies before its send delay is over; after a restart it delivers it.
     t.true((await sendWlog(p, wlogs[3], 3, 4, false)).ok);
@@ -103,12 +92,9 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
 
     const ops = operationsClient(archive.address);
     for (const gid of [3, 4]) {
-      const op = await call<Operation__Output>(a, 'Restore', { volume: 'vol0', gid });
+      const op = await a.Restore({ volume: 'vol0', gid });
       let last = op;
-      await until(
-        async () => (last = await call<Operation__Output>(ops, 'Get', { id: op.id })).state !== 'running',
-        'restore',
-      );
+      await until(async () => (last = await ops.Get({ id: op.id })).state !== 'running', 'restore');
       t.is(last.state, 'done', last.error);
       t.true(
         fs.readFileSync(last.result).equals(fs.readFileSync(truth[gid])),
