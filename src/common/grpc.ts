@@ -169,9 +169,11 @@ type PromisedMethod<M> = M extends (...args: never[]) => infer R
       ? M extends (argument: infer Req, options?: grpc.CallOptions) => unknown
         ? (req: Req, options?: grpc.CallOptions) => grpc.ClientReadableStream<Res>
         : never
-      : M extends (argument: infer Req, callback: grpc.requestCallback<infer Res>) => grpc.ClientUnaryCall
-        ? (req: Req, timeoutMs?: number) => Promise<Res>
-        : never
+      : R extends grpc.ClientWritableStream<unknown>
+        ? never // client streams: none of ours is called through a generated client
+        : M extends (argument: infer Req, callback: grpc.requestCallback<infer Res>) => grpc.ClientUnaryCall
+          ? (req: Req, timeoutMs?: number) => Promise<Res>
+          : never
   : never;
 
 /**
