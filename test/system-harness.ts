@@ -5,10 +5,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { loadProto } from '../src/common/grpc';
+import { connect, loadProto } from '../src/common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../src/generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../src/generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../src/generated/proxy';
+import type { ProtoGrpcType as StorageProto } from '../src/generated/storage';
 import type { ExecutionContext } from 'ava';
 import { ROOT, run, type RunResult } from './processes';
 import { waitUntil } from './waiting';
@@ -102,28 +103,20 @@ export class ServerProc {
   }
 }
 
-type Unary = (req: object, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void;
-
-/** Calls a unary method of any client; rejects with the gRPC error. */
-export function call<T>(client: grpc.Client, method: string, req: object): Promise<T> {
-  return new Promise((resolve, reject) =>
-    ((client as unknown as Record<string, Unary>)[method] as Unary).call(client, req, (err, res) =>
-      err ? reject(err) : resolve(res as T),
-    ),
-  );
-}
+const insecure = grpc.credentials.createInsecure();
 
 export function archiveClient(address: string) {
-  const a = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
-  return new a.walb.v1.Archive(address, grpc.credentials.createInsecure());
+  return connect(loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive, address, insecure);
 }
 
 export function proxyClient(address: string) {
-  const p = loadProto<ProxyProto>('walb/v1/proxy.proto').proto;
-  return new p.walb.v1.Proxy(address, grpc.credentials.createInsecure());
+  return connect(loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy, address, insecure);
+}
+
+export function storageClient(address: string) {
+  return connect(loadProto<StorageProto>('walb/v1/storage.proto').proto.walb.v1.Storage, address, insecure);
 }
 
 export function operationsClient(address: string) {
-  const c = loadProto<CommonProto>('walb/v1/common.proto').proto;
-  return new c.walb.v1.Operations(address, grpc.credentials.createInsecure());
+  return connect(loadProto<CommonProto>('walb/v1/common.proto').proto.walb.v1.Operations, address, insecure);
 }

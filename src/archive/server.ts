@@ -5,20 +5,22 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
-import { stopGrpcServer, tlsPem, toServiceError, unary, withPort } from '../common/grpc';
+import { ForegroundSlots } from '../common/foreground';
+import { stopGrpcServer, tlsPem, unary, withPort } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { diff, snap, snapText, type MetaSnap } from '../common/meta';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
-import { FULL_SYNC_BULK } from '../common/transfer';
+import { FULL_SYNC_BULK, serveTransfer } from '../common/transfer';
 import { VolumeState, type Edge } from '../common/state-machine';
+import { checkVolumeName } from '../common/volume-name';
 import type { ArchiveConfig } from '../config/archive';
+import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
 import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
-import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
 import type { WdiffRequest__Output } from '../generated/walb/v1/WdiffRequest';
 import { native, type BulkReceiver } from '../native';
-import { ArchiveVolumeStore, checkVolumeName, type ArchiveSteadyState } from './volume-store';
+import { ArchiveVolumeStore, type ArchiveSteadyState } from './volume-store';
 
 type State =
   | 'Clear'
@@ -58,13 +60,15 @@ export class ArchiveServer {
   private server: grpc.Server | undefined;
   /** Full-backup bytes arrive here, off the JS thread (docs/servers.md §7.4); undefined when off. */
   private bulk: BulkReceiver | undefined;
-  private foreground = 0;
+  private readonly foreground: ForegroundSlots;
   port = 0;
 
   constructor(
     readonly config: ArchiveConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.foreground = new ForegroundSlots(config.maxForegroundTasks);
+  }
 
   /** Loads every volume (recovering from a crash); an inconsistent one stops the start with its reason. */
   async start(): Promise<void> {
@@ -133,9 +137,9 @@ export class ArchiveServer {
     return { volume: v.state.volume, state: v.state.state, actions: v.state.runningActions() };
   }
 
-  private handlers(): grpc.UntypedServiceImplementation {
+  private handlers(): ArchiveHandlers {
     return {
-      InitVol: unary(async (req: { volume: string }) => {
+      InitVol: unary(async (req) => {
         checkVolumeName(req.volume);
         let v = this.volumes.get(req.volume);
         if (!v) {
@@ -149,7 +153,7 @@ export class ArchiveServer {
         this.log('info', 'init-vol', { volume: req.volume });
         return this.volumeState(vol);
       }),
-      ClearVol: unary(async (req: { volume: string }) => {
+      ClearVol: unary(async (req) => {
         const v = this.volume(req.volume);
         if (v.state.runningActions().length)
           throw new WalbError('FAILED_PRECONDITION', `volume ${req.volume} is busy`);
@@ -161,7 +165,7 @@ export class ArchiveServer {
         this.log('info', 'clear-vol', { volume: req.volume });
         return { volume: req.volume, state: 'Clear', actions: [] };
       }),
-      ResetVol: unary(async (req: { volume: string }) => {
+      ResetVol: unary(async (req) => {
         const v = this.volume(req.volume);
         await v.state.transact('ResetVol', async () => {
           await fs.promises.rm(path.join(this.config.dataDir, req.volume), { recursive: true, force: true });
@@ -169,12 +173,12 @@ export class ArchiveServer {
         });
         return this.volumeState(v);
       }),
-      Start: unary(async (req: { volume: string }) => {
+      Start: unary(async (req) => {
         const v = this.volume(req.volume);
         await v.state.transact('Start', async () => undefined);
         return this.volumeState(v);
       }),
-      Stop: unary(async (req: { volume: string; mode: string }) => {
+      Stop: unary(async (req) => {
         const v = this.volume(req.volume);
         v.state.require(ACTIVE, 'stop');
         return this.ops.start('stop', req.volume, async () => {
@@ -187,14 +191,14 @@ export class ArchiveServer {
           }
         });
       }),
-      GetState: unary(async (req: { volume: string }) => {
+      GetState: unary(async (req) => {
         const v = this.volumes.get(req.volume);
         return v ? this.volumeState(v) : { volume: req.volume, state: 'Clear', actions: [] };
       }),
       ListVolumes: unary(async () => ({
         volumes: [...this.volumes.values()].map((v) => this.volumeState(v)),
       })),
-      Status: unary(async (req: { volume: string }) => {
+      Status: unary(async (req) => {
         const v = this.volume(req.volume);
         const s = this.store(v);
         const base = s.baseState();
@@ -211,24 +215,24 @@ export class ArchiveServer {
           restored: s.listRestored(),
         };
       }),
-      GetRestorable: unary(async (req: { volume: string; all: boolean }) => {
+      GetRestorable: unary(async (req) => {
         const v = this.volume(req.volume);
         const list = ACTIVE.includes(v.state.state) ? this.store(v).restorable(req.all) : [];
         return {
           snapshots: list.map((r) => ({ gid: r.gid, timestamp: r.timestamp, explicit: r.isExplicit })),
         };
       }),
-      ListRestored: unary(async (req: { volume: string }) => ({
+      ListRestored: unary(async (req) => ({
         gids: this.store(this.volume(req.volume)).listRestored(),
       })),
-      DelRestored: unary(async (req: { volume: string; gid: number }) => {
+      DelRestored: unary(async (req) => {
         const v = this.volume(req.volume);
         if (v.state.runningActions().includes('Restore'))
           throw new WalbError('FAILED_PRECONDITION', `volume ${req.volume} is restoring`);
         await this.store(v).delRestored(req.gid);
         return {};
       }),
-      Restore: unary(async (req: { volume: string; gid: number }) => {
+      Restore: unary(async (req) => {
         const v = this.volume(req.volume);
         v.state.require(ACTIVE, 'restore');
         if (v.state.stop !== 'not-stopping')
@@ -238,7 +242,7 @@ export class ArchiveServer {
           throw new WalbError('INVALID_ARGUMENT', `gid ${req.gid} of ${req.volume} is not restorable`);
         if (store.listRestored().includes(req.gid))
           throw new WalbError('ALREADY_EXISTS', `gid ${req.gid} of ${req.volume} is restored already`);
-        this.takeForeground();
+        const release = this.foreground.take();
         const end = v.state.beginAction('Restore');
         return this.ops.start('restore', req.volume, async (op) => {
           try {
@@ -247,75 +251,55 @@ export class ArchiveServer {
             return out;
           } finally {
             end();
-            this.foreground--;
+            release();
           }
         });
       }),
-      FullSync: (call: Stream<FullSyncRequest__Output>) => void this.fullSync(call),
-      SendWdiff: (call: Stream<WdiffRequest__Output>) => void this.receiveWdiff(call),
+      FullSync: (call) => void this.fullSync(call),
+      SendWdiff: (call) => void this.receiveWdiff(call),
     };
   }
 
-  private takeForeground(): void {
-    if (this.foreground >= this.config.maxForegroundTasks)
-      throw new WalbError('FAILED_PRECONDITION', `too many foreground tasks (${this.foreground})`);
-    this.foreground++;
-  }
-
-  private reject(call: Stream<unknown>, reason: RejectReason, message: string): void {
-    this.log('info', 'transfer-rejected', { reason, message });
-    call.write({ rejected: { reason, message } });
-    call.end();
-  }
-
-  private fail(call: Stream<unknown>, err: unknown): void {
-    this.log('warn', 'transfer-failed', { error: errorMessage(err) });
-    call.emit('error', toServiceError(err));
-  }
-
   /** Full backup from a storage (docs/servers.md §7.3): header, accept, bulks at their offsets, end, ack. */
-  private async fullSync(call: Stream<FullSyncRequest__Output>): Promise<void> {
-    const it = call[Symbol.asyncIterator]() as AsyncIterator<FullSyncRequest__Output>;
-    let took = false;
-    try {
-      const first = await it.next();
-      const h = first.done ? undefined : first.value.header;
-      if (!h) throw new WalbError('INVALID_ARGUMENT', 'a full sync starts with its header');
-      const v = this.volumes.get(h.volume);
-      if (!v?.store) return this.reject(call, 'NOT_FOUND', `no volume ${h.volume}`);
-      if (v.state.state !== 'SyncReady')
-        return this.reject(call, 'BAD_STATE', `volume ${h.volume} is ${v.state.state}, needs SyncReady`);
-      if (h.size <= 0 || h.size % 512 !== 0)
-        throw new WalbError('INVALID_ARGUMENT', `bad volume size ${h.size}`);
-      try {
-        this.takeForeground();
-        took = true;
-      } catch (err) {
-        return this.reject(call, 'BUSY', errorMessage(err));
-      }
-      const store = v.store;
-      const sizeBytes = h.size * 512;
-      let snapshot: MetaSnap | undefined;
-      let bytes = 0;
-      let path: 'bulk' | 'stream' = 'stream';
-      await v.state.transact('FullSync', async () => {
-        const image = await store.beginFullSync(h.size);
-        const syncEvery = Math.max(1, this.config.fsyncIntervalMb) * 1048576;
-        // With a bulk receiver the bytes go there and this stream only carries the end; without, they come here.
-        const token = this.bulk ? crypto.randomBytes(16).toString('hex') : '';
-        this.bulk?.expect(token, { path: image, size: sizeBytes, syncEveryBytes: syncEvery });
-        call.write({ accepted: token ? { bulkPort: this.bulk!.port(), bulkToken: token } : {} });
-        const fh = await fs.promises.open(image, 'r+');
-        let unsynced = 0;
-        try {
-          for (;;) {
-            const m = await it.next();
-            if (m.done) throw new WalbError('TRUNCATED', 'the full sync stream ended before its end message');
-            if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
-            if (m.value.data) {
+  private fullSync(call: Stream<FullSyncRequest__Output>): Promise<void> {
+    return serveTransfer(call, {
+      kind: 'full sync',
+      log: this.log,
+      slots: this.foreground,
+      header: (m) => m.header ?? undefined,
+      endOf: (m) => (m.end?.snapshot ? m.end : undefined),
+      check: (h) => {
+        const v = this.volumes.get(h.volume);
+        if (!v?.store) return { reason: 'NOT_FOUND', message: `no volume ${h.volume}` };
+        if (v.state.state !== 'SyncReady')
+          return { reason: 'BAD_STATE', message: `volume ${h.volume} is ${v.state.state}, needs SyncReady` };
+        if (h.size <= 0 || h.size % 512 !== 0)
+          throw new WalbError('INVALID_ARGUMENT', `bad volume size ${h.size}`);
+        return undefined;
+      },
+      receive: async (h, transfer) => {
+        const v = this.volumes.get(h.volume)!;
+        const store = v.store!;
+        const sizeBytes = h.size * 512;
+        let snapshot: MetaSnap | undefined;
+        let bytes = 0;
+        let path: 'bulk' | 'stream' = 'stream';
+        await v.state.transact('FullSync', async () => {
+          const image = await store.beginFullSync(h.size);
+          const syncEvery = Math.max(1, this.config.fsyncIntervalMb) * 1048576;
+          // With a bulk receiver the bytes go there and this stream only carries the end; without, they come here.
+          const token = this.bulk ? crypto.randomBytes(16).toString('hex') : '';
+          this.bulk?.expect(token, { path: image, size: sizeBytes, syncEveryBytes: syncEvery });
+          transfer.accept(token ? { bulkPort: this.bulk!.port(), bulkToken: token } : {});
+          const fh = await fs.promises.open(image, 'r+');
+          let unsynced = 0;
+          try {
+            for await (const m of transfer.data()) {
+              if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
+              if (!m.data) throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a full sync');
               // Bulks on the stream: the sender could not reach the receiver; it must not write any more.
               if (token && bytes === 0) this.bulk?.forget(token);
-              const { offset, data } = m.value.data;
+              const { offset, data } = m.data;
               if (offset % 512 !== 0 || offset + data.length > sizeBytes)
                 throw new WalbError(
                   'INVALID_ARGUMENT',
@@ -328,31 +312,24 @@ export class ArchiveServer {
                 await fh.datasync();
                 unsynced = 0;
               }
-            } else if (m.value.end?.snapshot) {
-              snapshot = snap(m.value.end.snapshot.gidB, m.value.end.snapshot.gidE);
-              if (token && this.bulkReceived(token, Number(m.value.end.bulkBytes))) {
-                bytes += Number(m.value.end.bulkBytes);
-                path = 'bulk';
-              }
-              break;
-            } else {
-              throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a full sync');
             }
+            // The end message too: a force stop drops the base.
+            if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
+            const end = transfer.end();
+            snapshot = snap(end.snapshot!.gidB, end.snapshot!.gidE);
+            if (token && this.bulkReceived(token, Number(end.bulkBytes))) {
+              bytes += Number(end.bulkBytes);
+              path = 'bulk';
+            }
+          } finally {
+            await fh.close();
+            if (token) this.bulk?.forget(token);
           }
-        } finally {
-          await fh.close();
-          if (token) this.bulk?.forget(token);
-        }
-        await store.finishFullSync(snapshot!, Number(h.timestamp), h.storageUuid, h.size);
-      });
-      this.log('info', 'full-sync-done', { volume: h.volume, bytes, path, base: snapText(snapshot!) });
-      call.write({ done: {} });
-      call.end();
-    } catch (err) {
-      this.fail(call, err);
-    } finally {
-      if (took) this.foreground--;
-    }
+          await store.finishFullSync(snapshot!, Number(h.timestamp), h.storageUuid, h.size);
+        });
+        this.log('info', 'full-sync-done', { volume: h.volume, bytes, path, base: snapText(snapshot!) });
+      },
+    });
   }
 
   /**
@@ -372,81 +349,79 @@ export class ArchiveServer {
   }
 
   /** wdiff from a proxy (docs/servers.md §7.2): header checked, accept or typed rejection, bytes, durable, ack. */
-  private async receiveWdiff(call: Stream<WdiffRequest__Output>): Promise<void> {
-    const it = call[Symbol.asyncIterator]() as AsyncIterator<WdiffRequest__Output>;
-    let took = false;
-    try {
-      const first = await it.next();
-      const h = first.done ? undefined : first.value.header;
-      if (!h?.diff?.snapB || !h.diff.snapE)
-        throw new WalbError('INVALID_ARGUMENT', 'a wdiff transfer starts with its header');
-      const v = this.volumes.get(h.volume);
-      if (!v?.store) return this.reject(call, 'NOT_FOUND', `no volume ${h.volume}`);
-      const st = v.state.state;
-      if (st === 'Stopped' || st === 'Start' || st === 'Stop' || v.state.stop !== 'not-stopping')
-        return this.reject(call, 'STOPPED', `volume ${h.volume} is stopped`);
-      if (st === 'FullSync') return this.reject(call, 'SYNCING', `volume ${h.volume} is in a full backup`);
-      if (st === 'WdiffRecv') return this.reject(call, 'BUSY', `volume ${h.volume} receives another wdiff`);
-      if (st !== 'Archived') return this.reject(call, 'BAD_STATE', `volume ${h.volume} is ${st}`);
-      const store = v.store;
-      if (h.size > store.sizeLb)
-        return this.reject(
-          call,
-          'SMALLER_SIZE',
-          `volume ${h.volume} holds ${store.sizeLb} LB, the diff is for ${h.size}`,
-        );
-      const d = diff(snap(h.diff.snapB.gidB, h.diff.snapB.gidE), snap(h.diff.snapE.gidB, h.diff.snapE.gidE), {
-        isMergeable: h.diff.mergeable,
-        isCompDiff: h.diff.compDiff,
-        timestamp: Number(h.diff.timestamp),
-      });
-      const verdict = store.checkDiff(d, h.storageUuid);
-      if (verdict === 'different-uuid') return this.reject(call, 'DIFFERENT_UUID', 'another log stream');
-      if (verdict === 'too-old-diff')
-        return this.reject(call, 'TOO_OLD_DIFF', `latest is ${snapText(store.latestSnap())}`);
-      if (verdict === 'too-new-diff')
-        return this.reject(call, 'TOO_NEW_DIFF', `latest is ${snapText(store.latestSnap())}`);
-      if (verdict === 'archive-not-found') return this.reject(call, 'NOT_FOUND', 'no base image');
-      try {
-        this.takeForeground();
-        took = true;
-      } catch (err) {
-        return this.reject(call, 'BUSY', errorMessage(err));
-      }
-      const tmp = store.tempPath();
-      await v.state
-        .transact('WdiffRecv', async () => {
-          call.write({ accepted: {} });
-          const fh = await fs.promises.open(tmp, 'w');
-          try {
-            for (;;) {
-              const m = await it.next();
-              if (m.done) throw new WalbError('TRUNCATED', 'the wdiff stream ended before its end message');
-              if (m.value.data) await fh.write(m.value.data);
-              else if (m.value.end) break;
-              else throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a wdiff transfer');
-            }
-            await fh.datasync();
-          } finally {
-            await fh.close();
-          }
-          await native.wdiffVerify(tmp);
-          await store.addDiff(tmp, d);
-        })
-        .catch(async (err: unknown) => {
-          await fs.promises.rm(tmp, { force: true });
-          throw err;
+  private receiveWdiff(call: Stream<WdiffRequest__Output>): Promise<void> {
+    return serveTransfer(call, {
+      kind: 'wdiff transfer',
+      log: this.log,
+      slots: this.foreground,
+      header: (m) => {
+        const h = m.header;
+        if (!h?.diff?.snapB || !h.diff.snapE) return undefined;
+        const { snapB, snapE } = h.diff;
+        const d = diff(snap(snapB.gidB, snapB.gidE), snap(snapE.gidB, snapE.gidE), {
+          isMergeable: h.diff.mergeable,
+          isCompDiff: h.diff.compDiff,
+          timestamp: Number(h.diff.timestamp),
         });
-      this.log('info', 'wdiff-received', {
-        volume: h.volume,
-        diff: `${snapText(d.snapB)}-->${snapText(d.snapE)}`,
-      });
-      call.write({ done: {} });
-      call.end();
-    } catch (err) {
-      this.fail(call, err);
-    } finally {
-      if (took) this.foreground--;
-    }
+        return { ...h, d };
+      },
+      endOf: (m) => m.end ?? undefined,
+      check: (h) => {
+        const v = this.volumes.get(h.volume);
+        if (!v?.store) return { reason: 'NOT_FOUND', message: `no volume ${h.volume}` };
+        const st = v.state.state;
+        if (st === 'Stopped' || st === 'Start' || st === 'Stop' || v.state.stop !== 'not-stopping')
+          return { reason: 'STOPPED', message: `volume ${h.volume} is stopped` };
+        if (st === 'FullSync')
+          return { reason: 'SYNCING', message: `volume ${h.volume} is in a full backup` };
+        if (st === 'WdiffRecv')
+          return { reason: 'BUSY', message: `volume ${h.volume} receives another wdiff` };
+        if (st !== 'Archived') return { reason: 'BAD_STATE', message: `volume ${h.volume} is ${st}` };
+        const store = v.store;
+        if (h.size > store.sizeLb)
+          return {
+            reason: 'SMALLER_SIZE',
+            message: `volume ${h.volume} holds ${store.sizeLb} LB, the diff is for ${h.size}`,
+          };
+        const verdict = store.checkDiff(h.d, h.storageUuid);
+        if (verdict === 'different-uuid') return { reason: 'DIFFERENT_UUID', message: 'another log stream' };
+        if (verdict === 'too-old-diff')
+          return { reason: 'TOO_OLD_DIFF', message: `latest is ${snapText(store.latestSnap())}` };
+        if (verdict === 'too-new-diff')
+          return { reason: 'TOO_NEW_DIFF', message: `latest is ${snapText(store.latestSnap())}` };
+        if (verdict === 'archive-not-found') return { reason: 'NOT_FOUND', message: 'no base image' };
+        return undefined;
+      },
+      receive: async (h, transfer) => {
+        const v = this.volumes.get(h.volume)!;
+        const store = v.store!;
+        const tmp = store.tempPath();
+        await v.state
+          .transact('WdiffRecv', async () => {
+            transfer.accept();
+            const fh = await fs.promises.open(tmp, 'w');
+            try {
+              for await (const m of transfer.data()) {
+                if (!m.data)
+                  throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a wdiff transfer');
+                await fh.write(m.data);
+              }
+              await fh.datasync();
+            } finally {
+              await fh.close();
+            }
+            await native.wdiffVerify(tmp);
+            await store.addDiff(tmp, h.d);
+          })
+          .catch(async (err: unknown) => {
+            await fs.promises.rm(tmp, { force: true });
+            throw err;
+          });
+        this.log('info', 'wdiff-received', {
+          volume: h.volume,
+          diff: `${snapText(h.d.snapB)}-->${snapText(h.d.snapE)}`,
+        });
+      },
+    });
   }
 }

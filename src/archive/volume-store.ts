@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError } from '../common/errors';
+import { checkVolumeName } from '../common/volume-name';
 import {
   DiffSet,
   applySnap,
@@ -45,13 +46,6 @@ const META = 'meta.json';
 const BASE = 'base.img';
 const RESTORED = 'restored';
 const TMP_PREFIX = '.tmp-';
-const VOLUME_RE = /^[0-9A-Za-z-]{1,64}$/;
-
-export function checkVolumeName(vol: string): void {
-  if (!VOLUME_RE.test(vol))
-    throw new WalbError('INVALID_ARGUMENT', `bad volume name '${vol}' (1-64 of 0-9 A-Z a-z -)`);
-}
-
 export class ArchiveVolumeStore {
   private diffs = new DiffSet();
 

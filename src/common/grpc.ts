@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
-import { WalbError, errorCode, errorMessage, type ErrorCode } from './errors';
+import { WalbError, errorCode, errorMessage, isErrorCode, type ErrorCode } from './errors';
 
 // dist/src/common/grpc.js -> <root>/proto
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
@@ -110,7 +110,8 @@ export function channelCredentials(tls: TlsFiles | undefined): grpc.ChannelCrede
 /** The reason a server gives along with the status code; clients act on it. */
 export const REASON_KEY = 'walb-reason';
 
-const STATUS_OF: Partial<Record<string, grpc.status>> = {
+/** The gRPC status of every stable code (docs/wire-protocol.md); the compiler makes sure none is left out. */
+export const STATUS_OF: Record<ErrorCode, grpc.status> = {
   USAGE: grpc.status.INVALID_ARGUMENT,
   INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT,
   NOT_FOUND: grpc.status.NOT_FOUND,
@@ -121,22 +122,33 @@ const STATUS_OF: Partial<Record<string, grpc.status>> = {
   UNSUPPORTED: grpc.status.UNIMPLEMENTED,
   UNAVAILABLE: grpc.status.UNAVAILABLE,
   CANCELLED: grpc.status.CANCELLED,
+  OUT_OF_MEMORY: grpc.status.RESOURCE_EXHAUSTED,
   IO_ERROR: grpc.status.INTERNAL,
+  CONFIG: grpc.status.INTERNAL,
+  INTERNAL: grpc.status.INTERNAL,
 };
 
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   const reason = errorCode(err) ?? 'INTERNAL';
   const metadata = new grpc.Metadata();
   metadata.set(REASON_KEY, reason);
-  return { code: STATUS_OF[reason] ?? grpc.status.INTERNAL, details: errorMessage(err), metadata };
+  return { code: STATUS_OF[reason], details: errorMessage(err), metadata };
 }
 
-/** Client side: a failed call becomes a WalbError whose code is the server's reason. */
+/**
+ * Client side: a failed call becomes a WalbError whose code is the server's reason. A reason we do not know
+ * (a newer or a foreign peer) is INTERNAL, its text kept; without a reason, the status says what it can.
+ */
 export function fromServiceError(err: grpc.ServiceError): WalbError {
+  const details = err.details || err.message;
   const reason = err.metadata?.get(REASON_KEY)?.[0];
-  if (typeof reason === 'string') return new WalbError(reason as ErrorCode, err.details || err.message);
-  if (err.code === grpc.status.UNAVAILABLE) return new WalbError('UNAVAILABLE', err.details || err.message);
-  return new WalbError('INTERNAL', err.details || err.message);
+  if (reason !== undefined) {
+    if (isErrorCode(reason)) return new WalbError(reason, details);
+    return new WalbError('INTERNAL', `${details} (unknown reason ${String(reason)})`);
+  }
+  if (err.code === grpc.status.UNAVAILABLE) return new WalbError('UNAVAILABLE', details);
+  if (err.code === grpc.status.CANCELLED) return new WalbError('CANCELLED', details);
+  return new WalbError('INTERNAL', details);
 }
 
 /** Wraps an async handler as a unary gRPC handler with error mapping. */
@@ -149,27 +161,106 @@ export function unary<Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnar
   };
 }
 
-/** Calls a unary method of a generated client as a promise. */
-export function call<Req, Res>(client: grpc.Client, method: string, req: Req, timeoutMs = 0): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    const options: grpc.CallOptions = timeoutMs > 0 ? { deadline: Date.now() + timeoutMs } : {};
-    type Method = (r: Req, o: grpc.CallOptions, cb: grpc.requestCallback<Res>) => void;
-    const fn = (client as unknown as Record<string, Method>)[method];
-    fn.call(client, req, options, (err, res) => {
-      if (err) reject(fromServiceError(err));
-      else resolve(res as Res);
+/** A method of a generated client as this project calls it (the generated overloads end with these forms). */
+type PromisedMethod<M> = M extends (...args: never[]) => infer R
+  ? R extends grpc.ClientDuplexStream<infer Req, infer Res>
+    ? (options?: grpc.CallOptions) => grpc.ClientDuplexStream<Req, Res>
+    : R extends grpc.ClientReadableStream<infer Res>
+      ? M extends (argument: infer Req, options?: grpc.CallOptions) => unknown
+        ? (req: Req, options?: grpc.CallOptions) => grpc.ClientReadableStream<Res>
+        : never
+      : R extends grpc.ClientWritableStream<unknown>
+        ? never // client streams: none of ours is called through a generated client
+        : M extends (argument: infer Req, callback: grpc.requestCallback<infer Res>) => grpc.ClientUnaryCall
+          ? (req: Req, timeoutMs?: number) => Promise<Res>
+          : never
+  : never;
+
+/**
+ * A generated client whose unary methods return promises (failures as WalbError, see fromServiceError) and
+ * whose streaming methods are the client's own: the compiler checks method names, requests and replies.
+ */
+export type Promised<C extends grpc.Client> = {
+  readonly [
+    K in keyof C as K extends keyof grpc.Client ? never : K extends Capitalize<K & string> ? K : never
+  ]: PromisedMethod<C[K]>;
+} & {
+  close(): void;
+  /** A unary method named at run time (walbc call: the operator types it); undefined if the service has none. */
+  unaryMethod(name: string): ((req: object, timeoutMs?: number) => Promise<unknown>) | undefined;
+};
+
+/** The one way our programs call a gRPC service: `timeoutMs` is the default deadline of unary calls (0: none). */
+export function promisify<C extends grpc.Client>(client: C, timeoutMs = 0): Promised<C> {
+  const service = (client.constructor as unknown as { service: grpc.ServiceDefinition }).service;
+  const unaryCall = (m: grpc.MethodDefinition<object, unknown>, req: object, ms = timeoutMs) =>
+    new Promise<unknown>((resolve, reject) => {
+      const options: grpc.CallOptions = ms > 0 ? { deadline: Date.now() + ms } : {};
+      client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, req, options, (err, res) =>
+        err ? reject(fromServiceError(err)) : resolve(res),
+      );
     });
-  });
+  const methods: Record<string, unknown> = {
+    close: () => client.close(),
+    unaryMethod: (name: string) => {
+      const m = Object.hasOwn(service, name) ? service[name] : undefined;
+      if (!m || m.requestStream || m.responseStream) return undefined;
+      return (req: object, ms?: number) => unaryCall(m, req, ms);
+    },
+  };
+  for (const [name, m] of Object.entries(service)) {
+    if (m.requestStream && m.responseStream)
+      methods[name] = (options?: grpc.CallOptions) =>
+        client.makeBidiStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, options);
+    else if (m.responseStream)
+      methods[name] = (req: object, options: grpc.CallOptions = {}) =>
+        client.makeServerStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, req, options);
+    else if (!m.requestStream) methods[name] = (req: object, ms?: number) => unaryCall(m, req, ms);
+  }
+  return methods as Promised<C>;
 }
 
-export interface ServiceBinding {
+/** A generated client of `address` with our channel options, promisified. */
+export function connect<C extends grpc.Client>(
+  Client: new (address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions) => C,
+  address: string,
+  credentials: grpc.ChannelCredentials,
+  timeoutMs = 0,
+): Promised<C> {
+  return promisify(new Client(address, credentials, CLIENT_OPTIONS), timeoutMs);
+}
+
+/** One service of a server: the generated handler type `H` checks the implementation against the proto. */
+export interface ServiceBinding<
+  H extends grpc.UntypedServiceImplementation = grpc.UntypedServiceImplementation,
+> {
   /** Fully qualified, e.g. walb.v1.WdevControl */
   name: string;
-  definition: grpc.ServiceDefinition;
-  implementation: grpc.UntypedServiceImplementation;
+  definition: grpc.ServiceDefinition<H>;
+  implementation: H;
 }
 
-/** A gRPC server with health and reflection. `address` is `unix:/path` or `host:port`. */
+// The reflection service's own protos, so that reflection lists it like the other services it serves.
+const REFLECTION_PROTOS = ['v1', 'v1alpha'].map((v) =>
+  path.join(
+    path.dirname(require.resolve('@grpc/reflection/package.json')),
+    'build',
+    'proto',
+    'grpc',
+    'reflection',
+    v,
+    'reflection.proto',
+  ),
+);
+const REFLECTION_SERVICES = [
+  'grpc.reflection.v1.ServerReflection',
+  'grpc.reflection.v1alpha.ServerReflection',
+];
+
+/**
+ * A gRPC server with health and reflection. `address` is `unix:/path` or `host:port`. Reflection describes the
+ * types of every package given and lists exactly the services this server serves.
+ */
 export async function startGrpcServer(
   address: string,
   packages: protoLoader.PackageDefinition[],
@@ -189,8 +280,13 @@ export async function startGrpcServer(
   });
   health.addToServer(server);
   // One reflection service describing ours and the health service (reflection can be added only once).
-  const healthDefinition = protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS);
-  new ReflectionService(Object.assign({}, healthDefinition, ...packages)).addToServer(server);
+  const served = [...services.map((s) => s.name), 'grpc.health.v1.Health', ...REFLECTION_SERVICES];
+  const described = [healthProtoPath, ...REFLECTION_PROTOS].map((f) =>
+    protoLoader.loadSync(f, LOADER_OPTIONS),
+  );
+  new ReflectionService(Object.assign({}, ...described, ...packages), { services: served }).addToServer(
+    server,
+  );
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(address, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );

@@ -3,10 +3,10 @@
 // gRPC service.
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type * as grpc from '@grpc/grpc-js';
-import { WalbError, errorCode, errorMessage } from './errors';
+import { WalbError, cancelled, errorCode, errorMessage } from './errors';
 import { unary } from './grpc';
 import type { Operation } from '../generated/walb/v1/Operation';
+import type { OperationsHandlers } from '../generated/walb/v1/Operations';
 
 export type OperationState = 'running' | 'done' | 'failed' | 'cancelled';
 
@@ -68,7 +68,7 @@ export class OperationRegistry {
         if (typeof result === 'string') o.result = result;
       } catch (err) {
         o.state = abort.signal.aborted ? 'cancelled' : 'failed';
-        o.errorCode = errorCode(err) ?? 'INTERNAL';
+        o.errorCode = abort.signal.aborted ? 'CANCELLED' : (errorCode(err) ?? 'INTERNAL');
         o.error = errorMessage(err);
       }
       o.endedMs = Date.now();
@@ -93,7 +93,7 @@ export class OperationRegistry {
 
   cancel(id: string): Operation {
     const o = this.get(id);
-    this.aborts.get(id)?.abort(new WalbError('FAILED_PRECONDITION', 'cancelled'));
+    this.aborts.get(id)?.abort(cancelled());
     return o;
   }
 
@@ -112,14 +112,12 @@ export class OperationRegistry {
   }
 
   /** Handlers of walb.v1.Operations. */
-  service(): grpc.UntypedServiceImplementation {
+  service(): OperationsHandlers {
     return {
-      Get: unary(async (req: { id: string }) => this.get(req.id)),
-      Cancel: unary(async (req: { id: string }) => this.cancel(req.id)),
-      List: unary(async (req: { volume: string; finished: boolean }) => ({
-        operations: this.list(req.volume, req.finished),
-      })),
-      Watch: (call: grpc.ServerWritableStream<{ id: string }, Operation>) => {
+      Get: unary(async (req) => this.get(req.id)),
+      Cancel: unary(async (req) => this.cancel(req.id)),
+      List: unary(async (req) => ({ operations: this.list(req.volume, req.finished) })),
+      Watch: (call) => {
         let o: Operation;
         try {
           o = this.get(call.request.id);

@@ -2,19 +2,32 @@
 import type * as grpc from '@grpc/grpc-js';
 import { loadProto, serverCredentials, startGrpcServer, type TlsFiles } from './grpc';
 import type { OperationRegistry } from './operations';
+import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
+import type { ProtoGrpcType as CommonProto } from '../generated/common';
+import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
+import type { ProtoGrpcType as StorageProto } from '../generated/storage';
+import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
+import type { ProxyHandlers } from '../generated/walb/v1/Proxy';
+import type { StorageHandlers } from '../generated/walb/v1/Storage';
 
-type ServiceCtor = { service: grpc.ServiceDefinition };
+/** The generated handler type of each role's service. */
+export interface RoleHandlers {
+  Archive: ArchiveHandlers;
+  Proxy: ProxyHandlers;
+  Storage: StorageHandlers;
+}
 
-export async function startRoleServer(
+type RoleProto = ArchiveProto & ProxyProto & StorageProto;
+
+export async function startRoleServer<R extends keyof RoleHandlers>(
   listen: string,
-  role: 'Archive' | 'Proxy' | 'Storage',
-  implementation: grpc.UntypedServiceImplementation,
+  role: R,
+  implementation: RoleHandlers[R],
   ops: OperationRegistry,
   tls?: TlsFiles,
 ): Promise<{ server: grpc.Server; port: number }> {
-  type Pkg = { walb: { v1: Record<string, ServiceCtor> } };
-  const own = loadProto<Pkg>(`walb/v1/${role.toLowerCase()}.proto`);
-  const common = loadProto<Pkg>('walb/v1/common.proto');
+  const own = loadProto<RoleProto>(`walb/v1/${role.toLowerCase()}.proto`);
+  const common = loadProto<CommonProto>('walb/v1/common.proto');
   return startGrpcServer(
     listen,
     [own.definition, common.definition],

@@ -1,13 +1,15 @@
-// The client side of a data transfer stream (docs/servers.md §3.6): header first; the receiver accepts or rejects it
+// Both sides of a data transfer stream (docs/servers.md §3.6): header first; the receiver accepts or rejects it
 // with a typed reason; then the data messages (respecting gRPC flow control) and the end; the receiver answers
-// `done` once everything is durable.
+// `done` once everything is durable. runTransfer sends, serveTransfer receives.
 import type * as grpc from '@grpc/grpc-js';
 import type { FileHandle } from 'node:fs/promises';
 import { BULK_HEAD_MAX, bulkMessage } from './bulk-message';
-import { WalbError, errorCode, errorMessage } from './errors';
-import { EncodedMessage, fromServiceError } from './grpc';
-import type { Accepted__Output } from '../generated/walb/v1/Accepted';
-import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
+import { WalbError, cancelled, errorCode, errorMessage } from './errors';
+import type { ForegroundSlots } from './foreground';
+import { EncodedMessage, fromServiceError, toServiceError } from './grpc';
+import type { Logger } from './log';
+import type { Accepted, Accepted__Output } from '../generated/walb/v1/Accepted';
+import type { TransferReply, TransferReply__Output } from '../generated/walb/v1/TransferReply';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import { native, type BulkSenderOptions } from '../native';
 
@@ -27,10 +29,10 @@ export async function sendBulks(
   const cancel = () => sender.cancel();
   op.signal.addEventListener('abort', cancel);
   try {
-    if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+    if (op.signal.aborted) throw cancelled();
     return { sent: (await sender.run((done, total) => op.progress(done, total))).sent };
   } catch (err) {
-    if (errorCode(err) === 'CANCELLED') throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+    if (errorCode(err) === 'CANCELLED') throw cancelled();
     if (errorCode(err) === 'UNAVAILABLE' && sender.sent() === 0) return { unreachable: errorMessage(err) };
     throw err;
   } finally {
@@ -137,6 +139,95 @@ export async function runTransfer<Req>(
     throw err;
   } finally {
     clearInterval(watchdog);
+  }
+}
+
+/** A receiver's typed refusal of a transfer's header (the sender acts on the reason). */
+export interface Rejection {
+  reason: RejectReason;
+  message: string;
+}
+
+/** What a receiver sees of a transfer it has taken. */
+export interface IncomingTransfer<Req, End> {
+  /** Answers the header: the sender may now send its data (elsewhere, when `accepted` names a bulk port). */
+  accept(accepted?: Accepted): void;
+  /** The data messages up to the end message; a stream that stops before its end message is TRUNCATED. */
+  data(): AsyncIterable<Req>;
+  /** The end message (once data() has finished). */
+  end(): End;
+}
+
+export interface TransferReceiver<Req, Header, End> {
+  /** For messages: 'wdiff transfer'. */
+  kind: string;
+  header(first: Req): Header | undefined;
+  /** The end message's content, undefined when `m` is not the end. */
+  endOf(m: Req): End | undefined;
+  /** A typed rejection of the header, undefined to take it; may throw for a header that cannot be right. */
+  check(header: Header): Rejection | undefined;
+  /** The receiver's foreground limit: when it is reached, the transfer is rejected as BUSY. */
+  slots: ForegroundSlots;
+  /** Accepts, receives the data and makes it durable; the transfer is acknowledged once this resolves. */
+  receive(header: Header, transfer: IncomingTransfer<Req, End>): Promise<void>;
+  log: Logger;
+}
+
+/**
+ * The receiving side of a transfer: the header, its check (a typed rejection, or BUSY when no foreground slot
+ * is free), `receive`, then `done`. A failure ends the stream with its status and reason (toServiceError).
+ */
+export async function serveTransfer<Req, Header, End>(
+  call: grpc.ServerDuplexStream<Req, TransferReply>,
+  receiver: TransferReceiver<Req, Header, End>,
+): Promise<void> {
+  // Not destroyed when the sender's half ends: a truncated transfer must still get its status.
+  const it = call.iterator({ destroyOnReturn: false }) as AsyncIterator<Req>;
+  const reject = ({ reason, message }: Rejection) => {
+    receiver.log('info', 'transfer-rejected', { kind: receiver.kind, reason, message });
+    call.write({ rejected: { reason, message } });
+    call.end();
+  };
+  let release: (() => void) | undefined;
+  try {
+    const first = await it.next();
+    const header = first.done ? undefined : receiver.header(first.value);
+    if (header === undefined)
+      throw new WalbError('INVALID_ARGUMENT', `a ${receiver.kind} starts with its header`);
+    const rejection = receiver.check(header);
+    if (rejection) return reject(rejection);
+    try {
+      release = receiver.slots.take();
+    } catch (err) {
+      return reject({ reason: 'BUSY', message: errorMessage(err) });
+    }
+    let end: { value: End } | undefined;
+    await receiver.receive(header, {
+      accept: (accepted = {}) => call.write({ accepted }),
+      data: async function* () {
+        for (;;) {
+          const m = await it.next();
+          if (m.done) throw new WalbError('TRUNCATED', `the ${receiver.kind} ended before its end message`);
+          const e = receiver.endOf(m.value);
+          if (e !== undefined) {
+            end = { value: e };
+            return;
+          }
+          yield m.value;
+        }
+      },
+      end: () => {
+        if (!end) throw new WalbError('INTERNAL', `the ${receiver.kind}'s end was read before it came`);
+        return end.value;
+      },
+    });
+    call.write({ done: {} });
+    call.end();
+  } catch (err) {
+    receiver.log('warn', 'transfer-failed', { kind: receiver.kind, error: errorMessage(err) });
+    call.emit('error', toServiceError(err));
+  } finally {
+    release?.();
   }
 }
 

@@ -2,22 +2,26 @@
 // priority order, archives with the primary first) and runs the operator's verbs across the servers
 // (docs/servers.md §9).
 import fs from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
-import { WalbError, errorCode, errorMessage } from '../common/errors';
-import { snapText, type MetaSnap } from '../common/meta';
+import type * as grpc from '@grpc/grpc-js';
+import { WalbError, errorCode, errorMessage, isErrorCode } from '../common/errors';
+import { snapText } from '../common/meta';
 import {
-  CLIENT_OPTIONS,
-  call,
   channelCredentials,
+  connect,
   fromServiceError,
   loadProto,
+  type Promised,
   type TlsFiles,
 } from '../common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ProtoGrpcType as StorageProto } from '../generated/storage';
+import type { ArchiveClient } from '../generated/walb/v1/Archive';
 import type { Operation__Output } from '../generated/walb/v1/Operation';
+import type { OperationsClient } from '../generated/walb/v1/Operations';
+import type { ProxyClient } from '../generated/walb/v1/Proxy';
+import type { StorageClient } from '../generated/walb/v1/Storage';
 
 export interface ServerEntry {
   id: string;
@@ -68,7 +72,15 @@ export function loadLayout(file: string): Layout {
   return l as Layout;
 }
 
-type Client = grpc.Client;
+type Storage = Promised<StorageClient>;
+type Proxy = Promised<ProxyClient>;
+type Archive = Promised<ArchiveClient>;
+
+/** A server of the layout with its role and the client of its role's service. */
+export type RoleServer =
+  | { role: 'storage'; client: Storage }
+  | { role: 'proxy'; client: Proxy }
+  | { role: 'archive'; client: Archive };
 
 export interface StatusRow {
   server: string;
@@ -91,25 +103,26 @@ export function restorableLine(s: { gid: number; timestamp: number; explicit: bo
 const STATUS_TIMEOUT_MS = 5000;
 
 export class Controller {
-  private readonly storages = new Map<string, Client>();
-  private readonly proxies = new Map<string, Client>();
-  private readonly archives = new Map<string, Client>();
-  private readonly ops = new Map<string, Client>();
+  private readonly storages = new Map<string, Storage>();
+  private readonly proxies = new Map<string, Proxy>();
+  private readonly archives = new Map<string, Archive>();
+  private readonly ops = new Map<string, Promised<OperationsClient>>();
 
+  /** `timeoutMs`: the deadline of every call (status uses a shorter one). */
   constructor(
     readonly layout: Layout,
-    private readonly timeoutMs = 60_000,
+    timeoutMs = 60_000,
   ) {
     const creds = channelCredentials(layout.tls);
     const S = loadProto<StorageProto>('walb/v1/storage.proto').proto.walb.v1.Storage;
     const P = loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy;
     const A = loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive;
     const O = loadProto<CommonProto>('walb/v1/common.proto').proto.walb.v1.Operations;
-    for (const s of layout.storages) this.storages.set(s.id, new S(s.address, creds, CLIENT_OPTIONS));
-    for (const p of layout.proxies) this.proxies.set(p.id, new P(p.address, creds, CLIENT_OPTIONS));
-    for (const a of layout.archives) this.archives.set(a.id, new A(a.address, creds, CLIENT_OPTIONS));
+    for (const s of layout.storages) this.storages.set(s.id, connect(S, s.address, creds, timeoutMs));
+    for (const p of layout.proxies) this.proxies.set(p.id, connect(P, p.address, creds, timeoutMs));
+    for (const a of layout.archives) this.archives.set(a.id, connect(A, a.address, creds, timeoutMs));
     for (const e of [...layout.storages, ...layout.proxies, ...layout.archives])
-      this.ops.set(e.id, new O(e.address, creds, CLIENT_OPTIONS));
+      this.ops.set(e.id, connect(O, e.address, creds, timeoutMs));
   }
 
   close(): void {
@@ -117,11 +130,7 @@ export class Controller {
       for (const c of m.values()) c.close();
   }
 
-  private rpc<T>(client: Client, method: string, req: object, timeoutMs = this.timeoutMs): Promise<T> {
-    return call<object, T>(client, method, req, timeoutMs);
-  }
-
-  private pick(map: Map<string, Client>, id: string | undefined, role: string): [string, Client] {
+  private pick<C>(map: Map<string, C>, id: string | undefined, role: string): [string, C] {
     const key = id ?? [...map.keys()][0];
     const c = map.get(key);
     if (!c) throw new WalbError('INVALID_ARGUMENT', `no ${role} '${id}' in the layout`);
@@ -135,26 +144,25 @@ export class Controller {
   /** init-vol everywhere: the storage on its wdev, the primary archive, every archive on every proxy. */
   async initVolume(volume: string, wdev: string, storage?: string): Promise<void> {
     for (const [, a] of this.archives) {
-      const st = await this.rpc<{ state: string }>(a, 'GetState', { volume });
-      if (st.state === 'Clear') await this.rpc(a, 'InitVol', { volume });
+      const st = await a.GetState({ volume });
+      if (st.state === 'Clear') await a.InitVol({ volume });
     }
     for (const [, p] of this.proxies) {
       for (const a of this.layout.archives) {
         try {
-          await this.rpc(p, 'ArchiveInfoAdd', { volume, name: a.id, address: a.address });
+          await p.ArchiveInfoAdd({ volume, name: a.id, address: a.address });
         } catch (err) {
           if (errorCode(err) !== 'ALREADY_EXISTS') throw err;
         }
       }
-      const st = await this.rpc<{ state: string }>(p, 'GetState', { volume });
-      if (st.state === 'Stopped') await this.rpc(p, 'Start', { volume });
+      const st = await p.GetState({ volume });
+      if (st.state === 'Stopped') await p.Start({ volume });
     }
-    await this.rpc(this.pick(this.storages, storage, 'storage')[1], 'InitVol', { volume, wdev });
+    await this.pick(this.storages, storage, 'storage')[1].InitVol({ volume, wdev });
   }
 
-  /** A server of the layout by id, with its role. */
   /** Every server of the layout, storages first, then proxies, then archives (layout order within each). */
-  private allServers(): { id: string; role: StatusRow['role']; client: Client }[] {
+  private allServers(): (RoleServer & { id: string })[] {
     return [
       ...[...this.storages].map(([id, client]) => ({ id, role: 'storage' as const, client })),
       ...[...this.proxies].map(([id, client]) => ({ id, role: 'proxy' as const, client })),
@@ -162,7 +170,8 @@ export class Controller {
     ];
   }
 
-  server(id: string): { role: StatusRow['role']; client: Client } {
+  /** A server of the layout by id, with its role. */
+  server(id: string): RoleServer {
     const found = this.allServers().find((x) => x.id === id);
     if (found) return found;
     throw new WalbError('INVALID_ARGUMENT', `no server '${id}' in the layout`);
@@ -171,12 +180,9 @@ export class Controller {
   /** Any command of a server's service, by method name, with a JSON-shaped request (walbc call). */
   async callMethod(serverId: string, method: string, req: object): Promise<unknown> {
     const { role, client } = this.server(serverId);
-    if (
-      typeof (client as unknown as Record<string, unknown>)[method] !== 'function' ||
-      !/^[A-Z]\w*$/.test(method)
-    )
-      throw new WalbError('INVALID_ARGUMENT', `the ${role} service has no method '${method}'`);
-    return this.rpc(client, method, req);
+    const fn = /^[A-Z]\w*$/.test(method) ? client.unaryMethod(method) : undefined;
+    if (!fn) throw new WalbError('INVALID_ARGUMENT', `the ${role} service has no method '${method}'`);
+    return fn(req);
   }
 
   /** WalB's `get` targets this controller answers, per role (docs/servers.md §9.3). */
@@ -208,10 +214,7 @@ export class Controller {
         `the ${role} has no get target '${target}' (${Controller.GET_TARGETS[role].join(', ')})`,
       );
     if (target === 'host-type') return [role];
-    if (target === 'vol')
-      return (await this.rpc<{ volumes: { volume: string }[] }>(client, 'ListVolumes', {})).volumes.map(
-        (v) => v.volume,
-      );
+    if (target === 'vol') return (await client.ListVolumes({})).volumes.map((v) => v.volume);
     const volume = args[0];
     if (!volume) throw new WalbError('USAGE', `get ${target} needs a volume`);
     if (target === 'state') return [await this.getState(volume, serverId)];
@@ -221,50 +224,58 @@ export class Controller {
     if (target === 'is-wdiff-send-error')
       return [(await this.isWdiffSendError(volume, serverId, args[1] ?? this.primaryArchive)) ? '1' : '0'];
     if (target === 'is-overflow') return [(await this.isOverflow(volume, serverId)) ? '1' : '0'];
-    const st = await this.rpc<Record<string, unknown>>(client, 'Status', { volume });
-    switch (`${role} ${target}`) {
-      case 'storage log-usage':
-        return [`name:${volume}\tusage_pb:${st.logUsage}\tcapacity_pb:${st.logCapacity}`];
-      case 'storage uuid':
-      case 'archive uuid':
-        return [String(role === 'storage' ? st.uuid : st.storageUuid)];
-      case 'storage latest-snap': {
-        const q = (st.queue as { gid: number; timestamp: number }[]).at(-1);
-        return [`name:${volume}\tkind:storage\tgid:${q ? q.gid : st.doneGid}`];
+    const s = this.server(serverId);
+    if (s.role === 'storage') {
+      const st = await s.client.Status({ volume });
+      switch (target) {
+        case 'log-usage':
+          return [`name:${volume}\tusage_pb:${st.logUsage}\tcapacity_pb:${st.logCapacity}`];
+        case 'uuid':
+          return [st.uuid];
+        case 'latest-snap': {
+          const q = st.queue.at(-1);
+          return [`name:${volume}\tkind:storage\tgid:${q ? q.gid : st.doneGid}`];
+        }
       }
-      case 'proxy proxy-diff':
-        return (st.archives as { name: string; pendingWdiffs: number; pendingBytes: number }[]).map(
-          (a) => `${a.name}\t${a.pendingWdiffs}\t${a.pendingBytes}`,
-        );
-      case 'archive archive-uuid':
-        return [String(st.archiveUuid)];
-      case 'archive base':
-        return [st.base ? snapText(st.base as MetaSnap) : ''];
-      case 'archive vol-size':
-        return [String(st.size)];
-      case 'archive num-diff':
-        return [String(st.diffs)];
-      case 'archive total-diff-size':
-        return [String(st.diffBytes)];
-      case 'archive latest-snap': {
-        const latest = st.latest as { gidE: number } | null;
-        return [`name:${volume}\tkind:archive\tgid:${latest ? latest.gidE : ''}`];
+    } else if (s.role === 'proxy') {
+      const st = await s.client.Status({ volume });
+      if (target === 'proxy-diff')
+        return st.archives.map((a) => `${a.name}\t${a.pendingWdiffs}\t${a.pendingBytes}`);
+    } else {
+      const st = await s.client.Status({ volume });
+      switch (target) {
+        case 'uuid':
+          return [st.storageUuid];
+        case 'archive-uuid':
+          return [st.archiveUuid];
+        case 'base':
+          return [st.base ? snapText(st.base) : ''];
+        case 'vol-size':
+          return [String(st.size)];
+        case 'num-diff':
+          return [String(st.diffs)];
+        case 'total-diff-size':
+          return [String(st.diffBytes)];
+        case 'latest-snap':
+          return [`name:${volume}\tkind:archive\tgid:${st.latest ? st.latest.gidE : ''}`];
       }
-      default:
-        throw new WalbError('INTERNAL', `get ${target} on a ${role} is listed but not answered`);
     }
+    throw new WalbError('INTERNAL', `get ${target} on a ${role} is listed but not answered`);
   }
 
   /** init-vol on one storage only (WalB's init_storage): the volume's wdev on that host. */
   async initStorage(volume: string, wdev: string, storage?: string): Promise<void> {
-    await this.rpc(this.pick(this.storages, storage, 'storage')[1], 'InitVol', { volume, wdev });
+    await this.pick(this.storages, storage, 'storage')[1].InitVol({ volume, wdev });
   }
 
   /** Starts a volume on a server: a storage as target (or standby), a proxy, an archive. */
   async start(volume: string, serverId: string, mode?: string): Promise<string> {
-    const { role, client } = this.server(serverId);
-    const req = role === 'storage' ? { volume, mode: mode ?? 'target' } : { volume };
-    return (await this.rpc<{ state: string }>(client, 'Start', req)).state;
+    const s = this.server(serverId);
+    const st =
+      s.role === 'storage'
+        ? await s.client.Start({ volume, mode: mode ?? 'target' })
+        : await s.client.Start({ volume });
+    return st.state;
   }
 
   /** Stops a volume on a server (graceful, force, or for a proxy empty: send everything first). */
@@ -274,18 +285,21 @@ export class Controller {
     opts: { mode?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
   ): Promise<Operation__Output> {
     const { client } = this.server(serverId);
-    const op = await this.rpc<Operation__Output>(client, 'Stop', { volume, mode: opts.mode ?? 'graceful' });
+    const op = await client.Stop({ volume, mode: opts.mode ?? 'graceful' });
     return opts.wait ? this.waitOperation(serverId, op, opts.progress) : op;
   }
 
   /** Back to SyncReady for a new full backup: a storage resets its log; an archive (stopped) drops its history. */
   async resetVolume(volume: string, serverId: string): Promise<string> {
-    return (await this.rpc<{ state: string }>(this.server(serverId).client, 'ResetVol', { volume })).state;
+    const s = this.server(serverId);
+    if (s.role === 'proxy')
+      throw new WalbError('INVALID_ARGUMENT', `${serverId} is a proxy: it has no reset-vol`);
+    return (await s.client.ResetVol({ volume })).state;
   }
 
   /** Removes a volume from one server (its data there is deleted). */
   async clearVolume(volume: string, serverId: string): Promise<string> {
-    return (await this.rpc<{ state: string }>(this.server(serverId).client, 'ClearVol', { volume })).state;
+    return (await this.server(serverId).client.ClearVol({ volume })).state;
   }
 
   /** Archive registrations of a volume on proxies (all proxies when none is named). */
@@ -306,13 +320,13 @@ export class Controller {
     const out: { proxy: string; archives: unknown[] }[] = [];
     for (const [pid, p] of proxies) {
       if (action === 'list') {
-        const r = await this.rpc<{ archives: unknown[] }>(p, 'ArchiveInfoList', { volume });
+        const r = await p.ArchiveInfoList({ volume });
         out.push({ proxy: pid, archives: r.archives });
         continue;
       }
       if (!opts.archive) throw new WalbError('USAGE', `archive-info ${action} needs the archive's id`);
       if (action === 'delete') {
-        await this.rpc(p, 'ArchiveInfoDelete', { volume, name: opts.archive });
+        await p.ArchiveInfoDelete({ volume, name: opts.archive });
       } else {
         const address = opts.address ?? this.layout.archives.find((a) => a.id === opts.archive)?.address;
         if (!address)
@@ -320,27 +334,28 @@ export class Controller {
             'INVALID_ARGUMENT',
             `archive '${opts.archive}' is not in the layout (give --address)`,
           );
-        await this.rpc(p, action === 'add' ? 'ArchiveInfoAdd' : 'ArchiveInfoUpdate', {
+        const info = {
           volume,
           name: opts.archive,
           address,
           compression: opts.compression ?? '',
           delaySec: opts.delaySec ?? 0,
-        });
+        };
+        await (action === 'add' ? p.ArchiveInfoAdd(info) : p.ArchiveInfoUpdate(info));
       }
       out.push({ proxy: pid, archives: [] });
     }
     return out;
   }
 
-  private opsClient(serverId: string): Client {
+  private opsClient(serverId: string): Promised<OperationsClient> {
     this.server(serverId); // a clear error for an unknown id
     return this.ops.get(serverId)!;
   }
 
   async listOperations(serverId: string, opts: { volume?: string; finished?: boolean } = {}) {
     return (
-      await this.rpc<{ operations: Operation__Output[] }>(this.opsClient(serverId), 'List', {
+      await this.opsClient(serverId).List({
         volume: opts.volume ?? '',
         finished: opts.finished === true,
       })
@@ -348,7 +363,7 @@ export class Controller {
   }
 
   async cancelOperation(serverId: string, id: string): Promise<Operation__Output> {
-    return this.rpc<Operation__Output>(this.opsClient(serverId), 'Cancel', { id });
+    return this.opsClient(serverId).Cancel({ id });
   }
 
   /** Follows an operation through the server's Watch stream until it ends; resolves with its last state. */
@@ -357,9 +372,7 @@ export class Controller {
     id: string,
     onUpdate?: (op: Operation__Output) => void,
   ): Promise<Operation__Output> {
-    const client = this.opsClient(serverId) as unknown as {
-      Watch(req: { id: string }): grpc.ClientReadableStream<Operation__Output>;
-    };
+    const client = this.opsClient(serverId);
     return new Promise((resolve, reject) => {
       let last: Operation__Output | undefined;
       const stream = client.Watch({ id });
@@ -386,12 +399,12 @@ export class Controller {
     let cur = op;
     while (cur.state === 'running') {
       await new Promise((r) => setTimeout(r, 200));
-      cur = await this.rpc<Operation__Output>(o, 'Get', { id: op.id });
+      cur = await o.Get({ id: op.id });
       progress?.(cur);
     }
     if (cur.state !== 'done')
       throw new WalbError(
-        (cur.errorCode as never) || 'INTERNAL',
+        isErrorCode(cur.errorCode) ? cur.errorCode : 'INTERNAL',
         `${cur.kind} of ${cur.volume} ${cur.state}: ${cur.error}`,
       );
     return cur;
@@ -405,9 +418,7 @@ export class Controller {
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     // Best effort, all at once and briefly: a proxy that is down or hung must not hold the wait up.
-    await Promise.all(
-      [...this.proxies.values()].map((p) => this.rpc(p, 'Kick', { volume }, 3000).catch(() => undefined)),
-    );
+    await Promise.all([...this.proxies.values()].map((p) => p.Kick({ volume }, 3000).catch(() => undefined)));
     while (!(await this.getRestorable(volume, archive, true)).some((s) => s.gid === gid)) {
       if (Date.now() > deadline)
         throw new WalbError('UNAVAILABLE', `gid ${gid} of ${volume} is not restorable on ${archive} yet`);
@@ -421,7 +432,7 @@ export class Controller {
     opts: { storage?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
   ) {
     const [sid, s] = this.pick(this.storages, opts.storage, 'storage');
-    const op = await this.rpc<Operation__Output>(s, 'FullBackup', { volume });
+    const op = await s.FullBackup({ volume });
     if (!opts.wait) return { operation: op };
     const done = await this.waitOperation(sid, op, opts.progress);
     const gid = Number(done.result);
@@ -430,13 +441,7 @@ export class Controller {
   }
 
   async snapshot(volume: string, opts: { storage?: string; wait?: boolean } = {}): Promise<number> {
-    const gid = Number(
-      (
-        await this.rpc<{ gid: number }>(this.pick(this.storages, opts.storage, 'storage')[1], 'Snapshot', {
-          volume,
-        })
-      ).gid,
-    );
+    const gid = Number((await this.pick(this.storages, opts.storage, 'storage')[1].Snapshot({ volume })).gid);
     if (opts.wait) await this.waitRestorable(volume, gid);
     return gid;
   }
@@ -447,20 +452,16 @@ export class Controller {
     opts: { archive?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
   ) {
     const [aid, a] = this.pick(this.archives, opts.archive, 'archive');
-    const op = await this.rpc<Operation__Output>(a, 'Restore', { volume, gid });
+    const op = await a.Restore({ volume, gid });
     return opts.wait ? this.waitOperation(aid, op, opts.progress) : op;
   }
 
   async delRestored(volume: string, gid: number, archive?: string): Promise<void> {
-    await this.rpc(this.pick(this.archives, archive, 'archive')[1], 'DelRestored', { volume, gid });
+    await this.pick(this.archives, archive, 'archive')[1].DelRestored({ volume, gid });
   }
 
   async getRestorable(volume: string, archive?: string, all = false) {
-    const r = await this.rpc<{ snapshots: { gid: number; timestamp: number; explicit: boolean }[] }>(
-      this.pick(this.archives, archive, 'archive')[1],
-      'GetRestorable',
-      { volume, all },
-    );
+    const r = await this.pick(this.archives, archive, 'archive')[1].GetRestorable({ volume, all });
     return r.snapshots.map((s) => ({
       gid: Number(s.gid),
       timestamp: Number(s.timestamp),
@@ -469,28 +470,16 @@ export class Controller {
   }
 
   async getRestored(volume: string, archive?: string): Promise<number[]> {
-    return (
-      await this.rpc<{ gids: number[] }>(this.pick(this.archives, archive, 'archive')[1], 'ListRestored', {
-        volume,
-      })
-    ).gids.map(Number);
+    return (await this.pick(this.archives, archive, 'archive')[1].ListRestored({ volume })).gids.map(Number);
   }
 
   async isOverflow(volume: string, storage?: string): Promise<boolean> {
-    return (
-      await this.rpc<{ overflow: boolean }>(this.pick(this.storages, storage, 'storage')[1], 'IsOverflow', {
-        volume,
-      })
-    ).overflow;
+    return (await this.pick(this.storages, storage, 'storage')[1].IsOverflow({ volume })).overflow;
   }
 
   async isWdiffSendError(volume: string, proxy?: string, archive = this.primaryArchive): Promise<boolean> {
-    return (
-      await this.rpc<{ value: boolean }>(this.pick(this.proxies, proxy, 'proxy')[1], 'IsWdiffSendError', {
-        volume,
-        name: archive,
-      })
-    ).value;
+    return (await this.pick(this.proxies, proxy, 'proxy')[1].IsWdiffSendError({ volume, name: archive }))
+      .value;
   }
 
   /**
@@ -499,13 +488,14 @@ export class Controller {
    */
   async kickAll(): Promise<{ id: string; error: string }[]> {
     const failed: { id: string; error: string }[] = [];
-    const all = [...this.storages, ...this.proxies];
+    const kicks = [
+      ...[...this.storages].map(([id, c]) => ({ id, kick: () => c.Kick({}, 10_000) })),
+      ...[...this.proxies].map(([id, c]) => ({ id, kick: () => c.Kick({}, 10_000) })),
+    ];
     await Promise.all(
-      all.map(([id, c]) =>
-        this.rpc(c, 'Kick', {}, 10_000).catch((err: Error) => failed.push({ id, error: err.message })),
-      ),
+      kicks.map(({ id, kick }) => kick().catch((err: Error) => failed.push({ id, error: err.message }))),
     );
-    if (failed.length === all.length)
+    if (failed.length === kicks.length)
       throw new WalbError(
         'UNAVAILABLE',
         `no server answered: ${failed.map((f) => `${f.id}: ${f.error}`).join('; ')}`,
@@ -519,14 +509,10 @@ export class Controller {
    */
   async status(volume?: string): Promise<StatusRow[]> {
     const perServer = await Promise.all(
-      this.allServers().map(async ({ id, client: c, role }): Promise<StatusRow[]> => {
+      this.allServers().map(async (server): Promise<StatusRow[]> => {
+        const { id, role } = server;
         try {
-          const list = await this.rpc<{ volumes: { volume: string; state: string; actions: string[] }[] }>(
-            c,
-            'ListVolumes',
-            {},
-            STATUS_TIMEOUT_MS,
-          );
+          const list = await server.client.ListVolumes({}, STATUS_TIMEOUT_MS);
           const vols = list.volumes.filter((v) => !volume || v.volume === volume);
           return Promise.all(
             vols.map(async (v) => ({
@@ -535,7 +521,7 @@ export class Controller {
               volume: v.volume,
               state: v.state,
               actions: v.actions.join(','),
-              detail: await this.volumeDetail(role, c, v.volume).catch((e: Error) => e.message),
+              detail: await this.volumeDetail(server, v.volume).catch((e: Error) => e.message),
             })),
           );
         } catch (err) {
@@ -555,23 +541,15 @@ export class Controller {
     return perServer.flat();
   }
 
-  private async volumeDetail(role: StatusRow['role'], c: Client, volume: string): Promise<string> {
+  private async volumeDetail(server: RoleServer, volume: string): Promise<string> {
     const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
-    if (role === 'storage') {
-      const s = await this.rpc<{
-        doneGid: number;
-        queue: unknown[];
-        logUsage: number;
-        logCapacity: number;
-        overflow: boolean;
-      }>(c, 'Status', { volume }, STATUS_TIMEOUT_MS);
+    if (server.role === 'storage') {
+      const s = await server.client.Status({ volume }, STATUS_TIMEOUT_MS);
       const log = s.logCapacity ? `log ${Math.round((100 * s.logUsage) / s.logCapacity)}% used` : 'no log';
       return `done gid ${s.doneGid}, ${s.queue.length} snapshot(s) queued, ${log}${s.overflow ? ', OVERFLOW' : ''}`;
     }
-    if (role === 'proxy') {
-      const s = await this.rpc<{
-        archives: { name: string; pendingWdiffs: number; pendingBytes: number; sendError: boolean }[];
-      }>(c, 'Status', { volume }, STATUS_TIMEOUT_MS);
+    if (server.role === 'proxy') {
+      const s = await server.client.Status({ volume }, STATUS_TIMEOUT_MS);
       if (s.archives.length === 0) return 'no archive registered';
       return s.archives
         .map(
@@ -580,17 +558,12 @@ export class Controller {
         )
         .join('; ');
     }
-    const s = await this.rpc<{
-      latest: { gidB: number; gidE: number } | null;
-      diffs: number;
-      diffBytes: number;
-      restored: number[];
-    }>(c, 'Status', { volume }, STATUS_TIMEOUT_MS);
+    const s = await server.client.Status({ volume }, STATUS_TIMEOUT_MS);
     const latest = s.latest ? `latest ${snapText(s.latest)}` : 'no base';
     return `${latest}, ${s.diffs} wdiff(s) ${mib(Number(s.diffBytes))}, ${s.restored.length} restored`;
   }
 
   async getState(volume: string, serverId: string): Promise<string> {
-    return (await this.rpc<{ state: string }>(this.server(serverId).client, 'GetState', { volume })).state;
+    return (await this.server(serverId).client.GetState({ volume })).state;
   }
 }

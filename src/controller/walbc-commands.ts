@@ -1,7 +1,7 @@
 // walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
 import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
 import { Controller, loadLayout, restorableLine } from './controller';
-import { WalbError, type ErrorCode } from '../common/errors';
+import { WalbError, isErrorCode } from '../common/errors';
 
 const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 'boolean' } };
 const commonHelp = {
@@ -339,7 +339,7 @@ export const walbcCommands: Command[] = [
       );
       if (op.state !== 'done')
         throw new WalbError(
-          op.state === 'cancelled' ? 'FAILED_PRECONDITION' : ((op.errorCode || 'INTERNAL') as ErrorCode),
+          op.state === 'cancelled' ? 'CANCELLED' : isErrorCode(op.errorCode) ? op.errorCode : 'INTERNAL',
           `${op.kind} of ${op.volume} ${op.state}${op.error ? `: ${op.error}` : ''}`,
         );
     },

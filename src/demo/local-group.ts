@@ -9,12 +9,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { call as grpcCall, loadProto } from '../common/grpc';
+import { connect, loadProto, type Promised } from '../common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ProtoGrpcType as StorageProto } from '../generated/storage';
 import type { Operation__Output } from '../generated/walb/v1/Operation';
+import type { OperationsClient } from '../generated/walb/v1/Operations';
 import { native } from '../native';
 import { WdevClient } from '../wdev/client';
 import { Processes, freePort } from './processes';
@@ -113,28 +114,34 @@ async function main(): Promise<number> {
     );
   });
   const wdevd = new WdevClient(path.join(run, 'wdevd.sock'), 30000);
-  const archive = new (loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive)(
+  const insecure = grpc.credentials.createInsecure();
+  const archive = connect(
+    loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive,
     addr(archivePort),
-    grpc.credentials.createInsecure(),
+    insecure,
+    60000,
   );
-  const proxy = new (loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy)(
+  const proxy = connect(
+    loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy,
     addr(proxyPort),
-    grpc.credentials.createInsecure(),
+    insecure,
+    60000,
   );
-  const storage = new (loadProto<StorageProto>('walb/v1/storage.proto').proto.walb.v1.Storage)(
+  const storage = connect(
+    loadProto<StorageProto>('walb/v1/storage.proto').proto.walb.v1.Storage,
     addr(storagePort),
-    grpc.credentials.createInsecure(),
+    insecure,
+    60000,
   );
   const Ops = loadProto<CommonProto>('walb/v1/common.proto').proto.walb.v1.Operations;
-  const storageOps = new Ops(addr(storagePort), grpc.credentials.createInsecure());
-  const archiveOps = new Ops(addr(archivePort), grpc.credentials.createInsecure());
+  const storageOps = connect(Ops, addr(storagePort), insecure, 60000);
+  const archiveOps = connect(Ops, addr(archivePort), insecure, 60000);
   cleanups.unshift(() => [wdevd, archive, proxy, storage, storageOps, archiveOps].forEach((c) => c.close()));
-  const call = <T>(c: grpc.Client, m: string, req: object) => grpcCall<object, T>(c, m, req, 60000);
-  const wait = async (ops: grpc.Client, id: string, label: string) => {
+  const wait = async (ops: Promised<OperationsClient>, id: string, label: string) => {
     let op: Operation__Output | undefined;
     let shown = 0;
     await until(async () => {
-      op = await call<Operation__Output>(ops, 'Get', { id });
+      op = await ops.Get({ id });
       if (op.total && Date.now() - shown > 1000 && process.stdout.isTTY) {
         shown = Date.now();
         process.stdout.write(`\r== ${label} ... ${Math.round((100 * op.done) / op.total)}%   `);
@@ -161,10 +168,10 @@ async function main(): Promise<number> {
   await step(
     'register the volume: archive init-vol, proxy archive-info add + start, storage init-vol',
     async () => {
-      await call(archive, 'InitVol', { volume: 'vol0' });
-      await call(proxy, 'ArchiveInfoAdd', { volume: 'vol0', name: 'archive0', address: addr(archivePort) });
-      await call(proxy, 'Start', { volume: 'vol0' });
-      await call(storage, 'InitVol', { volume: 'vol0', wdev: 'vol0' });
+      await archive.InitVol({ volume: 'vol0' });
+      await proxy.ArchiveInfoAdd({ volume: 'vol0', name: 'archive0', address: addr(archivePort) });
+      await proxy.Start({ volume: 'vol0' });
+      await storage.InitVol({ volume: 'vol0', wdev: 'vol0' });
     },
   );
 
@@ -216,7 +223,7 @@ async function main(): Promise<number> {
   }
 
   const full = await step('full backup to the archive', async () => {
-    const op = await call<Operation__Output>(storage, 'FullBackup', { volume: 'vol0' });
+    const op = await storage.FullBackup({ volume: 'vol0' });
     return wait(storageOps, op.id, 'full backup');
   });
   console.log(
@@ -244,7 +251,7 @@ async function main(): Promise<number> {
     async () => {
       if (mountable) sh('fsfreeze', ['--freeze', mnt]);
       try {
-        return Number((await call<{ gid: number }>(storage, 'Snapshot', { volume: 'vol0' })).gid);
+        return Number((await storage.Snapshot({ volume: 'vol0' })).gid);
       } finally {
         if (mountable) sh('fsfreeze', ['--unfreeze', mnt]);
       }
@@ -254,14 +261,12 @@ async function main(): Promise<number> {
   await step(`wait until gid ${gid} is restorable on the archive`, () =>
     until(
       async () =>
-        (
-          await call<{ snapshots: { gid: number }[] }>(archive, 'GetRestorable', { volume: 'vol0' })
-        ).snapshots.some((s) => Number(s.gid) === gid),
+        (await archive.GetRestorable({ volume: 'vol0' })).snapshots.some((s) => Number(s.gid) === gid),
       'restorable',
     ),
   );
   const restored = await step(`restore gid ${gid} on the archive`, async () => {
-    const op = await call<Operation__Output>(archive, 'Restore', { volume: 'vol0', gid });
+    const op = await archive.Restore({ volume: 'vol0', gid });
     return (await wait(archiveOps, op.id, 'restore')).result;
   });
   console.log(`   ${restored}`);

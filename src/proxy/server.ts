@@ -5,17 +5,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
+import { Backoff } from '../common/backoff';
 import { WalbError, errorMessage } from '../common/errors';
-import {
-  CLIENT_OPTIONS,
-  channelCredentials,
-  loadProto,
-  stopGrpcServer,
-  toServiceError,
-  unary,
-} from '../common/grpc';
+import { ForegroundSlots } from '../common/foreground';
+import { channelCredentials, connect, loadProto, stopGrpcServer, unary, type Promised } from '../common/grpc';
 import type { Logger } from '../common/log';
 import {
   DiffSet,
@@ -32,13 +27,13 @@ import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
 import { VolumeState, type Edge } from '../common/state-machine';
 import { TaskQueue, type TaskResult } from '../common/task-queue';
-import { fileChunks, runTransfer } from '../common/transfer';
+import { fileChunks, runTransfer, serveTransfer } from '../common/transfer';
 import { buildWlogHeader } from '../common/wlog-header';
-import { checkVolumeName } from '../archive/volume-store';
+import { checkVolumeName } from '../common/volume-name';
 import type { ProxyConfig } from '../config/proxy';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ArchiveClient } from '../generated/walb/v1/Archive';
-import type { RejectReason } from '../generated/walb/v1/RejectReason';
+import type { ProxyHandlers } from '../generated/walb/v1/Proxy';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
 import type { WlogRequest__Output } from '../generated/walb/v1/WlogRequest';
 import { native, readWdiffHeader, type Compression } from '../native';
@@ -101,17 +96,19 @@ export class ProxyServer {
   private readonly volumes = new Map<string, Volume>();
   private readonly ops = new OperationRegistry();
   private readonly queue: TaskQueue<string>;
-  private readonly backoff = new Map<string, number>();
-  private readonly clients = new Map<string, ArchiveClient>();
+  private readonly backoff: Backoff<string>;
+  private readonly clients = new Map<string, Promised<ArchiveClient>>();
   private server: grpc.Server | undefined;
-  private foreground = 0;
-  private archiveProto = loadProto<ArchiveProto>('walb/v1/archive.proto');
+  private readonly foreground: ForegroundSlots;
+  private readonly Archive = loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive;
   port = 0;
 
   constructor(
     readonly config: ProxyConfig,
     private readonly log: Logger,
   ) {
+    this.foreground = new ForegroundSlots(config.maxForegroundTasks);
+    this.backoff = new Backoff(config.retryDelaySec * 1000, config.maxRetryDelaySec * 1000);
     this.queue = new TaskQueue<string>(
       Math.max(1, config.backgroundTasks),
       (key) => this.sendTask(key),
@@ -220,9 +217,9 @@ export class ProxyServer {
     await fsyncDir(path.dirname(file));
   }
 
-  private handlers(): grpc.UntypedServiceImplementation {
-    const addOrUpdate = (update: boolean) =>
-      unary(async (req: ArchiveInfoEntry & { volume: string }) => {
+  private handlers(): ProxyHandlers {
+    const addOrUpdate = (update: boolean): ProxyHandlers['ArchiveInfoAdd'] =>
+      unary(async (req) => {
         checkVolumeName(req.volume);
         if (!/^[0-9A-Za-z_.-]{1,64}$/.test(req.name))
           throw new WalbError('INVALID_ARGUMENT', `bad archive name '${req.name}'`);
@@ -264,7 +261,7 @@ export class ProxyServer {
     return {
       ArchiveInfoAdd: addOrUpdate(false),
       ArchiveInfoUpdate: addOrUpdate(true),
-      ArchiveInfoDelete: unary(async (req: { volume: string; name: string }) => {
+      ArchiveInfoDelete: unary(async (req) => {
         const v = this.volume(req.volume);
         v.state.require(['Stopped'], 'archive-info delete');
         if (!v.meta.archives.some((a) => a.name === req.name))
@@ -282,16 +279,16 @@ export class ProxyServer {
         }
         return {};
       }),
-      ArchiveInfoList: unary(async (req: { volume: string }) => ({
+      ArchiveInfoList: unary(async (req) => ({
         archives: this.volume(req.volume).meta.archives.map((a) => ({ volume: req.volume, ...a })),
       })),
-      Start: unary(async (req: { volume: string }) => {
+      Start: unary(async (req) => {
         const v = this.volume(req.volume);
         await v.state.transact('Start', () => this.recover(v));
         this.queueSends(v);
         return this.volumeState(v);
       }),
-      Stop: unary(async (req: { volume: string; mode: string }) => {
+      Stop: unary(async (req) => {
         const v = this.volume(req.volume);
         // A wlog being received or a send in progress is waited for (up to 60 s), as WalB's stop does.
         v.state.require(SENDING, 'stop');
@@ -324,7 +321,7 @@ export class ProxyServer {
           }
         });
       }),
-      ClearVol: unary(async (req: { volume: string }) => {
+      ClearVol: unary(async (req) => {
         const v = this.volume(req.volume);
         if (v.state.runningActions().length)
           throw new WalbError('FAILED_PRECONDITION', `volume ${req.volume} is sending`);
@@ -332,24 +329,24 @@ export class ProxyServer {
         this.volumes.delete(req.volume);
         return { volume: req.volume, state: 'Clear', actions: [] };
       }),
-      Kick: unary(async (req: { volume: string; archive: string }) => {
+      Kick: unary(async (req) => {
         const vols = req.volume ? [this.volume(req.volume)] : [...this.volumes.values()];
         for (const v of vols) {
           if (!SENDING.includes(v.state.state)) continue;
           for (const a of v.meta.archives) {
             if (req.archive && a.name !== req.archive) continue;
             v.sendError.delete(a.name);
-            this.backoff.delete(this.task(v, a.name));
+            this.backoff.reset(this.task(v, a.name));
             this.queue.pushForce(this.task(v, a.name), 0);
           }
         }
         return {};
       }),
-      GetState: unary(async (req: { volume: string }) => {
+      GetState: unary(async (req) => {
         const v = this.volumes.get(req.volume);
         return v ? this.volumeState(v) : { volume: req.volume, state: 'Clear', actions: [] };
       }),
-      IsWdiffSendError: unary(async (req: { volume: string; name: string }) => {
+      IsWdiffSendError: unary(async (req) => {
         const v = this.volume(req.volume);
         if (!v.meta.archives.some((a) => a.name === req.name))
           throw new WalbError('NOT_FOUND', `archive ${req.name} is not registered for ${req.volume}`);
@@ -358,7 +355,7 @@ export class ProxyServer {
       ListVolumes: unary(async () => ({
         volumes: [...this.volumes.values()].map((v) => this.volumeState(v)),
       })),
-      Status: unary(async (req: { volume: string }) => {
+      Status: unary(async (req) => {
         const v = this.volume(req.volume);
         const archives = [];
         for (const a of v.meta.archives) {
@@ -382,8 +379,7 @@ export class ProxyServer {
           archives,
         };
       }),
-      SendWlog: (call: grpc.ServerDuplexStream<WlogRequest__Output, TransferReply>) =>
-        void this.receiveWlog(call),
+      SendWlog: (call) => void this.receiveWlog(call),
     };
   }
 
@@ -401,108 +397,87 @@ export class ProxyServer {
 
   // ---- receiving wlogs (docs/servers.md §7.1 steps 5-6) ----
 
-  private async receiveWlog(
-    call: grpc.ServerDuplexStream<WlogRequest__Output, TransferReply>,
-  ): Promise<void> {
-    const it = call[Symbol.asyncIterator]() as AsyncIterator<WlogRequest__Output>;
-    const reject = (reason: RejectReason, message: string) => {
-      call.write({ rejected: { reason, message } });
-      call.end();
-    };
-    let took = false;
-    let tmpWlog = '';
-    try {
-      const first = await it.next();
-      const h = first.done ? undefined : first.value.header;
-      if (!h) throw new WalbError('INVALID_ARGUMENT', 'a wlog transfer starts with its header');
-      const v = this.volumes.get(h.volume);
-      if (!v) return reject('NOT_FOUND', `no volume ${h.volume} on this proxy`);
-      if (v.state.state !== 'Started' || v.state.stop !== 'not-stopping')
-        return reject('STOPPED', `volume ${h.volume} is ${v.state.state}`);
-      if (this.foreground >= this.config.maxForegroundTasks) return reject('BUSY', 'too many transfers');
-      this.foreground++;
-      took = true;
-      const received = path.join(v.dir, 'received');
-      tmpWlog = path.join(received, `${TMP}${crypto.randomBytes(6).toString('hex')}.wlog`);
-      let name = '';
-      await v.state.transact('WlogRecv', async () => {
-        call.write({ accepted: {} });
-        const fh = await fs.promises.open(tmpWlog, 'w');
-        let end;
+  private receiveWlog(call: grpc.ServerDuplexStream<WlogRequest__Output, TransferReply>): Promise<void> {
+    return serveTransfer(call, {
+      kind: 'wlog transfer',
+      log: this.log,
+      slots: this.foreground,
+      header: (m) => m.header ?? undefined,
+      endOf: (m) => m.end ?? undefined,
+      check: (h) => {
+        const v = this.volumes.get(h.volume);
+        if (!v) return { reason: 'NOT_FOUND', message: `no volume ${h.volume} on this proxy` };
+        if (v.state.state !== 'Started' || v.state.stop !== 'not-stopping')
+          return { reason: 'STOPPED', message: `volume ${h.volume} is ${v.state.state}` };
+        return undefined;
+      },
+      receive: async (h, transfer) => {
+        const v = this.volumes.get(h.volume)!;
+        const received = path.join(v.dir, 'received');
+        const tmpWlog = path.join(received, `${TMP}${crypto.randomBytes(6).toString('hex')}.wlog`);
+        let name = '';
         try {
-          await fh.write(
-            buildWlogHeader({ pbs: h.pbs, salt: h.salt, uuid: h.storageUuid, beginLsid: h.beginLsid }),
-          );
-          for (;;) {
-            const m = await it.next();
-            if (m.done) throw new WalbError('TRUNCATED', 'the wlog stream ended before its end message');
-            if (m.value.packs) await fh.write(m.value.packs);
-            else if (m.value.end) {
-              end = m.value.end;
-              break;
-            } else throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a wlog transfer');
-          }
+          await v.state.transact('WlogRecv', async () => {
+            transfer.accept();
+            const fh = await fs.promises.open(tmpWlog, 'w');
+            try {
+              await fh.write(
+                buildWlogHeader({ pbs: h.pbs, salt: h.salt, uuid: h.storageUuid, beginLsid: h.beginLsid }),
+              );
+              for await (const m of transfer.data()) {
+                if (!m.packs)
+                  throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a wlog transfer');
+                await fh.write(m.packs);
+              }
+            } finally {
+              await fh.close();
+            }
+            const md = transfer.end().diff;
+            if (!md?.snapB || !md.snapE)
+              throw new WalbError('INVALID_ARGUMENT', 'the wlog end carries no diff');
+            const d = diff(snap(md.snapB.gidB, md.snapB.gidE), snap(md.snapE.gidB, md.snapE.gidE), {
+              isMergeable: md.mergeable,
+              timestamp: Number(md.timestamp),
+            });
+            if (!isCleanDiff(d)) throw new WalbError('INVALID_ARGUMENT', 'a diff from wlogs is clean');
+            const tmpWdiff = path.join(received, `${TMP}${crypto.randomBytes(6).toString('hex')}.wdiff`);
+            await native.wlogToWdiff([tmpWlog], tmpWdiff, { indexed: true });
+            name = diffFileName({ ...d, dataSize: 0 });
+            const final = path.join(received, name);
+            await fs.promises.rename(tmpWdiff, final);
+            await fsyncDir(received);
+            await this.distribute(v, final, name);
+            if (h.size > v.meta.size) {
+              v.meta = { ...v.meta, size: Number(h.size) };
+              await this.saveMeta(v);
+            }
+          });
         } finally {
-          await fh.close();
+          await fs.promises.rm(tmpWlog, { force: true });
         }
-        const md = end.diff;
-        if (!md?.snapB || !md.snapE) throw new WalbError('INVALID_ARGUMENT', 'the wlog end carries no diff');
-        const d = diff(snap(md.snapB.gidB, md.snapB.gidE), snap(md.snapE.gidB, md.snapE.gidE), {
-          isMergeable: md.mergeable,
-          timestamp: Number(md.timestamp),
-        });
-        if (!isCleanDiff(d)) throw new WalbError('INVALID_ARGUMENT', 'a diff from wlogs is clean');
-        const tmpWdiff = path.join(received, `${TMP}${crypto.randomBytes(6).toString('hex')}.wdiff`);
-        await native.wlogToWdiff([tmpWlog], tmpWdiff, { indexed: true });
-        name = diffFileName({ ...d, dataSize: 0 });
-        const final = path.join(received, name);
-        await fs.promises.rename(tmpWdiff, final);
-        await fsyncDir(received);
-        await this.distribute(v, final, name);
-        if (h.size > v.meta.size) {
-          v.meta = { ...v.meta, size: Number(h.size) };
-          await this.saveMeta(v);
+        v.lastWlogMs = Date.now();
+        for (const a of v.meta.archives) {
+          v.sendError.delete(a.name);
+          this.queue.push(this.task(v, a.name), a.delaySec * 1000);
         }
-      });
-      v.lastWlogMs = Date.now();
-      for (const a of v.meta.archives) {
-        v.sendError.delete(a.name);
-        this.queue.push(this.task(v, a.name), a.delaySec * 1000);
-      }
-      this.log('info', 'wlog-received', { volume: h.volume, wdiff: name });
-      call.write({ done: {} });
-      call.end();
-    } catch (err) {
-      this.log('warn', 'wlog-receive-failed', { error: errorMessage(err) });
-      call.emit('error', toServiceError(err));
-    } finally {
-      if (took) this.foreground--;
-      if (tmpWlog) await fs.promises.rm(tmpWlog, { force: true });
-    }
+        this.log('info', 'wlog-received', { volume: h.volume, wdiff: name });
+      },
+    });
   }
 
   // ---- sending wdiffs (docs/servers.md §7.2) ----
 
-  private archiveClient(address: string): ArchiveClient {
+  private archiveClient(address: string): Promised<ArchiveClient> {
     let c = this.clients.get(address);
     if (!c) {
-      c = new this.archiveProto.proto.walb.v1.Archive(
-        address,
-        channelCredentials(this.config.tls),
-        CLIENT_OPTIONS,
-      );
+      c = connect(this.Archive, address, channelCredentials(this.config.tls));
       this.clients.set(address, c);
     }
     return c;
   }
 
   private retry(key: string): TaskResult {
-    const next = Math.min(
-      (this.backoff.get(key) ?? this.config.retryDelaySec * 500) * 2,
-      this.config.maxRetryDelaySec * 1000,
-    );
-    this.backoff.set(key, next);
-    return { again: true, delayMs: next };
+    return { again: true, delayMs: this.backoff.next(key) };
   }
 
   private async sendTask(key: string): Promise<TaskResult> {
@@ -518,7 +493,7 @@ export class ProxyServer {
       if (d) files.set(d, path.join(dir, name));
     }
     if (files.size === 0) {
-      this.backoff.delete(key);
+      this.backoff.reset(key);
       return { again: false };
     }
     // The mergeable run from the lowest gid, within the size and count limits and one log stream.
@@ -561,7 +536,7 @@ export class ProxyServer {
       };
       if (result.ok) {
         await dropSent();
-        this.backoff.delete(key);
+        this.backoff.reset(key);
         this.log('info', 'wdiff-sent', {
           volume: v.name,
           archive: archiveName,

@@ -7,18 +7,19 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
-import { CLIENT_OPTIONS, LOADER_OPTIONS, loadProto } from '../common/grpc';
+import { errorMessage } from '../common/errors';
+import { LOADER_OPTIONS, connect, loadProto, type Promised } from '../common/grpc';
 import type { Logger } from '../common/log';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
 
-type HealthClient = grpc.Client & {
-  check(
-    req: { service: string },
-    options: grpc.CallOptions,
-    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
-  ): void;
-};
+/** The one method of grpc.health.v1.Health used here (grpc-health-check ships no client type). */
+interface HealthClient extends grpc.Client {
+  Check(
+    argument: { service: string },
+    callback: grpc.requestCallback<{ status: string }>,
+  ): grpc.ClientUnaryCall;
+}
 
 export interface ProxyState {
   address: string;
@@ -30,13 +31,15 @@ export interface ProxyState {
 
 export class ProxyMonitor {
   private readonly states: ProxyState[];
-  private readonly clients: ProxyClient[];
+  private readonly clients: Promised<ProxyClient>[];
   private readonly proxyProto = loadProto<ProxyProto>('walb/v1/proxy.proto').proto;
   private readonly Health = (
     grpc.loadPackageDefinition(protoLoader.loadSync(healthProtoPath, LOADER_OPTIONS)) as unknown as {
       grpc: {
         health: {
-          v1: { Health: new (a: string, c: grpc.ChannelCredentials, o: grpc.ChannelOptions) => HealthClient };
+          v1: {
+            Health: new (a: string, c: grpc.ChannelCredentials, o?: grpc.ChannelOptions) => HealthClient;
+          };
         };
       };
     }
@@ -70,7 +73,7 @@ export class ProxyMonitor {
     return this.states.flatMap((s, i) => (s.available ? [i] : []));
   }
 
-  client(i: number): ProxyClient {
+  client(i: number): Promised<ProxyClient> {
     return this.clients[i];
   }
 
@@ -128,16 +131,18 @@ export class ProxyMonitor {
   }
 
   /** '' when the address answers as a serving proxy within the timeout, else why not. */
-  private check(address: string): Promise<string> {
-    const client = new this.Health(address, this.opts.credentials, CLIENT_OPTIONS);
-    return new Promise<string>((resolve) => {
-      client.check({ service: 'walb.v1.Proxy' }, { deadline: Date.now() + this.opts.timeoutMs }, (err, res) =>
-        resolve(err ? err.details || err.message : res?.status === 'SERVING' ? '' : 'not serving'),
-      );
-    }).finally(() => client.close());
+  private async check(address: string): Promise<string> {
+    const client = connect(this.Health, address, this.opts.credentials, this.opts.timeoutMs);
+    try {
+      return (await client.Check({ service: 'walb.v1.Proxy' })).status === 'SERVING' ? '' : 'not serving';
+    } catch (err) {
+      return errorMessage(err);
+    } finally {
+      client.close();
+    }
   }
 
-  private newClient(address: string): ProxyClient {
-    return new this.proxyProto.walb.v1.Proxy(address, this.opts.credentials, CLIENT_OPTIONS);
+  private newClient(address: string): Promised<ProxyClient> {
+    return connect(this.proxyProto.walb.v1.Proxy, address, this.opts.credentials);
   }
 }

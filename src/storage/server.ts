@@ -3,17 +3,20 @@
 // control API and by reading its log and data devices.
 import fs from 'node:fs';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { readJson, writeJsonAtomic } from '../common/atomic-file';
-import { WalbError, errorCode, errorMessage } from '../common/errors';
+import { Backoff } from '../common/backoff';
+import { WalbError, cancelled, errorCode, errorMessage } from '../common/errors';
+import { ForegroundSlots } from '../common/foreground';
 import {
-  CLIENT_OPTIONS,
   channelCredentials,
+  connect,
   loadProto,
   stopGrpcServer,
   tlsPem,
   unary,
   withPort,
+  type Promised,
 } from '../common/grpc';
 import type { Logger } from '../common/log';
 import { nextGid, type LsidGid } from '../common/meta';
@@ -22,11 +25,13 @@ import { startRoleServer } from '../common/role-server';
 import { VolumeState, type Edge } from '../common/state-machine';
 import { TaskQueue, type TaskResult } from '../common/task-queue';
 import { FULL_SYNC_BULK, fileBulks, runTransfer, sendBulks } from '../common/transfer';
-import { checkVolumeName } from '../archive/volume-store';
+import { checkVolumeName } from '../common/volume-name';
 import type { StorageConfig } from '../config/storage';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { Accepted__Output } from '../generated/walb/v1/Accepted';
+import type { ArchiveClient } from '../generated/walb/v1/Archive';
 import type { FullSyncRequest } from '../generated/walb/v1/FullSyncRequest';
+import type { StorageHandlers } from '../generated/walb/v1/Storage';
 import { native } from '../native';
 import { WdevClient, type WdevStatusReply } from '../wdev/client';
 import { ProxyMonitor } from './proxy-monitor';
@@ -86,11 +91,11 @@ export class StorageServer {
   private readonly queue: TaskQueue<string>;
   private readonly wdevd: WdevClient;
   private readonly proxies: ProxyMonitor;
-  private readonly archiveClient;
-  private readonly backoff = new Map<string, number>();
+  private readonly archiveClient: Promised<ArchiveClient>;
+  private readonly backoff: Backoff<string>;
   private server: grpc.Server | undefined;
   private ticker: NodeJS.Timeout | undefined;
-  private foreground = 0;
+  private readonly foreground: ForegroundSlots;
   port = 0;
 
   constructor(
@@ -108,21 +113,18 @@ export class StorageServer {
       log,
       () => this.retryAllNow(),
     );
-    const archiveProto = loadProto<ArchiveProto>('walb/v1/archive.proto').proto;
-    this.archiveClient = new archiveProto.walb.v1.Archive(
+    this.archiveClient = connect(
+      loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive,
       config.archive,
       channelCredentials(config.tls),
-      CLIENT_OPTIONS,
     );
+    this.foreground = new ForegroundSlots(config.maxForegroundTasks);
+    this.backoff = new Backoff(config.retryDelaySec * 1000, config.maxRetryDelaySec * 1000);
     this.queue = new TaskQueue<string>(
       Math.max(1, config.backgroundTasks),
       (v) => this.wlogTask(v),
       (v, err) => {
-        const next = Math.min(
-          (this.backoff.get(v) ?? config.retryDelaySec * 500) * 2,
-          config.maxRetryDelaySec * 1000,
-        );
-        this.backoff.set(v, next);
+        const next = this.backoff.next(v);
         this.log('warn', 'wlog-send-failed', { volume: v, error: errorMessage(err), retryInMs: next });
         return next;
       },
@@ -243,9 +245,9 @@ export class StorageServer {
     return { lsid: Math.max(lsid, prev.lsid), gid, isMergeable, timestamp: now() };
   }
 
-  private handlers(): grpc.UntypedServiceImplementation {
+  private handlers(): StorageHandlers {
     return {
-      InitVol: unary(async (req: { volume: string; wdev: string }) => {
+      InitVol: unary(async (req) => {
         checkVolumeName(req.volume);
         if (!req.wdev) throw new WalbError('INVALID_ARGUMENT', 'wdev is required');
         for (const o of this.volumes.values())
@@ -270,7 +272,7 @@ export class StorageServer {
         this.volumes.set(req.volume, v);
         return this.volumeState(v);
       }),
-      ClearVol: unary(async (req: { volume: string }) => {
+      ClearVol: unary(async (req) => {
         const v = this.volume(req.volume);
         await v.state.transact('ClearVol', () =>
           fs.promises.rm(path.dirname(v.file), { recursive: true, force: true }),
@@ -278,7 +280,7 @@ export class StorageServer {
         this.volumes.delete(req.volume);
         return { volume: req.volume, state: 'Clear', actions: [] };
       }),
-      ResetVol: unary(async (req: { volume: string }) => {
+      ResetVol: unary(async (req) => {
         const v = this.volume(req.volume);
         await v.state.transact('Reset', async () => {
           const st = await this.wdevd.resetWal(v.meta.wdev);
@@ -286,21 +288,19 @@ export class StorageServer {
         });
         return this.volumeState(v);
       }),
-      FullBackup: unary(async (req: { volume: string; bulk: number }) => {
+      FullBackup: unary(async (req) => {
         const v = this.volume(req.volume);
         v.state.require(['SyncReady'], 'full-bkp');
-        if (this.foreground >= this.config.maxForegroundTasks)
-          throw new WalbError('FAILED_PRECONDITION', 'too many foreground tasks');
-        this.foreground++;
+        const release = this.foreground.take();
         return this.ops.start('full-backup', v.name, async (op) => {
           try {
             return await this.fullBackup(v, req.bulk || BULK, op);
           } finally {
-            this.foreground--;
+            release();
           }
         });
       }),
-      Start: unary(async (req: { volume: string; mode: string }) => {
+      Start: unary(async (req) => {
         const v = this.volume(req.volume);
         if (req.mode && req.mode !== 'target')
           throw new WalbError('UNSUPPORTED', 'standby is not implemented yet');
@@ -314,7 +314,7 @@ export class StorageServer {
         this.queue.push(v.name);
         return this.volumeState(v);
       }),
-      Stop: unary(async (req: { volume: string; mode: string }) => {
+      Stop: unary(async (req) => {
         const v = this.volume(req.volume);
         v.state.require(['Target'], 'stop');
         return this.ops.start('stop', v.name, async () => {
@@ -328,7 +328,7 @@ export class StorageServer {
           }
         });
       }),
-      Snapshot: unary(async (req: { volume: string }) => {
+      Snapshot: unary(async (req) => {
         const v = this.volume(req.volume);
         v.state.require(['Target', 'Stopped'], 'snapshot');
         const st = await this.wdevd.status(v.meta.wdev);
@@ -346,17 +346,17 @@ export class StorageServer {
       ListProxies: unary(async () => ({
         proxies: this.proxies.list().map((p) => ({ ...p, lastCheck: Math.floor(p.lastCheck / 1000) })),
       })),
-      GetState: unary(async (req: { volume: string }) => {
+      GetState: unary(async (req) => {
         const v = this.volumes.get(req.volume);
         return v ? this.volumeState(v) : { volume: req.volume, state: 'Clear', actions: [] };
       }),
-      IsOverflow: unary(async (req: { volume: string }) => ({
+      IsOverflow: unary(async (req) => ({
         overflow: (await this.wdevd.status(this.volume(req.volume).meta.wdev)).overflow,
       })),
       ListVolumes: unary(async () => ({
         volumes: [...this.volumes.values()].map((v) => this.volumeState(v)),
       })),
-      Status: unary(async (req: { volume: string }) => {
+      Status: unary(async (req) => {
         const v = this.volume(req.volume);
         const st = await this.wdevd.status(v.meta.wdev);
         return {
@@ -476,7 +476,7 @@ export class StorageServer {
     }
     let scanned = 0;
     for await (const b of fileBulks(ddev.fh, ddev.size, bulk, FULL_SYNC_DATA_FIELD, 4, scanRate)) {
-      if (op.signal.aborted) throw new WalbError('FAILED_PRECONDITION', 'cancelled');
+      if (op.signal.aborted) throw cancelled();
       scanned += b.length;
       op.progress(scanned, ddev.size);
       // Zero bulks stay holes on the archive.
@@ -533,7 +533,7 @@ export class StorageServer {
       const limit = whole ? endRec.lsid : done.lsid + maxPb;
       if (l.permanent < limit) return { again: true, delayMs: 100 };
       await this.sendRange(v, st, done, endRec, limit, whole);
-      this.backoff.delete(name);
+      this.backoff.reset(name);
       return { again: true, delayMs: 0 };
     } finally {
       end();

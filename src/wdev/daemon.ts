@@ -81,7 +81,7 @@ export class WdevDaemon {
         {
           name: 'walb.v1.WdevControl',
           definition: proto.walb.v1.WdevControl.service,
-          implementation: this.handlers() as unknown as grpc.UntypedServiceImplementation,
+          implementation: this.handlers(),
         },
       ],
     );

@@ -11,7 +11,7 @@ import type { TransferReply__Output } from '../../src/generated/walb/v1/Transfer
 import { native } from '../../src/native';
 import { ROOT, run } from '../processes';
 import { makeTempDir, removeDir } from '../temp-files';
-import { ServerProc, archiveClient, call, freePort, operationsClient } from '../system-harness';
+import { ServerProc, archiveClient, freePort, operationsClient } from '../system-harness';
 
 const ARCHIVE = path.join(ROOT, 'dist', 'src', 'bin', 'walb-archive.js');
 const SIZE = 16 << 20;
@@ -19,7 +19,7 @@ const UUID = 'cd'.repeat(16);
 
 function clients(port: number) {
   const address = `127.0.0.1:${port}`;
-  return { archive: archiveClient(address), ops: operationsClient(address), call };
+  return { archive: archiveClient(address), ops: operationsClient(address) };
 }
 
 /** Runs a bidirectional transfer: the header, then (if accepted) the rest; resolves with the replies. */
@@ -106,8 +106,8 @@ test('full backup and wdiffs over gRPC; every restorable snapshot restores byte 
     }
 
     await a.start();
-    let { archive, ops, call } = clients(port);
-    t.is((await call<{ state: string }>(archive, 'InitVol', { volume: 'vol0' })).state, 'SyncReady');
+    let { archive, ops } = clients(port);
+    t.is((await archive.InitVol({ volume: 'vol0' })).state, 'SyncReady');
 
     // Full backup: zero bulks are not sent.
     const bulks: object[] = [];
@@ -123,7 +123,7 @@ test('full backup and wdiffs over gRPC; every restorable snapshot restores byte 
     );
     t.truthy(fsr[0].accepted);
     t.truthy(fsr[1].done);
-    t.is((await call<{ state: string }>(archive, 'GetState', { volume: 'vol0' })).state, 'Archived');
+    t.is((await archive.GetState({ volume: 'vol0' })).state, 'Archived');
 
     const send = (h: ReturnType<typeof diffHeader>) =>
       transfer(archive.SendWdiff(), { header: h.header }, wdiffMessages(h.file));
@@ -154,19 +154,15 @@ test('full backup and wdiffs over gRPC; every restorable snapshot restores byte 
     archive.close();
     ops.close();
     await a.start();
-    ({ archive, ops, call } = clients(port));
+    ({ archive, ops } = clients(port));
     t.false(fs.readdirSync(path.join(dir, 'data', 'vol0')).some((n) => n.startsWith('.tmp-')));
-    t.is((await call<{ state: string }>(archive, 'GetState', { volume: 'vol0' })).state, 'Archived');
+    t.is((await archive.GetState({ volume: 'vol0' })).state, 'Archived');
     t.truthy((await send(diffHeader('vol0', wdiffs[2], 2, 3)))[1].done, 'the transfer is simply repeated');
 
-    const restorable = await call<{ snapshots: { gid: number; explicit: boolean }[] }>(
-      archive,
-      'GetRestorable',
-      {
-        volume: 'vol0',
-        all: true,
-      },
-    );
+    const restorable = await archive.GetRestorable({
+      volume: 'vol0',
+      all: true,
+    });
     t.deepEqual(
       restorable.snapshots.map((s) => [Number(s.gid), s.explicit]),
       [
@@ -177,7 +173,7 @@ test('full backup and wdiffs over gRPC; every restorable snapshot restores byte 
       ],
     );
     for (const gid of [3, 1]) {
-      const op = await call<Operation__Output>(archive, 'Restore', { volume: 'vol0', gid });
+      const op = await archive.Restore({ volume: 'vol0', gid });
       t.is(op.state, 'running');
       const final = await new Promise<Operation__Output>((resolve, reject) => {
         let last: Operation__Output | undefined;
@@ -189,9 +185,9 @@ test('full backup and wdiffs over gRPC; every restorable snapshot restores byte 
       t.is(final.state, 'done', final.error);
       t.true(fs.readFileSync(final.result).equals(fs.readFileSync(truth[gid])), `gid ${gid}`);
     }
-    const again = await call<Operation__Output>(archive, 'Restore', { volume: 'vol0', gid: 2 });
+    const again = await archive.Restore({ volume: 'vol0', gid: 2 });
     t.is(again.state, 'running');
-    await t.throwsAsync(call(archive, 'Restore', { volume: 'vol0', gid: 9 }), { message: /not restorable/ });
+    await t.throwsAsync(archive.Restore({ volume: 'vol0', gid: 9 }), { message: /not restorable/ });
     archive.close();
     ops.close();
   } finally {

@@ -6,11 +6,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runTransfer } from '../../src/common/transfer';
-import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
 import { native } from '../../src/native';
 import { openFiles } from '../processes';
 import { makeTempDir, removeDir } from '../temp-files';
-import { ServerProc, archiveClient, call, freePort, operationsClient, proxyClient } from '../system-harness';
+import { ServerProc, archiveClient, freePort, operationsClient, proxyClient } from '../system-harness';
 import { waitUntil } from '../waiting';
 
 const SIZE = 16 << 20;
@@ -47,7 +46,7 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
     await proxy.start();
     const a = archiveClient(archive.address);
     const p = proxyClient(proxy.address);
-    await call(a, 'InitVol', { volume: 'vol0' });
+    await a.InitVol({ volume: 'vol0' });
     const bulks: { data: { offset: number; data: Buffer } }[] = [];
     for (let off = 0; off < SIZE; off += 1 << 20)
       bulks.push({ data: { offset: off, data: img.subarray(off, off + (1 << 20)) } });
@@ -61,26 +60,24 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
     );
     t.true(full.ok);
 
-    await call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address, delaySec: 1 });
-    await t.throwsAsync(call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address }), {
+    await p.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: archive.address, delaySec: 1 });
+    await t.throwsAsync(p.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: archive.address }), {
       message: /registered/,
     });
     const notStarted = await sendWlog(p, wlogs[0], 0, 1, false);
     t.false(notStarted.ok);
-    await call(p, 'Start', { volume: 'vol0' });
+    await p.Start({ volume: 'vol0' });
 
     // Three wlogs within the archive's send delay: 0-1, 1-2 (mergeable), 2-3 (mergeable) go as one 0-3.
     t.true((await sendWlog(p, wlogs[0], 0, 1, false)).ok);
     t.true((await sendWlog(p, wlogs[1], 1, 2, true)).ok);
     t.true((await sendWlog(p, wlogs[2], 2, 3, true)).ok);
     const restorable = async () =>
-      (
-        await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0', all: true })
-      ).snapshots.map((s) => Number(s.gid));
+      (await a.GetRestorable({ volume: 'vol0', all: true })).snapshots.map((s) => Number(s.gid));
     await waitUntil(async () => (await restorable()).includes(3), 'gid 3 restorable');
     t.deepEqual(await restorable(), [0, 3], 'the three diffs arrived merged');
-    t.is((await call<{ diffs: number }>(a, 'Status', { volume: 'vol0' })).diffs, 1);
-    t.false((await call<{ value: boolean }>(p, 'IsWdiffSendError', { volume: 'vol0', name: 'a0' })).value);
+    t.is((await a.Status({ volume: 'vol0' })).diffs, 1);
+    t.false((await p.IsWdiffSendError({ volume: 'vol0', name: 'a0' })).value);
 
     // The proxy acknowledges 3-4, then dies before its send delay is over; after a restart it delivers it.
     t.true((await sendWlog(p, wlogs[3], 3, 4, false)).ok);
@@ -97,12 +94,9 @@ test('wlogs through the proxy reach the archive as wdiffs; mergeable ones are me
 
     const ops = operationsClient(archive.address);
     for (const gid of [3, 4]) {
-      const op = await call<Operation__Output>(a, 'Restore', { volume: 'vol0', gid });
+      const op = await a.Restore({ volume: 'vol0', gid });
       let last = op;
-      await waitUntil(
-        async () => (last = await call<Operation__Output>(ops, 'Get', { id: op.id })).state !== 'running',
-        'restore',
-      );
+      await waitUntil(async () => (last = await ops.Get({ id: op.id })).state !== 'running', 'restore');
       t.is(last.state, 'done', last.error);
       t.true(
         fs.readFileSync(last.result).equals(fs.readFileSync(truth[gid])),
@@ -136,7 +130,7 @@ test('the proxy holds no wdiff file open once it has sent it, over many small se
     await proxy.start();
     const a = archiveClient(archive.address);
     const p = proxyClient(proxy.address);
-    await call(a, 'InitVol', { volume: 'vol0' });
+    await a.InitVol({ volume: 'vol0' });
     const full = await runTransfer(
       a.FullSync(),
       { header: { volume: 'vol0', size: size / 512, storageUuid: UUID, timestamp: 1_700_000_000 } },
@@ -146,8 +140,8 @@ test('the proxy holds no wdiff file open once it has sent it, over many small se
       { end: { snapshot: { gidB: 0, gidE: 0 } } },
     );
     t.true(full.ok);
-    await call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address, delaySec: 0 });
-    await call(p, 'Start', { volume: 'vol0' });
+    await p.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: archive.address, delaySec: 0 });
+    await p.Start({ volume: 'vol0' });
 
     // Sample the proxy's descriptors all along: a wdiff it sent is deleted, so a descriptor still on it shows
     // as "x.wdiff (deleted)".
@@ -167,16 +161,14 @@ test('the proxy holds no wdiff file open once it has sent it, over many small se
       for (let i = 0; i < wlogs.length; i++) {
         t.true((await sendWlog(p, wlogs[i], i, i + 1, i >= wlogs.length / 2, size)).ok);
       }
-      const pending = async () =>
-        (await call<{ archives: { pendingWdiffs: number }[] }>(p, 'Status', { volume: 'vol0' })).archives[0]
-          .pendingWdiffs;
+      const pending = async () => (await p.Status({ volume: 'vol0' })).archives[0].pendingWdiffs;
       await waitUntil(async () => (await pending()) === 0, 'every wdiff sent');
     } finally {
       clearInterval(sampler);
     }
-    const restorable = (
-      await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0', all: true })
-    ).snapshots.map((s) => Number(s.gid));
+    const restorable = (await a.GetRestorable({ volume: 'vol0', all: true })).snapshots.map((s) =>
+      Number(s.gid),
+    );
     t.true(restorable.includes(wlogs.length), `gid ${wlogs.length} restorable: ${restorable.join(' ')}`);
     t.log(`${samples} samples of the proxy's descriptors; at most ${most} on wdiffs at once`);
     t.true(samples > 10, 'the sampler saw the sends');

@@ -6,12 +6,16 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Operation__Output } from '../../src/generated/walb/v1/Operation';
-import { loadProto } from '../../src/common/grpc';
-import * as grpc from '@grpc/grpc-js';
-import type { ProtoGrpcType as StorageProto } from '../../src/generated/storage';
 import { makeTempDir, removeDir } from '../temp-files';
 import { P, RawClient } from '../nbd-client';
-import { ServerProc, archiveClient, call, freePort, operationsClient, proxyClient } from '../system-harness';
+import {
+  ServerProc,
+  archiveClient,
+  freePort,
+  operationsClient,
+  proxyClient,
+  storageClient,
+} from '../system-harness';
 import { waitUntil } from '../waiting';
 import { Relay } from '../relay';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
@@ -33,13 +37,9 @@ async function writeRandom(c: RawClient, image: Buffer, n: number, first: number
   if ((await c.simple(P.NBD_CMD_FLUSH, 999999, 0, 0)) !== 0) throw new Error('flush failed');
 }
 
-async function waitOp(ops: grpc.Client, id: string): Promise<Operation__Output> {
+async function waitOp(ops: ReturnType<typeof operationsClient>, id: string): Promise<Operation__Output> {
   let last: Operation__Output | undefined;
-  await waitUntil(
-    async () => (last = await call<Operation__Output>(ops, 'Get', { id })).state !== 'running',
-    'operation',
-    120_000,
-  );
+  await waitUntil(async () => (last = await ops.Get({ id })).state !== 'running', 'operation', 120_000);
   return last!;
 }
 
@@ -76,15 +76,14 @@ const fullBackupWhileWriting = test.macro(async (t, bulkListen: string, expected
 
     const a = archiveClient(archive.address);
     const p = proxyClient(proxy.address);
-    const sp = loadProto<StorageProto>('walb/v1/storage.proto').proto;
-    const s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
-    await call(a, 'InitVol', { volume: 'vol0' });
-    await call(p, 'ArchiveInfoAdd', { volume: 'vol0', name: 'a0', address: archive.address });
-    await call(p, 'Start', { volume: 'vol0' });
-    await call(s, 'InitVol', { volume: 'vol0', wdev: 'vol0' });
+    const s = storageClient(storage.address);
+    await a.InitVol({ volume: 'vol0' });
+    await p.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: archive.address });
+    await p.Start({ volume: 'vol0' });
+    await s.InitVol({ volume: 'vol0', wdev: 'vol0' });
 
     // The full backup runs while writes go on.
-    const op = await call<Operation__Output>(s, 'FullBackup', { volume: 'vol0' });
+    const op = await s.FullBackup({ volume: 'vol0' });
     const writing = writeRandom(c, image, 300, 10_000);
     const sops = operationsClient(storage.address);
     const done = await waitOp(sops, op.id);
@@ -93,18 +92,15 @@ const fullBackupWhileWriting = test.macro(async (t, bulkListen: string, expected
     t.true(archive.stderr.includes(`"path":"${expected}"`));
     // A receiver the storage cannot reach is passed by, with a warning that says what to change.
     t.is(storage.stderr.includes('"event":"bulk-port-unreachable"'), bulkListen.startsWith('127.0.0.2'));
-    const state = (await call<{ state: string }>(s, 'GetState', { volume: 'vol0' })).state;
+    const state = (await s.GetState({ volume: 'vol0' })).state;
     if (state !== 'Target') t.log(storage.stderr.slice(-4000));
     t.is(state, 'Target');
 
     await writeRandom(c, image, 200, 20_000);
-    const snap = await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol0' });
+    const snap = await s.Snapshot({ volume: 'vol0' });
     const gid = Number(snap.gid);
     await waitUntil(
-      async () =>
-        (await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol0' })).snapshots.some(
-          (x) => Number(x.gid) === gid,
-        ),
+      async () => (await a.GetRestorable({ volume: 'vol0' })).snapshots.some((x) => Number(x.gid) === gid),
       `gid ${gid} restorable on the archive`,
       120_000,
     ).catch((e) => {
@@ -112,7 +108,7 @@ const fullBackupWhileWriting = test.macro(async (t, bulkListen: string, expected
       throw e;
     });
     const aops = operationsClient(archive.address);
-    const r = await call<Operation__Output>(a, 'Restore', { volume: 'vol0', gid });
+    const r = await a.Restore({ volume: 'vol0', gid });
     const restored = await waitOp(aops, r.id);
     t.is(restored.state, 'done', restored.error);
     const bytes = fs.readFileSync(restored.result);
@@ -178,33 +174,30 @@ test.serial(
       ]);
       await storage.start();
       const a = archiveClient(archive.address);
-      const sp = loadProto<StorageProto>('walb/v1/storage.proto').proto;
-      const s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
-      await call(a, 'InitVol', { volume: 'vol1' });
+      const s = storageClient(storage.address);
+      await a.InitVol({ volume: 'vol1' });
       for (const px of [p1, p2]) {
         const pc = proxyClient(px.address);
-        await call(pc, 'ArchiveInfoAdd', { volume: 'vol1', name: 'a0', address: archive.address });
-        await call(pc, 'Start', { volume: 'vol1' });
+        await pc.ArchiveInfoAdd({ volume: 'vol1', name: 'a0', address: archive.address });
+        await pc.Start({ volume: 'vol1' });
         pc.close();
       }
-      await call(s, 'InitVol', { volume: 'vol1', wdev: 'vol1' });
+      await s.InitVol({ volume: 'vol1', wdev: 'vol1' });
       const sops = operationsClient(storage.address);
-      const op = await call<Operation__Output>(s, 'FullBackup', { volume: 'vol1' });
+      const op = await s.FullBackup({ volume: 'vol1' });
       t.is((await waitOp(sops, op.id)).state, 'done');
 
       const { c } = await RawClient.go(wdevd.nbdSocket, 'vol1');
       const image = fs.readFileSync(files.ddev); // the device as backed up (nothing written since)
       const restorable = async (gid: number) =>
-        (await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol1' })).snapshots.some(
-          (x) => Number(x.gid) === gid,
-        );
+        (await a.GetRestorable({ volume: 'vol1' })).snapshots.some((x) => Number(x.gid) === gid);
       // Whatever p1 holds must reach the archive first: a diff left on a dead proxy blocks the chain (too-new for
       // the later ones) until that proxy returns — as in WalB.
       const fullGid = Number((await waitOp(sops, op.id)).result);
       await waitUntil(() => restorable(fullGid), 'the full backup restorable', 60_000);
       await p1.kill();
       await writeRandom(c, image, 100, 1);
-      const g1 = Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol1' })).gid);
+      const g1 = Number((await s.Snapshot({ volume: 'vol1' })).gid);
       await waitUntil(() => restorable(g1), 'snapshot through the second proxy', 120_000).catch((e) => {
         t.log(storage!.stderr.slice(-5000), p2.stderr.slice(-3000), archive.stderr.slice(-2000));
         throw e;
@@ -214,9 +207,8 @@ test.serial(
         new RegExp(`"event":"wlog-sent".*"proxy":"${p2.address}"`),
         'the second proxy carried it',
       );
-      t.false((await call<{ overflow: boolean }>(s, 'IsOverflow', { volume: 'vol1' })).overflow);
-      type Proxies = { proxies: { address: string; available: boolean; lastError: string }[] };
-      const proxies = async () => (await call<Proxies>(s, 'ListProxies', {})).proxies;
+      t.false((await s.IsOverflow({ volume: 'vol1' })).overflow);
+      const proxies = async () => (await s.ListProxies({})).proxies;
       const down = (await proxies())[0];
       t.is(down.address, p1.address);
       t.false(down.available, 'the dead proxy is marked unavailable');
@@ -226,7 +218,7 @@ test.serial(
       await p1.start();
       // kick makes every proxy due for a heartbeat: the first is available again within a few seconds and,
       // being first in priority, carries the logs again.
-      await call(s, 'Kick', {});
+      await s.Kick({});
       await waitUntil(
         async () => (await proxies())[0].available,
         'the heartbeat finds the first proxy',
@@ -238,7 +230,7 @@ test.serial(
         async () => {
           const before = storage!.stderr.length;
           await writeRandom(c, image, 10, 1000 + 100 * round++);
-          g2 = Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol1' })).gid);
+          g2 = Number((await s.Snapshot({ volume: 'vol1' })).gid);
           await waitUntil(() => restorable(g2), 'snapshot after the first proxy is back', 120_000);
           return new RegExp(`"event":"wlog-sent".*"proxy":"${p1.address}"`).test(
             storage!.stderr.slice(before),
@@ -249,7 +241,7 @@ test.serial(
       );
 
       const aops = operationsClient(archive.address);
-      const r = await call<Operation__Output>(a, 'Restore', { volume: 'vol1', gid: g2 });
+      const r = await a.Restore({ volume: 'vol1', gid: g2 });
       const restored = await waitOp(aops, r.id);
       t.is(restored.state, 'done', restored.error);
       t.true(fs.readFileSync(restored.result).equals(image));
@@ -288,24 +280,20 @@ test.serial(
       await storage.start();
       let a = archiveClient(archive.address);
       const pc = proxyClient(proxy.address);
-      const sp = loadProto<StorageProto>('walb/v1/storage.proto').proto;
-      let s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
-      await call(a, 'InitVol', { volume: 'vol2' });
-      await call(pc, 'ArchiveInfoAdd', { volume: 'vol2', name: 'a0', address: archive.address });
-      await call(pc, 'Start', { volume: 'vol2' });
-      await call(s, 'InitVol', { volume: 'vol2', wdev: 'vol2' });
+      let s = storageClient(storage.address);
+      await a.InitVol({ volume: 'vol2' });
+      await pc.ArchiveInfoAdd({ volume: 'vol2', name: 'a0', address: archive.address });
+      await pc.Start({ volume: 'vol2' });
+      await s.InitVol({ volume: 'vol2', wdev: 'vol2' });
       let sops = operationsClient(storage.address);
-      t.is(
-        (await waitOp(sops, (await call<Operation__Output>(s, 'FullBackup', { volume: 'vol2' })).id)).state,
-        'done',
-      );
+      t.is((await waitOp(sops, (await s.FullBackup({ volume: 'vol2' })).id)).state, 'done');
 
       const { c } = await RawClient.go(wdevd.nbdSocket, 'vol2');
       const image = fs.readFileSync(files.ddev);
       const snaps: { gid: number; image: Buffer }[] = [];
       const snapshot = async () => {
         snaps.push({
-          gid: Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol2' })).gid),
+          gid: Number((await s.Snapshot({ volume: 'vol2' })).gid),
           image: Buffer.from(image),
         });
       };
@@ -319,9 +307,9 @@ test.serial(
       s.close();
       sops.close();
       await storage.start();
-      s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
+      s = storageClient(storage.address);
       sops = operationsClient(storage.address);
-      t.is((await call<{ state: string }>(s, 'GetState', { volume: 'vol2' })).state, 'Target');
+      t.is((await s.GetState({ volume: 'vol2' })).state, 'Target');
       await snapshot();
       // SIGKILL the archive; snapshots wait (the proxy retries) and become restorable once it is back.
       await archive.kill();
@@ -331,22 +319,19 @@ test.serial(
       await new Promise((r) => setTimeout(r, 1000));
       await archive.start();
       a = archiveClient(archive.address);
-      await call(pc, 'Kick', {});
+      await pc.Kick({});
       const last = snaps[snaps.length - 1].gid;
       await waitUntil(
         async () =>
-          (
-            await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol2', all: true })
-          ).snapshots.some((x) => Number(x.gid) === last),
+          (await a.GetRestorable({ volume: 'vol2', all: true })).snapshots.some(
+            (x) => Number(x.gid) === last,
+          ),
         `gid ${last} restorable`,
         120_000,
       );
       const aops = operationsClient(archive.address);
       for (const sn of snaps) {
-        const op = await waitOp(
-          aops,
-          (await call<Operation__Output>(a, 'Restore', { volume: 'vol2', gid: sn.gid })).id,
-        );
+        const op = await waitOp(aops, (await a.Restore({ volume: 'vol2', gid: sn.gid })).id);
         t.is(op.state, 'done', op.error);
         t.true(fs.readFileSync(op.result).equals(sn.image), `gid ${sn.gid} restores to the device as it was`);
       }
@@ -387,22 +372,16 @@ test.serial(
       await storage.start();
       const a = archiveClient(archive.address);
       const pc = proxyClient(proxy.address);
-      const sp = loadProto<StorageProto>('walb/v1/storage.proto').proto;
-      const s = new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure());
-      await call(a, 'InitVol', { volume: 'vol3' });
-      await call(pc, 'ArchiveInfoAdd', { volume: 'vol3', name: 'a0', address: toArchive.address });
-      await call(pc, 'Start', { volume: 'vol3' });
-      await call(s, 'InitVol', { volume: 'vol3', wdev: 'vol3' });
+      const s = storageClient(storage.address);
+      await a.InitVol({ volume: 'vol3' });
+      await pc.ArchiveInfoAdd({ volume: 'vol3', name: 'a0', address: toArchive.address });
+      await pc.Start({ volume: 'vol3' });
+      await s.InitVol({ volume: 'vol3', wdev: 'vol3' });
       const sops = operationsClient(storage.address);
-      const full = await waitOp(
-        sops,
-        (await call<Operation__Output>(s, 'FullBackup', { volume: 'vol3' })).id,
-      );
+      const full = await waitOp(sops, (await s.FullBackup({ volume: 'vol3' })).id);
       t.is(full.state, 'done');
       const restorable = async (gid: number) =>
-        (
-          await call<{ snapshots: { gid: number }[] }>(a, 'GetRestorable', { volume: 'vol3', all: true })
-        ).snapshots.some((x) => Number(x.gid) === gid);
+        (await a.GetRestorable({ volume: 'vol3', all: true })).snapshots.some((x) => Number(x.gid) === gid);
       await waitUntil(() => restorable(Number(full.result)), 'the base');
       const { c } = await RawClient.go(wdevd.nbdSocket, 'vol3');
       const image = fs.readFileSync(files.ddev);
@@ -413,18 +392,15 @@ test.serial(
       ] as const) {
         await link.cut();
         await writeRandom(c, image, 40, 1 + (name === 'proxy-archive' ? 10_000 : 0));
-        const gid = Number((await call<{ gid: number }>(s, 'Snapshot', { volume: 'vol3' })).gid);
+        const gid = Number((await s.Snapshot({ volume: 'vol3' })).gid);
         await new Promise((r) => setTimeout(r, 2000));
         t.false(await restorable(gid), `${name} cut: gid ${gid} is not restorable`);
         await link.open();
-        await call(s, 'Kick', {});
-        await call(pc, 'Kick', {});
+        await s.Kick({});
+        await pc.Kick({});
         await waitUntil(() => restorable(gid), `gid ${gid} after the ${name} link is back`, 120_000);
         const aops = operationsClient(archive.address);
-        const op = await waitOp(
-          aops,
-          (await call<Operation__Output>(a, 'Restore', { volume: 'vol3', gid })).id,
-        );
+        const op = await waitOp(aops, (await a.Restore({ volume: 'vol3', gid })).id);
         t.true(fs.readFileSync(op.result).equals(image), `${name}: gid ${gid} restores to the device`);
         aops.close();
       }
@@ -461,25 +437,20 @@ test.serial(
       const files = await makeWdevFiles(dir, 'vol4', { ldevBytes: 128 << 20, ddevBytes: SIZE, pbs: 512 });
       await wdevd.client.createWdev({ ...files, name: 'vol4' });
       await Promise.all([archive.start(), proxy.start(), storage.start()]);
-      const sp = loadProto<StorageProto>('walb/v1/storage.proto').proto;
       const clients = () => ({
         a: archiveClient(archive.address),
         p: proxyClient(proxy.address),
-        s: new sp.walb.v1.Storage(storage.address, grpc.credentials.createInsecure()),
+        s: storageClient(storage.address),
         sops: operationsClient(storage.address),
         pops: operationsClient(proxy.address),
         aops: operationsClient(archive.address),
       });
       let k = clients();
-      await call(k.a, 'InitVol', { volume: 'vol4' });
-      await call(k.p, 'ArchiveInfoAdd', { volume: 'vol4', name: 'a0', address: archive.address });
-      await call(k.p, 'Start', { volume: 'vol4' });
-      await call(k.s, 'InitVol', { volume: 'vol4', wdev: 'vol4' });
-      t.is(
-        (await waitOp(k.sops, (await call<Operation__Output>(k.s, 'FullBackup', { volume: 'vol4' })).id))
-          .state,
-        'done',
-      );
+      await k.a.InitVol({ volume: 'vol4' });
+      await k.p.ArchiveInfoAdd({ volume: 'vol4', name: 'a0', address: archive.address });
+      await k.p.Start({ volume: 'vol4' });
+      await k.s.InitVol({ volume: 'vol4', wdev: 'vol4' });
+      t.is((await waitOp(k.sops, (await k.s.FullBackup({ volume: 'vol4' })).id)).state, 'done');
 
       const { c } = await RawClient.go(wdevd.nbdSocket, 'vol4');
       const image = fs.readFileSync(files.ddev);
@@ -490,7 +461,7 @@ test.serial(
       for (let round = 0; round < rounds; round++) {
         await writeRandom(c, image, 20, 1 + round * 100);
         snaps.push({
-          gid: Number((await call<{ gid: number }>(k.s, 'Snapshot', { volume: 'vol4' })).gid),
+          gid: Number((await k.s.Snapshot({ volume: 'vol4' })).gid),
           image: Buffer.from(image),
         });
         const names = (Object.keys(servers) as (keyof typeof servers)[]).filter(
@@ -501,14 +472,14 @@ test.serial(
           const writing = writeRandom(c, image, 20, 50 + round * 100);
           for (const n of names) {
             if (n === 'storage') {
-              await waitOp(k.sops, (await call<Operation__Output>(k.s, 'Stop', { volume: 'vol4' })).id);
-              await call(k.s, 'Start', { volume: 'vol4' });
+              await waitOp(k.sops, (await k.s.Stop({ volume: 'vol4' })).id);
+              await k.s.Start({ volume: 'vol4' });
             } else if (n === 'proxy') {
-              await waitOp(k.pops, (await call<Operation__Output>(k.p, 'Stop', { volume: 'vol4' })).id);
-              await call(k.p, 'Start', { volume: 'vol4' });
+              await waitOp(k.pops, (await k.p.Stop({ volume: 'vol4' })).id);
+              await k.p.Start({ volume: 'vol4' });
             } else {
-              await waitOp(k.aops, (await call<Operation__Output>(k.a, 'Stop', { volume: 'vol4' })).id);
-              await call(k.a, 'Start', { volume: 'vol4' });
+              await waitOp(k.aops, (await k.a.Stop({ volume: 'vol4' })).id);
+              await k.a.Start({ volume: 'vol4' });
             }
           }
           await writing;
@@ -526,31 +497,26 @@ test.serial(
           `round ${round}: ${round % 2 === 0 ? 'stop/start' : 'SIGKILL'} ${names.join(', ') || 'nothing'}`,
         );
       }
-      await call(k.s, 'Kick', {});
-      await call(k.p, 'Kick', {});
+      await k.s.Kick({});
+      await k.p.Kick({});
       const last = snaps[snaps.length - 1].gid;
       await waitUntil(
         async () =>
-          (
-            await call<{ snapshots: { gid: number }[] }>(k.a, 'GetRestorable', { volume: 'vol4', all: true })
-          ).snapshots.some((x) => Number(x.gid) === last),
+          (await k.a.GetRestorable({ volume: 'vol4', all: true })).snapshots.some(
+            (x) => Number(x.gid) === last,
+          ),
         `gid ${last}`,
         180_000,
       );
-      const all = (
-        await call<{ snapshots: { gid: number }[] }>(k.a, 'GetRestorable', { volume: 'vol4', all: true })
-      ).snapshots;
+      const all = (await k.a.GetRestorable({ volume: 'vol4', all: true })).snapshots;
       t.log(
         `snapshots ${snaps.map((x) => x.gid).join(',')}; restorable ${all.map((x) => Number(x.gid)).join(',')}`,
       );
       for (const sn of snaps) {
-        const op = await waitOp(
-          k.aops,
-          (await call<Operation__Output>(k.a, 'Restore', { volume: 'vol4', gid: sn.gid })).id,
-        );
+        const op = await waitOp(k.aops, (await k.a.Restore({ volume: 'vol4', gid: sn.gid })).id);
         t.is(op.state, 'done', op.error);
         t.true(fs.readFileSync(op.result).equals(sn.image), `gid ${sn.gid} restores byte for byte`);
-        await call(k.a, 'DelRestored', { volume: 'vol4', gid: sn.gid });
+        await k.a.DelRestored({ volume: 'vol4', gid: sn.gid });
       }
       c.destroy();
       for (const x of Object.values(k)) x.close();
