@@ -58,10 +58,6 @@ export class StorageVolumes {
     return this.byName.get(name);
   }
 
-  has(name: string): boolean {
-    return this.byName.has(name);
-  }
-
   all(): Volume[] {
     return [...this.byName.values()];
   }
