@@ -12,6 +12,7 @@ import { LOADER_OPTIONS, connect, loadProto, type Promised } from '../common/grp
 import type { Logger } from '../common/log';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
+import { heartbeatDue, proxyOrder } from './policy';
 
 /** The one method of grpc.health.v1.Health used here (grpc-health-check ships no client type). */
 interface HealthClient extends grpc.Client {
@@ -70,7 +71,7 @@ export class ProxyMonitor {
 
   /** Indices of the available proxies, in priority order. */
   available(): number[] {
-    return this.states.flatMap((s, i) => (s.available ? [i] : []));
+    return proxyOrder(this.states);
   }
 
   client(i: number): Promised<ProxyClient> {
@@ -102,25 +103,22 @@ export class ProxyMonitor {
 
   private async tick(): Promise<void> {
     if (this.checking) return;
-    const due = this.states
-      .map((s, i) => ({ s, i }))
-      .filter(({ s }) => Date.now() - s.lastCheck >= this.opts.intervalMs)
-      .sort((a, b) => a.s.lastCheck - b.s.lastCheck)[0];
-    if (!due) return;
+    const due = heartbeatDue(this.states, Date.now(), this.opts.intervalMs);
+    if (due === undefined) return;
     this.checking = true;
     try {
-      const error = await this.check(due.s.address);
+      const s = this.states[due];
+      const error = await this.check(s.address);
       if (error) {
-        this.markDown(due.i, error);
+        this.markDown(due, error);
         return;
       }
-      const s = due.s;
       s.lastCheck = Date.now();
       s.lastError = '';
       if (!s.available) {
         // A fresh channel: the old one may still be backing off from the failures.
-        this.clients[due.i].close();
-        this.clients[due.i] = this.newClient(s.address);
+        this.clients[due].close();
+        this.clients[due] = this.newClient(s.address);
         this.log('info', 'proxy-available', { proxy: s.address });
         s.available = true;
         this.onAvailable();

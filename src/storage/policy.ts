@@ -1,0 +1,199 @@
+// The storage's decisions, as pure functions of its records and the wdev's lsids: the gid of a new snapshot record
+// (docs/servers.md §2.7), the records after a reset and after an acknowledgement (§2.8), when to take an implicit
+// snapshot and which range of log to ship next and how much of it (§7.1), how far to free the log (§2.8), which
+// proxy to try and when to check one (§4.4), and how to react when a proxy or the archive refuses (§7.5).
+// The I/O that carries them out is in wlog-shipping.ts, full-backup.ts and proxy-monitor.ts.
+import { WalbError } from '../common/errors';
+import { nextGid, type LsidGid } from '../common/meta';
+import type { RejectReason } from '../generated/walb/v1/RejectReason';
+
+/** The records of a volume: the done record and the snapshot records not shipped yet, oldest first. */
+export interface Records {
+  readonly done: LsidGid;
+  readonly queue: readonly LsidGid[];
+}
+
+/** The wdev's log positions that the decisions read. */
+export interface Lsids {
+  oldest: number;
+  prevWritten: number;
+  permanent: number;
+  latest: number;
+}
+
+/** The done record of a volume that never had a full backup. */
+export const NO_DONE: LsidGid = { lsid: -1, gid: -1, isMergeable: false, timestamp: 0 };
+
+/** How long the wlog task waits for logs to become permanent before it looks again. */
+export const PERMANENT_WAIT_MS = 100;
+
+/** `maxWlogSendMb` in physical blocks of the wdev: the most log per transfer and the gid reservation unit. */
+export function maxSendPb(maxWlogSendMb: number, pbs: number): number {
+  return Math.max(1, Math.floor((maxWlogSendMb * 2 ** 20) / pbs));
+}
+
+/** reset-wal restarts the log at lsid 0: done (0, 0) at `now`, nothing queued. */
+export function recordsAfterReset(now: number): Records {
+  return { done: { lsid: 0, gid: 0, isMergeable: false, timestamp: now }, queue: [] };
+}
+
+/** A snapshot record at `lsid` after the newest record; an lsid behind it is taken as the newest one's. */
+export function snapshotRecord(
+  r: Records,
+  lsid: number,
+  isMergeable: boolean,
+  maxPb: number,
+  now: number,
+): LsidGid {
+  const prev = r.queue.at(-1) ?? r.done;
+  const at = Math.max(lsid, prev.lsid);
+  return { lsid: at, gid: nextGid(prev, at, maxPb), isMergeable, timestamp: now };
+}
+
+/**
+ * The queue the wlog task works on: records at or below the done gid dropped, plus an implicit snapshot at
+ * `latest` when nothing is queued but logs are, or when the newest record is `intervalSec` old and behind.
+ */
+export function pendingRecords(
+  r: Records,
+  latest: number,
+  maxPb: number,
+  intervalSec: number,
+  now: number,
+): LsidGid[] {
+  const queue = r.queue.filter((q) => q.gid > r.done.gid);
+  const newest = queue.at(-1);
+  const implicit = newest
+    ? now - newest.timestamp >= intervalSec && newest.lsid < latest
+    : latest > r.done.lsid;
+  return implicit ? [...queue, snapshotRecord({ done: r.done, queue }, latest, true, maxPb, now)] : queue;
+}
+
+/** One transfer of logs: from the done record up to `endLsid`, acknowledged as the diff |begin.gid| → |snapE|. */
+export interface WlogRange {
+  begin: LsidGid;
+  /** The snapshot record the range reaches when whole. */
+  end: LsidGid;
+  /** The lsid the transfer stops at (or before, when capped: packs are never split). */
+  endLsid: number;
+  /** Up to the end record; else capped at maxSendPb, ending at the reserved gid begin.gid + 1. */
+  whole: boolean;
+  snapE: number;
+}
+
+export type RangeChoice =
+  | { kind: 'nothing-queued' }
+  | { kind: 'not-permanent'; delayMs: number }
+  | { kind: 'send'; range: WlogRange };
+
+/**
+ * The next range to ship: the end record starts at the oldest queued one and, while it is implicit, extends to the
+ * next one within maxPb of the done lsid and not past `permanent`. The whole range goes when it fits in maxPb or
+ * ends at the very next gid; otherwise maxPb of it, ending at the reserved gid done.gid + 1.
+ */
+export function chooseRange(r: Records, permanent: number, maxPb: number): RangeChoice {
+  const { done, queue } = r;
+  if (queue.length === 0) return { kind: 'nothing-queued' };
+  let end = queue[0];
+  for (const q of queue.slice(1)) {
+    if (!end.isMergeable || q.lsid - done.lsid > maxPb || q.lsid > permanent) break;
+    end = q;
+  }
+  const whole = end.gid === done.gid + 1 || end.lsid - done.lsid <= maxPb;
+  const endLsid = whole ? end.lsid : done.lsid + maxPb;
+  if (permanent < endLsid) return { kind: 'not-permanent', delayMs: PERMANENT_WAIT_MS };
+  return { kind: 'send', range: { begin: done, end, endLsid, whole, snapE: whole ? end.gid : done.gid + 1 } };
+}
+
+/** The diff a range's end message announces: always clean, mergeable as the done record it starts from. */
+export function rangeDiff(range: WlogRange) {
+  const { begin, end, snapE } = range;
+  return {
+    snapB: { gidB: begin.gid, gidE: begin.gid },
+    snapE: { gidB: snapE, gidE: snapE },
+    mergeable: begin.isMergeable,
+    timestamp: end.timestamp,
+  };
+}
+
+/**
+ * The done record once a proxy acknowledged the range up to `reached`: the end record's flag and timestamp, or
+ * when capped the reserved gid, mergeable, with the old timestamp.
+ */
+export function doneAfterAck(range: WlogRange, reached: number): LsidGid {
+  const { begin, end, snapE } = range;
+  return range.whole
+    ? { lsid: reached, gid: snapE, isMergeable: end.isMergeable, timestamp: end.timestamp }
+    : { lsid: reached, gid: snapE, isMergeable: true, timestamp: begin.timestamp };
+}
+
+/** Acknowledged records leave the queue. */
+export function recordsAfterAck(r: Records, done: LsidGid): Records {
+  return { done, queue: r.queue.filter((q) => q.gid > done.gid) };
+}
+
+/** The done record is past what the wdev wrote before its last checkpoint: checkpoint before freeing. */
+export function needsCheckpoint(doneLsid: number, l: Lsids): boolean {
+  return doneLsid > l.oldest && doneLsid > l.prevWritten;
+}
+
+/** The new oldest lsid, min(done, prev_written), or undefined when nothing can be freed. */
+export function freeLogUpTo(doneLsid: number, l: Lsids): number | undefined {
+  const to = Math.min(doneLsid, l.prevWritten);
+  return to > l.oldest ? to : undefined;
+}
+
+/** The proxies to try, in priority order: the available ones. */
+export function proxyOrder(proxies: readonly { available: boolean }[]): number[] {
+  return proxies.flatMap((p, i) => (p.available ? [i] : []));
+}
+
+/** The proxy to check now: the one checked longest ago, if that was `intervalMs` ago or more. */
+export function heartbeatDue(
+  proxies: readonly { lastCheck: number }[],
+  nowMs: number,
+  intervalMs: number,
+): number | undefined {
+  let due: number | undefined;
+  proxies.forEach((p, i) => {
+    if (nowMs - p.lastCheck >= intervalMs && (due === undefined || p.lastCheck < proxies[due].lastCheck))
+      due = i;
+  });
+  return due;
+}
+
+/**
+ * A proxy did not take a range: the next one is tried either way. One that could not be reached (UNAVAILABLE) is
+ * also marked down; one that answered (a rejection, another error) stays available.
+ */
+export function marksProxyDown(errorCode: string | undefined): boolean {
+  return errorCode === 'UNAVAILABLE';
+}
+
+/** No proxy took the range: the wlog task fails, to be retried with back-off. */
+export function noProxyTook(volume: string, errors: readonly string[]): WalbError {
+  return new WalbError(
+    'UNAVAILABLE',
+    errors.length === 0
+      ? `no proxy is available for the logs of ${volume} (waiting for a heartbeat)`
+      : `no proxy took the logs of ${volume}: ${errors.join('; ')}`,
+  );
+}
+
+/** The archive refused a full backup: the backup fails (rolled back), whatever the reason. */
+export function fullBackupRefused(reason: RejectReason, message: string): WalbError {
+  return new WalbError('FAILED_PRECONDITION', `the archive refused the full backup: ${reason} ${message}`);
+}
+
+/** InitVol: a wdev is given, no other volume uses it, and the name is free (in this order of checks). */
+export function checkInitVol(
+  volume: string,
+  wdev: string,
+  existing: readonly { name: string; wdev: string }[],
+): void {
+  if (!wdev) throw new WalbError('INVALID_ARGUMENT', 'wdev is required');
+  const owner = existing.find((o) => o.wdev === wdev);
+  if (owner) throw new WalbError('FAILED_PRECONDITION', `wdev ${wdev} belongs to volume ${owner.name}`);
+  if (existing.some((o) => o.name === volume))
+    throw new WalbError('ALREADY_EXISTS', `volume ${volume} exists`);
+}

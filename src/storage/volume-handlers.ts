@@ -1,0 +1,72 @@
+// The storage's volume lifecycle commands (docs/servers.md §4.3, §8): InitVol, ClearVol, ResetVol, Start, Stop.
+import { WalbError } from '../common/errors';
+import { unary } from '../common/grpc';
+import { checkVolumeName } from '../common/volume-name';
+import type { StorageHandlers } from '../generated/walb/v1/Storage';
+import { checkInitVol } from './policy';
+import type { StorageContext } from './server';
+import { StorageVolumeStore } from './volume-store';
+import { stateReply } from './volumes';
+
+export function volumeHandlers(
+  ctx: StorageContext,
+): Pick<StorageHandlers, 'InitVol' | 'ClearVol' | 'ResetVol' | 'Start' | 'Stop'> {
+  const { volumes, wdevd } = ctx;
+  return {
+    InitVol: unary(async (req) => {
+      checkVolumeName(req.volume);
+      checkInitVol(
+        req.volume,
+        req.wdev,
+        volumes.all().map((v) => ({ name: v.name, wdev: v.store.wdev })),
+      );
+      await wdevd.status(req.wdev); // must exist
+      const v = volumes.open(StorageVolumeStore.blank(ctx.config.dataDir, req.volume, req.wdev), 'Clear');
+      await v.state.transact('InitVol', () => v.store.create());
+      volumes.add(v);
+      return stateReply(v);
+    }),
+    ClearVol: unary(async (req) => {
+      const v = volumes.get(req.volume);
+      await v.state.transact('ClearVol', () => v.store.remove());
+      volumes.delete(req.volume);
+      return { volume: req.volume, state: 'Clear', actions: [] };
+    }),
+    ResetVol: unary(async (req) => {
+      const v = volumes.get(req.volume);
+      await v.state.transact('Reset', async () => {
+        const st = await wdevd.resetWal(v.store.wdev);
+        await v.store.resetRecords(st.uuid);
+      });
+      return stateReply(v);
+    }),
+    Start: unary(async (req) => {
+      const v = volumes.get(req.volume);
+      if (req.mode && req.mode !== 'target')
+        throw new WalbError('UNSUPPORTED', 'standby is not implemented yet');
+      const st = await wdevd.status(v.store.wdev);
+      if (st.overflow)
+        throw new WalbError(
+          'FAILED_PRECONDITION',
+          `wdev ${v.store.wdev} overflowed: reset-vol and a full backup`,
+        );
+      await v.state.transact('StartTarget', async () => undefined);
+      ctx.wlogTasks.push(v.name);
+      return stateReply(v);
+    }),
+    Stop: unary(async (req) => {
+      const v = volumes.get(req.volume);
+      v.state.require(['Target'], 'stop');
+      return ctx.ops.start('stop', v.name, async () => {
+        v.state.stop = req.mode === 'force' ? 'force-stopping' : 'stopping';
+        try {
+          await v.state.waitUntilIdle();
+          ctx.wlogTasks.remove(v.name);
+          await v.state.transact('StopTarget', async () => undefined);
+        } finally {
+          v.state.stop = 'not-stopping';
+        }
+      });
+    }),
+  };
+}
