@@ -1,7 +1,7 @@
-// The storage's decisions, as pure functions of its records and the wdev's lsids: the gid of a new snapshot record
-// (docs/servers.md §2.7), the records after a reset and after an acknowledgement (§2.8), when to take an implicit
-// snapshot and which range of log to ship next and how much of it (§7.1), how far to free the log (§2.8), which
-// proxy to try and when to check one (§4.4), and how to react when a proxy or the archive refuses (§7.5).
+// The storage's decisions, as pure functions of its records and the wdev's lsids: the gid of a new snapshot record,
+// the records after a reset and after an acknowledgement, when to take an implicit snapshot and which range of log
+// to ship next and how much of it, how far to free the log, which proxy to try and when to check one, and how to
+// react when a proxy or the archive refuses (docs/servers.md §2.7, §2.8, §7.1, §4.4, §7.5).
 // The I/O that carries them out is in wlog-shipping.ts, full-backup.ts and proxy-monitor.ts.
 import { WalbError } from '../common/errors';
 import { nextGid, type LsidGid } from '../common/meta';

@@ -4,7 +4,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StorageVolumeStore } from '../../src/storage/volume-store';
-import { tempArea } from '../helpers';
+import { tempArea } from '../temp-files';
 
 const tmp = tempArea('storage-store');
 test.after.always(() => tmp.cleanup());
