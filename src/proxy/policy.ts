@@ -1,9 +1,9 @@
 // The decisions of walb-proxy as pure functions of what it knows, so that each one is tested without processes or
-// files (test/unit/proxy-policy.test.ts): the volume states and which of them forward wdiffs (docs/servers.md
-// §5.2), which archive registrations are valid (§5.3), whether a wlog offered by a storage is taken and what diff
-// its end names (§7.1 step 6), which queued wdiffs go to an archive in one transfer (§7.2 step 1), what a send's
-// outcome means for the sent links and the send task (§7.2 step 5, §7.5), and what a volume's start recovers from
-// the files a crash left (§5.4).
+// files (test/unit/proxy-policy.test.ts), following docs/servers.md §5.2, §5.3, §5.4, §7.1, §7.2 and §7.5: the
+// volume states and which of them forward wdiffs, which archive registrations are valid, whether a wlog offered by
+// a storage is taken and what diff its end names, which queued wdiffs go to an archive in one transfer, what a
+// send's outcome means for the sent links and the send task, and what a volume's start recovers from the files a
+// crash left.
 import { WalbError } from '../common/errors';
 import {
   diff,

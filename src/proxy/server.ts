@@ -1,7 +1,7 @@
 // walb-proxy (docs/servers.md §5): receives wlogs from storages, keeps each as an indexed wdiff and forwards the
 // wdiffs to every archive registered for the volume. This module wires it: it owns the configuration, the volumes,
-// the sender, the operations and the foreground slots, loads the volumes at start (§5.4), serves the handlers and
-// stops it all. The pieces: policy.ts (decisions), volume-store.ts (files), volume.ts (a running volume),
+// the sender, the operations and the foreground slots, loads the volumes at start (docs/servers.md §5.4), serves
+// the handlers and stops it all. The pieces: policy.ts (decisions), volume-store.ts (files), volume.ts (a running volume),
 // volume-handlers.ts and query-handlers.ts (commands), wlog-receiver.ts (wlogs in), wdiff-sender.ts (wdiffs out).
 import type * as grpc from '@grpc/grpc-js';
 import { ForegroundSlots } from '../common/foreground';

@@ -1,4 +1,4 @@
-// The proxy's commands that change a volume (docs/servers.md §5.3): archive registrations, start, stop (§8), clear
+// The proxy's commands that change a volume (docs/servers.md §5.3, §8): archive registrations, start, stop, clear
 // and kick. Each checks the request, runs the state machine's transaction and leaves the files to the store, the
 // decisions to the policy and the sends to the sender.
 import { WalbError } from '../common/errors';

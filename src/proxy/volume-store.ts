@@ -2,8 +2,8 @@
 // size), received/ (a wlog being received and its wdiff, until the wdiff is linked into every queue) and
 // sendto/<archive>/ (a hard link of every wdiff still to send to that archive, named by its diff). A wdiff is on
 // disk once, and goes when its last link goes. Every change is durable before it is reported done: metadata by an
-// atomic rewrite, files by rename and a synced directory (§10.1), so that a start can recover what a kill -9 left
-// (§5.4, recover()).
+// atomic rewrite, files by rename and a synced directory (docs/servers.md §10.1), so that a start can recover what
+// a kill -9 left (recover(), docs/servers.md §5.4).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,6 +1,6 @@
 // One volume as walb-proxy holds it while it runs: its files (the store), its state machine (docs/servers.md §5.2)
-// and what lives in memory only and starts afresh with the server (§10.2): the archives it gave up on (§7.5) and
-// when the last wlog arrived.
+// and what lives in memory only and starts afresh with the server (docs/servers.md §10.2): the archives it gave up
+// on (docs/servers.md §7.5) and when the last wlog arrived.
 import { WalbError } from '../common/errors';
 import { VolumeState } from '../common/state-machine';
 import { checkVolumeName } from '../common/volume-name';

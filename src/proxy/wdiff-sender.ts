@@ -1,7 +1,7 @@
-// wdiff forwarding to the archives (docs/servers.md §7.2): one send task per volume and archive on the proxy's task
-// queue (§3.3), each taking what the policy chooses from the archive's queue, merging it into one wdiff when it is
-// several files, sending it with runTransfer and acting on the archive's answer as the policy says (§7.5), with a
-// back-off per task (§3.7). Owns the queue, the back-off and the clients of the archives.
+// wdiff forwarding to the archives (docs/servers.md §7.2, §7.5, §3.3 and §3.7): one send task per volume and
+// archive on the proxy's task queue, each taking what the policy chooses from the archive's queue, merging it into
+// one wdiff when it is several files, sending it with runTransfer and acting on the archive's answer as the policy
+// says, with a back-off per task. Owns the queue, the back-off and the clients of the archives.
 import { Backoff } from '../common/backoff';
 import { errorMessage } from '../common/errors';
 import { channelCredentials, connect, loadProto, type Promised } from '../common/grpc';
