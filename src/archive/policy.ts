@@ -214,7 +214,7 @@ export function diffsToCollect(base: MetaState | undefined, diffs: DiffSet): Met
   if (!base) return [];
   const chain = diffs.applicableChain(base.snapB);
   const covered = (d: MetaDiff) =>
-    chain.some((c) => c !== d && c.snapB.gidB <= d.snapB.gidB && d.snapE.gidB <= c.snapE.gidB);
+    chain.some((c) => c.snapB.gidB <= d.snapB.gidB && d.snapE.gidB <= c.snapE.gidB);
   return diffs
     .all()
     .filter((d) => !chain.includes(d) && (relation(base.snapB, d) === 'too-old' || covered(d)));

@@ -16,6 +16,7 @@ import {
   restoreChain,
   wdiffRejection,
   type ArchiveState,
+  type ArchiveSteadyState,
   type StoredVolume,
   type VolumeFacts,
 } from '../../src/archive/policy';
@@ -26,14 +27,12 @@ const UUID = 'aa'.repeat(16);
 const OTHER = 'bb'.repeat(16);
 const SIZE = 2048;
 
-function stored(base: MetaState | undefined, diffs: MetaDiff[], state = base ? 'Archived' : 'SyncReady') {
-  return {
-    state,
-    sizeLb: SIZE,
-    storageUuid: UUID,
-    base,
-    diffs: new DiffSet(diffs),
-  } as StoredVolume;
+function stored(
+  base: MetaState | undefined,
+  diffs: MetaDiff[],
+  state: ArchiveSteadyState = base ? 'Archived' : 'SyncReady',
+): StoredVolume {
+  return { state, sizeLb: SIZE, storageUuid: UUID, base, diffs: new DiffSet(diffs) };
 }
 
 function facts(
