@@ -1,30 +1,32 @@
-// The archive's data of one volume with the file backend (docs/servers.md §6): a sparse base
-// image, the wdiff chain beside it (file names carry the metadata), restored snapshots as image files, and a small
-// JSON file for the rest. Every change is atomic on disk (temp file, fsync, rename, fsync the directory), so a
-// kill -9 at any point leaves either the old or the new state; open() cleans up what a crash left behind.
+// The archive's files of one volume (docs/servers.md §6.1, §10.1): a sparse base image, the wdiff chain beside it
+// (file names carry the metadata), restored snapshots as image files, and meta.json for the rest. Every change is
+// atomic on disk (temp file, fsync, rename, fsync the directory), so a kill -9 at any point leaves either the old
+// or the new state; open() cleans up what a crash left behind (§6.4). What to accept, restore or collect is
+// decided in policy.ts; this module only carries it out on the files.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError } from '../common/errors';
 import { checkVolumeName } from '../common/volume-name';
 import {
   DiffSet,
-  applySnap,
   diffFileName,
   diffText,
-  isCleanSnap,
   parseDiffFileName,
-  relation,
-  snapText,
   type MetaDiff,
   type MetaSnap,
   type MetaState,
-  type RestorableSnap,
 } from '../common/meta';
 import { native, type ProgressFn } from '../native';
-
-export type ArchiveSteadyState = 'SyncReady' | 'Archived' | 'Stopped';
+import {
+  diffsToCollect,
+  metaInconsistency,
+  restoreChain,
+  type ArchiveSteadyState,
+  type StoredVolume,
+} from './policy';
 
 interface VolumeMeta {
   version: 1;
@@ -39,15 +41,14 @@ interface VolumeMeta {
   sizeLb: number;
 }
 
-/** What the archive answers a proxy that offers a diff (docs/servers.md §7.2). */
-export type DiffVerdict = 'accept' | 'too-old-diff' | 'too-new-diff' | 'different-uuid' | 'archive-not-found';
-
 const META = 'meta.json';
 const BASE = 'base.img';
 const RESTORED = 'restored';
 const TMP_PREFIX = '.tmp-';
-export class ArchiveVolumeStore {
-  private diffs = new DiffSet();
+
+export class ArchiveVolumeStore implements StoredVolume {
+  /** The wdiffs in the volume's directory, kept in step with the files. */
+  readonly diffs = new DiffSet();
 
   private constructor(
     readonly dir: string,
@@ -67,6 +68,18 @@ export class ArchiveVolumeStore {
     return new ArchiveVolumeStore(dir, volume, meta);
   }
 
+  /** The volumes of a data directory: every directory with a meta.json (docs/servers.md §6.4). */
+  static volumesIn(dataDir: string): string[] {
+    fs.mkdirSync(dataDir, { recursive: true });
+    return fs.readdirSync(dataDir).filter((name) => fs.existsSync(path.join(dataDir, name, META)));
+  }
+
+  /** Deletes a volume's directory, restored images included (ClearVol, ResetVol). */
+  static async remove(dataDir: string, volume: string): Promise<void> {
+    checkVolumeName(volume);
+    await fs.promises.rm(path.join(dataDir, volume), { recursive: true, force: true });
+  }
+
   /**
    * Loads a volume and recovers from a crash: temporary files are removed, wdiffs are rebuilt from their names,
    * diffs no longer reachable from the base are collected. Inconsistencies are reported as CORRUPTION.
@@ -76,14 +89,14 @@ export class ArchiveVolumeStore {
     const dir = path.join(dataDir, volume);
     const meta = await readJson<VolumeMeta>(path.join(dir, META));
     if (!meta) throw new WalbError('NOT_FOUND', `no volume ${volume} in ${dataDir}`);
-    if (meta.version !== 1) throw new WalbError('CORRUPTION', `${path.join(dir, META)}: unknown version`);
-    if (meta.state !== 'SyncReady' && !meta.base)
+    const image = path.join(dir, BASE);
+    const problem = metaInconsistency(meta, fs.existsSync(image));
+    if (problem === 'unknown-version')
+      throw new WalbError('CORRUPTION', `${path.join(dir, META)}: unknown version`);
+    if (problem === 'no-base-state')
       throw new WalbError('CORRUPTION', `volume ${volume} is ${meta.state} but has no base state`);
-    if (meta.base && !fs.existsSync(path.join(dir, BASE)))
-      throw new WalbError(
-        'CORRUPTION',
-        `volume ${volume}: the base image ${path.join(dir, BASE)} is missing`,
-      );
+    if (problem === 'base-image-missing')
+      throw new WalbError('CORRUPTION', `volume ${volume}: the base image ${image} is missing`);
     const store = new ArchiveVolumeStore(dir, volume, meta);
     await fs.promises.mkdir(path.join(dir, RESTORED), { recursive: true });
     for (const sub of [dir, path.join(dir, RESTORED)]) {
@@ -116,16 +129,12 @@ export class ArchiveVolumeStore {
     return this.meta.archiveUuid;
   }
 
-  get baseImage(): string {
-    return path.join(this.dir, BASE);
-  }
-
-  baseState(): MetaState | undefined {
+  get base(): MetaState | undefined {
     return this.meta.base;
   }
 
-  allDiffs(): MetaDiff[] {
-    return this.diffs.all();
+  get baseImage(): string {
+    return path.join(this.dir, BASE);
   }
 
   async setState(state: ArchiveSteadyState): Promise<void> {
@@ -149,6 +158,14 @@ export class ArchiveVolumeStore {
       await h.close();
     }
     return this.baseImage;
+  }
+
+  /**
+   * Writes bulks that come on the FullSync stream into the base image of a full backup of `sizeLb`, at their
+   * offsets, with an fdatasync every `syncEveryBytes`. Close it in every case.
+   */
+  async baseImageWriter(sizeLb: number, syncEveryBytes: number): Promise<BaseImageWriter> {
+    return new BaseImageWriter(await fs.promises.open(this.baseImage, 'r+'), sizeLb * 512, syncEveryBytes);
   }
 
   /** The scan is done: the base is `<|0,gidE|>`-like `snapshot`, a new archive lineage, state Archived. */
@@ -177,28 +194,34 @@ export class ArchiveVolumeStore {
 
   // ---- diffs ----
 
-  /** The snapshot the archive can reach now: the base with every applicable diff applied. */
-  latestSnap(): MetaSnap {
-    const base = this.requireBase();
-    let s = base.snapE ?? base.snapB;
-    for (const d of this.diffs.applicableChain(base.snapB)) s = applySnap(s, d);
-    return s;
-  }
-
-  /** The archive's answer to a diff offered by a proxy (in the order of docs/servers.md §7.2). */
-  checkDiff(d: MetaDiff, storageUuid: string): DiffVerdict {
-    if (!this.meta.base) return 'archive-not-found';
-    if (storageUuid !== this.meta.storageUuid) return 'different-uuid';
-    const r = relation(this.latestSnap(), d);
-    return r === 'applicable' ? 'accept' : r === 'too-old' ? 'too-old-diff' : 'too-new-diff';
-  }
-
   /** A temporary path in the volume directory for a wdiff being received. */
   tempPath(what = 'wdiff'): string {
     return path.join(
       this.dir,
       `${TMP_PREFIX}${what}-${process.pid}-${crypto.randomBytes(6).toString('hex')}`,
     );
+  }
+
+  /**
+   * Receives wdiff `d`: its bytes into a temporary file, synced, the whole wdiff verified (docs/formats.md §5),
+   * then addDiff. Nothing is left behind when any step fails.
+   */
+  async receiveDiff(chunks: AsyncIterable<Buffer>, d: MetaDiff): Promise<MetaDiff> {
+    const tmp = this.tempPath();
+    try {
+      const fh = await fs.promises.open(tmp, 'w');
+      try {
+        for await (const data of chunks) await fh.write(data);
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      await native.wdiffVerify(tmp);
+      return await this.addDiff(tmp, d);
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true });
+      throw err;
+    }
   }
 
   /** Moves a received, synced wdiff file to its final name and registers it. */
@@ -217,29 +240,14 @@ export class ArchiveVolumeStore {
     return path.join(this.dir, diffFileName(d));
   }
 
-  /** Deletes diffs that no snapshot from the base can use any more. */
+  /** Deletes the diffs that no snapshot from the base can use any more (policy.diffsToCollect). */
   async gc(): Promise<number> {
-    const base = this.meta.base;
-    if (!base) return 0;
-    let n = 0;
-    const chain = new Set(this.diffs.applicableChain(base.snapB));
-    for (const d of this.diffs.all()) {
-      if (chain.has(d)) continue;
-      if (relation(base.snapB, d) === 'too-old' || this.supersededByChain(d, chain)) {
-        await this.deleteDiff(d);
-        n++;
-      }
-    }
-    return n;
+    const collected = diffsToCollect(this.meta.base, this.diffs);
+    for (const d of collected) await this.deleteDiff(d);
+    return collected.length;
   }
 
   // ---- snapshots ----
-
-  restorable(all = false): RestorableSnap[] {
-    const base = this.meta.base;
-    if (!base || this.meta.state === 'SyncReady') return [];
-    return this.diffs.restorable(base, all);
-  }
 
   restoredPath(gid: number): string {
     return path.join(this.dir, RESTORED, `${gid}.img`);
@@ -255,20 +263,14 @@ export class ArchiveVolumeStore {
 
   /**
    * Restores snapshot `gid` into RESTORED/<gid>.img: a reflink (or copy) of the base, then the diffs of the chain
-   * up to gid applied in order. The image appears under its name only when complete and synced.
+   * up to gid (policy.restoreChain) applied in order. The image appears under its name only when complete and
+   * synced.
    */
   async restore(gid: number, progress?: ProgressFn): Promise<string> {
-    const base = this.requireBase();
-    if (!this.restorable(true).some((r) => r.gid === gid))
-      throw new WalbError('INVALID_ARGUMENT', `gid ${gid} of volume ${this.volume} is not restorable`);
+    const chain = restoreChain(this.volume, this, gid);
     const out = this.restoredPath(gid);
     if (fs.existsSync(out))
       throw new WalbError('ALREADY_EXISTS', `snapshot ${gid} of ${this.volume} is restored`);
-    const chain = this.diffs.applicableChain(base.snapB, gid);
-    let s: MetaSnap = base.snapE ?? base.snapB;
-    for (const d of chain) s = applySnap(s, d);
-    if (!isCleanSnap(s) || s.gidB !== gid)
-      throw new WalbError('INVALID_ARGUMENT', `the chain reaches ${snapText(s)}, not |${gid}|`);
     const tmp = path.join(this.dir, RESTORED, `${TMP_PREFIX}${gid}.img`);
     await fs.promises.copyFile(this.baseImage, tmp, fs.constants.COPYFILE_FICLONE);
     try {
@@ -304,22 +306,6 @@ export class ArchiveVolumeStore {
 
   // ---- internals ----
 
-  private requireBase(): MetaState {
-    if (!this.meta.base)
-      throw new WalbError(
-        'FAILED_PRECONDITION',
-        `volume ${this.volume} has no base image yet (full backup first)`,
-      );
-    return this.meta.base;
-  }
-
-  /** A diff off the chain whose whole range the chain covers (a shorter duplicate of a re-sent range). */
-  private supersededByChain(d: MetaDiff, chain: Set<MetaDiff>): boolean {
-    for (const c of chain)
-      if (c.snapB.gidB <= d.snapB.gidB && d.snapE.gidB <= c.snapE.gidB && c !== d) return true;
-    return false;
-  }
-
   private async deleteDiff(d: MetaDiff): Promise<void> {
     await fs.promises.rm(this.diffPath(d), { force: true });
     this.diffs.remove(d);
@@ -328,5 +314,31 @@ export class ArchiveVolumeStore {
   private async save(meta: VolumeMeta): Promise<void> {
     await writeJsonAtomic(path.join(this.dir, META), meta);
     this.meta = meta;
+  }
+}
+
+/** The base image of a full backup whose bulks come on the stream: each written at its offset. */
+export class BaseImageWriter {
+  private unsynced = 0;
+
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly sizeBytes: number,
+    private readonly syncEveryBytes: number,
+  ) {}
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (offset % 512 !== 0 || offset + data.length > this.sizeBytes)
+      throw new WalbError('INVALID_ARGUMENT', `bulk at ${offset} (+${data.length}) is outside the volume`);
+    await this.fh.write(data, 0, data.length, offset);
+    this.unsynced += data.length;
+    if (this.unsynced >= this.syncEveryBytes) {
+      await this.fh.datasync();
+      this.unsynced = 0;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
   }
 }

@@ -5,6 +5,7 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { diffVerdict, latestSnap, restorableSnaps } from '../../src/archive/policy';
 import { ArchiveVolumeStore } from '../../src/archive/volume-store';
 import { diff, snap } from '../../src/common/meta';
 import { native } from '../../src/native';
@@ -61,7 +62,7 @@ async function fullBackup(store: ArchiveVolumeStore, img: Buffer): Promise<void>
 }
 
 async function offer(store: ArchiveVolumeStore, file: string, d: ReturnType<typeof diff>) {
-  const verdict = store.checkDiff(d, UUID);
+  const verdict = diffVerdict(store, d, UUID);
   if (verdict !== 'accept') return verdict;
   const t = store.tempPath();
   fs.copyFileSync(file, t);
@@ -74,7 +75,7 @@ test('full backup, then diffs: every clean snapshot restores to the bytes the de
   const data = tmp.name('restore-data');
   const store = await ArchiveVolumeStore.init(data, 'vol0');
   t.is(store.state, 'SyncReady');
-  t.deepEqual(store.restorable(), []);
+  t.deepEqual(restorableSnaps(store, false), []);
   await fullBackup(store, f.img);
   t.is(store.state, 'Archived');
   t.regex(store.archiveUuid, /^[0-9a-f]{32}$/);
@@ -86,10 +87,10 @@ test('full backup, then diffs: every clean snapshot restores to the bytes the de
   t.is(await offer(store, f.wdiffs[3], diff(snap(3), snap(4), { timestamp: 1_700_000_004 })), 'too-new-diff');
   t.is(await offer(store, f.wdiffs[2], diff(snap(2), snap(3), { timestamp: 1_700_000_003 })), 'accept');
   t.is(await offer(store, f.wdiffs[3], diff(snap(3), snap(4), { timestamp: 1_700_000_004 })), 'accept');
-  t.is(store.checkDiff(diff(snap(1), snap(2)), UUID), 'too-old-diff');
-  t.is(store.checkDiff(diff(snap(4), snap(5)), 'bb'.repeat(16)), 'different-uuid');
+  t.is(diffVerdict(store, diff(snap(1), snap(2)), UUID), 'too-old-diff');
+  t.is(diffVerdict(store, diff(snap(4), snap(5)), 'bb'.repeat(16)), 'different-uuid');
   t.deepEqual(
-    store.restorable(true).map((r) => [r.gid, r.isExplicit]),
+    restorableSnaps(store, true).map((r) => [r.gid, r.isExplicit]),
     [
       [0, true],
       [1, false],
@@ -99,7 +100,7 @@ test('full backup, then diffs: every clean snapshot restores to the bytes the de
     ],
   );
   t.deepEqual(
-    store.restorable().map((r) => r.gid),
+    restorableSnaps(store, false).map((r) => r.gid),
     [0, 2, 3, 4],
     'gid 1 is implicit (merged into 2 by the next diff)',
   );
@@ -138,11 +139,11 @@ test('reopening after a crash removes temporary files and diffs the chain no lon
   );
   t.false(fs.readdirSync(path.join(again.dir, 'restored')).some((n) => n.startsWith('.tmp-')));
   t.deepEqual(
-    again.allDiffs().map((d) => `${d.snapB.gidB}-${d.snapE.gidB}`),
+    again.diffs.all().map((d) => `${d.snapB.gidB}-${d.snapE.gidB}`),
     ['0-1', '1-3'],
     'the shorter duplicate 1-2 was collected',
   );
-  t.is(again.latestSnap().gidB, 3);
+  t.is(latestSnap(again.base!, again.diffs).gidB, 3);
   const out = await again.restore(3);
   t.true(fs.readFileSync(out).equals(fs.readFileSync(f.truth[3])));
 });
@@ -158,4 +159,47 @@ test('a volume whose metadata says Archived but whose base image is gone is repo
   t.regex(err!.message, /base image .* is missing/);
   await t.throwsAsync(ArchiveVolumeStore.init(data, 'bad/name'), { message: /bad volume name/ });
   await t.throwsAsync(ArchiveVolumeStore.open(data, 'nothere'), { message: /no volume nothere/ });
+});
+
+test('a received wdiff is verified before it is kept: a corrupt one leaves no file and no diff behind', async (t) => {
+  const f = await fixture('receive');
+  const store = await ArchiveVolumeStore.init(tmp.name('receive-data'), 'vol3');
+  await fullBackup(store, f.img);
+  const bytes = fs.readFileSync(f.wdiffs[0]);
+  const corrupt = Buffer.from(bytes);
+  corrupt[corrupt.length - 1] ^= 0xff;
+  async function* chunks(b: Buffer) {
+    for (let off = 0; off < b.length; off += 1 << 16) yield b.subarray(off, off + (1 << 16));
+  }
+  const d = diff(snap(0), snap(1), { timestamp: 1_700_000_001 });
+  const err = await t.throwsAsync(store.receiveDiff(chunks(corrupt), d));
+  t.is((err as { code?: string }).code, 'CORRUPTION');
+  t.deepEqual(
+    fs.readdirSync(store.dir).filter((n) => n !== 'meta.json' && n !== 'base.img' && n !== 'restored'),
+    [],
+  );
+  t.deepEqual(store.diffs.all(), []);
+  const kept = await store.receiveDiff(chunks(bytes), d);
+  t.is(kept.dataSize, bytes.length);
+  t.true(fs.readFileSync(store.diffPath(kept)).equals(bytes));
+});
+
+test('the base image of a full backup refuses a bulk that is unaligned or ends past the volume', async (t) => {
+  const store = await ArchiveVolumeStore.init(tmp.name('writer-data'), 'vol4');
+  await store.beginFullSync(2048);
+  const w = await store.baseImageWriter(2048, 1 << 20);
+  try {
+    await w.write(2047 * 512, Buffer.alloc(512, 7));
+    await t.throwsAsync(w.write(100, Buffer.alloc(512)), { message: /outside the volume/ });
+    await t.throwsAsync(w.write(2047 * 512, Buffer.alloc(1024)), { message: /outside the volume/ });
+  } finally {
+    await w.close();
+  }
+  t.true(
+    fs
+      .readFileSync(store.baseImage)
+      .subarray(2047 * 512)
+      .equals(Buffer.alloc(512, 7)),
+  );
+  t.is(fs.statSync(store.baseImage).size, 2048 * 512);
 });

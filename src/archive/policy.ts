@@ -1,0 +1,234 @@
+// The archive's decisions as pure functions of what it holds (docs/servers.md §6, §7.2-7.4): its state table, the
+// answer to a diff a proxy offers (accept or the first typed rejection, in the documented order), whether a full
+// backup may start and which path its bytes took, what a restore of a gid needs, and which diffs the start
+// collects. No files, no processes: the server and the volume store act on the answers
+// (test/unit/archive-policy.test.ts pins each one).
+import { WalbError } from '../common/errors';
+import {
+  applySnap,
+  isCleanSnap,
+  relation,
+  snapText,
+  type DiffSet,
+  type MetaDiff,
+  type MetaSnap,
+  type MetaState,
+  type RestorableSnap,
+} from '../common/meta';
+import type { Edge, StopFlag } from '../common/state-machine';
+import type { Rejection } from '../common/transfer';
+import type { BulkOutcome } from '../native';
+
+/** The states written to meta.json (docs/servers.md §6.2); Clear is the absence of the volume's directory. */
+export type ArchiveSteadyState = 'SyncReady' | 'Archived' | 'Stopped';
+
+export type ArchiveState =
+  | 'Clear'
+  | ArchiveSteadyState
+  | 'InitVol'
+  | 'ClearVol'
+  | 'ResetVol'
+  | 'FullSync'
+  | 'WdiffRecv'
+  | 'Stop'
+  | 'Start';
+
+/** docs/servers.md §6.2 (the states built so far). */
+export const ARCHIVE_EDGES: readonly Edge<ArchiveState>[] = [
+  { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
+  { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
+  { from: 'Stopped', via: 'ClearVol', to: 'Clear' },
+  { from: 'SyncReady', via: 'FullSync', to: 'Archived' },
+  { from: 'Archived', via: 'WdiffRecv', to: 'Archived' },
+  { from: 'Archived', via: 'Stop', to: 'Stopped' },
+  { from: 'Stopped', via: 'Start', to: 'Archived' },
+  { from: 'SyncReady', via: 'ResetVol', to: 'SyncReady' },
+  { from: 'Stopped', via: 'ResetVol', to: 'SyncReady' },
+];
+
+/** Restore, the restorable list and Stop need one of these. */
+export const ACTIVE_STATES: readonly ArchiveState[] = ['Archived', 'WdiffRecv'];
+
+/** What the policy reads of a volume's stored data (the volume store provides it). */
+export interface StoredVolume {
+  readonly state: ArchiveSteadyState;
+  /** Volume size [LB]. */
+  readonly sizeLb: number;
+  /** The storage log stream the archive follows. */
+  readonly storageUuid: string;
+  /** Absent until a full backup completed. */
+  readonly base: MetaState | undefined;
+  readonly diffs: DiffSet;
+}
+
+/** A volume as the server sees it: its state machine's state and stop flag, and its store unless Clear. */
+export interface VolumeFacts {
+  readonly state: ArchiveState;
+  readonly stop: StopFlag;
+  readonly stored: StoredVolume | undefined;
+}
+
+/** The snapshot the archive can reach now: the base with every applicable diff applied (docs/servers.md §2.6). */
+export function latestSnap(base: MetaState, diffs: DiffSet): MetaSnap {
+  let s = base.snapE ?? base.snapB;
+  for (const d of diffs.applicableChain(base.snapB)) s = applySnap(s, d);
+  return s;
+}
+
+/** How a diff stands to what the archive holds, before its state is looked at. */
+export type DiffVerdict = 'accept' | 'too-old-diff' | 'too-new-diff' | 'different-uuid' | 'archive-not-found';
+
+/** The diff checks of docs/servers.md §7.2 step 3, in order: base image, log stream, then too old or too new. */
+export function diffVerdict(v: StoredVolume, d: MetaDiff, storageUuid: string): DiffVerdict {
+  if (!v.base) return 'archive-not-found';
+  if (storageUuid !== v.storageUuid) return 'different-uuid';
+  const r = relation(latestSnap(v.base, v.diffs), d);
+  return r === 'applicable' ? 'accept' : r === 'too-old' ? 'too-old-diff' : 'too-new-diff';
+}
+
+export interface WdiffOffer {
+  volume: string;
+  /** The volume size the proxy announces [LB]. */
+  size: number;
+  storageUuid: string;
+  d: MetaDiff;
+}
+
+/**
+ * The archive's answer to a wdiff header (docs/servers.md §7.2 step 3): the first rejection that applies, or
+ * undefined to accept. The foreground limit, checked last, is the transfer's (serveTransfer).
+ */
+export function wdiffRejection(v: VolumeFacts | undefined, offer: WdiffOffer): Rejection | undefined {
+  const stored = v?.stored;
+  if (!v || !stored) return { reason: 'NOT_FOUND', message: `no volume ${offer.volume}` };
+  const st = v.state;
+  if (st === 'Stopped' || st === 'Start' || st === 'Stop' || v.stop !== 'not-stopping')
+    return { reason: 'STOPPED', message: `volume ${offer.volume} is stopped` };
+  if (st === 'FullSync') return { reason: 'SYNCING', message: `volume ${offer.volume} is in a full backup` };
+  if (st === 'WdiffRecv') return { reason: 'BUSY', message: `volume ${offer.volume} receives another wdiff` };
+  if (st !== 'Archived') return { reason: 'BAD_STATE', message: `volume ${offer.volume} is ${st}` };
+  if (offer.size > stored.sizeLb)
+    return {
+      reason: 'SMALLER_SIZE',
+      message: `volume ${offer.volume} holds ${stored.sizeLb} LB, the diff is for ${offer.size}`,
+    };
+  const verdict = diffVerdict(stored, offer.d, offer.storageUuid);
+  if (verdict === 'archive-not-found') return { reason: 'NOT_FOUND', message: 'no base image' };
+  if (verdict === 'different-uuid') return { reason: 'DIFFERENT_UUID', message: 'another log stream' };
+  const latest = () => `latest is ${snapText(latestSnap(stored.base!, stored.diffs))}`;
+  if (verdict === 'too-old-diff') return { reason: 'TOO_OLD_DIFF', message: latest() };
+  if (verdict === 'too-new-diff') return { reason: 'TOO_NEW_DIFF', message: latest() };
+  return undefined;
+}
+
+/**
+ * Whether a full backup may start (docs/servers.md §7.3 step 3): a typed rejection, or undefined to accept. A size
+ * that cannot be right fails the stream (INVALID_ARGUMENT). The foreground limit is the transfer's.
+ */
+export function fullSyncRejection(
+  v: VolumeFacts | undefined,
+  header: { volume: string; size: number },
+): Rejection | undefined {
+  if (!v?.stored) return { reason: 'NOT_FOUND', message: `no volume ${header.volume}` };
+  if (v.state !== 'SyncReady')
+    return { reason: 'BAD_STATE', message: `volume ${header.volume} is ${v.state}, needs SyncReady` };
+  if (header.size <= 0 || header.size % 512 !== 0)
+    throw new WalbError('INVALID_ARGUMENT', `bad volume size ${header.size}`);
+  return undefined;
+}
+
+/**
+ * Which path the bytes of a full backup took, from the bytes the sender says went through the bulk port and what
+ * the bulk receiver did for the token (docs/servers.md §7.4): 'stream' when the sender says 0 and the receiver
+ * finished no stream (the fallback), 'bulk' when the receiver wrote exactly what was sent; anything else is
+ * TRUNCATED.
+ */
+export function fullSyncBytesPath(sent: number, outcome: BulkOutcome | undefined): 'bulk' | 'stream' {
+  if (sent === 0 && outcome?.state !== 'done') return 'stream';
+  if (outcome?.state !== 'done' || outcome.bytes !== sent)
+    throw new WalbError(
+      'TRUNCATED',
+      `the bulk receiver wrote ${outcome?.bytes ?? 0} of ${sent} bytes (${outcome?.state ?? 'closed'}${outcome?.error ? `: ${outcome.error}` : ''})`,
+    );
+  return 'bulk';
+}
+
+/** The snapshots a volume can restore (docs/servers.md §2.6): none before the first full backup. */
+export function restorableSnaps(v: StoredVolume, all: boolean): RestorableSnap[] {
+  if (!v.base || v.state === 'SyncReady') return [];
+  return v.diffs.restorable(v.base, all);
+}
+
+/**
+ * Whether `Restore {gid}` may start (docs/servers.md §6.3): an active volume that is not stopping, a restorable
+ * gid, not restored already. Throws the typed refusal; the foreground limit is checked by the caller.
+ */
+export function checkRestore(volume: string, v: VolumeFacts, gid: number, restored: readonly number[]): void {
+  if (!ACTIVE_STATES.includes(v.state))
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `restore: volume ${volume} is ${v.state}, needs ${ACTIVE_STATES.join(' or ')}`,
+    );
+  if (v.stop !== 'not-stopping') throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is stopping`);
+  if (!v.stored) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is Clear`);
+  if (!restorableSnaps(v.stored, true).some((r) => r.gid === gid))
+    throw new WalbError('INVALID_ARGUMENT', `gid ${gid} of ${volume} is not restorable`);
+  if (restored.includes(gid))
+    throw new WalbError('ALREADY_EXISTS', `gid ${gid} of ${volume} is restored already`);
+}
+
+/**
+ * The diffs a restore of `gid` applies to the base image, in order (docs/servers.md §6.5): the applicable chain up
+ * to gid, which must reach exactly the clean snapshot |gid|.
+ */
+export function restoreChain(volume: string, v: StoredVolume, gid: number): MetaDiff[] {
+  const base = v.base;
+  if (!base)
+    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} has no base image yet (full backup first)`);
+  if (!restorableSnaps(v, true).some((r) => r.gid === gid))
+    throw new WalbError('INVALID_ARGUMENT', `gid ${gid} of volume ${volume} is not restorable`);
+  const chain = v.diffs.applicableChain(base.snapB, gid);
+  let s: MetaSnap = base.snapE ?? base.snapB;
+  for (const d of chain) s = applySnap(s, d);
+  if (!isCleanSnap(s) || s.gidB !== gid)
+    throw new WalbError('INVALID_ARGUMENT', `the chain reaches ${snapText(s)}, not |${gid}|`);
+  return chain;
+}
+
+/** ClearVol refuses a volume with work running on it (docs/servers.md §6.3). */
+export function checkClearVol(volume: string, actions: readonly string[]): void {
+  if (actions.length) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy`);
+}
+
+/** DelRestored refuses while a restore runs (docs/servers.md §6.3). */
+export function checkDelRestored(volume: string, actions: readonly string[]): void {
+  if (actions.includes('Restore'))
+    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is restoring`);
+}
+
+/**
+ * The diffs garbage collection deletes (docs/servers.md §6.4): off the applicable chain and either too old for
+ * the base or with their whole gid range covered by a chain diff (a shorter duplicate of a re-sent range).
+ */
+export function diffsToCollect(base: MetaState | undefined, diffs: DiffSet): MetaDiff[] {
+  if (!base) return [];
+  const chain = diffs.applicableChain(base.snapB);
+  const covered = (d: MetaDiff) =>
+    chain.some((c) => c.snapB.gidB <= d.snapB.gidB && d.snapE.gidB <= c.snapE.gidB);
+  return diffs
+    .all()
+    .filter((d) => !chain.includes(d) && (relation(base.snapB, d) === 'too-old' || covered(d)));
+}
+
+/** What makes a volume's stored metadata unusable (docs/servers.md §6.4): the start stops with CORRUPTION. */
+export type MetaInconsistency = 'unknown-version' | 'no-base-state' | 'base-image-missing';
+
+export function metaInconsistency(
+  meta: { version: number; state: ArchiveSteadyState; base?: MetaState },
+  baseImageExists: boolean,
+): MetaInconsistency | undefined {
+  if (meta.version !== 1) return 'unknown-version';
+  if (meta.state !== 'SyncReady' && !meta.base) return 'no-base-state';
+  if (meta.base && !baseImageExists) return 'base-image-missing';
+  return undefined;
+}

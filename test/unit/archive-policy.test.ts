@@ -1,0 +1,241 @@
+// The archive's decisions (src/archive/policy.ts, docs/servers.md §6, §7.2-7.4), in-process on hand-made volume
+// facts: no files, no processes.
+import test from 'ava';
+import {
+  ARCHIVE_EDGES,
+  checkClearVol,
+  checkDelRestored,
+  checkRestore,
+  diffVerdict,
+  diffsToCollect,
+  fullSyncBytesPath,
+  fullSyncRejection,
+  latestSnap,
+  metaInconsistency,
+  restorableSnaps,
+  restoreChain,
+  wdiffRejection,
+  type ArchiveState,
+  type ArchiveSteadyState,
+  type StoredVolume,
+  type VolumeFacts,
+} from '../../src/archive/policy';
+import { DiffSet, diff, snap, type MetaDiff, type MetaState } from '../../src/common/meta';
+import { VolumeState, type StopFlag } from '../../src/common/state-machine';
+
+const UUID = 'aa'.repeat(16);
+const OTHER = 'bb'.repeat(16);
+const SIZE = 2048;
+
+function stored(
+  base: MetaState | undefined,
+  diffs: MetaDiff[],
+  state: ArchiveSteadyState = base ? 'Archived' : 'SyncReady',
+): StoredVolume {
+  return { state, sizeLb: SIZE, storageUuid: UUID, base, diffs: new DiffSet(diffs) };
+}
+
+function facts(
+  state: ArchiveState,
+  s: StoredVolume | undefined,
+  stop: StopFlag = 'not-stopping',
+): VolumeFacts {
+  return { state, stop, stored: s };
+}
+
+/** An archived volume at |2|: base |0| and the diffs 0→1, 1→2. */
+const archived = () =>
+  stored({ snapB: snap(0), timestamp: 100 }, [diff(snap(0), snap(1)), diff(snap(1), snap(2))]);
+
+const offer = (d: MetaDiff, o: { size?: number; storageUuid?: string } = {}) => ({
+  volume: 'v',
+  size: o.size ?? SIZE,
+  storageUuid: o.storageUuid ?? UUID,
+  d,
+});
+
+test('a wdiff offer gets the first rejection that applies, in the documented order, and the next diff is accepted', (t) => {
+  const next = diff(snap(2), snap(3));
+  const reason = (v: VolumeFacts | undefined, o = offer(next)) => wdiffRejection(v, o)?.reason;
+  t.is(reason(undefined), 'NOT_FOUND', 'unknown volume');
+  t.is(reason(facts('Clear', undefined)), 'NOT_FOUND', 'a volume being initialized has no store');
+  for (const st of ['Stopped', 'Start', 'Stop'] as const) t.is(reason(facts(st, archived())), 'STOPPED', st);
+  t.is(reason(facts('Archived', archived(), 'stopping')), 'STOPPED', 'the stop flag comes before the rest');
+  t.is(reason(facts('FullSync', archived())), 'SYNCING');
+  t.is(reason(facts('WdiffRecv', archived())), 'BUSY', 'another wdiff of the volume is arriving');
+  t.is(reason(facts('SyncReady', stored(undefined, []))), 'BAD_STATE');
+  // Everything wrong at once but the state: the size is looked at first, then the base, then the log stream.
+  const wrong = offer(diff(snap(0), snap(1)), { size: SIZE + 1, storageUuid: OTHER });
+  t.is(reason(facts('Archived', archived()), wrong), 'SMALLER_SIZE');
+  t.is(reason(facts('Archived', stored(undefined, [], 'Archived')), { ...wrong, size: SIZE }), 'NOT_FOUND');
+  t.is(reason(facts('Archived', archived()), { ...wrong, size: SIZE }), 'DIFFERENT_UUID');
+  t.is(reason(facts('Archived', archived()), offer(diff(snap(1), snap(2)))), 'TOO_OLD_DIFF');
+  const tooNew = wdiffRejection(facts('Archived', archived()), offer(diff(snap(3), snap(4))));
+  t.deepEqual(tooNew, { reason: 'TOO_NEW_DIFF', message: 'latest is |2|' });
+  t.is(wdiffRejection(facts('Archived', archived()), offer(next)), undefined);
+  t.is(
+    wdiffRejection(facts('Archived', archived()), offer(next, { size: SIZE - 8 })),
+    undefined,
+    'smaller is fine',
+  );
+});
+
+test('the latest snapshot is the base with the applicable chain applied, and decides too old from too new', (t) => {
+  const v = stored({ snapB: snap(0, 3), timestamp: 1 }, [
+    diff(snap(0), snap(1)),
+    diff(snap(1), snap(4)),
+    diff(snap(6), snap(7)), // a gap: 4→6 has not arrived
+  ]);
+  t.deepEqual(latestSnap(v.base!, v.diffs), snap(4));
+  t.is(diffVerdict(v, diff(snap(3), snap(4)), UUID), 'too-old-diff');
+  t.is(diffVerdict(v, diff(snap(4), snap(6)), UUID), 'accept');
+  t.is(diffVerdict(v, diff(snap(5), snap(6)), UUID), 'too-new-diff');
+  t.is(diffVerdict(v, diff(snap(4), snap(6)), OTHER), 'different-uuid');
+  t.is(diffVerdict(stored(undefined, []), diff(snap(0), snap(1)), UUID), 'archive-not-found');
+  // A dirty base stays dirty until the chain reaches its E.
+  t.deepEqual(
+    latestSnap({ snapB: snap(0, 3), timestamp: 1 }, new DiffSet([diff(snap(0), snap(1))])),
+    snap(1, 3),
+  );
+});
+
+test('a full backup starts only onto a SyncReady volume; a size that cannot be right fails the stream', (t) => {
+  const h = { volume: 'v', size: SIZE };
+  t.is(fullSyncRejection(undefined, h)?.reason, 'NOT_FOUND');
+  t.is(fullSyncRejection(facts('Clear', undefined), h)?.reason, 'NOT_FOUND');
+  t.deepEqual(fullSyncRejection(facts('Archived', archived()), h), {
+    reason: 'BAD_STATE',
+    message: 'volume v is Archived, needs SyncReady',
+  });
+  t.is(fullSyncRejection(facts('Stopped', archived()), h)?.reason, 'BAD_STATE');
+  t.is(fullSyncRejection(facts('SyncReady', stored(undefined, [])), h), undefined);
+  for (const size of [0, 100])
+    t.throws(() => fullSyncRejection(facts('SyncReady', stored(undefined, [])), { volume: 'v', size }), {
+      code: 'INVALID_ARGUMENT',
+      message: /bad volume size/,
+    } as object);
+});
+
+test('full-backup bytes count as the bulk path only when the receiver wrote exactly what the sender counted', (t) => {
+  t.is(fullSyncBytesPath(0, undefined), 'stream', 'no receiver stream: the fallback');
+  t.is(fullSyncBytesPath(0, { state: 'waiting', bytes: 0 }), 'stream');
+  t.is(fullSyncBytesPath(0, { state: 'done', bytes: 0 }), 'bulk', 'an all-zero device through the bulk port');
+  t.is(fullSyncBytesPath(4096, { state: 'done', bytes: 4096 }), 'bulk');
+  t.throws(() => fullSyncBytesPath(4096, { state: 'done', bytes: 2048 }), {
+    code: 'TRUNCATED',
+    message: 'the bulk receiver wrote 2048 of 4096 bytes (done)',
+  } as object);
+  t.throws(() => fullSyncBytesPath(4096, { state: 'failed', bytes: 512, error: 'disk full' }), {
+    code: 'TRUNCATED',
+    message: 'the bulk receiver wrote 512 of 4096 bytes (failed: disk full)',
+  } as object);
+  t.throws(() => fullSyncBytesPath(4096, undefined), {
+    code: 'TRUNCATED',
+    message: /0 of 4096 bytes \(closed\)/,
+  } as object);
+});
+
+test('a restore needs an active volume that is not stopping, a restorable gid, not restored yet', (t) => {
+  const refusal = (v: VolumeFacts, gid: number, restored: number[] = []) => {
+    try {
+      checkRestore('v', v, gid, restored);
+      return undefined;
+    } catch (err) {
+      return (err as { code: string }).code;
+    }
+  };
+  t.is(refusal(facts('Stopped', archived()), 2), 'FAILED_PRECONDITION');
+  t.is(refusal(facts('SyncReady', stored(undefined, [])), 0), 'FAILED_PRECONDITION');
+  t.is(refusal(facts('Archived', archived(), 'force-stopping'), 2), 'FAILED_PRECONDITION');
+  t.is(refusal(facts('Archived', archived()), 3), 'INVALID_ARGUMENT', 'not reached yet');
+  t.is(refusal(facts('Archived', archived()), 2, [2]), 'ALREADY_EXISTS');
+  t.is(refusal(facts('Archived', archived()), 2, [0, 1]), undefined);
+  t.is(
+    refusal(facts('WdiffRecv', archived()), 1),
+    undefined,
+    'a wdiff arriving does not hold a restore back',
+  );
+});
+
+test('a restore applies the chain from the base up to its gid; a gid before a dirty base is clean is refused', (t) => {
+  const d01 = diff(snap(0), snap(1));
+  const d12 = diff(snap(1), snap(2), { isMergeable: true });
+  const d23 = diff(snap(2), snap(3));
+  const v = stored({ snapB: snap(0, 2), timestamp: 1 }, [d01, d12, d23]);
+  t.deepEqual(
+    restorableSnaps(v, true).map((r) => r.gid),
+    [2, 3],
+  );
+  t.deepEqual(restoreChain('v', v, 2), [d01, d12]);
+  t.deepEqual(restoreChain('v', v, 3), [d01, d12, d23]);
+  t.throws(() => restoreChain('v', v, 1), { code: 'INVALID_ARGUMENT', message: /not restorable/ } as object);
+  t.throws(() => restoreChain('v', stored(undefined, [], 'Archived'), 0), {
+    code: 'FAILED_PRECONDITION',
+    message: /full backup first/,
+  } as object);
+});
+
+test('nothing is restorable before the first full backup, nor while SyncReady', (t) => {
+  t.deepEqual(restorableSnaps(stored(undefined, []), true), []);
+  t.deepEqual(restorableSnaps(stored({ snapB: snap(0), timestamp: 1 }, [], 'SyncReady'), true), []);
+  t.deepEqual(restorableSnaps(stored({ snapB: snap(0), timestamp: 1 }, [], 'Stopped'), true), [
+    { gid: 0, timestamp: 1, isExplicit: true },
+  ]);
+});
+
+test('garbage collection takes diffs too old for the base and shorter duplicates the chain covers, and keeps the rest', (t) => {
+  const tooOld = diff(snap(3), snap(4));
+  const d56 = diff(snap(5), snap(6));
+  const d68 = diff(snap(6), snap(8));
+  const shorter = diff(snap(6), snap(7)); // a re-sent range superseded by 6→8
+  const ahead = diff(snap(9), snap(10)); // waits for 8→9
+  const base = { snapB: snap(5), timestamp: 1 };
+  const diffs = new DiffSet([tooOld, d56, d68, shorter, ahead]);
+  t.deepEqual(diffsToCollect(base, diffs), [tooOld, shorter]);
+  t.deepEqual(diffsToCollect(undefined, diffs), [], 'no base: nothing to measure against, nothing collected');
+});
+
+test('ClearVol refuses a volume with any action running; DelRestored only while a restore runs', (t) => {
+  t.notThrows(() => checkClearVol('v', []));
+  t.throws(() => checkClearVol('v', ['Restore']), { code: 'FAILED_PRECONDITION', message: /busy/ } as object);
+  t.notThrows(() => checkDelRestored('v', []));
+  t.throws(() => checkDelRestored('v', ['Restore']), {
+    code: 'FAILED_PRECONDITION',
+    message: /restoring/,
+  } as object);
+});
+
+test('stored metadata of an unknown version, an active state without a base, or a lost base image is unusable', (t) => {
+  const base = { snapB: snap(0), timestamp: 1 };
+  t.is(metaInconsistency({ version: 2, state: 'SyncReady' }, false), 'unknown-version');
+  t.is(metaInconsistency({ version: 1, state: 'Archived' }, true), 'no-base-state');
+  t.is(metaInconsistency({ version: 1, state: 'Stopped', base }, false), 'base-image-missing');
+  t.is(metaInconsistency({ version: 1, state: 'SyncReady' }, false), undefined);
+  t.is(metaInconsistency({ version: 1, state: 'Archived', base }, true), undefined);
+});
+
+test('the state table: a full backup only from SyncReady, wdiffs only onto Archived, Stop only from Archived', async (t) => {
+  const at = (s: ArchiveState) => new VolumeState<ArchiveState>('v', ARCHIVE_EDGES, s);
+  const allowed = async (from: ArchiveState, via: ArchiveState) => {
+    const v = at(from);
+    try {
+      await v.transact(via, async () => undefined);
+      return v.state;
+    } catch {
+      return undefined;
+    }
+  };
+  t.is(await allowed('SyncReady', 'FullSync'), 'Archived');
+  t.is(await allowed('Archived', 'FullSync'), undefined, 'a second full backup onto an archived volume');
+  t.is(await allowed('Archived', 'WdiffRecv'), 'Archived');
+  t.is(await allowed('SyncReady', 'WdiffRecv'), undefined);
+  t.is(await allowed('Archived', 'Stop'), 'Stopped');
+  t.is(await allowed('Stopped', 'Start'), 'Archived');
+  t.is(
+    await allowed('Archived', 'ClearVol'),
+    undefined,
+    'an archived volume is stopped before it is cleared',
+  );
+  t.is(await allowed('Stopped', 'ResetVol'), 'SyncReady');
+  t.is(await allowed('Clear', 'InitVol'), 'SyncReady');
+});
