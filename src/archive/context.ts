@@ -1,5 +1,5 @@
-// What the archive's handlers share (docs/servers.md §6): its volumes in memory — each one's state machine
-// (§3.1-3.2) and, unless Clear, its volume store — and the server's config, logger, operations, foreground limit
+// What the archive's handlers share (docs/servers.md §6, §3.1-3.2): its volumes in memory — each one's state
+// machine and, unless Clear, its volume store — and the server's config, logger, operations, foreground limit
 // and bulk receiver. The server (server.ts) owns them and hands them over.
 import { WalbError } from '../common/errors';
 import type { ForegroundSlots } from '../common/foreground';

@@ -1,6 +1,6 @@
-// The transfers the archive receives (docs/servers.md §3.6): FullSync, a full backup from a storage (§7.3, its
-// bytes through the bulk path or the stream, §7.4), and SendWdiff, a wdiff from a proxy (§7.2). The policy answers
-// the header; the volume store writes the bytes and makes them durable before the transfer is acknowledged.
+// The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4): FullSync, a full backup from a storage, its
+// bytes through the bulk path or the stream, and SendWdiff, a wdiff from a proxy. The policy answers the header;
+// the volume store writes the bytes and makes them durable before the transfer is acknowledged.
 import crypto from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError } from '../common/errors';

@@ -1,7 +1,7 @@
-// The archive's files of one volume (docs/servers.md §6.1, §10.1): a sparse base image, the wdiff chain beside it
+// The archive's files of one volume (docs/servers.md §6.1, §6.4, §10.1): a sparse base image, the wdiff chain beside it
 // (file names carry the metadata), restored snapshots as image files, and meta.json for the rest. Every change is
 // atomic on disk (temp file, fsync, rename, fsync the directory), so a kill -9 at any point leaves either the old
-// or the new state; open() cleans up what a crash left behind (§6.4). What to accept, restore or collect is
+// or the new state; open() cleans up what a crash left behind. What to accept, restore or collect is
 // decided in policy.ts; this module only carries it out on the files.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
