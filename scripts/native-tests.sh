@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds and runs the native tests of the format core (native/test; docs/testing.md).
+# Builds and runs the native tests of the format core (native/test, native/fuzz; docs/testing.md).
 #
-#   scripts/native-tests.sh [STEP...]     STEP: plain | asan | tsan; default: asan tsan (`npm test`)
+#   scripts/native-tests.sh [STEP...]     STEP: plain | asan | tsan | fuzz; default: asan tsan fuzz (`npm test`)
 #
 #   plain  build-tests/: the unit tests and the wdev concurrency test without sanitizers (quick to iterate)
 #   asan   build-asan/:  the same with AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan   build-tsan/:  the wdev concurrency test with ThreadSanitizer
+#   fuzz   build-fuzz/:  a few seconds of every libFuzzer harness (scripts/fuzz.sh --smoke)
 #
 # Builds are incremental; the build directories are outside cmake-js's build/ and ignored by git.
 set -euo pipefail
@@ -44,8 +45,11 @@ step() {
       cmake --build build-tsan -j2 --target wdev_concurrency_test >/dev/null
       build-tsan/wdev_concurrency_test --gtest_brief=1
       ;;
+    fuzz)
+      bash scripts/fuzz.sh --smoke
+      ;;
     *)
-      echo "usage: $0 [plain|asan|tsan]..." >&2
+      echo "usage: $0 [plain|asan|tsan|fuzz]..." >&2
       exit 2
       ;;
   esac
@@ -53,7 +57,7 @@ step() {
 }
 
 steps=("$@")
-((${#steps[@]} > 0)) || steps=(asan tsan)
+((${#steps[@]} > 0)) || steps=(asan tsan fuzz)
 for s in "${steps[@]}"; do
   step "$s"
 done
