@@ -31,7 +31,7 @@ command -v clang++ >/dev/null 2>&1 || {
   exit 1
 }
 if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
-  CXX=clang++ cmake -S native/fuzz -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  CXX=clang++ cmake -S native/fuzz -B "$BUILD" >/dev/null
 fi
 cmake --build "$BUILD" -j2 >/dev/null
 
