@@ -26,7 +26,7 @@ const nodeGlobals = Object.fromEntries(
 );
 
 export default defineConfig([
-  globalIgnores(['dist/', 'build/', 'node_modules/', 'native/', 'tmp/', 'src/generated/']),
+  globalIgnores(['dist/', 'build/', 'build-*/', 'node_modules/', 'native/', 'tmp/', 'src/generated/']),
   js.configs.recommended,
   tseslint.configs.recommended,
   {

@@ -17,6 +17,8 @@ DEB_PACKAGES=(
   libgrpc++-dev
   # lint
   clang-format
+  # native tests of the core (scripts/native-tests.sh): GoogleTest; clang and its runtimes for the fuzzers
+  libgtest-dev clang libclang-rt-14-dev
   # block-device tooling for tests, demo and benchmarks
   qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2 systemd
   # benchmark peers

@@ -126,10 +126,12 @@ uint64_t Ldev::offsetOf(uint64_t lsid) const {
     return (ringBufferOffsetPb(super_.pbs) + lsid % super_.ringBufferPb) * super_.pbs;
 }
 
-void Ldev::writeSuper() {
-    std::vector<char> block(super_.pbs);
-    super_.serialize(block.data());
-    file_.pwriteAll(block.data(), super_.pbs, superSectorOffset());
+void Ldev::writeSuper() { writeSuper(super_); }
+
+void Ldev::writeSuper(const SuperSector& s) {
+    std::vector<char> block(s.pbs);
+    s.serialize(block.data());
+    file_.pwriteAll(block.data(), s.pbs, superSectorOffset());
 }
 
 void Ldev::readBlocks(uint64_t lsid, size_t n, char* out) {

@@ -57,6 +57,8 @@ public:
     File& file() { return file_; }
     uint64_t offsetOf(uint64_t lsid) const;
     void writeSuper();
+    // Writes `s` as the super sector, leaving super() untouched (for a writer racing with users of it).
+    void writeSuper(const SuperSector& s);
 
     // Reads one logpack (header and data). Returns false (end of valid logs) when the header at `lsid`
     // is invalid, belongs to another lap or is empty; `why` receives the reason.

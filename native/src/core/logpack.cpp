@@ -58,9 +58,11 @@ std::string Logpack::checkHeader(uint64_t expectedLsid) const {
                " was expected";
     }
     uint64_t used = 0;
+    size_t paddings = 0;
     for (size_t i = 0; i < h.n_records; i++) {
         const LogRecordRaw& r = record(i);
         std::string at = "record " + std::to_string(i) + ": ";
+        if (r.isPadding()) paddings++;
         if (!(r.flags & kLogRecordExist)) return at + "EXIST flag not set";
         if (!r.isPadding() && r.io_size == 0) return at + "io_size is 0";
         if (!r.isDiscard() && r.io_size > kMaxNormalIoLb) return at + "io_size exceeds 65535";
@@ -79,6 +81,11 @@ std::string Logpack::checkHeader(uint64_t expectedLsid) const {
         }
     }
     if (used != h.total_io_size) return "total_io_size does not match the records";
+    // Shrinking recounts n_padding (formats.md §2.8): a header whose count is off would not survive it.
+    if (paddings != h.n_padding) {
+        return "n_padding " + std::to_string(h.n_padding) + " does not match the " +
+               std::to_string(paddings) + " padding records";
+    }
     return "";
 }
 

@@ -711,8 +711,9 @@ void Wdev::checkpoint() {
             super_.deviceSizeLb = deviceSizeLb_;
             s = super_;
         }
-        ldev_->super() = s;
-        ldev_->writeSuper();
+        // Written without becoming the ldev's own super: the logger and readers of the log use its ring
+        // geometry at the same time (only resetWal changes that, on the logger thread).
+        ldev_->writeSuper(s);
         ldev_->file().fdatasync();
     } catch (...) {
         fail("checkpoint failed: " + describeException());
@@ -801,9 +802,13 @@ void Wdev::setOldestLsid(uint64_t lsid) {
                                                        "] (oldest, prev_written)");
         }
         if (lsid < lsids_.permanent) {
-            lk.unlock();
             Logpack pack(pbs_, super_.salt);
-            ldev_->readBlocks(lsid, 1, pack.headerBlock().data());
+            lk.unlock();
+            {
+                // resetWal may change the ring geometry and salt meanwhile; it holds superMu_ to do so.
+                std::lock_guard<std::mutex> sg(superMu_);
+                ldev_->readBlocks(lsid, 1, pack.headerBlock().data());
+            }
             const std::string why = pack.checkHeader(lsid);
             if (!why.empty() || pack.nRecords() == 0)
                 throwError(ErrorCode::InvalidArgument, "no logpack starts at lsid " + std::to_string(lsid) +

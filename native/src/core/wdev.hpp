@@ -169,7 +169,7 @@ private:
     uint32_t pbs_ = 512;
     WdevRedoResult redo_;
     std::unique_ptr<LogpackBuilder> builder_;  // logger thread only
-    std::mutex superMu_;                       // one super-sector writer at a time (before mu_)
+    std::mutex superMu_;  // one super-sector writer at a time; guards the ldev's ring geometry (before mu_)
 
     // Everything below is guarded by mu_.
     std::mutex mu_;

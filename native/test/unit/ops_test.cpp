@@ -1,0 +1,184 @@
+// Conversion, redo, virtual full images and hashing, checked against each other on generated workloads.
+#include "core/ops.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "support.hpp"
+
+namespace walb {
+namespace {
+
+constexpr uint64_t kDeviceLb = 4096;
+
+GenResult generate(const std::string& path, uint64_t seed, uint32_t pbs = 512) {
+    GenOptions g;
+    g.pbs = pbs;
+    g.deviceSizeLb = kDeviceLb;
+    g.amountBytes = 512 << 10;
+    g.maxIoLb = 32;
+    g.discardRatio = 0.1;
+    g.allZeroRatio = 0.1;
+    g.overlapRatio = 0.4;
+    g.ringBufferPb = 300;
+    g.seed = seed;
+    return generateWlog(path, g);
+}
+
+// A base image of reproducible bytes (a discard must visibly zero it).
+std::string baseImage(const test::TempDir& dir, const std::string& name) {
+    const std::string path = dir.path(name);
+    test::writeFile(path, test::bytes(kDeviceLb * kLbSize, 99));
+    return path;
+}
+
+std::string copyOf(const std::string& from, const std::string& to) {
+    std::filesystem::copy_file(from, to, std::filesystem::copy_options::overwrite_existing);
+    return to;
+}
+
+TEST(Ops, GeneratedWlogHasThePacksItReports) {
+    test::TempDir dir;
+    const GenResult g = generate(dir.path("a.wlog"), 1);
+    WlogReader r(dir.path("a.wlog"));
+    Logpack p;
+    uint64_t packs = 0;
+    while (r.next(p)) packs++;
+    EXPECT_EQ(packs, g.packs);
+    EXPECT_EQ(r.endLsid(), g.endLsid);
+    EXPECT_GT(g.paddings, 0u) << "the workload crosses the ring end";
+    EXPECT_GT(g.discards, 0u);
+}
+
+TEST(Ops, RedoOfTheConvertedWdiffEqualsRedoOfTheWlog) {
+    for (uint32_t pbs : {512u, 4096u}) {
+        for (bool indexed : {false, true}) {
+            test::TempDir dir;
+            const std::string wlog = dir.path("a.wlog"), wdiff = dir.path("a.wdiff");
+            generate(wlog, 2, pbs);
+            const std::string base = baseImage(dir, "base.img");
+            const std::string byLog = copyOf(base, dir.path("log.img")),
+                              byDiff = copyOf(base, dir.path("diff.img"));
+            redoWlog(wlog, byLog, DiscardMode::Zero);
+            ConvertOptions opt;
+            opt.indexed = indexed;
+            const ConvertResult c = wlogToWdiff({wlog}, wdiff, opt);
+            EXPECT_GT(c.stats.records, 0u);
+            redoWdiff(wdiff, byDiff, DiscardMode::Zero);
+            EXPECT_EQ(test::readFile(byDiff), test::readFile(byLog))
+                << "pbs " << pbs << " indexed " << indexed;
+            EXPECT_NE(test::readFile(byDiff), test::readFile(base));
+        }
+    }
+}
+
+TEST(Ops, ConversionThatSpillsToDiskGivesTheSameWdiffContent) {
+    test::TempDir dir;
+    const std::string wlog = dir.path("a.wlog");
+    generate(wlog, 3);
+    ConvertOptions small;
+    small.memoryLimit = 2 << 10;  // a few records: the in-memory diff holds references, not data
+    const ConvertResult spilled = wlogToWdiff({wlog}, dir.path("s.wdiff"), small);
+    EXPECT_GT(spilled.spills, 0u);
+    wlogToWdiff({wlog}, dir.path("m.wdiff"), ConvertOptions{});
+    const std::string base = baseImage(dir, "base.img");
+    const std::string a = copyOf(base, dir.path("a.img")), b = copyOf(base, dir.path("b.img"));
+    redoWdiff(dir.path("s.wdiff"), a, DiscardMode::Zero);
+    redoWdiff(dir.path("m.wdiff"), b, DiscardMode::Zero);
+    EXPECT_EQ(test::readFile(a), test::readFile(b));
+}
+
+TEST(Ops, VirtualFullImageOfABaseAndADiffChainReadsAsTheRedoneImage) {
+    test::TempDir dir;
+    const std::string base = baseImage(dir, "base.img");
+    std::vector<std::string> diffs;
+    const std::string redone = copyOf(base, dir.path("redone.img"));
+    for (int i = 0; i < 3; i++) {
+        const std::string wlog = dir.path("w" + std::to_string(i)), wdiff = dir.path("d" + std::to_string(i));
+        generate(wlog, 10 + i);
+        ConvertOptions opt;
+        opt.indexed = i == 1;
+        wlogToWdiff({wlog}, wdiff, opt);
+        redoWdiff(wdiff, redone, DiscardMode::Zero);
+        diffs.push_back(wdiff);
+    }
+    VirtualFullImage v(base, diffs);
+    ASSERT_EQ(v.sizeBytes(), kDeviceLb * kLbSize);
+    const auto want = test::readFile(redone);
+    std::vector<char> whole(v.sizeBytes());
+    v.read(0, whole.size(), whole.data());
+    EXPECT_EQ(whole, want);
+    // Unaligned pieces at odd places read the same bytes.
+    std::vector<char> piece(37 * kLbSize);
+    v.read(1001 * kLbSize, piece.size(), piece.data());
+    EXPECT_TRUE(std::equal(piece.begin(), piece.end(), want.begin() + 1001 * kLbSize));
+}
+
+TEST(Ops, HashOfAnImageIsXxh3OfItsChunkHashes) {
+    test::TempDir dir;
+    const std::string img = dir.path("a.img");
+    const auto b = test::bytes(1000 * 1024 + 512, 5);
+    test::writeFile(img, b);
+    HashOptions opt;
+    opt.seed = 42;
+    opt.chunkBytes = 64 << 10;
+    const HashResult h = hashImage(img, opt, true);
+    const size_t chunks = (b.size() + opt.chunkBytes - 1) / opt.chunkBytes;
+    ASSERT_EQ(h.chunkHashes.size(), chunks * 16);
+    EXPECT_EQ(h.bytes, b.size());
+    std::vector<uint8_t> want;
+    for (size_t c = 0; c < chunks; c++) {
+        const size_t off = c * opt.chunkBytes, len = std::min<size_t>(opt.chunkBytes, b.size() - off);
+        XXH128_canonical_t can;
+        XXH128_canonicalFromHash(&can, XXH3_128bits_withSeed(b.data() + off, len, opt.seed));
+        want.insert(want.end(), can.digest, can.digest + 16);
+    }
+    EXPECT_EQ(h.chunkHashes, want);
+    XXH128_canonical_t whole;
+    XXH128_canonicalFromHash(&whole, XXH3_128bits_withSeed(want.data(), want.size(), opt.seed));
+    EXPECT_EQ(std::memcmp(h.whole, whole.digest, 16), 0);
+}
+
+TEST(Ops, HashOfAVirtualFullImageEqualsHashOfTheRedoneImage) {
+    test::TempDir dir;
+    const std::string base = baseImage(dir, "base.img"), wlog = dir.path("w"), wdiff = dir.path("d");
+    generate(wlog, 20);
+    wlogToWdiff({wlog}, wdiff, ConvertOptions{});
+    const std::string redone = copyOf(base, dir.path("redone.img"));
+    redoWdiff(wdiff, redone, DiscardMode::Zero);
+    VirtualFullImage v(base, {wdiff});
+    HashOptions opt;
+    opt.chunkBytes = 128 << 10;
+    const HashResult a = hashReader([&](uint64_t off, size_t len, char* out) { v.read(off, len, out); },
+                                    v.sizeBytes(), opt, true, nullptr, false);
+    const HashResult b = hashImage(redone, opt, true);
+    EXPECT_EQ(a.chunkHashes, b.chunkHashes);
+    EXPECT_EQ(std::memcmp(a.whole, b.whole, 16), 0);
+    const HashResult c = hashImage(base, opt, true);
+    EXPECT_NE(std::memcmp(a.whole, c.whole, 16), 0);
+}
+
+TEST(Ops, RestoredWlogExtractsBackToTheSameLogs) {
+    test::TempDir dir;
+    const std::string wlog = dir.path("a.wlog"), ldev = dir.path("ldev"), out = dir.path("b.wlog");
+    const GenResult g = generate(wlog, 30);
+    test::makeFile(ldev, 2 << 20);
+    Ldev::format(ldev, {});
+    restoreWlog(wlog, ldev);
+    const ExtractResult e = extractWlog(ldev, out, g.beginLsid, kInvalidLsid);
+    EXPECT_EQ(e.endLsid, g.endLsid);
+    EXPECT_EQ(e.packs, g.packs);
+    EXPECT_FALSE(e.shrunk);
+    const std::string a = baseImage(dir, "a.img"), b = copyOf(a, dir.path("b.img"));
+    redoWlog(wlog, a, DiscardMode::Zero);
+    redoWlog(out, b, DiscardMode::Zero);
+    EXPECT_EQ(test::readFile(a), test::readFile(b));
+}
+
+}  // namespace
+}  // namespace walb
