@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "core/ldev.hpp"
+#include "core/nbd_request.hpp"
 #include "core/ops.hpp"
 
 using namespace walb;
@@ -86,6 +87,29 @@ void wdiffSeeds(const fs::path& out, const fs::path& work, const fs::path& wlog)
     }
 }
 
+// NBD requests as nbd_request_fuzz reads them: limits (block size 512, 32 MiB payload, a 1 GiB export,
+// writable), then a request header of each command.
+void nbdSeeds(const fs::path& out) {
+    auto bigEndian = [](std::string& s, uint64_t v, int n) {
+        for (int i = n - 1; i >= 0; i--) s.push_back(static_cast<char>(v >> (8 * i)));
+    };
+    for (uint16_t type : {nbd::kCmdRead, nbd::kCmdWrite, nbd::kCmdDisc, nbd::kCmdFlush, nbd::kCmdTrim,
+                          nbd::kCmdWriteZeroes}) {
+        std::string in;
+        in.push_back(9);                     // 1 << 9 = 512
+        bigEndian(in, (32u << 20) >> 8, 3);  // max payload
+        bigEndian(in, 1ull << 30, 8);        // export size
+        in.push_back(0);                     // writable
+        bigEndian(in, nbd::kRequestMagic, 4);
+        bigEndian(in, type == nbd::kCmdWrite ? nbd::kCmdFlagFua : 0, 2);
+        bigEndian(in, type, 2);
+        bigEndian(in, 0x1234 + type, 8);                                               // cookie
+        bigEndian(in, type == nbd::kCmdFlush ? 0 : 4096 * type, 8);                    // offset
+        bigEndian(in, type == nbd::kCmdFlush || type == nbd::kCmdDisc ? 0 : 4096, 4);  // length
+        save(out / "nbd_request_fuzz", "cmd" + std::to_string(type), in);
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,6 +123,7 @@ int main(int argc, char** argv) {
         superSeeds(out, work, pbs);
         wdiffSeeds(out, work, wlogSeed(out, work, pbs));
     }
+    nbdSeeds(out);
     fs::remove_all(work);
     return 0;
 }

@@ -51,7 +51,7 @@ std::vector<char> bytes(size_t len, uint64_t seed) {
     return out;
 }
 
-void Completions::wdevDone(uint64_t id, int error) {
+void Completions::ioDone(uint64_t id, int error) {
     std::lock_guard<std::mutex> lk(mu_);
     done_[id] = error;
     cv_.notify_all();

@@ -47,9 +47,9 @@ ErrorCode errorCodeOf(F&& fn, std::string* message = nullptr) {
 }
 
 // Collects completions of wdev requests; wait() blocks until a request has completed.
-class Completions : public WdevCompletionTarget {
+class Completions : public IoCompletionTarget {
 public:
-    void wdevDone(uint64_t id, int error) override;
+    void ioDone(uint64_t id, int error) override;
     // The request's errno; fails (throws) after `timeoutMs`.
     int wait(uint64_t id, int timeoutMs = 20000);
     bool done(uint64_t id);

@@ -159,7 +159,7 @@ TEST(WdevConcurrency, ConcurrentWritersReadersAndControlSeeConsistentData) {
     std::vector<std::vector<char>> models(kWriters, std::vector<char>(kRegionLb * kLbSize, 0));
     Failures failures;
     {
-        Wdev w(ldev, ddev, opt, nullptr);
+        Wdev w(ldev, ddev, opt);
         std::atomic<bool> stop{false};
         std::vector<std::thread> others, writers;
         for (int i = 0; i < kReaders; i++)
@@ -181,7 +181,7 @@ TEST(WdevConcurrency, ConcurrentWritersReadersAndControlSeeConsistentData) {
     for (int i = 0; i < kWriters; i++)
         EXPECT_EQ(std::memcmp(onDisk.data() + i * kRegionLb * kLbSize, models[i].data(), models[i].size()), 0)
             << "region " << i << " of the data device after close";
-    Wdev again(ldev, ddev, opt, nullptr);
+    Wdev again(ldev, ddev, opt);
     EXPECT_EQ(again.redoResult().packs, 0u);
     std::vector<char> got(kRegionLb * kLbSize);
     for (int i = 0; i < kWriters; i++) {
@@ -198,7 +198,7 @@ TEST(WdevConcurrency, CheckpointsRaceWithNeitherLogWritesNorSetOldestLsid) {
     test::makeFile(ldev, 256 << 10);
     test::makeFile(ddev, 1 << 20);
     Ldev::format(ldev, {});
-    Wdev w(ldev, ddev, WdevOptions{}, nullptr);
+    Wdev w(ldev, ddev, WdevOptions{});
     std::atomic<bool> stop{false};
     std::thread checkpoints([&] {
         while (!stop.load()) w.takeCheckpoint();

@@ -109,7 +109,7 @@ private:
     std::deque<Reply> replies_;
     uint64_t inflightBytes_ = 0;
     uint32_t inflightRequests_ = 0;
-    bool readerDone_ = false, broken_ = false, stopRequested_ = false, closed_ = false;
+    bool readerDone_ = false, broken_ = false, stopRequested_ = false;
     NbdWireStats stats_;
     std::vector<Slot> slots_;
     std::vector<uint32_t> freeSlots_;

@@ -51,7 +51,7 @@ TEST(Wdev, WritesReadBackAtOnceAndReachTheDataDeviceByClose) {
     auto done = std::make_shared<test::Completions>();
     std::vector<char> image(kDdevBytes, 0);
     {
-        Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+        Wdev w(d.ldev, d.ddev, WdevOptions{});
         for (uint64_t i = 0; i < 50; i++) {
             const uint64_t off = (i * 37 % 4000) * kLbSize;
             const auto b = test::bytes((1 + i % 16) * kLbSize, i);
@@ -69,7 +69,7 @@ TEST(Wdev, WritesReadBackAtOnceAndReachTheDataDeviceByClose) {
 TEST(Wdev, ADiscardedRangeReadsBackAsZeros) {
     Devices d;
     auto done = std::make_shared<test::Completions>();
-    Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+    Wdev w(d.ldev, d.ddev, WdevOptions{});
     w.submitWrite(1, 0, buffer(test::bytes(64 * kLbSize, 1)), false, done);
     w.submitDiscard(2, 8 * kLbSize, 16 * kLbSize, false, done);
     ASSERT_EQ(done->wait(1), kWdevOk);
@@ -85,7 +85,7 @@ TEST(Wdev, ADiscardedRangeReadsBackAsZeros) {
 TEST(Wdev, AWriteCompletesBeforeItsLogIsPermanentAndAFlushMakesItPermanent) {
     Devices d;
     auto done = std::make_shared<test::Completions>();
-    Wdev w(d.ldev, d.ddev, quietOptions(), nullptr);
+    Wdev w(d.ldev, d.ddev, quietOptions());
     w.submitWrite(1, 0, buffer(test::bytes(kLbSize, 1)), false, done);
     ASSERT_EQ(done->wait(1), kWdevOk);
     WdevLsids l = w.status().lsids;
@@ -99,7 +99,7 @@ TEST(Wdev, AWriteCompletesBeforeItsLogIsPermanentAndAFlushMakesItPermanent) {
 TEST(Wdev, AFuaWriteCompletesOnlyOnceItsLogIsPermanent) {
     Devices d;
     auto done = std::make_shared<test::Completions>();
-    Wdev w(d.ldev, d.ddev, quietOptions(), nullptr);
+    Wdev w(d.ldev, d.ddev, quietOptions());
     w.submitWrite(1, 0, buffer(test::bytes(8 * kLbSize, 1)), true, done);
     ASSERT_EQ(done->wait(1), kWdevOk);
     const WdevLsids l = w.status().lsids;
@@ -110,7 +110,7 @@ TEST(Wdev, AFuaWriteCompletesOnlyOnceItsLogIsPermanent) {
 TEST(Wdev, RequestsBeyondTheEndFailWithEnospcAndUnalignedOnesWithEio) {
     Devices d;
     auto done = std::make_shared<test::Completions>();
-    Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+    Wdev w(d.ldev, d.ddev, WdevOptions{});
     w.submitWrite(1, kDdevBytes - kLbSize, buffer(test::bytes(2 * kLbSize, 1)), false, done);
     w.submitDiscard(2, kDdevBytes, kLbSize, false, done);
     w.submitWrite(3, 100, buffer(test::bytes(kLbSize, 1)), false, done);
@@ -122,30 +122,10 @@ TEST(Wdev, RequestsBeyondTheEndFailWithEnospcAndUnalignedOnesWithEio) {
     EXPECT_EQ(test::errorCodeOf([&] { readBack(w, kDdevBytes, kLbSize); }), ErrorCode::InvalidArgument);
 }
 
-TEST(Wdev, ANotifyCallbackAnnouncesCompletionsQueuedWithoutATarget) {
-    Devices d;
-    std::mutex mu;
-    std::condition_variable cv;
-    int notified = 0;
-    Wdev w(d.ldev, d.ddev, WdevOptions{}, [&] {
-        std::lock_guard<std::mutex> lk(mu);
-        notified++;
-        cv.notify_all();
-    });
-    w.submitWrite(7, 0, buffer(test::bytes(kLbSize, 1)), false);
-    std::unique_lock<std::mutex> lk(mu);
-    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(20), [&] { return notified > 0; }));
-    lk.unlock();
-    const auto c = w.takeCompletions();
-    ASSERT_EQ(c.size(), 1u);
-    EXPECT_EQ(c[0].id, 7u);
-    EXPECT_EQ(c[0].error, kWdevOk);
-}
-
 TEST(Wdev, AFrozenDeviceHoldsWritesUntilMelted) {
     Devices d;
     auto done = std::make_shared<test::Completions>();
-    Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+    Wdev w(d.ldev, d.ddev, WdevOptions{});
     w.freeze(0);
     EXPECT_TRUE(w.status().frozen);
     w.submitWrite(1, 0, buffer(test::bytes(kLbSize, 1)), false, done);
@@ -158,7 +138,7 @@ TEST(Wdev, AFrozenDeviceHoldsWritesUntilMelted) {
 TEST(Wdev, ACheckpointWritesTheWrittenLsidToTheSuperSector) {
     Devices d;
     auto done = std::make_shared<test::Completions>();
-    Wdev w(d.ldev, d.ddev, quietOptions(), nullptr);
+    Wdev w(d.ldev, d.ddev, quietOptions());
     for (uint64_t i = 0; i < 10; i++)
         w.submitWrite(i, i * 8 * kLbSize, buffer(test::bytes(8 * kLbSize, i)), true, done);
     for (uint64_t i = 0; i < 10; i++) ASSERT_EQ(done->wait(i), kWdevOk);
@@ -175,7 +155,7 @@ TEST(Wdev, ResetWalRestartsTheLsidsAtZeroWithANewIdentity) {
     Devices d;
     const Uuid before = Ldev(d.ldev, false).super().uuid;
     auto done = std::make_shared<test::Completions>();
-    Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+    Wdev w(d.ldev, d.ddev, WdevOptions{});
     const auto b = test::bytes(16 * kLbSize, 3);
     w.submitWrite(1, 0, buffer(b), true, done);
     ASSERT_EQ(done->wait(1), kWdevOk);
@@ -208,7 +188,7 @@ TEST(Wdev, OpeningRedoesLoggedPacksAndShrinksATornLastPack) {
         ldev.file().fdatasync();
     }
     {
-        Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+        Wdev w(d.ldev, d.ddev, WdevOptions{});
         const WdevRedoResult& r = w.redoResult();
         EXPECT_EQ(r.packs, 2u);
         EXPECT_EQ(r.records, 2u);
@@ -228,11 +208,11 @@ TEST(Wdev, ReopeningAfterCloseHasNothingToRedo) {
     auto done = std::make_shared<test::Completions>();
     const auto b = test::bytes(32 * kLbSize, 8);
     {
-        Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+        Wdev w(d.ldev, d.ddev, WdevOptions{});
         w.submitWrite(1, 4096, buffer(b), false, done);
         ASSERT_EQ(done->wait(1), kWdevOk);
     }
-    Wdev w(d.ldev, d.ddev, WdevOptions{}, nullptr);
+    Wdev w(d.ldev, d.ddev, WdevOptions{});
     EXPECT_EQ(w.redoResult().packs, 0u);
     EXPECT_EQ(readBack(w, 4096, b.size()), b);
 }
