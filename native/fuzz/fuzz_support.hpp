@@ -82,7 +82,7 @@ inline void resealBlock(Bytes& b, size_t off, size_t len, size_t field, uint32_t
     store<uint32_t>(b, off + field, checksum(b.data() + off, len, salt));
 }
 
-// wlog (formats.md §4): file header, then each logpack header and the data checksums of its records.
+// wlog (docs/formats.md §4): file header, then each logpack header and the data checksums of its records.
 inline void resealWlog(Bytes& b) {
     if (b.size() < kWlogHeaderSize) return;
     resealBlock(b, 0, kWlogHeaderSize, offsetof(WlogHeaderRaw, checksum), 0);
@@ -108,7 +108,8 @@ inline void resealWlog(Bytes& b) {
     }
 }
 
-// Sorted wdiff (formats.md §5.1): file header, then each pack header and the data checksums of its records.
+// Sorted wdiff (docs/formats.md §5.2): file header, then each pack header and the data checksums of its
+// records.
 inline void resealSortedWdiff(Bytes& b) {
     resealBlock(b, 0, sizeof(DiffFileHeaderRaw), offsetof(DiffFileHeaderRaw, checksum), 0);
     for (uint64_t off = sizeof(DiffFileHeaderRaw); fits(b.size(), off, kDiffPackSize);) {
@@ -128,7 +129,7 @@ inline void resealSortedWdiff(Bytes& b) {
     }
 }
 
-// Indexed wdiff (formats.md §5.2): file header, trailer, and each index record with its image checksum.
+// Indexed wdiff (docs/formats.md §5.2): file header, trailer, and each index record with its image checksum.
 inline void resealIndexedWdiff(Bytes& b) {
     resealBlock(b, 0, sizeof(DiffFileHeaderRaw), offsetof(DiffFileHeaderRaw, checksum), 0);
     if (b.size() < sizeof(DiffFileHeaderRaw) + sizeof(IndexSuperRaw)) return;

@@ -1,5 +1,5 @@
-// Fuzzes the ldev super sector parser (formats.md §1.2). Input: one byte choosing the physical block size,
-// then the sector. A sector that parses must serialize back to one that parses to the same values.
+// Fuzzes the ldev super sector parser (docs/formats.md §1.2). Input: one byte choosing the physical block
+// size, then the sector. A sector that parses must serialize back to one that parses to the same values.
 #include "core/ldev.hpp"
 #include "fuzz_support.hpp"
 

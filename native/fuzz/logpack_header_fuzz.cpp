@@ -1,6 +1,6 @@
-// Fuzzes logpack header validation and torn-pack shrinking (formats.md §2.6-2.8). Input: one byte choosing
-// the physical block size, the 4-byte salt, the header block, then the data blocks. A valid pack shrunk to
-// its first good records (or fewer) must still be a valid pack at the same lsid.
+// Fuzzes logpack header validation and torn-pack shrinking (docs/formats.md §2.6-2.8). Input: one byte
+// choosing the physical block size, the 4-byte salt, the header block, then the data blocks. A valid pack
+// shrunk to its first good records (or fewer) must still be a valid pack at the same lsid.
 #include "core/logpack.hpp"
 #include "fuzz_support.hpp"
 

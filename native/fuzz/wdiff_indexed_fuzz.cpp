@@ -1,5 +1,5 @@
-// Fuzzes the indexed wdiff reader (formats.md §5.2): records in address order without overlaps, each record's
-// range inside its decoded image, and the binary search agreeing with a walk of the index.
+// Fuzzes the indexed wdiff reader (docs/formats.md §5.3): records in address order without overlaps, each
+// record's range inside its decoded image, and the binary search agreeing with a walk of the index.
 #include "core/diff.hpp"
 #include "fuzz_support.hpp"
 

@@ -1,5 +1,5 @@
-// Fuzzes the sorted wdiff reader (formats.md §5.1): records come in address order without overlaps, and the
-// data of every normal record can be read whole.
+// Fuzzes the sorted wdiff reader (docs/formats.md §5.2): records come in address order without overlaps, and
+// the data of every normal record can be read whole.
 #include "core/diff.hpp"
 #include "fuzz_support.hpp"
 

@@ -1,4 +1,4 @@
-// Fuzzes the wlog reader (formats.md §4): every pack it returns must be one that validates.
+// Fuzzes the wlog reader (docs/formats.md §4): every pack it returns must be one that validates.
 #include "core/wlog.hpp"
 #include "fuzz_support.hpp"
 

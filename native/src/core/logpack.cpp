@@ -81,7 +81,7 @@ std::string Logpack::checkHeader(uint64_t expectedLsid) const {
         }
     }
     if (used != h.total_io_size) return "total_io_size does not match the records";
-    // Shrinking recounts n_padding (formats.md §2.8): a header whose count is off would not survive it.
+    // Shrinking recounts n_padding (docs/formats.md §2.8): a header whose count is off would not survive it.
     if (paddings != h.n_padding) {
         return "n_padding " + std::to_string(h.n_padding) + " does not match the " +
                std::to_string(paddings) + " padding records";

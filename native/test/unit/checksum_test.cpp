@@ -8,7 +8,7 @@
 namespace walb {
 namespace {
 
-// The definition of formats.md §0.2, word by word.
+// The definition of docs/formats.md §0.2, word by word.
 uint32_t referenceChecksum(const std::vector<char>& b, uint32_t salt) {
     uint32_t sum = salt;
     for (size_t i = 0; i < b.size(); i += 4) {

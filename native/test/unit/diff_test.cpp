@@ -90,7 +90,7 @@ TEST_P(DiffCodec, IndexedWdiffReadsBackTheRecordsWritten) {
     w.close();
     auto r = openDiffReader(path);
     EXPECT_NE(dynamic_cast<IndexedDiffReader*>(r.get()), nullptr);
-    // The indexed layout cuts records at aligned boundaries (formats.md §5.3): compare block by block.
+    // The indexed layout cuts records at aligned boundaries (docs/formats.md §5.3): compare block by block.
     DiffMemory want(0), got(0);
     for (const DiffIo& io : kSample) want.add(io);
     DiffIo io;

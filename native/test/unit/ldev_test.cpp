@@ -126,7 +126,8 @@ TEST(Ldev, PacksWrittenAcrossTheRingEndReadBackWhole) {
     Ldev::format(path, {});
     Ldev ldev(path, true);
     const uint64_t ring = ldev.super().ringBufferPb;
-    // Start two blocks before the ring end: the builder pads so that no IO's data wraps (formats.md §2.4).
+    // Start two blocks before the ring end: the builder pads so that no IO's data wraps (docs/formats.md
+    // §2.4).
     LogpackBuilder b(512, ldev.super().salt, ring, 0, 5 * ring - 2);
     const auto data = test::bytes(4 * 512, 3);
     ASSERT_TRUE(b.addWrite(100, 4, data.data()));
