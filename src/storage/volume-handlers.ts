@@ -43,7 +43,10 @@ export function volumeHandlers(
     Start: unary(async (req) => {
       const v = volumes.get(req.volume);
       if (req.mode && req.mode !== 'target')
-        throw new WalbError('UNSUPPORTED', 'standby is not implemented yet');
+        throw new WalbError(
+          'UNSUPPORTED',
+          `start mode ${req.mode}: this storage starts volumes as target only (standby comes with hash backup)`,
+        );
       const st = await wdevd.status(v.store.wdev);
       if (st.overflow)
         throw new WalbError(
