@@ -9,6 +9,8 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadProto, startGrpcServer, stopGrpcServer } from '../../src/common/grpc';
 import { FULL_SYNC_BULK } from '../../src/common/transfer';
+import type { ProtoGrpcType as BulkProto } from '../../src/generated/bulk';
+import type { ArchiveBulkHandlers } from '../../src/generated/walb/v1/ArchiveBulk';
 import type { FullSyncBulkRequest__Output } from '../../src/generated/walb/v1/FullSyncBulkRequest';
 import { native, type BulkReceiver } from '../../src/native';
 import { makeTempDir, removeDir } from '../temp-files';
@@ -45,19 +47,13 @@ async function withReceiver(t: { teardown(f: () => void): void }): Promise<{ r: 
 
 /** A grpc-js server of ArchiveBulk built from bulk.proto, to check the native sender against the proto. */
 async function grpcJsReceiver(
-  implementation: grpc.UntypedServiceImplementation,
+  implementation: ArchiveBulkHandlers,
 ): Promise<{ server: grpc.Server; port: number }> {
-  const { definition } = loadProto('walb/v1/bulk.proto');
+  const { proto } = loadProto<BulkProto>('walb/v1/bulk.proto');
   return startGrpcServer(
     '127.0.0.1:0',
     [],
-    [
-      {
-        name: 'walb.v1.ArchiveBulk',
-        definition: definition['walb.v1.ArchiveBulk'] as grpc.ServiceDefinition,
-        implementation,
-      },
-    ],
+    [{ name: 'walb.v1.ArchiveBulk', definition: proto.walb.v1.ArchiveBulk.service, implementation }],
   );
 }
 
@@ -83,11 +79,8 @@ test('the bulk path writes a volume into the expected file byte for byte and ski
 test('the native sender speaks ArchiveBulk.FullSyncBulk as bulk.proto defines it', async (t) => {
   const dir = makeTempDir('bulk-proto');
   const got: FullSyncBulkRequest__Output[] = [];
-  const impl = {
-    FullSyncBulk: (
-      call: grpc.ServerReadableStream<FullSyncBulkRequest__Output, unknown>,
-      cb: grpc.sendUnaryData<{ bytes: number }>,
-    ) => {
+  const impl: ArchiveBulkHandlers = {
+    FullSyncBulk: (call, cb) => {
       call.on('data', (m: FullSyncBulkRequest__Output) => got.push(m));
       call.on('end', () =>
         cb(null, { bytes: got.reduce((a, m) => a + (m.data ? m.data.data.length : 0), 0) }),
@@ -219,8 +212,8 @@ test('a receiver that accepts the connection but never answers fails the send wi
 test('a receiver that takes the bulks but never gives its final answer fails the send with UNAVAILABLE, not CANCELLED', async (t) => {
   const dir = makeTempDir('bulk-silent');
   // Reads everything, answers nothing.
-  const impl = {
-    FullSyncBulk: (call: grpc.ServerReadableStream<unknown, unknown>) => call.on('data', () => undefined),
+  const impl: ArchiveBulkHandlers = {
+    FullSyncBulk: (call) => call.on('data', () => undefined),
   };
   const { server, port } = await grpcJsReceiver(impl);
   try {
