@@ -29,6 +29,7 @@ export type ArchiveState =
   | 'ClearVol'
   | 'ResetVol'
   | 'FullSync'
+  | 'HashSync'
   | 'WdiffRecv'
   | 'Stop'
   | 'Start';
@@ -39,6 +40,7 @@ export const ARCHIVE_EDGES: readonly Edge<ArchiveState>[] = [
   { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
   { from: 'Stopped', via: 'ClearVol', to: 'Clear' },
   { from: 'SyncReady', via: 'FullSync', to: 'Archived' },
+  { from: 'Archived', via: 'HashSync', to: 'Archived' },
   { from: 'Archived', via: 'WdiffRecv', to: 'Archived' },
   { from: 'Archived', via: 'Stop', to: 'Stopped' },
   { from: 'Stopped', via: 'Start', to: 'Archived' },
@@ -47,7 +49,7 @@ export const ARCHIVE_EDGES: readonly Edge<ArchiveState>[] = [
 ];
 
 /** Restore, the restorable list and Stop need one of these. */
-export const ACTIVE_STATES: readonly ArchiveState[] = ['Archived', 'WdiffRecv'];
+export const ACTIVE_STATES: readonly ArchiveState[] = ['Archived', 'HashSync', 'WdiffRecv'];
 
 /** What the policy reads of a volume's stored data (the volume store provides it). */
 export interface StoredVolume {
@@ -104,7 +106,11 @@ export function wdiffRejection(v: VolumeFacts | undefined, offer: WdiffOffer): R
   const st = v.state;
   if (st === 'Stopped' || st === 'Start' || st === 'Stop' || v.stop !== 'not-stopping')
     return { reason: 'STOPPED', message: `volume ${offer.volume} is stopped` };
-  if (st === 'FullSync') return { reason: 'SYNCING', message: `volume ${offer.volume} is in a full backup` };
+  if (st === 'FullSync' || st === 'HashSync')
+    return {
+      reason: 'SYNCING',
+      message: `volume ${offer.volume} is in a ${st === 'FullSync' ? 'full' : 'hash'} backup`,
+    };
   if (st === 'WdiffRecv') return { reason: 'BUSY', message: `volume ${offer.volume} receives another wdiff` };
   if (st !== 'Archived') return { reason: 'BAD_STATE', message: `volume ${offer.volume} is ${st}` };
   if (offer.size > stored.sizeLb)
@@ -134,6 +140,42 @@ export function fullSyncRejection(
     return { reason: 'BAD_STATE', message: `volume ${header.volume} is ${v.state}, needs SyncReady` };
   if (header.size <= 0 || header.size % 512 !== 0)
     throw new WalbError('INVALID_ARGUMENT', `bad volume size ${header.size}`);
+  return undefined;
+}
+
+/** The largest hash-backup chunk: a differing chunk becomes one wdiff record (docs/formats.md §7). */
+export const MAX_HASH_CHUNK = 32 << 20;
+
+/**
+ * Whether a hash backup may start (docs/servers.md §7.6): only onto an Archived volume (a reset archive needs a
+ * full backup), not stopping, at least as large as the storage's volume. A header that cannot be right fails
+ * the stream (INVALID_ARGUMENT). The foreground limit is the transfer's.
+ */
+export function hashSyncRejection(
+  v: VolumeFacts | undefined,
+  header: { volume: string; size: number; chunkSize: number },
+): Rejection | undefined {
+  if (!v?.stored) return { reason: 'NOT_FOUND', message: `no volume ${header.volume}` };
+  if (v.state === 'Stopped' || v.stop !== 'not-stopping')
+    return { reason: 'STOPPED', message: `volume ${header.volume} is stopped` };
+  if (v.state === 'WdiffRecv') return { reason: 'BUSY', message: `volume ${header.volume} receives a wdiff` };
+  if (v.state !== 'Archived' || !v.stored.base)
+    return {
+      reason: 'BAD_STATE',
+      message: `volume ${header.volume} is ${v.state}, needs Archived (a full backup first)`,
+    };
+  if (
+    header.size <= 0 ||
+    header.chunkSize <= 0 ||
+    header.chunkSize % 512 !== 0 ||
+    header.chunkSize > MAX_HASH_CHUNK
+  )
+    throw new WalbError('INVALID_ARGUMENT', `bad size ${header.size} or chunk size ${header.chunkSize}`);
+  if (header.size > v.stored.sizeLb)
+    return {
+      reason: 'SMALLER_SIZE',
+      message: `volume ${header.volume} holds ${v.stored.sizeLb} LB, the storage has ${header.size}`,
+    };
   return undefined;
 }
 

@@ -1,25 +1,119 @@
-// The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4): FullSync, a full backup from a storage, its
-// bytes through the bulk path or the stream, and SendWdiff, a wdiff from a proxy. The policy answers the header;
-// the volume store writes the bytes and makes them durable before the transfer is acknowledged.
+// The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4, §7.6): FullSync, a full backup from a storage,
+// its bytes through the bulk path or the stream; SendWdiff, a wdiff from a proxy; HashSync, a hash backup. The
+// policy answers the header; the volume store writes the bytes and makes them durable before the transfer is
+// acknowledged.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError } from '../common/errors';
 import { diff, snap, snapText, type MetaSnap } from '../common/meta';
+import { native } from '../native';
 import { serveTransfer } from '../common/transfer';
 import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
 import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
+import type { HashSyncRequest__Output } from '../generated/walb/v1/HashSyncRequest';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
 import type { WdiffRequest__Output } from '../generated/walb/v1/WdiffRequest';
 import type { ArchiveContext } from './context';
-import { fullSyncBytesPath, fullSyncRejection, wdiffRejection } from './policy';
+import {
+  fullSyncBytesPath,
+  fullSyncRejection,
+  hashSyncRejection,
+  latestSnap,
+  wdiffRejection,
+} from './policy';
 
 type Stream<Req> = grpc.ServerDuplexStream<Req, TransferReply>;
 
-export function transferHandlers(ctx: ArchiveContext): Pick<ArchiveHandlers, 'FullSync' | 'SendWdiff'> {
+export function transferHandlers(
+  ctx: ArchiveContext,
+): Pick<ArchiveHandlers, 'FullSync' | 'SendWdiff' | 'HashSync'> {
   return {
     FullSync: (call) => void receiveFullSync(ctx, call),
     SendWdiff: (call) => void receiveWdiff(ctx, call),
+    HashSync: (call) => void receiveHashSync(ctx, call),
   };
+}
+
+/** Image bytes whose chunk hashes go in one message (at least one chunk): 64 hashes at the default chunk size. */
+const HASHED_PER_MESSAGE = 16 << 20;
+
+/**
+ * Hash backup from a storage (docs/servers.md §7.6): header, accept naming the latest snapshot; then, at once, the
+ * chunk hashes of that snapshot read virtually (base + diffs, never restored) go out while the chunks that differ
+ * come in and are written as a sorted wdiff; at the end, the dirty diff latest → |gidB,gidE| joins the chain.
+ */
+function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Output>): Promise<void> {
+  const { volumes, log } = ctx;
+  return serveTransfer(call, {
+    kind: 'hash sync',
+    log,
+    slots: ctx.foreground,
+    header: (m) => m.header ?? undefined,
+    endOf: (m) => (m.end?.snapshot ? m.end : undefined),
+    check: (h) => {
+      const v = volumes.find(h.volume);
+      return hashSyncRejection(v && volumes.facts(v), { ...h, size: Number(h.size) });
+    },
+    receive: async (h, transfer) => {
+      const v = volumes.get(h.volume);
+      const store = volumes.store(v);
+      const size = Number(h.size) * 512;
+      const chunk = h.chunkSize;
+      let added = { records: 0, fileBytes: 0 };
+      let d: ReturnType<typeof diff> | undefined;
+      await v.state.transact('HashSync', async () => {
+        const from = latestSnap(store.base!, store.diffs);
+        const image = new native.VirtualFull(store.baseImage, store.latestChainFiles());
+        const file = `${store.tempPath('hash')}.wdiff`;
+        const writer = new native.SortedWdiffWriter(file, { compression: 'snappy' });
+        try {
+          transfer.accept({ latest: from });
+          const sendHashes = async () => {
+            const step = Math.max(1, Math.floor(HASHED_PER_MESSAGE / chunk)) * chunk;
+            const hashOf = (offset: number) =>
+              image.hash({ offset, length: step, chunkSize: chunk, seed: h.seed, chunks: true });
+            // One batch read ahead, so that the disk works while the last one is on the wire.
+            let next = hashOf(0);
+            for (let offset = 0; offset < size; offset += step) {
+              const r = await next;
+              if (offset + step < size) next = hashOf(offset + step);
+              await transfer.send({ hashes: { offset, hashes: r.chunks! } });
+            }
+          };
+          const receiveChunks = async () => {
+            for await (const m of transfer.data()) {
+              if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
+              const bulk = m.data;
+              if (!bulk || bulk.offset + bulk.data.length > size)
+                throw new WalbError('INVALID_ARGUMENT', 'a hash backup sends chunks inside the volume');
+              await writer.add(bulk.offset, bulk.data);
+            }
+          };
+          // Both at once: the storage compares a batch while the next one is hashed here.
+          await Promise.all([sendHashes(), receiveChunks()]);
+          const end = transfer.end();
+          const to = snap(end.snapshot!.gidB, end.snapshot!.gidE);
+          // Mergeable when the snapshot it starts from is dirty: a clean one stays restorable.
+          d = diff(from, to, { isMergeable: from.gidB !== from.gidE, timestamp: Number(h.timestamp) });
+          added = await writer.close();
+          await store.finishHashSync(file, d, end.storageUuid);
+        } catch (err) {
+          writer.abort();
+          await fs.promises.rm(file, { force: true });
+          throw err;
+        } finally {
+          image.close();
+        }
+      });
+      log('info', 'hash-sync-done', {
+        volume: h.volume,
+        diff: `${snapText(d!.snapB)}-->${snapText(d!.snapE)}`,
+        records: added.records,
+        bytes: added.fileBytes,
+      });
+    },
+  });
 }
 
 /** Full backup from a storage: header, accept, bulks at their offsets, end, ack. */

@@ -101,7 +101,9 @@ export class ArchiveVolumeStore implements StoredVolume {
     await fs.promises.mkdir(path.join(dir, RESTORED), { recursive: true });
     for (const sub of [dir, path.join(dir, RESTORED)]) {
       for (const name of await fs.promises.readdir(sub)) {
-        if (name.startsWith(TMP_PREFIX)) await fs.promises.rm(path.join(sub, name), { force: true });
+        // Also a native writer's own temporary of such a file ('.' + its name).
+        if (name.startsWith(TMP_PREFIX) || name.startsWith(`.${TMP_PREFIX}`))
+          await fs.promises.rm(path.join(sub, name), { force: true });
       }
     }
     for (const name of await fs.promises.readdir(dir)) {
@@ -190,6 +192,25 @@ export class ArchiveVolumeStore implements StoredVolume {
       base: { snapB: snapshot, timestamp },
       sizeLb,
     });
+  }
+
+  // ---- hash backup ----
+
+  /** The diffs a virtual read of the latest snapshot needs, in order (base image first). */
+  latestChainFiles(): string[] {
+    if (!this.meta.base)
+      throw new WalbError('FAILED_PRECONDITION', `volume ${this.volume} has no base image`);
+    return this.diffs.applicableChain(this.meta.base.snapB).map((d) => this.diffPath(d));
+  }
+
+  /**
+   * A hash backup's dirty wdiff (complete and synced in `file`) joins the chain, and the archive follows the
+   * storage's new log stream. The uuid is written first: a crash between the two leaves the old chain, whose
+   * next diffs (of the new stream) wait as too new until a hash backup runs again.
+   */
+  async finishHashSync(file: string, d: MetaDiff, storageUuid: string): Promise<MetaDiff> {
+    await this.save({ ...this.meta, storageUuid });
+    return this.addDiff(file, d);
   }
 
   // ---- diffs ----

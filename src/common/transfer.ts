@@ -55,8 +55,11 @@ export interface TransferOptions {
 export async function runTransfer<Req>(
   stream: grpc.ClientDuplexStream<Req, TransferReply__Output>,
   header: Req,
-  /** The data messages; the receiver's Accepted may say where else to send the bytes. */
-  body: (accepted: Accepted__Output) => AsyncIterable<Req>,
+  /**
+   * The data messages; the receiver's Accepted may say where else to send the bytes. `reply` waits for the
+   * receiver's next answer before its done (a hash backup's chunk hashes).
+   */
+  body: (accepted: Accepted__Output, reply: () => Promise<TransferReply__Output>) => AsyncIterable<Req>,
   /** The closing message, or a function that builds it once the body is sent. */
   end: Req | (() => Promise<Req>),
   opts: TransferOptions = {},
@@ -69,8 +72,12 @@ export async function runTransfer<Req>(
     failure ??= err;
     wake?.();
   };
+  // Replies wait here until read; beyond a few, the stream is paused so that gRPC's flow control holds the
+  // receiver back (a hash backup's hashes arrive faster than the disk compares them).
+  const QUEUED_REPLIES = 16;
   stream.on('data', (r: TransferReply__Output) => {
     replies.push(r);
+    if (replies.length >= QUEUED_REPLIES) stream.pause();
     wake?.();
   });
   stream.on('error', (e: grpc.ServiceError) => fail(fromServiceError(e)));
@@ -100,6 +107,7 @@ export async function runTransfer<Req>(
   const reply = async (limitMs = idle): Promise<TransferReply__Output> => {
     await wait(() => replies.length > 0, limitMs);
     const r = replies.shift();
+    if (replies.length < QUEUED_REPLIES && stream.isPaused()) stream.resume();
     if (!r) throw new WalbError('UNAVAILABLE', 'the receiver closed the transfer without an answer');
     return r;
   };
@@ -111,7 +119,7 @@ export async function runTransfer<Req>(
       return { ok: false, reason: first.rejected.reason as RejectReason, message: first.rejected.message };
     }
     if (!first.accepted) throw new WalbError('INTERNAL', 'unexpected first reply of a transfer');
-    for await (const m of body(first.accepted)) {
+    for await (const m of body(first.accepted, () => reply())) {
       if (failure) throw failure;
       // A pre-encoded bulk's buffer goes back to its pool once gRPC has written (copied) it.
       if (!stream.write(m, m instanceof EncodedMessage ? m.release : undefined)) {
@@ -152,6 +160,8 @@ export interface Rejection {
 export interface IncomingTransfer<Req, End> {
   /** Answers the header: the sender may now send its data (elsewhere, when `accepted` names a bulk port). */
   accept(accepted?: Accepted): void;
+  /** Sends an answer between accepted and done (a hash backup's hashes), waiting while gRPC has no room. */
+  send(reply: TransferReply): Promise<void>;
   /** The data messages up to the end message; a stream that stops before its end message is TRUNCATED. */
   data(): AsyncIterable<Req>;
   /** The end message (once data() has finished). */
@@ -204,6 +214,7 @@ export async function serveTransfer<Req, Header, End>(
     let end: { value: End } | undefined;
     await receiver.receive(header, {
       accept: (accepted = {}) => call.write({ accepted }),
+      send: (reply) => writeWithRoom(call, reply),
       data: async function* () {
         for (;;) {
           const m = await it.next();
@@ -229,6 +240,28 @@ export async function serveTransfer<Req, Header, End>(
   } finally {
     release?.();
   }
+}
+
+/** Writes `reply`; when gRPC has no room, waits for it, or fails when the call goes away meanwhile. */
+function writeWithRoom(
+  call: grpc.ServerDuplexStream<unknown, TransferReply>,
+  reply: TransferReply,
+): Promise<void> {
+  if (call.write(reply)) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const settle = (err?: Error) => {
+      call.off('drain', onDrain);
+      call.off('cancelled', onGone);
+      call.off('close', onGone);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onGone = () => settle(new WalbError('UNAVAILABLE', 'the sender went away'));
+    call.on('drain', onDrain);
+    call.on('cancelled', onGone);
+    call.on('close', onGone);
+  });
 }
 
 /** A file's bytes as messages of about 1 MiB. */

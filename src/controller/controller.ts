@@ -440,6 +440,37 @@ export class Controller {
     return { operation: done, gid };
   }
 
+  /**
+   * Hash backup to the primary archive (docs/servers.md §7.6), WalB's hash_backup: the storage's volume is brought
+   * to SyncReady first (a Stopped one, e.g. after an overflow, is reset; a Standby one stopped); a Target one is
+   * refused. With wait, returns once its snapshot is restorable.
+   */
+  async hashBackup(
+    volume: string,
+    opts: {
+      storage?: string;
+      wait?: boolean;
+      chunkSize?: number;
+      progress?: (op: Operation__Output) => void;
+    } = {},
+  ) {
+    const [sid, s] = this.pick(this.storages, opts.storage, 'storage');
+    const { state } = await s.GetState({ volume });
+    if (state === 'Target')
+      throw new WalbError(
+        'FAILED_PRECONDITION',
+        `${volume} is Target on ${sid}: a hash backup needs it stopped (walbc stop ${volume} ${sid}) or standby`,
+      );
+    if (state === 'Standby') await this.stop(volume, sid, { wait: true });
+    if (state === 'Stopped') await s.ResetVol({ volume });
+    const op = await s.HashBackup({ volume, chunkSize: opts.chunkSize ?? 0 });
+    if (!opts.wait) return { operation: op };
+    const done = await this.waitOperation(sid, op, opts.progress);
+    const gid = Number(done.result);
+    await this.waitRestorable(volume, gid);
+    return { operation: done, gid };
+  }
+
   async snapshot(volume: string, opts: { storage?: string; wait?: boolean } = {}): Promise<number> {
     const gid = Number((await this.pick(this.storages, opts.storage, 'storage')[1].Snapshot({ volume })).gid);
     if (opts.wait) await this.waitRestorable(volume, gid);

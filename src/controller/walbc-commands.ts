@@ -2,6 +2,7 @@
 import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
 import { Controller, loadLayout, restorableLine } from './controller';
 import { WalbError, isErrorCode } from '../common/errors';
+import { parseSize } from '../common/units';
 
 const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 'boolean' } };
 const commonHelp = {
@@ -113,6 +114,30 @@ export const walbcCommands: Command[] = [
     },
     { ...wait, ...on('storage') },
     waitHelp,
+  ),
+  cmd(
+    'hash-backup',
+    'VOL',
+    'send only the chunks that differ from the primary archive (after an overflow or lost history)',
+    [1, 1],
+    async (c, a, v) => {
+      const chunk = stringOpt(v, 'chunk');
+      const r = await c.hashBackup(a[0], {
+        storage: stringOpt(v, 'storage'),
+        wait: v.wait === true,
+        chunkSize: chunk === undefined ? undefined : parseSize(chunk, 'chunk size'),
+        progress: progress(v),
+      });
+      out(
+        v,
+        r,
+        v.wait
+          ? `\nhash backup of ${a[0]} done: gid ${r.gid} restorable`
+          : `started: operation ${r.operation.id}`,
+      );
+    },
+    { ...wait, ...on('storage'), chunk: { type: 'string' } },
+    { ...waitHelp, chunk: 'bytes hashed and compared at a time (default 256k; up to 32M)' },
   ),
   cmd(
     'snapshot',

@@ -401,6 +401,23 @@ export interface NativeAddon {
   NbdFile: new (path: string, options?: NbdFileOptions) => NativeNbdFile;
   BulkSender: new (opts: BulkSenderOptions) => BulkSender;
   BulkReceiver: new (opts: { listen: string; method: string; tls?: TlsPem }) => BulkReceiver;
+  SortedWdiffWriter: new (
+    path: string,
+    opts?: { uuid?: Buffer; compression?: string; level?: number },
+  ) => SortedWdiffWriter;
+}
+
+/**
+ * A sorted wdiff written record by record (hash backup, docs/servers.md §7.6). Records come in increasing,
+ * non-overlapping address order; an all-zero one is stored as ALLZERO.
+ */
+export interface SortedWdiffWriter {
+  /** Appends the record of `data` at byte `offset` (both multiples of 512); `data` may be reused at once. */
+  add(offset: number, data: Buffer): Promise<void>;
+  /** Ends the wdiff and makes it durable under its path. */
+  close(): Promise<{ records: number; fileBytes: number }>;
+  /** Drops it: nothing is left under its path. */
+  abort(): void;
 }
 
 // dist/src/native/index.js -> <root>/build/Release/walb_native.node

@@ -1,16 +1,20 @@
-// The storage's backup commands (docs/servers.md §4.3): FullBackup (an operation, full-backup.ts), Snapshot (an
-// explicit record the wlog task ships at once) and Kick (heartbeats due, every wlog task now).
+// The storage's backup commands (docs/servers.md §4.3): FullBackup and HashBackup (operations, full-backup.ts and
+// hash-backup.ts), Snapshot (an explicit record the wlog task ships at once) and Kick (heartbeats due, every wlog
+// task now).
 import { WalbError } from '../common/errors';
 import { unary } from '../common/grpc';
 import type { StorageHandlers } from '../generated/walb/v1/Storage';
+import { checkHashChunk } from './policy';
 import type { StorageContext } from './server';
 
 /** Default bytes per bulk of a full backup's scan. */
 const BULK = 1 << 20;
+/** Default bytes per hashed chunk of a hash backup (docs/formats.md §7). */
+const HASH_CHUNK = 256 << 10;
 
 export function backupHandlers(
   ctx: StorageContext,
-): Pick<StorageHandlers, 'FullBackup' | 'Snapshot' | 'Kick'> {
+): Pick<StorageHandlers, 'FullBackup' | 'HashBackup' | 'Snapshot' | 'Kick'> {
   const { volumes } = ctx;
   return {
     FullBackup: unary(async (req) => {
@@ -20,6 +24,20 @@ export function backupHandlers(
       return ctx.ops.start('full-backup', v.name, async (op) => {
         try {
           return await ctx.fullBackup.run(v, req.bulk || BULK, op);
+        } finally {
+          release();
+        }
+      });
+    }),
+    HashBackup: unary(async (req) => {
+      const v = volumes.get(req.volume);
+      const chunk = req.chunkSize || HASH_CHUNK;
+      checkHashChunk(chunk);
+      v.state.require(['SyncReady'], 'hash-bkp');
+      const release = ctx.foreground.take();
+      return ctx.ops.start('hash-backup', v.name, async (op) => {
+        try {
+          return await ctx.hashBackup.run(v, chunk, op);
         } finally {
           release();
         }

@@ -11,8 +11,8 @@ import type { Accepted__Output } from '../generated/walb/v1/Accepted';
 import type { ArchiveClient } from '../generated/walb/v1/Archive';
 import type { FullSyncRequest } from '../generated/walb/v1/FullSyncRequest';
 import type { WdevClient } from '../wdev/client';
-import { fullBackupRefused, maxSendPb } from './policy';
-import type { Volume } from './volumes';
+import { backupRefused, maxSendPb } from './policy';
+import { resetLogForBackup, type Volume } from './volumes';
 import { pbsOf } from './wlog-shipping';
 
 /** FullSyncRequest.data's field number (proto/walb/v1/archive.proto): full-backup bulks are built pre-encoded. */
@@ -41,8 +41,7 @@ export class FullBackup {
     await v.state.transact('FullSync', async () => {
       // The log restarts at lsid 0 with a new uuid; everything written from now on reaches the archive as diffs
       // (the image scanned below is dirty until they are applied).
-      const st = await this.wdevd.resetWal(v.store.wdev);
-      await v.store.resetRecords(st.uuid);
+      const st = await resetLogForBackup(v, this.wdevd, 0);
       const size = st.deviceSize * 512;
       const startedAt = Math.floor(Date.now() / 1000);
       const fh = await fs.promises.open(st.ddev, 'r');
@@ -64,8 +63,9 @@ export class FullBackup {
           },
           { idleTimeoutMs: this.config.socketTimeoutSec * 1000 },
         );
-        if (!result.ok) throw fullBackupRefused(result.reason, result.message);
+        if (!result.ok) throw backupRefused('full', result.reason, result.message);
       } finally {
+        v.logReset = false;
         await fh.close();
       }
     });

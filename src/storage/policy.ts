@@ -33,8 +33,8 @@ export function maxSendPb(maxWlogSendMb: number, pbs: number): number {
 }
 
 /** reset-wal restarts the log at lsid 0: done (0, 0) at `now`, nothing queued. */
-export function recordsAfterReset(now: number): Records {
-  return { done: { lsid: 0, gid: 0, isMergeable: false, timestamp: now }, queue: [] };
+export function recordsAfterReset(now: number, gid = 0): Records {
+  return { done: { lsid: 0, gid, isMergeable: false, timestamp: now }, queue: [] };
 }
 
 /** A snapshot record at `lsid` after the newest record; an lsid behind it is taken as the newest one's. */
@@ -181,8 +181,14 @@ export function noProxyTook(volume: string, errors: readonly string[]): WalbErro
 }
 
 /** The archive refused a full backup: the backup fails (rolled back), whatever the reason. */
-export function fullBackupRefused(reason: RejectReason, message: string): WalbError {
-  return new WalbError('FAILED_PRECONDITION', `the archive refused the full backup: ${reason} ${message}`);
+export function backupRefused(kind: 'full' | 'hash', reason: RejectReason, message: string): WalbError {
+  return new WalbError('FAILED_PRECONDITION', `the archive refused the ${kind} backup: ${reason} ${message}`);
+}
+
+/** A hash backup's chunk size: a multiple of 512 bytes up to 32 MiB (docs/formats.md §7). */
+export function checkHashChunk(bytes: number): void {
+  if (bytes <= 0 || bytes % 512 !== 0 || bytes > 32 << 20)
+    throw new WalbError('INVALID_ARGUMENT', `chunk size ${bytes}: a multiple of 512 bytes up to 32 MiB`);
 }
 
 /** InitVol: a wdev is given, no other volume uses it, and the name is free (in this order of checks). */

@@ -18,11 +18,12 @@ import type { ArchiveClient } from '../generated/walb/v1/Archive';
 import { WdevClient, type WdevStatusReply } from '../wdev/client';
 import { backupHandlers } from './backup-handlers';
 import { FullBackup } from './full-backup';
+import { HashBackup } from './hash-backup';
 import { ProxyMonitor } from './proxy-monitor';
 import { queryHandlers } from './query-handlers';
 import { volumeHandlers } from './volume-handlers';
 import { StorageVolumeStore } from './volume-store';
-import { SHIPPING, StorageVolumes } from './volumes';
+import { ships, StorageVolumes } from './volumes';
 import { WlogShipper } from './wlog-shipping';
 
 /** What the handlers work with. */
@@ -37,6 +38,7 @@ export interface StorageContext {
   /** One wlog task per volume (docs/servers.md §4.5). */
   readonly wlogTasks: TaskQueue<string>;
   readonly fullBackup: FullBackup;
+  readonly hashBackup: HashBackup;
   /** `maxWlogSendMb` in physical blocks of a wdev. */
   maxSendPb(st: WdevStatusReply): number;
   /** Every delayed wlog task runs now, whatever its back-off. */
@@ -53,6 +55,7 @@ export class StorageServer {
   private readonly backoff: Backoff<string>;
   private readonly shipper: WlogShipper;
   private readonly fullBackup: FullBackup;
+  private readonly hashBackup: HashBackup;
   private readonly foreground: ForegroundSlots;
   private server: grpc.Server | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -90,9 +93,9 @@ export class StorageServer {
         return next;
       },
     );
-    this.fullBackup = new FullBackup(config, log, this.wdevd, this.archiveClient, (v) =>
-      this.wlogTasks.pushForce(v, 0),
-    );
+    const ship = (v: string) => this.wlogTasks.pushForce(v, 0);
+    this.fullBackup = new FullBackup(config, log, this.wdevd, this.archiveClient, ship);
+    this.hashBackup = new HashBackup(config, log, this.wdevd, this.archiveClient, ship);
   }
 
   async start(): Promise<void> {
@@ -102,8 +105,7 @@ export class StorageServer {
     }
     // The driver would wake us through sysfs; walb-wdevd is polled once a second instead.
     this.ticker = setInterval(() => {
-      for (const v of this.volumes.all())
-        if (SHIPPING.includes(v.state.state)) this.wlogTasks.push(v.name, 0);
+      for (const v of this.volumes.all()) if (ships(v)) this.wlogTasks.push(v.name, 0);
     }, 1000);
     this.ticker.unref();
     this.proxies.start();
@@ -146,6 +148,7 @@ export class StorageServer {
       foreground: this.foreground,
       wlogTasks: this.wlogTasks,
       fullBackup: this.fullBackup,
+      hashBackup: this.hashBackup,
       maxSendPb: (st) => this.shipper.maxSendPb(st),
       retryAllNow: () => this.retryAllNow(),
     };

@@ -96,8 +96,11 @@ export class StorageVolumeStore {
   }
 
   /** After reset-wal: the new log stream's uuid, done (0, 0), nothing queued. */
-  resetRecords(uuid: string): Promise<void> {
-    return this.update((m) => ({ meta: { ...m, uuid, ...recordsAfterReset(unixNow()) }, result: undefined }));
+  resetRecords(uuid: string, gid = 0): Promise<void> {
+    return this.update((m) => ({
+      meta: { ...m, uuid, ...recordsAfterReset(unixNow(), gid) },
+      result: undefined,
+    }));
   }
 
   /** Queues a snapshot record at `lsid`, its gid allocated after the newest record. */

@@ -3,28 +3,56 @@
 import { WalbError } from '../common/errors';
 import { VolumeState, type Edge } from '../common/state-machine';
 import { checkVolumeName } from '../common/volume-name';
+import type { WdevClient, WdevStatusReply } from '../wdev/client';
 import type { StorageSteadyState, StorageVolumeStore } from './volume-store';
 
 export type StorageState =
-  'Clear' | StorageSteadyState | 'InitVol' | 'ClearVol' | 'FullSync' | 'StartTarget' | 'StopTarget' | 'Reset';
+  | 'Clear'
+  | StorageSteadyState
+  | 'InitVol'
+  | 'ClearVol'
+  | 'FullSync'
+  | 'HashSync'
+  | 'StartTarget'
+  | 'StopTarget'
+  | 'Reset';
 
-// Standby and hash backup come later (docs/servers.md §11).
 const EDGES: Edge<StorageState>[] = [
   { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
   { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
   { from: 'SyncReady', via: 'FullSync', to: 'Stopped' },
+  { from: 'SyncReady', via: 'HashSync', to: 'Stopped' },
   { from: 'Stopped', via: 'Reset', to: 'SyncReady' },
   { from: 'Stopped', via: 'StartTarget', to: 'Target' },
   { from: 'Target', via: 'StopTarget', to: 'Stopped' },
 ];
 
-/** The states in which logs are shipped (a full backup's writes reach the archive as diffs). */
-export const SHIPPING: readonly StorageState[] = ['Target', 'FullSync'];
-
 export interface Volume {
   name: string;
   store: StorageVolumeStore;
   state: VolumeState<StorageState>;
+  /** A full or hash backup running on the volume has reset its log: the writes since then ship. */
+  logReset?: boolean;
+}
+
+/**
+ * Whether the volume's logs are shipped: in Target, and during a full or hash backup once it has reset the log
+ * (the scan's writes reach the archive as diffs; before the reset the log belongs to no stream the archive takes).
+ */
+export function ships(v: Volume): boolean {
+  const s = v.state.state;
+  return s === 'Target' || ((s === 'FullSync' || s === 'HashSync') && v.logReset === true);
+}
+
+/**
+ * A backup's first step (docs/servers.md §7.3, §7.6): the log restarts at lsid 0 with a new uuid, gids from `gid`;
+ * from now on the volume's writes ship. The backup clears `logReset` when it ends, whatever the outcome.
+ */
+export async function resetLogForBackup(v: Volume, wdevd: WdevClient, gid: number): Promise<WdevStatusReply> {
+  const st = await wdevd.resetWal(v.store.wdev);
+  await v.store.resetRecords(st.uuid, gid);
+  v.logReset = true;
+  return st;
 }
 
 export class StorageVolumes {

@@ -21,7 +21,7 @@ import {
   type WlogRange,
 } from './policy';
 import type { ProxyMonitor } from './proxy-monitor';
-import { SHIPPING, type StorageVolumes, type Volume } from './volumes';
+import { ships, type StorageVolumes, type Volume } from './volumes';
 
 /** Most bytes of log read from the device at once. */
 const READ_BYTES = 4 << 20;
@@ -49,8 +49,8 @@ export class WlogShipper {
 
   async task(name: string): Promise<TaskResult> {
     const v = this.volumes.find(name);
-    // Logs flow during a full backup too (the archive answers the proxy "syncing" until the base is there).
-    if (!v || !SHIPPING.includes(v.state.state) || v.state.stop !== 'not-stopping') return { again: false };
+    // Logs flow during a full or hash backup too (the archive answers the proxy "syncing" until it ends).
+    if (!v || !ships(v) || v.state.stop !== 'not-stopping') return { again: false };
     const end = v.state.beginAction('WlogSend');
     try {
       let st = await this.wdevd.status(v.store.wdev);

@@ -10,6 +10,7 @@ import {
   diffsToCollect,
   fullSyncBytesPath,
   fullSyncRejection,
+  hashSyncRejection,
   latestSnap,
   metaInconsistency,
   restorableSnaps,
@@ -62,6 +63,7 @@ test('a wdiff offer gets the first rejection that applies, in the documented ord
   for (const st of ['Stopped', 'Start', 'Stop'] as const) t.is(reason(facts(st, archived())), 'STOPPED', st);
   t.is(reason(facts('Archived', archived(), 'stopping')), 'STOPPED', 'the stop flag comes before the rest');
   t.is(reason(facts('FullSync', archived())), 'SYNCING');
+  t.is(reason(facts('HashSync', archived())), 'SYNCING', 'a hash backup holds the chain still');
   t.is(reason(facts('WdiffRecv', archived())), 'BUSY', 'another wdiff of the volume is arriving');
   t.is(reason(facts('SyncReady', stored(undefined, []))), 'BAD_STATE');
   // Everything wrong at once but the state: the size is looked at first, then the base, then the log stream.
@@ -113,6 +115,27 @@ test('a full backup starts only onto a SyncReady volume; a size that cannot be r
     t.throws(() => fullSyncRejection(facts('SyncReady', stored(undefined, [])), { volume: 'v', size }), {
       code: 'INVALID_ARGUMENT',
       message: /bad volume size/,
+    } as object);
+});
+
+test('a hash backup starts only onto an Archived volume with a base, as large as the storage; busy while a wdiff arrives', (t) => {
+  const h = { volume: 'v', size: SIZE, chunkSize: 256 << 10 };
+  t.is(hashSyncRejection(undefined, h)?.reason, 'NOT_FOUND');
+  t.is(hashSyncRejection(facts('Clear', undefined), h)?.reason, 'NOT_FOUND');
+  t.deepEqual(hashSyncRejection(facts('SyncReady', stored(undefined, [])), h), {
+    reason: 'BAD_STATE',
+    message: 'volume v is SyncReady, needs Archived (a full backup first)',
+  });
+  t.is(hashSyncRejection(facts('Stopped', archived()), h)?.reason, 'STOPPED');
+  t.is(hashSyncRejection(facts('Archived', archived(), 'stopping'), h)?.reason, 'STOPPED');
+  t.is(hashSyncRejection(facts('WdiffRecv', archived()), h)?.reason, 'BUSY');
+  t.is(hashSyncRejection(facts('HashSync', archived()), h)?.reason, 'BAD_STATE');
+  t.is(hashSyncRejection(facts('Archived', archived()), { ...h, size: SIZE + 8 })?.reason, 'SMALLER_SIZE');
+  t.is(hashSyncRejection(facts('Archived', archived()), h), undefined);
+  t.is(hashSyncRejection(facts('Archived', archived()), { ...h, size: SIZE - 8 }), undefined);
+  for (const chunkSize of [0, 1000, (32 << 20) + 512])
+    t.throws(() => hashSyncRejection(facts('Archived', archived()), { ...h, chunkSize }), {
+      code: 'INVALID_ARGUMENT',
     } as object);
 });
 

@@ -10,7 +10,7 @@ import {
   chooseRange,
   doneAfterAck,
   freeLogUpTo,
-  fullBackupRefused,
+  backupRefused,
   heartbeatDue,
   marksProxyDown,
   maxSendPb,
@@ -200,10 +200,23 @@ test('no proxy took the range: UNAVAILABLE naming each proxy error, or waiting f
   t.is(both.message, 'no proxy took the logs of vol: a:1: STOPPED stopping; b:2: timeout');
 });
 
-test('a full backup the archive refuses fails with FAILED_PRECONDITION naming the reason', (t) => {
-  const err = fullBackupRefused('BAD_STATE', 'volume is Archived');
+test('a full or hash backup the archive refuses fails with FAILED_PRECONDITION naming the reason', (t) => {
+  const err = backupRefused('full', 'BAD_STATE', 'volume is Archived');
   t.is(errorCode(err), 'FAILED_PRECONDITION');
   t.is(err.message, 'the archive refused the full backup: BAD_STATE volume is Archived');
+  const hash = backupRefused(
+    'hash',
+    'BAD_STATE',
+    'volume is SyncReady, needs Archived (a full backup first)',
+  );
+  t.is(
+    hash.message,
+    'the archive refused the hash backup: BAD_STATE volume is SyncReady, needs Archived (a full backup first)',
+  );
+});
+
+test('a log reset for a backup may start its gids above zero (a hash backup continues the archive)', (t) => {
+  t.deepEqual(recordsAfterReset(1234, 43), { done: rec(0, 43, false, 1234), queue: [] });
 });
 
 test('InitVol needs a wdev no other volume uses and a free name, checked in that order', (t) => {

@@ -651,6 +651,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("NbdFile", initNbdFileClass(env));
     exports.Set("BulkSender", initBulkSenderClass(env));
     exports.Set("BulkReceiver", initBulkReceiverClass(env));
+    exports.Set("SortedWdiffWriter", initSortedWdiffWriterClass(env));
     return exports;
 }
 

@@ -1,0 +1,169 @@
+// A backup group for system tests, as an operator would run it: one walb-wdevd with a wdev per storage, storages
+// s0..sN, proxies p0..pN (in priority order on every storage), archives a0..aN (a0 is the primary), a layout
+// file and walbc on it; and the checks every scenario makes: write through NBD, hash the device through NBD,
+// restore a snapshot and hash the image.
+import type { ExecutionContext } from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { P, RawClient } from './nbd-client';
+import type { RunResult } from './processes';
+import { Relay } from './relay';
+import { ServerProc, freePort, walbcOn } from './system-harness';
+import { makeTempDir, removeDir } from './temp-files';
+import { Wdevd, makeWdevFiles } from './wdevd-harness';
+
+export interface GroupSpec {
+  storages?: number;
+  proxies?: number;
+  archives?: number;
+  /** Data device bytes of each wdev (default 16 MiB). */
+  ddevBytes?: number;
+  /** Log device bytes of each wdev (default 64 MiB). */
+  ldevBytes?: number;
+  /** The storages' config file content (e.g. fullScanBytesPerSec). */
+  storageConfig?: object;
+  /** The storages reach the primary archive through a relay the test can cut (Group.archiveRelay). */
+  relayArchive?: boolean;
+}
+
+export class Group {
+  readonly storages: ServerProc[] = [];
+  readonly proxies: ServerProc[] = [];
+  readonly archives: ServerProc[] = [];
+  readonly layout: string;
+  readonly walbc: (...args: string[]) => Promise<RunResult>;
+  /** walbc that must exit 0; its stdout, trimmed. */
+  readonly ok: (...args: string[]) => Promise<string>;
+  /** With relayArchive: the storages' link to the primary archive. */
+  archiveRelay: Relay | undefined;
+  private readonly clients: RawClient[] = [];
+
+  private constructor(
+    t: ExecutionContext,
+    readonly dir: string,
+    readonly wdevd: Wdevd,
+    readonly size: number,
+  ) {
+    this.layout = path.join(dir, 'layout.json');
+    const w = walbcOn(t, this.layout);
+    this.walbc = w.run;
+    this.ok = w.ok;
+  }
+
+  /** Starts everything; wdev `w<i>` belongs to storage s<i>. Call cleanup() in a finally. */
+  static async start(t: ExecutionContext, name: string, spec: GroupSpec = {}): Promise<Group> {
+    const dir = makeTempDir(name);
+    const g = new Group(t, dir, new Wdevd(path.join(dir, 'wdevd')), spec.ddevBytes ?? 16 << 20);
+    try {
+      await g.wdevd.start();
+      const nS = spec.storages ?? 1;
+      for (let i = 0; i < nS; i++) {
+        const files = await makeWdevFiles(dir, `w${i}`, {
+          ldevBytes: spec.ldevBytes ?? 64 << 20,
+          ddevBytes: g.size,
+          pbs: 4096,
+        });
+        await g.wdevd.client.createWdev({ ...files, name: `w${i}` });
+      }
+      for (let i = 0; i < (spec.archives ?? 1); i++)
+        g.archives.push(new ServerProc('walb-archive', path.join(dir, `a${i}`), await freePort()));
+      for (let i = 0; i < (spec.proxies ?? 1); i++)
+        g.proxies.push(new ServerProc('walb-proxy', path.join(dir, `p${i}`), await freePort()));
+      await Promise.all([...g.archives, ...g.proxies].map((s) => s.start()));
+      if (spec.relayArchive) {
+        g.archiveRelay = new Relay({ host: '127.0.0.1', port: g.archives[0].port });
+        await g.archiveRelay.open();
+      }
+      const config = path.join(dir, 'storage.json');
+      fs.writeFileSync(config, JSON.stringify(spec.storageConfig ?? {}));
+      for (let i = 0; i < nS; i++) {
+        const s = new ServerProc('walb-storage', path.join(dir, `s${i}`), await freePort(), [
+          '--config',
+          config,
+          '--archive',
+          g.archiveRelay?.address ?? g.archives[0].address,
+          '--proxy',
+          g.proxies.map((p) => p.address).join(','),
+          '--wdevd-socket',
+          path.join(g.wdevd.runDir, 'wdevd.sock'),
+        ]);
+        await s.start();
+        g.storages.push(s);
+      }
+      g.writeLayout();
+      return g;
+    } catch (err) {
+      await g.cleanup();
+      throw err;
+    }
+  }
+
+  /** (Re)writes the layout file from the servers' addresses. */
+  writeLayout(): void {
+    const ids = (prefix: string, servers: ServerProc[]) =>
+      servers.map((s, i) => ({ id: `${prefix}${i}`, address: s.address }));
+    fs.writeFileSync(
+      this.layout,
+      JSON.stringify({
+        storages: ids('s', this.storages),
+        proxies: ids('p', this.proxies),
+        archives: ids('a', this.archives),
+      }),
+    );
+  }
+
+  /** An NBD connection to wdev `w<i>`, closed by cleanup(). */
+  async nbd(i = 0): Promise<RawClient> {
+    const { c } = await RawClient.go(this.wdevd.nbdSocket, `w${i}`);
+    this.clients.push(c);
+    return c;
+  }
+
+  /** `n` random writes of 4-128 KiB at random 4 KiB-aligned places (within `limit` bytes), then a flush. */
+  async writeRandom(c: RawClient, n: number, limit = this.size): Promise<void> {
+    for (let i = 0; i < n; i++) {
+      const len = 4096 * (1 + crypto.randomInt(32));
+      const off = 4096 * crypto.randomInt((limit - len) / 4096);
+      if ((await c.writeAt(i + 1, off, crypto.randomBytes(len))) !== 0) throw new Error('write failed');
+    }
+    if ((await c.simple(P.NBD_CMD_FLUSH, 99999, 0, 0)) !== 0) throw new Error('flush failed');
+  }
+
+  /** SHA-1 of a whole device read through NBD. */
+  async deviceHash(c: RawClient, size = this.size): Promise<string> {
+    const h = crypto.createHash('sha1');
+    for (let off = 0, handle = 1000; off < size; off += 1 << 20, handle++) {
+      const r = await c.readAt(handle, off, Math.min(1 << 20, size - off));
+      if (r.error) throw new Error(`read at ${off}: NBD error ${r.error}`);
+      h.update(r.data);
+    }
+    return h.digest('hex');
+  }
+
+  /** Restores `gid` on an archive, hashes the image (SHA-1) and deletes it again. */
+  async restoredHash(volume: string, gid: number, archive = 'a0'): Promise<string> {
+    const r = JSON.parse(
+      await this.ok('restore', volume, String(gid), '--wait', '--json', '--archive', archive),
+    ) as { result: string };
+    const hash = crypto.createHash('sha1').update(fs.readFileSync(r.result)).digest('hex');
+    await this.ok('del-restored', volume, String(gid), '--archive', archive);
+    return hash;
+  }
+
+  /** The restorable gids on an archive (all of them, implicit ones too). */
+  async restorable(volume: string, archive = 'a0'): Promise<number[]> {
+    const list = JSON.parse(
+      await this.ok('get-restorable', volume, '--all', '--json', '--archive', archive),
+    ) as { gid: number }[];
+    return list.map((s) => Number(s.gid));
+  }
+
+  async cleanup(): Promise<void> {
+    for (const c of this.clients) c.destroy();
+    await Promise.all([...this.storages, ...this.proxies, ...this.archives].map((s) => s.kill()));
+    await this.archiveRelay?.cut();
+    await this.wdevd.cleanup();
+    removeDir(this.dir);
+  }
+}
