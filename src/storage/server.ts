@@ -22,7 +22,7 @@ import { ProxyMonitor } from './proxy-monitor';
 import { queryHandlers } from './query-handlers';
 import { volumeHandlers } from './volume-handlers';
 import { StorageVolumeStore } from './volume-store';
-import { SHIPPING, StorageVolumes } from './volumes';
+import { LOG_TASK, StorageVolumes } from './volumes';
 import { WlogShipper } from './wlog-shipping';
 
 /** What the handlers work with. */
@@ -98,12 +98,12 @@ export class StorageServer {
   async start(): Promise<void> {
     for (const store of await StorageVolumeStore.loadAll(this.config.dataDir)) {
       this.volumes.add(this.volumes.open(store, store.state));
-      if (store.state === 'Target') this.wlogTasks.push(store.volume);
+      if (LOG_TASK.includes(store.state)) this.wlogTasks.push(store.volume);
     }
     // The driver would wake us through sysfs; walb-wdevd is polled once a second instead.
     this.ticker = setInterval(() => {
       for (const v of this.volumes.all())
-        if (SHIPPING.includes(v.state.state)) this.wlogTasks.push(v.name, 0);
+        if (LOG_TASK.includes(v.state.state)) this.wlogTasks.push(v.name, 0);
     }, 1000);
     this.ticker.unref();
     this.proxies.start();
@@ -154,6 +154,7 @@ export class StorageServer {
   private retryAllNow(): void {
     this.backoff.clear();
     this.wlogTasks.kickAll();
-    for (const v of this.volumes.all()) if (v.state.state === 'Target') this.wlogTasks.pushForce(v.name, 0);
+    for (const v of this.volumes.all())
+      if (v.state.state === 'Target' || v.state.state === 'Standby') this.wlogTasks.pushForce(v.name, 0);
   }
 }

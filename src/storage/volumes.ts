@@ -6,9 +6,18 @@ import { checkVolumeName } from '../common/volume-name';
 import type { StorageSteadyState, StorageVolumeStore } from './volume-store';
 
 export type StorageState =
-  'Clear' | StorageSteadyState | 'InitVol' | 'ClearVol' | 'FullSync' | 'StartTarget' | 'StopTarget' | 'Reset';
+  | 'Clear'
+  | StorageSteadyState
+  | 'InitVol'
+  | 'ClearVol'
+  | 'FullSync'
+  | 'StartTarget'
+  | 'StopTarget'
+  | 'Reset'
+  | 'StartStandby'
+  | 'StopStandby';
 
-// Standby and hash backup come later (docs/servers.md §11).
+// Hash backup comes later (docs/servers.md §11).
 const EDGES: Edge<StorageState>[] = [
   { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
   { from: 'SyncReady', via: 'ClearVol', to: 'Clear' },
@@ -16,10 +25,15 @@ const EDGES: Edge<StorageState>[] = [
   { from: 'Stopped', via: 'Reset', to: 'SyncReady' },
   { from: 'Stopped', via: 'StartTarget', to: 'Target' },
   { from: 'Target', via: 'StopTarget', to: 'Stopped' },
+  { from: 'SyncReady', via: 'StartStandby', to: 'Standby' },
+  { from: 'Standby', via: 'StopStandby', to: 'SyncReady' },
 ];
 
 /** The states in which logs are shipped (a full backup's writes reach the archive as diffs). */
 export const SHIPPING: readonly StorageState[] = ['Target', 'FullSync'];
+
+/** The states in which the volume's task runs (docs/servers.md §4.5): it ships the logs, or in Standby frees them. */
+export const LOG_TASK: readonly StorageState[] = [...SHIPPING, 'Standby'];
 
 export interface Volume {
   name: string;
