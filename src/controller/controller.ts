@@ -263,9 +263,25 @@ export class Controller {
     throw new WalbError('INTERNAL', `get ${target} on a ${role} is listed but not answered`);
   }
 
-  /** init-vol on one storage only (WalB's init_storage): the volume's wdev on that host. */
+  /** WalB's init_storage: init-vol on one storage only (the volume's wdev on that host), then start standby. */
   async initStorage(volume: string, wdev: string, storage?: string): Promise<void> {
-    await this.pick(this.storages, storage, 'storage')[1].InitVol({ volume, wdev });
+    const s = this.pick(this.storages, storage, 'storage')[1];
+    await s.InitVol({ volume, wdev });
+    await s.Start({ volume, mode: 'standby' });
+  }
+
+  /**
+   * WalB's go_standby: the volume becomes Standby on a storage, from Target (stop force, reset-vol), Stopped
+   * (reset-vol) or SyncReady; nothing when it is Standby already. Returns the state it was in.
+   */
+  async goStandby(volume: string, storage?: string): Promise<string> {
+    const [sid, s] = this.pick(this.storages, storage, 'storage');
+    const was = (await s.GetState({ volume })).state;
+    if (was === 'Standby') return was;
+    if (was === 'Target') await this.stop(volume, sid, { mode: 'force', wait: true });
+    if (was === 'Target' || was === 'Stopped') await s.ResetVol({ volume });
+    await s.Start({ volume, mode: 'standby' });
+    return was;
   }
 
   /** Starts a volume on a server: a storage as target (or standby), a proxy, an archive. */

@@ -85,11 +85,26 @@ export const walbcCommands: Command[] = [
   cmd(
     'init-storage',
     'VOL WDEV',
-    'register a volume on one storage only (the first of the layout, or --storage)',
+    'register a volume on one storage only (the first of the layout, or --storage) and start it standby',
     [2, 2],
     async (c, a, v) => {
       await c.initStorage(a[0], a[1], stringOpt(v, 'storage'));
-      out(v, { volume: a[0] }, `volume ${a[0]} initialized on wdev ${a[1]}`);
+      out(v, { volume: a[0], state: 'Standby' }, `volume ${a[0]} initialized on wdev ${a[1]}, Standby`);
+    },
+    on('storage'),
+  ),
+  cmd(
+    'go-standby',
+    'VOL',
+    'make a volume Standby on a storage: from Target stop force and reset-vol, from Stopped reset-vol',
+    [1, 1],
+    async (c, a, v) => {
+      const was = await c.goStandby(a[0], stringOpt(v, 'storage'));
+      out(
+        v,
+        { volume: a[0], was, state: 'Standby' },
+        was === 'Standby' ? 'Standby already' : `${was} -> Standby`,
+      );
     },
     on('storage'),
   ),
@@ -221,14 +236,14 @@ export const walbcCommands: Command[] = [
   cmd(
     'start',
     'VOL SERVER',
-    'start a volume on a server (layout id): a storage as target, a proxy, an archive',
+    'start a volume on a server (layout id): a storage as target (or --mode standby), a proxy, an archive',
     [2, 2],
     async (c, a, v) => {
       const state = await c.start(a[0], a[1], stringOpt(v, 'mode'));
       out(v, { state }, state);
     },
     { mode: { type: 'string' } },
-    { mode: 'storage only: target (default)' },
+    { mode: 'storage only: target (default) or standby' },
   ),
   cmd(
     'stop',

@@ -1,7 +1,8 @@
 // The storage's decisions, as pure functions of its records and the wdev's lsids: the gid of a new snapshot record,
 // the records after a reset and after an acknowledgement, when to take an implicit snapshot and which range of log
-// to ship next and how much of it, how far to free the log, which proxy to try and when to check one, and how to
-// react when a proxy or the archive refuses (docs/servers.md §2.7, §2.8, §7.1, §4.4, §7.5).
+// to ship next and how much of it, how far to free the log (also in Standby), what Start does in each mode, which
+// proxy to try and when to check one, and how to react when a proxy or the archive refuses (docs/servers.md §2.7,
+// §2.8, §7.1, §4.2, §4.4, §7.5).
 // The I/O that carries them out is in wlog-shipping.ts, full-backup.ts and proxy-monitor.ts.
 import { WalbError } from '../common/errors';
 import { nextGid, type LsidGid } from '../common/meta';
@@ -132,15 +133,42 @@ export function recordsAfterAck(r: Records, done: LsidGid): Records {
   return { done, queue: r.queue.filter((q) => q.gid > done.gid) };
 }
 
-/** The done record is past what the wdev wrote before its last checkpoint: checkpoint before freeing. */
-export function needsCheckpoint(doneLsid: number, l: Lsids): boolean {
-  return doneLsid > l.oldest && doneLsid > l.prevWritten;
+/**
+ * The log may be freed up to `bound` (the done record, or in Standby standbyFreeBound) but it is past what the wdev
+ * wrote before its last checkpoint: checkpoint before freeing.
+ */
+export function needsCheckpoint(bound: number, l: Lsids): boolean {
+  return bound > l.oldest && bound > l.prevWritten;
 }
 
-/** The new oldest lsid, min(done, prev_written), or undefined when nothing can be freed. */
-export function freeLogUpTo(doneLsid: number, l: Lsids): number | undefined {
-  const to = Math.min(doneLsid, l.prevWritten);
+/** The new oldest lsid, min(bound, prev_written), or undefined when nothing can be freed. */
+export function freeLogUpTo(bound: number, l: Lsids): number | undefined {
+  const to = Math.min(bound, l.prevWritten);
   return to > l.oldest ? to : undefined;
+}
+
+/** In Standby nothing is shipped: the log may be freed up to everything written (WalB's WlogRemove). */
+export function standbyFreeBound(l: Lsids): number {
+  return l.latest;
+}
+
+/** What `Start` does: the transaction it runs, and whether it resets the wdev's log first. */
+export interface StartPlan {
+  via: 'StartTarget' | 'StartStandby';
+  resetWal: boolean;
+}
+
+/**
+ * Start in `mode` (target when empty) on a wdev: target refuses an overflowed wdev (its history is broken); standby
+ * ships nothing, so it resets an overflowed log first, as WalB does.
+ */
+export function startPlan(mode: string, overflow: boolean, wdev: string): StartPlan {
+  if (mode === 'standby') return { via: 'StartStandby', resetWal: overflow };
+  if (mode !== '' && mode !== 'target')
+    throw new WalbError('INVALID_ARGUMENT', `start mode '${mode}': target or standby`);
+  if (overflow)
+    throw new WalbError('FAILED_PRECONDITION', `wdev ${wdev} overflowed: reset-vol and a full backup`);
+  return { via: 'StartTarget', resetWal: false };
 }
 
 /** The proxies to try, in priority order: the available ones. */

@@ -23,7 +23,7 @@ import { ProxyMonitor } from './proxy-monitor';
 import { queryHandlers } from './query-handlers';
 import { volumeHandlers } from './volume-handlers';
 import { StorageVolumeStore } from './volume-store';
-import { ships, StorageVolumes } from './volumes';
+import { hasLogTask, StorageVolumes } from './volumes';
 import { WlogShipper } from './wlog-shipping';
 
 /** What the handlers work with. */
@@ -100,12 +100,13 @@ export class StorageServer {
 
   async start(): Promise<void> {
     for (const store of await StorageVolumeStore.loadAll(this.config.dataDir)) {
-      this.volumes.add(this.volumes.open(store, store.state));
-      if (store.state === 'Target') this.wlogTasks.push(store.volume);
+      const v = this.volumes.open(store, store.state);
+      this.volumes.add(v);
+      if (hasLogTask(v)) this.wlogTasks.push(store.volume);
     }
     // The driver would wake us through sysfs; walb-wdevd is polled once a second instead.
     this.ticker = setInterval(() => {
-      for (const v of this.volumes.all()) if (ships(v)) this.wlogTasks.push(v.name, 0);
+      for (const v of this.volumes.all()) if (hasLogTask(v)) this.wlogTasks.push(v.name, 0);
     }, 1000);
     this.ticker.unref();
     this.proxies.start();
@@ -157,6 +158,7 @@ export class StorageServer {
   private retryAllNow(): void {
     this.backoff.clear();
     this.wlogTasks.kickAll();
-    for (const v of this.volumes.all()) if (v.state.state === 'Target') this.wlogTasks.pushForce(v.name, 0);
+    for (const v of this.volumes.all())
+      if (v.state.state === 'Target' || v.state.state === 'Standby') this.wlogTasks.pushForce(v.name, 0);
   }
 }

@@ -1,9 +1,9 @@
-// The storage's volume lifecycle commands (docs/servers.md §4.3, §8): InitVol, ClearVol, ResetVol, Start, Stop.
-import { WalbError } from '../common/errors';
+// The storage's volume lifecycle commands (docs/servers.md §4.3, §8): InitVol, ClearVol, ResetVol, Start (target or
+// standby), Stop.
 import { unary } from '../common/grpc';
 import { checkVolumeName } from '../common/volume-name';
 import type { StorageHandlers } from '../generated/walb/v1/Storage';
-import { checkInitVol } from './policy';
+import { checkInitVol, startPlan } from './policy';
 import type { StorageContext } from './server';
 import { StorageVolumeStore } from './volume-store';
 import { stateReply } from './volumes';
@@ -42,30 +42,26 @@ export function volumeHandlers(
     }),
     Start: unary(async (req) => {
       const v = volumes.get(req.volume);
-      if (req.mode && req.mode !== 'target')
-        throw new WalbError(
-          'UNSUPPORTED',
-          `start mode ${req.mode}: this storage starts volumes as target only (standby comes with hash backup)`,
-        );
-      const st = await wdevd.status(v.store.wdev);
-      if (st.overflow)
-        throw new WalbError(
-          'FAILED_PRECONDITION',
-          `wdev ${v.store.wdev} overflowed: reset-vol and a full backup`,
-        );
-      await v.state.transact('StartTarget', async () => undefined);
+      const plan = startPlan(req.mode, (await wdevd.status(v.store.wdev)).overflow, v.store.wdev);
+      await v.state.transact(plan.via, async () => {
+        if (!plan.resetWal) return;
+        const st = await wdevd.resetWal(v.store.wdev);
+        await v.store.resetRecords(st.uuid);
+        ctx.log('warn', 'overflow-reset', { volume: v.name, wdev: v.store.wdev, uuid: st.uuid });
+      });
       ctx.wlogTasks.push(v.name);
       return stateReply(v);
     }),
     Stop: unary(async (req) => {
       const v = volumes.get(req.volume);
-      v.state.require(['Target'], 'stop');
+      v.state.require(['Target', 'Standby'], 'stop');
+      const via = v.state.state === 'Standby' ? 'StopStandby' : 'StopTarget';
       return ctx.ops.start('stop', v.name, async () => {
         v.state.stop = req.mode === 'force' ? 'force-stopping' : 'stopping';
         try {
           await v.state.waitUntilIdle();
           ctx.wlogTasks.remove(v.name);
-          await v.state.transact('StopTarget', async () => undefined);
+          await v.state.transact(via, async () => undefined);
         } finally {
           v.state.stop = 'not-stopping';
         }

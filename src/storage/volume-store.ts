@@ -15,7 +15,7 @@ import {
   type Records,
 } from './policy';
 
-export type StorageSteadyState = 'SyncReady' | 'Stopped' | 'Target';
+export type StorageSteadyState = 'SyncReady' | 'Stopped' | 'Target' | 'Standby';
 
 interface VolumeFile {
   version: 1;

@@ -15,7 +15,9 @@ export type StorageState =
   | 'HashSync'
   | 'StartTarget'
   | 'StopTarget'
-  | 'Reset';
+  | 'Reset'
+  | 'StartStandby'
+  | 'StopStandby';
 
 const EDGES: Edge<StorageState>[] = [
   { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
@@ -25,6 +27,8 @@ const EDGES: Edge<StorageState>[] = [
   { from: 'Stopped', via: 'Reset', to: 'SyncReady' },
   { from: 'Stopped', via: 'StartTarget', to: 'Target' },
   { from: 'Target', via: 'StopTarget', to: 'Stopped' },
+  { from: 'SyncReady', via: 'StartStandby', to: 'Standby' },
+  { from: 'Standby', via: 'StopStandby', to: 'SyncReady' },
 ];
 
 export interface Volume {
@@ -42,6 +46,11 @@ export interface Volume {
 export function ships(v: Volume): boolean {
   const s = v.state.state;
   return s === 'Target' || ((s === 'FullSync' || s === 'HashSync') && v.logReset === true);
+}
+
+/** Whether the volume's task runs (docs/servers.md §4.5): it ships the logs, or in Standby frees them. */
+export function hasLogTask(v: Volume): boolean {
+  return ships(v) || v.state.state === 'Standby';
 }
 
 /**

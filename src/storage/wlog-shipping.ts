@@ -1,6 +1,7 @@
 // The wlog task of a volume (docs/servers.md §4.5, §7.1): frees the log below the done record, chooses the next
 // range (policy.ts), reads its packs from the wdev's log device and sends them to the first available proxy that
-// takes them, then moves the done record and frees the log again. Runs as the task queue's worker, one per volume.
+// takes them, then moves the done record and frees the log again. In Standby it ships nothing and frees the log as
+// it comes (WlogRemove, docs/servers.md §4.2). Runs as the task queue's worker, one per volume.
 import type { Backoff } from '../common/backoff';
 import { errorCode, errorMessage } from '../common/errors';
 import type { Logger } from '../common/log';
@@ -18,10 +19,11 @@ import {
   needsCheckpoint,
   noProxyTook,
   rangeDiff,
+  standbyFreeBound,
   type WlogRange,
 } from './policy';
 import type { ProxyMonitor } from './proxy-monitor';
-import { ships, type StorageVolumes, type Volume } from './volumes';
+import { hasLogTask, type StorageVolumes, type Volume } from './volumes';
 
 /** Most bytes of log read from the device at once. */
 const READ_BYTES = 4 << 20;
@@ -50,8 +52,9 @@ export class WlogShipper {
   async task(name: string): Promise<TaskResult> {
     const v = this.volumes.find(name);
     // Logs flow during a full or hash backup too (the archive answers the proxy "syncing" until it ends).
-    if (!v || !ships(v) || v.state.stop !== 'not-stopping') return { again: false };
-    const end = v.state.beginAction('WlogSend');
+    if (!v || !hasLogTask(v) || v.state.stop !== 'not-stopping') return { again: false };
+    const standby = v.state.state === 'Standby';
+    const end = v.state.beginAction(standby ? 'WlogRemove' : 'WlogSend');
     try {
       let st = await this.wdevd.status(v.store.wdev);
       if (st.overflow) {
@@ -59,7 +62,11 @@ export class WlogShipper {
         if (v.state.state === 'Target') await v.state.transact('StopTarget', async () => undefined);
         return { again: false };
       }
-      st = await this.freeLog(v, st);
+      if (standby) {
+        await this.freeLog(v, st, standbyFreeBound(st.lsids!));
+        return { again: false };
+      }
+      st = await this.freeLog(v, st, v.store.records.done.lsid);
       const maxPb = this.maxSendPb(st);
       const records = await v.store.refreshQueue(st.lsids!.latest, maxPb, this.config.snapshotIntervalSec);
       const choice = chooseRange(records, st.lsids!.permanent, maxPb);
@@ -73,11 +80,10 @@ export class WlogShipper {
     }
   }
 
-  /** Frees the log up to the done record (after a checkpoint when it is past prev_written). */
-  private async freeLog(v: Volume, st: WdevStatusReply): Promise<WdevStatusReply> {
-    const done = v.store.records.done.lsid;
-    if (needsCheckpoint(done, st.lsids!)) st = await this.wdevd.takeCheckpoint(v.store.wdev);
-    const to = freeLogUpTo(done, st.lsids!);
+  /** Frees the log up to `bound` (after a checkpoint when it is past prev_written). */
+  private async freeLog(v: Volume, st: WdevStatusReply, bound: number): Promise<WdevStatusReply> {
+    if (needsCheckpoint(bound, st.lsids!)) st = await this.wdevd.takeCheckpoint(v.store.wdev);
+    const to = freeLogUpTo(bound, st.lsids!);
     return to === undefined ? st : this.wdevd.setOldestLsid(v.store.wdev, to);
   }
 
@@ -150,7 +156,7 @@ export class WlogShipper {
         lsids: [begin.lsid, reached],
         gids: [begin.gid, range.snapE],
       });
-      await this.freeLog(v, await this.wdevd.status(v.store.wdev));
+      await this.freeLog(v, await this.wdevd.status(v.store.wdev), done.lsid);
       return;
     }
     throw noProxyTook(v.name, errors);

@@ -82,7 +82,7 @@ test.serial(
       await ok('init-vol', 'vol', 'w0', '--storage', 's0');
       await ok('init-storage', 'vol', 'w1', '--storage', 's1');
       t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');
-      t.is(await ok('get-state', 'vol', 's1'), 'SyncReady');
+      t.is(await ok('get-state', 'vol', 's1'), 'Standby', 'init-storage starts the volume standby');
       const infos = await ok('archive-info', 'list', 'vol');
       t.regex(infos, new RegExp(`^p0\\ta0\\t${a0.address}\\t`, 'm'));
       t.regex(infos, new RegExp(`^p1\\ta0\\t${a0.address}\\t`, 'm'));
@@ -95,7 +95,7 @@ test.serial(
       };
       t.is(fileHash(r1.result), await deviceHash(c, SIZE), 'n1: restore of the full backup = device');
       t.is(await ok('get-state', 'vol', 's0'), 'Target');
-      t.is(await ok('get-state', 'vol', 's1'), 'SyncReady', 'the other storage is untouched');
+      t.is(await ok('get-state', 'vol', 's1'), 'Standby', 'the other storage is untouched');
 
       // m1: a second full backup is refused (the volume is Target, not SyncReady) and changes nothing.
       const again = await walbc('full-backup', 'vol', '--wait');
@@ -159,7 +159,9 @@ test.serial(
       t.not(badServer.code, 0);
       t.regex(badServer.stderr, /no server 'x9' in the layout/);
 
-      // clear-vol on the standby storage only.
+      // clear-vol on the standby storage only, once stopped (Standby → SyncReady).
+      await ok('stop', 'vol', 's1', '--wait');
+      t.is(await ok('get-state', 'vol', 's1'), 'SyncReady');
       t.is(await ok('clear-vol', 'vol', 's1'), 'Clear');
       t.is(await ok('get-state', 'vol', 's1'), 'Clear');
       t.is(await ok('get-state', 'vol', 's0'), 'Target');

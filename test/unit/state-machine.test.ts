@@ -13,7 +13,9 @@ type S =
   | 'FullSync'
   | 'StartTarget'
   | 'StopTarget'
-  | 'Reset';
+  | 'Reset'
+  | 'StartStandby'
+  | 'StopStandby';
 
 const STORAGE: Edge<S>[] = [
   { from: 'Clear', via: 'InitVol', to: 'SyncReady' },
@@ -22,6 +24,8 @@ const STORAGE: Edge<S>[] = [
   { from: 'Stopped', via: 'Reset', to: 'SyncReady' },
   { from: 'Stopped', via: 'StartTarget', to: 'Target' },
   { from: 'Target', via: 'StopTarget', to: 'Stopped' },
+  { from: 'SyncReady', via: 'StartStandby', to: 'Standby' },
+  { from: 'Standby', via: 'StopStandby', to: 'SyncReady' },
 ];
 
 test('a transaction is in its transient state while it runs and commits to the target, persisted first', async (t) => {
@@ -71,6 +75,25 @@ test('a transaction from the wrong state is refused with FAILED_PRECONDITION nam
   t.throws(() => v.require(['Stopped'], 'reset-vol'), {
     message: /reset-vol: volume vol0 is Target, needs Stopped/,
   });
+});
+
+test('Standby is entered from SyncReady only, left back to SyncReady, and refuses the target transactions', async (t) => {
+  const persisted: string[] = [];
+  const v = new VolumeState<S>('vol0', STORAGE, 'SyncReady', async (s) => {
+    persisted.push(s);
+  });
+  await v.transact('StartStandby', async () => t.is(v.state, 'StartStandby'));
+  t.is(v.state, 'Standby');
+  for (const via of ['FullSync', 'StartTarget', 'StopTarget', 'Reset', 'ClearVol'] as const) {
+    const err = await t.throwsAsync(v.transact(via, async () => undefined));
+    t.regex(err!.message, new RegExp(`vol0 is Standby; ${via} needs`));
+  }
+  await v.transact('StopStandby', async () => t.is(v.state, 'StopStandby'));
+  t.is(v.state, 'SyncReady');
+  t.deepEqual(persisted, ['Standby', 'SyncReady']);
+  const stopped = new VolumeState<S>('vol1', STORAGE, 'Stopped');
+  const err = await t.throwsAsync(stopped.transact('StartStandby', async () => undefined));
+  t.regex(err!.message, /vol1 is Stopped; StartStandby needs SyncReady/);
 });
 
 test('waitUntilIdle returns once the state is steady and no action runs, and times out otherwise', async (t) => {

@@ -1,5 +1,5 @@
-// The storage's decisions (src/storage/policy.ts), worked out by hand from docs/servers.md §2.7, §2.8, §4.4, §7.1
-// and §7.5, in-process: no wdev, no proxy, no files.
+// The storage's decisions (src/storage/policy.ts), worked out by hand from docs/servers.md §2.7, §2.8, §4.2, §4.4,
+// §7.1 and §7.5, in-process: no wdev, no proxy, no files.
 import test from 'ava';
 import { errorCode } from '../../src/common/errors';
 import type { LsidGid } from '../../src/common/meta';
@@ -22,6 +22,8 @@ import {
   recordsAfterAck,
   recordsAfterReset,
   snapshotRecord,
+  standbyFreeBound,
+  startPlan,
   type Records,
   type WlogRange,
 } from '../../src/storage/policy';
@@ -167,6 +169,40 @@ test('the log is freed up to min(done, prev_written), after a checkpoint when do
   t.is(freeLogUpTo(100, l), undefined, 'nothing below the oldest lsid to free');
   t.false(needsCheckpoint(100, l));
   t.is(freeLogUpTo(-1, l), undefined, 'no done record yet');
+});
+
+test('in Standby the log is freed up to prev_written, after a checkpoint when anything was written past it', (t) => {
+  const writing = { oldest: 100, prevWritten: 300, permanent: 400, latest: 500 };
+  t.true(
+    needsCheckpoint(standbyFreeBound(writing), writing),
+    'prev_written must move up to what was written',
+  );
+  t.is(freeLogUpTo(standbyFreeBound(writing), writing), 300, 'never past prev_written');
+  const checkpointed = { oldest: 100, prevWritten: 500, permanent: 500, latest: 500 };
+  t.false(needsCheckpoint(standbyFreeBound(checkpointed), checkpointed));
+  t.is(freeLogUpTo(standbyFreeBound(checkpointed), checkpointed), 500, 'everything written is freed');
+  const idle = { oldest: 500, prevWritten: 500, permanent: 500, latest: 500 };
+  t.false(needsCheckpoint(standbyFreeBound(idle), idle), 'an idle log takes no checkpoint');
+  t.is(freeLogUpTo(standbyFreeBound(idle), idle), undefined);
+});
+
+test('start target runs StartTarget and refuses an overflowed wdev; the empty mode is target', (t) => {
+  t.deepEqual(startPlan('target', false, 'w'), { via: 'StartTarget', resetWal: false });
+  t.deepEqual(startPlan('', false, 'w'), { via: 'StartTarget', resetWal: false });
+  const err = t.throws(() => startPlan('target', true, 'w'));
+  t.is(errorCode(err), 'FAILED_PRECONDITION');
+  t.regex(err.message, /wdev w overflowed: reset-vol and a full backup/);
+});
+
+test('start standby runs StartStandby and resets the log of an overflowed wdev first', (t) => {
+  t.deepEqual(startPlan('standby', false, 'w'), { via: 'StartStandby', resetWal: false });
+  t.deepEqual(startPlan('standby', true, 'w'), { via: 'StartStandby', resetWal: true });
+});
+
+test('start in another mode is refused with INVALID_ARGUMENT naming the modes', (t) => {
+  const err = t.throws(() => startPlan('primary', false, 'w'));
+  t.is(errorCode(err), 'INVALID_ARGUMENT');
+  t.regex(err.message, /start mode 'primary': target or standby/);
 });
 
 test('proxies are tried in priority order, the unavailable ones skipped', (t) => {
