@@ -441,7 +441,7 @@ export class Controller {
   }
 
   /**
-   * Grows a volume to `sizeLb` (docs/servers.md §9.4): every archive of the layout that has it first, then every
+   * Grows a volume to `sizeLb` (docs/servers.md §9.1): every archive of the layout that has it first, then every
    * storage that has it, so that no proxy holds diffs larger than an archive. Returns each server's new size.
    */
   async resize(
