@@ -120,14 +120,21 @@ export class Group {
     return c;
   }
 
-  /** `n` random writes of 4-128 KiB at random 4 KiB-aligned places (within `limit` bytes), then a flush. */
-  async writeRandom(c: RawClient, n: number, limit = this.size): Promise<void> {
+  /**
+   * `n` random writes of 4-128 KiB at random 4 KiB-aligned places (within `limit` bytes), then a flush. Given
+   * several clients, each write goes to all of them, as software RAID1 does to its legs.
+   */
+  async writeRandom(c: RawClient | RawClient[], n: number, limit = this.size): Promise<void> {
+    const legs = Array.isArray(c) ? c : [c];
     for (let i = 0; i < n; i++) {
       const len = 4096 * (1 + crypto.randomInt(32));
       const off = 4096 * crypto.randomInt((limit - len) / 4096);
-      if ((await c.writeAt(i + 1, off, crypto.randomBytes(len))) !== 0) throw new Error('write failed');
+      const data = crypto.randomBytes(len);
+      for (const leg of legs)
+        if ((await leg.writeAt(i + 1, off, data)) !== 0) throw new Error('write failed');
     }
-    if ((await c.simple(P.NBD_CMD_FLUSH, 99999, 0, 0)) !== 0) throw new Error('flush failed');
+    for (const leg of legs)
+      if ((await leg.simple(P.NBD_CMD_FLUSH, 99999, 0, 0)) !== 0) throw new Error('flush failed');
   }
 
   /** SHA-1 of a whole device read through NBD. */

@@ -1,14 +1,15 @@
 // The archive's volume lifecycle commands (docs/servers.md §6.3, §8): InitVol, ClearVol, ResetVol, Start and Stop,
-// each a transaction of the volume's state machine over the volume store.
+// each a transaction of the volume's state machine over the volume store, and Resize, an action that grows the
+// base image.
 import { unary } from '../common/grpc';
 import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
 import type { ArchiveContext } from './context';
-import { ACTIVE_STATES, checkClearVol } from './policy';
+import { ACTIVE_STATES, checkClearVol, checkResize } from './policy';
 import { ArchiveVolumeStore } from './volume-store';
 
 export function lifecycleHandlers(
   ctx: ArchiveContext,
-): Pick<ArchiveHandlers, 'InitVol' | 'ClearVol' | 'ResetVol' | 'Start' | 'Stop'> {
+): Pick<ArchiveHandlers, 'InitVol' | 'ClearVol' | 'ResetVol' | 'Start' | 'Stop' | 'Resize'> {
   const { volumes, config, log, ops } = ctx;
   return {
     InitVol: unary(async (req) => {
@@ -55,6 +56,20 @@ export function lifecycleHandlers(
           v.state.stop = 'not-stopping';
         }
       });
+    }),
+    Resize: unary(async (req) => {
+      const v = volumes.get(req.volume);
+      checkResize(req.volume, volumes.facts(v), v.state.runningActions(), req.size);
+      const store = volumes.store(v);
+      const end = v.state.beginAction('Resize');
+      try {
+        const fromLb = store.sizeLb;
+        await store.grow(req.size, req.zeroClear);
+        log('info', 'resized', { volume: req.volume, fromLb, toLb: req.size, zeroClear: req.zeroClear });
+      } finally {
+        end();
+      }
+      return { volume: req.volume, size: store.sizeLb };
     }),
   };
 }

@@ -1,7 +1,7 @@
 // The archive's decisions as pure functions of what it holds (docs/servers.md §6, §7.2-7.4): its state table, the
 // answer to a diff a proxy offers (accept or the first typed rejection, in the documented order), whether a full
-// backup may start and which path its bytes took, what a restore of a gid needs, and which diffs the start
-// collects. No files, no processes: the server and the volume store act on the answers
+// backup may start and which path its bytes took, what a restore of a gid needs, whether a volume may grow, and
+// which diffs the start collects. No files, no processes: the server and the volume store act on the answers
 // (test/unit/archive-policy.test.ts pins each one).
 import { WalbError } from '../common/errors';
 import {
@@ -235,6 +235,45 @@ export function restoreChain(volume: string, v: StoredVolume, gid: number): Meta
   if (!isCleanSnap(s) || s.gidB !== gid)
     throw new WalbError('INVALID_ARGUMENT', `the chain reaches ${snapText(s)}, not |${gid}|`);
   return chain;
+}
+
+/** The states in which a volume may grow, with a base image (docs/servers.md §6.3). */
+export const RESIZE_STATES: readonly ArchiveState[] = ['SyncReady', 'Archived', 'Stopped'];
+
+/**
+ * Whether `Resize {sizeLb}` may run (docs/servers.md §6.3): a steady state of RESIZE_STATES with a base image, no
+ * restore or other resize running, and never smaller than the stored size. Throws the typed refusal.
+ */
+export function checkResize(
+  volume: string,
+  v: VolumeFacts,
+  actions: readonly string[],
+  sizeLb: number,
+): void {
+  if (sizeLb <= 0) throw new WalbError('INVALID_ARGUMENT', `resize of ${volume}: a size is required`);
+  if (!RESIZE_STATES.includes(v.state))
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `resize: volume ${volume} is ${v.state}, needs ${RESIZE_STATES.join(', ')}`,
+    );
+  if (!v.stored?.base)
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `volume ${volume} has no base image yet: the full backup sets its size`,
+    );
+  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize');
+  if (busy.length)
+    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy (${busy.join(', ')})`);
+  if (sizeLb < v.stored.sizeLb)
+    throw new WalbError(
+      'INVALID_ARGUMENT',
+      `volume ${volume} holds ${v.stored.sizeLb} LB, asked ${sizeLb} LB: a volume can only grow`,
+    );
+}
+
+/** A restore does not start while the base image grows (docs/servers.md §6.3). */
+export function checkNotResizing(volume: string, actions: readonly string[]): void {
+  if (actions.includes('Resize')) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is resizing`);
 }
 
 /** ClearVol refuses a volume with work running on it (docs/servers.md §6.3). */

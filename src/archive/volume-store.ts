@@ -49,6 +49,8 @@ const TMP_PREFIX = '.tmp-';
 export class ArchiveVolumeStore implements StoredVolume {
   /** The wdiffs in the volume's directory, kept in step with the files. */
   readonly diffs = new DiffSet();
+  /** The metadata write in progress; the next one starts after it. */
+  private metaLock: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly dir: string,
@@ -140,7 +142,23 @@ export class ArchiveVolumeStore implements StoredVolume {
   }
 
   async setState(state: ArchiveSteadyState): Promise<void> {
-    await this.save({ ...this.meta, state });
+    await this.update((m) => ({ ...m, state }));
+  }
+
+  // ---- resize ----
+
+  /**
+   * Grows the base image to `sizeLb` (sparsely; with `zeroClear` the new area is written as zeros), synced, then
+   * the stored size. A crash in between leaves the image larger than the stored size, the new area zeros: harmless,
+   * and the operator repeats the resize (docs/servers.md §6.3).
+   */
+  async grow(sizeLb: number, zeroClear: boolean): Promise<void> {
+    await native.growImage(this.baseImage, {
+      fromBytes: this.meta.sizeLb * 512,
+      toBytes: sizeLb * 512,
+      zeroClear,
+    });
+    await this.update((m) => ({ ...m, sizeLb }));
   }
 
   // ---- full backup ----
@@ -184,14 +202,14 @@ export class ArchiveVolumeStore implements StoredVolume {
       await h.close();
     }
     for (const d of this.diffs.all()) await this.deleteDiff(d); // an old lineage's diffs
-    await this.save({
-      ...this.meta,
+    await this.update((m) => ({
+      ...m,
       state: 'Archived',
       storageUuid,
       archiveUuid: crypto.randomBytes(16).toString('hex'),
       base: { snapB: snapshot, timestamp },
       sizeLb,
-    });
+    }));
   }
 
   // ---- hash backup ----
@@ -209,7 +227,7 @@ export class ArchiveVolumeStore implements StoredVolume {
    * next diffs (of the new stream) wait as too new until a hash backup runs again.
    */
   async finishHashSync(file: string, d: MetaDiff, storageUuid: string): Promise<MetaDiff> {
-    await this.save({ ...this.meta, storageUuid });
+    await this.update((m) => ({ ...m, storageUuid }));
     return this.addDiff(file, d);
   }
 
@@ -332,9 +350,18 @@ export class ArchiveVolumeStore implements StoredVolume {
     this.diffs.remove(d);
   }
 
-  private async save(meta: VolumeMeta): Promise<void> {
-    await writeJsonAtomic(path.join(this.dir, META), meta);
-    this.meta = meta;
+  /**
+   * Writes `change` of the newest metadata atomically, one write at a time: a state committed while a resize
+   * writes the size keeps the new size, and the reverse.
+   */
+  private update(change: (m: VolumeMeta) => VolumeMeta): Promise<void> {
+    const run = this.metaLock.then(async () => {
+      const meta = change(this.meta);
+      await writeJsonAtomic(path.join(this.dir, META), meta);
+      this.meta = meta;
+    });
+    this.metaLock = run.catch(() => undefined);
+    return run;
   }
 }
 

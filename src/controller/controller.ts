@@ -487,6 +487,29 @@ export class Controller {
     return { operation: done, gid };
   }
 
+  /**
+   * Grows a volume to `sizeLb` (docs/servers.md §9.1): every archive of the layout that has it first, then every
+   * storage that has it, so that no proxy holds diffs larger than an archive. Returns each server's new size.
+   */
+  async resize(
+    volume: string,
+    sizeLb: number,
+    opts: { zeroClear?: boolean } = {},
+  ): Promise<{ server: string; size: number }[]> {
+    const done: { server: string; size: number }[] = [];
+    for (const [id, a] of this.archives) {
+      if ((await a.GetState({ volume })).state === 'Clear') continue;
+      const r = await a.Resize({ volume, size: sizeLb, zeroClear: opts.zeroClear === true });
+      done.push({ server: id, size: r.size });
+    }
+    for (const [id, s] of this.storages) {
+      if ((await s.GetState({ volume })).state === 'Clear') continue;
+      done.push({ server: id, size: (await s.Resize({ volume, size: sizeLb })).size });
+    }
+    if (done.length === 0) throw new WalbError('NOT_FOUND', `no server of the layout has volume ${volume}`);
+    return done;
+  }
+
   async snapshot(volume: string, opts: { storage?: string; wait?: boolean } = {}): Promise<number> {
     const gid = Number((await this.pick(this.storages, opts.storage, 'storage')[1].Snapshot({ volume })).gid);
     if (opts.wait) await this.waitRestorable(volume, gid);

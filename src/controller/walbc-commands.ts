@@ -167,6 +167,20 @@ export const walbcCommands: Command[] = [
     waitHelp,
   ),
   cmd(
+    'resize',
+    'VOL SIZE',
+    'grow a volume (e.g. 1G): every archive that has it, then every storage; grow the data devices first',
+    [2, 2],
+    async (c, a, v) => {
+      const bytes = parseSize(a[1], 'SIZE');
+      if (bytes <= 0 || bytes % 512 !== 0) throw usageError('SIZE must be a positive multiple of 512 bytes');
+      const done = await c.resize(a[0], bytes / 512, { zeroClear: v['zero-clear'] === true });
+      out(v, done, done.map((d) => `${d.server}: ${a[0]} is ${d.size} LB`).join('\n'));
+    },
+    { 'zero-clear': { type: 'boolean' } },
+    { 'zero-clear': "write the archives' new area as zeros" },
+  ),
+  cmd(
     'restore',
     'VOL GID',
     'restore a snapshot into an image on the archive',

@@ -373,6 +373,11 @@ export interface NativeAddon {
   wdiffVerify(wdiff: string, progress?: ProgressFn): Promise<DiffStats>;
   wdiffRedo(wdiff: string, image: string, opts: { discard?: DiscardMode }, progress?: ProgressFn): Promise<RedoResult>;
   hashImage(image: string, opts: HashOptions, progress?: ProgressFn): Promise<HashResult>;
+  /**
+   * Grows an image file from fromBytes to toBytes (sparsely); with zeroClear the new range is written as zeros.
+   * Synced before it resolves with the bytes zeroed.
+   */
+  growImage(image: string, opts: { fromBytes: U64; toBytes: U64; zeroClear?: boolean }): Promise<number>;
   ldevExtract(
     ldev: string,
     output: string,

@@ -1,12 +1,13 @@
 // The storage's decisions, as pure functions of its records and the wdev's lsids: the gid of a new snapshot record,
 // the records after a reset and after an acknowledgement, when to take an implicit snapshot and which range of log
 // to ship next and how much of it, how far to free the log (also in Standby), what Start does in each mode, which
-// proxy to try and when to check one, and how to react when a proxy or the archive refuses (docs/servers.md §2.7,
-// §2.8, §7.1, §4.2, §4.4, §7.5).
+// proxy to try and when to check one, how to react when a proxy or the archive refuses, and whether a volume may
+// grow (docs/servers.md §2.7, §2.8, §7.1, §4.2, §4.3, §4.4, §7.5).
 // The I/O that carries them out is in wlog-shipping.ts, full-backup.ts and proxy-monitor.ts.
 import { WalbError } from '../common/errors';
 import { nextGid, type LsidGid } from '../common/meta';
 import type { RejectReason } from '../generated/walb/v1/RejectReason';
+import type { StorageState } from './volumes';
 
 /** The records of a volume: the done record and the snapshot records not shipped yet, oldest first. */
 export interface Records {
@@ -230,4 +231,24 @@ export function checkInitVol(
   if (owner) throw new WalbError('FAILED_PRECONDITION', `wdev ${wdev} belongs to volume ${owner.name}`);
   if (existing.some((o) => o.name === volume))
     throw new WalbError('ALREADY_EXISTS', `volume ${volume} exists`);
+}
+
+/** The states in which a volume may grow (docs/servers.md §4.3). */
+export const RESIZE_STATES: readonly StorageState[] = ['SyncReady', 'Stopped', 'Target', 'Standby'];
+
+/**
+ * Resize to `sizeLb` (0: the data device's size, which walb-wdevd checks) of a volume of `currentLb` in `state`:
+ * a steady state of RESIZE_STATES, and never smaller than it is.
+ */
+export function checkResize(volume: string, state: StorageState, currentLb: number, sizeLb: number): void {
+  if (!RESIZE_STATES.includes(state))
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `resize: volume ${volume} is ${state}, needs ${RESIZE_STATES.join(', ')}`,
+    );
+  if (sizeLb !== 0 && sizeLb < currentLb)
+    throw new WalbError(
+      'INVALID_ARGUMENT',
+      `volume ${volume} holds ${currentLb} LB, asked ${sizeLb} LB: a volume can only grow`,
+    );
 }

@@ -1,17 +1,18 @@
 // The storage's volume lifecycle commands (docs/servers.md §4.3, §8): InitVol, ClearVol, ResetVol, Start (target or
-// standby), Stop.
+// standby), Stop, Resize.
+import { WalbError } from '../common/errors';
 import { unary } from '../common/grpc';
 import { checkVolumeName } from '../common/volume-name';
 import type { StorageHandlers } from '../generated/walb/v1/Storage';
-import { checkInitVol, startPlan } from './policy';
+import { checkInitVol, checkResize, startPlan } from './policy';
 import type { StorageContext } from './server';
 import { StorageVolumeStore } from './volume-store';
 import { stateReply } from './volumes';
 
 export function volumeHandlers(
   ctx: StorageContext,
-): Pick<StorageHandlers, 'InitVol' | 'ClearVol' | 'ResetVol' | 'Start' | 'Stop'> {
-  const { volumes, wdevd } = ctx;
+): Pick<StorageHandlers, 'InitVol' | 'ClearVol' | 'ResetVol' | 'Start' | 'Stop' | 'Resize'> {
+  const { volumes, wdevd, log } = ctx;
   return {
     InitVol: unary(async (req) => {
       checkVolumeName(req.volume);
@@ -66,6 +67,14 @@ export function volumeHandlers(
           v.state.stop = 'not-stopping';
         }
       });
+    }),
+    Resize: unary(async (req) => {
+      const v = volumes.get(req.volume);
+      const before = await wdevd.status(v.store.wdev);
+      checkResize(req.volume, v.state.state, before.deviceSize, req.size);
+      const after = await wdevd.resize(v.store.wdev, req.size);
+      log('info', 'resized', { volume: req.volume, fromLb: before.deviceSize, toLb: after.deviceSize });
+      return { volume: req.volume, size: after.deviceSize };
     }),
   };
 }

@@ -5,6 +5,8 @@ import {
   ARCHIVE_EDGES,
   checkClearVol,
   checkDelRestored,
+  checkNotResizing,
+  checkResize,
   checkRestore,
   diffVerdict,
   diffsToCollect,
@@ -225,6 +227,42 @@ test('ClearVol refuses a volume with any action running; DelRestored only while 
   t.throws(() => checkDelRestored('v', ['Restore']), {
     code: 'FAILED_PRECONDITION',
     message: /restoring/,
+  } as object);
+});
+
+test('a volume grows with a base image in Archived or Stopped, not while restoring or resizing, and never shrinks', (t) => {
+  const code = (f: VolumeFacts, size: number, actions: string[] = []) => {
+    try {
+      checkResize('v', f, actions, size);
+      return undefined;
+    } catch (err) {
+      return (err as { code: string; message: string }).code;
+    }
+  };
+  t.is(code(facts('Archived', archived()), SIZE * 2), undefined);
+  t.is(code(facts('Stopped', { ...archived(), state: 'Stopped' }), SIZE * 2), undefined);
+  t.is(code(facts('Archived', archived()), SIZE), undefined, 'the same size again: nothing to do');
+  t.is(code(facts('SyncReady', stored(undefined, [])), SIZE * 2), 'FAILED_PRECONDITION', 'no base image yet');
+  t.is(code(facts('WdiffRecv', archived()), SIZE * 2), 'FAILED_PRECONDITION', 'not during a transition');
+  t.is(code(facts('FullSync', archived()), SIZE * 2), 'FAILED_PRECONDITION');
+  t.is(code(facts('Archived', archived()), SIZE * 2, ['Restore']), 'FAILED_PRECONDITION');
+  t.is(code(facts('Archived', archived()), SIZE * 2, ['Resize']), 'FAILED_PRECONDITION');
+  t.is(code(facts('Archived', archived()), SIZE * 2, ['p0']), undefined, 'other actions do not matter');
+  t.is(code(facts('Archived', archived()), 0), 'INVALID_ARGUMENT', 'an archive has no device to measure');
+  t.throws(() => checkResize('v', facts('Archived', archived()), [], SIZE - 1), {
+    code: 'INVALID_ARGUMENT',
+    message: `volume v holds ${SIZE} LB, asked ${SIZE - 1} LB: a volume can only grow`,
+  } as object);
+  t.throws(() => checkResize('v', facts('Archived', archived()), ['Restore'], SIZE * 2), {
+    message: /busy \(Restore\)/,
+  } as object);
+});
+
+test('a restore waits for no resize', (t) => {
+  t.notThrows(() => checkNotResizing('v', ['Restore', 'p0']));
+  t.throws(() => checkNotResizing('v', ['Resize']), {
+    code: 'FAILED_PRECONDITION',
+    message: /resizing/,
   } as object);
 });
 

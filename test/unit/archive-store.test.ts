@@ -203,3 +203,46 @@ test('the base image of a full backup refuses a bulk that is unaligned or ends p
   );
   t.is(fs.statSync(store.baseImage).size, 2048 * 512);
 });
+
+test('a grown base image keeps its bytes and reads zeros beyond, its size survives a reopen, and an older snapshot restores at the new size', async (t) => {
+  const f = await fixture('grow');
+  const data = tmp.name('grow-data');
+  const store = await ArchiveVolumeStore.init(data, 'vol0');
+  await fullBackup(store, f.img);
+  t.is(await offer(store, f.wdiffs[0], diff(snap(0), snap(1), { timestamp: 1_700_000_001 })), 'accept');
+  const grown = SIZE + (4 << 20);
+  const sparseBlocks = fs.statSync(store.baseImage).blocks;
+  await store.grow(grown / 512, false);
+  t.is(fs.statSync(store.baseImage).size, grown);
+  t.is(fs.statSync(store.baseImage).blocks, sparseBlocks, 'without zero-clear the new area is a hole');
+  await store.grow(grown / 512 + 2048, true);
+  t.true(
+    fs.statSync(store.baseImage).blocks >= sparseBlocks + 2048,
+    'with zero-clear the new area is written (as zeros)',
+  );
+  const bigger = grown + (1 << 20);
+  t.is((await ArchiveVolumeStore.open(data, 'vol0')).sizeLb, bigger / 512);
+  const image = fs.readFileSync(await store.restore(1));
+  t.is(image.length, bigger);
+  t.true(image.subarray(0, SIZE).equals(fs.readFileSync(f.truth[1])), 'the snapshot as it was');
+  t.true(image.subarray(SIZE).equals(Buffer.alloc(bigger - SIZE)), 'zeros beyond');
+});
+
+test('a crash between growing the base image and writing the size leaves a volume that opens and grows again', async (t) => {
+  const f = await fixture('grow-crash');
+  const data = tmp.name('grow-crash-data');
+  const store = await ArchiveVolumeStore.init(data, 'vol0');
+  await fullBackup(store, f.img);
+  fs.truncateSync(store.baseImage, SIZE + (8 << 20)); // the image grown, the size not written
+  const reopened = await ArchiveVolumeStore.open(data, 'vol0');
+  t.is(reopened.sizeLb, SIZE / 512);
+  await reopened.grow((SIZE + (4 << 20)) / 512, true);
+  t.is(fs.statSync(reopened.baseImage).size, SIZE + (4 << 20));
+  t.is((await ArchiveVolumeStore.open(data, 'vol0')).sizeLb, (SIZE + (4 << 20)) / 512);
+  t.true(
+    fs
+      .readFileSync(await reopened.restore(0))
+      .subarray(0, SIZE)
+      .equals(f.img),
+  );
+});

@@ -7,6 +7,7 @@ import {
   NO_DONE,
   PERMANENT_WAIT_MS,
   checkInitVol,
+  checkResize,
   chooseRange,
   doneAfterAck,
   freeLogUpTo,
@@ -263,4 +264,27 @@ test('InitVol needs a wdev no other volume uses and a free name, checked in that
   t.regex(owned.message, /wdev w0 belongs to volume a/);
   t.is(errorCode(t.throws(() => checkInitVol('a', 'w1', existing))), 'ALREADY_EXISTS');
   t.notThrows(() => checkInitVol('b', 'w1', existing));
+});
+
+test('a volume grows in SyncReady, Stopped, Target and Standby, never during a transition, and never shrinks', (t) => {
+  for (const state of ['SyncReady', 'Stopped', 'Target', 'Standby'] as const)
+    t.notThrows(() => checkResize('v', state, 1000, 2000), state);
+  for (const state of [
+    'Clear',
+    'FullSync',
+    'HashSync',
+    'StartTarget',
+    'StopTarget',
+    'Reset',
+    'StartStandby',
+  ] as const) {
+    const refused = t.throws(() => checkResize('v', state, 1000, 2000));
+    t.is(errorCode(refused), 'FAILED_PRECONDITION', state);
+    t.regex(refused.message, new RegExp(`volume v is ${state}, needs SyncReady, Stopped, Target, Standby`));
+  }
+  const shrink = t.throws(() => checkResize('v', 'Target', 1000, 999));
+  t.is(errorCode(shrink), 'INVALID_ARGUMENT');
+  t.regex(shrink.message, /holds 1000 LB, asked 999 LB: a volume can only grow/);
+  t.notThrows(() => checkResize('v', 'Target', 1000, 1000), 'the same size again: nothing to do');
+  t.notThrows(() => checkResize('v', 'Target', 1000, 0), "0: the data device's size, checked by walb-wdevd");
 });

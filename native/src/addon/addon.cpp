@@ -286,6 +286,17 @@ Napi::Value Redo(const Napi::CallbackInfo& info, bool wlog) {
 Napi::Value WlogRedo(const Napi::CallbackInfo& info) { return Redo(info, true); }
 Napi::Value WdiffRedo(const Napi::CallbackInfo& info) { return Redo(info, false); }
 
+Napi::Value GrowImage(const Napi::CallbackInfo& info) {
+    std::string path = argString(info, 0, "image");
+    Napi::Object o = argObject(info, 1);
+    uint64_t from = optU64(o, "fromBytes", 0);
+    uint64_t to = optU64(o, "toBytes", 0);
+    bool zeroClear = optBool(o, "zeroClear", false);
+    return Job<uint64_t>::start(
+        info.Env(), [=](const Progress&) { return growImage(path, from, to, zeroClear); },
+        [](Napi::Env env, uint64_t& zeroed) -> Napi::Value { return u64(env, zeroed); });
+}
+
 Napi::Value HashImage(const Napi::CallbackInfo& info) {
     std::string path = argString(info, 0, "image");
     Napi::Object o = argObject(info, 1);
@@ -641,6 +652,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("wdiffVerify", Napi::Function::New(env, WdiffVerify));
     exports.Set("wdiffRedo", Napi::Function::New(env, WdiffRedo));
     exports.Set("hashImage", Napi::Function::New(env, HashImage));
+    exports.Set("growImage", Napi::Function::New(env, GrowImage));
     exports.Set("ldevExtract", Napi::Function::New(env, LdevExtract));
     exports.Set("ldevRestore", Napi::Function::New(env, LdevRestore));
     exports.Set("ldevReadLogs", Napi::Function::New(env, LdevReadLogs));

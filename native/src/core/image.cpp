@@ -305,4 +305,20 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
                       wantChunks, progress, true);
 }
 
+uint64_t growImage(const std::string& path, uint64_t fromBytes, uint64_t toBytes, bool zeroClear) {
+    if (fromBytes > toBytes)
+        throwError(ErrorCode::InvalidArgument, "an image only grows (from " + std::to_string(fromBytes) +
+                                                   " to " + std::to_string(toBytes) + " bytes)");
+    File f(path, File::Mode::ReadWrite);
+    if (!f.isBlockDevice())
+        f.truncate(toBytes);
+    else if (f.size() < toBytes)
+        throwError(ErrorCode::InvalidArgument, path + " holds " + std::to_string(f.size()) + " bytes, " +
+                                                   std::to_string(toBytes) + " are needed: grow it first");
+    const uint64_t zeroed = zeroClear ? toBytes - fromBytes : 0;
+    f.writeZeroes(fromBytes, zeroed);
+    f.fdatasync();
+    return zeroed;
+}
+
 }  // namespace walb

@@ -79,6 +79,12 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
 HashResult hashReader(const std::function<void(uint64_t off, size_t len, char* out)>& read, uint64_t size,
                       const HashOptions& opt, bool wantChunks, const Progress& progress, bool parallel);
 
+// Grows an image file from `fromBytes` to `toBytes` (a regular file is extended sparsely; a block device must
+// be that large already). With `zeroClear` the new range is written as zeros (fallocate's zero range,
+// BLKZEROOUT, or written zeros), so that it holds zeros on any backend. Then fdatasync. Returns the bytes
+// zeroed.
+uint64_t growImage(const std::string& path, uint64_t fromBytes, uint64_t toBytes, bool zeroClear);
+
 struct GenOptions {
     uint64_t deviceSizeLb = (1ull << 30) / kLbSize;
     uint64_t amountBytes = 64ull << 20;  // data written (discards excluded)

@@ -903,8 +903,10 @@ void Wdev::resize(uint64_t newSizeLb) {
                                                        std::to_string(deviceSizeLb_) + " LB, asked " +
                                                        std::to_string(newSizeLb) + " LB)");
         if (newSizeLb > ddevLb)
-            throwError(ErrorCode::InvalidArgument, "the data device holds only " + std::to_string(ddevLb) +
-                                                       " LB, asked " + std::to_string(newSizeLb) + " LB");
+            throwError(ErrorCode::InvalidArgument,
+                       "the data device holds only " + std::to_string(ddevLb) + " LB, asked " +
+                           std::to_string(newSizeLb) +
+                           " LB: grow the data device first (a file: truncate it larger)");
         deviceSizeLb_ = newSizeLb;
     }
     checkpoint();
