@@ -1,6 +1,5 @@
 // The storage's volume lifecycle commands (docs/servers.md §4.3, §8): InitVol, ClearVol, ResetVol, Start (target or
 // standby), Stop, Resize.
-import { WalbError } from '../common/errors';
 import { unary } from '../common/grpc';
 import { checkVolumeName } from '../common/volume-name';
 import type { StorageHandlers } from '../generated/walb/v1/Storage';
