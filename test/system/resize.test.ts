@@ -1,6 +1,7 @@
-// Growing a volume through the whole group (docs/servers.md §12 n11a and m3, §9.4) on the layout [s0] [p0] [a0]:
-// the data device is grown, then `walbc resize` grows the archive and then the storage; writes in the new area
-// reach a restore, and a snapshot of before the resize still restores to what it held. A storage grown without its
+// Growing a volume through the whole group (docs/servers.md §12 n11a, n11b and m3, §9.4) on the layout [s0] [p0]
+// [a0]: the data device is grown, then `walbc resize` grows the archive and then the storage; writes in the new
+// area reach a restore, and a snapshot of before the resize still restores to what it held; a hash backup after
+// a resize without zero-clear finds the archive equal to the device. A storage grown without its
 // archive makes the proxy give up on SMALLER_SIZE until the archive is grown and the group kicked. Shrinking is
 // refused on both, and the archive does not grow while a restore runs.
 import test from 'ava';
@@ -250,5 +251,29 @@ test.serial(
     t.is(await ok('is-wdiff-send-error', 'vol'), '0');
     const image = restoredImage(await ok('restore', 'vol', String(gid), '--wait', '--json'));
     t.true(image.equals((await readDevice(g)).bytes), 'restore = device, byte for byte');
+  },
+);
+
+test.serial(
+  'n11b: data device +4 MiB, walbc resize without zero-clear, writes in the new area; a hash backup finds the archive equal to the device and sends nothing',
+  async (t) => {
+    const g = group!;
+    const { ok } = walbcOn(t, g.layout);
+    const before = SIZE + 2 * GROWTH;
+    const grown = before + GROWTH;
+    fs.truncateSync(g.ddev, grown);
+    await ok('resize', 'vol', `${grown / MiB}M`);
+    await writeAt(g, before + MiB, MiB);
+    const gid = Number(await ok('snapshot', 'vol', '--wait'));
+    const image = restoredImage(await ok('restore', 'vol', String(gid), '--wait', '--json'));
+    t.true(image.equals((await readDevice(g)).bytes), 'restore = device, byte for byte');
+
+    await ok('stop', 'vol', 's0', '--wait');
+    const hashed = JSON.parse(await ok('hash-backup', 'vol', '--wait', '--json')) as { gid: number };
+    const s0 = g.servers.find((s) => s.binary === 'walb-storage')!;
+    const done = s0.stderr.split('\n').filter((l) => l.includes('"event":"hash-backup-done"'));
+    t.is((JSON.parse(done[done.length - 1]) as { sentBytes: number }).sentBytes, 0, 'every chunk was equal');
+    const after = restoredImage(await ok('restore', 'vol', String(hashed.gid), '--wait', '--json'));
+    t.true(after.equals((await readDevice(g)).bytes), 'the hash backup restores to the device');
   },
 );
