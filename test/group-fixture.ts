@@ -1,6 +1,7 @@
 // A backup group for system tests, as an operator would run it: one walb-wdevd with a wdev per storage, storages
 // s0..sN, proxies p0..pN (in priority order on every storage), archives a0..aN (a0 is the primary), a layout
-// file and walbc on it; and the checks every scenario makes: write through NBD, hash the device through NBD,
+// file and walbc on it; optional relays the tests can cut; proxies that join later and storages restarted with
+// another proxy list; and the checks every scenario makes: write through NBD, hash the device through NBD,
 // restore a snapshot and hash the image.
 import type { ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
@@ -25,6 +26,8 @@ export interface GroupSpec {
   storageConfig?: object;
   /** The storages reach the primary archive through a relay the test can cut (Group.archiveRelay). */
   relayArchive?: boolean;
+  /** The storages reach each proxy through a relay the test can cut (Group.proxyRelays, one per proxy). */
+  relayProxies?: boolean;
 }
 
 export class Group {
@@ -37,7 +40,10 @@ export class Group {
   readonly ok: (...args: string[]) => Promise<string>;
   /** With relayArchive: the storages' link to the primary archive. */
   archiveRelay: Relay | undefined;
+  /** With relayProxies: the storages' link to each proxy, by the proxy's index. */
+  readonly proxyRelays: Relay[] = [];
   private readonly clients: RawClient[] = [];
+  private storageConfig = '';
 
   private constructor(
     t: ExecutionContext,
@@ -75,19 +81,16 @@ export class Group {
         g.archiveRelay = new Relay({ host: '127.0.0.1', port: g.archives[0].port });
         await g.archiveRelay.open();
       }
-      const config = path.join(dir, 'storage.json');
-      fs.writeFileSync(config, JSON.stringify(spec.storageConfig ?? {}));
+      if (spec.relayProxies)
+        for (const p of g.proxies) {
+          const relay = new Relay({ host: '127.0.0.1', port: p.port });
+          await relay.open();
+          g.proxyRelays.push(relay);
+        }
+      g.storageConfig = path.join(dir, 'storage.json');
+      fs.writeFileSync(g.storageConfig, JSON.stringify(spec.storageConfig ?? {}));
       for (let i = 0; i < nS; i++) {
-        const s = new ServerProc('walb-storage', path.join(dir, `s${i}`), await freePort(), [
-          '--config',
-          config,
-          '--archive',
-          g.archiveRelay?.address ?? g.archives[0].address,
-          '--proxy',
-          g.proxies.map((p) => p.address).join(','),
-          '--wdevd-socket',
-          path.join(g.wdevd.runDir, 'wdevd.sock'),
-        ]);
+        const s = g.storageProc(i, await freePort(), g.proxies);
         await s.start();
         g.storages.push(s);
       }
@@ -97,6 +100,37 @@ export class Group {
       await g.cleanup();
       throw err;
     }
+  }
+
+  /** Storage s<i> on `port`, sending to `proxies` in that order (through their relays when there are). */
+  private storageProc(i: number, port: number, proxies: ServerProc[]): ServerProc {
+    const address = (p: ServerProc) => this.proxyRelays[this.proxies.indexOf(p)]?.address ?? p.address;
+    return new ServerProc('walb-storage', path.join(this.dir, `s${i}`), port, [
+      '--config',
+      this.storageConfig,
+      '--archive',
+      this.archiveRelay?.address ?? this.archives[0].address,
+      '--proxy',
+      proxies.map(address).join(','),
+      '--wdevd-socket',
+      path.join(this.wdevd.runDir, 'wdevd.sock'),
+    ]);
+  }
+
+  /** Stops storage s<i> (SIGKILL) and starts it again on its data with another proxy list. */
+  async restartStorage(i: number, proxies: ServerProc[]): Promise<void> {
+    await this.storages[i].kill();
+    this.storages[i] = this.storageProc(i, this.storages[i].port, proxies);
+    await this.storages[i].start();
+  }
+
+  /** A new proxy p<n> joins: started and added to the layout (no storage sends to it yet). */
+  async addProxy(): Promise<ServerProc> {
+    const p = new ServerProc('walb-proxy', path.join(this.dir, `p${this.proxies.length}`), await freePort());
+    await p.start();
+    this.proxies.push(p);
+    this.writeLayout();
+    return p;
   }
 
   /** (Re)writes the layout file from the servers' addresses. */
@@ -158,6 +192,13 @@ export class Group {
     return hash;
   }
 
+  /** What each of `gids` restores to (restoredHash): taken before a recovery, compared after it. */
+  async restoredHashes(volume: string, gids: number[]): Promise<Map<number, string>> {
+    const hashes = new Map<number, string>();
+    for (const gid of gids) hashes.set(gid, await this.restoredHash(volume, gid));
+    return hashes;
+  }
+
   /** The restorable gids on an archive (all of them, implicit ones too). */
   async restorable(volume: string, archive = 'a0'): Promise<number[]> {
     const list = JSON.parse(
@@ -170,6 +211,7 @@ export class Group {
     for (const c of this.clients) c.destroy();
     await Promise.all([...this.storages, ...this.proxies, ...this.archives].map((s) => s.kill()));
     await this.archiveRelay?.cut();
+    for (const r of this.proxyRelays) await r.cut();
     await this.wdevd.cleanup();
     removeDir(this.dir);
   }

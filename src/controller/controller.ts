@@ -364,6 +364,28 @@ export class Controller {
     return out;
   }
 
+  /**
+   * WalB's copy_archive_info: the archive registrations of a volume on proxy `from` are made on proxy `to` too, and
+   * the volume is started there, so that `to` can take the place of `from` (docs/servers.md §9.1).
+   */
+  async copyArchiveInfo(volume: string, from: string, to: string): Promise<string[]> {
+    const source = this.pick(this.proxies, from, 'proxy')[1];
+    const target = this.pick(this.proxies, to, 'proxy')[1];
+    const { archives } = await source.ArchiveInfoList({ volume });
+    if (archives.length === 0)
+      throw new WalbError('NOT_FOUND', `${from} has no archive registered for ${volume}`);
+    for (const a of archives)
+      await target.ArchiveInfoAdd({
+        volume,
+        name: a.name,
+        address: a.address,
+        compression: a.compression,
+        delaySec: a.delaySec,
+      });
+    if ((await target.GetState({ volume })).state === 'Stopped') await target.Start({ volume });
+    return archives.map((a) => a.name);
+  }
+
   private opsClient(serverId: string): Promised<OperationsClient> {
     this.server(serverId); // a clear error for an unknown id
     return this.ops.get(serverId)!;

@@ -340,6 +340,16 @@ export const walbcCommands: Command[] = [
     },
   ),
   cmd(
+    'copy-archive-info',
+    'VOL FROM TO',
+    'register on proxy TO the archives proxy FROM has for a volume, and start it there (to replace FROM)',
+    [3, 3],
+    async (c, a, v) => {
+      const names = await c.copyArchiveInfo(a[0], a[1], a[2]);
+      out(v, { archives: names }, `${a[2]}: ${names.join(', ')} registered, started`);
+    },
+  ),
+  cmd(
     'get',
     'SERVER TARGET [VOL] [ARG]',
     "one of WalB's get queries on a server (layout id), e.g. get a0 num-diff vol0; TARGET 'help' lists them",

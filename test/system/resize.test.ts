@@ -1,5 +1,5 @@
-// Growing a volume through the whole group (docs/servers.md §12 n11a, n11b and m3, §9.4) on the layout [s0] [p0]
-// [a0]: the data device is grown, then `walbc resize` grows the archive and then the storage; writes in the new
+// Growing a volume through the whole group (scenarios n11a, n11b and m3 of docs/servers.md §12; the flow of
+// docs/servers.md §9.1) on the layout [s0] [p0] [a0]: the data device is grown, then `walbc resize` grows the archive and then the storage; writes in the new
 // area reach a restore, and a snapshot of before the resize still restores to what it held; a hash backup after
 // a resize without zero-clear finds the archive equal to the device. A storage grown without its
 // archive makes the proxy give up on SMALLER_SIZE until the archive is grown and the group kicked. Shrinking is
