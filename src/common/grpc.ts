@@ -8,6 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { WalbError, errorCode, errorMessage, isErrorCode, type ErrorCode } from './errors';
+import { ServerHealth } from './health';
 
 // dist/src/common/grpc.js -> <root>/proto
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
@@ -259,14 +260,15 @@ const REFLECTION_SERVICES = [
 
 /**
  * A gRPC server with health and reflection. `address` is `unix:/path` or `host:port`. Reflection describes the
- * types of every package given and lists exactly the services this server serves.
+ * types of every package given and lists exactly the services this server serves. Health answers NOT_SERVING
+ * until the caller says `health.serving()` (its start is complete).
  */
 export async function startGrpcServer(
   address: string,
   packages: protoLoader.PackageDefinition[],
   services: ServiceBinding[],
   credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
-): Promise<{ server: grpc.Server; port: number; health: HealthImplementation }> {
+): Promise<{ server: grpc.Server; port: number; health: ServerHealth }> {
   // Data messages are about 1 MiB; leave room for the odd larger one.
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 64 << 20,
@@ -274,11 +276,12 @@ export async function startGrpcServer(
   });
   widenFlowControl(server);
   for (const s of services) server.addService(s.definition, s.implementation);
-  const health = new HealthImplementation({
-    '': 'SERVING',
-    ...Object.fromEntries(services.map((s) => [s.name, 'SERVING'])),
-  });
-  health.addToServer(server);
+  const healthService = new HealthImplementation();
+  const health = new ServerHealth(
+    healthService,
+    services.map((s) => s.name),
+  );
+  healthService.addToServer(server);
   // One reflection service describing ours and the health service (reflection can be added only once).
   const served = [...services.map((s) => s.name), 'grpc.health.v1.Health', ...REFLECTION_SERVICES];
   const described = [healthProtoPath, ...REFLECTION_PROTOS].map((f) =>

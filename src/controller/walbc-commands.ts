@@ -1,6 +1,6 @@
 // walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
 import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
-import { Controller, loadLayout, restorableLine } from './controller';
+import { Controller, loadLayout, restorableLine, statusDetail, statusProblems } from './controller';
 import { WalbError, isErrorCode } from '../common/errors';
 import { parseSize } from '../common/units';
 
@@ -230,19 +230,29 @@ export const walbcCommands: Command[] = [
     },
     on('archive'),
   ),
-  cmd('status', '[VOL]', 'one table for the whole group (or one volume)', [0, 1], async (c, a, v) => {
-    const rows = await c.status(a[0]);
-    out(
-      v,
-      rows,
-      [
-        'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS\tDETAIL',
-        ...rows.map(
-          (r) => `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.actions || '-'}\t${r.detail}`,
-        ),
-      ].join('\n'),
-    );
-  }),
+  cmd(
+    'status',
+    '[VOL]',
+    'one table for the whole group (or one volume); exit 1 when something needs an operator',
+    [0, 1],
+    async (c, a, v) => {
+      const rows = await c.status(a[0]);
+      const problems = statusProblems(rows);
+      out(
+        v,
+        { ok: problems.length === 0, problems, rows },
+        [
+          'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS\tDETAIL',
+          ...rows.map(
+            (r) =>
+              `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.actions.join(',') || '-'}\t${statusDetail(r)}`,
+          ),
+        ].join('\n'),
+      );
+      if (problems.length > 0)
+        throw new WalbError('FAILED_PRECONDITION', `needs an operator: ${problems.join('; ')}`);
+    },
+  ),
   cmd('get-state', 'VOL SERVER', 'state of a volume on one server (layout id)', [2, 2], async (c, a, v) => {
     const s = await c.getState(a[0], a[1]);
     out(v, { state: s }, s);
