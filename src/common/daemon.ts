@@ -2,9 +2,11 @@
 // on SIGTERM/SIGINT (exit 0).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { errorCode, errorMessage } from './errors';
-import { jsonLogger, type Logger } from './log';
+import { createLogger, type LogLevel, type Logger } from './log';
 
 export interface Daemon {
+  /** The level of its logs (config key logLevel, or WALB_LOG_LEVEL). */
+  readonly config: { logLevel: LogLevel };
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -27,7 +29,8 @@ export async function runDaemon(
     process.stdout.write(help + '\n');
     return 0;
   }
-  const log = jsonLogger(name.replace(/^walb-/, ''));
+  const logger = createLogger(name.replace(/^walb-/, ''));
+  const log = logger.log;
   let daemon: Daemon;
   try {
     daemon = make(values, log);
@@ -35,6 +38,7 @@ export async function runDaemon(
     process.stderr.write(`${name}: ${errorMessage(err)} [${errorCode(err) ?? 'INTERNAL'}]\n`);
     return 2;
   }
+  logger.setLevel(daemon.config.logLevel);
   try {
     await daemon.start();
   } catch (err) {

@@ -60,7 +60,7 @@ export class WdevDaemon {
 
     const nbdLog = (r: NbdLogRecord) => {
       const { level, event, ...rest } = r;
-      if (level !== 'debug') this.log(level, `nbd-${event}`, rest);
+      this.log(level, `nbd-${event}`, rest);
     };
     const limits = { maxInflightBytes: this.config.nbd.maxInflightMb * MiB, logger: nbdLog };
     this.nbdServers.push(
