@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { errorCode, errorMessage } from './errors';
 import { createLogger, type LogLevel, type Logger } from './log';
+import { versionLine } from './version';
 
 export interface Daemon {
   /** The level of its logs (config key logLevel, or WALB_LOG_LEVEL). */
@@ -19,14 +20,20 @@ export async function runDaemon(
 ): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true })
-      .values as Record<string, string | boolean | undefined>;
+    values = parseArgs({
+      options: { ...options, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } },
+      strict: true,
+    }).values as Record<string, string | boolean | undefined>;
   } catch (err) {
     process.stderr.write(`${name}: ${errorMessage(err)}\n\n${help}\n`);
     return 2;
   }
   if (values.help) {
     process.stdout.write(help + '\n');
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(versionLine(name) + '\n');
     return 0;
   }
   const logger = createLogger(name.replace(/^walb-/, ''));

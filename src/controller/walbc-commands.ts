@@ -1,5 +1,13 @@
 // walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
-import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
+import {
+  printJson,
+  progressPrinter,
+  stringOpt,
+  usageError,
+  type Command,
+  type Options,
+  type Values,
+} from '../common/cli';
 import { Controller, loadLayout, restorableLine, statusDetail, statusProblems } from './controller';
 import { WalbError, isErrorCode } from '../common/errors';
 import { parseSize } from '../common/units';
@@ -8,6 +16,18 @@ const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 
 const commonHelp = {
   layout: 'layout file (default /etc/walb/layout.json, or WALB_LAYOUT)',
   json: 'machine-readable output',
+};
+/** The value names of walbc's options in the help. */
+const placeholders: Record<string, string> = {
+  layout: 'FILE',
+  storage: 'ID',
+  proxy: 'ID',
+  archive: 'ID',
+  chunk: 'SIZE',
+  address: 'HOST:PORT',
+  compression: 'CODEC[:LEVEL]',
+  delay: 'SECONDS',
+  volume: 'VOL',
 };
 
 async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
@@ -30,10 +50,13 @@ function out(values: Values, json: unknown, text: string): void {
   else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
+/** On a terminal: the operation's progress with bytes, rate and ETA (a stop counts in its own unit). */
 function progress(values: Values) {
   if (values.json || !process.stderr.isTTY) return undefined;
+  let printer: ReturnType<typeof progressPrinter> | undefined;
   return (op: { done: number; total: number; kind: string }) => {
-    if (op.total) process.stderr.write(`\r${op.kind}: ${Math.round((100 * op.done) / op.total)}%   `);
+    printer ??= progressPrinter(op.kind, false, op.kind === 'stop' ? 'count' : 'bytes');
+    if (op.total) printer.fn(Number(op.done), Number(op.total));
   };
 }
 
@@ -60,6 +83,7 @@ function cmd(
     summary,
     options: { ...common, ...extra },
     optionHelp: { ...commonHelp, ...serverHelp(extra), ...extraHelp },
+    placeholders,
     minArgs: n[0],
     maxArgs: n[1],
     run: (a, v) => withController(v, (c) => run(c, a, v)),
