@@ -136,18 +136,42 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   return { code: STATUS_OF[reason], details: errorMessage(err), metadata };
 }
 
+/** The cause of a failed connection in words, from grpc-js's text (which names the system error). */
+function connectionCause(details: string): string {
+  if (/ECONNREFUSED/.test(details)) return 'connection refused';
+  if (/ENOENT/.test(details)) return 'no socket file there';
+  if (/EACCES|EPERM/.test(details)) return 'permission denied';
+  if (/ENOTFOUND|EAI_AGAIN/.test(details)) return 'unknown host name';
+  if (/ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/.test(details)) return 'no route or no answer';
+  return 'no connection';
+}
+
+/**
+ * One sentence for a server that cannot be reached at `target` (a channel target as grpc-js names it: `dns:` and
+ * `unix:` forms), instead of grpc-js's internals.
+ */
+export function unreachableMessage(target: string, details: string): string {
+  const address = target.replace(/^dns:(\/\/\/)?/, '');
+  const check = address.startsWith('unix:')
+    ? 'is walb-wdevd running, and do --run-dir or --socket name its socket?'
+    : 'is the server running and listening there?';
+  return `cannot reach ${address} (${connectionCause(details)}): ${check}`;
+}
+
 /**
  * Client side: a failed call becomes a WalbError whose code is the server's reason. A reason we do not know
- * (a newer or a foreign peer) is INTERNAL, its text kept; without a reason, the status says what it can.
+ * (a newer or a foreign peer) is INTERNAL, its text kept; without a reason, the status says what it can — a
+ * connection that failed to `target` (when given) in one sentence naming it.
  */
-export function fromServiceError(err: grpc.ServiceError): WalbError {
+export function fromServiceError(err: grpc.ServiceError, target?: string): WalbError {
   const details = err.details || err.message;
   const reason = err.metadata?.get(REASON_KEY)?.[0];
   if (reason !== undefined) {
     if (isErrorCode(reason)) return new WalbError(reason, details);
     return new WalbError('INTERNAL', `${details} (unknown reason ${String(reason)})`);
   }
-  if (err.code === grpc.status.UNAVAILABLE) return new WalbError('UNAVAILABLE', details);
+  if (err.code === grpc.status.UNAVAILABLE)
+    return new WalbError('UNAVAILABLE', target ? unreachableMessage(target, details) : details);
   if (err.code === grpc.status.CANCELLED) return new WalbError('CANCELLED', details);
   return new WalbError('INTERNAL', details);
 }
@@ -194,11 +218,12 @@ export type Promised<C extends grpc.Client> = {
 /** The one way our programs call a gRPC service: `timeoutMs` is the default deadline of unary calls (0: none). */
 export function promisify<C extends grpc.Client>(client: C, timeoutMs = 0): Promised<C> {
   const service = (client.constructor as unknown as { service: grpc.ServiceDefinition }).service;
+  const target = client.getChannel().getTarget();
   const unaryCall = (m: grpc.MethodDefinition<object, unknown>, req: object, ms = timeoutMs) =>
     new Promise<unknown>((resolve, reject) => {
       const options: grpc.CallOptions = ms > 0 ? { deadline: Date.now() + ms } : {};
       client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, req, options, (err, res) =>
-        err ? reject(fromServiceError(err)) : resolve(res),
+        err ? reject(fromServiceError(err, target)) : resolve(res),
       );
     });
   const methods: Record<string, unknown> = {
