@@ -257,8 +257,11 @@ export function progressPrinter(
   };
 }
 
+/** Indented JSON, bigints as decimal strings. */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2);
+}
+
 export function printJson(value: unknown): void {
-  process.stdout.write(
-    JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n',
-  );
+  process.stdout.write(jsonText(value) + '\n');
 }
