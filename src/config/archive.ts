@@ -30,7 +30,7 @@ const schema: convict.Schema<ArchiveConfig> = {
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
-    default: 'archive0',
+    default: 'a0',
     env: 'WALB_ARCHIVE_ID',
   },
   listen: {

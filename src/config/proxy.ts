@@ -36,7 +36,7 @@ const schema: convict.Schema<ProxyConfig> = {
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
-    default: 'proxy0',
+    default: 'p0',
     env: 'WALB_PROXY_ID',
   },
   listen: {

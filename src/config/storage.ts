@@ -43,7 +43,7 @@ const schema: convict.Schema<StorageConfig> = {
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
-    default: 'storage0',
+    default: 's0',
     env: 'WALB_STORAGE_ID',
   },
   listen: {
