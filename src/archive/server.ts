@@ -7,6 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
 import { ForegroundSlots } from '../common/foreground';
 import { stopGrpcServer, tlsPem, withPort } from '../common/grpc';
+import type { ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
@@ -23,6 +24,7 @@ export class ArchiveServer {
   private readonly volumes: ArchiveVolumes;
   private readonly ops = new OperationRegistry();
   private server: grpc.Server | undefined;
+  private health: ServerHealth | undefined;
   /** Full-backup bytes arrive here, off the JS thread (docs/servers.md §7.4); undefined when off. */
   private bulk: BulkReceiver | undefined;
   private readonly foreground: ForegroundSlots;
@@ -47,7 +49,7 @@ export class ArchiveServer {
       volumes: this.volumes,
       bulk: () => this.bulk,
     };
-    const { server, port } = await startRoleServer(
+    const { server, port, health } = await startRoleServer(
       this.config.listen,
       'Archive',
       {
@@ -61,7 +63,9 @@ export class ArchiveServer {
     );
     this.server = server;
     this.port = port;
+    this.health = health;
     this.bulk = this.startBulkReceiver();
+    health.serving();
     this.log('info', 'started', {
       listen: this.config.listen,
       port,
@@ -82,6 +86,7 @@ export class ArchiveServer {
   }
 
   async stop(): Promise<void> {
+    this.health?.stopping();
     if (this.server) await stopGrpcServer(this.server, 5000);
     this.bulk?.close();
     this.bulk = undefined;

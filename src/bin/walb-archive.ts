@@ -5,6 +5,7 @@ import { runDaemon } from '../common/daemon';
 import { loadArchiveConfig } from '../config/archive';
 
 const HELP = `usage: walb-archive [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--bulk-listen ADDR]
+       walb-archive --version | --help
 
 Keeps a base image and a chain of wdiffs per volume, receives full backups from storages and wdiffs from
 proxies, and restores any restorable snapshot into an image file. gRPC service walb.v1.Archive (with health,
@@ -15,7 +16,9 @@ options:
   --listen HOST:PORT   gRPC address (default 127.0.0.1:10200)
   --data-dir DIR       volumes (default /var/lib/walb/archive)
   --bulk-listen ADDR   native receiver of full-backup bytes: HOST:PORT, "" for the listen host and a port
-                       the system picks (default), or "off" (full backups then use the main port, slower)`;
+                       the system picks (default), or "off" (full backups then use the main port, slower)
+  --version            print the version
+  -h, --help           print this help`;
 
 void runDaemon(
   'walb-archive',

@@ -5,6 +5,7 @@ import { loadProxyConfig } from '../config/proxy';
 import { ProxyServer } from '../proxy/server';
 
 const HELP = `usage: walb-proxy [--config PATH] [--listen HOST:PORT] [--data-dir DIR]
+       walb-proxy --version | --help
 
 Receives wlogs from storages, keeps each as an indexed wdiff (durable before the storage's ack) and forwards the
 wdiffs to every archive registered for the volume, merging consecutive mergeable ones. gRPC service
@@ -13,7 +14,9 @@ walb.v1.Proxy (with health, reflection and walb.v1.Operations). Stops cleanly on
 options:
   --config PATH        convict config file (default /etc/walb/proxy.json when present)
   --listen HOST:PORT   gRPC address (default 127.0.0.1:10100)
-  --data-dir DIR       volumes (default /var/lib/walb/proxy)`;
+  --data-dir DIR       volumes (default /var/lib/walb/proxy)
+  --version            print the version
+  -h, --help           print this help`;
 
 void runDaemon(
   'walb-proxy',

@@ -6,6 +6,7 @@ import { StorageServer } from '../storage/server';
 
 const HELP = `usage: walb-storage [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--archive HOST:PORT]
                     [--proxy HOST:PORT,...] [--wdevd-socket PATH]
+       walb-storage --version | --help
 
 Per volume (a wdev of walb-wdevd): ships the logs to the proxies in priority order (the next one when one is
 down), takes snapshots, and runs full backups to the primary archive. gRPC service walb.v1.Storage (with health,
@@ -17,7 +18,9 @@ options:
   --data-dir DIR          volume metadata (default /var/lib/walb/storage)
   --archive HOST:PORT     the primary archive (overrides the config: switch the primary archive here)
   --proxy HOST:PORT,...   proxies in priority order
-  --wdevd-socket PATH     walb-wdevd's control socket (default /run/walb/wdevd.sock)`;
+  --wdevd-socket PATH     walb-wdevd's control socket (default /run/walb/wdevd.sock)
+  --version               print the version
+  -h, --help              print this help`;
 
 void runDaemon(
   'walb-storage',

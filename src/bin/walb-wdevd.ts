@@ -5,6 +5,7 @@ import { loadWdevdConfig } from '../config/wdevd';
 import { WdevDaemon } from '../wdev/daemon';
 
 const HELP = `usage: walb-wdevd [--config PATH] [--run-dir DIR] [--state-dir DIR] [--nbd-tcp HOST:PORT]
+       walb-wdevd --version | --help
 
 Hosts userspace WalB devices (wdevs): every write is logged into the wdev's log device in WalB's format
 before it reaches the data device. Serves the wdevs over NBD (RUNDIR/nbd.sock, export name = wdev name) and
@@ -14,7 +15,9 @@ options:
   --config PATH        convict config file (default /etc/walb/wdevd.json when present)
   --run-dir DIR        sockets (default /run/walb)
   --state-dir DIR      registry of wdevs (default /var/lib/walb/wdevd)
-  --nbd-tcp HOST:PORT  also serve NBD on this loopback address`;
+  --nbd-tcp HOST:PORT  also serve NBD on this loopback address
+  --version            print the version
+  -h, --help           print this help`;
 
 void runDaemon(
   'walb-wdevd',

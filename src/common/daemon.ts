@@ -2,9 +2,12 @@
 // on SIGTERM/SIGINT (exit 0).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { errorCode, errorMessage } from './errors';
-import { jsonLogger, type Logger } from './log';
+import { createLogger, type LogLevel, type Logger } from './log';
+import { versionLine } from './version';
 
 export interface Daemon {
+  /** The level of its logs (config key logLevel, or WALB_LOG_LEVEL). */
+  readonly config: { logLevel: LogLevel };
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -17,8 +20,10 @@ export async function runDaemon(
 ): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true })
-      .values as Record<string, string | boolean | undefined>;
+    values = parseArgs({
+      options: { ...options, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } },
+      strict: true,
+    }).values as Record<string, string | boolean | undefined>;
   } catch (err) {
     process.stderr.write(`${name}: ${errorMessage(err)}\n\n${help}\n`);
     return 2;
@@ -27,7 +32,12 @@ export async function runDaemon(
     process.stdout.write(help + '\n');
     return 0;
   }
-  const log = jsonLogger(name.replace(/^walb-/, ''));
+  if (values.version) {
+    process.stdout.write(versionLine(name) + '\n');
+    return 0;
+  }
+  const logger = createLogger(name.replace(/^walb-/, ''));
+  const log = logger.log;
   let daemon: Daemon;
   try {
     daemon = make(values, log);
@@ -35,6 +45,7 @@ export async function runDaemon(
     process.stderr.write(`${name}: ${errorMessage(err)} [${errorCode(err) ?? 'INTERNAL'}]\n`);
     return 2;
   }
+  logger.setLevel(daemon.config.logLevel);
   try {
     await daemon.start();
   } catch (err) {

@@ -8,6 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
 import { WalbError, errorCode, errorMessage, isErrorCode, type ErrorCode } from './errors';
+import { ServerHealth } from './health';
 
 // dist/src/common/grpc.js -> <root>/proto
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
@@ -135,18 +136,42 @@ export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   return { code: STATUS_OF[reason], details: errorMessage(err), metadata };
 }
 
+/** The cause of a failed connection in words, from grpc-js's text (which names the system error). */
+function connectionCause(details: string): string {
+  if (/ECONNREFUSED/.test(details)) return 'connection refused';
+  if (/ENOENT/.test(details)) return 'no socket file there';
+  if (/EACCES|EPERM/.test(details)) return 'permission denied';
+  if (/ENOTFOUND|EAI_AGAIN/.test(details)) return 'unknown host name';
+  if (/ETIMEDOUT|EHOSTUNREACH|ENETUNREACH/.test(details)) return 'no route or no answer';
+  return 'no connection';
+}
+
+/**
+ * One sentence for a server that cannot be reached at `target` (a channel target as grpc-js names it: `dns:` and
+ * `unix:` forms), instead of grpc-js's internals.
+ */
+export function unreachableMessage(target: string, details: string): string {
+  const address = target.replace(/^dns:(\/\/\/)?/, '');
+  const check = address.startsWith('unix:')
+    ? 'is walb-wdevd running, and do --run-dir or --socket name its socket?'
+    : 'is the server running and listening there?';
+  return `cannot reach ${address} (${connectionCause(details)}): ${check}`;
+}
+
 /**
  * Client side: a failed call becomes a WalbError whose code is the server's reason. A reason we do not know
- * (a newer or a foreign peer) is INTERNAL, its text kept; without a reason, the status says what it can.
+ * (a newer or a foreign peer) is INTERNAL, its text kept; without a reason, the status says what it can — a
+ * connection that failed to `target` (when given) in one sentence naming it.
  */
-export function fromServiceError(err: grpc.ServiceError): WalbError {
+export function fromServiceError(err: grpc.ServiceError, target?: string): WalbError {
   const details = err.details || err.message;
   const reason = err.metadata?.get(REASON_KEY)?.[0];
   if (reason !== undefined) {
     if (isErrorCode(reason)) return new WalbError(reason, details);
     return new WalbError('INTERNAL', `${details} (unknown reason ${String(reason)})`);
   }
-  if (err.code === grpc.status.UNAVAILABLE) return new WalbError('UNAVAILABLE', details);
+  if (err.code === grpc.status.UNAVAILABLE)
+    return new WalbError('UNAVAILABLE', target ? unreachableMessage(target, details) : details);
   if (err.code === grpc.status.CANCELLED) return new WalbError('CANCELLED', details);
   return new WalbError('INTERNAL', details);
 }
@@ -193,11 +218,12 @@ export type Promised<C extends grpc.Client> = {
 /** The one way our programs call a gRPC service: `timeoutMs` is the default deadline of unary calls (0: none). */
 export function promisify<C extends grpc.Client>(client: C, timeoutMs = 0): Promised<C> {
   const service = (client.constructor as unknown as { service: grpc.ServiceDefinition }).service;
+  const target = client.getChannel().getTarget();
   const unaryCall = (m: grpc.MethodDefinition<object, unknown>, req: object, ms = timeoutMs) =>
     new Promise<unknown>((resolve, reject) => {
       const options: grpc.CallOptions = ms > 0 ? { deadline: Date.now() + ms } : {};
       client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, req, options, (err, res) =>
-        err ? reject(fromServiceError(err)) : resolve(res),
+        err ? reject(fromServiceError(err, target)) : resolve(res),
       );
     });
   const methods: Record<string, unknown> = {
@@ -259,14 +285,15 @@ const REFLECTION_SERVICES = [
 
 /**
  * A gRPC server with health and reflection. `address` is `unix:/path` or `host:port`. Reflection describes the
- * types of every package given and lists exactly the services this server serves.
+ * types of every package given and lists exactly the services this server serves. Health answers NOT_SERVING
+ * until the caller says `health.serving()` (its start is complete).
  */
 export async function startGrpcServer(
   address: string,
   packages: protoLoader.PackageDefinition[],
   services: ServiceBinding[],
   credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
-): Promise<{ server: grpc.Server; port: number; health: HealthImplementation }> {
+): Promise<{ server: grpc.Server; port: number; health: ServerHealth }> {
   // Data messages are about 1 MiB; leave room for the odd larger one.
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 64 << 20,
@@ -274,11 +301,12 @@ export async function startGrpcServer(
   });
   widenFlowControl(server);
   for (const s of services) server.addService(s.definition, s.implementation);
-  const health = new HealthImplementation({
-    '': 'SERVING',
-    ...Object.fromEntries(services.map((s) => [s.name, 'SERVING'])),
-  });
-  health.addToServer(server);
+  const healthService = new HealthImplementation();
+  const health = new ServerHealth(
+    healthService,
+    services.map((s) => s.name),
+  );
+  healthService.addToServer(server);
   // One reflection service describing ours and the health service (reflection can be added only once).
   const served = [...services.map((s) => s.name), 'grpc.health.v1.Health', ...REFLECTION_SERVICES];
   const described = [healthProtoPath, ...REFLECTION_PROTOS].map((f) =>

@@ -1,6 +1,7 @@
 // The gRPC server of a backup-group role: its own service plus walb.v1.Operations (with health and reflection).
 import type * as grpc from '@grpc/grpc-js';
 import { loadProto, serverCredentials, startGrpcServer, type TlsFiles } from './grpc';
+import type { ServerHealth } from './health';
 import type { OperationRegistry } from './operations';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
@@ -25,7 +26,7 @@ export async function startRoleServer<R extends keyof RoleHandlers>(
   implementation: RoleHandlers[R],
   ops: OperationRegistry,
   tls?: TlsFiles,
-): Promise<{ server: grpc.Server; port: number }> {
+): Promise<{ server: grpc.Server; port: number; health: ServerHealth }> {
   const own = loadProto<RoleProto>(`walb/v1/${role.toLowerCase()}.proto`);
   const common = loadProto<CommonProto>('walb/v1/common.proto');
   return startGrpcServer(

@@ -1,10 +1,13 @@
 // Configuration of walb-archive (config/archive.example.json shows every key).
 import type convict from 'convict';
-import { checkTls, loadConfig, tlsSchema } from './load';
+import type { LogLevel } from '../common/log';
+import { checkTls, loadConfig, tlsSchema, logLevelSchema } from './load';
 import type { TlsFiles } from '../common/grpc';
 
 export interface ArchiveConfig {
   role: 'archive';
+  /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
+  logLevel: LogLevel;
   id: string;
   listen: string;
   dataDir: string;
@@ -23,10 +26,11 @@ export interface ArchiveConfig {
 
 const schema: convict.Schema<ArchiveConfig> = {
   role: { doc: 'Always "archive".', format: ['archive'], default: 'archive' },
+  logLevel: logLevelSchema,
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
-    default: 'archive0',
+    default: 'a0',
     env: 'WALB_ARCHIVE_ID',
   },
   listen: {

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import convict from 'convict';
 import { WalbError, errorMessage } from '../common/errors';
+import { LOG_LEVELS } from '../common/log';
 
 export function loadConfig<T>(
   schema: convict.Schema<T>,
@@ -68,6 +69,14 @@ convict.addFormat({
     if (typeof value !== 'boolean') throw new Error(`must be true or false, got '${String(value)}'`);
   },
 });
+
+/** The `logLevel` key of every role: the environment wins over the file, as for every key with an env. */
+export const logLevelSchema = {
+  doc: 'Least level logged: debug, info, warn or error.',
+  format: [...LOG_LEVELS],
+  default: 'info' as const,
+  env: 'WALB_LOG_LEVEL',
+};
 
 /** The `tls` block of a role's schema: mutual TLS, all three files or none (plaintext). */
 export const tlsSchema = {

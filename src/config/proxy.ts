@@ -1,10 +1,13 @@
 // Configuration of walb-proxy (config/proxy.example.json shows every key).
 import type convict from 'convict';
-import { checkTls, loadConfig, tlsSchema } from './load';
+import type { LogLevel } from '../common/log';
+import { checkTls, loadConfig, tlsSchema, logLevelSchema } from './load';
 import type { TlsFiles } from '../common/grpc';
 
 export interface ProxyConfig {
   role: 'proxy';
+  /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
+  logLevel: LogLevel;
   id: string;
   listen: string;
   dataDir: string;
@@ -29,10 +32,11 @@ export interface ProxyConfig {
 
 const schema: convict.Schema<ProxyConfig> = {
   role: { doc: 'Always "proxy".', format: ['proxy'], default: 'proxy' },
+  logLevel: logLevelSchema,
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
-    default: 'proxy0',
+    default: 'p0',
     env: 'WALB_PROXY_ID',
   },
   listen: {

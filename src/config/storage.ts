@@ -1,11 +1,14 @@
 // Configuration of walb-storage (config/storage.example.json shows every key).
 import type convict from 'convict';
+import type { LogLevel } from '../common/log';
 import { WalbError } from '../common/errors';
-import { checkTls, loadConfig, tlsSchema } from './load';
+import { checkTls, loadConfig, tlsSchema, logLevelSchema } from './load';
 import type { TlsFiles } from '../common/grpc';
 
 export interface StorageConfig {
   role: 'storage';
+  /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
+  logLevel: LogLevel;
   id: string;
   listen: string;
   dataDir: string;
@@ -36,10 +39,11 @@ export interface StorageConfig {
 
 const schema: convict.Schema<StorageConfig> = {
   role: { doc: 'Always "storage".', format: ['storage'], default: 'storage' },
+  logLevel: logLevelSchema,
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
-    default: 'storage0',
+    default: 's0',
     env: 'WALB_STORAGE_ID',
   },
   listen: {

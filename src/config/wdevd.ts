@@ -1,10 +1,13 @@
 // Configuration of walb-wdevd (config/wdevd.example.json shows every key).
 import path from 'node:path';
 import type convict from 'convict';
-import { loadConfig } from './load';
+import type { LogLevel } from '../common/log';
+import { loadConfig, logLevelSchema } from './load';
 
 export interface WdevdConfig {
   role: 'wdevd';
+  /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
+  logLevel: LogLevel;
   runDir: string;
   stateDir: string;
   nbd: { socket: string; tcp: string; maxInflightMb: number };
@@ -20,6 +23,7 @@ export interface WdevdConfig {
 
 const schema: convict.Schema<WdevdConfig> = {
   role: { doc: 'Always "wdevd".', format: ['wdevd'], default: 'wdevd' },
+  logLevel: logLevelSchema,
   runDir: {
     doc: 'Directory of the sockets shared with wdevc.',
     format: String,

@@ -82,16 +82,85 @@ export type RoleServer =
   | { role: 'proxy'; client: Proxy }
   | { role: 'archive'; client: Archive };
 
+/** Where a volume stands on a storage. */
+export interface StorageFacts {
+  doneGid: number;
+  queuedSnapshots: number;
+  /** Physical blocks of the wdev's log in use, and its capacity (0: no log). */
+  logUsagePb: number;
+  logCapacityPb: number;
+  overflow: boolean;
+}
+
+/** Where a volume stands on a proxy: the backlog per archive. */
+export interface ProxyFacts {
+  archives: { name: string; pendingWdiffs: number; pendingBytes: number; sendError: boolean }[];
+}
+
+/** Where a volume stands on an archive. */
+export interface ArchiveFacts {
+  latest: { gidB: number; gidE: number } | null;
+  diffs: number;
+  diffBytes: number;
+  restored: number[];
+}
+
 export interface StatusRow {
   server: string;
   role: 'storage' | 'proxy' | 'archive';
   volume: string;
+  /** The volume's state, or UNREACHABLE when the server did not answer. */
   state: string;
-  /** Actions running on the volume, comma-separated. */
-  actions: string;
-  /** Where the volume stands on that server: the storage's done gid and log, the proxy's backlog, the archive's
-   * latest snapshot; or why the server could not be asked. */
-  detail: string;
+  /** Actions running on the volume. */
+  actions: string[];
+  /** Exactly one of these when the server answered for the volume; `error` says why not otherwise. */
+  storage?: StorageFacts;
+  proxy?: ProxyFacts;
+  archive?: ArchiveFacts;
+  error?: string;
+}
+
+/** The DETAIL column of `walbc status`: the facts of a row as one line of text. */
+export function statusDetail(r: StatusRow): string {
+  const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+  if (r.storage) {
+    const s = r.storage;
+    const log = s.logCapacityPb
+      ? `log ${Math.round((100 * s.logUsagePb) / s.logCapacityPb)}% used`
+      : 'no log';
+    return `done gid ${s.doneGid}, ${s.queuedSnapshots} snapshot(s) queued, ${log}${s.overflow ? ', OVERFLOW' : ''}`;
+  }
+  if (r.proxy) {
+    if (r.proxy.archives.length === 0) return 'no archive registered';
+    return r.proxy.archives
+      .map(
+        (a) =>
+          `${a.name}: ${a.pendingWdiffs} wdiff(s) ${mib(a.pendingBytes)} to send${a.sendError ? ', SEND-ERROR' : ''}`,
+      )
+      .join('; ');
+  }
+  if (r.archive) {
+    const a = r.archive;
+    const latest = a.latest ? `latest ${snapText(a.latest)}` : 'no base';
+    return `${latest}, ${a.diffs} wdiff(s) ${mib(a.diffBytes)}, ${a.restored.length} restored`;
+  }
+  return r.error ?? '';
+}
+
+/**
+ * What in a status table needs an operator, one phrase each: a server that did not answer, an overflowed log, a
+ * proxy that gave up on an archive, a volume whose status could not be read. Empty when all is well.
+ */
+export function statusProblems(rows: readonly StatusRow[]): string[] {
+  const problems: string[] = [];
+  for (const r of rows) {
+    if (r.state === 'UNREACHABLE') problems.push(`${r.server} is unreachable`);
+    else if (r.error !== undefined) problems.push(`${r.volume} on ${r.server}: ${r.error}`);
+    if (r.storage?.overflow) problems.push(`the log of ${r.volume} on ${r.server} overflowed`);
+    for (const a of r.proxy?.archives ?? [])
+      if (a.sendError) problems.push(`${r.server} gave up sending ${r.volume} to ${a.name}`);
+  }
+  return problems;
 }
 
 /** A restorable snapshot as walbc prints it: gid, time (UTC), 1 when explicit. */
@@ -612,8 +681,10 @@ export class Controller {
               role,
               volume: v.volume,
               state: v.state,
-              actions: v.actions.join(','),
-              detail: await this.volumeDetail(server, v.volume).catch((e: Error) => e.message),
+              actions: v.actions,
+              ...(await this.volumeFacts(server, v.volume).catch((e: unknown) => ({
+                error: errorMessage(e),
+              }))),
             })),
           );
         } catch (err) {
@@ -623,8 +694,8 @@ export class Controller {
               role,
               volume: volume ?? '-',
               state: 'UNREACHABLE',
-              actions: '',
-              detail: errorMessage(err),
+              actions: [],
+              error: errorMessage(err),
             },
           ];
         }
@@ -633,26 +704,44 @@ export class Controller {
     return perServer.flat();
   }
 
-  private async volumeDetail(server: RoleServer, volume: string): Promise<string> {
-    const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+  private async volumeFacts(
+    server: RoleServer,
+    volume: string,
+  ): Promise<Pick<StatusRow, 'storage' | 'proxy' | 'archive'>> {
     if (server.role === 'storage') {
       const s = await server.client.Status({ volume }, STATUS_TIMEOUT_MS);
-      const log = s.logCapacity ? `log ${Math.round((100 * s.logUsage) / s.logCapacity)}% used` : 'no log';
-      return `done gid ${s.doneGid}, ${s.queue.length} snapshot(s) queued, ${log}${s.overflow ? ', OVERFLOW' : ''}`;
+      return {
+        storage: {
+          doneGid: Number(s.doneGid),
+          queuedSnapshots: s.queue.length,
+          logUsagePb: Number(s.logUsage),
+          logCapacityPb: Number(s.logCapacity),
+          overflow: s.overflow,
+        },
+      };
     }
     if (server.role === 'proxy') {
       const s = await server.client.Status({ volume }, STATUS_TIMEOUT_MS);
-      if (s.archives.length === 0) return 'no archive registered';
-      return s.archives
-        .map(
-          (a) =>
-            `${a.name}: ${a.pendingWdiffs} wdiff(s) ${mib(Number(a.pendingBytes))} to send${a.sendError ? ', SEND-ERROR' : ''}`,
-        )
-        .join('; ');
+      return {
+        proxy: {
+          archives: s.archives.map((a) => ({
+            name: a.name,
+            pendingWdiffs: Number(a.pendingWdiffs),
+            pendingBytes: Number(a.pendingBytes),
+            sendError: a.sendError,
+          })),
+        },
+      };
     }
     const s = await server.client.Status({ volume }, STATUS_TIMEOUT_MS);
-    const latest = s.latest ? `latest ${snapText(s.latest)}` : 'no base';
-    return `${latest}, ${s.diffs} wdiff(s) ${mib(Number(s.diffBytes))}, ${s.restored.length} restored`;
+    return {
+      archive: {
+        latest: s.latest ? { gidB: Number(s.latest.gidB), gidE: Number(s.latest.gidE) } : null,
+        diffs: s.diffs,
+        diffBytes: Number(s.diffBytes),
+        restored: s.restored.map(Number),
+      },
+    };
   }
 
   async getState(volume: string, serverId: string): Promise<string> {

@@ -1,6 +1,14 @@
 // walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
-import { printJson, stringOpt, usageError, type Command, type Options, type Values } from '../common/cli';
-import { Controller, loadLayout, restorableLine } from './controller';
+import {
+  printJson,
+  progressPrinter,
+  stringOpt,
+  usageError,
+  type Command,
+  type Options,
+  type Values,
+} from '../common/cli';
+import { Controller, loadLayout, restorableLine, statusDetail, statusProblems } from './controller';
 import { WalbError, isErrorCode } from '../common/errors';
 import { parseSize } from '../common/units';
 
@@ -8,6 +16,18 @@ const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 
 const commonHelp = {
   layout: 'layout file (default /etc/walb/layout.json, or WALB_LAYOUT)',
   json: 'machine-readable output',
+};
+/** The value names of walbc's options in the help. */
+const placeholders: Record<string, string> = {
+  layout: 'FILE',
+  storage: 'ID',
+  proxy: 'ID',
+  archive: 'ID',
+  chunk: 'SIZE',
+  address: 'HOST:PORT',
+  compression: 'CODEC[:LEVEL]',
+  delay: 'SECONDS',
+  volume: 'VOL',
 };
 
 async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
@@ -30,10 +50,13 @@ function out(values: Values, json: unknown, text: string): void {
   else process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
+/** On a terminal: the operation's progress with bytes, rate and ETA (a stop counts in its own unit). */
 function progress(values: Values) {
   if (values.json || !process.stderr.isTTY) return undefined;
+  let printer: ReturnType<typeof progressPrinter> | undefined;
   return (op: { done: number; total: number; kind: string }) => {
-    if (op.total) process.stderr.write(`\r${op.kind}: ${Math.round((100 * op.done) / op.total)}%   `);
+    printer ??= progressPrinter(op.kind, false, op.kind === 'stop' ? 'count' : 'bytes');
+    if (op.total) printer.fn(Number(op.done), Number(op.total));
   };
 }
 
@@ -60,6 +83,7 @@ function cmd(
     summary,
     options: { ...common, ...extra },
     optionHelp: { ...commonHelp, ...serverHelp(extra), ...extraHelp },
+    placeholders,
     minArgs: n[0],
     maxArgs: n[1],
     run: (a, v) => withController(v, (c) => run(c, a, v)),
@@ -230,19 +254,29 @@ export const walbcCommands: Command[] = [
     },
     on('archive'),
   ),
-  cmd('status', '[VOL]', 'one table for the whole group (or one volume)', [0, 1], async (c, a, v) => {
-    const rows = await c.status(a[0]);
-    out(
-      v,
-      rows,
-      [
-        'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS\tDETAIL',
-        ...rows.map(
-          (r) => `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.actions || '-'}\t${r.detail}`,
-        ),
-      ].join('\n'),
-    );
-  }),
+  cmd(
+    'status',
+    '[VOL]',
+    'one table for the whole group (or one volume); exit 1 when something needs an operator',
+    [0, 1],
+    async (c, a, v) => {
+      const rows = await c.status(a[0]);
+      const problems = statusProblems(rows);
+      out(
+        v,
+        { ok: problems.length === 0, problems, rows },
+        [
+          'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS\tDETAIL',
+          ...rows.map(
+            (r) =>
+              `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.actions.join(',') || '-'}\t${statusDetail(r)}`,
+          ),
+        ].join('\n'),
+      );
+      if (problems.length > 0)
+        throw new WalbError('FAILED_PRECONDITION', `needs an operator: ${problems.join('; ')}`);
+    },
+  ),
   cmd('get-state', 'VOL SERVER', 'state of a volume on one server (layout id)', [2, 2], async (c, a, v) => {
     const s = await c.getState(a[0], a[1]);
     out(v, { state: s }, s);

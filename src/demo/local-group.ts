@@ -169,7 +169,7 @@ async function main(): Promise<number> {
     'register the volume: archive init-vol, proxy archive-info add + start, storage init-vol',
     async () => {
       await archive.InitVol({ volume: 'vol0' });
-      await proxy.ArchiveInfoAdd({ volume: 'vol0', name: 'archive0', address: addr(archivePort) });
+      await proxy.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: addr(archivePort) });
       await proxy.Start({ volume: 'vol0' });
       await storage.InitVol({ volume: 'vol0', wdev: 'vol0' });
     },

@@ -1,4 +1,6 @@
-// Logging for the NBD server: one structured record per event, JSON lines on stderr unless the caller injects its own.
+// Logging for the NBD server: one structured record per event, through the common logger (src/common/log.ts)
+// unless the caller injects its own.
+import { createLogger } from '../common/log';
 
 export type NbdLogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -14,9 +16,8 @@ export type NbdLogger = (record: NbdLogRecord) => void;
 
 /** JSON lines (`{"time":...,"level":...,"component":"nbd","event":...}`) written to `stream` (stderr by default). */
 export function jsonLinesLogger(stream: NodeJS.WritableStream = process.stderr): NbdLogger {
-  return (record) => {
-    stream.write(`${JSON.stringify({ time: new Date().toISOString(), component: 'nbd', ...record })}\n`);
-  };
+  const { log } = createLogger('nbd', { stream, level: 'debug' });
+  return ({ level, event, ...fields }) => log(level, event, fields);
 }
 
 export const silentLogger: NbdLogger = () => {};

@@ -6,6 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { ForegroundSlots } from '../common/foreground';
 import { stopGrpcServer } from '../common/grpc';
+import { HEALTH_PROBE_MS, type ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
@@ -33,6 +34,7 @@ export class ProxyServer implements ProxyContext {
   readonly sender: WdiffSender;
   readonly foreground: ForegroundSlots;
   private server: grpc.Server | undefined;
+  private health: ServerHealth | undefined;
   port = 0;
 
   constructor(
@@ -50,7 +52,7 @@ export class ProxyServer implements ProxyContext {
       if (this.config.startVolumes) await startVolume(this, v);
       else await v.recover(); // staged files are linked; the volume waits for `start`
     }
-    const { server, port } = await startRoleServer(
+    const { server, port, health } = await startRoleServer(
       this.config.listen,
       'Proxy',
       { ...volumeHandlers(this), ...queryHandlers(this), SendWlog: wlogReceiver(this) },
@@ -59,10 +61,20 @@ export class ProxyServer implements ProxyContext {
     );
     this.server = server;
     this.port = port;
+    this.health = health;
+    // A proxy that gave up on an archive still takes wlogs; only its health says an operator is needed.
+    health.probe(
+      'walb.v1.Proxy',
+      HEALTH_PROBE_MS,
+      async () => [...this.volumes.values()].some((v) => v.sendError.size > 0),
+      this.log,
+    );
+    health.serving();
     this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });
   }
 
   async stop(): Promise<void> {
+    this.health?.stopping();
     await this.sender.stop();
     if (this.server) await stopGrpcServer(this.server, 5000);
     this.log('info', 'stopped', {});

@@ -1,8 +1,9 @@
 // Which proxies a storage sends logs to (docs/servers.md §4.4, §7.1). All count as available at first. A
 // transfer that cannot reach a proxy marks it unavailable, so that later transfers go straight to the next one
 // instead of waiting on a dead host; a heartbeat brings it back: every second, the proxy checked longest ago is
-// checked again if that was more than the interval ago — a gRPC health check of walb.v1.Proxy within the
-// timeout. Senders walk the available proxies in priority order, so the preferred proxy is used again as soon as
+// checked again if that was more than the interval ago — a gRPC health check within the timeout: the proxy's
+// service must be there and the server SERVING (not starting or stopping). The service's own status is not asked:
+// it says NOT_SERVING while the proxy gave up on an archive, and such a proxy still takes wlogs. Senders walk the available proxies in priority order, so the preferred proxy is used again as soon as
 // its heartbeat succeeds.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -132,7 +133,8 @@ export class ProxyMonitor {
   private async check(address: string): Promise<string> {
     const client = connect(this.Health, address, this.opts.credentials, this.opts.timeoutMs);
     try {
-      return (await client.Check({ service: 'walb.v1.Proxy' })).status === 'SERVING' ? '' : 'not serving';
+      await client.Check({ service: 'walb.v1.Proxy' }); // NOT_FOUND when the address is no proxy
+      return (await client.Check({ service: '' })).status === 'SERVING' ? '' : 'not serving';
     } catch (err) {
       return errorMessage(err);
     } finally {

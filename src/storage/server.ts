@@ -8,6 +8,7 @@ import { Backoff } from '../common/backoff';
 import { errorMessage } from '../common/errors';
 import { ForegroundSlots } from '../common/foreground';
 import { channelCredentials, connect, loadProto, stopGrpcServer, type Promised } from '../common/grpc';
+import { HEALTH_PROBE_MS, type ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
@@ -58,6 +59,7 @@ export class StorageServer {
   private readonly hashBackup: HashBackup;
   private readonly foreground: ForegroundSlots;
   private server: grpc.Server | undefined;
+  private health: ServerHealth | undefined;
   private ticker: NodeJS.Timeout | undefined;
   port = 0;
 
@@ -111,7 +113,7 @@ export class StorageServer {
     this.ticker.unref();
     this.proxies.start();
     const ctx = this.context();
-    const { server, port } = await startRoleServer(
+    const { server, port, health } = await startRoleServer(
       this.config.listen,
       'Storage',
       { ...volumeHandlers(ctx), ...backupHandlers(ctx), ...queryHandlers(ctx) },
@@ -120,6 +122,9 @@ export class StorageServer {
     );
     this.server = server;
     this.port = port;
+    this.health = health;
+    health.probe('walb.v1.Storage', HEALTH_PROBE_MS, () => this.anyOverflow(), this.log);
+    health.serving();
     this.log('info', 'started', {
       listen: this.config.listen,
       port,
@@ -128,7 +133,17 @@ export class StorageServer {
     });
   }
 
+  /** Whether the log of a volume's wdev overflowed (its volume needs a reset and a new backup). */
+  private async anyOverflow(): Promise<boolean> {
+    for (const v of this.volumes.all()) {
+      const st = await this.wdevd.status(v.store.wdev).catch(() => undefined);
+      if (st?.overflow) return true;
+    }
+    return false;
+  }
+
   async stop(): Promise<void> {
+    this.health?.stopping();
     if (this.ticker) clearInterval(this.ticker);
     await this.wlogTasks.stop();
     if (this.server) await stopGrpcServer(this.server, 5000);

@@ -1,10 +1,12 @@
 // walb-tool: offline tools on wlog/wdiff files, log devices and images. Every byte is handled by the addon.
+import { once } from 'node:events';
 import fs from 'node:fs';
 import { native, type Compression, type DiscardMode, type Logpack, type StoredDiffRecord } from '../native';
 import { formatBytes, parseSize } from '../common/units';
 import {
   choiceOpt,
   intOpt,
+  jsonText,
   printJson,
   progressPrinter,
   ratioOpt,
@@ -101,6 +103,34 @@ function recordLine(r: StoredDiffRecord, indexed: boolean): string {
   const base = `${r.kind.padEnd(7)} addr ${r.address} blocks ${r.blocks} ${r.compression} data ${r.dataOffset}+${r.dataSize}`;
   return indexed && r.kind === 'normal' ? `${base} image ${r.origBlocks} LB at +${r.ioOffset}` : base;
 }
+
+/** Help of the options many commands share, and the value names of walb-tool's options. */
+const sharedHelp: Record<string, string> = {
+  json: 'machine-readable output',
+  progress: 'a progress line on stderr also when it is not a terminal',
+  output: 'the file to write',
+};
+const placeholders: Record<string, string> = {
+  output: 'PATH',
+  amount: 'SIZE',
+  pbs: 'BYTES',
+  'min-io': 'SIZE',
+  'max-io': 'SIZE',
+  'discard-ratio': 'RATIO',
+  'allzero-ratio': 'RATIO',
+  overlap: 'RATIO',
+  memory: 'SIZE',
+  compression: 'CODEC',
+  level: 'N',
+  seed: 'N',
+  salt: 'N',
+  discard: 'MODE',
+  begin: 'LSID',
+  end: 'LSID',
+  chunk: 'SIZE',
+  data: 'KIND',
+  ring: 'PBS',
+};
 
 export const commands: Command[] = [
   {
@@ -370,20 +400,30 @@ export const commands: Command[] = [
     maxArgs: 1,
     async run([input], values) {
       const f = new native.WdiffFile(input);
+      // Records are written as they are read (a batch at a time, waiting for stdout to drain), so that a wdiff
+      // of millions of records shows in bounded memory; with --json too, as one document {header, records}.
+      const write = async (text: string) => {
+        if (!process.stdout.write(text)) await once(process.stdout, 'drain');
+      };
       try {
         const h = f.header();
-        const records: StoredDiffRecord[] = [];
-        if (!values.json) process.stdout.write(`wdiff ${input}\n  type ${h.type} uuid ${h.uuid}\n`);
+        await write(
+          values.json
+            ? `{\n  "header": ${jsonText(h).replace(/\n/g, '\n  ')},\n  "records": [`
+            : `wdiff ${input}\n  type ${h.type} uuid ${h.uuid}\n`,
+        );
         let n = 0;
         for (;;) {
           const batch = await f.next(4096);
           if (batch.length === 0) break;
+          await write(
+            values.json
+              ? batch.map((r, i) => `${n + i === 0 ? '' : ','}\n    ${JSON.stringify(r)}`).join('')
+              : batch.map((r) => recordLine(r, h.type === 'indexed')).join('\n') + '\n',
+          );
           n += batch.length;
-          if (values.json) records.push(...batch);
-          else process.stdout.write(batch.map((r) => recordLine(r, h.type === 'indexed')).join('\n') + '\n');
         }
-        if (values.json) printJson({ header: h, records });
-        else process.stdout.write(`${n} records\n`);
+        await write(values.json ? `${n === 0 ? '' : '\n  '}]\n}\n` : `${n} records\n`);
       } finally {
         f.close();
       }
@@ -535,6 +575,11 @@ export const commands: Command[] = [
     },
   },
 ];
+
+for (const c of commands) {
+  c.optionHelp = { ...sharedHelp, ...c.optionHelp };
+  c.placeholders = placeholders;
+}
 
 function writeFully(fd: number, buf: Buffer, position: number | null): void {
   let done = 0;

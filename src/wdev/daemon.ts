@@ -5,6 +5,7 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorCode, errorMessage } from '../common/errors';
 import { loadProto, startGrpcServer, stopGrpcServer, unary, requireField } from '../common/grpc';
+import type { ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
 import { socketInUse, staleSocket } from '../common/socket';
 import type { WdevdConfig } from '../config/wdevd';
@@ -36,6 +37,7 @@ export class WdevDaemon {
   private readonly exports = new MapExportRegistry();
   private readonly nbdServers: NbdServer[] = [];
   private grpcServer: grpc.Server | undefined;
+  private health: ServerHealth | undefined;
   /** Control operations that change the set of wdevs run one at a time. */
   private serial: Promise<unknown> = Promise.resolve();
 
@@ -58,7 +60,7 @@ export class WdevDaemon {
 
     const nbdLog = (r: NbdLogRecord) => {
       const { level, event, ...rest } = r;
-      if (level !== 'debug') this.log(level, `nbd-${event}`, rest);
+      this.log(level, `nbd-${event}`, rest);
     };
     const limits = { maxInflightBytes: this.config.nbd.maxInflightMb * MiB, logger: nbdLog };
     this.nbdServers.push(
@@ -74,7 +76,7 @@ export class WdevDaemon {
 
     if (await staleSocket(this.config.control.socket)) fs.unlinkSync(this.config.control.socket);
     const { definition, proto } = loadProto<ProtoGrpcType>('walb/v1/wdev.proto');
-    const { server } = await startGrpcServer(
+    const { server, health } = await startGrpcServer(
       `unix:${this.config.control.socket}`,
       [definition],
       [
@@ -86,6 +88,8 @@ export class WdevDaemon {
       ],
     );
     this.grpcServer = server;
+    this.health = health;
+    health.serving();
     this.log('info', 'started', {
       control: this.config.control.socket,
       nbd: this.nbdServers.map((s) => s.address),
@@ -95,6 +99,7 @@ export class WdevDaemon {
 
   /** Graceful stop: NBD clients get their pending replies, every wdev drains to its ddev and checkpoints. */
   async stop(): Promise<void> {
+    this.health?.stopping();
     await Promise.all(this.nbdServers.map((s) => s.close({ timeoutMs: 10000 })));
     for (const h of this.hosted.values()) {
       if (!h.device) continue;

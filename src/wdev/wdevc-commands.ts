@@ -23,6 +23,17 @@ const commonHelp = {
   'run-dir': 'run directory of walb-wdevd (default /run/walb)',
   json: 'machine-readable output',
 };
+/** The value names of wdevc's options in the help. */
+const placeholders: Record<string, string> = {
+  socket: 'PATH',
+  'run-dir': 'DIR',
+  pbs: 'BYTES',
+  'max-logpack-kb': 'KB',
+  'max-pending-mb': 'MB',
+  'flush-interval-mb': 'MB',
+  'flush-interval-ms': 'MS',
+  'checkpoint-interval-ms': 'MS',
+};
 
 async function withClient<T>(values: Values, fn: (c: WdevClient) => Promise<T>): Promise<T> {
   const c = new WdevClient(wdevcSocket(stringOpt(values, 'socket'), stringOpt(values, 'run-dir')), 30000);
@@ -257,3 +268,5 @@ export const wdevcCommands: Command[] = [
     },
   ),
 ];
+
+for (const c of wdevcCommands) c.placeholders = placeholders;
