@@ -154,8 +154,9 @@ TEST(Ops, HashOfAVirtualFullImageEqualsHashOfTheRedoneImage) {
     VirtualFullImage v(base, {wdiff});
     HashOptions opt;
     opt.chunkBytes = 128 << 10;
-    const HashResult a = hashReader([&](uint64_t off, size_t len, char* out) { v.read(off, len, out); },
-                                    v.sizeBytes(), opt, true, nullptr, false);
+    const HashResult a = hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
+                                        FileMapping& map) { return v.view(off, len, buf, map); },
+                                    v.sizeBytes(), opt, true, nullptr, true);
     const HashResult b = hashImage(redone, opt, true);
     EXPECT_EQ(a.chunkHashes, b.chunkHashes);
     EXPECT_EQ(std::memcmp(a.whole, b.whole, 16), 0);
