@@ -7,7 +7,7 @@
 //
 // Why 64 KiB blocks: it is the block rsync picks for a 4 GiB file (√size), so rsync sends exactly the bytes that
 // changed, and a write burst of a file system or a database is of that order; the hash backup sends them rounded
-// up to its chunk (256 KiB by default), which the table shows as "changed (chunks)".
+// up to its chunk (64 KiB, WALB_BENCH_CHUNK_KIB), which the table shows as "changed (chunks)".
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -22,8 +22,8 @@ const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 4096) * 1048576; // no
 const ROUNDS = Number(process.env.WALB_BENCH_ROUNDS ?? 3);
 /** The unit of change (see the head comment). */
 const BLOCK = 64 << 10;
-/** The storage's default chunk (HashBackup with chunk_size 0), for the rounding of the changed bytes. */
-const CHUNK = 256 << 10;
+/** The hash backup's chunk (HashBackup's chunk_size), also for the rounding of the changed bytes. */
+const CHUNK = Number(process.env.WALB_BENCH_CHUNK_KIB ?? 64) << 10;
 const CASES = [0.01, 0.1];
 /** Hash backup always before the full backup of a round (the full one makes the archive equal to the device). */
 const ORDERS = [
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
     const methods: Record<Method, () => Promise<Run>> = {
       // walbc's path: the Stopped storage is reset, then HashBackup.
       hash: async () => {
-        const seconds = await timed(() => ctl.hashBackup('bench', { wait: false }));
+        const seconds = await timed(() => ctl.hashBackup('bench', { wait: false, chunkSize: CHUNK }));
         return { seconds, sentBytes: hashSentBytes(storageLog) };
       },
       // A new full backup of the same device: both ends reset first (not timed), as an operator would.
