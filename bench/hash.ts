@@ -1,6 +1,7 @@
 // npm run bench:hash — hash backup (docs/servers.md §7.6) on one machine (loopback, files in /dev/shm or
 // WALB_BENCH_DIR): a 4 GiB wdev of random data is fully backed up; then, as after an overflow (storage Stopped, the
-// log reset by walbc's hash-backup path), 1% and then 10% of its 64 KiB blocks are rewritten at scattered places,
+// log reset by walbc's hash-backup path), 1% and then 10% of its 64 KiB blocks are rewritten at scattered places
+// (in the data device file: a Stopped storage ships nothing of them, and the hash backup resets the log anyway),
 // and each time a hash backup runs side by side with a new full backup of the same device and with
 // `rsync --inplace --no-whole-file` bringing a copy of the old image up to the new one on the same file system.
 // The three alternate, WALB_BENCH_ROUNDS rounds (default 3), medians. Prints a table and, last, one JSON line.
@@ -208,7 +209,7 @@ async function main(): Promise<void> {
 
     const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
     console.log(
-      `hash backup on ${base} (loopback), ${DEVICE / 1048576} MiB wdev of random data, ${BLOCK >> 10} KiB blocks changed at random places, chunk ${CHUNK >> 10} KiB; medians of ${ROUNDS} alternating rounds\n`,
+      `hash backup on ${base} (loopback), ${DEVICE / 1048576} MiB wdev of random data, ${BLOCK >> 10} KiB blocks (rsync's block for this size) changed at random places in the data device, chunk ${CHUNK >> 10} KiB; medians of ${ROUNDS} alternating rounds\n`,
     );
     console.log(
       'changed  bytes changed (chunks) MB | method  time s  sent MB  scan MB/s | hash vs full  hash vs rsync',
