@@ -22,7 +22,7 @@ DEB_PACKAGES=(
   # block-device tooling for tests, demo and benchmarks
   qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2 systemd
   # benchmark peers
-  xxhash
+  xxhash rsync
 )
 
 # Lowest supported Node.js major version (package.json "engines").

@@ -82,12 +82,22 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
             }
           };
           const receiveChunks = async () => {
-            for await (const m of transfer.data()) {
-              if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
-              const bulk = m.data;
-              if (!bulk || bulk.offset + bulk.data.length > size)
-                throw new WalbError('INVALID_ARGUMENT', 'a hash backup sends chunks inside the volume');
-              await writer.add(bulk.offset, bulk.data);
+            // One chunk is written while the next one arrives; the writer takes them in order.
+            let writing: Promise<void> = Promise.resolve();
+            try {
+              for await (const m of transfer.data()) {
+                if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
+                const bulk = m.data;
+                if (!bulk || bulk.offset + bulk.data.length > size)
+                  throw new WalbError('INVALID_ARGUMENT', 'a hash backup sends chunks inside the volume');
+                await writing;
+                writing = writer.add(bulk.offset, bulk.data);
+                // Its failure surfaces at the next await of it, not as an unhandled rejection meanwhile.
+                writing.catch(() => undefined);
+              }
+              await writing;
+            } finally {
+              await writing.catch(() => undefined);
             }
           };
           // Both at once: the storage compares a batch while the next one is hashed here.

@@ -176,7 +176,7 @@ export const walbcCommands: Command[] = [
       );
     },
     { ...wait, ...on('storage'), chunk: { type: 'string' } },
-    { ...waitHelp, chunk: 'bytes hashed and compared at a time (default 256k; up to 32M)' },
+    { ...waitHelp, chunk: 'bytes hashed and compared at a time (default 64k; up to 32M)' },
   ),
   cmd(
     'snapshot',

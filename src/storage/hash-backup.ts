@@ -26,6 +26,8 @@ const HASH_SYNC_DATA_FIELD = 2;
 /** An archive busy with a wdiff of the volume is asked again this often, for at most BUSY_RETRY_MS. */
 const BUSY_RETRY_DELAY_MS = 500;
 const BUSY_RETRY_MS = 30_000;
+/** Differing chunks read ahead of the one being sent. */
+const READS_AHEAD = 4;
 
 export class HashBackup {
   constructor(
@@ -140,6 +142,14 @@ interface DifferingChunk {
   message: ReturnType<typeof bulkMessage>['message'];
 }
 
+/** Chunk `[at, at + n)` of the device as a pre-encoded data message. */
+async function readChunk(fh: fs.promises.FileHandle, at: number, n: number): Promise<DifferingChunk> {
+  const m = bulkMessage(HASH_SYNC_DATA_FIELD, at, n);
+  const { bytesRead } = await fh.read(m.data, 0, n, at);
+  if (bytesRead !== n) throw new WalbError('IO_ERROR', `short read at ${at}: ${bytesRead} of ${n} bytes`);
+  return { length: n, message: m.message };
+}
+
 /**
  * The chunks of the device whose hash differs from the archive's, in address order, as pre-encoded data
  * messages. The device is hashed natively one message of the archive's hashes ahead, so that both ends hash at
@@ -163,6 +173,7 @@ async function* differingChunks(
   };
   let ahead: { offset: number; result: Promise<HashResult> } | undefined;
   let offset = 0;
+  const reads: Promise<DifferingChunk>[] = [];
   try {
     while (offset < size) {
       if (op.signal.aborted) throw cancelled();
@@ -177,15 +188,19 @@ async function* differingChunks(
           ? { offset: offset + length, result: hashOf(offset + length, length) }
           : undefined;
       const ours = (await mine).chunks!;
-      for (let k = 0; k * chunkSize < length; k++) {
-        if (ours.compare(theirs.hashes, k * 16, k * 16 + 16, k * 16, k * 16 + 16) === 0) continue;
-        const at = offset + k * chunkSize;
-        const n = Math.min(chunkSize, size - at);
-        const m = bulkMessage(HASH_SYNC_DATA_FIELD, at, n);
-        const { bytesRead } = await fh.read(m.data, 0, n, at);
-        if (bytesRead !== n)
-          throw new WalbError('IO_ERROR', `short read at ${at}: ${bytesRead} of ${n} bytes`);
-        yield { length: n, message: m.message };
+      const differing: number[] = [];
+      for (let k = 0; k * chunkSize < length; k++)
+        if (ours.compare(theirs.hashes, k * 16, k * 16 + 16, k * 16, k * 16 + 16) !== 0)
+          differing.push(offset + k * chunkSize);
+      // A few reads in flight, so that the next chunks are read while this one goes out.
+      for (let next = 0; next < differing.length || reads.length;) {
+        while (reads.length < READS_AHEAD && next < differing.length) {
+          const at = differing[next++];
+          const read = readChunk(fh, at, Math.min(chunkSize, size - at));
+          read.catch(() => undefined); // its failure surfaces when it is awaited in turn
+          reads.push(read);
+        }
+        yield await reads.shift()!;
       }
       offset += length;
       op.progress(offset, size);
@@ -193,7 +208,7 @@ async function* differingChunks(
     // Cancelled during the last batch: no end is sent, so both sides roll back.
     if (op.signal.aborted) throw cancelled();
   } finally {
-    // A stopped scan must not leave a hash job reading a device the caller is about to let go.
-    await ahead?.result.catch(() => undefined);
+    // A stopped scan must not leave a hash job or a read on a device the caller is about to let go.
+    await Promise.allSettled([ahead?.result, ...reads]);
   }
 }

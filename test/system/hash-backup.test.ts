@@ -100,8 +100,9 @@ test.serial(
 test.serial(
   'e13: a hash backup cut half-way (cancel, archive killed, storage killed, link cut) leaves the storage SyncReady and the archive Archived with its restorable list; a rerun with writes going on restores to the device',
   async (t) => {
-    // The scan is throttled so that a hash backup takes about 16 s: long enough to act on it half-way even on a
-    // loaded machine, where each walbc call takes seconds.
+    // The scan is throttled so that it stays half-way for about 8 s, long enough for the checks below on a busy
+    // machine: the archive sends hashes of 16 MiB of image per message, so the second half starts after 16 MiB
+    // at the limit.
     const size = 32 << 20;
     const g = await Group.start(t, 'hash-e13', {
       ddevBytes: size,

@@ -609,8 +609,10 @@ private:
             info.Env(),
             [st, h, chunks](const Progress& p) {
                 std::lock_guard<std::mutex> lk(st->mu);
-                return hashReader([&](uint64_t off, size_t len, char* out) { st->image.read(off, len, out); },
-                                  st->image.sizeBytes(), h, chunks, p, false);
+                VirtualFullImage& image = st->image;
+                return hashReader([&image](uint64_t off, size_t len, std::vector<char>& buf,
+                                           FileMapping& map) { return image.view(off, len, buf, map); },
+                                  image.sizeBytes(), h, chunks, p, true);
             },
             [h](Napi::Env env, HashResult& r) -> Napi::Value { return hashToJs(env, r, h.chunkBytes); },
             info.Length() > 1 ? info[1] : Napi::Value());

@@ -1,5 +1,7 @@
 // Virtual full images (base + wdiff chain) and chunk hashing (XXH3-128).
 #define XXH_INLINE_ALL
+#include <sys/mman.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -19,6 +21,8 @@ struct VirtualFullImage::Source {
     virtual ~Source() = default;
     // Calls fn for every record overlapping [begin, end) in address order.
     virtual void forEach(uint64_t begin, uint64_t end, const std::function<void(const DiffIo&)>& fn) = 0;
+    // Whether a record may overlap [begin, end); false only when none does.
+    virtual bool touches(uint64_t begin, uint64_t end) = 0;
 };
 
 namespace {
@@ -78,6 +82,11 @@ public:
                 fn(c.io);
             }
         }
+    }
+    bool touches(uint64_t begin, uint64_t end) override {
+        auto it = std::partition_point(packs_.begin(), packs_.end(),
+                                       [&](const PackEntry& p) { return p.lastEnd <= begin; });
+        return it != packs_.end() && it->firstAddr < end;
     }
 
 private:
@@ -177,6 +186,15 @@ public:
         nextAddr_ = end;
         sequential_ = true;
     }
+    bool touches(uint64_t begin, uint64_t end) override {
+        const uint64_t i = reader_.lowerBound(begin);
+        if (i >= reader_.recordCount()) return false;
+        reader_.seekRecord(i);
+        sequential_ = false;  // forEach seeks again
+        havePending_ = false;
+        StoredRecord r;
+        return reader_.nextStored(r) && r.addr < end;
+    }
 
 private:
     IndexedDiffReader reader_;
@@ -203,11 +221,19 @@ VirtualFullImage::VirtualFullImage(const std::string& base, const std::vector<st
 
 VirtualFullImage::~VirtualFullImage() = default;
 
-void VirtualFullImage::read(uint64_t off, size_t len, char* out) {
+namespace {
+
+void checkRange(uint64_t off, size_t len, uint64_t size) {
     if (off % kLbSize || len % kLbSize)
         throwError(ErrorCode::InvalidArgument, "virtual full reads must be 512-byte aligned");
-    if (off > size_ || len > size_ - off)
+    if (off > size || len > size - off)
         throwError(ErrorCode::InvalidArgument, "read beyond the end of the image");
+}
+
+}  // namespace
+
+void VirtualFullImage::read(uint64_t off, size_t len, char* out) {
+    checkRange(off, len, size_);
     base_.preadAll(out, len, off);
     const uint64_t begin = off / kLbSize, end = begin + len / kLbSize;
     for (auto& src : diffs_) {
@@ -223,6 +249,47 @@ void VirtualFullImage::read(uint64_t off, size_t len, char* out) {
     }
 }
 
+const char* VirtualFullImage::view(uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map) {
+    checkRange(off, len, size_);
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        const uint64_t begin = off / kLbSize, end = begin + len / kLbSize;
+        if (std::any_of(diffs_.begin(), diffs_.end(), [&](auto& src) { return src->touches(begin, end); })) {
+            buf.resize(len);
+            read(off, len, buf.data());
+            return buf.data();
+        }
+    }
+    // Only the base: its bytes as they lie in the page cache.
+    if (map.map(base_, off, len)) return map.data();
+    buf.resize(len);
+    base_.preadAll(buf.data(), len, off);
+    return buf.data();
+}
+
+FileMapping::~FileMapping() { unmap(); }
+
+void FileMapping::unmap() {
+    if (base_) ::munmap(base_, mapped_);
+    base_ = nullptr;
+    data_ = nullptr;
+}
+
+bool FileMapping::map(const File& f, uint64_t off, size_t len) {
+    unmap();
+    if (len == 0) return false;
+    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t start = off / page * page;
+    mapped_ = static_cast<size_t>(off - start) + len;
+    void* p = ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED, f.fd(), static_cast<off_t>(start));
+    if (p == MAP_FAILED) return false;
+    // Read once from front to back: the kernel may read ahead and drop pages behind.
+    ::madvise(p, mapped_, MADV_SEQUENTIAL);
+    base_ = p;
+    data_ = static_cast<const char*>(p) + (off - start);
+    return true;
+}
+
 namespace {
 
 void canonical(const XXH128_hash_t& h, uint8_t* out) {
@@ -235,8 +302,8 @@ void canonical(const XXH128_hash_t& h, uint8_t* out) {
 
 // The whole-range hash is XXH3-128 (same seed) over the sequence of canonical chunk hashes, so chunks can be
 // hashed in parallel and a range's hash follows from its chunks' hashes alone.
-HashResult hashReader(const std::function<void(uint64_t, size_t, char*)>& read, uint64_t size,
-                      const HashOptions& opt, bool wantChunks, const Progress& progress, bool parallel) {
+HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& opt, bool wantChunks,
+                      const Progress& progress, bool parallel) {
     if (opt.chunkBytes == 0 || opt.chunkBytes % kLbSize || opt.chunkBytes > (64u << 20)) {
         throwError(ErrorCode::InvalidArgument, "chunk size must be a multiple of 512 bytes up to 64 MiB");
     }
@@ -246,27 +313,26 @@ HashResult hashReader(const std::function<void(uint64_t, size_t, char*)>& read, 
     HashResult res;
     std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), XXH3_freeState);
     XXH3_128bits_reset_withSeed(st.get(), opt.seed);
-    // Batches of several chunks keep system calls large and fit in the cache; two batches run at once.
-    const uint64_t per = std::max<uint64_t>(1, (2u << 20) / opt.chunkBytes);
+    // Batches of several chunks keep mappings and system calls large; two batches run at once. Mapped bytes
+    // are hashed where they lie in the page cache, with no copy (the copy cost more than the hash).
+    const uint64_t per = std::max<uint64_t>(1, (8u << 20) / opt.chunkBytes);
     const size_t batchBytes = static_cast<size_t>(per * opt.chunkBytes);
     struct Batch {
-        std::vector<char> buf;
+        std::vector<char> buf;  // used only when the bytes cannot be mapped
+        FileMapping map;
         std::vector<uint8_t> hashes;
         uint64_t pos = 0;
         size_t len = 0;
     };
     Batch batches[2];
-    for (auto& b : batches) b.buf.resize(batchBytes);
     auto work = [&](Batch& b) {
-        read(b.pos, b.len, b.buf.data());
-        b.hashes.clear();
-        for (size_t c = 0; c < b.len; c += opt.chunkBytes) {
-            uint8_t h[16];
-            canonical(XXH3_128bits_withSeed(b.buf.data() + c, std::min<size_t>(opt.chunkBytes, b.len - c),
-                                            opt.seed),
+        const char* bytes = view(b.pos, b.len, b.buf, b.map);
+        b.hashes.resize((b.len + opt.chunkBytes - 1) / opt.chunkBytes * 16);
+        uint8_t* h = b.hashes.data();
+        for (size_t c = 0; c < b.len; c += opt.chunkBytes, h += 16)
+            canonical(XXH3_128bits_withSeed(bytes + c, std::min<size_t>(opt.chunkBytes, b.len - c), opt.seed),
                       h);
-            b.hashes.insert(b.hashes.end(), h, h + 16);
-        }
+        b.map.unmap();
     };
     for (uint64_t pos = opt.offset; pos < end;) {
         size_t n = 0;
@@ -301,8 +367,14 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
     File f(path, File::Mode::Read);
     const uint64_t size = f.size();
     // A partial last sector (odd-sized regular file) is hashed as it is.
-    return hashReader([&](uint64_t off, size_t len, char* out) { f.preadAll(out, len, off); }, size, opt,
-                      wantChunks, progress, true);
+    return hashReader(
+        [&](uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map) -> const char* {
+            if (map.map(f, off, len)) return map.data();
+            buf.resize(len);
+            f.preadAll(buf.data(), len, off);
+            return buf.data();
+        },
+        size, opt, wantChunks, progress, true);
 }
 
 uint64_t growImage(const std::string& path, uint64_t fromBytes, uint64_t toBytes, bool zeroClear) {

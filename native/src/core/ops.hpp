@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,27 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress = nullptr);
 
+// A read-only mapping of part of a file, unmapped when replaced or destroyed; empty where the file cannot be
+// mapped (then the caller reads instead). The file must not shrink while mapped: reading a page past its end
+// is SIGBUS.
+class FileMapping {
+public:
+    FileMapping() = default;
+    ~FileMapping();
+    FileMapping(const FileMapping&) = delete;
+    FileMapping& operator=(const FileMapping&) = delete;
+    // Maps [off, off + len) of `f` (any offset; the page below it is mapped too); false if it cannot be
+    // mapped.
+    bool map(const File& f, uint64_t off, size_t len);
+    void unmap();
+    const char* data() const { return data_; }
+
+private:
+    void* base_ = nullptr;
+    size_t mapped_ = 0;
+    const char* data_ = nullptr;
+};
+
 // A base image with a chain of wdiffs (oldest first) read as one image, without writing anything.
 class VirtualFullImage {
 public:
@@ -53,6 +75,9 @@ public:
     uint64_t sizeBytes() const { return size_; }
     // Reads `len` bytes at byte offset `off` (both multiples of 512); discarded ranges read as zeros.
     void read(uint64_t off, size_t len, char* out);
+    // The same bytes for hashReader, from several threads at once: mapped from the base where no wdiff of the
+    // chain has a record, else read into `buf`.
+    const char* view(uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map);
     struct Source;  // one wdiff of the chain, readable by address range
 
 private:
@@ -60,6 +85,7 @@ private:
     uint64_t size_;
     std::vector<std::unique_ptr<Source>> diffs_;
     std::vector<char> scratch_;
+    std::mutex mu_;  // the sources and scratch_, for view()
 };
 
 struct HashOptions {
@@ -75,9 +101,13 @@ struct HashResult {
 };
 HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantChunks,
                      const Progress& progress = nullptr);
-// Same over any reader of bytes (virtual full images); `parallel` when read may be called from two threads.
-HashResult hashReader(const std::function<void(uint64_t off, size_t len, char* out)>& read, uint64_t size,
-                      const HashOptions& opt, bool wantChunks, const Progress& progress, bool parallel);
+// Gives hashReader the `len` bytes at `off`: maps them into `map` or reads them into `buf`, and says where
+// they are.
+using HashView =
+    std::function<const char*(uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map)>;
+// Same over any view of bytes (virtual full images); `parallel` when view may be called from two threads.
+HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& opt, bool wantChunks,
+                      const Progress& progress, bool parallel);
 
 // Grows an image file from `fromBytes` to `toBytes` (a regular file is extended sparsely; a block device must
 // be that large already). With `zeroClear` the new range is written as zeros (fallocate's zero range,

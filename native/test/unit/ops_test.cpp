@@ -154,13 +154,50 @@ TEST(Ops, HashOfAVirtualFullImageEqualsHashOfTheRedoneImage) {
     VirtualFullImage v(base, {wdiff});
     HashOptions opt;
     opt.chunkBytes = 128 << 10;
-    const HashResult a = hashReader([&](uint64_t off, size_t len, char* out) { v.read(off, len, out); },
-                                    v.sizeBytes(), opt, true, nullptr, false);
+    const HashResult a = hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
+                                        FileMapping& map) { return v.view(off, len, buf, map); },
+                                    v.sizeBytes(), opt, true, nullptr, true);
     const HashResult b = hashImage(redone, opt, true);
     EXPECT_EQ(a.chunkHashes, b.chunkHashes);
     EXPECT_EQ(std::memcmp(a.whole, b.whole, 16), 0);
     const HashResult c = hashImage(base, opt, true);
     EXPECT_NE(std::memcmp(a.whole, c.whole, 16), 0);
+}
+
+TEST(Ops, HashOfAVirtualFullImageMapsTheBaseOnlyWhereNoWdiffHasARecord) {
+    // 20 MiB: three batches of hashReader, one touched by a sorted wdiff, one by an indexed wdiff, one by
+    // none; an empty wdiff in the chain touches nothing.
+    test::TempDir dir;
+    const std::string base = dir.path("base.img");
+    test::writeFile(base, test::bytes(20 << 20, 7));
+    const auto record = [](uint64_t addrLb, uint32_t blocks, uint8_t seed) {
+        DiffIo io;
+        io.addr = addrLb;
+        io.blocks = blocks;
+        io.buf = std::make_shared<std::vector<char>>(test::bytes(blocks * kLbSize, seed));
+        return io;
+    };
+    const std::string empty = dir.path("empty.wdiff"), sorted = dir.path("sorted.wdiff"),
+                      indexed = dir.path("indexed.wdiff");
+    SortedDiffWriter(empty, {}).close();
+    SortedDiffWriter s(sorted, {});
+    s.add(record((9 << 20) / kLbSize, 24, 1));
+    s.close();
+    IndexedDiffWriter x(indexed, {});
+    x.add(record(8, 3, 2));
+    x.close();
+    const std::string redone = copyOf(base, dir.path("redone.img"));
+    for (const auto& d : {empty, sorted, indexed}) redoWdiff(d, redone, DiscardMode::Zero);
+    VirtualFullImage v(base, {empty, sorted, indexed});
+    HashOptions opt;
+    opt.chunkBytes = 64 << 10;
+    const HashResult a = hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
+                                        FileMapping& map) { return v.view(off, len, buf, map); },
+                                    v.sizeBytes(), opt, true, nullptr, true);
+    const HashResult b = hashImage(redone, opt, true);
+    EXPECT_EQ(a.chunkHashes, b.chunkHashes);
+    EXPECT_EQ(std::memcmp(a.whole, b.whole, 16), 0);
+    EXPECT_NE(std::memcmp(a.whole, hashImage(base, opt, true).whole, 16), 0);
 }
 
 TEST(Ops, RestoredWlogExtractsBackToTheSameLogs) {
