@@ -3,7 +3,13 @@
 // virtual full reads agree. Workloads hold discards, padding records and all-zero IOs.
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
-import { native, type Compression, type StoredDiffRecord, type WlogVerifyResult } from '../../src/native';
+import {
+  native,
+  type Compression,
+  type Logpack,
+  type StoredDiffRecord,
+  type WlogVerifyResult,
+} from '../../src/native';
 import { allRecords } from '../addon-readers';
 import { copyImage, prngBytes, tempArea } from '../temp-files';
 import { oracle, oracleTest, sameImage, statLines, tool } from '../walb-oracle';
@@ -68,6 +74,65 @@ async function theirWlogCheck(t: ExecutionContext, wlog: string): Promise<Record
   return statLines(r.stdout);
 }
 
+/** Logpacks and records as WalB's `wlog-show -pack` prints them, one line each (checksums in hex). */
+async function theirPackLines(t: ExecutionContext, wlog: string): Promise<string[]> {
+  const out = (await oracle(t, 'wlog-show', ['-pack', wlog])).stdout;
+  return out
+    .split('\n')
+    .filter((l) => /^wlog_[pr]:/.test(l))
+    .map((l) => l.trim().split(/\s+/).join(' '));
+}
+
+/** The same lines from walb-tool's `wlog show --json`. */
+async function ourPackLines(t: ExecutionContext, wlog: string): Promise<string[]> {
+  const { packs } = JSON.parse(await tool(t, ['wlog', 'show', wlog, '--json'])) as { packs: Logpack[] };
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  const flags = { normal: 'E--', discard: 'E-D', padding: 'EP-' } as const;
+  return packs.flatMap((p) => [
+    `wlog_p: lsid ${p.lsid} total ${p.totalIoSize} n_rec ${p.nRecords} n_pad ${p.nPadding} csum ${hex(p.checksum)}`,
+    ...p.records.map(
+      (r) =>
+        `wlog_r: lsid ${r.lsid} ${r.lsidLocal} io ${r.offset} ${r.ioSize} flags ${flags[r.kind]} csum ${hex(r.checksum)}`,
+    ),
+  ]);
+}
+
+/**
+ * wdiff records as WalB's `wdiff-show` prints them, without checksums (walb-tool does not show them): address,
+ * blocks and kind; for normal records also codec and stored size, and for indexed ones where the stored image is
+ * and which part of it the record is. (A sorted record's offset is printed relative to its pack by WalB and as a
+ * file offset by walb-tool, so it is left out.)
+ */
+async function theirRecordLines(t: ExecutionContext, wdiff: string): Promise<string[]> {
+  const out = (await oracle(t, 'wdiff-show', ['-nohead', wdiff])).stdout;
+  return out
+    .split('\n')
+    .filter((l) => /^wdiff_(sorted|indexed)_rec:/.test(l))
+    .map((l) => {
+      const f = l.trim().split(/\s+/);
+      const kind = f.at(-1) === 'Z-' ? 'allzero' : f.at(-1) === '-D' ? 'discard' : 'normal';
+      if (kind !== 'normal') return `${f[1]} ${f[2]} ${kind}`;
+      if (f[0] === 'wdiff_sorted_rec:') return `${f[1]} ${f[2]} normal ${f[3]} ${f[5]} bytes`;
+      return `${f[1]} ${f[2]} normal ${f[3]} ${f[5]} bytes at ${f[4]}, image ${f[6]} at ${f[7]}`;
+    });
+}
+
+function recordLines(records: StoredDiffRecord[], indexed: boolean): string[] {
+  return records.map((r) => {
+    if (r.kind !== 'normal') return `${r.address} ${r.blocks} ${r.kind}`;
+    const normal = `${r.address} ${r.blocks} normal ${r.compression} ${r.dataSize} bytes`;
+    return indexed ? `${normal} at ${r.dataOffset}, image ${r.origBlocks} at ${r.ioOffset}` : normal;
+  });
+}
+
+/** Where records are and what part of their stored image they are, whatever the codec and file offsets. */
+function recordShapes(records: StoredDiffRecord[]): string[] {
+  return records.map(
+    (r) =>
+      `${r.address} ${r.blocks} ${r.kind} ${r.kind === 'normal' ? `${r.origBlocks} +${r.ioOffset}` : ''}`,
+  );
+}
+
 interface TheirWorkload {
   wlogs: string[];
   sorted: string[];
@@ -120,6 +185,7 @@ for (const pbs of [512, 4096]) {
         const v = JSON.parse(await tool(t, ['wlog', 'verify', wlog, '--json'])) as WlogVerifyResult;
         t.is(v.header.pbs, pbs);
         t.is(v.packs, (await theirWlogCheck(t, wlog)).nrPacks, `packs of ${wlog}`);
+        t.deepEqual(await ourPackLines(t, wlog), await theirPackLines(t, wlog), `logpacks of ${wlog}`);
       }
       const wlogImage = await theirRedo(t, 'wlog', w.wlogs, base, true);
       sameImage(t, await ourRedo(t, 'wlog', w.wlogs, base, 'zero'), wlogImage, 'wlog redo, discards zeroed');
@@ -134,7 +200,23 @@ for (const pbs of [512, 4096]) {
         ['sorted', w.sorted],
         ['indexed', w.indexed],
       ] as const) {
-        for (const d of diffs) await tool(t, ['wdiff', 'verify', d]);
+        for (const [i, d] of diffs.entries()) {
+          await tool(t, ['wdiff', 'verify', d]);
+          const records = await ourRecords(t, d);
+          t.deepEqual(
+            recordLines(records, layout === 'indexed'),
+            await theirRecordLines(t, d),
+            `records of ${d}`,
+          );
+          // Our conversion of the same wlog cuts and places the records as WalB's does.
+          const converted = area.name(`ours-from-theirs-${layout}.wdiff`);
+          await native.wlogToWdiff([w.wlogs[i]], converted, { indexed: layout === 'indexed' });
+          t.deepEqual(
+            recordShapes(await allRecords(converted)),
+            recordShapes(records),
+            `${layout} conversion of ${w.wlogs[i]}`,
+          );
+        }
         const theirs = await theirRedo(t, 'wdiff', diffs, base, true);
         sameImage(t, theirs, wlogImage, `their ${layout} wdiff redo matches their wlog redo`);
         sameImage(t, await ourRedo(t, 'wdiff', diffs, base, 'zero'), theirs, `${layout} wdiff redo`);
@@ -153,11 +235,18 @@ for (const pbs of [512, 4096]) {
         const merged = area.name(`theirs-${pbs}-merged-${codec}.wdiff`);
         await oracle(t, 'wdiff-merge', ['-i', ...w.sorted, '-o', merged, '-cmpr', `${codec}:0:2`]);
         await native.wdiffVerify(merged);
-        const codes = new Set((await allRecords(merged)).map((r) => r.compression));
+        const records = await allRecords(merged);
+        t.deepEqual(recordLines(records, false), await theirRecordLines(t, merged), `records of ${merged}`);
+        const codes = new Set(records.map((r) => r.compression));
         t.true(codes.has(codec), `their ${codec} merge read as ${codec} records (${[...codes].join(', ')})`);
         const image = copyImage(base, area.name(`ours-merged-${codec}.img`));
         await native.wdiffRedo(merged, image, { discard: 'zero' });
         sameImage(t, image, wlogImage, `their ${codec} merge redo`);
+        if (codec !== 'snappy') continue;
+        // Our merge of the same wdiffs keeps the same pieces of the same records as WalB's.
+        const ourMerge = area.name(`ours-from-theirs-merged.wdiff`);
+        await native.wdiffMerge(w.sorted, ourMerge, { compression: codec });
+        t.deepEqual(recordShapes(await allRecords(ourMerge)), recordShapes(records), 'merge of their wdiffs');
       }
 
       for (const [layout, diffs] of [
@@ -212,6 +301,7 @@ for (const pbs of [512, 4096]) {
         t.is(stat.nrPacks, v.packs, `packs of ${wlog}`);
         t.is(stat.reallyEndLsid, v.endLsid, `end lsid of ${wlog}`);
         t.true(stat.paddingPb > 0 && stat.discardLb > 0, `WalB sees padding and discards in ${wlog}`);
+        t.deepEqual(await theirPackLines(t, wlog), await ourPackLines(t, wlog), `logpacks of ${wlog}`);
       }
       const image = await ourRedo(t, 'wlog', wlogs, base, 'zero');
       sameImage(t, await theirRedo(t, 'wlog', wlogs, base, true), image, 'wlog redo, discards zeroed');
@@ -241,6 +331,11 @@ for (const pbs of [512, 4096]) {
             const d = area.name(`ours-${pbs}-${indexed ? 'indexed' : 'sorted'}-${compression}.wdiff`);
             await native.wlogToWdiff([wlog], d, { compression, indexed });
             await theirWdiffCheck(t, d);
+            t.deepEqual(
+              await theirRecordLines(t, d),
+              recordLines(await allRecords(d), indexed),
+              `records of ${d}`,
+            );
             diffs.push(d);
           }
           const what = `our ${indexed ? 'indexed' : 'sorted'} ${compression} wdiffs`;
@@ -253,6 +348,11 @@ for (const pbs of [512, 4096]) {
         const merged = area.name(`ours-${pbs}-merged-${compression}.wdiff`);
         await native.wdiffMerge(singles, merged, { compression });
         await theirWdiffCheck(t, merged);
+        t.deepEqual(
+          await theirRecordLines(t, merged),
+          recordLines(await allRecords(merged), false),
+          `records of ${merged}`,
+        );
         sameImage(t, await theirRedo(t, 'wdiff', [merged], base, true), image, `our ${compression} merge`);
       }
 
