@@ -116,15 +116,23 @@ export async function withLoop<T>(
   }
 }
 
-/** Asserts two image files hold the same bytes, naming the first differing offset. */
-export function sameImage(t: ExecutionContext, actual: string, expected: string, what: string): void {
-  const a = fs.readFileSync(actual);
-  const b = fs.readFileSync(expected);
+/** Asserts two files hold the same bytes from byte `from` on, naming the first differing offset. */
+export function sameBytes(
+  t: ExecutionContext,
+  actual: string,
+  expected: string,
+  what: string,
+  from = 0,
+): void {
+  const a = fs.readFileSync(actual).subarray(from);
+  const b = fs.readFileSync(expected).subarray(from);
   if (a.equals(b)) {
     t.pass();
     return;
   }
   let i = 0;
   while (i < Math.min(a.length, b.length) && a[i] === b[i]) i++;
-  t.fail(`${what}: ${actual} differs from ${expected} at byte ${i} (sizes ${a.length} and ${b.length})`);
+  t.fail(
+    `${what}: ${actual} differs from ${expected} at byte ${from + i} (sizes ${from + a.length} and ${from + b.length})`,
+  );
 }

@@ -9,7 +9,7 @@ import type { SuperSector } from '../../src/native';
 import { P, RawClient } from '../nbd-client';
 import { run } from '../processes';
 import { copyImage, makeTempDir, prngBytes, removeDir, sparseFile } from '../temp-files';
-import { oracle, oracleTest, sameImage, statLines, tool, withLoop } from '../walb-oracle';
+import { oracle, oracleTest, sameBytes, statLines, tool, withLoop } from '../walb-oracle';
 import { WDEVC, Wdevd } from '../wdevd-harness';
 
 const MiB = 1 << 20;
@@ -146,7 +146,7 @@ for (const formatter of ['theirs', 'ours'] as const) {
           const image = copyImage(base, path.join(dir, `${restorer}-restored.img`));
           if (restorer === 'theirs') await tool(t, ['wlog', 'redo', extracted, image, '--discard', 'zero']);
           else await oracle(t, 'wlog-redo', ['-z', '-i', extracted, image]);
-          sameImage(
+          sameBytes(
             t,
             image,
             restorer === 'theirs' ? theirImage : ourImage,
@@ -199,7 +199,7 @@ for (const pbs of [512, 4096]) {
       const stat = statLines((await oracle(t, 'wlog-show', ['-stat', wlog])).stdout);
       t.true(stat.nrPacks > 0 && stat.discardLb > 0, `WalB reads the wdev's logs: ${JSON.stringify(stat)}`);
       await oracle(t, 'wlog-redo', ['-z', '-i', wlog, start]);
-      sameImage(t, start, ddev, "WalB's redo of the wdev's logs onto its starting data");
+      sameBytes(t, start, ddev, "WalB's redo of the wdev's logs onto its starting data");
     },
   );
 }
