@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { SuperSector } from '../../src/native';
 import { P, RawClient } from '../nbd-client';
-import { run } from '../processes';
+import { expectToolFailure, run } from '../processes';
 import { copyImage, makeTempDir, prngBytes, removeDir, sparseFile } from '../temp-files';
 import { oracle, oracleTest, sameBytes, statLines, tool, withLoop } from '../walb-oracle';
 import { WDEVC, Wdevd } from '../wdevd-harness';
@@ -146,16 +146,74 @@ for (const formatter of ['theirs', 'ours'] as const) {
           const image = copyImage(base, path.join(dir, `${restorer}-restored.img`));
           if (restorer === 'theirs') await tool(t, ['wlog', 'redo', extracted, image, '--discard', 'zero']);
           else await oracle(t, 'wlog-redo', ['-z', '-i', extracted, image]);
-          sameBytes(
-            t,
-            image,
-            restorer === 'theirs' ? theirImage : ourImage,
-            `${restorer === 'theirs' ? "WalB's" : 'our'} wlog restored into a ${formatter}-formatted ldev and extracted by the other side`,
-          );
+          const what = `${restorer === 'theirs' ? "WalB's" : 'our'} wlog restored into a ${formatter}-formatted ldev and extracted by the other side`;
+          sameBytes(t, extracted, restorer === 'theirs' ? theirWlog : ourWlog, what);
+          sameBytes(t, image, restorer === 'theirs' ? theirImage : ourImage, `redo of ${what}`);
         }
       },
     );
   }
+}
+
+// pbs 512 only: at pbs 4096 WalB's wlog-restore fails there ("Padding size must be pbs-aligned", docs/formats.md §8).
+for (const pbs of [512]) {
+  oracleTest(
+    `a wlog whose records would cross the ring end: WalB's wlog-restore pads it there, walb-tool extracts what wlog-cat does, walb-tool's restore refuses it, pbs ${pbs}`,
+    { loopDevices: true },
+    async (t) => {
+      const dir = tempDir('walb-oracle-ring');
+      const ddevFile = sparseFile(path.join(dir, 'ddev.img'), DEVICE);
+      const ldevFile = sparseFile(path.join(dir, 'ring.ldev'), 8 * MiB);
+      const base = path.join(dir, 'base.img');
+      fs.writeFileSync(base, prngBytes(pbs + 3, DEVICE));
+      await withLoop(ddevFile, pbs, (ddev) =>
+        withLoop(ldevFile, pbs, async (ldev) => {
+          await formatLdev(t, 'theirs', ldev, ddev, dir);
+          const { ringBufferSize } = await sameSuper(t, ldev);
+          const wlog = path.join(dir, 'crossing.wlog');
+          const lsid = String(ringBufferSize - 20);
+          await oracle(t, 'wlog-gen', [
+            '-s',
+            '4M',
+            '-z',
+            '512K',
+            '-b',
+            String(pbs),
+            '--lsid',
+            lsid,
+            '--rand',
+            '-o',
+            wlog,
+          ]);
+
+          // Ours keeps every lsid, so a record that would cross the ring end cannot be placed (docs/formats.md §8).
+          await expectToolFailure(t, ['wlog', 'restore', wlog, ldev], {
+            code: 'INVALID_ARGUMENT',
+            exit: 2,
+            message: /would cross the ring-buffer end/,
+          });
+
+          await oracle(t, 'wlog-restore', [ldev], { stdin: wlog });
+          const theirs = path.join(dir, 'theirs.wlog');
+          const ours = path.join(dir, 'ours.wlog');
+          await oracle(t, 'wlog-cat', [ldev, '-o', theirs]);
+          await tool(t, ['wlog', 'extract', ldev, '-o', ours]);
+          sameBytes(t, ours, theirs, 'logs across the ring end as walb-tool and WalB extract them');
+          const stat = statLines((await oracle(t, 'wlog-show', ['-stat', theirs])).stdout);
+          t.true(
+            stat.reallyEndLsid > ringBufferSize,
+            `the restored logs run past the ring end: ${JSON.stringify(stat)}`,
+          );
+
+          const want = copyImage(base, path.join(dir, 'want.img'));
+          await oracle(t, 'wlog-redo', ['-z', '-i', wlog, want]);
+          const got = copyImage(base, path.join(dir, 'got.img'));
+          await tool(t, ['wlog', 'redo', ours, got, '--discard', 'zero']);
+          sameBytes(t, got, want, 'redo of the extracted logs');
+        }),
+      );
+    },
+  );
 }
 
 for (const pbs of [512, 4096]) {
@@ -177,7 +235,7 @@ for (const pbs of [512, 4096]) {
         const { c } = await RawClient.go(d.nbdSocket, 'oracle');
         let h = 1;
         for (let i = 0; i < 200; i++) {
-          const len = pbs * (1 + crypto.randomInt(16));
+          const len = pbs * (1 + crypto.randomInt(pbs === 512 ? 16 : 4)); // well inside the ring: nothing moves the oldest lsid
           const off = pbs * crypto.randomInt((DEVICE - len) / pbs);
           const kind = i % 10;
           if (kind === 3) t.is(await c.simple(P.NBD_CMD_TRIM, h++, off, len), 0);
@@ -192,10 +250,13 @@ for (const pbs of [512, 4096]) {
       }
 
       const wlog = path.join(dir, 'w.wlog');
+      const ourWlog = path.join(dir, 'w-ours.wlog');
       await withLoop(ldev, pbs, async (ld) => {
         await sameSuper(t, ld);
         await oracle(t, 'wlog-cat', [ld, '-o', wlog]);
+        await tool(t, ['wlog', 'extract', ld, '-o', ourWlog]);
       });
+      sameBytes(t, ourWlog, wlog, "walb-tool's extract of the wdev's logs is WalB's wlog-cat");
       const stat = statLines((await oracle(t, 'wlog-show', ['-stat', wlog])).stdout);
       t.true(stat.nrPacks > 0 && stat.discardLb > 0, `WalB reads the wdev's logs: ${JSON.stringify(stat)}`);
       await oracle(t, 'wlog-redo', ['-z', '-i', wlog, start]);
