@@ -60,11 +60,6 @@ export async function oracle(
   return r;
 }
 
-/** Runs one of WalB's tools and returns its exit code and output, for tests that expect a refusal. */
-export function oracleStatus(tool: string, args: string[]): Promise<OracleRun & { code: number | null }> {
-  return runProcess(path.join(ORACLE_BIN, tool), args);
-}
-
 function runProcess(
   cmd: string,
   args: string[],
@@ -83,7 +78,7 @@ function runProcess(
   });
 }
 
-/** Runs walb-tool; a non-zero exit fails the test with its stderr. With --json in args, returns the parsed result. */
+/** Runs walb-tool; a non-zero exit fails the test with its stderr. Returns its stdout. */
 export async function tool(t: ExecutionContext, args: string[]): Promise<string> {
   const r = await runTool(args);
   if (r.code !== 0) t.fail(`walb-tool ${args.join(' ')} exited with ${r.code}: ${r.stderr}`);
