@@ -23,6 +23,8 @@ DEB_PACKAGES=(
   qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2 systemd
   # benchmark peers
   xxhash rsync
+  # runtime of WalB's own tools (../shared/oracle), the peer of the compatibility tests
+  libaio1 libsnappy1v5 liblzma5 zlib1g
 )
 
 # Lowest supported Node.js major version (package.json "engines").

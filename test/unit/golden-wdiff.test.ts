@@ -237,6 +237,35 @@ test('docs/formats.md §5.3 example: an indexed write (6, 20) is split into (6,2
   t.like(trailer, { nRecords: 4, nData: 1 });
 });
 
+test('the pieces of an indexed discard and all-zero write record their offset inside the original IO, as WalB writes them', async (t) => {
+  const wlog = tmp.name('nodata-split.wlog');
+  fs.writeFileSync(
+    wlog,
+    buildWlog({ pbs: 512, salt: 3, uuid: prngBytes(7, 16), beginLsid: 0 }, [
+      [
+        { kind: 'discard', offset: 6, ioSize: 20 },
+        { kind: 'normal', offset: 38, ioSize: 20, data: Buffer.alloc(20 * LB) },
+      ],
+    ]).bytes,
+  );
+  const file = tmp.name('nodata-split.wdiff');
+  await native.wlogToWdiff([wlog], file, { indexed: true });
+  const { records } = parseIndexedWdiff(fs.readFileSync(file));
+  t.deepEqual(
+    records.map((r) => [r.address, r.blocks, r.flags, r.ioOffset, r.origBlocks, r.dataSize]),
+    [
+      [6, 2, 4, 0, 0, 0],
+      [8, 8, 4, 2, 0, 0],
+      [16, 8, 4, 10, 0, 0],
+      [24, 2, 4, 18, 0, 0],
+      [38, 2, 2, 0, 0, 0],
+      [40, 8, 2, 2, 0, 0],
+      [48, 8, 2, 10, 0, 0],
+      [56, 2, 2, 18, 0, 0],
+    ],
+  );
+});
+
 test('docs/formats.md §5.4 example: a sorted record (100, 5000) is cut into (100,2048) (2148,2048) (4196,904)', async (t) => {
   const data = prngBytes(8, 5000 * LB);
   const wlog = tmp.name('cut.wlog');

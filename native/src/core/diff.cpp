@@ -633,7 +633,8 @@ void IndexedDiffWriter::insertAligned(uint64_t addr, uint64_t blocks, const Entr
         uint64_t s = alignedPiece(a, addr + blocks - a, opt_.maxIoBlocks);
         Entry piece = e;
         piece.blocks = static_cast<uint32_t>(s);
-        if (e.kind == DiffKind::Normal) piece.ioOffset = e.ioOffset + static_cast<uint32_t>(a - addr);
+        // Where the piece starts inside the original IO, with or without data, as WalB's writer records it.
+        piece.ioOffset = e.ioOffset + static_cast<uint32_t>(a - addr);
         index_.emplace(a, piece);
         a += s;
     }
@@ -672,7 +673,7 @@ void IndexedDiffWriter::add(const DiffIo& io) {
         if (a < start) insertAligned(a, start - a, x);
         if (xEnd > end) {
             Entry right = x;
-            if (x.kind == DiffKind::Normal) right.ioOffset = x.ioOffset + static_cast<uint32_t>(end - a);
+            right.ioOffset = x.ioOffset + static_cast<uint32_t>(end - a);
             insertAligned(end, xEnd - end, right);
         }
     }
