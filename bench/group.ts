@@ -5,14 +5,10 @@
 //    (median and worst of 20).
 // Prints a table and, last, one JSON line.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { Controller } from '../src/controller/controller';
-import { Processes, freePort } from '../src/demo/processes';
-import { native } from '../src/native';
-import { WdevClient } from '../src/wdev/client';
+import { Processes } from '../src/demo/processes';
+import { benchDir, startBenchGroup } from './bench-group';
 
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) * 1048576; // no << 20: 2 GiB overflows int32
 const SNAPSHOTS = Number(process.env.WALB_BENCH_SNAPSHOTS ?? 20);
@@ -41,68 +37,16 @@ function loadWriter(socket: string): ChildProcess {
 }
 
 async function main(): Promise<void> {
-  const base = process.env.WALB_BENCH_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
+  const base = benchDir();
   const work = fs.mkdtempSync(path.join(base, 'walb-bench-group-'));
   try {
-    const [ap, pp, sp] = [await freePort(), await freePort(), await freePort()];
-    const run = path.join(work, 'run');
-    const a = `127.0.0.1:${ap}`;
-    const p = `127.0.0.1:${pp}`;
-    const s = `127.0.0.1:${sp}`;
-    await procs.server(
-      'walb-wdevd',
-      ['--run-dir', run, '--state-dir', path.join(work, 'wdevd')],
-      path.join(work, 'wdevd.log'),
-    );
-    const archiveProc = await procs.server(
-      'walb-archive',
-      ['--listen', a, '--data-dir', path.join(work, 'archive')],
-      path.join(work, 'archive.log'),
-    );
-    await procs.server(
-      'walb-proxy',
-      ['--listen', p, '--data-dir', path.join(work, 'proxy')],
-      path.join(work, 'proxy.log'),
-    );
-    const storageProc = await procs.server(
-      'walb-storage',
-      [
-        '--listen',
-        s,
-        '--data-dir',
-        path.join(work, 'storage'),
-        '--archive',
-        a,
-        '--proxy',
-        p,
-        '--wdevd-socket',
-        path.join(run, 'wdevd.sock'),
-      ],
-      path.join(work, 'storage.log'),
-    );
-    const ldev = path.join(work, 'bench.ldev');
-    const ddev = path.join(work, 'bench.ddev');
-    fs.writeFileSync(ldev, '');
-    fs.truncateSync(ldev, 512 << 20);
-    // Random data everywhere: nothing to skip as zero.
-    const fh = fs.openSync(ddev, 'w');
-    for (let off = 0; off < DEVICE; off += 16 << 20)
-      fs.writeSync(fh, crypto.randomBytes(16 << 20), 0, 16 << 20, off);
-    fs.closeSync(fh);
-    // Warm-up: on a VM, memory the guest has never touched costs several times more to fill the first time
-    // (measured: nbdcopy 0.3 s on reused pages, 2.5 s on fresh ones). Touch enough for both the archive's
-    // image and nbdcopy's copy, so that neither side of the comparison pays it.
-    for (const w of ['warm1', 'warm2']) execFileSync('nbdcopy', [ddev, path.join(work, w)]);
-    for (const w of ['warm1', 'warm2']) fs.rmSync(path.join(work, w));
-    await native.formatLdev(ldev, { pbs: 4096, deviceSize: DEVICE / 512, name: 'bench' });
-    const wdevd = new WdevClient(path.join(run, 'wdevd.sock'), 60000);
-    await wdevd.createWdev({ ldev, ddev, name: 'bench' });
-    const ctl = new Controller({
-      storages: [{ id: 's0', address: s }],
-      proxies: [{ id: 'p0', address: p }],
-      archives: [{ id: 'a0', address: a }],
-    });
-    await ctl.initVolume('bench', 'bench');
+    const {
+      ctl,
+      wdevd,
+      ddev,
+      runDir: run,
+      peakMib,
+    } = await startBenchGroup(procs, work, DEVICE, (from, to) => execFileSync('nbdcopy', [from, to]));
 
     // 1. full backup vs nbdcopy of the same bytes between the same file systems, alternating, ROUNDS times; between
     // rounds both ends go back to SyncReady (reset-vol) as an operator would for a new full backup.
@@ -126,9 +70,7 @@ async function main(): Promise<void> {
       fs.rmSync(copy);
     }
     // Peak resident memory so far (VmHWM): bounded by buffers in flight, not by the device size.
-    const peakMib = (pid?: number) =>
-      Math.round(Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
-    const peak = { storage: peakMib(storageProc.pid), archive: peakMib(archiveProc.pid) };
+    const peak = { storage: peakMib('storage'), archive: peakMib('archive') };
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
     const fullMbps = median(fullRuns);
     const copyMbps = median(copyRuns);

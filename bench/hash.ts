@@ -12,12 +12,9 @@
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { Controller } from '../src/controller/controller';
-import { Processes, freePort } from '../src/demo/processes';
-import { native } from '../src/native';
-import { WdevClient } from '../src/wdev/client';
+import { Processes } from '../src/demo/processes';
+import { benchDir, startBenchGroup } from './bench-group';
 
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 4096) * 1048576; // no << 20: 2 GiB overflows int32
 const ROUNDS = Number(process.env.WALB_BENCH_ROUNDS ?? 3);
@@ -92,69 +89,13 @@ function rsync(from: string, to: string): Run {
 }
 
 async function main(): Promise<void> {
-  const base = process.env.WALB_BENCH_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
+  const base = benchDir();
   const work = fs.mkdtempSync(path.join(base, 'walb-bench-hash-'));
   try {
-    const [ap, pp, sp] = [await freePort(), await freePort(), await freePort()];
-    const run = path.join(work, 'run');
-    const a = `127.0.0.1:${ap}`;
-    const p = `127.0.0.1:${pp}`;
-    const s = `127.0.0.1:${sp}`;
-    const storageLog = path.join(work, 'storage.log');
-    await procs.server(
-      'walb-wdevd',
-      ['--run-dir', run, '--state-dir', path.join(work, 'wdevd')],
-      path.join(work, 'wdevd.log'),
-    );
-    const archiveProc = await procs.server(
-      'walb-archive',
-      ['--listen', a, '--data-dir', path.join(work, 'archive')],
-      path.join(work, 'archive.log'),
-    );
-    await procs.server(
-      'walb-proxy',
-      ['--listen', p, '--data-dir', path.join(work, 'proxy')],
-      path.join(work, 'proxy.log'),
-    );
-    const storageProc = await procs.server(
-      'walb-storage',
-      [
-        '--listen',
-        s,
-        '--data-dir',
-        path.join(work, 'storage'),
-        '--archive',
-        a,
-        '--proxy',
-        p,
-        '--wdevd-socket',
-        path.join(run, 'wdevd.sock'),
-      ],
-      storageLog,
-    );
-    const ldev = path.join(work, 'bench.ldev');
-    const ddev = path.join(work, 'bench.ddev');
+    const group = await startBenchGroup(procs, work, DEVICE, (from, to) => execFileSync('cp', [from, to]));
+    const { ctl, wdevd, ddev, peakMib } = group;
+    const storageLog = group.log('storage');
     const old = path.join(work, 'old.img');
-    fs.writeFileSync(ldev, '');
-    fs.truncateSync(ldev, 512 << 20);
-    // Random data everywhere: nothing to skip as zero, nothing compresses.
-    const fh = fs.openSync(ddev, 'w');
-    for (let off = 0; off < DEVICE; off += 16 << 20)
-      fs.writeSync(fh, crypto.randomBytes(16 << 20), 0, 16 << 20, off);
-    fs.closeSync(fh);
-    // Warm-up (as in bench:group): memory never touched costs more the first time; touch enough for the archive's
-    // image and rsync's copy.
-    for (const w of ['warm1', 'warm2']) execFileSync('cp', [ddev, path.join(work, w)]);
-    for (const w of ['warm1', 'warm2']) fs.rmSync(path.join(work, w));
-    await native.formatLdev(ldev, { pbs: 4096, deviceSize: DEVICE / 512, name: 'bench' });
-    const wdevd = new WdevClient(path.join(run, 'wdevd.sock'), 60000);
-    await wdevd.createWdev({ ldev, ddev, name: 'bench' });
-    const ctl = new Controller({
-      storages: [{ id: 's0', address: s }],
-      proxies: [{ id: 'p0', address: p }],
-      archives: [{ id: 'a0', address: a }],
-    });
-    await ctl.initVolume('bench', 'bench');
     await ctl.fullBackup('bench', { wait: true });
 
     const timed = async (start: () => Promise<{ operation: { id: string } }>) => {
@@ -201,9 +142,7 @@ async function main(): Promise<void> {
       });
       results.push({ fraction, changed, hash: med('hash'), full: med('full'), rsync: med('rsync') });
     }
-    const peakMib = (pid?: number) =>
-      Math.round(Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024);
-    const peak = { storage: peakMib(storageProc.pid), archive: peakMib(archiveProc.pid) };
+    const peak = { storage: peakMib('storage'), archive: peakMib('archive') };
     ctl.close();
     wdevd.close();
 

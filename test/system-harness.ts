@@ -43,6 +43,25 @@ export function walbcOn(
   };
 }
 
+/**
+ * Waits until operation `id` on `server` is running and half-way (some of its work done, not all), through walbc
+ * `ok`; fails at once when it is no longer running.
+ */
+export function operationHalfWay(ok: (...args: string[]) => Promise<string>, server: string, id: string) {
+  return waitUntil(async () => {
+    const ops = JSON.parse(await ok('operations', server, '--json')) as {
+      id: string;
+      kind: string;
+      state: string;
+      done: number;
+      total: number;
+    }[];
+    const op = ops.find((o) => o.id === id);
+    if (!op || op.state !== 'running') throw new Error(`operation ${id} is no longer running`);
+    return op.done > 0 && op.done < op.total;
+  }, `operation ${id} half-way`);
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const s = net.createServer();

@@ -18,7 +18,7 @@ import type { Operation__Output } from '../generated/walb/v1/Operation';
 import type { OperationsClient } from '../generated/walb/v1/Operations';
 import { native } from '../native';
 import { WdevClient } from '../wdev/client';
-import { Processes, freePort } from './processes';
+import { Processes, startLocalGroup, type LocalGroup } from './processes';
 
 const DEVICE = 256 << 20;
 const LDEV = 128 << 20;
@@ -76,66 +76,34 @@ async function main(): Promise<number> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'walb-demo-'));
   workDir = work;
   console.log(`local backup group in ${work}`);
-  const [archivePort, proxyPort, storagePort] = [await freePort(), await freePort(), await freePort()];
-  const run = path.join(work, 'run');
-  const addr = (p: number) => `127.0.0.1:${p}`;
-
+  let group: LocalGroup | undefined;
   await step('start walb-wdevd, walb-archive, walb-proxy, walb-storage on loopback', async () => {
-    await procs.server(
-      'walb-wdevd',
-      ['--run-dir', run, '--state-dir', path.join(work, 'wdevd')],
-      path.join(work, 'wdevd.log'),
-    );
-    await procs.server(
-      'walb-archive',
-      ['--listen', addr(archivePort), '--data-dir', path.join(work, 'archive')],
-      path.join(work, 'archive.log'),
-    );
-    await procs.server(
-      'walb-proxy',
-      ['--listen', addr(proxyPort), '--data-dir', path.join(work, 'proxy')],
-      path.join(work, 'proxy.log'),
-    );
-    await procs.server(
-      'walb-storage',
-      [
-        '--listen',
-        addr(storagePort),
-        '--data-dir',
-        path.join(work, 'storage'),
-        '--archive',
-        addr(archivePort),
-        '--proxy',
-        addr(proxyPort),
-        '--wdevd-socket',
-        path.join(run, 'wdevd.sock'),
-      ],
-      path.join(work, 'storage.log'),
-    );
+    group = await startLocalGroup(procs, work);
   });
+  const { archive: archiveAddr, proxy: proxyAddr, storage: storageAddr, runDir: run } = group!;
   const wdevd = new WdevClient(path.join(run, 'wdevd.sock'), 30000);
   const insecure = grpc.credentials.createInsecure();
   const archive = connect(
     loadProto<ArchiveProto>('walb/v1/archive.proto').proto.walb.v1.Archive,
-    addr(archivePort),
+    archiveAddr,
     insecure,
     60000,
   );
   const proxy = connect(
     loadProto<ProxyProto>('walb/v1/proxy.proto').proto.walb.v1.Proxy,
-    addr(proxyPort),
+    proxyAddr,
     insecure,
     60000,
   );
   const storage = connect(
     loadProto<StorageProto>('walb/v1/storage.proto').proto.walb.v1.Storage,
-    addr(storagePort),
+    storageAddr,
     insecure,
     60000,
   );
   const Ops = loadProto<CommonProto>('walb/v1/common.proto').proto.walb.v1.Operations;
-  const storageOps = connect(Ops, addr(storagePort), insecure, 60000);
-  const archiveOps = connect(Ops, addr(archivePort), insecure, 60000);
+  const storageOps = connect(Ops, storageAddr, insecure, 60000);
+  const archiveOps = connect(Ops, archiveAddr, insecure, 60000);
   cleanups.unshift(() => [wdevd, archive, proxy, storage, storageOps, archiveOps].forEach((c) => c.close()));
   const wait = async (ops: Promised<OperationsClient>, id: string, label: string) => {
     let op: Operation__Output | undefined;
@@ -169,7 +137,7 @@ async function main(): Promise<number> {
     'register the volume: archive init-vol, proxy archive-info add + start, storage init-vol',
     async () => {
       await archive.InitVol({ volume: 'vol0' });
-      await proxy.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: addr(archivePort) });
+      await proxy.ArchiveInfoAdd({ volume: 'vol0', name: 'a0', address: archiveAddr });
       await proxy.Start({ volume: 'vol0' });
       await storage.InitVol({ volume: 'vol0', wdev: 'vol0' });
     },

@@ -1,5 +1,5 @@
-// Server processes for the demo and bench:group: free loopback ports, start a binary of this checkout and wait
-// for its "started" log line, stop them all.
+// Server processes for the demo and the benchmarks: free loopback ports, start a binary of this checkout and wait
+// for its "started" log line, a whole one-of-each group in a work directory, stop them all.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -51,4 +51,47 @@ export class Processes {
     await new Promise((r) => setTimeout(r, graceMs));
     for (const p of this.all) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
   }
+}
+
+/** The servers of a one-of-each group started by startLocalGroup. */
+export interface LocalGroup {
+  archive: string;
+  proxy: string;
+  storage: string;
+  /** walb-wdevd's control socket (its NBD socket is beside it). */
+  wdevdSocket: string;
+  runDir: string;
+  archiveProc: ChildProcess;
+  storageProc: ChildProcess;
+  /** Each server's log: `<work>/<name>.log`. */
+  log(name: 'wdevd' | 'archive' | 'proxy' | 'storage'): string;
+}
+
+/**
+ * walb-wdevd, walb-archive, walb-proxy and walb-storage on free loopback ports, their data and logs in `work`, the
+ * storage pointed at the archive and the proxy.
+ */
+export async function startLocalGroup(procs: Processes, work: string): Promise<LocalGroup> {
+  const addr = async () => `127.0.0.1:${await freePort()}`;
+  const [archive, proxy, storage] = [await addr(), await addr(), await addr()];
+  const runDir = path.join(work, 'run');
+  const log = (name: string) => path.join(work, `${name}.log`);
+  const dataDir = (name: string) => path.join(work, name);
+  await procs.server('walb-wdevd', ['--run-dir', runDir, '--state-dir', dataDir('wdevd')], log('wdevd'));
+  const archiveProc = await procs.server(
+    'walb-archive',
+    ['--listen', archive, '--data-dir', dataDir('archive')],
+    log('archive'),
+  );
+  await procs.server('walb-proxy', ['--listen', proxy, '--data-dir', dataDir('proxy')], log('proxy'));
+  const wdevdSocket = path.join(runDir, 'wdevd.sock');
+  const storageProc = await procs.server(
+    'walb-storage',
+    [
+      ...['--listen', storage, '--data-dir', dataDir('storage')],
+      ...['--archive', archive, '--proxy', proxy, '--wdevd-socket', wdevdSocket],
+    ],
+    log('storage'),
+  );
+  return { archive, proxy, storage, wdevdSocket, runDir, archiveProc, storageProc, log };
 }

@@ -6,6 +6,7 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import { P } from '../nbd-client';
 import { Group } from '../group-fixture';
+import { operationHalfWay } from '../system-harness';
 import { waitUntil } from '../waiting';
 
 /** The bytes the storage's last hash backup sent, from its log. */
@@ -120,21 +121,9 @@ test.serial(
       await ok('stop', 'vol', 's0', '--wait');
       await g.writeRandom(c, 40, size);
 
-      const halfWay = (id: string) =>
-        waitUntil(async () => {
-          const ops = JSON.parse(await ok('operations', 's0', '--json')) as {
-            id: string;
-            state: string;
-            done: number;
-            total: number;
-          }[];
-          const op = ops.find((o) => o.id === id);
-          if (!op || op.state !== 'running') throw new Error(`hash backup ${id} is no longer running`);
-          return op.done > 0 && op.done < op.total;
-        }, `hash backup ${id} half-way`);
       const start = async () => {
         const r = JSON.parse(await ok('hash-backup', 'vol', '--json')) as { operation: { id: string } };
-        await halfWay(r.operation.id);
+        await operationHalfWay(ok, 's0', r.operation.id);
         t.is(await ok('get-state', 'vol', 'a0'), 'HashSync');
         t.deepEqual(await g.restorable('vol'), before, 'the restorable list does not change meanwhile');
         return r.operation.id;

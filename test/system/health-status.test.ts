@@ -3,17 +3,13 @@
 // the storage's walb.v1.Storage NOT_SERVING and status exit 1 naming the overflow, with typed --json fields.
 import test from 'ava';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { LOADER_OPTIONS } from '../../src/common/grpc';
-import { makeTempDir, removeDir } from '../temp-files';
-import { P, RawClient } from '../nbd-client';
-import { ServerProc, freePort, walbcOn } from '../system-harness';
+import { Group } from '../group-fixture';
+import { P } from '../nbd-client';
 import { waitUntil } from '../waiting';
-import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
 type CheckFn = (req: { service: string }, cb: (err: Error | null, res: { status: string }) => void) => void;
 const Health = (
@@ -38,36 +34,11 @@ async function health(address: string, service: string): Promise<string> {
 test.serial(
   'walbc status exits 1 naming an unreachable proxy, then an overflow; the overflowed storage is NOT_SERVING for walb.v1.Storage until the volume is reset',
   async (t) => {
-    const dir = makeTempDir('health-status');
-    const wdevd = new Wdevd(path.join(dir, 'wdevd'));
-    const archive = new ServerProc('walb-archive', path.join(dir, 'archive'), await freePort());
-    const proxy = new ServerProc('walb-proxy', path.join(dir, 'proxy'), await freePort());
-    let storage: ServerProc | undefined;
+    const g = await Group.start(t, 'health-status', { ldevBytes: 4 << 20 });
+    const [storage, proxy, archive] = [g.storages[0], g.proxies[0], g.archives[0]];
     try {
-      await wdevd.start();
-      const files = await makeWdevFiles(dir, 'ovf', { ldevBytes: 4 << 20, ddevBytes: 16 << 20, pbs: 4096 });
-      await wdevd.client.createWdev({ ...files, name: 'ovf' });
-      await Promise.all([archive.start(), proxy.start()]);
-      storage = new ServerProc('walb-storage', path.join(dir, 'storage'), await freePort(), [
-        '--archive',
-        archive.address,
-        '--proxy',
-        proxy.address,
-        '--wdevd-socket',
-        path.join(wdevd.runDir, 'wdevd.sock'),
-      ]);
-      await storage.start();
-      const layout = path.join(dir, 'layout.json');
-      fs.writeFileSync(
-        layout,
-        JSON.stringify({
-          storages: [{ id: 's0', address: storage.address }],
-          proxies: [{ id: 'p0', address: proxy.address }],
-          archives: [{ id: 'a0', address: archive.address }],
-        }),
-      );
-      const { run: walbc, ok } = walbcOn(t, layout);
-      await ok('init-vol', 'ovf', 'ovf');
+      const { walbc, ok } = g;
+      await ok('init-vol', 'ovf', 'w0');
       await ok('full-backup', 'ovf', '--wait');
       for (const [s, service] of [
         [storage, 'walb.v1.Storage'],
@@ -97,13 +68,12 @@ test.serial(
       t.regex(down.stdout, /^p0\tproxy\t-\tUNREACHABLE\t/m, 'the table is still printed');
       t.regex(down.stderr, /^walbc status: needs an operator: p0 is unreachable \[FAILED_PRECONDITION\]\n$/);
 
-      const { c } = await RawClient.go(wdevd.nbdSocket, 'ovf');
+      const c = await g.nbd();
       for (let i = 0; i < 12; i++)
         t.is(await c.writeAt(i + 1, (i % 8) << 20, crypto.randomBytes(1 << 20)), 0);
       t.is(await c.simple(P.NBD_CMD_FLUSH, 99, 0, 0), 0);
-      c.destroy();
       await waitUntil(
-        async () => (await health(storage!.address, 'walb.v1.Storage')) === 'NOT_SERVING',
+        async () => (await health(storage.address, 'walb.v1.Storage')) === 'NOT_SERVING',
         'the overflowed storage NOT_SERVING',
         30_000,
       );
@@ -127,16 +97,13 @@ test.serial(
       );
       t.is(await ok('reset-vol', 'ovf', 's0'), 'SyncReady');
       await waitUntil(
-        async () => (await health(storage!.address, 'walb.v1.Storage')) === 'SERVING',
+        async () => (await health(storage.address, 'walb.v1.Storage')) === 'SERVING',
         'SERVING after reset-vol',
         30_000,
       );
       t.pass();
     } finally {
-      await storage?.kill();
-      await Promise.all([proxy.kill(), archive.kill()]);
-      await wdevd.cleanup();
-      removeDir(dir);
+      await g.cleanup();
     }
   },
 );

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeTempDir, removeDir } from '../temp-files';
 import { P, RawClient } from '../nbd-client';
-import { ServerProc, freePort, walbcOn } from '../system-harness';
+import { ServerProc, freePort, operationHalfWay, walbcOn } from '../system-harness';
 import { waitUntil } from '../waiting';
 import { Wdevd, makeWdevFiles } from '../wdevd-harness';
 
@@ -215,22 +215,8 @@ test.serial(
       );
       const { run: walbc, ok } = walbcOn(t, layout);
       await ok('init-vol', 'vol', 'w');
-      // Half-way: the operation is running and has moved some bytes, but not all.
-      const halfWay = (id: string) =>
-        waitUntil(async () => {
-          const ops = JSON.parse(await ok('operations', 's0', '--json')) as {
-            id: string;
-            state: string;
-            done: number;
-            total: number;
-          }[];
-          const op = ops.find((o) => o.id === id);
-          if (!op || op.state !== 'running') throw new Error(`full backup ${id} is no longer running`);
-          return op.done > 0 && op.done < op.total;
-        }, `full backup ${id} half-way`);
-
       const first = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await halfWay(first.operation.id);
+      await operationHalfWay(ok, 's0', first.operation.id);
       t.regex(
         await ok('operations', 's0'),
         new RegExp(`^${first.operation.id}\\tfull-backup\\tvol\\trunning\\t`, 'm'),
@@ -254,7 +240,7 @@ test.serial(
       // e12-like: the archive dies in the middle of a full backup; the storage's operation fails and the volume is
       // SyncReady again; the restarted archive is SyncReady too (the partial base is dropped).
       const killed = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await halfWay(killed.operation.id);
+      await operationHalfWay(ok, 's0', killed.operation.id);
       await a0.kill();
       const failed = await walbc('watch', 's0', killed.operation.id, '--json');
       t.is(failed.code, 1);
@@ -266,7 +252,7 @@ test.serial(
       // The storage dies (SIGKILL) in the middle of one: its bulk stream and FullSync stream break; the archive
       // drops the partial base, and the restarted storage is SyncReady.
       const dying = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await halfWay(dying.operation.id);
+      await operationHalfWay(ok, 's0', dying.operation.id);
       await s0.kill();
       await s0.start();
       t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');

@@ -1,0 +1,64 @@
+// The backup group the benchmarks run (bench:group, bench:hash): one of each server on loopback (src/demo), their
+// files under WALB_BENCH_DIR (default /dev/shm), and a wdev `bench` of random data — nothing to skip as zero,
+// nothing that compresses — with the volume initialized on every server.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Controller } from '../src/controller/controller';
+import { type LocalGroup, type Processes, startLocalGroup } from '../src/demo/processes';
+import { native } from '../src/native';
+import { WdevClient } from '../src/wdev/client';
+
+/** Where the benchmarks put their files: WALB_BENCH_DIR, else /dev/shm (tmpfs), else the temp directory. */
+export function benchDir(): string {
+  return process.env.WALB_BENCH_DIR ?? (fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir());
+}
+
+export interface BenchGroup extends LocalGroup {
+  ctl: Controller;
+  wdevd: WdevClient;
+  /** The wdev's data device file. */
+  ddev: string;
+  /** Peak resident memory of a server so far [MiB] (VmHWM). */
+  peakMib(which: 'storage' | 'archive'): number;
+}
+
+/**
+ * Starts the group in `work` with a wdev of `deviceBytes` of random data. `warm(from, to)` copies a file with the
+ * peer's tool: done twice first, because on a VM memory never touched costs several times more to fill the first
+ * time, and neither side of a comparison should pay it.
+ */
+export async function startBenchGroup(
+  procs: Processes,
+  work: string,
+  deviceBytes: number,
+  warm: (from: string, to: string) => void,
+): Promise<BenchGroup> {
+  const group = await startLocalGroup(procs, work);
+  const ldev = path.join(work, 'bench.ldev');
+  const ddev = path.join(work, 'bench.ddev');
+  fs.writeFileSync(ldev, '');
+  fs.truncateSync(ldev, 512 << 20);
+  const fh = fs.openSync(ddev, 'w');
+  for (let off = 0; off < deviceBytes; off += 16 << 20)
+    fs.writeSync(fh, crypto.randomBytes(16 << 20), 0, 16 << 20, off);
+  fs.closeSync(fh);
+  for (const w of ['warm1', 'warm2']) warm(ddev, path.join(work, w));
+  for (const w of ['warm1', 'warm2']) fs.rmSync(path.join(work, w));
+  await native.formatLdev(ldev, { pbs: 4096, deviceSize: deviceBytes / 512, name: 'bench' });
+  const wdevd = new WdevClient(group.wdevdSocket, 60000);
+  await wdevd.createWdev({ ldev, ddev, name: 'bench' });
+  const ctl = new Controller({
+    storages: [{ id: 's0', address: group.storage }],
+    proxies: [{ id: 'p0', address: group.proxy }],
+    archives: [{ id: 'a0', address: group.archive }],
+  });
+  await ctl.initVolume('bench', 'bench');
+  const peakMib = (which: 'storage' | 'archive') => {
+    const pid = (which === 'storage' ? group.storageProc : group.archiveProc).pid;
+    const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : 0;
+  };
+  return { ...group, ctl, wdevd, ddev, peakMib };
+}
