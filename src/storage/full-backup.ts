@@ -20,20 +20,24 @@ const FULL_SYNC_DATA_FIELD = 2;
 /** Reads in flight, so that the disk and the network overlap. */
 const READ_AHEAD = 4;
 
+/** What a full or hash backup works with (the storage server makes one for both). */
+export interface BackupDeps {
+  config: StorageConfig;
+  log: Logger;
+  wdevd: WdevClient;
+  /** The primary archive. */
+  archive: Promised<ArchiveClient>;
+  /** The wlog task of a volume runs now. */
+  ship: (volume: string) => void;
+}
+
 export interface FullBackupOp {
   progress(done: number, total?: number): void;
   signal: AbortSignal;
 }
 
 export class FullBackup {
-  constructor(
-    private readonly config: StorageConfig,
-    private readonly log: Logger,
-    private readonly wdevd: WdevClient,
-    private readonly archive: Promised<ArchiveClient>,
-    /** The wlog task of a volume runs now. */
-    private readonly ship: (volume: string) => void,
-  ) {}
+  constructor(private readonly deps: BackupDeps) {}
 
   /** Runs the backup in bulks of `bulk` bytes; the result is the gid E of its snapshot. */
   async run(v: Volume, bulk: number, op: FullBackupOp): Promise<string> {
@@ -41,27 +45,27 @@ export class FullBackup {
     await v.state.transact('FullSync', async () => {
       // The log restarts at lsid 0 with a new uuid; everything written from now on reaches the archive as diffs
       // (the image scanned below is dirty until they are applied).
-      const st = await resetLogForBackup(v, this.wdevd, 0);
+      const st = await resetLogForBackup(v, this.deps.wdevd, 0);
       const size = st.deviceSize * 512;
       const startedAt = Math.floor(Date.now() / 1000);
       const fh = await fs.promises.open(st.ddev, 'r');
       let bulkBytes = 0;
       try {
         const result = await runTransfer(
-          this.archive.FullSync(),
+          this.deps.archive.FullSync(),
           { header: { volume: v.name, size: st.deviceSize, storageUuid: st.uuid, timestamp: startedAt } },
           (accepted) =>
             this.bulks(v.name, { path: st.ddev, fh, size }, bulk, accepted, op, (n) => (bulkBytes = n)),
           // The end is built after the scan: the explicit snapshot at the latest lsid then; the base is
           // |0, gidE|, clean once the diffs up to gidE are applied.
           async () => {
-            const st2 = await this.wdevd.status(v.store.wdev);
-            const maxPb = maxSendPb(this.config.maxWlogSendMb, pbsOf(st2));
+            const st2 = await this.deps.wdevd.status(v.store.wdev);
+            const maxPb = maxSendPb(this.deps.config.maxWlogSendMb, pbsOf(st2));
             const rec = await v.store.addSnapshot(st2.lsids!.latest, false, maxPb);
             gidE = rec.gid;
             return { end: { snapshot: { gidB: 0, gidE }, bulkBytes } };
           },
-          { idleTimeoutMs: this.config.socketTimeoutSec * 1000 },
+          { idleTimeoutMs: this.deps.config.socketTimeoutSec * 1000 },
         );
         if (!result.ok) throw backupRefused('full', result.reason, result.message);
       } finally {
@@ -70,8 +74,8 @@ export class FullBackup {
       }
     });
     await v.state.transact('StartTarget', async () => undefined);
-    this.ship(v.name);
-    this.log('info', 'full-backup-done', { volume: v.name, gid: gidE });
+    this.deps.ship(v.name);
+    this.deps.log('info', 'full-backup-done', { volume: v.name, gid: gidE });
     return String(gidE);
   }
 
@@ -87,9 +91,9 @@ export class FullBackup {
     op: FullBackupOp,
     viaBulk: (bytes: number) => void,
   ): AsyncIterable<FullSyncRequest> {
-    const scanRate = this.config.fullScanBytesPerSec;
+    const scanRate = this.deps.config.fullScanBytesPerSec;
     if (accepted.bulkPort) {
-      const target = withPort(this.config.archive, accepted.bulkPort);
+      const target = withPort(this.deps.config.archive, accepted.bulkPort);
       const r = await sendBulks(
         {
           target,
@@ -99,14 +103,14 @@ export class FullBackup {
           size: ddev.size,
           bulk,
           bytesPerSec: scanRate,
-          timeoutSec: this.config.socketTimeoutSec,
-          tls: tlsPem(this.config.tls),
+          timeoutSec: this.deps.config.socketTimeoutSec,
+          tls: tlsPem(this.deps.config.tls),
         },
         op,
       );
       if ('sent' in r) return viaBulk(r.sent);
       // A firewall or a forwarded address: the main port still works, only slower.
-      this.log('warn', 'bulk-port-unreachable', {
+      this.deps.log('warn', 'bulk-port-unreachable', {
         volume,
         target,
         error: r.unreachable,

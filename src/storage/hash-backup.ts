@@ -6,17 +6,12 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { WalbError, cancelled } from '../common/errors';
 import { bulkMessage } from '../common/bulk-message';
-import type { Promised } from '../common/grpc';
-import type { Logger } from '../common/log';
 import { runTransfer, type TransferResult } from '../common/transfer';
-import type { StorageConfig } from '../config/storage';
 import type { Accepted__Output } from '../generated/walb/v1/Accepted';
-import type { ArchiveClient } from '../generated/walb/v1/Archive';
 import type { HashSyncRequest } from '../generated/walb/v1/HashSyncRequest';
 import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
 import { native, type HashResult } from '../native';
-import type { WdevClient } from '../wdev/client';
-import type { FullBackupOp } from './full-backup';
+import type { BackupDeps, FullBackupOp } from './full-backup';
 import { backupRefused, maxSendPb } from './policy';
 import { resetLogForBackup, type Volume } from './volumes';
 import { pbsOf } from './wlog-shipping';
@@ -30,21 +25,14 @@ const BUSY_RETRY_MS = 30_000;
 const READS_AHEAD = 4;
 
 export class HashBackup {
-  constructor(
-    private readonly config: StorageConfig,
-    private readonly log: Logger,
-    private readonly wdevd: WdevClient,
-    private readonly archive: Promised<ArchiveClient>,
-    /** The wlog task of a volume runs now. */
-    private readonly ship: (volume: string) => void,
-  ) {}
+  constructor(private readonly deps: BackupDeps) {}
 
   /** Runs the backup in chunks of `chunkSize` bytes; the result is the gid E of its snapshot. */
   async run(v: Volume, chunkSize: number, op: FullBackupOp): Promise<string> {
     let gidE = 0;
     let sent = 0;
     await v.state.transact('HashSync', async () => {
-      const sizeLb = (await this.wdevd.status(v.store.wdev)).deviceSize;
+      const sizeLb = (await this.deps.wdevd.status(v.store.wdev)).deviceSize;
       const header = {
         header: {
           volume: v.name,
@@ -57,8 +45,8 @@ export class HashBackup {
       let gidB = 0;
       let uuid = '';
       let fh: fs.promises.FileHandle | undefined;
-      const { wdevd, ship } = this;
-      const scanRate = this.config.fullScanBytesPerSec;
+      const { wdevd, ship } = this.deps;
+      const scanRate = this.deps.config.fullScanBytesPerSec;
       const body = async function* (
         accepted: Accepted__Output,
         reply: () => Promise<TransferReply__Output>,
@@ -78,19 +66,19 @@ export class HashBackup {
       };
       // The end is built after the scan: the explicit snapshot at the latest lsid then.
       const end = async () => {
-        const st = await this.wdevd.status(v.store.wdev);
+        const st = await this.deps.wdevd.status(v.store.wdev);
         const rec = await v.store.addSnapshot(
           st.lsids!.latest,
           false,
-          maxSendPb(this.config.maxWlogSendMb, pbsOf(st)),
+          maxSendPb(this.deps.config.maxWlogSendMb, pbsOf(st)),
         );
         gidE = rec.gid;
         return { end: { snapshot: { gidB, gidE }, storageUuid: uuid } };
       };
       try {
         const result = await this.whileBusy(op, () =>
-          runTransfer(this.archive.HashSync(), header, body, end, {
-            idleTimeoutMs: this.config.socketTimeoutSec * 1000,
+          runTransfer(this.deps.archive.HashSync(), header, body, end, {
+            idleTimeoutMs: this.deps.config.socketTimeoutSec * 1000,
           }),
         );
         if (!result.ok) throw backupRefused('hash', result.reason, result.message);
@@ -100,8 +88,8 @@ export class HashBackup {
       }
     });
     await v.state.transact('StartTarget', async () => undefined);
-    this.ship(v.name);
-    this.log('info', 'hash-backup-done', { volume: v.name, gid: gidE, sentBytes: sent });
+    this.deps.ship(v.name);
+    this.deps.log('info', 'hash-backup-done', { volume: v.name, gid: gidE, sentBytes: sent });
     return String(gidE);
   }
 

@@ -96,8 +96,9 @@ export class StorageServer {
       },
     );
     const ship = (v: string) => this.wlogTasks.pushForce(v, 0);
-    this.fullBackup = new FullBackup(config, log, this.wdevd, this.archiveClient, ship);
-    this.hashBackup = new HashBackup(config, log, this.wdevd, this.archiveClient, ship);
+    const backup = { config, log, wdevd: this.wdevd, archive: this.archiveClient, ship };
+    this.fullBackup = new FullBackup(backup);
+    this.hashBackup = new HashBackup(backup);
   }
 
   async start(): Promise<void> {
