@@ -78,15 +78,37 @@ export class ServerProc {
   constructor(
     readonly binary: 'walb-archive' | 'walb-proxy' | 'walb-storage',
     readonly dataDir: string,
-    readonly port: number,
+    /** May change at the first start, when the free port chosen was taken meanwhile (see start). */
+    public port: number,
     readonly extra: string[] = [],
   ) {}
+
+  private startedOnce = false;
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
   }
 
+  /**
+   * Starts the server and waits for its "started" line. A port found free may be taken by someone else before the
+   * server binds it (any outgoing connection of the machine may get it): at the first start another free port is
+   * tried; at a restart, whose address the others know, the same port again after a moment.
+   */
   async start(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.startOnce();
+        this.startedOnce = true;
+        return;
+      } catch (err) {
+        if (!this.stderr.includes('EADDRINUSE') || attempt >= 10) throw err;
+        if (this.startedOnce) await new Promise((r) => setTimeout(r, 500));
+        else this.port = await freePort();
+      }
+    }
+  }
+
+  private async startOnce(): Promise<void> {
     this.stderr = '';
     const bin = path.join(ROOT, 'dist', 'src', 'bin', `${this.binary}.js`);
     this.proc = spawn(
