@@ -155,6 +155,11 @@ for (const formatter of ['theirs', 'ours'] as const) {
   }
 }
 
+/** What `walb-tool wlog show --json` says of the packs (lsids and sizes in physical blocks). */
+interface WlogShow {
+  packs: { lsid: number | string; totalIoSize: number }[];
+}
+
 // pbs 512 only: at pbs 4096 WalB's wlog-restore fails there ("Padding size must be pbs-aligned", docs/formats.md §8).
 for (const pbs of [512]) {
   oracleTest(
@@ -171,20 +176,20 @@ for (const pbs of [512]) {
           await formatLdev(t, 'theirs', ldev, ddev, dir);
           const { ringBufferSize } = await sameSuper(t, ldev);
           const wlog = path.join(dir, 'crossing.wlog');
-          const lsid = String(ringBufferSize - 20);
-          await oracle(t, 'wlog-gen', [
-            '-s',
-            '4M',
-            '-z',
-            '512K',
-            '-b',
-            String(pbs),
-            '--lsid',
-            lsid,
-            '--rand',
-            '-o',
-            wlog,
-          ]);
+          // A pack of WalB's random wlog may end exactly at the ring end; start a little earlier until one crosses it.
+          const crosses = async () =>
+            (JSON.parse(await tool(t, ['wlog', 'show', wlog, '--json'])) as WlogShow).packs.some(
+              (p) => Number(p.lsid) < ringBufferSize && Number(p.lsid) + 1 + p.totalIoSize > ringBufferSize,
+            );
+          let crossing = false;
+          for (let back = 20; back < 28 && !crossing; back++) {
+            await oracle(t, 'wlog-gen', [
+              ...['-s', '4M', '-z', '512K', '-b', String(pbs)],
+              ...['--lsid', String(ringBufferSize - back), '--rand', '-o', wlog],
+            ]);
+            crossing = await crosses();
+          }
+          t.true(crossing, 'a pack of the wlog crosses the ring end');
 
           // Ours keeps every lsid, so a record that would cross the ring end cannot be placed (docs/formats.md §8).
           await expectToolFailure(t, ['wlog', 'restore', wlog, ldev], {
