@@ -10,6 +10,7 @@ import {
   isCleanDiff,
   mergeDiff,
   parseDiffFileName,
+  sameSnap,
   snap,
   DiffSet,
   type MetaDiff,
@@ -152,7 +153,13 @@ export function chooseWdiffsToSend(
   uuidOf: (d: MetaDiff) => string,
 ): SendChoice | undefined {
   if (queued.length === 0) return undefined;
-  const set = new DiffSet(queued);
+  // Two log streams may have queued the same gids (a hash backup restarts the gids where the archive is, while
+  // diffs of the old stream still wait): one diff of each range per transfer, the other in a later one.
+  const set = new DiffSet(
+    queued.filter(
+      (q, i) => queued.findIndex((x) => sameSnap(x.snapB, q.snapB) && sameSnap(x.snapE, q.snapE)) === i,
+    ),
+  );
   const { diffs: run } = set.mergeableRun(set.all()[0], limits.maxFiles);
   const uuid = uuidOf(run[0]);
   const diffs = [run[0]];

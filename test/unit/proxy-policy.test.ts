@@ -177,6 +177,18 @@ test('the consecutive mergeable run from the lowest gid goes as one merged diff,
   t.is(c.uuid, 'uuid-a');
 });
 
+test('two queued diffs of the same gids (two log streams) go in separate transfers instead of failing the send', (t) => {
+  const old = d(3, 4, 10);
+  const fresh = { ...d(3, 4, 20), timestamp: 9 };
+  const streamOf = (x: MetaDiff) => (x === old ? 'uuid-old' : 'uuid-new');
+  const first = chooseWdiffsToSend([old, fresh, d(4, 5)], noLimits, streamOf)!;
+  t.deepEqual(first.diffs, [old], 'the first of the range, alone: the next diff is of another stream');
+  t.is(first.uuid, 'uuid-old');
+  const second = chooseWdiffsToSend([fresh, d(4, 5)], noLimits, streamOf)!;
+  t.deepEqual(gids(second.diffs), ['3-4', '4-5']);
+  t.is(second.diffs[0], fresh);
+});
+
 test('an explicit snapshot ends the run: the diff after it goes in a transfer of its own', (t) => {
   const c = chooseWdiffsToSend([d(0, 1), d(1, 2, 1, false), d(2, 3)], noLimits, oneStream)!;
   t.deepEqual(gids(c.diffs), ['0-1']);
