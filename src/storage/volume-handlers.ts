@@ -6,7 +6,7 @@ import type { StorageHandlers } from '../generated/walb/v1/Storage';
 import { checkInitVol, checkResize, startPlan } from './policy';
 import type { StorageContext } from './server';
 import { StorageVolumeStore } from './volume-store';
-import { stateReply } from './volumes';
+import { resetLog, stateReply } from './volumes';
 
 export function volumeHandlers(
   ctx: StorageContext,
@@ -35,8 +35,7 @@ export function volumeHandlers(
     ResetVol: unary(async (req) => {
       const v = volumes.get(req.volume);
       await v.state.transact('Reset', async () => {
-        const st = await wdevd.resetWal(v.store.wdev);
-        await v.store.resetRecords(st.uuid);
+        await resetLog(v, wdevd);
       });
       return stateReply(v);
     }),
@@ -45,8 +44,7 @@ export function volumeHandlers(
       const plan = startPlan(req.mode, (await wdevd.status(v.store.wdev)).overflow, v.store.wdev);
       await v.state.transact(plan.via, async () => {
         if (!plan.resetWal) return;
-        const st = await wdevd.resetWal(v.store.wdev);
-        await v.store.resetRecords(st.uuid);
+        const st = await resetLog(v, wdevd);
         ctx.log('warn', 'overflow-reset', { volume: v.name, wdev: v.store.wdev, uuid: st.uuid });
       });
       ctx.wlogTasks.push(v.name);

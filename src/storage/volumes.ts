@@ -54,12 +54,21 @@ export function hasLogTask(v: Volume): boolean {
 }
 
 /**
+ * reset-wal on the volume's wdev (the logs dropped, the overflow cleared, a new uuid) and its records with it: the
+ * done record at lsid 0 and gid `gid`, no snapshot queued (docs/servers.md §2.8).
+ */
+export async function resetLog(v: Volume, wdevd: WdevClient, gid = 0): Promise<WdevStatusReply> {
+  const st = await wdevd.resetWal(v.store.wdev);
+  await v.store.resetRecords(st.uuid, gid);
+  return st;
+}
+
+/**
  * A backup's first step (docs/servers.md §7.3, §7.6): the log restarts at lsid 0 with a new uuid, gids from `gid`;
  * from now on the volume's writes ship. The backup clears `logReset` when it ends, whatever the outcome.
  */
 export async function resetLogForBackup(v: Volume, wdevd: WdevClient, gid: number): Promise<WdevStatusReply> {
-  const st = await wdevd.resetWal(v.store.wdev);
-  await v.store.resetRecords(st.uuid, gid);
+  const st = await resetLog(v, wdevd, gid);
   v.logReset = true;
   return st;
 }

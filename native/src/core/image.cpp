@@ -261,9 +261,13 @@ const char* VirtualFullImage::view(uint64_t off, size_t len, std::vector<char>& 
         }
     }
     // Only the base: its bytes as they lie in the page cache.
-    if (map.map(base_, off, len)) return map.data();
+    return viewFile(base_, off, len, buf, map);
+}
+
+const char* viewFile(const File& f, uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map) {
+    if (map.map(f, off, len)) return map.data();
     buf.resize(len);
-    base_.preadAll(buf.data(), len, off);
+    f.preadAll(buf.data(), len, off);
     return buf.data();
 }
 
@@ -367,14 +371,9 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
     File f(path, File::Mode::Read);
     const uint64_t size = f.size();
     // A partial last sector (odd-sized regular file) is hashed as it is.
-    return hashReader(
-        [&](uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map) -> const char* {
-            if (map.map(f, off, len)) return map.data();
-            buf.resize(len);
-            f.preadAll(buf.data(), len, off);
-            return buf.data();
-        },
-        size, opt, wantChunks, progress, true);
+    return hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
+                          FileMapping& map) { return viewFile(f, off, len, buf, map); },
+                      size, opt, wantChunks, progress, true);
 }
 
 uint64_t growImage(const std::string& path, uint64_t fromBytes, uint64_t toBytes, bool zeroClear) {

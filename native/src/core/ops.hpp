@@ -67,6 +67,9 @@ private:
     const char* data_ = nullptr;
 };
 
+// Bytes [off, off + len) of `f`: mapped into `map` where the file can be mapped, else read into `buf`.
+const char* viewFile(const File& f, uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map);
+
 // A base image with a chain of wdiffs (oldest first) read as one image, without writing anything.
 class VirtualFullImage {
 public:
