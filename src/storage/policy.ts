@@ -168,7 +168,10 @@ export function startPlan(mode: string, overflow: boolean, wdev: string): StartP
   if (mode !== '' && mode !== 'target')
     throw new WalbError('INVALID_ARGUMENT', `start mode '${mode}': target or standby`);
   if (overflow)
-    throw new WalbError('FAILED_PRECONDITION', `wdev ${wdev} overflowed: reset-vol and a full backup`);
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `wdev ${wdev} overflowed: recover with a hash backup (walbc hash-backup)`,
+    );
   return { via: 'StartTarget', resetWal: false };
 }
 

@@ -192,7 +192,7 @@ test('start target runs StartTarget and refuses an overflowed wdev; the empty mo
   t.deepEqual(startPlan('', false, 'w'), { via: 'StartTarget', resetWal: false });
   const err = t.throws(() => startPlan('target', true, 'w'));
   t.is(errorCode(err), 'FAILED_PRECONDITION');
-  t.regex(err.message, /wdev w overflowed: reset-vol and a full backup/);
+  t.regex(err.message, /wdev w overflowed: recover with a hash backup \(walbc hash-backup\)/);
 });
 
 test('start standby runs StartStandby and resets the log of an overflowed wdev first', (t) => {
