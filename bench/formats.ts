@@ -176,7 +176,7 @@ function writeZeros(image: string): void {
 }
 
 /** The image a wdiff redoes to on a zeroed device (discards zeroed, as the redo rows do). */
-async function wdiffImageHash(wdiff: string, image: string): Promise<string> {
+async function wdiffImageDigest(wdiff: string, image: string): Promise<string> {
   freshImage(image);
   try {
     await native.wdiffRedo(wdiff, image, { discard: 'zero' });
@@ -340,7 +340,7 @@ async function main(): Promise<void> {
           for (const w of wlogs) await native.wlogRedo(w, reference, { discard: 'zero' });
         };
         const wdiffOutput = (expected: string, what: string) => async (side: Side, out: string) =>
-          expectEqual(what, side, await wdiffImageHash(out, f('check.img')), expected);
+          expectEqual(what, side, await wdiffImageDigest(out, f('check.img')), expected);
         const imageOutput = (expected: string, what: string) => async (side: Side, out: string) =>
           expectEqual(what, side, await fileDigest(out), expected);
 
@@ -410,30 +410,24 @@ async function main(): Promise<void> {
             // A written base, as a full backup is: a sparse one would be filled in by the addon's mapping of it.
             const base = f('base.img');
             writeZeros(base);
+            const toolArgs = ['virt-full-cat', base, ...wdiffs, '-o', '-'];
+            const walbArgs = ['-i', base, '-d', ...wdiffs, '-o', '-'];
             await row({
               name: 'virtual-full-read',
               bytes: DEVICE,
-              tool: () => ['virt-full-cat', base, ...wdiffs, '-o', '-'],
-              walb: () => ['virt-full-cat', ['-i', base, '-d', ...wdiffs, '-o', '-']],
+              tool: () => toolArgs,
+              walb: () => ['virt-full-cat', walbArgs],
               addon: () => readVirtualFull(base, wdiffs),
               before: () => undefined,
               check: async (side) => {
                 let digest: string;
                 if (side === 'tool') {
-                  digest = await stdoutDigest(process.execPath, [
-                    WALB_TOOL,
-                    'virt-full-cat',
-                    base,
-                    ...wdiffs,
-                    '-o',
-                    '-',
-                  ]);
+                  digest = await stdoutDigest(process.execPath, [WALB_TOOL, ...toolArgs]);
                 } else if (side === 'walb') {
-                  const args = ['-i', base, '-d', ...wdiffs, '-o', '-'];
-                  digest = await stdoutDigest(path.join(ORACLE_BIN, 'virt-full-cat'), args, true);
+                  digest = await stdoutDigest(path.join(ORACLE_BIN, 'virt-full-cat'), walbArgs, true);
                 } else {
                   const d = new SparseDigest();
-                  await readVirtualFull(base, wdiffs, (b) => d.update(b));
+                  await readVirtualFull(base, wdiffs, (chunk) => d.update(chunk));
                   digest = d.digest();
                 }
                 expectEqual('virtual-full-read', side, digest, merged);
