@@ -68,16 +68,16 @@ export function sampled<L extends string>(
 }
 
 /**
- * `fn`'s result shared by the metrics of one scrape: several gauges read the same status (one call to walb-wdevd
- * per volume, not one per gauge). A result older than `maxAgeMs` is read again.
+ * `fn` shared by the metrics of one scrape: prom-client asks every metric at once, so the gauges that read the
+ * same state wait for one read in flight (one call to walb-wdevd per volume, not one per gauge); once it has
+ * settled, the next scrape reads again.
  */
-export function perScrape<T>(fn: () => Promise<T>, maxAgeMs = 500): () => Promise<T> {
-  let cached: { at: number; value: Promise<T> } | undefined;
-  return () => {
-    const now = Date.now();
-    if (!cached || now - cached.at > maxAgeMs) cached = { at: now, value: fn() };
-    return cached.value;
-  };
+export function perScrape<T>(fn: () => Promise<T>): () => Promise<T> {
+  let reading: Promise<T> | undefined;
+  return () =>
+    (reading ??= fn().finally(() => {
+      reading = undefined;
+    }));
 }
 
 /** Operations of walb.v1.Operations (docs/servers.md §3.5): started and finished by kind and outcome, running. */
