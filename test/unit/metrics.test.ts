@@ -2,7 +2,9 @@
 // at scrape time, operation and transfer counters in Prometheus's text format, the HTTP server of GET /metrics, and
 // the refusal of a plaintext listener off loopback unless the config allows it.
 import test from 'ava';
+import fs from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import { errorCode, errorMessage } from '../../src/common/errors';
 import {
   MetricsServer,
@@ -18,6 +20,7 @@ import {
 import { OperationRegistry } from '../../src/common/operations';
 import { loadProxyConfig } from '../../src/config/proxy';
 import { loadWdevdConfig } from '../../src/config/wdevd';
+import { ROOT } from '../processes';
 
 function get(url: string): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
@@ -151,4 +154,16 @@ test('a plaintext metrics address off loopback is refused as CONFIG unless metri
   t.is(errorCode(t.throws(() => loadWdevdConfig({ metricsListen: '0.0.0.0:9100' }))), 'CONFIG');
   t.is(loadProxyConfig({ metricsListen: '127.0.0.1:9100' }).metricsListen, '127.0.0.1:9100');
   t.is(loadProxyConfig({}).metricsListen, '', 'off by default');
+});
+
+test('the example alert rules file is the one in docs/operations.md and names only metrics listed there', (t) => {
+  const doc = fs.readFileSync(path.join(ROOT, 'docs', 'operations.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('\n## Metrics\n'), doc.indexOf('\n## Logs\n'));
+  const listed = new Set([...section.matchAll(/^\| `(walb_\w+)` \|/gm)].map((m) => m[1]));
+  const block = /```yaml\n([\s\S]*?)```/.exec(section)![1];
+  const file = fs.readFileSync(path.join(ROOT, 'config', 'prometheus-alerts.example.yml'), 'utf8');
+  t.is(file.slice(file.indexOf('\n') + 1), block);
+  const used = [...block.matchAll(/\bwalb_\w+/g)].map((m) => m[0]);
+  t.true(used.length >= 4);
+  for (const name of used) t.true(listed.has(name), `${name} is not in the table of docs/operations.md`);
 });
