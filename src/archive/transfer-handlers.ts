@@ -116,6 +116,7 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
           image.close();
         }
       });
+      ctx.received('hash', h.volume, added.fileBytes);
       log('info', 'hash-sync-done', {
         volume: h.volume,
         diff: `${snapText(d!.snapB)}-->${snapText(d!.snapE)}`,
@@ -178,6 +179,7 @@ function receiveFullSync(ctx: ArchiveContext, call: Stream<FullSyncRequest__Outp
         }
         await store.finishFullSync(snapshot!, Number(h.timestamp), h.storageUuid, h.size);
       });
+      ctx.received('full', h.volume, bytes);
       log('info', 'full-sync-done', { volume: h.volume, bytes, path, base: snapText(snapshot!) });
     },
   });
@@ -209,10 +211,15 @@ function receiveWdiff(ctx: ArchiveContext, call: Stream<WdiffRequest__Output>): 
     receive: async (h, transfer) => {
       const v = volumes.get(h.volume);
       const store = volumes.store(v);
+      let bytes = 0;
       await v.state.transact('WdiffRecv', async () => {
         transfer.accept();
-        await store.receiveDiff(wdiffBytes(transfer.data()), h.d);
+        await store.receiveDiff(
+          wdiffBytes(transfer.data(), (n) => (bytes += n)),
+          h.d,
+        );
       });
+      ctx.received('wdiff', h.volume, bytes);
       log('info', 'wdiff-received', {
         volume: h.volume,
         diff: `${snapText(h.d.snapB)}-->${snapText(h.d.snapE)}`,
@@ -221,9 +228,13 @@ function receiveWdiff(ctx: ArchiveContext, call: Stream<WdiffRequest__Output>): 
   });
 }
 
-async function* wdiffBytes(messages: AsyncIterable<WdiffRequest__Output>): AsyncIterable<Buffer> {
+async function* wdiffBytes(
+  messages: AsyncIterable<WdiffRequest__Output>,
+  count: (bytes: number) => void,
+): AsyncIterable<Buffer> {
   for await (const m of messages) {
     if (!m.data) throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a wdiff transfer');
+    count(m.data.length);
     yield m.data;
   }
 }

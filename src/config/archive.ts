@@ -1,10 +1,11 @@
 // Configuration of walb-archive (config/archive.example.json shows every key).
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema } from './load';
+import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
+import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
 import type { TlsFiles } from '../common/grpc';
 
-export interface ArchiveConfig {
+export interface ArchiveConfig extends MetricsConfig {
   role: 'archive';
   /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
   logLevel: LogLevel;
@@ -27,6 +28,7 @@ export interface ArchiveConfig {
 const schema: convict.Schema<ArchiveConfig> = {
   role: { doc: 'Always "archive".', format: ['archive'], default: 'archive' },
   logLevel: logLevelSchema,
+  ...metricsSchema,
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
@@ -67,13 +69,15 @@ export function loadArchiveConfig(o: {
   listen?: string;
   dataDir?: string;
   bulkListen?: string;
+  metricsListen?: string;
 }): ArchiveConfig {
   const c = loadConfig(
     schema,
     o.config,
-    { listen: o.listen, dataDir: o.dataDir, bulkListen: o.bulkListen },
+    { listen: o.listen, dataDir: o.dataDir, bulkListen: o.bulkListen, metricsListen: o.metricsListen },
     '/etc/walb/archive.json',
   );
   checkTls(c.tls);
+  checkMetricsListen(c);
   return c;
 }
