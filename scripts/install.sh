@@ -98,6 +98,8 @@ needs_user() {
 # systemctl only where this is the running system: not under --root, and with systemd as init.
 live_systemd() { [[ -z "$ROOT" && -d /run/systemd/system ]]; }
 ours() { [[ -f "$1" ]] && grep -qxF "$MARKER" "$1"; }
+# The prefix is replaced or removed whole, so only when it holds walb-ts.
+walb_prefix() { [[ -f "$1/package.json" ]] && grep -q '"name": "walb-ts"' "$1/package.json"; }
 
 remove_ours() {
   local f
@@ -127,7 +129,7 @@ uninstall() {
   local bin
   for bin in "${BINARIES[@]}"; do remove_ours "$ROOT$BINDIR/$bin"; done
   remove_ours "$ROOT$SYSUSERS_CONF" "$ROOT$TMPFILES_CONF"
-  if [[ -f "$ROOT$PREFIX/package.json" ]] && grep -q '"name": "walb-ts"' "$ROOT$PREFIX/package.json"; then
+  if walb_prefix "$ROOT$PREFIX"; then
     rm -rf "$ROOT$PREFIX"
   elif [[ -e "$ROOT$PREFIX" ]]; then
     log "left $ROOT$PREFIX: no walb-ts there"
@@ -167,6 +169,7 @@ fi
 
 # The program: the build, the protos, the docs the units point at and the production dependencies, put together
 # beside the prefix and swapped in at once, so that a reinstall never leaves half of two versions.
+[[ ! -e "$ROOT$PREFIX" ]] || walb_prefix "$ROOT$PREFIX" || die "$ROOT$PREFIX exists and holds no walb-ts"
 stage="$ROOT$PREFIX.new"
 rm -rf "$stage"
 mkdir -p "$stage"

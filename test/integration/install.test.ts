@@ -241,6 +241,19 @@ test.serial(
   },
 );
 
+test.serial('a prefix that holds something else is neither replaced nor removed', async (t) => {
+  const root = newRoot();
+  const other = inRoot(root, '/usr/local/share/keep');
+  fs.mkdirSync(path.dirname(other), { recursive: true });
+  fs.writeFileSync(other, 'not ours');
+  const r = await install(root, '--prefix', '/usr/local');
+  t.is(r.code, 1);
+  t.regex(r.stderr, /usr\/local exists and holds no walb-ts/);
+  const u = await install(root, '--uninstall', '--prefix', '/usr/local');
+  t.is(u.code, 0, u.stderr);
+  t.is(fs.readFileSync(other, 'utf8'), 'not ours');
+});
+
 test.serial(
   'a command of the same name that the script did not write is neither replaced nor removed',
   async (t) => {
