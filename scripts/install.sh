@@ -83,6 +83,7 @@ if [[ -n "$ROOT" ]]; then
   ROOT="$(cd "$ROOT" && pwd)"
 fi
 IFS=, read -r -a ROLES <<<"$ROLES_ARG"
+((${#ROLES[@]} > 0)) || die "--roles names no role (roles: ${ALL_ROLES[*]})"
 for role in "${ROLES[@]}"; do
   [[ " ${ALL_ROLES[*]} " == *" $role "* ]] || die "unknown role '$role' (roles: ${ALL_ROLES[*]})"
 done
@@ -167,9 +168,19 @@ fi
 # Under --root the target system's Node.js may not be there yet (an image being built).
 [[ -n "$ROOT" || -x "$NODE" ]] || die "$NODE is not an executable"
 
+# Nothing is written until every file of the same name is known to be ours.
+for bin in "${BINARIES[@]}"; do
+  target="$ROOT$BINDIR/$bin"
+  [[ ! -e "$target" ]] || ours "$target" || die "$target exists and was not written by this script"
+done
+for role in "${ROLES[@]}"; do
+  unit="$ROOT$UNITDIR/walb-$role.service"
+  [[ ! -e "$unit" ]] || ours "$unit" || die "$unit exists and was not written by this script"
+done
+[[ ! -e "$ROOT$PREFIX" ]] || walb_prefix "$ROOT$PREFIX" || die "$ROOT$PREFIX exists and holds no walb-ts"
+
 # The program: the build, the protos, the docs the units point at and the production dependencies, put together
 # beside the prefix and swapped in at once, so that a reinstall never leaves half of two versions.
-[[ ! -e "$ROOT$PREFIX" ]] || walb_prefix "$ROOT$PREFIX" || die "$ROOT$PREFIX exists and holds no walb-ts"
 stage="$ROOT$PREFIX.new"
 rm -rf "$stage"
 mkdir -p "$stage"
@@ -193,7 +204,6 @@ rm -rf "$ROOT$PREFIX.old"
 install -d -m 0755 "$ROOT$BINDIR"
 for bin in "${BINARIES[@]}"; do
   target="$ROOT$BINDIR/$bin"
-  [[ ! -e "$target" ]] || ours "$target" || die "$target exists and was not written by this script"
   printf '#!/bin/sh\n%s\nexec %s %s/dist/src/bin/%s.js "$@"\n' "$MARKER" "$NODE" "$PREFIX" "$bin" >"$target"
   chmod 0755 "$target"
 done
@@ -236,7 +246,6 @@ done
 install -d -m 0755 "$ROOT$UNITDIR"
 for role in "${ROLES[@]}"; do
   unit="$ROOT$UNITDIR/walb-$role.service"
-  [[ ! -e "$unit" ]] || ours "$unit" || die "$unit exists and was not written by this script"
   {
     printf '%s\n# from systemd/walb-%s.service of the checkout\n' "$MARKER" "$role"
     sed -e "s|/usr/bin/node |$NODE |" -e "s|/opt/walb-ts/|$PREFIX/|g" "$SRC/systemd/walb-$role.service"

@@ -264,6 +264,8 @@ test.serial(
     const r = await install(root);
     t.is(r.code, 1);
     t.regex(r.stderr, /walbc exists and was not written by this script/);
+    t.false(fs.existsSync(inRoot(root, PREFIX)), 'nothing installed');
+    t.false(fs.existsSync(inRoot(root, '/usr/local/bin/walb-wdevd')), 'no other command written');
     const u = await install(root, '--uninstall');
     t.is(u.code, 0, u.stderr);
     t.is(fs.readFileSync(foreign, 'utf8'), '#!/bin/sh\necho another walbc\n');
