@@ -410,6 +410,8 @@ export interface NativeAddon {
     path: string,
     opts?: { uuid?: Buffer; compression?: string; level?: number },
   ) => SortedWdiffWriter;
+  /** One datagram of systemd's readiness protocol to NOTIFY_SOCKET (a path, or '@name' for the abstract one). */
+  notifyServiceManager(socket: string, message: string): void;
 }
 
 /**
