@@ -24,6 +24,8 @@ export interface GroupSpec {
   ldevBytes?: number;
   /** The storages' config file content (e.g. fullScanBytesPerSec). */
   storageConfig?: object;
+  /** The archives' config file content (e.g. replicateBytesPerSec, fsyncIntervalMb). */
+  archiveConfig?: object;
   /** The storages reach the primary archive through a relay the test can cut (Group.archiveRelay). */
   relayArchive?: boolean;
   /** The storages reach each proxy through a relay the test can cut (Group.proxyRelays, one per proxy). */
@@ -72,8 +74,15 @@ export class Group {
         });
         await g.wdevd.client.createWdev({ ...files, name: `w${i}` });
       }
+      const archiveConfig = path.join(dir, 'archive.json');
+      fs.writeFileSync(archiveConfig, JSON.stringify(spec.archiveConfig ?? {}));
       for (let i = 0; i < (spec.archives ?? 1); i++)
-        g.archives.push(new ServerProc('walb-archive', path.join(dir, `a${i}`), await freePort()));
+        g.archives.push(
+          new ServerProc('walb-archive', path.join(dir, `a${i}`), await freePort(), [
+            '--config',
+            archiveConfig,
+          ]),
+        );
       for (let i = 0; i < (spec.proxies ?? 1); i++)
         g.proxies.push(new ServerProc('walb-proxy', path.join(dir, `p${i}`), await freePort()));
       await Promise.all([...g.archives, ...g.proxies].map((s) => s.start()));
