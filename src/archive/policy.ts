@@ -1,9 +1,9 @@
-// The archive's decisions as pure functions of what it holds (docs/servers.md §6, §7.2-7.4): its state table, the
-// answer to a diff a proxy offers (accept or the first typed rejection, in the documented order), whether a full
-// backup may start and which path its bytes took, what a restore of a gid needs, whether a volume may grow, and
-// which diffs the start collects, and a replication's next step and its reaction to a refusal (§7.7). No files, no
-// processes: the server and the volume store act on the answers
-// (test/unit/archive-policy.test.ts pins each one).
+// The archive's decisions as pure functions of what it holds (docs/servers.md §6, §7.2-7.4, §7.7): its state table,
+// the answer to a diff a proxy or a source archive offers (accept or the first typed rejection, in the documented
+// order), whether a full backup may start and which path its bytes took, what a restore of a gid needs, whether a
+// volume may grow, which diffs the start collects, and a replication's next step and its reaction to a refusal. No
+// files, no processes: the server and the volume store act on the answers (test/unit/archive-policy.test.ts pins
+// each one).
 import { WalbError } from '../common/errors';
 import {
   applySnap,
@@ -95,7 +95,7 @@ export type DiffVerdict = 'accept' | 'too-old-diff' | 'too-new-diff' | 'differen
 
 /**
  * The diff checks of docs/servers.md §7.2 step 3, in order: base image, log stream (a replica's diff: the archive
- * lineage, §7.7), then too old or too new.
+ * lineage, docs/servers.md §7.7), then too old or too new.
  */
 export function diffVerdict(
   v: StoredVolume,

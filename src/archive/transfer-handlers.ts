@@ -297,10 +297,9 @@ function receiveWdiff(ctx: ArchiveContext, call: Stream<WdiffRequest__Output>): 
         if (replica) await store.receiveReplicaDiff(wdiffBytes(transfer.data()), h.d, replica.storageUuid);
         else await store.receiveDiff(wdiffBytes(transfer.data()), h.d);
       });
-      log('info', replica ? 'repl-diff-received' : 'wdiff-received', {
-        volume: h.volume,
-        diff: `${snapText(h.d.snapB)}-->${snapText(h.d.snapE)}`,
-      });
+      const diffName = `${snapText(h.d.snapB)}-->${snapText(h.d.snapE)}`;
+      if (replica) log('info', 'repl-diff-received', { volume: h.volume, diff: diffName });
+      else log('info', 'wdiff-received', { volume: h.volume, diff: diffName });
     },
   });
 }
