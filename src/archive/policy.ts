@@ -216,7 +216,10 @@ export function hashSyncRejection(
  * finished no stream (the fallback), 'bulk' when the receiver wrote exactly what was sent; anything else is
  * TRUNCATED.
  */
-export function fullSyncBytesPath(sent: number, outcome: BulkOutcome | undefined): 'bulk' | 'stream' {
+export function fullSyncBytesPath(
+  sent: number,
+  outcome: Omit<BulkOutcome, 'durable'> | undefined,
+): 'bulk' | 'stream' {
   if (sent === 0 && outcome?.state !== 'done') return 'stream';
   if (outcome?.state !== 'done' || outcome.bytes !== sent)
     throw new WalbError(

@@ -1,14 +1,31 @@
 // Replication of a volume to another archive, on the source (docs/servers.md §7.7): the operation `Replicate`
 // under the action ReplSyncAsClient drives a loop of steps, each one transfer on the destination with its own
-// accept, commit and rollback — full (the base image, resumable), resync (resync.ts) or diff (the source's
+// accept, commit and rollback — full (the base image from where an interrupted one stopped, through the
+// destination's bulk port or on the stream), resync (resync.ts) or diff (the source's
 // chain from the destination's latest snapshot, merged or one file verbatim) — until the destination's latest gid
 // reaches the target. policy.ts chooses each step; this module connects, sends and reacts.
 import fs from 'node:fs';
 import { WalbError, cancelled } from '../common/errors';
-import { channelCredentials, connect, loadProto, unary, type Promised } from '../common/grpc';
+import {
+  channelCredentials,
+  connect,
+  loadProto,
+  tlsPem,
+  unary,
+  withPort,
+  type Promised,
+} from '../common/grpc';
 import { diffText, type MetaDiff, type MetaState } from '../common/meta';
 import type { OperationHandle } from '../common/operations';
-import { fileBulks, fileChunks, runTransfer, type TransferResult } from '../common/transfer';
+import {
+  FULL_SYNC_BULK,
+  fileBulks,
+  fileChunks,
+  runTransfer,
+  sendBulks,
+  type TransferResult,
+} from '../common/transfer';
+import type { Accepted__Output } from '../generated/walb/v1/Accepted';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ArchiveClient, ArchiveHandlers } from '../generated/walb/v1/Archive';
 import type { FullSyncRequest } from '../generated/walb/v1/FullSyncRequest';
@@ -30,7 +47,7 @@ import type { ArchiveVolumeStore } from './volume-store';
 
 /** Bytes of wdiffs a diff step merges at most, unless asked otherwise. */
 const DEFAULT_MAX_MERGE_BYTES = 1 << 30;
-/** Bytes per bulk of a full replication on the stream. */
+/** Bytes per bulk of a full replication. */
 const BULK = 1 << 20;
 /** FullSyncRequest.data's field number (proto/walb/v1/archive.proto): the bulks are built pre-encoded. */
 const FULL_SYNC_DATA_FIELD = 2;
@@ -143,13 +160,17 @@ class Replication {
     };
   }
 
-  /** The base image from the offset the destination names, on the FullSync stream. */
+  /**
+   * The base image from the offset the destination names: through its bulk port when it names one (the addon reads
+   * and sends from its own threads), else — or when that port cannot be reached — as bulks on the FullSync stream.
+   */
   private async full(): Promise<TransferResult> {
     const store = this.store;
     const base = store.base!;
     const size = store.sizeLb * 512;
     const replica = { archiveUuid: store.archiveUuid, storageUuid: store.storageUuid, base: wireState(base) };
     const fh = await fs.promises.open(store.baseImage, 'r');
+    let bulkBytes = 0;
     try {
       return await runTransfer(
         this.destination.FullSync(),
@@ -162,8 +183,8 @@ class Replication {
             replica,
           },
         },
-        (accepted) => this.bulks(fh, size, Number(accepted.resumeOffset)),
-        { end: { snapshot: base.snapB, bulkBytes: 0 } },
+        (accepted) => this.bulks(fh, size, accepted, (n) => (bulkBytes = n)),
+        async () => ({ end: { snapshot: base.snapB, bulkBytes } }),
         { idleTimeoutMs: this.idleTimeoutMs },
       );
     } finally {
@@ -175,16 +196,44 @@ class Replication {
   private async *bulks(
     fh: fs.promises.FileHandle,
     size: number,
-    from: number,
+    accepted: Accepted__Output,
+    viaBulk: (bytes: number) => void,
   ): AsyncIterable<FullSyncRequest> {
+    const from = Number(accepted.resumeOffset);
     if (from % 512 !== 0 || from > size)
       throw new WalbError('INVALID_ARGUMENT', `the destination resumes at ${from} of ${size} bytes`);
     const rate = this.ctx.config.replicateBytesPerSec;
+    const progress = (scanned: number) => this.op.progress(this.doneBytes + scanned, this.doneBytes + size);
+    if (accepted.bulkPort) {
+      const target = withPort(this.req.destination, accepted.bulkPort);
+      const r = await sendBulks(
+        {
+          target,
+          method: FULL_SYNC_BULK,
+          token: accepted.bulkToken,
+          path: this.store.baseImage,
+          size,
+          from,
+          bulk: BULK,
+          bytesPerSec: rate,
+          timeoutSec: this.ctx.config.socketTimeoutSec,
+          tls: tlsPem(this.ctx.config.tls),
+        },
+        { progress, signal: this.op.signal },
+      );
+      if ('sent' in r) return viaBulk(r.sent);
+      this.ctx.log('warn', 'bulk-port-unreachable', {
+        volume: this.req.volume,
+        target,
+        error: r.unreachable,
+        hint: "open the destination archive's bulkListen port to the source, or set it to off",
+      });
+    }
     let scanned = from;
     for await (const b of fileBulks(fh, size, BULK, FULL_SYNC_DATA_FIELD, READ_AHEAD, rate, from)) {
       if (this.op.signal.aborted) throw cancelled();
       scanned += b.length;
-      this.op.progress(this.doneBytes + scanned, this.doneBytes + size);
+      progress(scanned);
       // Zero bulks stay holes on the destination.
       if (b.message) yield b.message as unknown as FullSyncRequest;
     }

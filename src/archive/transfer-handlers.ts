@@ -10,6 +10,7 @@ import { diff, snap, snapText, type MetaSnap, type MetaState } from '../common/m
 import { native } from '../native';
 import { serveTransfer, type IncomingTransfer } from '../common/transfer';
 import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
+import type { FullSyncEnd__Output } from '../generated/walb/v1/FullSyncEnd';
 import type { FullSyncHeader__Output } from '../generated/walb/v1/FullSyncHeader';
 import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
 import type { MetaState__Output } from '../generated/walb/v1/MetaState';
@@ -189,28 +190,43 @@ function receiveFullSync(ctx: ArchiveContext, call: Stream<FullSyncRequest__Outp
 }
 
 /**
- * Full replication from a source archive (docs/servers.md §7.7): accept naming the offset to resume from, the
- * source's base image on the stream from there (the resume point saved at each fsync), end; then the image takes
- * the source's base state and uuids.
+ * Full replication from a source archive (docs/servers.md §7.7): accept naming the offset to resume from (and the
+ * bulk port when there is one), the source's base image from there — through the bulk receiver or on the stream —
+ * with the resume point saved as it becomes durable, end; then the image takes the source's base state and uuids.
  */
 async function receiveFullReplication(
   ctx: ArchiveContext,
   h: FullSyncHeader__Output,
   replica: ReplicaBase,
-  transfer: IncomingTransfer<FullSyncRequest__Output, unknown>,
+  transfer: IncomingTransfer<FullSyncRequest__Output, FullSyncEnd__Output>,
 ): Promise<void> {
   const v = ctx.volumes.get(h.volume);
   const store = ctx.volumes.store(v);
+  const bulk = ctx.bulk();
   let bytes = 0;
   let resumed = 0;
+  let path: 'bulk' | 'stream' = 'stream';
   await v.state.transact('FullSync', async () => {
     resumed = await store.beginFullReplication(replica);
     if (resumed > 0) ctx.log('info', 'full-repl-resumed', { volume: h.volume, offset: resumed });
-    transfer.accept({ resumeOffset: resumed });
     const syncEveryBytes = Math.max(1, ctx.config.fsyncIntervalMb) * 1048576;
-    const writer = await store.baseImageWriter(replica.sizeLb, syncEveryBytes, (offset) =>
-      store.saveFullReplicationOffset(offset),
+    // One save of the resume point at a time, never backwards.
+    let saved = resumed;
+    let saving: Promise<void> = Promise.resolve();
+    const durableBelow = (offset: number) => {
+      if (offset <= saved) return saving;
+      saved = offset;
+      saving = saving.then(() => store.saveFullReplicationOffset(offset));
+      return saving;
+    };
+    const token = bulk ? crypto.randomBytes(16).toString('hex') : '';
+    bulk?.expect(token, { path: store.baseImage, size: replica.sizeLb * 512, syncEveryBytes });
+    // The bulk receiver syncs on its own threads: what it made durable is saved every second.
+    const poll = token ? setInterval(() => void durableBelow(bulk!.outcome(token).durable), 1000) : undefined;
+    transfer.accept(
+      token ? { resumeOffset: resumed, bulkPort: bulk!.port(), bulkToken: token } : { resumeOffset: resumed },
     );
+    const writer = await store.baseImageWriter(replica.sizeLb, syncEveryBytes, durableBelow);
     try {
       for await (const m of transfer.data()) {
         checkNotForceStopped(v);
@@ -220,19 +236,30 @@ async function receiveFullReplication(
             'INVALID_ARGUMENT',
             `bulk at ${m.data.offset} before the resume offset ${resumed}`,
           );
+        // Bulks on the stream: the source could not reach the receiver; it must not write any more.
+        if (token && bytes === 0) bulk?.forget(token);
         await writer.write(m.data.offset, m.data.data);
         bytes += m.data.data.length;
       }
       checkNotForceStopped(v);
-      transfer.end();
+      const end = transfer.end();
+      if (token) {
+        const sent = Number(end.bulkBytes);
+        path = fullSyncBytesPath(sent, bulk?.outcome(token));
+        if (path === 'bulk') bytes += sent;
+      }
     } finally {
+      clearInterval(poll);
       await writer.close();
+      if (token) bulk?.forget(token);
+      await saving.catch(() => undefined);
     }
     await store.finishFullReplication(replica);
   });
   ctx.log('info', 'full-repl-done', {
     volume: h.volume,
     bytes,
+    path,
     resumedAt: resumed,
     base: snapText(replica.base.snapB),
   });
