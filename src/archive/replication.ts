@@ -116,7 +116,7 @@ class Replication {
       let result: TransferResult = { ok: true };
       if (step.kind === 'full') result = await this.full();
       else if (step.kind === 'diff') result = await this.diff(step.diffs, step.merged);
-      else {
+      else
         await resyncStep({
           volume,
           source: this.store,
@@ -125,8 +125,8 @@ class Replication {
           config: this.ctx.config,
           log: this.ctx.log,
         });
-        opts.resync = false;
-      }
+      // A resync asked for is done once the destination took the source's history (full or resync).
+      if (step.kind !== 'diff' && result.ok) opts.resync = false;
       if (result.ok) {
         busySince = 0;
         continue;
