@@ -29,6 +29,8 @@ export interface GroupSpec {
   proxyConfig?: object;
   /** Every server and walb-wdevd serve their metrics on a loopback port of their own (Group.scrape). */
   metrics?: boolean;
+  /** The archives' config file content (e.g. replicateBytesPerSec, fsyncIntervalMb). */
+  archiveConfig?: object;
   /** The storages reach the primary archive through a relay the test can cut (Group.archiveRelay). */
   relayArchive?: boolean;
   /** The storages reach each proxy through a relay the test can cut (Group.proxyRelays, one per proxy). */
@@ -86,14 +88,15 @@ export class Group {
       }
       g.proxyConfig = path.join(dir, 'proxy.json');
       fs.writeFileSync(g.proxyConfig, JSON.stringify(spec.proxyConfig ?? {}));
+      const archiveConfig = path.join(dir, 'archive.json');
+      fs.writeFileSync(archiveConfig, JSON.stringify(spec.archiveConfig ?? {}));
       for (let i = 0; i < (spec.archives ?? 1); i++)
         g.archives.push(
-          new ServerProc(
-            'walb-archive',
-            path.join(dir, `a${i}`),
-            await freePort(),
-            await g.metricsArgs(`a${i}`),
-          ),
+          new ServerProc('walb-archive', path.join(dir, `a${i}`), await freePort(), [
+            '--config',
+            archiveConfig,
+            ...(await g.metricsArgs(`a${i}`)),
+          ]),
         );
       for (let i = 0; i < (spec.proxies ?? 1); i++) g.proxies.push(await g.proxyProc(i));
       await Promise.all([...g.archives, ...g.proxies].map((s) => s.start()));

@@ -1,7 +1,7 @@
 // walb-archive (docs/servers.md §6): the server that receives full backups from storages and wdiffs from proxies,
-// keeps the restorable snapshots and restores them into image files. This module only wires: it owns the config,
+// keeps the restorable snapshots, restores them into image files and replicates volumes to other archives. This module only wires: it owns the config,
 // the volumes (context.ts), the operations, the foreground limit and the bulk receiver, starts and stops the gRPC
-// server, and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts). Decisions are in
+// server, and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts, replication.ts). Decisions are in
 // policy.ts, files in volume-store.ts.
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
@@ -27,6 +27,7 @@ import { ArchiveVolumes, type ArchiveContext } from './context';
 import { lifecycleHandlers } from './lifecycle-handlers';
 import { restorableSnaps } from './policy';
 import { queryHandlers } from './query-handlers';
+import { replicationHandlers } from './replication';
 import { restoreHandlers } from './restore-handlers';
 import { transferHandlers } from './transfer-handlers';
 
@@ -78,6 +79,7 @@ export class ArchiveServer {
         ...queryHandlers(ctx),
         ...restoreHandlers(ctx),
         ...transferHandlers(ctx),
+        ...replicationHandlers(ctx),
       },
       this.ops,
       this.config.tls,

@@ -21,7 +21,11 @@ export interface ArchiveConfig extends MetricsConfig {
    * system picks, or 'off' to take them on the main port (slower).
    */
   bulkListen: string;
-  /** Mutual TLS (all empty: plaintext). */
+  /** Read rate limit of a full replication's scan of the base image [bytes/s], 0 = unlimited. */
+  replicateBytesPerSec: number;
+  /** Longest wait for the destination of a replication step (an answer, room to send) [s]. */
+  socketTimeoutSec: number;
+  /** Mutual TLS (all empty: plaintext); also how a replication connects to its destination. */
   tls: TlsFiles;
 }
 
@@ -60,6 +64,16 @@ const schema: convict.Schema<ArchiveConfig> = {
     format: 'bulk-listen',
     default: '',
     env: 'WALB_ARCHIVE_BULK_LISTEN',
+  },
+  replicateBytesPerSec: {
+    doc: "Read rate limit of a full replication's scan of the base image [bytes/s], 0 = unlimited.",
+    format: 'nat',
+    default: 0,
+  },
+  socketTimeoutSec: {
+    doc: 'Longest wait for the destination of a replication step (an answer, room to send) before giving up on it [s]; the final acknowledgement gets six times as long.',
+    format: 'nat',
+    default: 10,
   },
   tls: tlsSchema,
 };

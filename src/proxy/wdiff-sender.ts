@@ -181,7 +181,8 @@ function task(v: ProxyVolume, archive: string): string {
   return `${v.name}/${archive}`;
 }
 
-function wireDiff(d: MetaDiff) {
+/** A diff as a transfer header carries it (MetaDiff of common.proto). */
+export function wireDiff(d: MetaDiff) {
   return {
     snapB: d.snapB,
     snapE: d.snapE,
