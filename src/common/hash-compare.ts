@@ -1,6 +1,7 @@
-// The sending side of a hash comparison (docs/servers.md §7.6): the receiver streams the chunk hashes of its image
-// in address order; this side hashes the same chunks of its own image (a storage's data device) and yields the
-// chunks that differ as pre-encoded HashSyncRequest data messages.
+// The sending side of a hash comparison (docs/servers.md §7.6, §7.7.1): the receiver streams the chunk hashes of
+// its image in address order; this side hashes the same chunks of its own image (a storage's data device, a source
+// archive's base image) and yields the chunks that differ as pre-encoded HashSyncRequest data messages. Both the
+// storage's hash backup and the archive's resync use it.
 import type fs from 'node:fs';
 import { bulkMessage } from './bulk-message';
 import { WalbError, cancelled } from './errors';
