@@ -34,6 +34,7 @@ export type ArchiveState =
   | 'ResetVol'
   | 'FullSync'
   | 'HashSync'
+  | 'Resync'
   | 'WdiffRecv'
   | 'ReplSyncAsServer'
   | 'Stop'
@@ -46,6 +47,10 @@ export const ARCHIVE_EDGES: readonly Edge<ArchiveState>[] = [
   { from: 'Stopped', via: 'ClearVol', to: 'Clear' },
   { from: 'SyncReady', via: 'FullSync', to: 'Archived' },
   { from: 'Archived', via: 'HashSync', to: 'Archived' },
+  // A resync first drops an Archived volume's diffs and restored images (back to SyncReady, the base image kept),
+  // then fixes the base image by hashes (docs/servers.md §7.7.1).
+  { from: 'Archived', via: 'Resync', to: 'SyncReady' },
+  { from: 'SyncReady', via: 'Resync', to: 'Archived' },
   { from: 'Archived', via: 'WdiffRecv', to: 'Archived' },
   { from: 'Archived', via: 'ReplSyncAsServer', to: 'Archived' },
   { from: 'Archived', via: 'Stop', to: 'Stopped' },
@@ -129,10 +134,10 @@ export function wdiffRejection(v: VolumeFacts | undefined, offer: WdiffOffer): R
   const st = v.state;
   if (st === 'Stopped' || st === 'Start' || st === 'Stop' || v.stop !== 'not-stopping')
     return { reason: 'STOPPED', message: `volume ${offer.volume} is stopped` };
-  if (st === 'FullSync' || st === 'HashSync')
+  if (st === 'FullSync' || st === 'HashSync' || st === 'Resync')
     return {
       reason: 'SYNCING',
-      message: `volume ${offer.volume} is in a ${st === 'FullSync' ? 'full' : 'hash'} backup`,
+      message: `volume ${offer.volume} is in a ${st === 'FullSync' ? 'full backup' : st === 'HashSync' ? 'hash backup' : 'resync'}`,
     };
   if (st === 'WdiffRecv' || st === 'ReplSyncAsServer')
     return { reason: 'BUSY', message: `volume ${offer.volume} receives another wdiff` };
@@ -207,6 +212,53 @@ export function hashSyncRejection(
       reason: 'SMALLER_SIZE',
       message: `volume ${header.volume} holds ${v.stored.sizeLb} LB, the storage has ${header.size}`,
     };
+  return undefined;
+}
+
+/** What a resync's header says beside a hash backup's (HashSyncHeader.replica). */
+export interface ResyncOffer {
+  volume: string;
+  /** The source's volume size [LB]: the destination's base image takes it. */
+  size: number;
+  chunkSize: number;
+  archiveUuid: string;
+  storageUuid: string;
+  base: MetaState | undefined;
+}
+
+/**
+ * Whether a resync from a source archive may start (docs/servers.md §7.7.1): onto a volume that is Archived or
+ * SyncReady with a base image (a resync cut half-way), not stopping, with no restore or resize running. A header
+ * that cannot be right fails the stream (INVALID_ARGUMENT). The foreground limit is the transfer's.
+ */
+export function resyncRejection(
+  v: VolumeFacts | undefined,
+  actions: readonly string[],
+  offer: ResyncOffer,
+): Rejection | undefined {
+  if (!v?.stored) return { reason: 'NOT_FOUND', message: `no volume ${offer.volume}` };
+  if (v.state === 'Stopped' || v.stop !== 'not-stopping')
+    return { reason: 'STOPPED', message: `volume ${offer.volume} is stopped` };
+  if (v.state === 'WdiffRecv') return { reason: 'BUSY', message: `volume ${offer.volume} receives a wdiff` };
+  if (v.state !== 'Archived' && !(v.state === 'SyncReady' && v.stored.base))
+    return {
+      reason: 'BAD_STATE',
+      message: `volume ${offer.volume} is ${v.state}, needs Archived or SyncReady with a base image (else a full replication)`,
+    };
+  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize');
+  if (busy.length) return { reason: 'BUSY', message: `volume ${offer.volume} is busy (${busy.join(', ')})` };
+  if (
+    offer.size <= 0 ||
+    offer.chunkSize <= 0 ||
+    offer.chunkSize % 512 !== 0 ||
+    offer.chunkSize > MAX_HASH_CHUNK
+  )
+    throw new WalbError('INVALID_ARGUMENT', `bad size ${offer.size} or chunk size ${offer.chunkSize}`);
+  if (!offer.archiveUuid || !offer.storageUuid || !offer.base)
+    throw new WalbError(
+      'INVALID_ARGUMENT',
+      'a resync names the source archive uuid, storage uuid and base state',
+    );
   return undefined;
 }
 

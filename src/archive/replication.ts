@@ -116,15 +116,7 @@ class Replication {
       let result: TransferResult = { ok: true };
       if (step.kind === 'full') result = await this.full();
       else if (step.kind === 'diff') result = await this.diff(step.diffs, step.merged);
-      else
-        await resyncStep({
-          volume,
-          source: this.store,
-          destination: this.destination,
-          op: this.op,
-          config: this.ctx.config,
-          log: this.ctx.log,
-        });
+      else result = await this.resync();
       // A resync asked for is done once the destination took the source's history (full or resync).
       if (step.kind !== 'diff' && result.ok) opts.resync = false;
       if (result.ok) {
@@ -237,6 +229,19 @@ class Replication {
       // Zero bulks stay holes on the destination.
       if (b.message) yield b.message as unknown as FullSyncRequest;
     }
+  }
+
+  /** The destination's base image fixed by hashes and the source's lineage adopted (resync.ts). */
+  private async resync(): Promise<TransferResult> {
+    const size = this.store.sizeLb * 512;
+    const result = await resyncStep(this.ctx, this.store, this.destination, {
+      progress: (done) => this.op.progress(this.doneBytes + done, this.doneBytes + size),
+      signal: this.op.signal,
+      bytesPerSec: this.ctx.config.replicateBytesPerSec,
+      idleTimeoutMs: this.idleTimeoutMs,
+    });
+    this.doneBytes += size;
+    return result;
   }
 
   /** One diff: a single file verbatim, or several merged (recompressed) into a temporary file first. */

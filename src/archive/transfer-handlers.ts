@@ -1,7 +1,8 @@
 // The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4, §7.6, §7.7): FullSync, a full backup from a
 // storage, its bytes through the bulk path or the stream, or a full replication from a source archive (resumable);
-// SendWdiff, a wdiff from a proxy or a replication's diff step; HashSync, a hash backup. The policy answers the
-// header; the volume store writes the bytes and makes them durable before the transfer is acknowledged.
+// SendWdiff, a wdiff from a proxy or a replication's diff step; HashSync, a hash backup from a storage or a resync
+// from a source archive. The policy answers the header; the volume store writes the bytes and makes them durable
+// before the transfer is acknowledged.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
@@ -15,6 +16,8 @@ import type { FullSyncHeader__Output } from '../generated/walb/v1/FullSyncHeader
 import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
 import type { MetaState__Output } from '../generated/walb/v1/MetaState';
 import type { ReplicaOf__Output } from '../generated/walb/v1/ReplicaOf';
+import type { HashSyncEnd__Output } from '../generated/walb/v1/HashSyncEnd';
+import type { HashSyncHeader__Output } from '../generated/walb/v1/HashSyncHeader';
 import type { HashSyncRequest__Output } from '../generated/walb/v1/HashSyncRequest';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
 import type { WdiffRequest__Output } from '../generated/walb/v1/WdiffRequest';
@@ -24,11 +27,14 @@ import {
   fullSyncRejection,
   hashSyncRejection,
   latestSnap,
+  resyncRejection,
   wdiffRejection,
+  type ResyncOffer,
 } from './policy';
 import type { ReplicaBase } from './volume-store';
 
 type Stream<Req> = grpc.ServerDuplexStream<Req, TransferReply>;
+type HashTransfer = IncomingTransfer<HashSyncRequest__Output, HashSyncEnd__Output>;
 
 export function transferHandlers(
   ctx: ArchiveContext,
@@ -44,9 +50,8 @@ export function transferHandlers(
 const HASHED_PER_MESSAGE = 16 << 20;
 
 /**
- * Hash backup from a storage (docs/servers.md §7.6): header, accept naming the latest snapshot; then, at once, the
- * chunk hashes of that snapshot read virtually (base + diffs, never restored) go out while the chunks that differ
- * come in and are written as a sorted wdiff; at the end, the dirty diff latest → |gidB,gidE| joins the chain.
+ * HashSync (docs/servers.md §7.6, §7.7.1): a hash backup from a storage, or a resync from a source archive when the
+ * header names the replica it comes from.
  */
 function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Output>): Promise<void> {
   const { volumes, log } = ctx;
@@ -54,82 +59,185 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
     kind: 'hash sync',
     log,
     slots: ctx.foreground,
-    header: (m) => m.header ?? undefined,
+    header: (m) =>
+      m.header ? { ...m.header, resync: m.header.replica ? resyncOffer(m.header) : undefined } : undefined,
     endOf: (m) => (m.end?.snapshot ? m.end : undefined),
     check: (h) => {
       const v = volumes.find(h.volume);
+      if (h.resync) return resyncRejection(v && volumes.facts(v), v?.state.runningActions() ?? [], h.resync);
       return hashSyncRejection(v && volumes.facts(v), { ...h, size: Number(h.size) });
     },
-    receive: async (h, transfer) => {
-      const v = volumes.get(h.volume);
-      const store = volumes.store(v);
-      const size = Number(h.size) * 512;
-      const chunk = h.chunkSize;
-      let added = { records: 0, fileBytes: 0 };
-      let d: ReturnType<typeof diff> | undefined;
-      await v.state.transact('HashSync', async () => {
-        const from = latestSnap(store.base!, store.diffs);
-        const image = new native.VirtualFull(store.baseImage, store.latestChainFiles());
-        const file = `${store.tempPath('hash')}.wdiff`;
-        const writer = new native.SortedWdiffWriter(file, { compression: 'snappy' });
-        try {
-          transfer.accept({ latest: from });
-          const sendHashes = async () => {
-            const step = Math.max(1, Math.floor(HASHED_PER_MESSAGE / chunk)) * chunk;
-            const hashOf = (offset: number) =>
-              image.hash({ offset, length: step, chunkSize: chunk, seed: h.seed, chunks: true });
-            // One batch read ahead, so that the disk works while the last one is on the wire.
-            let next = hashOf(0);
-            for (let offset = 0; offset < size; offset += step) {
-              const r = await next;
-              if (offset + step < size) next = hashOf(offset + step);
-              await transfer.send({ hashes: { offset, hashes: r.chunks! } });
-            }
-          };
-          const receiveChunks = async () => {
-            // One chunk is written while the next one arrives; the writer takes them in order.
-            let writing: Promise<void> = Promise.resolve();
-            try {
-              for await (const m of transfer.data()) {
-                if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
-                const bulk = m.data;
-                if (!bulk || bulk.offset + bulk.data.length > size)
-                  throw new WalbError('INVALID_ARGUMENT', 'a hash backup sends chunks inside the volume');
-                await writing;
-                writing = writer.add(bulk.offset, bulk.data);
-                // Its failure surfaces at the next await of it, not as an unhandled rejection meanwhile.
-                writing.catch(() => undefined);
-              }
-              await writing;
-            } finally {
-              await writing.catch(() => undefined);
-            }
-          };
-          // Both at once: the storage compares a batch while the next one is hashed here.
-          await Promise.all([sendHashes(), receiveChunks()]);
-          const end = transfer.end();
-          const to = snap(end.snapshot!.gidB, end.snapshot!.gidE);
-          // Mergeable when the snapshot it starts from is dirty: a clean one stays restorable.
-          d = diff(from, to, { isMergeable: from.gidB !== from.gidE, timestamp: Number(h.timestamp) });
-          added = await writer.close();
-          await store.finishHashSync(file, d, end.storageUuid);
-        } catch (err) {
-          writer.abort();
-          await fs.promises.rm(file, { force: true });
-          throw err;
-        } finally {
-          image.close();
-        }
-      });
-      ctx.received('hash', h.volume, added.fileBytes);
-      log('info', 'hash-sync-done', {
-        volume: h.volume,
-        diff: `${snapText(d!.snapB)}-->${snapText(d!.snapE)}`,
-        records: added.records,
-        bytes: added.fileBytes,
-      });
-    },
+    receive: (h, transfer) =>
+      h.resync ? receiveResync(ctx, h, h.resync, transfer) : receiveHashBackup(ctx, h, transfer),
   });
+}
+
+/**
+ * Hash backup from a storage (docs/servers.md §7.6): header, accept naming the latest snapshot; then, at once, the
+ * chunk hashes of that snapshot read virtually (base + diffs, never restored) go out while the chunks that differ
+ * come in and are written as a sorted wdiff; at the end, the dirty diff latest → |gidB,gidE| joins the chain.
+ */
+async function receiveHashBackup(
+  ctx: ArchiveContext,
+  h: HashSyncHeader__Output,
+  transfer: HashTransfer,
+): Promise<void> {
+  const { volumes, log } = ctx;
+  const v = volumes.get(h.volume);
+  const store = volumes.store(v);
+  const size = Number(h.size) * 512;
+  const chunk = h.chunkSize;
+  let added = { records: 0, fileBytes: 0 };
+  let d: ReturnType<typeof diff> | undefined;
+  await v.state.transact('HashSync', async () => {
+    const from = latestSnap(store.base!, store.diffs);
+    const image = new native.VirtualFull(store.baseImage, store.latestChainFiles());
+    const file = `${store.tempPath('hash')}.wdiff`;
+    const writer = new native.SortedWdiffWriter(file, { compression: 'snappy' });
+    try {
+      transfer.accept({ latest: from });
+      const sendHashes = async () => {
+        const step = Math.max(1, Math.floor(HASHED_PER_MESSAGE / chunk)) * chunk;
+        const hashOf = (offset: number) =>
+          image.hash({ offset, length: step, chunkSize: chunk, seed: h.seed, chunks: true });
+        // One batch read ahead, so that the disk works while the last one is on the wire.
+        let next = hashOf(0);
+        for (let offset = 0; offset < size; offset += step) {
+          const r = await next;
+          if (offset + step < size) next = hashOf(offset + step);
+          await transfer.send({ hashes: { offset, hashes: r.chunks! } });
+        }
+      };
+      const receiveChunks = async () => {
+        // One chunk is written while the next one arrives; the writer takes them in order.
+        let writing: Promise<void> = Promise.resolve();
+        try {
+          for await (const m of transfer.data()) {
+            if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
+            const bulk = m.data;
+            if (!bulk || bulk.offset + bulk.data.length > size)
+              throw new WalbError('INVALID_ARGUMENT', 'a hash backup sends chunks inside the volume');
+            await writing;
+            writing = writer.add(bulk.offset, bulk.data);
+            // Its failure surfaces at the next await of it, not as an unhandled rejection meanwhile.
+            writing.catch(() => undefined);
+          }
+          await writing;
+        } finally {
+          await writing.catch(() => undefined);
+        }
+      };
+      // Both at once: the storage compares a batch while the next one is hashed here.
+      await Promise.all([sendHashes(), receiveChunks()]);
+      const end = transfer.end();
+      const to = snap(end.snapshot!.gidB, end.snapshot!.gidE);
+      // Mergeable when the snapshot it starts from is dirty: a clean one stays restorable.
+      d = diff(from, to, { isMergeable: from.gidB !== from.gidE, timestamp: Number(h.timestamp) });
+      added = await writer.close();
+      await store.finishHashSync(file, d, end.storageUuid);
+    } catch (err) {
+      writer.abort();
+      await fs.promises.rm(file, { force: true });
+      throw err;
+    } finally {
+      image.close();
+    }
+  });
+  ctx.received('hash', h.volume, added.fileBytes);
+  log('info', 'hash-sync-done', {
+    volume: h.volume,
+    diff: `${snapText(d!.snapB)}-->${snapText(d!.snapE)}`,
+    records: added.records,
+    bytes: added.fileBytes,
+  });
+}
+
+/**
+ * Resync from a source archive (docs/servers.md §7.7.1): an Archived volume first drops its diffs and restored
+ * images and commits SyncReady; then, in Resync, its base image takes the source's size, the hashes of the raw
+ * base image go out while the chunks that differ come in and are written straight into it, and at the end the
+ * image is synced and the source's base state and uuids are adopted, Archived. A failure in between leaves
+ * SyncReady with a base image partly fixed, which a rerun fixes.
+ */
+async function receiveResync(
+  ctx: ArchiveContext,
+  h: HashSyncHeader__Output,
+  offer: ResyncOffer,
+  transfer: HashTransfer,
+): Promise<void> {
+  const { volumes, config, log } = ctx;
+  const v = volumes.get(h.volume);
+  const store = volumes.store(v);
+  if (v.state.state === 'Archived')
+    await v.state.transact('Resync', () => store.dropForResync(), 'SyncReady');
+  let written = 0;
+  await v.state.transact('Resync', async () => {
+    await store.beginResync(offer.size);
+    const size = offer.size * 512;
+    const chunk = h.chunkSize;
+    const writer = await store.baseImageWriter(offer.size, Math.max(1, config.fsyncIntervalMb) * 1048576);
+    try {
+      transfer.accept();
+      // The batches hashed never overlap the chunks being written: those of a batch come after its hashes.
+      const sendHashes = async () => {
+        const step = Math.max(1, Math.floor(HASHED_PER_MESSAGE / chunk)) * chunk;
+        const hashOf = (offset: number) =>
+          native.hashImage(store.baseImage, {
+            offset,
+            length: Math.min(step, size - offset),
+            chunkSize: chunk,
+            seed: h.seed,
+            chunks: true,
+          });
+        // One batch read ahead, so that the disk works while the last one is on the wire.
+        let next = hashOf(0);
+        for (let offset = 0; offset < size; offset += step) {
+          const r = await next;
+          if (offset + step < size) next = hashOf(offset + step);
+          await transfer.send({ hashes: { offset, hashes: r.chunks! } });
+        }
+      };
+      const receiveChunks = async () => {
+        for await (const m of transfer.data()) {
+          if (!m.data) throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a resync');
+          await writer.write(m.data.offset, m.data.data);
+          written += m.data.data.length;
+        }
+      };
+      await Promise.all([sendHashes(), receiveChunks()]);
+    } finally {
+      await writer.close();
+    }
+    // The policy refused a header without a base state.
+    await store.finishResync({ ...offer, base: offer.base! });
+  });
+  ctx.received('resync', h.volume, written);
+  log('info', 'resync-done', {
+    volume: h.volume,
+    base: snapText(offer.base!.snapB),
+    archiveUuid: offer.archiveUuid,
+    writtenBytes: written,
+  });
+}
+
+/** A resync's header as the policy reads it, the base state as meta.ts spells it (snap_e absent = clean). */
+function resyncOffer(h: HashSyncHeader__Output): ResyncOffer {
+  const r = h.replica!;
+  const b = r.base;
+  return {
+    volume: h.volume,
+    size: Number(h.size),
+    chunkSize: h.chunkSize,
+    archiveUuid: r.archiveUuid,
+    storageUuid: r.storageUuid,
+    base: b?.snapB
+      ? {
+          snapB: snap(b.snapB.gidB, b.snapB.gidE),
+          ...(b.snapE ? { snapE: snap(b.snapE.gidB, b.snapE.gidE) } : {}),
+          timestamp: Number(b.timestamp),
+        }
+      : undefined,
+  };
 }
 
 /** Full backup from a storage: header, accept, bulks at their offsets, end, ack. */

@@ -197,8 +197,8 @@ export class ArchiveVolumeStore implements StoredVolume {
   }
 
   /**
-   * Writes bulks that come on the FullSync stream into the base image of a full backup of `sizeLb`, at their
-   * offsets, with an fdatasync every `syncEveryBytes`. Close it in every case.
+   * Writes bulks into the base image of `sizeLb` at their offsets (a full backup's on the FullSync stream, a
+   * resync's differing chunks), with an fdatasync every `syncEveryBytes`. Close it in every case.
    */
   async baseImageWriter(
     sizeLb: number,
@@ -304,6 +304,62 @@ export class ArchiveVolumeStore implements StoredVolume {
   async finishHashSync(file: string, d: MetaDiff, storageUuid: string): Promise<MetaDiff> {
     await this.update((m) => ({ ...m, storageUuid }));
     return this.addDiff(file, d);
+  }
+
+  // ---- resync ----
+
+  /**
+   * The first part of a resync of an Archived volume (docs/servers.md §7.7.1): its restored images and all its
+   * wdiffs go; the base image and its base state stay, the hashes compare against them. The caller commits
+   * SyncReady next, so a crash in between leaves an Archived volume with its base alone, still consistent.
+   */
+  async dropForResync(): Promise<void> {
+    for (const gid of this.listRestored()) await fs.promises.rm(this.restoredPath(gid), { force: true });
+    await fsyncDir(path.join(this.dir, RESTORED));
+    for (const d of this.diffs.all()) await this.deleteDiff(d);
+    await fsyncDir(this.dir);
+  }
+
+  /**
+   * Gives the base image the source's size before a resync compares it (grown sparsely, or cut when the source is
+   * smaller), synced, and stores that size. Only while SyncReady: nothing restorable depends on the image then.
+   */
+  async beginResync(sizeLb: number): Promise<void> {
+    if (this.meta.state !== 'SyncReady' || !this.meta.base)
+      throw new WalbError(
+        'FAILED_PRECONDITION',
+        `volume ${this.volume} is ${this.meta.state}, needs SyncReady with a base image`,
+      );
+    const h = await fs.promises.open(this.baseImage, 'r+');
+    try {
+      if ((await h.stat()).size !== sizeLb * 512) {
+        await h.truncate(sizeLb * 512);
+        await h.datasync();
+      }
+    } finally {
+      await h.close();
+    }
+    if (this.meta.sizeLb !== sizeLb) await this.update((m) => ({ ...m, sizeLb }));
+  }
+
+  /**
+   * The base image is fixed (its chunks written): synced, then the source's lineage is adopted in one metadata
+   * write — its base state, archive uuid and storage uuid — and the state is Archived.
+   */
+  async finishResync(replica: { base: MetaState; archiveUuid: string; storageUuid: string }): Promise<void> {
+    const h = await fs.promises.open(this.baseImage, 'r+');
+    try {
+      await h.datasync();
+    } finally {
+      await h.close();
+    }
+    await this.update((m) => ({
+      ...m,
+      state: 'Archived',
+      storageUuid: replica.storageUuid,
+      archiveUuid: replica.archiveUuid,
+      base: replica.base,
+    }));
   }
 
   // ---- diffs ----

@@ -278,3 +278,45 @@ test.serial(
     }
   },
 );
+
+test.serial(
+  'n14: after a new full backup on the primary, a plain replicate is refused naming --resync; with --resync a1 takes the new history and both are equal',
+  async (t) => {
+    const g = await Group.start(t, 'repl-n14', { archives: 2 });
+    try {
+      const { ok, walbc } = g;
+      await ok('init-vol', 'vol', 'w0');
+      const c = await g.nbd();
+      await g.writeRandom(c, 60);
+      await ok('full-backup', 'vol', '--wait');
+      await g.writeRandom(c, 30);
+      await ok('snapshot', 'vol', '--wait');
+      await ok('replicate', 'vol', 'a0', 'a1', '--wait');
+      const oldList = await restorableList(g, 'a1');
+
+      // a0 loses its history: reset, and a new full backup of the storage (a new archive uuid).
+      await ok('stop', 'vol', 'a0', '--wait');
+      await ok('reset-vol', 'vol', 'a0');
+      await ok('stop', 'vol', 's0', '--wait');
+      await ok('reset-vol', 'vol', 's0');
+      await g.writeRandom(c, 30);
+      await ok('full-backup', 'vol', '--wait');
+      await g.writeRandom(c, 30);
+      const gid = Number(await ok('snapshot', 'vol', '--wait'));
+      const device = await g.deviceHash(c);
+
+      const plain = await walbc('replicate', 'vol', 'a0', 'a1', '--wait');
+      t.not(plain.code, 0, 'a plain replicate onto another history fails');
+      t.regex(plain.stderr, /--resync/, 'and names the way out');
+      t.deepEqual(await restorableList(g, 'a1'), oldList, 'a1 keeps its old history after the refusal');
+
+      await ok('replicate', 'vol', 'a0', 'a1', '--resync', '--wait');
+      t.regex(g.archives[1].stderr, /"event":"resync-done"/, 'the resync step fixed the base by hashes');
+      t.is(await stateOf(g, 'a1'), 'Archived');
+      t.deepEqual(await restorableList(g, 'a1'), await restorableList(g, 'a0'));
+      await sameOnBoth(t, g, gid, device);
+    } finally {
+      await g.cleanup();
+    }
+  },
+);

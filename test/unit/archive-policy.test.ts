@@ -22,6 +22,7 @@ import {
   reactToReplicaRejection,
   restorableSnaps,
   restoreChain,
+  resyncRejection,
   wdiffRejection,
   type ArchiveState,
   type ReplicaFacts,
@@ -73,6 +74,7 @@ test('a wdiff offer gets the first rejection that applies, in the documented ord
   t.is(reason(facts('Archived', archived(), 'stopping')), 'STOPPED', 'the stop flag comes before the rest');
   t.is(reason(facts('FullSync', archived())), 'SYNCING');
   t.is(reason(facts('HashSync', archived())), 'SYNCING', 'a hash backup holds the chain still');
+  t.is(reason(facts('Resync', archived())), 'SYNCING', 'a resync rewrites the base image');
   t.is(reason(facts('WdiffRecv', archived())), 'BUSY', 'another wdiff of the volume is arriving');
   t.is(reason(facts('SyncReady', stored(undefined, []))), 'BAD_STATE');
   // Everything wrong at once but the state: the size is looked at first, then the base, then the log stream.
@@ -145,6 +147,50 @@ test('a hash backup starts only onto an Archived volume with a base, as large as
   for (const chunkSize of [0, 1000, (32 << 20) + 512])
     t.throws(() => hashSyncRejection(facts('Archived', archived()), { ...h, chunkSize }), {
       code: 'INVALID_ARGUMENT',
+    } as object);
+});
+
+test('a resync from a source archive is refused unless the volume is Archived or SyncReady with a base image, idle and not stopping', (t) => {
+  const r = {
+    volume: 'v',
+    size: SIZE,
+    chunkSize: 65536,
+    archiveUuid: OTHER,
+    storageUuid: UUID,
+    base: { snapB: snap(0, 5), timestamp: 100 },
+  };
+  const reason = (v: VolumeFacts | undefined, actions: string[] = []) =>
+    resyncRejection(v, actions, r)?.reason;
+  t.is(reason(undefined), 'NOT_FOUND');
+  t.is(reason(facts('Clear', undefined)), 'NOT_FOUND');
+  t.deepEqual(resyncRejection(facts('SyncReady', stored(undefined, [])), [], r), {
+    reason: 'BAD_STATE',
+    message: 'volume v is SyncReady, needs Archived or SyncReady with a base image (else a full replication)',
+  });
+  t.is(reason(facts('Stopped', archived())), 'STOPPED');
+  t.is(reason(facts('Archived', archived(), 'stopping')), 'STOPPED');
+  t.is(reason(facts('WdiffRecv', archived())), 'BUSY');
+  for (const st of ['FullSync', 'HashSync', 'Resync'] as const)
+    t.is(reason(facts(st, archived())), 'BAD_STATE', st);
+  t.is(reason(facts('Archived', archived()), ['Restore']), 'BUSY', 'its restored images are about to go');
+  t.is(reason(facts('Archived', archived()), ['Resize']), 'BUSY');
+  t.is(reason(facts('Archived', archived())), undefined);
+  t.is(
+    reason(facts('SyncReady', stored({ snapB: snap(0), timestamp: 1 }, [], 'SyncReady'))),
+    undefined,
+    'a resync cut half-way is run again',
+  );
+  // Any size: the base image takes the source's, grown or cut.
+  t.is(resyncRejection(facts('Archived', archived()), [], { ...r, size: SIZE * 2 }), undefined);
+  t.is(resyncRejection(facts('Archived', archived()), [], { ...r, size: SIZE / 2 }), undefined);
+  for (const chunkSize of [0, 1000, (32 << 20) + 512])
+    t.throws(() => resyncRejection(facts('Archived', archived()), [], { ...r, chunkSize }), {
+      code: 'INVALID_ARGUMENT',
+    } as object);
+  for (const bad of [{ archiveUuid: '' }, { storageUuid: '' }, { base: undefined }])
+    t.throws(() => resyncRejection(facts('Archived', archived()), [], { ...r, ...bad }), {
+      code: 'INVALID_ARGUMENT',
+      message: 'a resync names the source archive uuid, storage uuid and base state',
     } as object);
 });
 
@@ -308,6 +354,23 @@ test('the state table: a full backup only from SyncReady, wdiffs only onto Archi
   );
   t.is(await allowed('Stopped', 'ResetVol'), 'SyncReady');
   t.is(await allowed('Clear', 'InitVol'), 'SyncReady');
+  t.is(await allowed('SyncReady', 'Resync'), 'Archived', 'a resync ends Archived');
+  t.is(await allowed('Stopped', 'Resync'), undefined);
+});
+
+test('a resync of an Archived volume first commits SyncReady (its diffs dropped), and only the fixed image commits Archived', async (t) => {
+  const v = new VolumeState<ArchiveState>('v', ARCHIVE_EDGES, 'Archived');
+  await v.transact('Resync', async () => undefined, 'SyncReady');
+  t.is(v.state, 'SyncReady');
+  await t.throwsAsync(
+    v.transact('Resync', async () => {
+      t.is(v.state, 'Resync');
+      throw new Error('link cut');
+    }),
+  );
+  t.is(v.state, 'SyncReady', 'a resync cut half-way stays SyncReady');
+  await v.transact('Resync', async () => undefined);
+  t.is(v.state, 'Archived');
 });
 
 // ---- replication (docs/servers.md §7.7) ----

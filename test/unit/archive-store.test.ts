@@ -246,3 +246,43 @@ test('a crash between growing the base image and writing the size leaves a volum
       .equals(f.img),
   );
 });
+
+test('a resync drops the restored images and diffs, sizes the base image as the source, keeps SyncReady with the old lineage until it finishes, then adopts the source lineage', async (t) => {
+  const f = await fixture('resync');
+  const data = tmp.name('resync-data');
+  const store = await ArchiveVolumeStore.init(data, 'vol0');
+  await fullBackup(store, f.img);
+  await offer(store, f.wdiffs[0], diff(snap(0), snap(1)));
+  await store.restore(1);
+  const lineage = store.archiveUuid;
+
+  await store.dropForResync();
+  t.deepEqual(store.diffs.all(), []);
+  t.deepEqual(store.listRestored(), []);
+  t.deepEqual(
+    fs.readdirSync(store.dir).filter((n) => n.endsWith('.wdiff')),
+    [],
+    'no wdiff file is left',
+  );
+  await t.throwsAsync(store.beginResync(2 * (SIZE / 512)), { code: 'FAILED_PRECONDITION' } as object);
+  await store.setState('SyncReady');
+
+  await store.beginResync(2 * (SIZE / 512));
+  t.is(fs.statSync(store.baseImage).size, 2 * SIZE, 'grown to the source size');
+  t.true(fs.readFileSync(store.baseImage).subarray(0, SIZE).equals(f.img), 'the old bytes stay');
+  const reopened = await ArchiveVolumeStore.open(data, 'vol0');
+  t.is(reopened.state, 'SyncReady', 'a crash half-way leaves SyncReady');
+  t.is(reopened.archiveUuid, lineage, 'the lineage is adopted only at the end');
+  t.is(reopened.sizeLb, 2 * (SIZE / 512));
+
+  await store.beginResync(SIZE / 1024);
+  t.is(fs.statSync(store.baseImage).size, SIZE / 2, 'cut to a smaller source');
+  const base = { snapB: snap(0, 7), timestamp: 1_700_000_500 };
+  await store.finishResync({ base, archiveUuid: 'cc'.repeat(16), storageUuid: 'dd'.repeat(16) });
+  const after = await ArchiveVolumeStore.open(data, 'vol0');
+  t.is(after.state, 'Archived');
+  t.deepEqual(after.base, base);
+  t.is(after.archiveUuid, 'cc'.repeat(16));
+  t.is(after.storageUuid, 'dd'.repeat(16));
+  t.is(after.sizeLb, SIZE / 1024);
+});
