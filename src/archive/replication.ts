@@ -113,10 +113,12 @@ class Replication {
       const step = nextReplicationStep(volume, this.store, await this.destinationFacts(), opts);
       this.ctx.log('info', 'repl-step', { volume, kind: step.kind, destination: this.req.destination });
       if (step.kind === 'done') return String(step.gid);
-      let result: TransferResult = { ok: true };
-      if (step.kind === 'full') result = await this.full();
-      else if (step.kind === 'diff') result = await this.diff(step.diffs, step.merged);
-      else result = await this.resync();
+      const result =
+        step.kind === 'full'
+          ? await this.full()
+          : step.kind === 'diff'
+            ? await this.diff(step.diffs, step.merged)
+            : await this.resync();
       // A resync asked for is done once the destination took the source's history (full or resync).
       if (step.kind !== 'diff' && result.ok) opts.resync = false;
       if (result.ok) {
