@@ -50,6 +50,26 @@ export function transferHandlers(
 const HASHED_PER_MESSAGE = 16 << 20;
 
 /**
+ * The chunk hashes of [0, size) as TransferReply.hashes in address order, about HASHED_PER_MESSAGE of image per
+ * message, one batch hashed ahead so that the disk works while the last one is on the wire.
+ */
+async function sendChunkHashes(
+  transfer: HashTransfer,
+  size: number,
+  chunk: number,
+  hash: (offset: number, length: number) => Promise<{ chunks?: Buffer }>,
+): Promise<void> {
+  const step = Math.max(1, Math.floor(HASHED_PER_MESSAGE / chunk)) * chunk;
+  const batch = (offset: number) => hash(offset, Math.min(step, size - offset));
+  let next = batch(0);
+  for (let offset = 0; offset < size; offset += step) {
+    const r = await next;
+    if (offset + step < size) next = batch(offset + step);
+    await transfer.send({ hashes: { offset, hashes: r.chunks! } });
+  }
+}
+
+/**
  * HashSync (docs/servers.md §7.6, §7.7.1): a hash backup from a storage, or a resync from a source archive when the
  * header names the replica it comes from.
  */
@@ -96,18 +116,10 @@ async function receiveHashBackup(
     const writer = new native.SortedWdiffWriter(file, { compression: 'snappy' });
     try {
       transfer.accept({ latest: from });
-      const sendHashes = async () => {
-        const step = Math.max(1, Math.floor(HASHED_PER_MESSAGE / chunk)) * chunk;
-        const hashOf = (offset: number) =>
-          image.hash({ offset, length: step, chunkSize: chunk, seed: h.seed, chunks: true });
-        // One batch read ahead, so that the disk works while the last one is on the wire.
-        let next = hashOf(0);
-        for (let offset = 0; offset < size; offset += step) {
-          const r = await next;
-          if (offset + step < size) next = hashOf(offset + step);
-          await transfer.send({ hashes: { offset, hashes: r.chunks! } });
-        }
-      };
+      const sendHashes = () =>
+        sendChunkHashes(transfer, size, chunk, (offset, length) =>
+          image.hash({ offset, length, chunkSize: chunk, seed: h.seed, chunks: true }),
+        );
       const receiveChunks = async () => {
         // One chunk is written while the next one arrives; the writer takes them in order.
         let writing: Promise<void> = Promise.resolve();
@@ -179,24 +191,10 @@ async function receiveResync(
     try {
       transfer.accept();
       // The batches hashed never overlap the chunks being written: those of a batch come after its hashes.
-      const sendHashes = async () => {
-        const step = Math.max(1, Math.floor(HASHED_PER_MESSAGE / chunk)) * chunk;
-        const hashOf = (offset: number) =>
-          native.hashImage(store.baseImage, {
-            offset,
-            length: Math.min(step, size - offset),
-            chunkSize: chunk,
-            seed: h.seed,
-            chunks: true,
-          });
-        // One batch read ahead, so that the disk works while the last one is on the wire.
-        let next = hashOf(0);
-        for (let offset = 0; offset < size; offset += step) {
-          const r = await next;
-          if (offset + step < size) next = hashOf(offset + step);
-          await transfer.send({ hashes: { offset, hashes: r.chunks! } });
-        }
-      };
+      const sendHashes = () =>
+        sendChunkHashes(transfer, size, chunk, (offset, length) =>
+          native.hashImage(store.baseImage, { offset, length, chunkSize: chunk, seed: h.seed, chunks: true }),
+        );
       const receiveChunks = async () => {
         for await (const m of transfer.data()) {
           if (!m.data) throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a resync');
