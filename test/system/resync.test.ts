@@ -144,7 +144,7 @@ async function checkResynced(
 }
 
 test.serial(
-  'n14 (resync step): a1 with another lineage gets a0 base image byte for byte and its lineage, its diffs and restored images dropped, only the differing chunks sent',
+  'resync step: a1 with another lineage gets a0 base image byte for byte and its lineage, its diffs and restored images dropped, only the differing chunks sent',
   async (t) => {
     const { g, a0, a1 } = await twoLineages(t, 'resync-n14');
     try {
@@ -164,7 +164,7 @@ test.serial(
 );
 
 test.serial(
-  'e6 (resync step): a resync cut half-way — cancelled at the source, or the destination killed — leaves the destination SyncReady with nothing restorable, and a rerun finishes it byte for byte',
+  'a resync cut half-way — cancelled at the source, or the destination killed — leaves the destination SyncReady with nothing restorable, and a rerun finishes it byte for byte',
   async (t) => {
     const { g, a0, a1 } = await twoLineages(t, 'resync-e6');
     try {
