@@ -2,8 +2,16 @@
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
 import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
-import type { TlsFiles } from '../common/grpc';
+import {
+  checkPlaintextListen,
+  checkTls,
+  loadConfig,
+  tlsSchema,
+  logLevelSchema,
+  metricsSchema,
+  plaintextSchema,
+} from './load';
+import type { ServerTls } from '../common/grpc';
 
 export interface ArchiveConfig extends MetricsConfig {
   role: 'archive';
@@ -21,8 +29,10 @@ export interface ArchiveConfig extends MetricsConfig {
    * system picks, or 'off' to take them on the main port (slower).
    */
   bulkListen: string;
+  /** Listen without TLS on an address other than loopback. */
+  plaintextAllowRemote: boolean;
   /** Mutual TLS (all empty: plaintext). */
-  tls: TlsFiles;
+  tls: ServerTls;
 }
 
 const schema: convict.Schema<ArchiveConfig> = {
@@ -61,6 +71,7 @@ const schema: convict.Schema<ArchiveConfig> = {
     default: '',
     env: 'WALB_ARCHIVE_BULK_LISTEN',
   },
+  plaintextAllowRemote: plaintextSchema.plaintextAllowRemote,
   tls: tlsSchema,
 };
 
@@ -78,6 +89,10 @@ export function loadArchiveConfig(o: {
     '/etc/walb/archive.json',
   );
   checkTls(c.tls);
+  checkPlaintextListen(c, {
+    listen: c.listen,
+    ...(c.bulkListen && c.bulkListen !== 'off' ? { bulkListen: c.bulkListen } : {}),
+  });
   checkMetricsListen(c);
   return c;
 }
