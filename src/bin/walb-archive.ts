@@ -14,7 +14,8 @@ reflection and walb.v1.Operations). Stops cleanly on SIGTERM or SIGINT.
 
 options:
   --config PATH        convict config file (default /etc/walb/archive.json when present)
-  --listen HOST:PORT   gRPC address (default 127.0.0.1:10200)
+  --listen HOST:PORT   gRPC address (default 127.0.0.1:10200; without a tls block in the config
+                       only loopback, unless plaintextAllowRemote)
   --data-dir DIR       volumes (default /var/lib/walb/archive)
   --bulk-listen ADDR   native receiver of full-backup bytes: HOST:PORT, "" for the listen host and a port
                        the system picks (default), or "off" (full backups then use the main port, slower)

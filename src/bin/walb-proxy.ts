@@ -13,7 +13,8 @@ walb.v1.Proxy (with health, reflection and walb.v1.Operations). Stops cleanly on
 
 options:
   --config PATH        convict config file (default /etc/walb/proxy.json when present)
-  --listen HOST:PORT   gRPC address (default 127.0.0.1:10100)
+  --listen HOST:PORT   gRPC address (default 127.0.0.1:10100; without a tls block in the config
+                       only loopback, unless plaintextAllowRemote)
   --data-dir DIR       volumes (default /var/lib/walb/proxy)
   --metrics-listen HOST:PORT
                        Prometheus metrics: plaintext HTTP GET /metrics (default off; a non-loopback

@@ -14,7 +14,8 @@ reflection and walb.v1.Operations). Stops cleanly on SIGTERM or SIGINT.
 
 options:
   --config PATH           convict config file (default /etc/walb/storage.json when present)
-  --listen HOST:PORT      gRPC address (default 127.0.0.1:10000)
+  --listen HOST:PORT      gRPC address (default 127.0.0.1:10000; without a tls block in the config
+                          only loopback, unless plaintextAllowRemote)
   --data-dir DIR          volume metadata (default /var/lib/walb/storage)
   --archive HOST:PORT     the primary archive (overrides the config: switch the primary archive here)
   --proxy HOST:PORT,...   proxies in priority order

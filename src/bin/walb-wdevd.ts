@@ -16,7 +16,8 @@ options:
   --config PATH        convict config file (default /etc/walb/wdevd.json when present)
   --run-dir DIR        sockets (default /run/walb)
   --state-dir DIR      registry of wdevs (default /var/lib/walb/wdevd)
-  --nbd-tcp HOST:PORT  also serve NBD on this loopback address
+  --nbd-tcp HOST:PORT  also serve NBD on this loopback address (another address needs nbd.tcpAllowRemote
+                       in the config)
   --metrics-listen HOST:PORT
                        Prometheus metrics: plaintext HTTP GET /metrics (default off; a non-loopback
                        address needs metricsAllowRemote in the config)

@@ -18,6 +18,7 @@ export const SERVICE_ERROR_CODES = [
   'FAILED_PRECONDITION',
   'UNAVAILABLE',
   'CONFIG',
+  'PERMISSION_DENIED',
 ] as const;
 
 export const ERROR_CODES = [...NATIVE_ERROR_CODES, ...SERVICE_ERROR_CODES, 'USAGE'] as const;

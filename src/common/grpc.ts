@@ -68,6 +68,11 @@ export interface TlsFiles {
   key: string;
 }
 
+/** A server's TLS block: the files, and whether a certificate that names no role is taken as admin (roles.ts). */
+export interface ServerTls extends TlsFiles {
+  unnamedPeersAreAdmin: boolean;
+}
+
 export function tlsEnabled(tls: TlsFiles | undefined): tls is TlsFiles {
   return !!tls && !!(tls.ca || tls.cert || tls.key);
 }
@@ -126,6 +131,7 @@ export const STATUS_OF: Record<ErrorCode, grpc.status> = {
   OUT_OF_MEMORY: grpc.status.RESOURCE_EXHAUSTED,
   IO_ERROR: grpc.status.INTERNAL,
   CONFIG: grpc.status.INTERNAL,
+  PERMISSION_DENIED: grpc.status.PERMISSION_DENIED,
   INTERNAL: grpc.status.INTERNAL,
 };
 
@@ -286,18 +292,21 @@ const REFLECTION_SERVICES = [
 /**
  * A gRPC server with health and reflection. `address` is `unix:/path` or `host:port`. Reflection describes the
  * types of every package given and lists exactly the services this server serves. Health answers NOT_SERVING
- * until the caller says `health.serving()` (its start is complete).
+ * until the caller says `health.serving()` (its start is complete). `interceptors` see every call first (the role
+ * check of roles.ts).
  */
 export async function startGrpcServer(
   address: string,
   packages: protoLoader.PackageDefinition[],
   services: ServiceBinding[],
   credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure(),
+  interceptors: grpc.ServerInterceptor[] = [],
 ): Promise<{ server: grpc.Server; port: number; health: ServerHealth }> {
   // Data messages are about 1 MiB; leave room for the odd larger one.
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 64 << 20,
     'grpc.max_send_message_length': 64 << 20,
+    interceptors,
   });
   widenFlowControl(server);
   for (const s of services) server.addService(s.definition, s.implementation);

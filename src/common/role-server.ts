@@ -1,8 +1,10 @@
-// The gRPC server of a backup-group role: its own service plus walb.v1.Operations (with health and reflection).
+// The gRPC server of a backup-group role: its own service plus walb.v1.Operations (with health and reflection);
+// with TLS, each call is checked against the caller's role (roles.ts).
 import type * as grpc from '@grpc/grpc-js';
-import { loadProto, serverCredentials, startGrpcServer, type TlsFiles } from './grpc';
+import { loadProto, serverCredentials, startGrpcServer, tlsEnabled, type ServerTls } from './grpc';
 import type { ServerHealth } from './health';
 import type { OperationRegistry } from './operations';
+import { roleInterceptor } from './roles';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
@@ -25,7 +27,7 @@ export async function startRoleServer<R extends keyof RoleHandlers>(
   role: R,
   implementation: RoleHandlers[R],
   ops: OperationRegistry,
-  tls?: TlsFiles,
+  tls?: ServerTls,
 ): Promise<{ server: grpc.Server; port: number; health: ServerHealth }> {
   const own = loadProto<RoleProto>(`walb/v1/${role.toLowerCase()}.proto`);
   const common = loadProto<CommonProto>('walb/v1/common.proto');
@@ -41,5 +43,7 @@ export async function startRoleServer<R extends keyof RoleHandlers>(
       },
     ],
     serverCredentials(tls),
+    // Plaintext has no peer certificate: it is loopback only unless the config says otherwise (docs/operations.md).
+    tlsEnabled(tls) ? [roleInterceptor(tls.unnamedPeersAreAdmin)] : [],
   );
 }

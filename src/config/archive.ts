@@ -2,8 +2,16 @@
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
 import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
-import type { TlsFiles } from '../common/grpc';
+import {
+  checkPlaintextListen,
+  checkTls,
+  loadConfig,
+  tlsSchema,
+  logLevelSchema,
+  metricsSchema,
+  plaintextSchema,
+} from './load';
+import type { ServerTls } from '../common/grpc';
 
 export interface ArchiveConfig extends MetricsConfig {
   role: 'archive';
@@ -25,8 +33,10 @@ export interface ArchiveConfig extends MetricsConfig {
   replicateBytesPerSec: number;
   /** Longest wait for the destination of a replication step (an answer, room to send) [s]. */
   socketTimeoutSec: number;
+  /** Listen without TLS on an address other than loopback. */
+  plaintextAllowRemote: boolean;
   /** Mutual TLS (all empty: plaintext); also how a replication connects to its destination. */
-  tls: TlsFiles;
+  tls: ServerTls;
 }
 
 const schema: convict.Schema<ArchiveConfig> = {
@@ -75,6 +85,7 @@ const schema: convict.Schema<ArchiveConfig> = {
     format: 'nat',
     default: 10,
   },
+  plaintextAllowRemote: plaintextSchema.plaintextAllowRemote,
   tls: tlsSchema,
 };
 
@@ -92,6 +103,10 @@ export function loadArchiveConfig(o: {
     '/etc/walb/archive.json',
   );
   checkTls(c.tls);
+  checkPlaintextListen(c, {
+    listen: c.listen,
+    ...(c.bulkListen && c.bulkListen !== 'off' ? { bulkListen: c.bulkListen } : {}),
+  });
   checkMetricsListen(c);
   return c;
 }

@@ -3,7 +3,9 @@
 import fs from 'node:fs';
 import convict from 'convict';
 import { WalbError, errorMessage } from '../common/errors';
+import { tlsEnabled, type TlsFiles } from '../common/grpc';
 import { LOG_LEVELS } from '../common/log';
+import { isLoopback } from '../common/metrics';
 
 export function loadConfig<T>(
   schema: convict.Schema<T>,
@@ -62,6 +64,15 @@ convict.addFormat({
   },
 });
 
+/** convict format: a file mode in octal text, e.g. "0660". */
+convict.addFormat({
+  name: 'octal-mode',
+  validate(value: unknown): void {
+    if (typeof value !== 'string' || !/^[0-7]{3,4}$/.test(value))
+      throw new Error(`must be an octal mode such as "0660", got '${String(value)}'`);
+  },
+});
+
 /** convict format: true or false only (convict's Boolean turns any string but 'false' into true). */
 convict.addFormat({
   name: 'strict-boolean',
@@ -91,6 +102,13 @@ export const tlsSchema = {
     default: '',
   },
   key: { doc: "This server's private key (PEM).", format: String, default: '' },
+  unnamedPeersAreAdmin: {
+    doc:
+      'Take a peer certificate that names no role (no subjectAltName URI walb-role:ROLE) as admin, allowed ' +
+      'every method; false: such peers are refused.',
+    format: 'strict-boolean',
+    default: false,
+  },
 };
 
 /** All three TLS files or none. */
@@ -100,6 +118,35 @@ export function checkTls(tls: { ca: string; cert: string; key: string }): void {
     throw new WalbError('CONFIG', 'tls: give ca, cert and key together (or none for plaintext)');
   for (const k of ['ca', 'cert', 'key'] as const)
     if (tls[k] && !fs.existsSync(tls[k])) throw new WalbError('CONFIG', `tls.${k}: ${tls[k]} does not exist`);
+}
+
+/** The `plaintextAllowRemote` key of the gRPC roles (docs/operations.md, "Safe defaults"). */
+export const plaintextSchema = {
+  plaintextAllowRemote: {
+    doc:
+      'Allow listening without TLS (no tls block) on an address other than loopback; anyone who reaches the ' +
+      'port may then call every method.',
+    format: 'strict-boolean',
+    default: false,
+  },
+};
+
+/**
+ * A gRPC role's listeners: without TLS only on loopback, unless plaintextAllowRemote. `listeners` maps each key
+ * (listen, bulkListen) to its HOST:PORT.
+ */
+export function checkPlaintextListen(
+  c: { tls: TlsFiles; plaintextAllowRemote: boolean },
+  listeners: Record<string, string>,
+): void {
+  if (tlsEnabled(c.tls) || c.plaintextAllowRemote) return;
+  for (const [key, address] of Object.entries(listeners))
+    if (!isLoopback(address))
+      throw new WalbError(
+        'CONFIG',
+        `${key}: ${address} is not a loopback address and there is no tls block, so anyone who reaches it could ` +
+          'call every method; configure tls, or set plaintextAllowRemote to true to listen there in plaintext',
+      );
 }
 
 /** The `metricsListen` and `metricsAllowRemote` keys of every role (docs/operations.md, "Metrics"). */

@@ -2,8 +2,16 @@
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
 import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
-import type { TlsFiles } from '../common/grpc';
+import {
+  checkPlaintextListen,
+  checkTls,
+  loadConfig,
+  tlsSchema,
+  logLevelSchema,
+  metricsSchema,
+  plaintextSchema,
+} from './load';
+import type { ServerTls } from '../common/grpc';
 
 export interface ProxyConfig extends MetricsConfig {
   role: 'proxy';
@@ -27,8 +35,10 @@ export interface ProxyConfig extends MetricsConfig {
   startVolumes: boolean;
   /** Longest wait for a peer in a transfer before giving up on it [s] (-to). */
   socketTimeoutSec: number;
+  /** Listen without TLS on an address other than loopback. */
+  plaintextAllowRemote: boolean;
   /** Mutual TLS (all empty: plaintext). */
-  tls: TlsFiles;
+  tls: ServerTls;
 }
 
 const schema: convict.Schema<ProxyConfig> = {
@@ -74,6 +84,7 @@ const schema: convict.Schema<ProxyConfig> = {
     format: 'nat',
     default: 10,
   },
+  plaintextAllowRemote: plaintextSchema.plaintextAllowRemote,
   tls: tlsSchema,
 };
 
@@ -90,6 +101,7 @@ export function loadProxyConfig(o: {
     '/etc/walb/proxy.json',
   );
   checkTls(c.tls);
+  checkPlaintextListen(c, { listen: c.listen });
   checkMetricsListen(c);
   return c;
 }

@@ -3,8 +3,16 @@ import type convict from 'convict';
 import type { LogLevel } from '../common/log';
 import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
 import { WalbError } from '../common/errors';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
-import type { TlsFiles } from '../common/grpc';
+import {
+  checkPlaintextListen,
+  checkTls,
+  loadConfig,
+  tlsSchema,
+  logLevelSchema,
+  metricsSchema,
+  plaintextSchema,
+} from './load';
+import type { ServerTls } from '../common/grpc';
 
 export interface StorageConfig extends MetricsConfig {
   role: 'storage';
@@ -34,8 +42,10 @@ export interface StorageConfig extends MetricsConfig {
   fullScanBytesPerSec: number;
   /** Longest wait for a peer in a transfer before giving up on it [s] (-to). */
   socketTimeoutSec: number;
+  /** Listen without TLS on an address other than loopback. */
+  plaintextAllowRemote: boolean;
   /** Mutual TLS (all empty: plaintext). */
-  tls: TlsFiles;
+  tls: ServerTls;
 }
 
 const schema: convict.Schema<StorageConfig> = {
@@ -104,6 +114,7 @@ const schema: convict.Schema<StorageConfig> = {
     format: 'nat',
     default: 10,
   },
+  plaintextAllowRemote: plaintextSchema.plaintextAllowRemote,
   tls: tlsSchema,
 };
 
@@ -134,6 +145,7 @@ export function loadStorageConfig(o: {
   if (c.proxies.length === 0)
     throw new WalbError('CONFIG', 'proxies: at least one proxy is required (--proxy HOST:PORT,...)');
   checkTls(c.tls);
+  checkPlaintextListen(c, { listen: c.listen });
   checkMetricsListen(c);
   return c;
 }

@@ -2,7 +2,8 @@
 import path from 'node:path';
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
-import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
+import { WalbError } from '../common/errors';
+import { checkMetricsListen, isLoopback, type MetricsConfig } from '../common/metrics';
 import { loadConfig, logLevelSchema, metricsSchema } from './load';
 
 export interface WdevdConfig extends MetricsConfig {
@@ -11,8 +12,10 @@ export interface WdevdConfig extends MetricsConfig {
   logLevel: LogLevel;
   runDir: string;
   stateDir: string;
-  nbd: { socket: string; tcp: string; maxInflightMb: number };
+  nbd: { socket: string; tcp: string; tcpAllowRemote: boolean; maxInflightMb: number };
   control: { socket: string };
+  /** Mode (octal text) and group ('' for the process's) of the control and NBD socket files. */
+  sockets: { mode: string; group: string };
   defaults: {
     maxLogpackKb: number;
     maxPendingMb: number;
@@ -46,10 +49,15 @@ const schema: convict.Schema<WdevdConfig> = {
       env: 'WALB_NBD_SOCKET',
     },
     tcp: {
-      doc: 'Also serve NBD on this loopback HOST:PORT (empty: no TCP).',
+      doc: 'Also serve NBD on this loopback HOST:PORT (empty: no TCP); another address needs nbd.tcpAllowRemote.',
       format: 'host-port',
       default: '',
       env: 'WALB_NBD_TCP',
+    },
+    tcpAllowRemote: {
+      doc: 'Allow nbd.tcp on an address other than loopback (NBD has no TLS nor authentication here).',
+      format: 'strict-boolean',
+      default: false,
     },
     maxInflightMb: {
       doc: 'Per NBD connection: bytes in flight before reading stops.',
@@ -63,6 +71,18 @@ const schema: convict.Schema<WdevdConfig> = {
       format: String,
       default: '',
       env: 'WALB_WDEVD_SOCKET',
+    },
+  },
+  sockets: {
+    mode: {
+      doc: 'Mode of the control and NBD socket files, octal: who may connect (write permission is needed).',
+      format: 'octal-mode',
+      default: '0660',
+    },
+    group: {
+      doc: "Group of the socket files, a name or a number; empty: the process's group (no chown).",
+      format: String,
+      default: '',
     },
   },
   defaults: {
@@ -99,6 +119,12 @@ export function loadWdevdConfig(o: WdevdOverrides): WdevdConfig {
   );
   if (!c.nbd.socket) c.nbd.socket = path.join(c.runDir, 'nbd.sock');
   if (!c.control.socket) c.control.socket = path.join(c.runDir, 'wdevd.sock');
+  if (c.nbd.tcp && !isLoopback(c.nbd.tcp) && !c.nbd.tcpAllowRemote)
+    throw new WalbError(
+      'CONFIG',
+      `nbd.tcp: ${c.nbd.tcp} is not a loopback address; NBD has no TLS nor authentication, so anyone who ` +
+        'reaches it could read and write every wdev; set nbd.tcpAllowRemote to true to serve it there',
+    );
   checkMetricsListen(c);
   return c;
 }

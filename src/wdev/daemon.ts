@@ -8,7 +8,13 @@ import { loadProto, startGrpcServer, stopGrpcServer, unary, requireField } from 
 import type { ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
 import { MetricsServer, newRegistry, sampled, serveMetrics, type Sample } from '../common/metrics';
-import { socketInUse, staleSocket } from '../common/socket';
+import {
+  applySocketAccess,
+  socketAccess,
+  socketInUse,
+  staleSocket,
+  type SocketAccess,
+} from '../common/socket';
 import type { WdevdConfig } from '../config/wdevd';
 import type { ProtoGrpcType } from '../generated/wdev';
 import type { CreateWdevRequest__Output } from '../generated/walb/v1/CreateWdevRequest';
@@ -43,12 +49,14 @@ export class WdevDaemon {
   private metrics: MetricsServer | undefined;
   /** Control operations that change the set of wdevs run one at a time. */
   private serial: Promise<unknown> = Promise.resolve();
+  private readonly socketAccess: SocketAccess;
 
   constructor(
     readonly config: WdevdConfig,
     private readonly log: Logger,
   ) {
     this.registry = new WdevRegistry(config.stateDir);
+    this.socketAccess = socketAccess(config.sockets);
     this.sampleMetrics();
   }
 
@@ -72,8 +80,13 @@ export class WdevDaemon {
     );
     if (this.config.nbd.tcp) {
       const [host, port] = this.config.nbd.tcp.split(':');
+      const allowRemote = this.config.nbd.tcpAllowRemote;
       this.nbdServers.push(
-        new NbdServer({ registry: this.exports, listen: { host, port: Number(port) }, ...limits }),
+        new NbdServer({
+          registry: this.exports,
+          listen: { host, port: Number(port), allowRemote },
+          ...limits,
+        }),
       );
     }
     for (const s of this.nbdServers) await s.listen();
@@ -93,6 +106,9 @@ export class WdevDaemon {
     );
     this.grpcServer = server;
     this.health = health;
+    // Before anyone is told the daemon is ready: until then the files have the umask's mode.
+    for (const socket of [this.config.nbd.socket, this.config.control.socket])
+      applySocketAccess(socket, this.socketAccess);
     this.metrics = await serveMetrics(this.config, this.metricsRegistry);
     health.serving();
     this.log('info', 'started', {
