@@ -1,7 +1,7 @@
 // Mutual TLS across the group (docs/servers.md §3.9): storage, proxy and archive configured with a CA, a certificate and
 // a key, each certificate naming its role (scripts/make-test-ca.sh); walbc with an admin certificate in its layout.
 // The whole loop works over TLS with each role calling only what its role allows (full backup, wlogs, the proxy's
-// wdiffs, restore equal to the device); a controller without a certificate, or with one from another CA, is
+// wdiffs, restore equal to the device, a replication to a second archive); a controller without a certificate, or with one from another CA, is
 // refused; a proxy's certificate may not clear a volume on the archive, nor may a certificate that names no role.
 import test from 'ava';
 import crypto from 'node:crypto';
@@ -60,8 +60,13 @@ test.serial(
         '--config',
         configOf('proxy'),
       ]);
-      servers.push(a0, p0);
-      await Promise.all([a0.start(), p0.start()]);
+      // A second archive, filled by replication from a0 under the archive role.
+      const a1 = new ServerProc('walb-archive', path.join(dir, 'a1'), await freePort(), [
+        '--config',
+        configOf('archive'),
+      ]);
+      servers.push(a0, p0, a1);
+      await Promise.all([a0.start(), p0.start(), a1.start()]);
       const s0 = new ServerProc('walb-storage', path.join(dir, 's0'), await freePort(), [
         '--config',
         configOf('storage'),
@@ -77,7 +82,10 @@ test.serial(
       const group = {
         storages: [{ id: 's0', address: s0.address }],
         proxies: [{ id: 'p0', address: p0.address }],
-        archives: [{ id: 'a0', address: a0.address }],
+        archives: [
+          { id: 'a0', address: a0.address },
+          { id: 'a1', address: a1.address },
+        ],
       };
       const layout = (name: string, extra: object) => {
         const file = path.join(dir, `${name}.json`);
@@ -104,6 +112,12 @@ test.serial(
         "over TLS the snapshot restores to the device: the proxy's role may call SendWdiff",
       );
       c.destroy();
+      // a0 replicates to a1 over TLS: the archive's role may call the destination's replication steps.
+      await ok('replicate', 'sec', 'a0', 'a1', '--wait');
+      const replica = JSON.parse(await ok('restore', 'sec', gid, '--archive', 'a1', '--wait', '--json')) as {
+        result: string;
+      };
+      t.true(fs.readFileSync(replica.result).equals(device), 'the replica restores to the device too');
 
       for (const [name, extra] of [
         ['plaintext', {}],
