@@ -23,6 +23,8 @@ DEB_PACKAGES=(
   qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2 systemd
   # the service manager's end of the readiness test (a unix datagram socket)
   python3
+  # headless browser of the status page test (test/system/status-page.test.ts)
+  chromium
   # benchmark peers
   xxhash rsync
   # runtime of WalB's own tools (../shared/oracle), the peer of the compatibility tests

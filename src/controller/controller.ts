@@ -103,6 +103,19 @@ export interface ArchiveFacts {
   diffs: number;
   diffBytes: number;
   restored: number[];
+  /** The newest restorable snapshot (the recovery point): its gid and Unix time; null before the first backup. */
+  newestRestorable: { gid: number; timestamp: number } | null;
+  /** Seconds from the recovery point to when the status was read; null before the first backup. */
+  recoveryPointAgeSec: number | null;
+}
+
+/** An operation running on a volume, with its progress (in the operation's unit; bytes for transfers). */
+export interface RunningOperation {
+  id: string;
+  kind: string;
+  done: number;
+  total: number;
+  startedMs: number;
 }
 
 export interface StatusRow {
@@ -113,6 +126,8 @@ export interface StatusRow {
   state: string;
   /** Actions running on the volume. */
   actions: string[];
+  /** The operations running on the volume there (walb.v1.Operations). */
+  operations: RunningOperation[];
   /** Exactly one of these when the server answered for the volume; `error` says why not otherwise. */
   storage?: StorageFacts;
   proxy?: ProxyFacts;
@@ -710,7 +725,10 @@ export class Controller {
       this.allServers().map(async (server): Promise<StatusRow[]> => {
         const { id, role } = server;
         try {
-          const list = await server.client.ListVolumes({}, STATUS_TIMEOUT_MS);
+          const [list, ops] = await Promise.all([
+            server.client.ListVolumes({}, STATUS_TIMEOUT_MS),
+            this.opsClient(id).List({ volume: volume ?? '', finished: false }, STATUS_TIMEOUT_MS),
+          ]);
           const vols = list.volumes.filter((v) => !volume || v.volume === volume);
           return Promise.all(
             vols.map(async (v) => ({
@@ -719,6 +737,15 @@ export class Controller {
               volume: v.volume,
               state: v.state,
               actions: v.actions,
+              operations: ops.operations
+                .filter((o) => o.volume === v.volume && o.state === 'running')
+                .map((o) => ({
+                  id: o.id,
+                  kind: o.kind,
+                  done: Number(o.done),
+                  total: Number(o.total),
+                  startedMs: Number(o.startedMs),
+                })),
               ...(await this.volumeFacts(server, v.volume).catch((e: unknown) => ({
                 error: errorMessage(e),
               }))),
@@ -732,6 +759,7 @@ export class Controller {
               volume: volume ?? '-',
               state: 'UNREACHABLE',
               actions: [],
+              operations: [],
               error: errorMessage(err),
             },
           ];
@@ -770,13 +798,23 @@ export class Controller {
         },
       };
     }
-    const s = await server.client.Status({ volume }, STATUS_TIMEOUT_MS);
+    const [s, restorable] = await Promise.all([
+      server.client.Status({ volume }, STATUS_TIMEOUT_MS),
+      server.client.GetRestorable({ volume, all: false }, STATUS_TIMEOUT_MS),
+    ]);
+    // The recovery point as walb_archive_recovery_point_age_seconds has it: the newest restorable snapshot.
+    const newest = restorable.snapshots.at(-1);
+    const newestRestorable = newest ? { gid: Number(newest.gid), timestamp: Number(newest.timestamp) } : null;
     return {
       archive: {
         latest: s.latest ? { gidB: Number(s.latest.gidB), gidE: Number(s.latest.gidE) } : null,
         diffs: s.diffs,
         diffBytes: Number(s.diffBytes),
         restored: s.restored.map(Number),
+        newestRestorable,
+        recoveryPointAgeSec: newestRestorable
+          ? Math.max(0, Math.round(Date.now() / 1000 - newestRestorable.timestamp))
+          : null,
       },
     };
   }

@@ -1,5 +1,6 @@
 // walbc: the operator's verbs over the backup group named in a layout file (config/layout.example.json).
 import {
+  intOpt,
   printJson,
   progressPrinter,
   stringOpt,
@@ -11,6 +12,7 @@ import {
 import { Controller, loadLayout, restorableLine, statusDetail, statusProblems } from './controller';
 import { WalbError, isErrorCode } from '../common/errors';
 import { parseSize } from '../common/units';
+import { StatusPageServer, gatherStatus } from './status-page';
 
 const common: Options = { layout: { type: 'string', short: 'l' }, json: { type: 'boolean' } };
 const commonHelp = {
@@ -29,6 +31,8 @@ const placeholders: Record<string, string> = {
   compression: 'CODEC[:LEVEL]',
   delay: 'SECONDS',
   volume: 'VOL',
+  listen: 'HOST:PORT',
+  interval: 'SECONDS',
 };
 
 async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
@@ -311,6 +315,34 @@ export const walbcCommands: Command[] = [
       );
       if (problems.length > 0)
         throw new WalbError('FAILED_PRECONDITION', `needs an operator: ${problems.join('; ')}`);
+    },
+  ),
+  cmd(
+    'serve-status',
+    '--listen HOST:PORT',
+    'serve the status page (HTML at /, JSON at /status.json) until SIGINT or SIGTERM',
+    [0, 0],
+    async (c, _a, v) => {
+      const listen = stringOpt(v, 'listen');
+      if (!listen) throw usageError('serve-status needs --listen HOST:PORT (e.g. 127.0.0.1:9180)');
+      const intervalSec = intOpt(v, 'interval', 5);
+      if (intervalSec < 1) throw usageError('--interval: at least 1 second');
+      const page = await StatusPageServer.start(
+        { listen, allowRemote: v['allow-remote'] === true, intervalSec },
+        () => gatherStatus(c),
+      );
+      out(v, { address: page.address }, `status page on http://${page.address}/`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await page.close();
+    },
+    { listen: { type: 'string' }, interval: { type: 'string' }, 'allow-remote': { type: 'boolean' } },
+    {
+      listen: 'address of the page (loopback unless --allow-remote)',
+      interval: 'seconds between two readings of the group and two refreshes of the page (default 5)',
+      'allow-remote': 'serve off loopback too: plaintext HTTP without authentication',
     },
   ),
   cmd('get-state', 'VOL SERVER', 'state of a volume on one server (layout id)', [2, 2], async (c, a, v) => {

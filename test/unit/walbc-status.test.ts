@@ -8,6 +8,7 @@ const storage: StatusRow = {
   volume: 'vol0',
   state: 'Target',
   actions: [],
+  operations: [],
   storage: { doneGid: 7, queuedSnapshots: 1, logUsagePb: 25, logCapacityPb: 100, overflow: false },
 };
 const proxy: StatusRow = {
@@ -16,6 +17,7 @@ const proxy: StatusRow = {
   volume: 'vol0',
   state: 'Started',
   actions: ['WdiffSend'],
+  operations: [],
   proxy: { archives: [{ name: 'a0', pendingWdiffs: 2, pendingBytes: 3 << 20, sendError: false }] },
 };
 const archive: StatusRow = {
@@ -24,7 +26,15 @@ const archive: StatusRow = {
   volume: 'vol0',
   state: 'Archived',
   actions: [],
-  archive: { latest: { gidB: 7, gidE: 7 }, diffs: 3, diffBytes: 1 << 20, restored: [5] },
+  operations: [],
+  archive: {
+    latest: { gidB: 7, gidE: 7 },
+    diffs: 3,
+    diffBytes: 1 << 20,
+    restored: [5],
+    newestRestorable: { gid: 7, timestamp: 1_800_000_000 },
+    recoveryPointAgeSec: 60,
+  },
 };
 
 test('the DETAIL column says where the volume stands, as it always did', (t) => {
@@ -49,6 +59,7 @@ test('an unreachable server, an overflow, a send error and an unreadable volume 
     volume: '-',
     state: 'UNREACHABLE',
     actions: [],
+    operations: [],
     error: 'no walb server answers at 127.0.0.1:1',
   };
   const overflow = { ...storage, storage: { ...storage.storage!, overflow: true } };
