@@ -229,8 +229,9 @@ fi
 systemd-tmpfiles ${ROOT:+--root="$ROOT"} --create "$(basename "$TMPFILES_CONF")"
 
 # The configs: an example becomes /etc/walb/NAME only where NAME is missing; an operator's file is never touched.
+# (JSON only: config/prometheus-alerts.example.yml is for the Prometheus server, not for walb-ts.)
 install -d -m 0755 "$ROOT$CONFDIR"
-for example in "$SRC"/config/*.example.*; do
+for example in "$SRC"/config/*.example.json; do
   name="$(basename "$example")"
   name="${name/.example/}"
   role="${name%%.*}"
