@@ -226,10 +226,10 @@ export class Group {
     return hash;
   }
 
-  /** What each of `gids` restores to (restoredHash): taken before a recovery, compared after it. */
-  async restoredHashes(volume: string, gids: number[]): Promise<Map<number, string>> {
+  /** What each of `gids` restores to on an archive (restoredHash): taken before a recovery, compared after it. */
+  async restoredHashes(volume: string, gids: number[], archive = 'a0'): Promise<Map<number, string>> {
     const hashes = new Map<number, string>();
-    for (const gid of gids) hashes.set(gid, await this.restoredHash(volume, gid));
+    for (const gid of gids) hashes.set(gid, await this.restoredHash(volume, gid, archive));
     return hashes;
   }
 
