@@ -29,6 +29,8 @@ const placeholders: Record<string, string> = {
   compression: 'CODEC[:LEVEL]',
   delay: 'SECONDS',
   volume: 'VOL',
+  volumes: 'VOL,...',
+  timeout: 'SECONDS',
 };
 
 async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
@@ -449,7 +451,7 @@ export const walbcCommands: Command[] = [
     },
     { volumes: { type: 'string' }, timeout: { type: 'string' } },
     {
-      volumes: 'only these volumes (VOL,VOL; default: every volume of the primary)',
+      volumes: 'only these volumes (default: every volume of the primary)',
       timeout: 'how long to wait for the storages to run with NEW (seconds; default 3600)',
     },
   ),
