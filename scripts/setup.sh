@@ -21,6 +21,8 @@ DEB_PACKAGES=(
   libgtest-dev clang libclang-rt-14-dev
   # block-device tooling for tests, demo and benchmarks
   qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2 systemd
+  # the service manager's end of the readiness test (a unix datagram socket)
+  python3
   # benchmark peers
   xxhash rsync
   # runtime of WalB's own tools (../shared/oracle), the peer of the compatibility tests

@@ -6,6 +6,7 @@
 import type { ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { P, RawClient } from './nbd-client';
 import type { RunResult } from './processes';
@@ -24,6 +25,12 @@ export interface GroupSpec {
   ldevBytes?: number;
   /** The storages' config file content (e.g. fullScanBytesPerSec). */
   storageConfig?: object;
+  /** The proxies' config file content (e.g. retryTimeoutSec). */
+  proxyConfig?: object;
+  /** Every server and walb-wdevd serve their metrics on a loopback port of their own (Group.scrape). */
+  metrics?: boolean;
+  /** The archives' config file content (e.g. replicateBytesPerSec, fsyncIntervalMb). */
+  archiveConfig?: object;
   /** The storages reach the primary archive through a relay the test can cut (Group.archiveRelay). */
   relayArchive?: boolean;
   /** The storages reach each proxy through a relay the test can cut (Group.proxyRelays, one per proxy). */
@@ -71,12 +78,16 @@ export class Group {
   readonly proxyRelays: Relay[] = [];
   private readonly clients: RawClient[] = [];
   private storageConfig = '';
+  private proxyConfig = '';
+  /** With spec.metrics: the metrics address of each server by its id (s0, p0, a0) and of walb-wdevd ('wdevd'). */
+  private readonly metricsAt = new Map<string, string>();
 
   private constructor(
     t: ExecutionContext,
     readonly dir: string,
     readonly wdevd: Wdevd,
     readonly size: number,
+    private readonly withMetrics: boolean,
   ) {
     this.layout = path.join(dir, 'layout.json');
     const w = walbcOn(t, this.layout);
@@ -87,7 +98,10 @@ export class Group {
   /** Starts everything; wdev `w<i>` belongs to storage s<i>. Call cleanup() in a finally. */
   static async start(t: ExecutionContext, name: string, spec: GroupSpec = {}): Promise<Group> {
     const dir = makeTempDir(name);
-    const g = new Group(t, dir, new Wdevd(path.join(dir, 'wdevd')), spec.ddevBytes ?? 16 << 20);
+    const wdevdMetrics = spec.metrics ? `127.0.0.1:${await freePort()}` : '';
+    const wdevd = new Wdevd(path.join(dir, 'wdevd'), wdevdMetrics ? ['--metrics-listen', wdevdMetrics] : []);
+    const g = new Group(t, dir, wdevd, spec.ddevBytes ?? 16 << 20, spec.metrics === true);
+    if (wdevdMetrics) g.metricsAt.set('wdevd', wdevdMetrics);
     try {
       await g.wdevd.start();
       const nS = spec.storages ?? 1;
@@ -99,10 +113,19 @@ export class Group {
         });
         await g.wdevd.client.createWdev({ ...files, name: `w${i}` });
       }
+      g.proxyConfig = path.join(dir, 'proxy.json');
+      fs.writeFileSync(g.proxyConfig, JSON.stringify(spec.proxyConfig ?? {}));
+      const archiveConfig = path.join(dir, 'archive.json');
+      fs.writeFileSync(archiveConfig, JSON.stringify(spec.archiveConfig ?? {}));
       for (let i = 0; i < (spec.archives ?? 1); i++)
-        g.archives.push(new ServerProc('walb-archive', path.join(dir, `a${i}`), await freePort()));
-      for (let i = 0; i < (spec.proxies ?? 1); i++)
-        g.proxies.push(new ServerProc('walb-proxy', path.join(dir, `p${i}`), await freePort()));
+        g.archives.push(
+          new ServerProc('walb-archive', path.join(dir, `a${i}`), await freePort(), [
+            '--config',
+            archiveConfig,
+            ...(await g.metricsArgs(`a${i}`)),
+          ]),
+        );
+      for (let i = 0; i < (spec.proxies ?? 1); i++) g.proxies.push(await g.proxyProc(i));
       await Promise.all([...g.archives, ...g.proxies].map((s) => s.start()));
       if (spec.relayArchive) {
         g.archiveRelay = new Relay({ host: '127.0.0.1', port: g.archives[0].port });
@@ -117,7 +140,7 @@ export class Group {
       g.storageConfig = path.join(dir, 'storage.json');
       fs.writeFileSync(g.storageConfig, JSON.stringify(spec.storageConfig ?? {}));
       for (let i = 0; i < nS; i++) {
-        const s = g.storageProc(i, await freePort(), g.proxies);
+        const s = await g.storageProc(i, await freePort(), g.proxies);
         await s.start();
         g.storages.push(s);
       }
@@ -133,9 +156,15 @@ export class Group {
    * Storage s<i> on `port`, sending to `proxies` in that order (through their relays when there are), its primary
    * archive `archive` (default a0, through its relay when there is one).
    */
-  private storageProc(i: number, port: number, proxies: ServerProc[], archive?: ServerProc): ServerProc {
+  private async storageProc(
+    i: number,
+    port: number,
+    proxies: ServerProc[],
+    archive?: ServerProc,
+  ): Promise<ServerProc> {
     const address = (p: ServerProc) => this.proxyRelays[this.proxies.indexOf(p)]?.address ?? p.address;
     return new ServerProc('walb-storage', path.join(this.dir, `s${i}`), port, [
+      ...(await this.metricsArgs(`s${i}`)),
       '--config',
       this.storageConfig,
       '--archive',
@@ -153,17 +182,56 @@ export class Group {
    */
   async restartStorage(i: number, proxies: ServerProc[], archive?: ServerProc): Promise<void> {
     await this.storages[i].kill();
-    this.storages[i] = this.storageProc(i, this.storages[i].port, proxies, archive);
+    this.storages[i] = await this.storageProc(i, this.storages[i].port, proxies, archive);
     await this.storages[i].start();
   }
 
   /** A new proxy p<n> joins: started and added to the layout (no storage sends to it yet). */
   async addProxy(): Promise<ServerProc> {
-    const p = new ServerProc('walb-proxy', path.join(this.dir, `p${this.proxies.length}`), await freePort());
+    const p = await this.proxyProc(this.proxies.length);
     await p.start();
     this.proxies.push(p);
     this.writeLayout();
     return p;
+  }
+
+  /** Proxy p<i> with the proxies' config file. */
+  private async proxyProc(i: number): Promise<ServerProc> {
+    return new ServerProc('walb-proxy', path.join(this.dir, `p${i}`), await freePort(), [
+      '--config',
+      this.proxyConfig,
+      ...(await this.metricsArgs(`p${i}`)),
+    ]);
+  }
+
+  /** With spec.metrics: --metrics-listen on a free loopback port, the same one each time for server `id`. */
+  private async metricsArgs(id: string): Promise<string[]> {
+    if (!this.withMetrics) return [];
+    let at = this.metricsAt.get(id);
+    if (!at) {
+      at = `127.0.0.1:${await freePort()}`;
+      this.metricsAt.set(id, at);
+    }
+    return ['--metrics-listen', at];
+  }
+
+  /** The metrics text of server `id` (s0, p0, a0, or 'wdevd'), read over HTTP as Prometheus does. */
+  scrape(id: string): Promise<string> {
+    const at = this.metricsAt.get(id);
+    if (!at) throw new Error(`no metrics address for ${id} (start the group with metrics: true)`);
+    return new Promise((resolve, reject) => {
+      http
+        .get(`http://${at}/metrics`, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () =>
+            res.statusCode === 200
+              ? resolve(body)
+              : reject(new Error(`${id}: HTTP ${res.statusCode}: ${body}`)),
+          );
+        })
+        .on('error', reject);
+    });
   }
 
   /** (Re)writes the layout file from the servers' addresses; archive a<primary> is listed first (the primary). */

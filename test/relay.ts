@@ -6,7 +6,11 @@ export class Relay {
   private readonly sockets = new Set<net.Socket>();
   port = 0;
 
-  constructor(private readonly target: { host: string; port: number }) {}
+  constructor(
+    private readonly target: { host: string; port: number },
+    /** Forwards at most this many bytes per second each way (a slow link), 0: as fast as it can. */
+    private readonly bytesPerSec = 0,
+  ) {}
 
   get address(): string {
     return `127.0.0.1:${this.port}`;
@@ -21,13 +25,26 @@ export class Relay {
         s.on('close', () => this.sockets.delete(s));
         s.on('error', () => undefined);
       }
-      client.pipe(upstream);
-      upstream.pipe(client);
+      this.forward(client, upstream);
+      this.forward(upstream, client);
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
     await new Promise<void>((resolve) => this.server!.listen(this.port, '127.0.0.1', resolve));
     this.port = (this.server.address() as net.AddressInfo).port;
+  }
+
+  private forward(from: net.Socket, to: net.Socket): void {
+    if (!this.bytesPerSec) {
+      from.pipe(to);
+      return;
+    }
+    from.on('data', (d: Buffer) => {
+      to.write(d);
+      from.pause();
+      setTimeout(() => from.resume(), (d.length / this.bytesPerSec) * 1000);
+    });
+    from.on('end', () => to.end());
   }
 
   /** The link goes down: connections are reset and new ones refused. */

@@ -27,6 +27,8 @@ export interface ArchiveContext {
   volumes: ArchiveVolumes;
   /** The native receiver of full-backup bytes; undefined when turned off (docs/servers.md §7.4). */
   bulk(): BulkReceiver | undefined;
+  /** Counts the bytes of a transfer taken (docs/operations.md, "Metrics"). */
+  received(kind: 'full' | 'hash' | 'wdiff' | 'replica', volume: string, bytes: number): void;
 }
 
 /** The volumes of this archive by name. */

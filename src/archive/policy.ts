@@ -1,12 +1,15 @@
-// The archive's decisions as pure functions of what it holds (docs/servers.md §6, §7.2-7.4): its state table, the
-// answer to a diff a proxy offers (accept or the first typed rejection, in the documented order), whether a full
-// backup may start and which path its bytes took, what a restore of a gid needs, whether a volume may grow, and
-// which diffs the start collects. No files, no processes: the server and the volume store act on the answers
-// (test/unit/archive-policy.test.ts pins each one).
+// The archive's decisions as pure functions of what it holds (docs/servers.md §6, §7.2-7.4, §7.7): its state table,
+// the answer to a diff a proxy or a source archive offers (accept or the first typed rejection, in the documented
+// order), whether a full backup may start and which path its bytes took, what a restore of a gid needs, whether a
+// volume may grow, which diffs the start collects, and a replication's next step and its reaction to a refusal. No
+// files, no processes: the server and the volume store act on the answers (test/unit/archive-policy.test.ts pins
+// each one).
 import { WalbError } from '../common/errors';
 import {
   applySnap,
+  canMerge,
   isCleanSnap,
+  mergeDiff,
   relation,
   snapText,
   type DiffSet,
@@ -17,6 +20,7 @@ import {
 } from '../common/meta';
 import type { Edge, StopFlag } from '../common/state-machine';
 import type { Rejection } from '../common/transfer';
+import type { RejectReason } from '../generated/walb/v1/RejectReason';
 import type { BulkOutcome } from '../native';
 
 /** The states written to meta.json (docs/servers.md §6.2); Clear is the absence of the volume's directory. */
@@ -31,6 +35,7 @@ export type ArchiveState =
   | 'FullSync'
   | 'HashSync'
   | 'WdiffRecv'
+  | 'ReplSyncAsServer'
   | 'Stop'
   | 'Start';
 
@@ -42,6 +47,7 @@ export const ARCHIVE_EDGES: readonly Edge<ArchiveState>[] = [
   { from: 'SyncReady', via: 'FullSync', to: 'Archived' },
   { from: 'Archived', via: 'HashSync', to: 'Archived' },
   { from: 'Archived', via: 'WdiffRecv', to: 'Archived' },
+  { from: 'Archived', via: 'ReplSyncAsServer', to: 'Archived' },
   { from: 'Archived', via: 'Stop', to: 'Stopped' },
   { from: 'Stopped', via: 'Start', to: 'Archived' },
   { from: 'SyncReady', via: 'ResetVol', to: 'SyncReady' },
@@ -49,7 +55,12 @@ export const ARCHIVE_EDGES: readonly Edge<ArchiveState>[] = [
 ];
 
 /** Restore, the restorable list and Stop need one of these. */
-export const ACTIVE_STATES: readonly ArchiveState[] = ['Archived', 'HashSync', 'WdiffRecv'];
+export const ACTIVE_STATES: readonly ArchiveState[] = [
+  'Archived',
+  'HashSync',
+  'WdiffRecv',
+  'ReplSyncAsServer',
+];
 
 /** What the policy reads of a volume's stored data (the volume store provides it). */
 export interface StoredVolume {
@@ -58,6 +69,8 @@ export interface StoredVolume {
   readonly sizeLb: number;
   /** The storage log stream the archive follows. */
   readonly storageUuid: string;
+  /** The archive's lineage: a replica's diffs must come from the same one. */
+  readonly archiveUuid: string;
   /** Absent until a full backup completed. */
   readonly base: MetaState | undefined;
   readonly diffs: DiffSet;
@@ -80,10 +93,18 @@ export function latestSnap(base: MetaState, diffs: DiffSet): MetaSnap {
 /** How a diff stands to what the archive holds, before its state is looked at. */
 export type DiffVerdict = 'accept' | 'too-old-diff' | 'too-new-diff' | 'different-uuid' | 'archive-not-found';
 
-/** The diff checks of docs/servers.md §7.2 step 3, in order: base image, log stream, then too old or too new. */
-export function diffVerdict(v: StoredVolume, d: MetaDiff, storageUuid: string): DiffVerdict {
+/**
+ * The diff checks of docs/servers.md §7.2 step 3, in order: base image, log stream (a replica's diff: the archive
+ * lineage, docs/servers.md §7.7), then too old or too new.
+ */
+export function diffVerdict(
+  v: StoredVolume,
+  d: MetaDiff,
+  uuid: string,
+  lineage: 'storage' | 'archive' = 'storage',
+): DiffVerdict {
   if (!v.base) return 'archive-not-found';
-  if (storageUuid !== v.storageUuid) return 'different-uuid';
+  if (uuid !== (lineage === 'storage' ? v.storageUuid : v.archiveUuid)) return 'different-uuid';
   const r = relation(latestSnap(v.base, v.diffs), d);
   return r === 'applicable' ? 'accept' : r === 'too-old' ? 'too-old-diff' : 'too-new-diff';
 }
@@ -94,6 +115,8 @@ export interface WdiffOffer {
   size: number;
   storageUuid: string;
   d: MetaDiff;
+  /** A diff step of a replication: the source archive's lineage (docs/servers.md §7.7). */
+  replica?: { archiveUuid: string };
 }
 
 /**
@@ -111,16 +134,23 @@ export function wdiffRejection(v: VolumeFacts | undefined, offer: WdiffOffer): R
       reason: 'SYNCING',
       message: `volume ${offer.volume} is in a ${st === 'FullSync' ? 'full' : 'hash'} backup`,
     };
-  if (st === 'WdiffRecv') return { reason: 'BUSY', message: `volume ${offer.volume} receives another wdiff` };
+  if (st === 'WdiffRecv' || st === 'ReplSyncAsServer')
+    return { reason: 'BUSY', message: `volume ${offer.volume} receives another wdiff` };
   if (st !== 'Archived') return { reason: 'BAD_STATE', message: `volume ${offer.volume} is ${st}` };
   if (offer.size > stored.sizeLb)
     return {
       reason: 'SMALLER_SIZE',
       message: `volume ${offer.volume} holds ${stored.sizeLb} LB, the diff is for ${offer.size}`,
     };
-  const verdict = diffVerdict(stored, offer.d, offer.storageUuid);
+  const verdict = offer.replica
+    ? diffVerdict(stored, offer.d, offer.replica.archiveUuid, 'archive')
+    : diffVerdict(stored, offer.d, offer.storageUuid);
   if (verdict === 'archive-not-found') return { reason: 'NOT_FOUND', message: 'no base image' };
-  if (verdict === 'different-uuid') return { reason: 'DIFFERENT_UUID', message: 'another log stream' };
+  if (verdict === 'different-uuid')
+    return {
+      reason: 'DIFFERENT_UUID',
+      message: offer.replica ? 'another archive lineage (replicate with --resync)' : 'another log stream',
+    };
   const latest = () => `latest is ${snapText(latestSnap(stored.base!, stored.diffs))}`;
   if (verdict === 'too-old-diff') return { reason: 'TOO_OLD_DIFF', message: latest() };
   if (verdict === 'too-new-diff') return { reason: 'TOO_NEW_DIFF', message: latest() };
@@ -158,7 +188,8 @@ export function hashSyncRejection(
   if (!v?.stored) return { reason: 'NOT_FOUND', message: `no volume ${header.volume}` };
   if (v.state === 'Stopped' || v.stop !== 'not-stopping')
     return { reason: 'STOPPED', message: `volume ${header.volume} is stopped` };
-  if (v.state === 'WdiffRecv') return { reason: 'BUSY', message: `volume ${header.volume} receives a wdiff` };
+  if (v.state === 'WdiffRecv' || v.state === 'ReplSyncAsServer')
+    return { reason: 'BUSY', message: `volume ${header.volume} receives a wdiff` };
   if (v.state !== 'Archived' || !v.stored.base)
     return {
       reason: 'BAD_STATE',
@@ -185,7 +216,10 @@ export function hashSyncRejection(
  * finished no stream (the fallback), 'bulk' when the receiver wrote exactly what was sent; anything else is
  * TRUNCATED.
  */
-export function fullSyncBytesPath(sent: number, outcome: BulkOutcome | undefined): 'bulk' | 'stream' {
+export function fullSyncBytesPath(
+  sent: number,
+  outcome: Omit<BulkOutcome, 'durable'> | undefined,
+): 'bulk' | 'stream' {
   if (sent === 0 && outcome?.state !== 'done') return 'stream';
   if (outcome?.state !== 'done' || outcome.bytes !== sent)
     throw new WalbError(
@@ -242,7 +276,7 @@ export const RESIZE_STATES: readonly ArchiveState[] = ['SyncReady', 'Archived', 
 
 /**
  * Whether `Resize {sizeLb}` may run (docs/servers.md §6.3): a steady state of RESIZE_STATES with a base image, no
- * restore or other resize running, and never smaller than the stored size. Throws the typed refusal.
+ * restore, replication or other resize running, and never smaller than the stored size. Throws the typed refusal.
  */
 export function checkResize(
   volume: string,
@@ -261,7 +295,7 @@ export function checkResize(
       'FAILED_PRECONDITION',
       `volume ${volume} has no base image yet: the full backup sets its size`,
     );
-  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize');
+  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize' || a === 'ReplSyncAsClient');
   if (busy.length)
     throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy (${busy.join(', ')})`);
   if (sizeLb < v.stored.sizeLb)
@@ -312,4 +346,155 @@ export function metaInconsistency(
   if (meta.state !== 'SyncReady' && !meta.base) return 'no-base-state';
   if (meta.base && !baseImageExists) return 'base-image-missing';
   return undefined;
+}
+
+// ---- replication (docs/servers.md §7.7) ----
+
+/**
+ * Whether `Replicate` may start on the source (docs/servers.md §6.3): an active volume with a base image, not
+ * stopping, and none of the actions it excludes (Restore, ReplSyncAsClient, Resize) running. Throws the typed
+ * refusal; the foreground limit is checked by the caller.
+ */
+export function checkReplicate(volume: string, v: VolumeFacts, actions: readonly string[]): void {
+  if (!ACTIVE_STATES.includes(v.state) || !v.stored?.base)
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `replicate: volume ${volume} is ${v.state}${v.stored?.base ? '' : ' without a base image'}, needs ${ACTIVE_STATES.join(' or ')}`,
+    );
+  if (v.stop !== 'not-stopping') throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is stopping`);
+  const busy = actions.filter((a) => a === 'Restore' || a === 'ReplSyncAsClient' || a === 'Resize');
+  if (busy.length)
+    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy (${busy.join(', ')})`);
+}
+
+/** What the source reads of the destination (its Status; `state` Clear when it has no such volume). */
+export interface ReplicaFacts {
+  state: string;
+  archiveUuid: string;
+  /** Absent before the first full replication. */
+  latest: MetaSnap | undefined;
+  /** Volume size [LB]: above 0 once a base image was (partly) written. */
+  sizeLb: number;
+}
+
+export interface ReplicationOptions {
+  /** Replicate until the destination's latest gid reaches this one. */
+  targetGid: number;
+  /** Asked for (the first step only: after a resync the lineages match). */
+  resync: boolean;
+  dontMerge: boolean;
+  maxMergeBytes: number;
+}
+
+export type ReplicationStep =
+  | { kind: 'done'; gid: number }
+  | { kind: 'full' }
+  | { kind: 'resync' }
+  /** `diffs` of the source's chain, sent as the one diff `merged` (one file verbatim when a single one). */
+  | { kind: 'diff'; diffs: MetaDiff[]; merged: MetaDiff };
+
+/**
+ * The source's next step (docs/servers.md §7.7), from what it holds and the destination's facts: Clear is
+ * NOT_FOUND (init-vol it first); SyncReady takes a full replication, or a resync when asked and it has a base
+ * image; Archived takes a resync when asked, refuses another lineage unless asked (the message names --resync),
+ * is done once its latest gid reaches the target, needs a hash replication when the source's base is past it (not
+ * built), else takes the next diffs of the source's chain from its latest snapshot.
+ */
+export function nextReplicationStep(
+  volume: string,
+  source: StoredVolume,
+  dest: ReplicaFacts,
+  opts: ReplicationOptions,
+): ReplicationStep {
+  if (dest.state === 'Clear')
+    throw new WalbError('NOT_FOUND', `the destination has no volume ${volume}: init-vol it first`);
+  if (dest.state === 'SyncReady')
+    return opts.resync && dest.sizeLb > 0 ? { kind: 'resync' } : { kind: 'full' };
+  if (dest.state !== 'Archived')
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `the destination's ${volume} is ${dest.state}, needs Archived`,
+    );
+  if (opts.resync) return { kind: 'resync' };
+  if (dest.archiveUuid !== source.archiveUuid)
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `the destination's ${volume} has another archive history: replicate with --resync to replace it`,
+    );
+  const latest = dest.latest!;
+  if (latest.gidB >= opts.targetGid) return { kind: 'done', gid: latest.gidB };
+  if (source.base && latest.gidB < source.base.snapB.gidB)
+    throw new WalbError(
+      'UNSUPPORTED',
+      `the source applied past the destination's latest ${snapText(latest)}: a hash replication is needed (not built)`,
+    );
+  return { kind: 'diff', ...replicaDiffs(volume, source.diffs, latest, opts) };
+}
+
+/**
+ * The diffs of a diff step: the source's chain from the destination's latest snapshot, up to the target when it
+ * reaches it exactly there; the first one alone with dontMerge, else the run that merges within maxMergeBytes (at
+ * least one).
+ */
+function replicaDiffs(
+  volume: string,
+  diffs: DiffSet,
+  latest: MetaSnap,
+  opts: ReplicationOptions,
+): { diffs: MetaDiff[]; merged: MetaDiff } {
+  const upToTarget = diffs.applicableChain(latest, opts.targetGid);
+  const chain = upToTarget.length ? upToTarget : diffs.applicableChain(latest).slice(0, 1);
+  if (!chain.length)
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `the source has no diff of ${volume} from the destination's latest ${snapText(latest)} toward gid ${opts.targetGid}`,
+    );
+  const out = [chain[0]];
+  let merged = chain[0];
+  if (opts.dontMerge) return { diffs: out, merged };
+  let bytes = merged.dataSize;
+  for (const d of chain.slice(1)) {
+    if (!canMerge(merged, d) || bytes + d.dataSize > opts.maxMergeBytes) break;
+    merged = mergeDiff(merged, d);
+    bytes += d.dataSize;
+    out.push(d);
+  }
+  return { diffs: out, merged };
+}
+
+/**
+ * The gid a replication reaches when none is asked (docs/servers.md §7.7): the source's latest restorable snapshot,
+ * else its latest snapshot's B.
+ */
+export function defaultReplicationTarget(source: StoredVolume): number {
+  const restorable = restorableSnaps(source, true);
+  if (restorable.length) return restorable[restorable.length - 1].gid;
+  return source.base ? latestSnap(source.base, source.diffs).gidB : 0;
+}
+
+/**
+ * Where a full replication starts on the destination (docs/servers.md §7.7): the persisted offset of an
+ * interrupted one of the same archive uuid, base state and size, else 0.
+ */
+export function fullReplicationResume(
+  saved: { archiveUuid: string; base: MetaState; sizeLb: number; offset: number } | undefined,
+  replica: { archiveUuid: string; base: MetaState; sizeLb: number },
+): number {
+  if (!saved || saved.archiveUuid !== replica.archiveUuid || saved.sizeLb !== replica.sizeLb) return 0;
+  const same = (a: MetaSnap | undefined, b: MetaSnap | undefined) =>
+    a === b || (!!a && !!b && a.gidB === b.gidB && a.gidE === b.gidE);
+  if (!same(saved.base.snapB, replica.base.snapB) || !same(saved.base.snapE, replica.base.snapE)) return 0;
+  if (saved.base.timestamp !== replica.base.timestamp) return 0;
+  return saved.offset <= replica.sizeLb * 512 ? saved.offset : 0;
+}
+
+/**
+ * How the source reacts to a destination's refusal of a step (docs/servers.md §7.7): 'again' reads the
+ * destination's facts again at once (it got ahead meanwhile), 'wait' retries after a pause (transient), 'fail'
+ * ends the replication.
+ */
+export function reactToReplicaRejection(reason: RejectReason): 'again' | 'wait' | 'fail' {
+  if (reason === 'TOO_OLD_DIFF') return 'again';
+  if (reason === 'BUSY' || reason === 'SYNCING') return 'wait';
+  return 'fail';
 }

@@ -1,7 +1,7 @@
 // walb-archive (docs/servers.md §6): the server that receives full backups from storages and wdiffs from proxies,
-// keeps the restorable snapshots and restores them into image files. This module only wires: it owns the config,
+// keeps the restorable snapshots, restores them into image files and replicates volumes to other archives. This module only wires: it owns the config,
 // the volumes (context.ts), the operations, the foreground limit and the bulk receiver, starts and stops the gRPC
-// server, and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts). Decisions are in
+// server, and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts, replication.ts). Decisions are in
 // policy.ts, files in volume-store.ts.
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
@@ -9,6 +9,15 @@ import { ForegroundSlots } from '../common/foreground';
 import { stopGrpcServer, tlsPem, withPort } from '../common/grpc';
 import type { ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
+import {
+  MetricsServer,
+  counter,
+  newRegistry,
+  operationMetrics,
+  sampled,
+  serveMetrics,
+  type Counter,
+} from '../common/metrics';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
 import { FULL_SYNC_BULK } from '../common/transfer';
@@ -16,7 +25,9 @@ import type { ArchiveConfig } from '../config/archive';
 import { native, type BulkReceiver } from '../native';
 import { ArchiveVolumes, type ArchiveContext } from './context';
 import { lifecycleHandlers } from './lifecycle-handlers';
+import { restorableSnaps } from './policy';
 import { queryHandlers } from './query-handlers';
+import { replicationHandlers } from './replication';
 import { restoreHandlers } from './restore-handlers';
 import { transferHandlers } from './transfer-handlers';
 
@@ -28,6 +39,9 @@ export class ArchiveServer {
   /** Full-backup bytes arrive here, off the JS thread (docs/servers.md §7.4); undefined when off. */
   private bulk: BulkReceiver | undefined;
   private readonly foreground: ForegroundSlots;
+  private readonly registry = newRegistry();
+  private readonly receivedBytes: Counter<'volume' | 'kind'>;
+  private metrics: MetricsServer | undefined;
   port = 0;
 
   constructor(
@@ -36,6 +50,13 @@ export class ArchiveServer {
   ) {
     this.foreground = new ForegroundSlots(config.maxForegroundTasks);
     this.volumes = new ArchiveVolumes(config.dataDir);
+    this.receivedBytes = counter(
+      this.registry,
+      'walb_archive_received_bytes_total',
+      'Bytes of transfers taken, by kind: full (full backup), hash (hash backup diff), wdiff (from a proxy).',
+      ['volume', 'kind'],
+    );
+    this.sampleMetrics();
   }
 
   /** Loads every volume (recovering from a crash); an inconsistent one stops the start with its reason. */
@@ -48,6 +69,7 @@ export class ArchiveServer {
       foreground: this.foreground,
       volumes: this.volumes,
       bulk: () => this.bulk,
+      received: (kind, volume, bytes) => this.receivedBytes.inc({ volume, kind }, bytes),
     };
     const { server, port, health } = await startRoleServer(
       this.config.listen,
@@ -57,6 +79,7 @@ export class ArchiveServer {
         ...queryHandlers(ctx),
         ...restoreHandlers(ctx),
         ...transferHandlers(ctx),
+        ...replicationHandlers(ctx),
       },
       this.ops,
       this.config.tls,
@@ -65,13 +88,59 @@ export class ArchiveServer {
     this.port = port;
     this.health = health;
     this.bulk = this.startBulkReceiver();
+    this.metrics = await serveMetrics(this.config, this.registry);
     health.serving();
     this.log('info', 'started', {
       listen: this.config.listen,
       port,
+      metrics: this.metrics?.address ?? 'off',
       bulkPort: this.bulk?.port() ?? 'off',
       volumes: this.volumes.names(),
     });
+  }
+
+  /** The metrics read at each scrape: each volume's newest restorable snapshot and its diffs. */
+  private sampleMetrics(): void {
+    const r = this.registry;
+    operationMetrics(r, this.ops);
+    const stores = () =>
+      this.volumes.all().flatMap((v) => (v.store ? [{ volume: v.state.volume, store: v.store }] : []));
+    const newest = () =>
+      stores().flatMap(({ volume, store }) => {
+        const snap = restorableSnaps(store, false).at(-1);
+        return snap ? [{ volume, timestamp: snap.timestamp }] : [];
+      });
+    sampled(
+      r,
+      'gauge',
+      'walb_archive_recovery_point_age_seconds',
+      'Age of the newest restorable snapshot of the volume (the recovery point): now minus its timestamp.',
+      ['volume'],
+      () => newest().map(({ volume, timestamp }) => [{ volume }, Math.max(0, Date.now() / 1000 - timestamp)]),
+    );
+    sampled(
+      r,
+      'gauge',
+      'walb_archive_recovery_point_timestamp_seconds',
+      'Unix time of the newest restorable snapshot of the volume.',
+      ['volume'],
+      () => newest().map(({ volume, timestamp }) => [{ volume }, timestamp]),
+    );
+    sampled(r, 'gauge', 'walb_archive_diffs', 'wdiffs kept for the volume.', ['volume'], () =>
+      stores().map(({ volume, store }) => [{ volume }, store.diffs.all().length]),
+    );
+    sampled(
+      r,
+      'gauge',
+      'walb_archive_diff_bytes',
+      'Bytes of the wdiffs kept for the volume.',
+      ['volume'],
+      () =>
+        stores().map(({ volume, store }) => [
+          { volume },
+          store.diffs.all().reduce((a, d) => a + d.dataSize, 0),
+        ]),
+    );
   }
 
   private startBulkReceiver(): BulkReceiver | undefined {
@@ -90,6 +159,7 @@ export class ArchiveServer {
     if (this.server) await stopGrpcServer(this.server, 5000);
     this.bulk?.close();
     this.bulk = undefined;
+    await this.metrics?.close();
     this.log('info', 'stopped', {});
   }
 }

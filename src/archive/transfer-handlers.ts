@@ -1,20 +1,24 @@
-// The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4, §7.6): FullSync, a full backup from a storage,
-// its bytes through the bulk path or the stream; SendWdiff, a wdiff from a proxy; HashSync, a hash backup. The
-// policy answers the header; the volume store writes the bytes and makes them durable before the transfer is
-// acknowledged.
+// The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4, §7.6, §7.7): FullSync, a full backup from a
+// storage, its bytes through the bulk path or the stream, or a full replication from a source archive (resumable);
+// SendWdiff, a wdiff from a proxy or a replication's diff step; HashSync, a hash backup. The policy answers the
+// header; the volume store writes the bytes and makes them durable before the transfer is acknowledged.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError } from '../common/errors';
-import { diff, snap, snapText, type MetaSnap } from '../common/meta';
+import { diff, snap, snapText, type MetaSnap, type MetaState } from '../common/meta';
 import { native } from '../native';
-import { serveTransfer } from '../common/transfer';
+import { serveTransfer, type IncomingTransfer } from '../common/transfer';
 import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
+import type { FullSyncEnd__Output } from '../generated/walb/v1/FullSyncEnd';
+import type { FullSyncHeader__Output } from '../generated/walb/v1/FullSyncHeader';
 import type { FullSyncRequest__Output } from '../generated/walb/v1/FullSyncRequest';
+import type { MetaState__Output } from '../generated/walb/v1/MetaState';
+import type { ReplicaOf__Output } from '../generated/walb/v1/ReplicaOf';
 import type { HashSyncRequest__Output } from '../generated/walb/v1/HashSyncRequest';
 import type { TransferReply } from '../generated/walb/v1/TransferReply';
 import type { WdiffRequest__Output } from '../generated/walb/v1/WdiffRequest';
-import type { ArchiveContext } from './context';
+import type { ArchiveContext, ArchiveVolume } from './context';
 import {
   fullSyncBytesPath,
   fullSyncRejection,
@@ -22,6 +26,7 @@ import {
   latestSnap,
   wdiffRejection,
 } from './policy';
+import type { ReplicaBase } from './volume-store';
 
 type Stream<Req> = grpc.ServerDuplexStream<Req, TransferReply>;
 
@@ -116,6 +121,7 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
           image.close();
         }
       });
+      ctx.received('hash', h.volume, added.fileBytes);
       log('info', 'hash-sync-done', {
         volume: h.volume,
         diff: `${snapText(d!.snapB)}-->${snapText(d!.snapE)}`,
@@ -140,6 +146,7 @@ function receiveFullSync(ctx: ArchiveContext, call: Stream<FullSyncRequest__Outp
       return fullSyncRejection(v && volumes.facts(v), h);
     },
     receive: async (h, transfer) => {
+      if (h.replica) return receiveFullReplication(ctx, h, replicaBase(h, h.replica), transfer);
       const v = volumes.get(h.volume);
       const store = volumes.store(v);
       const bulk = ctx.bulk();
@@ -178,9 +185,113 @@ function receiveFullSync(ctx: ArchiveContext, call: Stream<FullSyncRequest__Outp
         }
         await store.finishFullSync(snapshot!, Number(h.timestamp), h.storageUuid, h.size);
       });
+      ctx.received('full', h.volume, bytes);
       log('info', 'full-sync-done', { volume: h.volume, bytes, path, base: snapText(snapshot!) });
     },
   });
+}
+
+/**
+ * Full replication from a source archive (docs/servers.md §7.7): accept naming the offset to resume from (and the
+ * bulk port when there is one), the source's base image from there — through the bulk receiver or on the stream —
+ * with the resume point saved as it becomes durable, end; then the image takes the source's base state and uuids.
+ */
+async function receiveFullReplication(
+  ctx: ArchiveContext,
+  h: FullSyncHeader__Output,
+  replica: ReplicaBase,
+  transfer: IncomingTransfer<FullSyncRequest__Output, FullSyncEnd__Output>,
+): Promise<void> {
+  const v = ctx.volumes.get(h.volume);
+  const store = ctx.volumes.store(v);
+  const bulk = ctx.bulk();
+  let bytes = 0;
+  let resumed = 0;
+  let path: 'bulk' | 'stream' = 'stream';
+  await v.state.transact('FullSync', async () => {
+    resumed = await store.beginFullReplication(replica);
+    if (resumed > 0) ctx.log('info', 'full-repl-resumed', { volume: h.volume, offset: resumed });
+    const syncEveryBytes = Math.max(1, ctx.config.fsyncIntervalMb) * 1048576;
+    // One save of the resume point at a time, never backwards.
+    let saved = resumed;
+    let saving: Promise<void> = Promise.resolve();
+    const durableBelow = (offset: number) => {
+      if (offset <= saved) return saving;
+      saved = offset;
+      saving = saving.then(() => store.saveFullReplicationOffset(offset));
+      return saving;
+    };
+    const token = bulk ? crypto.randomBytes(16).toString('hex') : '';
+    bulk?.expect(token, { path: store.baseImage, size: replica.sizeLb * 512, syncEveryBytes });
+    // The bulk receiver syncs on its own threads: what it made durable is saved every second.
+    const poll = token ? setInterval(() => void durableBelow(bulk!.outcome(token).durable), 1000) : undefined;
+    transfer.accept(
+      token ? { resumeOffset: resumed, bulkPort: bulk!.port(), bulkToken: token } : { resumeOffset: resumed },
+    );
+    const writer = await store.baseImageWriter(replica.sizeLb, syncEveryBytes, durableBelow);
+    try {
+      for await (const m of transfer.data()) {
+        checkNotForceStopped(v);
+        if (!m.data) throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a full replication');
+        if (m.data.offset < resumed)
+          throw new WalbError(
+            'INVALID_ARGUMENT',
+            `bulk at ${m.data.offset} before the resume offset ${resumed}`,
+          );
+        // Bulks on the stream: the source could not reach the receiver; it must not write any more.
+        if (token && bytes === 0) bulk?.forget(token);
+        await writer.write(m.data.offset, m.data.data);
+        bytes += m.data.data.length;
+      }
+      checkNotForceStopped(v);
+      const end = transfer.end();
+      if (token) {
+        const sent = Number(end.bulkBytes);
+        path = fullSyncBytesPath(sent, bulk?.outcome(token));
+        if (path === 'bulk') bytes += sent;
+      }
+    } finally {
+      clearInterval(poll);
+      await writer.close();
+      if (token) bulk?.forget(token);
+      await saving.catch(() => undefined);
+    }
+    await store.finishFullReplication(replica);
+  });
+  ctx.received('full', h.volume, bytes);
+  ctx.log('info', 'full-repl-done', {
+    volume: h.volume,
+    bytes,
+    path,
+    resumedAt: resumed,
+    base: snapText(replica.base.snapB),
+  });
+}
+
+function checkNotForceStopped(v: ArchiveVolume): void {
+  if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
+}
+
+/** What a replication's FullSync header says of the source's base image. */
+function replicaBase(h: FullSyncHeader__Output, replica: ReplicaOf__Output): ReplicaBase {
+  if (!replica.base?.snapB)
+    throw new WalbError('INVALID_ARGUMENT', 'a full replication names its base state');
+  return {
+    archiveUuid: replica.archiveUuid,
+    storageUuid: replica.storageUuid,
+    base: metaState(replica.base),
+    sizeLb: Number(h.size),
+  };
+}
+
+function metaState(m: MetaState__Output): MetaState {
+  const b = m.snapB!;
+  const e = m.snapE;
+  return {
+    snapB: snap(Number(b.gidB), Number(b.gidE)),
+    ...(e ? { snapE: snap(Number(e.gidB), Number(e.gidE)) } : {}),
+    timestamp: Number(m.timestamp),
+  };
 }
 
 /** wdiff from a proxy: header checked, accept or typed rejection, bytes, durable, ack. */
@@ -199,7 +310,7 @@ function receiveWdiff(ctx: ArchiveContext, call: Stream<WdiffRequest__Output>): 
         isCompDiff: h.diff.compDiff,
         timestamp: Number(h.diff.timestamp),
       });
-      return { ...h, d };
+      return { ...h, d, replica: h.replica ?? undefined };
     },
     endOf: (m) => m.end ?? undefined,
     check: (h) => {
@@ -209,21 +320,30 @@ function receiveWdiff(ctx: ArchiveContext, call: Stream<WdiffRequest__Output>): 
     receive: async (h, transfer) => {
       const v = volumes.get(h.volume);
       const store = volumes.store(v);
-      await v.state.transact('WdiffRecv', async () => {
+      // A replication's diff step (docs/servers.md §7.7): the destination follows the source's log stream.
+      const replica = h.replica;
+      let bytes = 0;
+      const data = wdiffBytes(transfer.data(), (n) => (bytes += n));
+      await v.state.transact(replica ? 'ReplSyncAsServer' : 'WdiffRecv', async () => {
         transfer.accept();
-        await store.receiveDiff(wdiffBytes(transfer.data()), h.d);
+        if (replica) await store.receiveReplicaDiff(data, h.d, replica.storageUuid);
+        else await store.receiveDiff(data, h.d);
       });
-      log('info', 'wdiff-received', {
-        volume: h.volume,
-        diff: `${snapText(h.d.snapB)}-->${snapText(h.d.snapE)}`,
-      });
+      ctx.received(replica ? 'replica' : 'wdiff', h.volume, bytes);
+      const diffName = `${snapText(h.d.snapB)}-->${snapText(h.d.snapE)}`;
+      if (replica) log('info', 'repl-diff-received', { volume: h.volume, diff: diffName });
+      else log('info', 'wdiff-received', { volume: h.volume, diff: diffName });
     },
   });
 }
 
-async function* wdiffBytes(messages: AsyncIterable<WdiffRequest__Output>): AsyncIterable<Buffer> {
+async function* wdiffBytes(
+  messages: AsyncIterable<WdiffRequest__Output>,
+  count: (bytes: number) => void,
+): AsyncIterable<Buffer> {
   for await (const m of messages) {
     if (!m.data) throw new WalbError('INVALID_ARGUMENT', 'unexpected message in a wdiff transfer');
+    count(m.data.length);
     yield m.data;
   }
 }

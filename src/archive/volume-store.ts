@@ -22,6 +22,7 @@ import {
 import { native, type ProgressFn } from '../native';
 import {
   diffsToCollect,
+  fullReplicationResume,
   metaInconsistency,
   restoreChain,
   type ArchiveSteadyState,
@@ -38,6 +39,19 @@ interface VolumeMeta {
   /** Absent until a full backup completed. */
   base?: { snapB: MetaSnap; snapE?: MetaSnap; timestamp: number };
   /** Volume size [LB]. */
+  sizeLb: number;
+  /**
+   * A full replication in progress (docs/servers.md §7.7): its source's lineage and base state, and the offset
+   * below which the base image is durable, so that a rerun of the same one resumes there.
+   */
+  fullRepl?: { archiveUuid: string; base: MetaState; sizeLb: number; offset: number };
+}
+
+/** What a full replication's source sends: its lineage, its log stream and the state of its base image. */
+export interface ReplicaBase {
+  archiveUuid: string;
+  storageUuid: string;
+  base: MetaState;
   sizeLb: number;
 }
 
@@ -170,6 +184,8 @@ export class ArchiveVolumeStore implements StoredVolume {
         'FAILED_PRECONDITION',
         `volume ${this.volume} is ${this.meta.state}, needs SyncReady`,
       );
+    // An interrupted full replication cannot resume on the image this one writes.
+    if (this.meta.fullRepl) await this.update((m) => ({ ...m, fullRepl: undefined }));
     const h = await fs.promises.open(this.baseImage, 'a');
     try {
       await h.truncate(0); // a new full backup replaces whatever was there
@@ -184,8 +200,17 @@ export class ArchiveVolumeStore implements StoredVolume {
    * Writes bulks that come on the FullSync stream into the base image of a full backup of `sizeLb`, at their
    * offsets, with an fdatasync every `syncEveryBytes`. Close it in every case.
    */
-  async baseImageWriter(sizeLb: number, syncEveryBytes: number): Promise<BaseImageWriter> {
-    return new BaseImageWriter(await fs.promises.open(this.baseImage, 'r+'), sizeLb * 512, syncEveryBytes);
+  async baseImageWriter(
+    sizeLb: number,
+    syncEveryBytes: number,
+    onSynced?: (durableBelow: number) => Promise<void>,
+  ): Promise<BaseImageWriter> {
+    return new BaseImageWriter(
+      await fs.promises.open(this.baseImage, 'r+'),
+      sizeLb * 512,
+      syncEveryBytes,
+      onSynced,
+    );
   }
 
   /** The scan is done: the base is `<|0,gidE|>`-like `snapshot`, a new archive lineage, state Archived. */
@@ -212,6 +237,56 @@ export class ArchiveVolumeStore implements StoredVolume {
     }));
   }
 
+  // ---- full replication (docs/servers.md §7.7) ----
+
+  /**
+   * Prepares the base image for a full replication of `replica` and returns the byte offset it starts from: where
+   * an interrupted one of the same source lineage and base state stopped (the image kept), else 0 (the image
+   * emptied). The resume point is written before any byte.
+   */
+  async beginFullReplication(replica: ReplicaBase): Promise<number> {
+    if (this.meta.state !== 'SyncReady')
+      throw new WalbError(
+        'FAILED_PRECONDITION',
+        `volume ${this.volume} is ${this.meta.state}, needs SyncReady`,
+      );
+    const offset = fs.existsSync(this.baseImage) ? fullReplicationResume(this.meta.fullRepl, replica) : 0;
+    const h = await fs.promises.open(this.baseImage, 'a');
+    try {
+      if (offset === 0) await h.truncate(0);
+      await h.truncate(replica.sizeLb * 512);
+    } finally {
+      await h.close();
+    }
+    const { archiveUuid, base, sizeLb } = replica;
+    await this.update((m) => ({ ...m, sizeLb, fullRepl: { archiveUuid, base, sizeLb, offset } }));
+    return offset;
+  }
+
+  /** The base image is durable below `offset`: a rerun of the same full replication resumes there. */
+  async saveFullReplicationOffset(offset: number): Promise<void> {
+    await this.update((m) => (m.fullRepl ? { ...m, fullRepl: { ...m.fullRepl, offset } } : m));
+  }
+
+  /** The image is complete: it takes the source's base state, archive uuid and storage uuid, state Archived. */
+  async finishFullReplication(replica: ReplicaBase): Promise<void> {
+    const h = await fs.promises.open(this.baseImage, 'r+');
+    try {
+      await h.datasync();
+    } finally {
+      await h.close();
+    }
+    for (const d of this.diffs.all()) await this.deleteDiff(d);
+    await this.update((m) => ({
+      version: m.version,
+      state: 'Archived',
+      storageUuid: replica.storageUuid,
+      archiveUuid: replica.archiveUuid,
+      base: replica.base,
+      sizeLb: replica.sizeLb,
+    }));
+  }
+
   // ---- hash backup ----
 
   /** The diffs a virtual read of the latest snapshot needs, in order (base image first). */
@@ -232,6 +307,22 @@ export class ArchiveVolumeStore implements StoredVolume {
   }
 
   // ---- diffs ----
+
+  /**
+   * A diff step of a replication (docs/servers.md §7.7): the source's storage uuid is written first (a crash
+   * before the diff leaves the old chain, which the rerun extends), then the diff is received as from a proxy, then
+   * the diffs it covers are collected.
+   */
+  async receiveReplicaDiff(
+    chunks: AsyncIterable<Buffer>,
+    d: MetaDiff,
+    storageUuid: string,
+  ): Promise<MetaDiff> {
+    await this.update((m) => ({ ...m, storageUuid }));
+    const added = await this.receiveDiff(chunks, d);
+    await this.gc();
+    return added;
+  }
 
   /** A temporary path in the volume directory for a wdiff being received. */
   tempPath(what = 'wdiff'): string {
@@ -365,14 +456,19 @@ export class ArchiveVolumeStore implements StoredVolume {
   }
 }
 
-/** The base image of a full backup whose bulks come on the stream: each written at its offset. */
+/**
+ * The base image of a full backup whose bulks come on the stream: each written at its offset. Bulks come in
+ * address order, so after each sync everything below the end of the last bulk is durable (`onSynced` hears it).
+ */
 export class BaseImageWriter {
   private unsynced = 0;
+  private written = 0;
 
   constructor(
     private readonly fh: FileHandle,
     private readonly sizeBytes: number,
     private readonly syncEveryBytes: number,
+    private readonly onSynced?: (durableBelow: number) => Promise<void>,
   ) {}
 
   async write(offset: number, data: Buffer): Promise<void> {
@@ -380,9 +476,11 @@ export class BaseImageWriter {
       throw new WalbError('INVALID_ARGUMENT', `bulk at ${offset} (+${data.length}) is outside the volume`);
     await this.fh.write(data, 0, data.length, offset);
     this.unsynced += data.length;
+    this.written = Math.max(this.written, offset + data.length);
     if (this.unsynced >= this.syncEveryBytes) {
       await this.fh.datasync();
       this.unsynced = 0;
+      await this.onSynced?.(this.written);
     }
   }
 

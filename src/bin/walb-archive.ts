@@ -5,6 +5,7 @@ import { runDaemon } from '../common/daemon';
 import { loadArchiveConfig } from '../config/archive';
 
 const HELP = `usage: walb-archive [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--bulk-listen ADDR]
+                    [--metrics-listen HOST:PORT]
        walb-archive --version | --help
 
 Keeps a base image and a chain of wdiffs per volume, receives full backups from storages and wdiffs from
@@ -17,6 +18,9 @@ options:
   --data-dir DIR       volumes (default /var/lib/walb/archive)
   --bulk-listen ADDR   native receiver of full-backup bytes: HOST:PORT, "" for the listen host and a port
                        the system picks (default), or "off" (full backups then use the main port, slower)
+  --metrics-listen HOST:PORT
+                       Prometheus metrics: plaintext HTTP GET /metrics (default off; a non-loopback
+                       address needs metricsAllowRemote in the config)
   --version            print the version
   -h, --help           print this help`;
 
@@ -28,6 +32,7 @@ void runDaemon(
     listen: { type: 'string' },
     'data-dir': { type: 'string' },
     'bulk-listen': { type: 'string' },
+    'metrics-listen': { type: 'string' },
   },
   (v, log) =>
     new ArchiveServer(
@@ -36,6 +41,7 @@ void runDaemon(
         listen: v.listen as string | undefined,
         dataDir: v['data-dir'] as string | undefined,
         bulkListen: v['bulk-listen'] as string | undefined,
+        metricsListen: v['metrics-listen'] as string | undefined,
       }),
       log,
     ),

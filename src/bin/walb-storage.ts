@@ -5,7 +5,7 @@ import { loadStorageConfig } from '../config/storage';
 import { StorageServer } from '../storage/server';
 
 const HELP = `usage: walb-storage [--config PATH] [--listen HOST:PORT] [--data-dir DIR] [--archive HOST:PORT]
-                    [--proxy HOST:PORT,...] [--wdevd-socket PATH]
+                    [--proxy HOST:PORT,...] [--wdevd-socket PATH] [--metrics-listen HOST:PORT]
        walb-storage --version | --help
 
 Per volume (a wdev of walb-wdevd): ships the logs to the proxies in priority order (the next one when one is
@@ -19,6 +19,9 @@ options:
   --archive HOST:PORT     the primary archive (overrides the config: switch the primary archive here)
   --proxy HOST:PORT,...   proxies in priority order
   --wdevd-socket PATH     walb-wdevd's control socket (default /run/walb/wdevd.sock)
+  --metrics-listen HOST:PORT
+                          Prometheus metrics: plaintext HTTP GET /metrics (default off; a non-loopback
+                          address needs metricsAllowRemote in the config)
   --version               print the version
   -h, --help              print this help`;
 
@@ -32,6 +35,7 @@ void runDaemon(
     archive: { type: 'string' },
     proxy: { type: 'string' },
     'wdevd-socket': { type: 'string' },
+    'metrics-listen': { type: 'string' },
   },
   (v, log) =>
     new StorageServer(
@@ -42,6 +46,7 @@ void runDaemon(
         archive: v.archive as string | undefined,
         proxy: v.proxy as string | undefined,
         wdevdSocket: v['wdevd-socket'] as string | undefined,
+        metricsListen: v['metrics-listen'] as string | undefined,
       }),
       log,
     ),

@@ -5,6 +5,7 @@ import { loadWdevdConfig } from '../config/wdevd';
 import { WdevDaemon } from '../wdev/daemon';
 
 const HELP = `usage: walb-wdevd [--config PATH] [--run-dir DIR] [--state-dir DIR] [--nbd-tcp HOST:PORT]
+                  [--metrics-listen HOST:PORT]
        walb-wdevd --version | --help
 
 Hosts userspace WalB devices (wdevs): every write is logged into the wdev's log device in WalB's format
@@ -16,6 +17,9 @@ options:
   --run-dir DIR        sockets (default /run/walb)
   --state-dir DIR      registry of wdevs (default /var/lib/walb/wdevd)
   --nbd-tcp HOST:PORT  also serve NBD on this loopback address
+  --metrics-listen HOST:PORT
+                       Prometheus metrics: plaintext HTTP GET /metrics (default off; a non-loopback
+                       address needs metricsAllowRemote in the config)
   --version            print the version
   -h, --help           print this help`;
 
@@ -27,6 +31,7 @@ void runDaemon(
     'run-dir': { type: 'string' },
     'state-dir': { type: 'string' },
     'nbd-tcp': { type: 'string' },
+    'metrics-listen': { type: 'string' },
   },
   (v, log) =>
     new WdevDaemon(
@@ -35,6 +40,7 @@ void runDaemon(
         runDir: v['run-dir'] as string | undefined,
         stateDir: v['state-dir'] as string | undefined,
         nbdTcp: v['nbd-tcp'] as string | undefined,
+        metricsListen: v['metrics-listen'] as string | undefined,
       }),
       log,
     ),

@@ -1,6 +1,8 @@
-// The frame of every server binary: options, config errors (exit 2), start failures (exit 1), and a graceful stop
-// on SIGTERM/SIGINT (exit 0).
+// The frame of every server binary: options, config errors (exit 2), start failures (exit 1), readiness for
+// systemd (Type=notify: READY=1 once listening, STOPPING=1 at a signal), and a graceful stop on SIGTERM/SIGINT
+// (exit 0).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { native } from '../native';
 import { errorCode, errorMessage } from './errors';
 import { createLogger, type LogLevel, type Logger } from './log';
 import { versionLine } from './version';
@@ -54,12 +56,14 @@ export async function runDaemon(
     await daemon.stop().catch(() => undefined);
     return 1;
   }
+  notifyServiceManager('READY=1', log);
   return new Promise((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
       log('info', 'signal', { signal });
+      notifyServiceManager('STOPPING=1', log);
       daemon.stop().then(
         () => resolve(0),
         (err: unknown) => {
@@ -71,4 +75,18 @@ export async function runDaemon(
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
+}
+
+/**
+ * Tells systemd the daemon's state when it runs as a Type=notify unit (NOTIFY_SOCKET set; nothing otherwise).
+ * A failure is logged, not fatal: systemd then times the start out, which names the cause better than an exit.
+ */
+function notifyServiceManager(state: 'READY=1' | 'STOPPING=1', log: Logger): void {
+  const socket = process.env.NOTIFY_SOCKET;
+  if (!socket) return;
+  try {
+    native.notifyServiceManager(socket, state);
+  } catch (err) {
+    log('warn', 'notify-failed', { state, socket, error: errorMessage(err) });
+  }
 }

@@ -23,6 +23,8 @@ export class OperationRegistry {
   private readonly ops = new Map<string, Operation & { id: string; volume: string; state: OperationState }>();
   private readonly aborts = new Map<string, AbortController>();
   private readonly events = new EventEmitter();
+  /** Operations started and finished since the server started, by kind (kept when the finished ones are pruned). */
+  private readonly counts = new Map<string, { started: number; finished: Map<OperationState, number> }>();
 
   constructor() {
     this.events.setMaxListeners(0);
@@ -45,6 +47,8 @@ export class OperationRegistry {
       result: '',
     };
     this.ops.set(id, o);
+    const count = this.countsOf(kind);
+    count.started++;
     const abort = new AbortController();
     this.aborts.set(id, abort);
     let lastEmit = 0;
@@ -72,6 +76,7 @@ export class OperationRegistry {
         o.error = errorMessage(err);
       }
       o.endedMs = Date.now();
+      count.finished.set(o.state, (count.finished.get(o.state) ?? 0) + 1);
       this.aborts.delete(id);
       this.emit(o);
       this.prune(volume);
@@ -89,6 +94,11 @@ export class OperationRegistry {
     return [...this.ops.values()]
       .filter((o) => (!volume || o.volume === volume) && (finished || o.state === 'running'))
       .map((o) => ({ ...o }));
+  }
+
+  /** Per kind: operations started, and finished by outcome, since the server started. */
+  tallies(): { kind: string; started: number; finished: [OperationState, number][] }[] {
+    return [...this.counts].map(([kind, c]) => ({ kind, started: c.started, finished: [...c.finished] }));
   }
 
   cancel(id: string): Operation {
@@ -139,6 +149,15 @@ export class OperationRegistry {
         call.on('cancelled', () => this.events.off('op', on));
       },
     };
+  }
+
+  private countsOf(kind: string) {
+    let c = this.counts.get(kind);
+    if (!c) {
+      c = { started: 0, finished: new Map() };
+      this.counts.set(kind, c);
+    }
+    return c;
   }
 
   private emit(o: Operation): void {

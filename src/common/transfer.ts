@@ -292,7 +292,7 @@ export interface FileBulk {
 }
 
 /**
- * Bytes [0, size) of an open file as bulk messages of `bulk` bytes (see bulk-message.ts) under message field
+ * Bytes [from, size) of an open file as bulk messages of `bulk` bytes (see bulk-message.ts) under message field
  * `field`, with `depth` reads in flight so that the disk and the network overlap.
  */
 export async function* fileBulks(
@@ -303,6 +303,8 @@ export async function* fileBulks(
   depth = 4,
   /** Read rate limit [bytes/s], 0 = none. */
   bytesPerSec = 0,
+  /** Where the scan starts (a resumed full replication). */
+  from = 0,
 ): AsyncIterable<FileBulk> {
   const started = Date.now();
   const zeros = Buffer.alloc(bulk);
@@ -321,12 +323,12 @@ export async function* fileBulks(
     });
   };
   const inFlight: Promise<FileBulk>[] = [];
-  let next = 0;
+  let next = from;
   try {
     while (next < size || inFlight.length > 0) {
       while (next < size && inFlight.length < depth) {
         // The rate limit holds the next read back until the scan is under the limit again.
-        const early = bytesPerSec > 0 ? (next / bytesPerSec) * 1000 - (Date.now() - started) : 0;
+        const early = bytesPerSec > 0 ? ((next - from) / bytesPerSec) * 1000 - (Date.now() - started) : 0;
         if (early > 0) {
           if (inFlight.length > 0) break;
           await new Promise((r) => setTimeout(r, early));

@@ -1,10 +1,11 @@
 // Configuration of walb-archive (config/archive.example.json shows every key).
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema } from './load';
+import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
+import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
 import type { TlsFiles } from '../common/grpc';
 
-export interface ArchiveConfig {
+export interface ArchiveConfig extends MetricsConfig {
   role: 'archive';
   /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
   logLevel: LogLevel;
@@ -20,13 +21,18 @@ export interface ArchiveConfig {
    * system picks, or 'off' to take them on the main port (slower).
    */
   bulkListen: string;
-  /** Mutual TLS (all empty: plaintext). */
+  /** Read rate limit of a full replication's scan of the base image [bytes/s], 0 = unlimited. */
+  replicateBytesPerSec: number;
+  /** Longest wait for the destination of a replication step (an answer, room to send) [s]. */
+  socketTimeoutSec: number;
+  /** Mutual TLS (all empty: plaintext); also how a replication connects to its destination. */
   tls: TlsFiles;
 }
 
 const schema: convict.Schema<ArchiveConfig> = {
   role: { doc: 'Always "archive".', format: ['archive'], default: 'archive' },
   logLevel: logLevelSchema,
+  ...metricsSchema,
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
@@ -59,6 +65,16 @@ const schema: convict.Schema<ArchiveConfig> = {
     default: '',
     env: 'WALB_ARCHIVE_BULK_LISTEN',
   },
+  replicateBytesPerSec: {
+    doc: "Read rate limit of a full replication's scan of the base image [bytes/s], 0 = unlimited.",
+    format: 'nat',
+    default: 0,
+  },
+  socketTimeoutSec: {
+    doc: 'Longest wait for the destination of a replication step (an answer, room to send) before giving up on it [s]; the final acknowledgement gets six times as long.',
+    format: 'nat',
+    default: 10,
+  },
   tls: tlsSchema,
 };
 
@@ -67,13 +83,15 @@ export function loadArchiveConfig(o: {
   listen?: string;
   dataDir?: string;
   bulkListen?: string;
+  metricsListen?: string;
 }): ArchiveConfig {
   const c = loadConfig(
     schema,
     o.config,
-    { listen: o.listen, dataDir: o.dataDir, bulkListen: o.bulkListen },
+    { listen: o.listen, dataDir: o.dataDir, bulkListen: o.bulkListen, metricsListen: o.metricsListen },
     '/etc/walb/archive.json',
   );
   checkTls(c.tls);
+  checkMetricsListen(c);
   return c;
 }

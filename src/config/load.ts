@@ -101,3 +101,19 @@ export function checkTls(tls: { ca: string; cert: string; key: string }): void {
   for (const k of ['ca', 'cert', 'key'] as const)
     if (tls[k] && !fs.existsSync(tls[k])) throw new WalbError('CONFIG', `tls.${k}: ${tls[k]} does not exist`);
 }
+
+/** The `metricsListen` and `metricsAllowRemote` keys of every role (docs/operations.md, "Metrics"). */
+export const metricsSchema = {
+  metricsListen: {
+    doc:
+      'Serve Prometheus metrics on GET /metrics at this HOST:PORT (plaintext HTTP); empty: no metrics. A ' +
+      'non-loopback address needs metricsAllowRemote.',
+    format: 'host-port',
+    default: '',
+  },
+  metricsAllowRemote: {
+    doc: 'Allow metricsListen on an address other than loopback (the metrics have no TLS nor authentication).',
+    format: 'strict-boolean',
+    default: false,
+  },
+};

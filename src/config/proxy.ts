@@ -1,10 +1,11 @@
 // Configuration of walb-proxy (config/proxy.example.json shows every key).
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema } from './load';
+import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
+import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
 import type { TlsFiles } from '../common/grpc';
 
-export interface ProxyConfig {
+export interface ProxyConfig extends MetricsConfig {
   role: 'proxy';
   /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
   logLevel: LogLevel;
@@ -33,6 +34,7 @@ export interface ProxyConfig {
 const schema: convict.Schema<ProxyConfig> = {
   role: { doc: 'Always "proxy".', format: ['proxy'], default: 'proxy' },
   logLevel: logLevelSchema,
+  ...metricsSchema,
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
@@ -75,8 +77,19 @@ const schema: convict.Schema<ProxyConfig> = {
   tls: tlsSchema,
 };
 
-export function loadProxyConfig(o: { config?: string; listen?: string; dataDir?: string }): ProxyConfig {
-  const c = loadConfig(schema, o.config, { listen: o.listen, dataDir: o.dataDir }, '/etc/walb/proxy.json');
+export function loadProxyConfig(o: {
+  config?: string;
+  listen?: string;
+  dataDir?: string;
+  metricsListen?: string;
+}): ProxyConfig {
+  const c = loadConfig(
+    schema,
+    o.config,
+    { listen: o.listen, dataDir: o.dataDir, metricsListen: o.metricsListen },
+    '/etc/walb/proxy.json',
+  );
   checkTls(c.tls);
+  checkMetricsListen(c);
   return c;
 }

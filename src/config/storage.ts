@@ -1,11 +1,12 @@
 // Configuration of walb-storage (config/storage.example.json shows every key).
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
+import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
 import { WalbError } from '../common/errors';
-import { checkTls, loadConfig, tlsSchema, logLevelSchema } from './load';
+import { checkTls, loadConfig, tlsSchema, logLevelSchema, metricsSchema } from './load';
 import type { TlsFiles } from '../common/grpc';
 
-export interface StorageConfig {
+export interface StorageConfig extends MetricsConfig {
   role: 'storage';
   /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
   logLevel: LogLevel;
@@ -40,6 +41,7 @@ export interface StorageConfig {
 const schema: convict.Schema<StorageConfig> = {
   role: { doc: 'Always "storage".', format: ['storage'], default: 'storage' },
   logLevel: logLevelSchema,
+  ...metricsSchema,
   id: {
     doc: 'Server id, as the layout file names it.',
     format: String,
@@ -112,6 +114,7 @@ export function loadStorageConfig(o: {
   archive?: string;
   proxy?: string;
   wdevdSocket?: string;
+  metricsListen?: string;
 }): StorageConfig {
   const c = loadConfig(
     schema,
@@ -122,6 +125,7 @@ export function loadStorageConfig(o: {
       archive: o.archive,
       proxies: o.proxy === undefined ? undefined : o.proxy.split(',').filter(Boolean),
       wdevdSocket: o.wdevdSocket,
+      metricsListen: o.metricsListen,
     },
     '/etc/walb/storage.json',
   );
@@ -130,5 +134,6 @@ export function loadStorageConfig(o: {
   if (c.proxies.length === 0)
     throw new WalbError('CONFIG', 'proxies: at least one proxy is required (--proxy HOST:PORT,...)');
   checkTls(c.tls);
+  checkMetricsListen(c);
   return c;
 }

@@ -2,9 +2,10 @@
 import path from 'node:path';
 import type convict from 'convict';
 import type { LogLevel } from '../common/log';
-import { loadConfig, logLevelSchema } from './load';
+import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
+import { loadConfig, logLevelSchema, metricsSchema } from './load';
 
-export interface WdevdConfig {
+export interface WdevdConfig extends MetricsConfig {
   role: 'wdevd';
   /** Events below this level are not logged (WALB_LOG_LEVEL overrides). */
   logLevel: LogLevel;
@@ -24,6 +25,7 @@ export interface WdevdConfig {
 const schema: convict.Schema<WdevdConfig> = {
   role: { doc: 'Always "wdevd".', format: ['wdevd'], default: 'wdevd' },
   logLevel: logLevelSchema,
+  ...metricsSchema,
   runDir: {
     doc: 'Directory of the sockets shared with wdevc.',
     format: String,
@@ -85,17 +87,19 @@ export interface WdevdOverrides {
   runDir?: string;
   stateDir?: string;
   nbdTcp?: string;
+  metricsListen?: string;
 }
 
 export function loadWdevdConfig(o: WdevdOverrides): WdevdConfig {
   const c = loadConfig(
     schema,
     o.config,
-    { runDir: o.runDir, stateDir: o.stateDir, 'nbd.tcp': o.nbdTcp },
+    { runDir: o.runDir, stateDir: o.stateDir, 'nbd.tcp': o.nbdTcp, metricsListen: o.metricsListen },
     '/etc/walb/wdevd.json',
   );
   if (!c.nbd.socket) c.nbd.socket = path.join(c.runDir, 'nbd.sock');
   if (!c.control.socket) c.control.socket = path.join(c.runDir, 'wdevd.sock');
+  checkMetricsListen(c);
   return c;
 }
 

@@ -217,19 +217,19 @@ export class Controller {
     return a.address;
   }
 
-  /** init-vol everywhere: the storage on its wdev, the primary archive, every archive on every proxy. */
+  /**
+   * init-vol: the storage on its wdev, the primary archive (the layout's first), registered on every proxy. Other
+   * archives get the volume by replication (docs/servers.md §7.7).
+   */
   async initVolume(volume: string, wdev: string, storage?: string): Promise<void> {
-    for (const [, a] of this.archives) {
-      const st = await a.GetState({ volume });
-      if (st.state === 'Clear') await a.InitVol({ volume });
-    }
+    const primary = this.layout.archives[0];
+    const a = this.archives.get(primary.id)!;
+    if ((await a.GetState({ volume })).state === 'Clear') await a.InitVol({ volume });
     for (const [, p] of this.proxies) {
-      for (const a of this.layout.archives) {
-        try {
-          await p.ArchiveInfoAdd({ volume, name: a.id, address: a.address });
-        } catch (err) {
-          if (errorCode(err) !== 'ALREADY_EXISTS') throw err;
-        }
+      try {
+        await p.ArchiveInfoAdd({ volume, name: primary.id, address: primary.address });
+      } catch (err) {
+        if (errorCode(err) !== 'ALREADY_EXISTS') throw err;
       }
       const st = await p.GetState({ volume });
       if (st.state === 'Stopped') await p.Start({ volume });
@@ -793,6 +793,43 @@ export class Controller {
   }
 
   /**
+   * Replicates a volume from archive `from` to archive `to` (docs/servers.md §7.7, §9.1): `to` gets InitVol when
+   * Clear and is grown when smaller than `from`; then `Replicate` on `from`. With wait, returns once the operation
+   * ended, with the destination's latest gid.
+   */
+  async replicate(
+    volume: string,
+    from: string,
+    to: string,
+    opts: {
+      resync?: boolean;
+      gid?: number;
+      dontMerge?: boolean;
+      wait?: boolean;
+      progress?: (op: Operation__Output) => void;
+    } = {},
+  ) {
+    if (from === to) throw new WalbError('INVALID_ARGUMENT', `replicate: ${from} to itself`);
+    const [, src] = this.pick(this.archives, from, 'archive');
+    const [, dst] = this.pick(this.archives, to, 'archive');
+    const address = this.layout.archives.find((a) => a.id === to)!.address;
+    if ((await dst.GetState({ volume })).state === 'Clear') await dst.InitVol({ volume });
+    const [source, dest] = await Promise.all([src.Status({ volume }), dst.Status({ volume })]);
+    if (dest.base && Number(dest.size) < Number(source.size))
+      await dst.Resize({ volume, size: source.size, zeroClear: false });
+    const op = await src.Replicate({
+      volume,
+      destination: address,
+      gid: opts.gid ?? 0,
+      resync: opts.resync === true,
+      dontMerge: opts.dontMerge === true,
+    });
+    if (!opts.wait) return { operation: op };
+    const done = await this.waitOperation(from, op, opts.progress);
+    return { operation: done, gid: Number(done.result) };
+  }
+
+  /**
    * Grows a volume to `sizeLb` (docs/servers.md §9.1): every archive of the layout that has it first, then every
    * storage that has it, so that no proxy holds diffs larger than an archive. Returns each server's new size.
    */
@@ -1007,16 +1044,6 @@ export class Controller {
         restored: s.restored.map(Number),
       },
     };
-  }
-
-  /** Archive → archive replication (docs/servers.md §11.3): not built in this branch yet. */
-  async replicate(
-    volume: string,
-    from: string,
-    to: string,
-    _opts: { wait?: boolean; progress?: (op: Operation__Output) => void },
-  ): Promise<Operation__Output> {
-    throw new WalbError('UNSUPPORTED', `replication of ${volume} from ${from} to ${to} is not built yet`);
   }
 
   async getState(volume: string, serverId: string): Promise<string> {

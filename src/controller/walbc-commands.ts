@@ -25,6 +25,7 @@ const placeholders: Record<string, string> = {
   proxy: 'ID',
   archive: 'ID',
   chunk: 'SIZE',
+  gid: 'G',
   address: 'HOST:PORT',
   compression: 'CODEC[:LEVEL]',
   delay: 'SECONDS',
@@ -191,6 +192,46 @@ export const walbcCommands: Command[] = [
     },
     { ...wait, ...on('storage'), chunk: { type: 'string' } },
     { ...waitHelp, chunk: 'bytes hashed and compared at a time (default 64k; up to 32M)' },
+  ),
+  cmd(
+    'replicate',
+    'VOL FROM TO',
+    'replicate a volume from archive FROM to archive TO (inits TO if Clear, grows it if smaller)',
+    [3, 3],
+    async (c, a, v) => {
+      const gid = stringOpt(v, 'gid');
+      const sync = v.sync === true;
+      const r = await c.replicate(a[0], a[1], a[2], {
+        resync: v.resync === true,
+        gid: gid === undefined ? undefined : gidArg(gid),
+        dontMerge: v['dont-merge'] === true,
+        wait: v.wait === true || sync,
+        progress: progress(v),
+      });
+      if (sync) await c.startSynchronizing(a[0], a[2], { progress: progress(v) });
+      out(
+        v,
+        { ...r, synchronizing: sync },
+        v.wait || sync
+          ? `\nreplication of ${a[0]} to ${a[2]} done: its latest gid is ${r.gid}` +
+              (sync ? `; ${a[2]} is synchronizing ${a[0]}` : '')
+          : `started: operation ${r.operation.id}`,
+      );
+    },
+    {
+      ...wait,
+      sync: { type: 'boolean' },
+      resync: { type: 'boolean' },
+      gid: { type: 'string' },
+      'dont-merge': { type: 'boolean' },
+    },
+    {
+      ...waitHelp,
+      sync: 'then make TO synchronizing (start-synchronizing; implies --wait)',
+      resync: "replace TO's history when it differs (its diffs and restored images are dropped)",
+      gid: "replicate until TO's latest snapshot reaches this gid (default: FROM's latest)",
+      'dont-merge': 'send the diffs one file at a time, as they are',
+    },
   ),
   cmd(
     'snapshot',

@@ -315,7 +315,7 @@ export interface TlsPem {
   key?: string;
 }
 
-/** Sends bytes [0, size) of a file to a BulkReceiver over gRPC from C++ threads (src/bulk/ of the addon). */
+/** Sends bytes [from, size) of a file to a BulkReceiver over gRPC from C++ threads (src/bulk/ of the addon). */
 export interface BulkSender {
   /** Rejects with UNAVAILABLE (receiver gone, timed out, refused), CANCELLED, IO_ERROR or INVALID_ARGUMENT. */
   run(progress?: ProgressFn): Promise<{ scanned: number; sent: number }>;
@@ -332,6 +332,8 @@ export interface BulkSenderOptions {
   token: string;
   path: string;
   size: number;
+  /** Where the scan starts (a multiple of 512; a resumed full replication), default 0. */
+  from?: number;
   bulk?: number;
   /** Read rate limit, 0 = none. */
   bytesPerSec?: number;
@@ -343,6 +345,8 @@ export interface BulkSenderOptions {
 export interface BulkOutcome {
   state: 'waiting' | 'running' | 'done' | 'failed';
   bytes: number;
+  /** Every byte below it is written and synced (the bulks come in address order). */
+  durable: number;
   error?: string;
 }
 
@@ -410,6 +414,8 @@ export interface NativeAddon {
     path: string,
     opts?: { uuid?: Buffer; compression?: string; level?: number },
   ) => SortedWdiffWriter;
+  /** One datagram of systemd's readiness protocol to NOTIFY_SOCKET (a path, or '@name' for the abstract one). */
+  notifyServiceManager(socket: string, message: string): void;
 }
 
 /**

@@ -8,6 +8,15 @@ import { ForegroundSlots } from '../common/foreground';
 import { stopGrpcServer } from '../common/grpc';
 import { HEALTH_PROBE_MS, type ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
+import {
+  MetricsServer,
+  TransferMetrics,
+  newRegistry,
+  operationMetrics,
+  perScrape,
+  sampled,
+  serveMetrics,
+} from '../common/metrics';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
 import type { ProxyConfig } from '../config/proxy';
@@ -33,6 +42,8 @@ export class ProxyServer implements ProxyContext {
   readonly ops = new OperationRegistry();
   readonly sender: WdiffSender;
   readonly foreground: ForegroundSlots;
+  private readonly registry = newRegistry();
+  private metrics: MetricsServer | undefined;
   private server: grpc.Server | undefined;
   private health: ServerHealth | undefined;
   port = 0;
@@ -42,7 +53,16 @@ export class ProxyServer implements ProxyContext {
     readonly log: Logger,
   ) {
     this.foreground = new ForegroundSlots(config.maxForegroundTasks);
-    this.sender = new WdiffSender(config, log, this.volumes);
+    this.sender = new WdiffSender(
+      config,
+      log,
+      this.volumes,
+      new TransferMetrics(this.registry, 'walb_wdiff_transfer', 'wdiff transfers to an archive', [
+        'volume',
+        'archive',
+      ]),
+    );
+    this.sampleMetrics();
   }
 
   async start(): Promise<void> {
@@ -69,14 +89,67 @@ export class ProxyServer implements ProxyContext {
       async () => [...this.volumes.values()].some((v) => v.sendError.size > 0),
       this.log,
     );
+    this.metrics = await serveMetrics(this.config, this.registry);
     health.serving();
-    this.log('info', 'started', { listen: this.config.listen, port, volumes: [...this.volumes.keys()] });
+    this.log('info', 'started', {
+      listen: this.config.listen,
+      port,
+      metrics: this.metrics?.address ?? 'off',
+      volumes: [...this.volumes.keys()],
+    });
   }
 
   async stop(): Promise<void> {
     this.health?.stopping();
     await this.sender.stop();
     if (this.server) await stopGrpcServer(this.server, 5000);
+    await this.metrics?.close();
     this.log('info', 'stopped', {});
+  }
+
+  /** The metrics read at each scrape: each archive's queue of each volume and its give-up flag. */
+  private sampleMetrics(): void {
+    const r = this.registry;
+    operationMetrics(r, this.ops);
+    type Labels = { volume: string; archive: string };
+    const queues = perScrape(async () => {
+      const out: [Labels, { pendingWdiffs: number; pendingBytes: number }][] = [];
+      for (const v of this.volumes.values())
+        for (const a of v.store.archives) {
+          const q = await v.store.queueStatus(a.name).catch(() => undefined);
+          if (q) out.push([{ volume: v.name, archive: a.name }, q]);
+        }
+      return out;
+    });
+    sampled(
+      r,
+      'gauge',
+      'walb_proxy_backlog_bytes',
+      'Bytes of wdiffs waiting to be sent to the archive.',
+      ['volume', 'archive'],
+      async () => (await queues()).map(([labels, q]) => [labels, q.pendingBytes]),
+    );
+    sampled(
+      r,
+      'gauge',
+      'walb_proxy_backlog_files',
+      'wdiff files waiting to be sent to the archive.',
+      ['volume', 'archive'],
+      async () => (await queues()).map(([labels, q]) => [labels, q.pendingWdiffs]),
+    );
+    sampled(
+      r,
+      'gauge',
+      'walb_proxy_send_error',
+      '1 when the proxy gave up sending to the archive (wdiff-send-error; a kick or a new wlog resumes), else 0.',
+      ['volume', 'archive'],
+      () =>
+        [...this.volumes.values()].flatMap((v) =>
+          v.store.archives.map((a): [Labels, number] => [
+            { volume: v.name, archive: a.name },
+            v.sendError.has(a.name) ? 1 : 0,
+          ]),
+        ),
+    );
   }
 }

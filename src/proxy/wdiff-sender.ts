@@ -2,10 +2,12 @@
 // archive on the proxy's task queue, each taking what the policy chooses from the archive's queue, merging it into
 // one wdiff when it is several files, sending it with runTransfer and acting on the archive's answer as the policy
 // says, with a back-off per task. Owns the queue, the back-off and the clients of the archives.
+import fs from 'node:fs';
 import { Backoff } from '../common/backoff';
-import { errorMessage } from '../common/errors';
+import { errorCode, errorMessage } from '../common/errors';
 import { channelCredentials, connect, loadProto, type Promised } from '../common/grpc';
 import type { Logger } from '../common/log';
+import type { TransferMetrics } from '../common/metrics';
 import { snapText, type MetaDiff } from '../common/meta';
 import { TaskQueue, type TaskResult } from '../common/task-queue';
 import { fileChunks, runTransfer } from '../common/transfer';
@@ -34,6 +36,8 @@ export class WdiffSender {
     private readonly config: ProxyConfig,
     private readonly log: Logger,
     private readonly volumes: ReadonlyMap<string, ProxyVolume>,
+    /** What the transfers to the archives count (docs/operations.md, "Metrics"). */
+    private readonly transfers: TransferMetrics<'volume' | 'archive'>,
   ) {
     this.backoff = new Backoff(config.retryDelaySec * 1000, config.maxRetryDelaySec * 1000);
     this.queue = new TaskQueue<string>(
@@ -108,14 +112,22 @@ export class WdiffSender {
         await native.wdiffMerge(files, mergedFile, parseCompression(info.compression));
         file = mergedFile;
       }
-      const result = await this.transfer(v, info.address, choice, file);
-      if (!result.ok)
+      const bytes = (await fs.promises.stat(file)).size;
+      const startedMs = Date.now();
+      const result = await this.transfer(v, info.address, choice, file).catch((err: unknown) => {
+        this.transfers.failed({ volume, archive }, errorCode(err) ?? 'INTERNAL');
+        throw err;
+      });
+      if (result.ok) this.transfers.done({ volume, archive }, bytes, startedMs);
+      else {
+        this.transfers.failed({ volume, archive }, String(result.reason));
         this.log('info', 'wdiff-rejected', {
           volume,
           archive,
           reason: result.reason,
           message: result.message,
         });
+      }
       const reaction = reactToSend(result, Date.now() - v.lastWlogMs, this.config.retryTimeoutSec * 1000);
       if (reaction.dropSent) await v.store.dropQueued(archive, files);
       if (result.ok) {
@@ -169,7 +181,8 @@ function task(v: ProxyVolume, archive: string): string {
   return `${v.name}/${archive}`;
 }
 
-function wireDiff(d: MetaDiff) {
+/** A diff as a transfer header carries it (MetaDiff of common.proto). */
+export function wireDiff(d: MetaDiff) {
   return {
     snapB: d.snapB,
     snapE: d.snapE,

@@ -10,6 +10,15 @@ import { ForegroundSlots } from '../common/foreground';
 import { channelCredentials, connect, loadProto, stopGrpcServer, type Promised } from '../common/grpc';
 import { HEALTH_PROBE_MS, type ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
+import {
+  MetricsServer,
+  TransferMetrics,
+  newRegistry,
+  operationMetrics,
+  perScrape,
+  sampled,
+  serveMetrics,
+} from '../common/metrics';
 import { OperationRegistry } from '../common/operations';
 import { startRoleServer } from '../common/role-server';
 import { TaskQueue } from '../common/task-queue';
@@ -24,8 +33,8 @@ import { ProxyMonitor } from './proxy-monitor';
 import { queryHandlers } from './query-handlers';
 import { volumeHandlers } from './volume-handlers';
 import { StorageVolumeStore } from './volume-store';
-import { hasLogTask, StorageVolumes } from './volumes';
-import { WlogShipper } from './wlog-shipping';
+import { hasLogTask, StorageVolumes, type Volume } from './volumes';
+import { WlogShipper, pbsOf } from './wlog-shipping';
 
 /** What the handlers work with. */
 export interface StorageContext {
@@ -58,6 +67,8 @@ export class StorageServer {
   private readonly fullBackup: FullBackup;
   private readonly hashBackup: HashBackup;
   private readonly foreground: ForegroundSlots;
+  private readonly registry = newRegistry();
+  private metrics: MetricsServer | undefined;
   private server: grpc.Server | undefined;
   private health: ServerHealth | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -85,7 +96,16 @@ export class StorageServer {
     );
     this.foreground = new ForegroundSlots(config.maxForegroundTasks);
     this.backoff = new Backoff(config.retryDelaySec * 1000, config.maxRetryDelaySec * 1000);
-    this.shipper = new WlogShipper(config, log, this.wdevd, this.proxies, this.volumes, this.backoff);
+    this.shipper = new WlogShipper(
+      config,
+      log,
+      this.wdevd,
+      this.proxies,
+      this.volumes,
+      this.backoff,
+      new TransferMetrics(this.registry, 'walb_wlog_transfer', 'wlog transfers to a proxy', ['volume']),
+    );
+    this.sampleMetrics();
     this.wlogTasks = new TaskQueue<string>(
       Math.max(1, config.backgroundTasks),
       (v) => this.shipper.task(v),
@@ -125,10 +145,12 @@ export class StorageServer {
     this.port = port;
     this.health = health;
     health.probe('walb.v1.Storage', HEALTH_PROBE_MS, () => this.anyOverflow(), this.log);
+    this.metrics = await serveMetrics(this.config, this.registry);
     health.serving();
     this.log('info', 'started', {
       listen: this.config.listen,
       port,
+      metrics: this.metrics?.address ?? 'off',
       archive: this.config.archive,
       proxies: this.config.proxies,
     });
@@ -148,10 +170,56 @@ export class StorageServer {
     if (this.ticker) clearInterval(this.ticker);
     await this.wlogTasks.stop();
     if (this.server) await stopGrpcServer(this.server, 5000);
+    await this.metrics?.close();
     this.wdevd.close();
     this.proxies.stop();
     this.archiveClient.close();
     this.log('info', 'stopped', {});
+  }
+
+  /** The metrics read at each scrape: the log of each volume's wdev and the volume's records. */
+  private sampleMetrics(): void {
+    const r = this.registry;
+    operationMetrics(r, this.ops);
+    const statuses = perScrape(async () => {
+      const out: [Volume, WdevStatusReply][] = [];
+      for (const v of this.volumes.all()) {
+        const st = await this.wdevd.status(v.store.wdev).catch(() => undefined);
+        if (st) out.push([v, st]);
+      }
+      return out;
+    });
+    const perVolume = (name: string, help: string, value: (st: WdevStatusReply, v: Volume) => number) =>
+      sampled(r, 'gauge', name, help, ['volume'], async () =>
+        (await statuses()).map(([v, st]) => [{ volume: v.name }, value(st, v)]),
+      );
+    perVolume(
+      'walb_log_usage_bytes',
+      "Bytes of the volume's log not freed yet (not shipped, or shipped and not freed).",
+      (st) => st.logUsage * pbsOf(st),
+    );
+    perVolume(
+      'walb_log_capacity_bytes',
+      "Size of the ring buffer of the volume's log device.",
+      (st) => st.logCapacity * pbsOf(st),
+    );
+    perVolume(
+      'walb_log_overflow',
+      "1 when the volume's log overflowed (a reset and a full or hash backup are needed), else 0.",
+      (st) => (st.overflow ? 1 : 0),
+    );
+    perVolume('walb_log_latest_lsid', 'The lsid after the last logged write.', (st) => st.lsids?.latest ?? 0);
+    perVolume('walb_log_oldest_lsid', 'The oldest lsid still in the log.', (st) => st.lsids?.oldest ?? 0);
+    perVolume(
+      'walb_log_permanent_lsid',
+      'The lsid up to which the log is durable (shippable).',
+      (st) => st.lsids?.permanent ?? 0,
+    );
+    perVolume(
+      'walb_log_done_lsid',
+      'The lsid up to which a proxy has acknowledged the log (the done record).',
+      (_st, v) => v.store.records.done.lsid,
+    );
   }
 
   private context(): StorageContext {

@@ -5,6 +5,7 @@
 import type { Backoff } from '../common/backoff';
 import { errorCode, errorMessage } from '../common/errors';
 import type { Logger } from '../common/log';
+import type { TransferMetrics } from '../common/metrics';
 import type { TaskResult } from '../common/task-queue';
 import { runTransfer } from '../common/transfer';
 import type { StorageConfig } from '../config/storage';
@@ -42,6 +43,8 @@ export class WlogShipper {
     private readonly proxies: ProxyMonitor,
     private readonly volumes: StorageVolumes,
     private readonly backoff: Backoff<string>,
+    /** What the transfers to the proxies count (docs/operations.md, "Metrics"). */
+    private readonly transfers: TransferMetrics<'volume'>,
   ) {}
 
   /** `maxWlogSendMb` in physical blocks of this wdev. */
@@ -134,20 +137,24 @@ export class WlogShipper {
     // The available proxies in priority order: the first that accepts wins.
     for (const i of this.proxies.available()) {
       const address = this.proxies.address(i);
+      const startedMs = Date.now();
       try {
         const r = await runTransfer(this.proxies.client(i).SendWlog(), header, body, endMsg, {
           idleTimeoutMs: this.config.socketTimeoutSec * 1000,
         });
         if (!r.ok) {
           errors.push(`${address}: ${r.reason} ${r.message}`);
+          this.transfers.failed({ volume: v.name }, String(r.reason));
           continue;
         }
       } catch (err) {
         errors.push(`${address}: ${errorMessage(err)}`);
+        this.transfers.failed({ volume: v.name }, errorCode(err) ?? 'INTERNAL');
         if (marksProxyDown(errorCode(err))) this.proxies.markDown(i, errorMessage(err));
         continue;
       }
       // Acknowledged: the done record moves, consumed records go, the log below it is freed.
+      this.transfers.done({ volume: v.name }, (reached - begin.lsid) * pbsOf(st), startedMs);
       const done = doneAfterAck(range, reached);
       await v.store.acknowledge(done);
       this.log('info', 'wlog-sent', {

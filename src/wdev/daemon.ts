@@ -7,6 +7,7 @@ import { WalbError, errorCode, errorMessage } from '../common/errors';
 import { loadProto, startGrpcServer, stopGrpcServer, unary, requireField } from '../common/grpc';
 import type { ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
+import { MetricsServer, newRegistry, sampled, serveMetrics, type Sample } from '../common/metrics';
 import { socketInUse, staleSocket } from '../common/socket';
 import type { WdevdConfig } from '../config/wdevd';
 import type { ProtoGrpcType } from '../generated/wdev';
@@ -18,7 +19,7 @@ import type { WdevOptions as WdevOptionsMsg } from '../generated/walb/v1/WdevOpt
 import type { WdevStatus as WdevStatusMsg } from '../generated/walb/v1/WdevStatus';
 import { native, type WdevOptions, type WdevStatus } from '../native';
 import { MapExportRegistry, NbdServer, type NbdLogRecord } from '../nbd';
-import { WdevDevice } from './device';
+import { WdevDevice, type NbdCounters } from './device';
 import { WdevRegistry, type WdevEntry } from './registry';
 
 const NAME_RE = /^[A-Za-z0-9_.-]{1,25}$/;
@@ -38,6 +39,8 @@ export class WdevDaemon {
   private readonly nbdServers: NbdServer[] = [];
   private grpcServer: grpc.Server | undefined;
   private health: ServerHealth | undefined;
+  private readonly metricsRegistry = newRegistry();
+  private metrics: MetricsServer | undefined;
   /** Control operations that change the set of wdevs run one at a time. */
   private serial: Promise<unknown> = Promise.resolve();
 
@@ -46,6 +49,7 @@ export class WdevDaemon {
     private readonly log: Logger,
   ) {
     this.registry = new WdevRegistry(config.stateDir);
+    this.sampleMetrics();
   }
 
   async start(): Promise<void> {
@@ -89,9 +93,11 @@ export class WdevDaemon {
     );
     this.grpcServer = server;
     this.health = health;
+    this.metrics = await serveMetrics(this.config, this.metricsRegistry);
     health.serving();
     this.log('info', 'started', {
       control: this.config.control.socket,
+      metrics: this.metrics?.address ?? 'off',
       nbd: this.nbdServers.map((s) => s.address),
       wdevs: [...this.hosted.keys()],
     });
@@ -110,7 +116,45 @@ export class WdevDaemon {
       }
     }
     if (this.grpcServer) await stopGrpcServer(this.grpcServer);
+    await this.metrics?.close();
     this.log('info', 'stopped', {});
+  }
+
+  /** The NBD counters of each open wdev, read at each scrape. */
+  private sampleMetrics(): void {
+    const perExport = (type: 'gauge' | 'counter', name: string, help: string, key: keyof NbdCounters) =>
+      sampled(this.metricsRegistry, type, name, help, ['export'], () =>
+        [...this.hosted.values()].flatMap((h): Sample<'export'>[] =>
+          h.device ? [[{ export: h.entry.name }, h.device.nbdCounters()[key]]] : [],
+        ),
+      );
+    perExport('gauge', 'walb_nbd_connections', 'NBD connections in transmission now.', 'connections');
+    perExport('counter', 'walb_nbd_requests_total', 'NBD requests taken.', 'requests');
+    perExport('counter', 'walb_nbd_read_bytes_total', 'Bytes answered to NBD READ requests.', 'bytesRead');
+    perExport(
+      'counter',
+      'walb_nbd_written_bytes_total',
+      'Payload bytes of NBD WRITE requests.',
+      'bytesWritten',
+    );
+    perExport(
+      'counter',
+      'walb_nbd_rejected_requests_total',
+      'NBD requests refused before reaching the device (bad range, read-only, ...).',
+      'rejected',
+    );
+    perExport(
+      'counter',
+      'walb_nbd_backend_errors_total',
+      'NBD requests the device failed (EIO, ...).',
+      'backendErrors',
+    );
+    perExport(
+      'gauge',
+      'walb_nbd_inflight_requests',
+      'NBD requests handed to the device and not answered yet.',
+      'inflightRequests',
+    );
   }
 
   nbdAddresses() {

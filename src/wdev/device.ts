@@ -18,11 +18,25 @@ export interface WdevSpec {
   options?: WdevOptions;
 }
 
+/** What the NBD connections to a device did since it was opened, the ended ones and those running. */
+export interface NbdCounters {
+  connections: number;
+  requests: number;
+  bytesRead: number;
+  bytesWritten: number;
+  rejected: number;
+  backendErrors: number;
+  inflightRequests: number;
+}
+
 export class WdevDevice implements NbdExport {
   readonly name: string;
   readonly spec: WdevSpec;
   private sizeBytes = 0;
   private readonly dev: NativeWdev;
+  /** The connections running, whose counters are read live, and the sums of those that ended. */
+  private readonly running = new Set<NbdTransmission>();
+  private readonly ended = { requests: 0, bytesRead: 0, bytesWritten: 0, rejected: 0, backendErrors: 0 };
 
   private constructor(spec: WdevSpec) {
     this.spec = spec;
@@ -52,7 +66,27 @@ export class WdevDevice implements NbdExport {
     limits: TransmissionLimits,
     onClose: (stats: TransmissionStats) => void,
   ): NbdTransmission {
-    return this.dev.serve(fd, pending, limits, onClose);
+    let closed = false;
+    let t: NbdTransmission | undefined = undefined;
+    t = this.dev.serve(fd, pending, limits, (stats) => {
+      closed = true;
+      if (t) this.running.delete(t);
+      for (const k of Object.keys(this.ended) as (keyof typeof this.ended)[]) this.ended[k] += stats[k];
+      onClose(stats);
+    });
+    if (!closed) this.running.add(t);
+    return t;
+  }
+
+  /** The NBD counters now (the native side keeps them per connection). */
+  nbdCounters(): NbdCounters {
+    const c = { ...this.ended, connections: this.running.size, inflightRequests: 0 };
+    for (const t of this.running) {
+      const s = t.stats();
+      for (const k of Object.keys(this.ended) as (keyof typeof this.ended)[]) c[k] += s[k];
+      c.inflightRequests += s.inflightRequests;
+    }
+    return c;
   }
 
   async status(): Promise<WdevStatus> {

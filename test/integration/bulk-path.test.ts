@@ -70,10 +70,49 @@ test('the bulk path writes a volume into the expected file byte for byte and ski
     size: 9 * MiB,
   }).run();
   t.deepEqual(res, { scanned: 9 * MiB, sent: 5 * MiB });
-  t.deepEqual(r.outcome('tok'), { state: 'done', bytes: 5 * MiB });
+  // Synced after MiB 0 and 2 (below 3 MiB), then after 4 and 6 (below 7 MiB); MiB 8 is synced by the caller.
+  t.deepEqual(r.outcome('tok'), { state: 'done', bytes: 5 * MiB, durable: 7 * MiB });
   t.true(fs.readFileSync(dst).equals(fs.readFileSync(src)));
   // The holes stay holes: only the written MiBs take space.
   t.true(fs.statSync(dst).blocks * 512 <= 6 * MiB);
+});
+
+test('a send from an offset writes only the bytes from there, and the receiver tells what is durable as it goes', async (t) => {
+  const { r, dir } = await withReceiver(t);
+  const src = volumeWithHoles(dir, 9);
+  const dst = emptyImage(dir, 'base.img', 9 * MiB);
+  r.expect('tok', { path: dst, size: 9 * MiB, syncEveryBytes: MiB });
+  const seen: number[] = [];
+  const res = await new native.BulkSender({
+    target: `127.0.0.1:${r.port()}`,
+    method: FULL_SYNC_BULK,
+    token: 'tok',
+    path: src,
+    size: 9 * MiB,
+    from: 4 * MiB,
+  }).run((done) => seen.push(done));
+  t.deepEqual(res, { scanned: 9 * MiB, sent: 3 * MiB }, 'MiB 4, 6 and 8');
+  t.true(
+    seen.every((d) => d > 4 * MiB),
+    'progress is the offset reached',
+  );
+  t.deepEqual(r.outcome('tok'), { state: 'done', bytes: 3 * MiB, durable: 9 * MiB });
+  const got = fs.readFileSync(dst);
+  const want = fs.readFileSync(src);
+  t.true(got.subarray(4 * MiB).equals(want.subarray(4 * MiB)));
+  t.true(got.subarray(0, 4 * MiB).equals(Buffer.alloc(4 * MiB)), 'nothing before the start offset');
+  for (const from of [100, 10 * MiB])
+    await t.throwsAsync(
+      new native.BulkSender({
+        target: `127.0.0.1:${r.port()}`,
+        method: FULL_SYNC_BULK,
+        token: 'tok',
+        path: src,
+        size: 9 * MiB,
+        from,
+      }).run(),
+      { code: 'INVALID_ARGUMENT', message: /start offset/ },
+    );
 });
 
 test('the native sender speaks ArchiveBulk.FullSyncBulk as bulk.proto defines it', async (t) => {

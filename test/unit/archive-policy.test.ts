@@ -7,18 +7,24 @@ import {
   checkDelRestored,
   checkNotResizing,
   checkResize,
+  checkReplicate,
   checkRestore,
+  defaultReplicationTarget,
   diffVerdict,
   diffsToCollect,
   fullSyncBytesPath,
+  fullReplicationResume,
   fullSyncRejection,
   hashSyncRejection,
   latestSnap,
   metaInconsistency,
+  nextReplicationStep,
+  reactToReplicaRejection,
   restorableSnaps,
   restoreChain,
   wdiffRejection,
   type ArchiveState,
+  type ReplicaFacts,
   type ArchiveSteadyState,
   type StoredVolume,
   type VolumeFacts,
@@ -28,6 +34,7 @@ import { VolumeState, type StopFlag } from '../../src/common/state-machine';
 
 const UUID = 'aa'.repeat(16);
 const OTHER = 'bb'.repeat(16);
+const LINEAGE = 'cc'.repeat(16);
 const SIZE = 2048;
 
 function stored(
@@ -35,7 +42,7 @@ function stored(
   diffs: MetaDiff[],
   state: ArchiveSteadyState = base ? 'Archived' : 'SyncReady',
 ): StoredVolume {
-  return { state, sizeLb: SIZE, storageUuid: UUID, base, diffs: new DiffSet(diffs) };
+  return { state, sizeLb: SIZE, storageUuid: UUID, archiveUuid: LINEAGE, base, diffs: new DiffSet(diffs) };
 }
 
 function facts(
@@ -289,6 +296,8 @@ test('the state table: a full backup only from SyncReady, wdiffs only onto Archi
   t.is(await allowed('SyncReady', 'FullSync'), 'Archived');
   t.is(await allowed('Archived', 'FullSync'), undefined, 'a second full backup onto an archived volume');
   t.is(await allowed('Archived', 'WdiffRecv'), 'Archived');
+  t.is(await allowed('Archived', 'ReplSyncAsServer'), 'Archived', "a replication's diff step");
+  t.is(await allowed('SyncReady', 'ReplSyncAsServer'), undefined);
   t.is(await allowed('SyncReady', 'WdiffRecv'), undefined);
   t.is(await allowed('Archived', 'Stop'), 'Stopped');
   t.is(await allowed('Stopped', 'Start'), 'Archived');
@@ -299,4 +308,209 @@ test('the state table: a full backup only from SyncReady, wdiffs only onto Archi
   );
   t.is(await allowed('Stopped', 'ResetVol'), 'SyncReady');
   t.is(await allowed('Clear', 'InitVol'), 'SyncReady');
+});
+
+// ---- replication (docs/servers.md §7.7) ----
+
+const replica = (d: MetaDiff, archiveUuid = LINEAGE) => ({
+  ...offer(d, { storageUuid: OTHER }),
+  replica: { archiveUuid },
+});
+
+test("a replica's diff is checked against the archive lineage, not the log stream, and waits while another arrives", (t) => {
+  const next = diff(snap(2), snap(3));
+  t.is(
+    wdiffRejection(facts('Archived', archived()), replica(next)),
+    undefined,
+    'another storage uuid is fine',
+  );
+  t.deepEqual(wdiffRejection(facts('Archived', archived()), replica(next, OTHER)), {
+    reason: 'DIFFERENT_UUID',
+    message: 'another archive lineage (replicate with --resync)',
+  });
+  t.is(
+    wdiffRejection(facts('Archived', archived()), replica(diff(snap(1), snap(2))))?.reason,
+    'TOO_OLD_DIFF',
+  );
+  t.is(wdiffRejection(facts('ReplSyncAsServer', archived()), offer(next))?.reason, 'BUSY', "a proxy's diff");
+  t.is(wdiffRejection(facts('ReplSyncAsServer', archived()), replica(next))?.reason, 'BUSY');
+  t.is(
+    hashSyncRejection(facts('ReplSyncAsServer', archived()), { volume: 'v', size: SIZE, chunkSize: 512 })
+      ?.reason,
+    'BUSY',
+  );
+});
+
+/** The source: base |0|, diffs 0→1 (100 B), 1→2 mergeable (100 B), 2→3 (explicit at 2), 3→4 mergeable. */
+const source = () =>
+  stored({ snapB: snap(0), timestamp: 100 }, [
+    diff(snap(0), snap(1), { dataSize: 100 }),
+    diff(snap(1), snap(2), { isMergeable: true, dataSize: 100 }),
+    diff(snap(2), snap(3), { dataSize: 100 }),
+    diff(snap(3), snap(4), { isMergeable: true, dataSize: 100 }),
+  ]);
+const dest = (state: string, latest?: number, o: Partial<ReplicaFacts> = {}): ReplicaFacts => ({
+  state,
+  archiveUuid: LINEAGE,
+  latest: latest === undefined ? undefined : snap(latest),
+  sizeLb: latest === undefined ? 0 : SIZE,
+  ...o,
+});
+const opts = (
+  o: Partial<{ targetGid: number; resync: boolean; dontMerge: boolean; maxMergeBytes: number }> = {},
+) => ({
+  targetGid: 4,
+  resync: false,
+  dontMerge: false,
+  maxMergeBytes: 1 << 30,
+  ...o,
+});
+
+test('the replication step: Clear is refused, SyncReady takes a full copy (a resync when asked and it has an image)', (t) => {
+  t.throws(() => nextReplicationStep('v', source(), dest('Clear'), opts()), {
+    code: 'NOT_FOUND',
+    message: /init-vol it first/,
+  } as object);
+  t.deepEqual(nextReplicationStep('v', source(), dest('SyncReady'), opts()), { kind: 'full' });
+  t.deepEqual(
+    nextReplicationStep('v', source(), dest('SyncReady'), opts({ resync: true })),
+    { kind: 'full' },
+    'no image to fix',
+  );
+  t.deepEqual(
+    nextReplicationStep(
+      'v',
+      source(),
+      dest('SyncReady', undefined, { sizeLb: SIZE }),
+      opts({ resync: true }),
+    ),
+    { kind: 'resync' },
+  );
+  t.throws(() => nextReplicationStep('v', source(), dest('Stopped', 1), opts()), {
+    code: 'FAILED_PRECONDITION',
+    message: /is Stopped, needs Archived/,
+  } as object);
+});
+
+test('the replication step: another lineage is refused unless --resync; asked, an Archived destination is resynced', (t) => {
+  t.throws(() => nextReplicationStep('v', source(), dest('Archived', 1, { archiveUuid: OTHER }), opts()), {
+    code: 'FAILED_PRECONDITION',
+    message: /--resync/,
+  } as object);
+  t.deepEqual(
+    nextReplicationStep('v', source(), dest('Archived', 1, { archiveUuid: OTHER }), opts({ resync: true })),
+    { kind: 'resync' },
+  );
+  t.deepEqual(nextReplicationStep('v', source(), dest('Archived', 4), opts({ resync: true })), {
+    kind: 'resync',
+  });
+});
+
+test('the replication step: done at the target; else the chain from the destination merged up to an explicit snapshot, the size limit or the target', (t) => {
+  t.deepEqual(nextReplicationStep('v', source(), dest('Archived', 4), opts()), { kind: 'done', gid: 4 });
+  t.deepEqual(nextReplicationStep('v', source(), dest('Archived', 2), opts({ targetGid: 2 })), {
+    kind: 'done',
+    gid: 2,
+  });
+  const step = (latest: number, o = opts()) => {
+    const s = nextReplicationStep('v', source(), dest('Archived', latest), o);
+    if (s.kind !== 'diff') throw new Error(`not a diff step: ${s.kind}`);
+    return {
+      gids: s.diffs.map((d) => `${d.snapB.gidB}-${d.snapE.gidB}`),
+      merged: `${s.merged.snapB.gidB}-${s.merged.snapE.gidB}`,
+    };
+  };
+  t.deepEqual(step(0), { gids: ['0-1', '1-2'], merged: '0-2' }, 'the explicit snapshot |2| ends the run');
+  t.deepEqual(step(2), { gids: ['2-3', '3-4'], merged: '2-4' });
+  t.deepEqual(step(0, opts({ dontMerge: true })), { gids: ['0-1'], merged: '0-1' }, 'one file verbatim');
+  t.deepEqual(
+    step(0, opts({ maxMergeBytes: 150 })),
+    { gids: ['0-1'], merged: '0-1' },
+    'within the size limit',
+  );
+  t.deepEqual(
+    step(2, opts({ targetGid: 3 })),
+    { gids: ['2-3'], merged: '2-3' },
+    'not merged past the target',
+  );
+  // The dirty base of a fresh full replication: the chain from |0,E| is the same.
+  const dirty = nextReplicationStep('v', source(), { ...dest('Archived', 0), latest: snap(0, 2) }, opts());
+  t.is(dirty.kind, 'diff');
+});
+
+test("the replication step: a gap in the source's chain, or a source applied past the destination, is refused", (t) => {
+  const gap = stored({ snapB: snap(0), timestamp: 1 }, [diff(snap(0), snap(1)), diff(snap(3), snap(4))]);
+  t.throws(() => nextReplicationStep('v', gap, dest('Archived', 1), opts()), {
+    code: 'FAILED_PRECONDITION',
+    message: /no diff of v from the destination's latest \|1\|/,
+  } as object);
+  const applied = stored({ snapB: snap(5), timestamp: 1 }, []);
+  t.throws(() => nextReplicationStep('v', applied, dest('Archived', 1), opts({ targetGid: 5 })), {
+    code: 'UNSUPPORTED',
+    message: /hash replication/,
+  } as object);
+});
+
+test("the default target is the source's latest restorable gid, else its latest snapshot's B", (t) => {
+  t.is(defaultReplicationTarget(source()), 4);
+  t.is(
+    defaultReplicationTarget(stored({ snapB: snap(0, 7), timestamp: 1 }, [])),
+    0,
+    'a dirty base restores nothing',
+  );
+});
+
+test('a full replication resumes only for the same lineage, base state and size, within the image', (t) => {
+  const base = { snapB: snap(0, 7), timestamp: 5 };
+  const r = { archiveUuid: LINEAGE, base, sizeLb: SIZE };
+  const saved = { ...r, offset: 4096 };
+  t.is(fullReplicationResume(saved, r), 4096);
+  t.is(fullReplicationResume(undefined, r), 0, 'nothing interrupted');
+  t.is(fullReplicationResume({ ...saved, archiveUuid: OTHER }, r), 0, 'another lineage');
+  t.is(fullReplicationResume({ ...saved, base: { snapB: snap(0, 8), timestamp: 5 } }, r), 0, 'another base');
+  t.is(fullReplicationResume({ ...saved, base: { ...base, timestamp: 6 } }, r), 0, 'another base time');
+  t.is(fullReplicationResume({ ...saved, sizeLb: SIZE * 2 }, r), 0, 'another size');
+  t.is(fullReplicationResume({ ...saved, offset: SIZE * 512 + 512 }, r), 0, 'past the image');
+});
+
+test('replicate needs an active source with a base, not stopping, without a restore, resize or another replication', (t) => {
+  t.notThrows(() => checkReplicate('v', facts('Archived', archived()), []));
+  t.notThrows(
+    () => checkReplicate('v', facts('WdiffRecv', archived()), []),
+    'wdiffs keep arriving meanwhile',
+  );
+  for (const busy of ['Restore', 'Resize', 'ReplSyncAsClient'])
+    t.throws(() => checkReplicate('v', facts('Archived', archived()), [busy]), {
+      code: 'FAILED_PRECONDITION',
+      message: new RegExp(busy),
+    } as object);
+  t.throws(() => checkReplicate('v', facts('SyncReady', stored(undefined, [])), []), {
+    code: 'FAILED_PRECONDITION',
+  } as object);
+  t.throws(() => checkReplicate('v', facts('Archived', archived(), 'stopping'), []), {
+    code: 'FAILED_PRECONDITION',
+    message: /stopping/,
+  } as object);
+  t.throws(
+    () => checkResize('v', facts('Archived', archived()), ['ReplSyncAsClient'], SIZE * 2),
+    {
+      code: 'FAILED_PRECONDITION',
+    } as object,
+    'no resize while replicating',
+  );
+});
+
+test('the source reads the destination again after TOO_OLD_DIFF, waits on BUSY or SYNCING, fails on the rest', (t) => {
+  t.is(reactToReplicaRejection('TOO_OLD_DIFF'), 'again');
+  t.is(reactToReplicaRejection('BUSY'), 'wait');
+  t.is(reactToReplicaRejection('SYNCING'), 'wait');
+  for (const r of [
+    'TOO_NEW_DIFF',
+    'DIFFERENT_UUID',
+    'SMALLER_SIZE',
+    'NOT_FOUND',
+    'BAD_STATE',
+    'STOPPED',
+  ] as const)
+    t.is(reactToReplicaRejection(r), 'fail', r);
 });

@@ -666,6 +666,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("BulkSender", initBulkSenderClass(env));
     exports.Set("BulkReceiver", initBulkReceiverClass(env));
     exports.Set("SortedWdiffWriter", initSortedWdiffWriterClass(env));
+    exports.Set("notifyServiceManager", Napi::Function::New(env, NotifyServiceManager));
     return exports;
 }
 

@@ -36,6 +36,7 @@ public:
         if (opt_.target.empty() || opt_.method.empty() || opt_.path.empty())
             throwInvalid(info.Env(), "target, method and path are required");
         opt_.size = optU64(o, "size", 0);
+        opt_.from = optU64(o, "from", 0);
         opt_.bulk = uint32_t(optU64(o, "bulk", 1 << 20));
         opt_.bytesPerSec = optNumber(o, "bytesPerSec", 0);
         opt_.timeoutSec = uint32_t(optU64(o, "timeoutSec", 10));
@@ -124,6 +125,7 @@ private:
         Napi::Object x = Napi::Object::New(info.Env());
         x.Set("state", names[o.state]);
         x.Set("bytes", u64(info.Env(), o.bytes));
+        x.Set("durable", u64(info.Env(), o.durable));
         if (!o.error.empty()) x.Set("error", o.error);
         return x;
     }

@@ -115,5 +115,7 @@ Napi::Function initBulkReceiverClass(Napi::Env env);
 // The sorted wdiff writer of hash backups (wdiff_writer_addon.cpp).
 Napi::Function initSortedWdiffWriterClass(Napi::Env env);
 DiffWriteOptions diffWriteOptions(const Napi::Object& o);
+// The readiness datagram to systemd (notify_addon.cpp).
+Napi::Value NotifyServiceManager(const Napi::CallbackInfo& info);
 
 }  // namespace walb::addon

@@ -2,6 +2,7 @@
 
 #include <grpcpp/generic/async_generic_service.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "bulk/bulk_wire.hpp"
@@ -76,9 +77,12 @@ private:
         file_.pwriteAll(m.data, m.length, m.offset);
         bytes_ += m.length;
         unsynced_ += m.length;
+        end_ = std::max(end_, m.offset + m.length);
         if (e.syncEveryBytes > 0 && unsynced_ >= e.syncEveryBytes) {
             file_.fdatasync();
             unsynced_ = 0;
+            std::lock_guard<std::mutex> lk(owner_.mu_);
+            entry_->outcome.durable = end_;
         }
     }
     // The sender half-closed: everything it sent is written. (A sender that went away mid-stream is caught by
@@ -113,6 +117,7 @@ private:
     std::shared_ptr<Entry> entry_;
     File file_;  // closed with the reactor
     uint64_t bytes_ = 0, unsynced_ = 0;
+    uint64_t end_ = 0;  // the end of the furthest bulk written
 };
 
 class Receiver::Service : public grpc::CallbackGenericService {

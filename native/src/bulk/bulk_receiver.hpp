@@ -28,6 +28,8 @@ struct Expected {
 struct Outcome {
     enum State { Waiting, Running, Done, Failed } state = Waiting;
     uint64_t bytes = 0;
+    // Every byte below it is written and synced (bulks come in address order): where a rerun may resume.
+    uint64_t durable = 0;
     std::string error;
 };
 

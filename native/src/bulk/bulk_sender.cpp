@@ -189,6 +189,8 @@ SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress
     initGrpcOnce();
     if (opt.bulk == 0 || opt.bulk > (32u << 20))
         throwError(ErrorCode::InvalidArgument, "bulk size out of range");
+    if (opt.from % 512 != 0 || opt.from > opt.size)
+        throwError(ErrorCode::InvalidArgument, "start offset " + std::to_string(opt.from) + " out of range");
     const File file(opt.path, File::Mode::Read);
 
     SendResult r;
@@ -196,10 +198,12 @@ SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress
     stream.write(grpc::Slice(encodeToken(opt.token)));
     std::vector<char> buf(opt.bulk);
     const auto started = Clock::now();
-    for (uint64_t off = 0; off < opt.size;) {
+    r.scanned = opt.from;
+    for (uint64_t off = opt.from; off < opt.size;) {
         if (control.cancelled()) throwError(ErrorCode::Cancelled, "cancelled");
         if (opt.bytesPerSec > 0) {
-            const auto due = started + std::chrono::duration<double>(double(off) / opt.bytesPerSec);
+            const auto due =
+                started + std::chrono::duration<double>(double(off - opt.from) / opt.bytesPerSec);
             // Let the previous write finish first so that a long pause cannot look like a hung receiver.
             if (due > Clock::now()) stream.settle();
             std::this_thread::sleep_until(due);

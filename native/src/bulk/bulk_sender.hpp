@@ -1,4 +1,5 @@
-// The sending end of the native bulk path: bytes [0, size) of a file (a volume's data device) as bulk
+// The sending end of the native bulk path: bytes [from, size) of a file (a volume's data device, an archive's
+// base image from where an interrupted replication stopped) as bulk
 // messages over one gRPC client stream, zero bulks skipped. Runs on the calling (pool) thread; gRPC's own
 // threads do the network, so the JS thread only starts it and reads its progress.
 #pragma once
@@ -18,7 +19,8 @@ struct SendOptions {
     std::string method;  // full gRPC method name, e.g. /walb.v1.ArchiveBulk/FullSyncBulk
     std::string token;   // names the transfer at the receiver (the first message)
     std::string path;    // file to read
-    uint64_t size = 0;   // bytes to send from offset 0
+    uint64_t size = 0;   // the file's bytes: the scan ends there
+    uint64_t from = 0;   // where the scan starts (a multiple of 512, at most size)
     uint32_t bulk = 1 << 20;
     double bytesPerSec = 0;    // read rate limit, 0 = none
     uint32_t timeoutSec = 10;  // longest wait for the receiver; its final answer gets six times as long
@@ -26,7 +28,7 @@ struct SendOptions {
 };
 
 struct SendResult {
-    uint64_t scanned = 0;  // bytes read
+    uint64_t scanned = 0;  // the offset the scan reached
     uint64_t sent = 0;     // bytes sent (the non-zero bulks)
 };
 
