@@ -1,7 +1,7 @@
 // A backup group for system tests, as an operator would run it: one walb-wdevd with a wdev per storage, storages
 // s0..sN, proxies p0..pN (in priority order on every storage), archives a0..aN (a0 is the primary), a layout
 // file and walbc on it; optional relays the tests can cut; proxies that join later and storages restarted with
-// another proxy list; and the checks every scenario makes: write through NBD, hash the device through NBD,
+// another proxy list or archive; and the checks every scenario makes: write through NBD, hash the device through NBD,
 // restore a snapshot and hash the image.
 import type { ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
@@ -35,6 +35,33 @@ export interface GroupSpec {
   relayArchive?: boolean;
   /** The storages reach each proxy through a relay the test can cut (Group.proxyRelays, one per proxy). */
   relayProxies?: boolean;
+}
+
+/** Random writes through NBD until stopped, paced (about 1 MiB/s) so that the log holds them while a storage
+ * restarts or the proxies are stopped. */
+export class Writer {
+  private running: Promise<void> | undefined;
+  private stopping = false;
+
+  constructor(
+    private readonly g: Group,
+    private readonly c: RawClient,
+  ) {}
+
+  start(): void {
+    this.stopping = false;
+    this.running = (async () => {
+      while (!this.stopping) {
+        await this.g.writeRandom(this.c, 2);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.running;
+  }
 }
 
 export class Group {
@@ -125,15 +152,23 @@ export class Group {
     }
   }
 
-  /** Storage s<i> on `port`, sending to `proxies` in that order (through their relays when there are). */
-  private async storageProc(i: number, port: number, proxies: ServerProc[]): Promise<ServerProc> {
+  /**
+   * Storage s<i> on `port`, sending to `proxies` in that order (through their relays when there are), its primary
+   * archive `archive` (default a0, through its relay when there is one).
+   */
+  private async storageProc(
+    i: number,
+    port: number,
+    proxies: ServerProc[],
+    archive?: ServerProc,
+  ): Promise<ServerProc> {
     const address = (p: ServerProc) => this.proxyRelays[this.proxies.indexOf(p)]?.address ?? p.address;
     return new ServerProc('walb-storage', path.join(this.dir, `s${i}`), port, [
       ...(await this.metricsArgs(`s${i}`)),
       '--config',
       this.storageConfig,
       '--archive',
-      this.archiveRelay?.address ?? this.archives[0].address,
+      archive?.address ?? this.archiveRelay?.address ?? this.archives[0].address,
       '--proxy',
       proxies.map(address).join(','),
       '--wdevd-socket',
@@ -141,10 +176,13 @@ export class Group {
     ]);
   }
 
-  /** Stops storage s<i> (SIGKILL) and starts it again on its data with another proxy list. */
-  async restartStorage(i: number, proxies: ServerProc[]): Promise<void> {
+  /**
+   * Stops storage s<i> (SIGKILL) and starts it again on its data with another proxy list, and with `archive` as its
+   * primary archive when given (its --archive; default a0).
+   */
+  async restartStorage(i: number, proxies: ServerProc[], archive?: ServerProc): Promise<void> {
     await this.storages[i].kill();
-    this.storages[i] = await this.storageProc(i, this.storages[i].port, proxies);
+    this.storages[i] = await this.storageProc(i, this.storages[i].port, proxies, archive);
     await this.storages[i].start();
   }
 
@@ -196,16 +234,17 @@ export class Group {
     });
   }
 
-  /** (Re)writes the layout file from the servers' addresses. */
-  writeLayout(): void {
+  /** (Re)writes the layout file from the servers' addresses; archive a<primary> is listed first (the primary). */
+  writeLayout(primary = 0): void {
     const ids = (prefix: string, servers: ServerProc[]) =>
       servers.map((s, i) => ({ id: `${prefix}${i}`, address: s.address }));
+    const archives = ids('a', this.archives);
     fs.writeFileSync(
       this.layout,
       JSON.stringify({
         storages: ids('s', this.storages),
         proxies: ids('p', this.proxies),
-        archives: ids('a', this.archives),
+        archives: [archives[primary], ...archives.filter((_, i) => i !== primary)],
       }),
     );
   }
@@ -255,10 +294,10 @@ export class Group {
     return hash;
   }
 
-  /** What each of `gids` restores to (restoredHash): taken before a recovery, compared after it. */
-  async restoredHashes(volume: string, gids: number[]): Promise<Map<number, string>> {
+  /** What each of `gids` restores to on an archive (restoredHash): taken before a recovery, compared after it. */
+  async restoredHashes(volume: string, gids: number[], archive = 'a0'): Promise<Map<number, string>> {
     const hashes = new Map<number, string>();
-    for (const gid of gids) hashes.set(gid, await this.restoredHash(volume, gid));
+    for (const gid of gids) hashes.set(gid, await this.restoredHash(volume, gid, archive));
     return hashes;
   }
 

@@ -29,6 +29,14 @@ export function queryHandlers(
         diffs: diffs.length,
         diffBytes: diffs.reduce((a, d) => a + d.dataSize, 0),
         restored: s.listRestored(),
+        diffList: diffs.map((d) => ({
+          snapB: d.snapB,
+          snapE: d.snapE,
+          mergeable: d.isMergeable,
+          compDiff: d.isCompDiff,
+          timestamp: d.timestamp,
+          dataSize: d.dataSize,
+        })),
       };
     }),
     GetRestorable: unary(async (req) => {

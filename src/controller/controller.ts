@@ -22,6 +22,7 @@ import type { Operation__Output } from '../generated/walb/v1/Operation';
 import type { OperationsClient } from '../generated/walb/v1/Operations';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
 import type { StorageClient } from '../generated/walb/v1/Storage';
+import { archiveStandings, isSynchronizing, type ArchiveStanding, type ArchiveSide } from './replicas';
 
 export interface ServerEntry {
   id: string;
@@ -223,6 +224,12 @@ export class Controller {
 
   get primaryArchive(): string {
     return this.layout.archives[0].id;
+  }
+
+  private archiveAddress(id: string): string {
+    const a = this.layout.archives.find((x) => x.id === id);
+    if (!a) throw new WalbError('INVALID_ARGUMENT', `no archive '${id}' in the layout`);
+    return a.address;
   }
 
   /**
@@ -554,12 +561,13 @@ export class Controller {
     opts: { storage?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
   ) {
     const [sid, s] = this.pick(this.storages, opts.storage, 'storage');
+    const unsynchronized = await this.unsynchronizeSecondaries(volume);
     const op = await s.FullBackup({ volume });
-    if (!opts.wait) return { operation: op };
+    if (!opts.wait) return { operation: op, unsynchronized };
     const done = await this.waitOperation(sid, op, opts.progress);
     const gid = Number(done.result);
     await this.waitRestorable(volume, gid);
-    return { operation: done, gid };
+    return { operation: done, gid, unsynchronized };
   }
 
   /**
@@ -585,12 +593,218 @@ export class Controller {
       );
     if (state === 'Standby') await this.stop(volume, sid, { wait: true });
     if (state === 'Stopped') await s.ResetVol({ volume });
+    const unsynchronized = await this.unsynchronizeSecondaries(volume);
     const op = await s.HashBackup({ volume, chunkSize: opts.chunkSize ?? 0 });
-    if (!opts.wait) return { operation: op };
+    if (!opts.wait) return { operation: op, unsynchronized };
     const done = await this.waitOperation(sid, op, opts.progress);
     const gid = Number(done.result);
     await this.waitRestorable(volume, gid);
-    return { operation: done, gid };
+    return { operation: done, gid, unsynchronized };
+  }
+
+  /**
+   * WalB's backups stop the synchronizing of every secondary first: a full or hash backup starts a new history
+   * (a new storage uuid), whose wdiffs a secondary would refuse. Returns the archives that were synchronizing; each
+   * needs `walbc replicate VOL PRIMARY ARCHIVE --sync` again.
+   */
+  private async unsynchronizeSecondaries(volume: string): Promise<string[]> {
+    const stopped: string[] = [];
+    for (const a of this.layout.archives.slice(1))
+      if ((await this.stopSynchronizing(volume, a.id)).length > 0) stopped.push(a.id);
+    return stopped;
+  }
+
+  /** Whether `archive` is registered for the volume on each proxy of the layout that has the volume. */
+  private async registrations(volume: string, archive: string) {
+    const regs: { proxy: string; registered: boolean; state: string }[] = [];
+    for (const [pid, p] of this.proxies) {
+      const { state } = await p.GetState({ volume });
+      if (state === 'Clear') continue;
+      const { archives } = await p.ArchiveInfoList({ volume });
+      regs.push({ proxy: pid, state, registered: archives.some((a) => a.name === archive) });
+    }
+    return regs;
+  }
+
+  /** Synchronizing: registered on every proxy that has the volume; half-registered is FAILED_PRECONDITION. */
+  async isSynchronizing(volume: string, archive: string): Promise<boolean> {
+    this.archiveAddress(archive);
+    return isSynchronizing(volume, archive, await this.registrations(volume, archive));
+  }
+
+  /**
+   * WalB's synchronize (docs/servers.md §9.1): every proxy that forwards the volume is stopped empty (no wdiff left
+   * that the primary lacks), `archive` is registered on every proxy of the layout, a secondary is replicated from
+   * the primary up to its latest, and the proxies are started again and the storages kicked. From then on every new
+   * wdiff goes to `archive` too. The proxies are started again also when a step fails. A secondary registered
+   * already loses its registrations first: wdiffs queued for it that it can no longer take (it lost its data) would
+   * keep the proxies from ever being empty, and the replication brings it what they held. Its compression and
+   * delay are kept.
+   */
+  async startSynchronizing(
+    volume: string,
+    archive: string,
+    opts: { progress?: (op: Operation__Output) => void } = {},
+  ): Promise<void> {
+    const address = this.archiveAddress(archive);
+    let kept: { compression: string; delaySec: number } | undefined;
+    for (const [, p] of this.proxies)
+      if (!kept && (await p.GetState({ volume })).state !== 'Clear')
+        kept = (await p.ArchiveInfoList({ volume })).archives.find((a) => a.name === archive);
+    if (archive !== this.primaryArchive) await this.stopSynchronizing(volume, archive);
+    const toStart: Proxy[] = [];
+    try {
+      for (const [pid, p] of this.proxies) {
+        const { state } = await p.GetState({ volume });
+        if (state === 'Clear' || state === 'Stopped') continue;
+        await this.stop(volume, pid, { mode: 'empty', wait: true });
+        toStart.push(p);
+      }
+      for (const [, p] of this.proxies) {
+        const { state } = await p.GetState({ volume });
+        const known =
+          state === 'Clear'
+            ? undefined
+            : (await p.ArchiveInfoList({ volume })).archives.find((a) => a.name === archive);
+        const info = {
+          volume,
+          name: archive,
+          address,
+          compression: kept?.compression ?? '',
+          delaySec: kept?.delaySec ?? 0,
+        };
+        await (known ? p.ArchiveInfoUpdate(info) : p.ArchiveInfoAdd(info));
+        if (state === 'Clear') toStart.push(p);
+      }
+      if (archive !== this.primaryArchive)
+        await this.replicate(volume, this.primaryArchive, archive, { wait: true, progress: opts.progress });
+    } finally {
+      for (const p of toStart) await p.Start({ volume });
+    }
+    await this.kickStorages();
+  }
+
+  /**
+   * WalB's stop_synchronizing: on every proxy where `archive` is registered for the volume, stop force, delete the
+   * registration, and start again when the volume was forwarding and other archives remain (deleting the last one
+   * clears the volume there); then the storages are kicked. Returns the proxies it was deleted on.
+   */
+  async stopSynchronizing(volume: string, archive: string): Promise<string[]> {
+    this.archiveAddress(archive);
+    const done: string[] = [];
+    for (const [pid, p] of this.proxies) {
+      const { state } = await p.GetState({ volume });
+      if (state === 'Clear') continue;
+      const { archives } = await p.ArchiveInfoList({ volume });
+      if (!archives.some((a) => a.name === archive)) continue;
+      if (state !== 'Stopped') await this.stop(volume, pid, { mode: 'force', wait: true });
+      await p.ArchiveInfoDelete({ volume, name: archive });
+      if (state !== 'Stopped' && archives.length > 1) await p.Start({ volume });
+      done.push(pid);
+    }
+    if (done.length > 0) await this.kickStorages();
+    return done;
+  }
+
+  /** Every storage ships now (best effort: one that is down must not fail the verb that changed the proxies). */
+  private async kickStorages(): Promise<void> {
+    await Promise.all([...this.storages.values()].map((s) => s.Kick({}, 10_000).catch(() => undefined)));
+  }
+
+  /**
+   * WalB's primary switch (docs/servers.md §9.1): every volume of the primary (or those named) is replicated to
+   * `target` and made synchronizing there; then every storage of the layout must be restarted with `target` as its
+   * archive — `say` tells the operator how, and this waits until each storage reports it (UNAVAILABLE after
+   * `timeoutMs`); then the old primary stops synchronizing. The layout must list `target` first afterwards.
+   */
+  async switchPrimary(
+    target: string,
+    opts: {
+      volumes?: string[];
+      timeoutMs?: number;
+      say?: (line: string) => void;
+      progress?: (op: Operation__Output) => void;
+    } = {},
+  ): Promise<{ from: string; to: string; volumes: string[] }> {
+    const from = this.primaryArchive;
+    const address = this.archiveAddress(target);
+    if (target === from) throw new WalbError('INVALID_ARGUMENT', `${target} is the primary archive already`);
+    const say = opts.say ?? (() => undefined);
+    const volumes =
+      opts.volumes ??
+      (await this.pick(this.archives, from, 'archive')[1].ListVolumes({})).volumes
+        .filter((v) => v.state !== 'Clear')
+        .map((v) => v.volume);
+    for (const volume of volumes) {
+      say(`${volume}: replicating ${from} -> ${target} and making ${target} synchronizing`);
+      await this.replicate(volume, from, target, { wait: true, progress: opts.progress });
+      await this.startSynchronizing(volume, target, { progress: opts.progress });
+    }
+    const storages = this.layout.storages.map((s) => s.id).join(', ');
+    say(
+      `now restart every storage (${storages}) with ${target} as its archive: WALB_ARCHIVE=${address} in ` +
+        `/etc/walb/storage.env and systemctl restart walb-storage (or walb-storage --archive ${address}); waiting`,
+    );
+    await this.waitStorageArchive(address, opts.timeoutMs ?? 3_600_000);
+    for (const volume of volumes) {
+      say(`${volume}: ${from} stops synchronizing`);
+      await this.stopSynchronizing(volume, from);
+    }
+    say(`done: ${target} is the primary archive; list ${target} first in the layout's archives now`);
+    return { from, to: target, volumes };
+  }
+
+  /** Waits until every storage of the layout reports `address` as its archive (one that does not answer yet waits). */
+  private async waitStorageArchive(address: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const reported = await Promise.all(
+        [...this.storages].map(async ([id, s]) => ({
+          id,
+          archive: await s
+            .ListProxies({}, STATUS_TIMEOUT_MS)
+            .then((r) => r.archive)
+            .catch(() => 'unreachable'),
+        })),
+      );
+      const behind = reported.filter((r) => r.archive !== address);
+      if (behind.length === 0) return;
+      if (Date.now() > deadline)
+        throw new WalbError(
+          'UNAVAILABLE',
+          `storages still on another archive: ${behind.map((r) => `${r.id} (${r.archive})`).join(', ')}`,
+        );
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+
+  /**
+   * WalB's secondary archive replacement (docs/servers.md §9.1): `from`'s copy of the volume is replicated to
+   * `to`, which takes over its synchronizing; then `from` stops synchronizing and the volume is cleared there.
+   * Returns whether it was synchronizing.
+   */
+  async replaceArchive(
+    volume: string,
+    from: string,
+    to: string,
+    opts: { progress?: (op: Operation__Output) => void } = {},
+  ): Promise<{ synchronizing: boolean }> {
+    this.archiveAddress(to);
+    if (from === this.primaryArchive)
+      throw new WalbError(
+        'INVALID_ARGUMENT',
+        `${from} is the primary archive: walbc switch-primary ${to} replaces it`,
+      );
+    const synchronizing = await this.isSynchronizing(volume, from);
+    await this.replicate(volume, from, to, { wait: true, progress: opts.progress });
+    if (synchronizing) {
+      await this.startSynchronizing(volume, to, opts);
+      await this.stopSynchronizing(volume, from);
+    }
+    const a = this.pick(this.archives, from, 'archive')[1];
+    if ((await a.GetState({ volume })).state === 'Archived') await this.stop(volume, from, { wait: true });
+    await a.ClearVol({ volume });
+    return { synchronizing };
   }
 
   /**
@@ -767,6 +981,57 @@ export class Controller {
       }),
     );
     return perServer.flat();
+  }
+
+  /**
+   * Where each archive of each volume in `rows` (a status table) stands beside the primary: latest restorable
+   * snapshot, synchronizing, and a secondary's lag (the archives table of `walbc status`). What cannot be read
+   * shows as nothing restorable; the rows already name the server.
+   */
+  async archiveStandings(rows: readonly StatusRow[]): Promise<ArchiveStanding[]> {
+    const volumes = [...new Set(rows.filter((r) => r.archive).map((r) => r.volume))];
+    const perVolume = await Promise.all(
+      volumes.map(async (volume) => {
+        const side = async (r: StatusRow): Promise<ArchiveSide> => {
+          const list = await this.archives
+            .get(r.server)!
+            .GetRestorable({ volume, all: true }, STATUS_TIMEOUT_MS)
+            .then((x) => x.snapshots)
+            .catch(() => []);
+          const last = list.at(-1);
+          return {
+            archive: r.server,
+            latestGid: r.archive!.latest?.gidE ?? 0,
+            latest: last ? { gid: Number(last.gid), timestamp: Number(last.timestamp) } : null,
+          };
+        };
+        const archiveRows = rows.filter((r) => r.volume === volume && r.archive);
+        const primaryRow = archiveRows.find((r) => r.server === this.primaryArchive);
+        const diffs = primaryRow
+          ? await this.archives
+              .get(primaryRow.server)!
+              .Status({ volume }, STATUS_TIMEOUT_MS)
+              .then((st) =>
+                st.diffList.map((d) => ({ gidB: Number(d.snapB?.gidB ?? 0), bytes: Number(d.dataSize) })),
+              )
+              .catch(() => [])
+          : [];
+        const proxies = rows
+          .filter((r) => r.volume === volume && r.proxy)
+          .map((r) => ({
+            proxy: r.server,
+            queued: new Map(r.proxy!.archives.map((a) => [a.name, a.pendingBytes])),
+          }));
+        return archiveStandings(
+          volume,
+          primaryRow && (await side(primaryRow)),
+          await Promise.all(archiveRows.filter((r) => r !== primaryRow).map(side)),
+          diffs,
+          proxies,
+        );
+      }),
+    );
+    return perVolume.flat();
   }
 
   private async volumeFacts(

@@ -10,6 +10,7 @@ import {
   type Values,
 } from '../common/cli';
 import { Controller, loadLayout, restorableLine, statusDetail, statusProblems } from './controller';
+import { standingLine } from './replicas';
 import { WalbError, isErrorCode } from '../common/errors';
 import { parseSize } from '../common/units';
 import { StatusPageServer, gatherStatus } from './status-page';
@@ -33,6 +34,8 @@ const placeholders: Record<string, string> = {
   volume: 'VOL',
   listen: 'HOST:PORT',
   interval: 'SECONDS',
+  volumes: 'VOL,...',
+  timeout: 'SECONDS',
 };
 
 async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
@@ -95,6 +98,17 @@ function cmd(
   };
 }
 
+/** After a backup: the secondaries it stopped synchronizing, and how to make each synchronizing again. */
+function resyncNote(c: Controller, volume: string, archives: string[]): string {
+  return archives
+    .map(
+      (a) =>
+        `\nnote: ${a} stopped synchronizing ${volume} (a backup starts a new history); to synchronize it again: ` +
+        `walbc replicate ${volume} ${c.primaryArchive} ${a} --sync`,
+    )
+    .join('');
+}
+
 const wait: Options = { wait: { type: 'boolean', short: 'w' } };
 const waitHelp = { wait: 'wait until done (a progress line on a terminal)' };
 const on = (role: string): Options => ({ [role]: { type: 'string' } });
@@ -151,9 +165,9 @@ export const walbcCommands: Command[] = [
       out(
         v,
         r,
-        v.wait
+        (v.wait
           ? `\nfull backup of ${a[0]} done: gid ${r.gid} restorable`
-          : `started: operation ${r.operation.id}`,
+          : `started: operation ${r.operation.id}`) + resyncNote(c, a[0], r.unsynchronized),
       );
     },
     { ...wait, ...on('storage') },
@@ -175,9 +189,9 @@ export const walbcCommands: Command[] = [
       out(
         v,
         r,
-        v.wait
+        (v.wait
           ? `\nhash backup of ${a[0]} done: gid ${r.gid} restorable`
-          : `started: operation ${r.operation.id}`,
+          : `started: operation ${r.operation.id}`) + resyncNote(c, a[0], r.unsynchronized),
       );
     },
     { ...wait, ...on('storage'), chunk: { type: 'string' } },
@@ -190,29 +204,34 @@ export const walbcCommands: Command[] = [
     [3, 3],
     async (c, a, v) => {
       const gid = stringOpt(v, 'gid');
+      const sync = v.sync === true;
       const r = await c.replicate(a[0], a[1], a[2], {
         resync: v.resync === true,
         gid: gid === undefined ? undefined : gidArg(gid),
         dontMerge: v['dont-merge'] === true,
-        wait: v.wait === true,
+        wait: v.wait === true || sync,
         progress: progress(v),
       });
+      if (sync) await c.startSynchronizing(a[0], a[2], { progress: progress(v) });
       out(
         v,
-        r,
-        v.wait
-          ? `\nreplication of ${a[0]} to ${a[2]} done: its latest gid is ${r.gid}`
+        { ...r, synchronizing: sync },
+        v.wait || sync
+          ? `\nreplication of ${a[0]} to ${a[2]} done: its latest gid is ${r.gid}` +
+              (sync ? `; ${a[2]} is synchronizing ${a[0]}` : '')
           : `started: operation ${r.operation.id}`,
       );
     },
     {
       ...wait,
+      sync: { type: 'boolean' },
       resync: { type: 'boolean' },
       gid: { type: 'string' },
       'dont-merge': { type: 'boolean' },
     },
     {
       ...waitHelp,
+      sync: 'then make TO synchronizing (start-synchronizing; implies --wait)',
       resync: "replace TO's history when it differs (its diffs and restored images are dropped)",
       gid: "replicate until TO's latest snapshot reaches this gid (default: FROM's latest)",
       'dont-merge': 'send the diffs one file at a time, as they are',
@@ -301,16 +320,20 @@ export const walbcCommands: Command[] = [
     [0, 1],
     async (c, a, v) => {
       const rows = await c.status(a[0]);
+      const archives = await c.archiveStandings(rows);
       const problems = statusProblems(rows);
       out(
         v,
-        { ok: problems.length === 0, problems, rows },
+        { ok: problems.length === 0, problems, rows, archives },
         [
           'SERVER\tROLE\tVOLUME\tSTATE\tACTIONS\tDETAIL',
           ...rows.map(
             (r) =>
               `${r.server}\t${r.role}\t${r.volume}\t${r.state}\t${r.actions.join(',') || '-'}\t${statusDetail(r)}`,
           ),
+          ...(archives.length
+            ? ['', 'VOLUME\tARCHIVE\tLATEST\tTIME\tSYNC\tBEHIND', ...archives.map(standingLine)]
+            : []),
         ].join('\n'),
       );
       if (problems.length > 0)
@@ -449,6 +472,74 @@ export const walbcCommands: Command[] = [
     async (c, a, v) => {
       const names = await c.copyArchiveInfo(a[0], a[1], a[2]);
       out(v, { archives: names }, `${a[2]}: ${names.join(', ')} registered, started`);
+    },
+  ),
+  cmd(
+    'start-synchronizing',
+    'VOL ARCHIVE',
+    'every new wdiff of a volume goes to ARCHIVE too: proxies stopped empty, ARCHIVE registered, replicated, restarted',
+    [2, 2],
+    async (c, a, v) => {
+      await c.startSynchronizing(a[0], a[1], { progress: progress(v) });
+      out(v, { volume: a[0], archive: a[1], synchronizing: true }, `${a[1]} is synchronizing ${a[0]}`);
+    },
+  ),
+  cmd(
+    'stop-synchronizing',
+    'VOL ARCHIVE',
+    'ARCHIVE no longer gets the wdiffs of a volume (its registration deleted on every proxy)',
+    [2, 2],
+    async (c, a, v) => {
+      const proxies = await c.stopSynchronizing(a[0], a[1]);
+      out(
+        v,
+        { volume: a[0], archive: a[1], proxies },
+        proxies.length
+          ? `${a[1]} no longer synchronizing ${a[0]} (deleted on ${proxies.join(', ')})`
+          : `${a[1]} was not synchronizing ${a[0]}`,
+      );
+    },
+  ),
+  cmd(
+    'switch-primary',
+    'NEW',
+    'make archive NEW the primary: synchronize it, wait for every storage to run with it, unsynchronize the old one',
+    [1, 1],
+    async (c, a, v) => {
+      const timeout = stringOpt(v, 'timeout');
+      if (timeout !== undefined && !/^\d+$/.test(timeout))
+        throw usageError(`--timeout: '${timeout}' is not seconds`);
+      const volumes = stringOpt(v, 'volumes');
+      const r = await c.switchPrimary(a[0], {
+        volumes: volumes?.split(',').filter(Boolean),
+        timeoutMs: timeout === undefined ? undefined : Number(timeout) * 1000,
+        say: (line) => process.stderr.write(`walbc switch-primary: ${line}\n`),
+        progress: progress(v),
+      });
+      out(
+        v,
+        r,
+        `${r.to} is the primary of ${r.volumes.join(', ') || 'no volume'}; list it first in the layout`,
+      );
+    },
+    { volumes: { type: 'string' }, timeout: { type: 'string' } },
+    {
+      volumes: 'only these volumes (default: every volume of the primary)',
+      timeout: 'how long to wait for the storages to run with NEW (seconds; default 3600)',
+    },
+  ),
+  cmd(
+    'replace-archive',
+    'VOL OLD NEW',
+    'a secondary archive NEW takes the place of OLD: replicated from it, synchronizing if OLD was, OLD cleared',
+    [3, 3],
+    async (c, a, v) => {
+      const r = await c.replaceArchive(a[0], a[1], a[2], { progress: progress(v) });
+      out(
+        v,
+        { volume: a[0], from: a[1], to: a[2], ...r },
+        `${a[2]} replaces ${a[1]} for ${a[0]}${r.synchronizing ? ' (synchronizing)' : ''}; ${a[1]} cleared`,
+      );
     },
   ),
   cmd(

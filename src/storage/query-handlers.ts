@@ -36,6 +36,7 @@ export function queryHandlers(
     }),
     ListProxies: unary(async () => ({
       proxies: ctx.proxies.list().map((p) => ({ ...p, lastCheck: Math.floor(p.lastCheck / 1000) })),
+      archive: ctx.config.archive,
     })),
   };
 }

@@ -83,7 +83,7 @@ test.serial(
 );
 
 test.serial(
-  "e5: the proxy's wdiffs are lost while the archive is down; a snapshot never becomes restorable; archive-info add and start on the proxy, then hash-backup recovers",
+  "e5: the proxy's wdiffs are lost while the archive is down; a snapshot never becomes restorable; start-synchronizing the primary (archive-info add and start on the proxy), then hash-backup recovers",
   async (t) => {
     const g = await Group.start(t, 'rec-e5');
     try {
@@ -107,8 +107,12 @@ test.serial(
       t.is(await ok('get-state', 'vol', 'p0'), 'Clear', 'the proxy forgot the volume');
 
       // WalB's start_synchronizing: the archive registered on the proxy again, and the volume started there.
-      await ok('archive-info', 'add', 'vol', 'a0', '--proxy', 'p0');
-      t.is(await ok('start', 'vol', 'p0'), 'Started');
+      t.is(await ok('start-synchronizing', 'vol', 'a0'), 'a0 is synchronizing vol');
+      t.is(await ok('get-state', 'vol', 'p0'), 'Started');
+      t.is(
+        await ok('archive-info', 'list', 'vol', '--proxy', 'p0'),
+        `p0\ta0\t${g.archives[0].address}\tsnappy\t0`,
+      );
       await ok('kick-all');
       await g.writeRandom(c, 20);
       const gap = Number(await ok('snapshot', 'vol'));

@@ -2,36 +2,8 @@
 // place of p0 and then p0 takes it back, through walbc, while writes go on through NBD; snapshots taken after each
 // step restore to the device byte for byte and the ones taken before still restore to what they held.
 import test from 'ava';
-import { type RawClient } from '../nbd-client';
-import { Group } from '../group-fixture';
+import { Group, Writer } from '../group-fixture';
 import type { ServerProc } from '../system-harness';
-
-/** Random writes through NBD until stopped, paced (about 1 MiB/s) so that the log holds them while a storage
- * restarts. */
-class Writer {
-  private running: Promise<void> | undefined;
-  private stopping = false;
-
-  constructor(
-    private readonly g: Group,
-    private readonly c: RawClient,
-  ) {}
-
-  start(): void {
-    this.stopping = false;
-    this.running = (async () => {
-      while (!this.stopping) {
-        await this.g.writeRandom(this.c, 2);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    await this.running;
-  }
-}
 
 test.serial(
   'r2: a new proxy p2 replaces p0 (copy-archive-info, stop empty, clear-vol, storage restarted with the new proxy list) and p0 comes back the same way, writes going on; snapshots after each step restore to the device, older ones to what they held',
