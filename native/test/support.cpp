@@ -10,9 +10,10 @@
 
 namespace walb::test {
 
-TempDir::TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/walb-native-test-XXXXXX";
+TempDir::TempDir(const std::string& under) {
+    const char* env = std::getenv("TMPDIR");
+    const std::string base = !under.empty() ? under : env && *env ? env : "/tmp";
+    std::string tmpl = base + "/walb-native-test-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
 }

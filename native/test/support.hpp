@@ -13,10 +13,10 @@
 
 namespace walb::test {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
+// A fresh directory under `under` (default: $TMPDIR, else /tmp), removed with everything in it.
 class TempDir {
 public:
-    TempDir();
+    explicit TempDir(const std::string& under = "");
     ~TempDir();
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;

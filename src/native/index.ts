@@ -431,11 +431,26 @@ export interface SortedWdiffWriter {
   abort(): void;
 }
 
-// dist/src/native/index.js -> <root>/build/Release/walb_native.node
-const addonPath = path.resolve(__dirname, '..', '..', '..', 'build', 'Release', 'walb_native.node');
+// dist/src/native/index.js -> <root>/build/Release/NAME.node
+function addonPath(name: string): string {
+  return path.resolve(__dirname, '..', '..', '..', 'build', 'Release', `${name}.node`);
+}
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-export const native: NativeAddon = require(addonPath);
+export const native: NativeAddon = require(addonPath('walb_native'));
+
+// The bulk classes live in their own addon, which links libgrpc++: loaded on first use, so that a process that
+// never moves bulk bytes (walb-tool) does not pay for loading gRPC's libraries at its start.
+type BulkAddon = Pick<NativeAddon, 'BulkSender' | 'BulkReceiver'>;
+let bulkAddon: BulkAddon | undefined;
+function loadBulkAddon(): BulkAddon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  bulkAddon ??= require(addonPath('walb_bulk_native')) as BulkAddon;
+  return bulkAddon;
+}
+for (const name of ['BulkSender', 'BulkReceiver'] as const) {
+  Object.defineProperty(native, name, { enumerable: true, get: () => loadBulkAddon()[name] });
+}
 
 /** The header of a wdiff file, which is closed again before this returns. */
 export function readWdiffHeader(file: string): WdiffHeader {

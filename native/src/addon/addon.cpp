@@ -663,8 +663,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("VirtualFull", VirtualFull::Init(env));
     exports.Set("Wdev", initWdevClass(env));
     exports.Set("NbdFile", initNbdFileClass(env));
-    exports.Set("BulkSender", initBulkSenderClass(env));
-    exports.Set("BulkReceiver", initBulkReceiverClass(env));
     exports.Set("SortedWdiffWriter", initSortedWdiffWriterClass(env));
     exports.Set("notifyServiceManager", Napi::Function::New(env, NotifyServiceManager));
     return exports;

@@ -1,4 +1,5 @@
-// JS classes of the native bulk path (src/bulk/): BulkSender and BulkReceiver.
+// JS classes of the native bulk path (src/bulk/): BulkSender and BulkReceiver, in their own addon
+// (walb_bulk_native.node) so that only the processes that use them load libgrpc++.
 #include <memory>
 
 #include "addon/job.hpp"
@@ -143,7 +144,12 @@ private:
 
 }  // namespace
 
-Napi::Function initBulkSenderClass(Napi::Env env) { return BulkSender::Init(env); }
-Napi::Function initBulkReceiverClass(Napi::Env env) { return BulkReceiver::Init(env); }
-
 }  // namespace walb::addon
+
+static Napi::Object InitWalbBulkNative(Napi::Env env, Napi::Object exports) {
+    exports.Set("BulkSender", walb::addon::BulkSender::Init(env));
+    exports.Set("BulkReceiver", walb::addon::BulkReceiver::Init(env));
+    return exports;
+}
+
+NODE_API_MODULE(walb_bulk_native, InitWalbBulkNative)

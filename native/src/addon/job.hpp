@@ -109,9 +109,6 @@ Napi::Value uuidHex(Napi::Env env, const Uuid& u);
 Napi::Object superToJs(Napi::Env env, const SuperSector& s);
 // The userspace WalB device class (wdev_addon.cpp).
 Napi::Function initWdevClass(Napi::Env env);
-// The native bulk path (bulk_addon.cpp).
-Napi::Function initBulkSenderClass(Napi::Env env);
-Napi::Function initBulkReceiverClass(Napi::Env env);
 // The sorted wdiff writer of hash backups (wdiff_writer_addon.cpp).
 Napi::Function initSortedWdiffWriterClass(Napi::Env env);
 DiffWriteOptions diffWriteOptions(const Napi::Object& o);

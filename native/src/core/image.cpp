@@ -5,6 +5,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <future>
 #include <memory>
@@ -264,10 +265,41 @@ const char* VirtualFullImage::view(uint64_t off, size_t len, std::vector<char>& 
     return viewFile(base_, off, len, buf, map);
 }
 
+namespace {
+
+// Where the first hole at or after `off` begins (the end of the file when there is none); past any range
+// where the file system cannot tell, so that everything is then taken for data.
+uint64_t holeFrom(const File& f, uint64_t off) {
+    const off_t hole = ::lseek(f.fd(), static_cast<off_t>(off), SEEK_HOLE);
+    return hole < 0 ? UINT64_MAX : static_cast<uint64_t>(hole);
+}
+
+// Reads [off, off + len) of `f` into `out`, reading only its data extents: holes are zeroed in memory.
+void readSparse(const File& f, uint64_t off, size_t len, char* out) {
+    const uint64_t end = off + len;
+    uint64_t pos = off;
+    while (pos < end) {
+        const off_t d = ::lseek(f.fd(), static_cast<off_t>(pos), SEEK_DATA);
+        // ENXIO: only a hole is left; any other failure: the file system cannot tell, read it all.
+        const uint64_t data = d >= 0           ? std::min<uint64_t>(static_cast<uint64_t>(d), end)
+                              : errno == ENXIO ? end
+                                               : pos;
+        std::memset(out + (pos - off), 0, static_cast<size_t>(data - pos));
+        if (data == end) break;
+        const uint64_t dataEnd = std::min(holeFrom(f, data), end);
+        f.preadAll(out + (data - off), static_cast<size_t>(dataEnd - data), data);
+        pos = dataEnd;
+    }
+}
+
+}  // namespace
+
 const char* viewFile(const File& f, uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map) {
-    if (map.map(f, off, len)) return map.data();
+    // A fault on a hole of a mapped file allocates the page on tmpfs: hashing a sparse image there would fill
+    // it. So only a range with no hole is mapped; the others are read extent by extent, holes as zeros.
+    if (holeFrom(f, off) >= off + len && map.map(f, off, len)) return map.data();
     buf.resize(len);
-    f.preadAll(buf.data(), len, off);
+    readSparse(f, off, len, buf.data());
     return buf.data();
 }
 

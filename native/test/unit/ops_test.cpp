@@ -2,6 +2,7 @@
 #include "core/ops.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
@@ -198,6 +199,53 @@ TEST(Ops, HashOfAVirtualFullImageMapsTheBaseOnlyWhereNoWdiffHasARecord) {
     EXPECT_EQ(a.chunkHashes, b.chunkHashes);
     EXPECT_EQ(std::memcmp(a.whole, b.whole, 16), 0);
     EXPECT_NE(std::memcmp(a.whole, hashImage(base, opt, true).whole, 16), 0);
+}
+
+TEST(Ops, HashingAndVirtualReadsOfASparseImageOnTmpfsLeaveItsHolesUnallocated) {
+    // On tmpfs a read fault on a hole of a mapping allocates the page: hashing a sparse image through a
+    // mapping would fill it. 64 MiB with 3 MiB of data: one extent at the start, one across the boundary of
+    // two 8 MiB hash batches, one at the end.
+    test::TempDir dir("/dev/shm");
+    const std::string img = dir.path("sparse.img");
+    const uint64_t size = 64 << 20, batch = 8 << 20;
+    std::vector<char> content(size, 0);
+    {
+        File f(img, File::Mode::Create);
+        f.truncate(size);
+        const auto data = test::bytes(1 << 20, 3);
+        for (uint64_t at : {uint64_t(0), 3 * batch - (512 << 10), size - data.size()}) {
+            f.pwriteAll(data.data(), data.size(), at);
+            std::memcpy(content.data() + at, data.data(), data.size());
+        }
+    }
+    const auto allocated = [&] {
+        struct stat st;
+        EXPECT_EQ(::stat(img.c_str(), &st), 0);
+        return uint64_t(st.st_blocks) * 512;
+    };
+    const uint64_t before = allocated();
+    ASSERT_LT(before, uint64_t(4) << 20);
+
+    HashOptions opt;
+    opt.chunkBytes = 64 << 10;
+    const HashView fromMemory = [&](uint64_t off, size_t, std::vector<char>&, FileMapping&) {
+        return static_cast<const char*>(content.data() + off);
+    };
+    const HashResult want = hashReader(fromMemory, size, opt, true, nullptr, true);
+    const HashResult file = hashImage(img, opt, true);
+    EXPECT_EQ(file.chunkHashes, want.chunkHashes);
+    EXPECT_EQ(std::memcmp(file.whole, want.whole, 16), 0);
+
+    VirtualFullImage v(img, {});
+    const HashResult virt = hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
+                                           FileMapping& map) { return v.view(off, len, buf, map); },
+                                       v.sizeBytes(), opt, true, nullptr, true);
+    EXPECT_EQ(virt.chunkHashes, want.chunkHashes);
+    std::vector<char> read(2 * batch);
+    v.read(2 * batch, read.size(), read.data());
+    EXPECT_EQ(std::memcmp(read.data(), content.data() + 2 * batch, read.size()), 0);
+
+    EXPECT_EQ(allocated(), before);
 }
 
 TEST(Ops, RestoredWlogExtractsBackToTheSameLogs) {
