@@ -1,0 +1,240 @@
+// npm run bench:repl — replication between two archives on one machine (loopback, files in /dev/shm or
+// WALB_BENCH_DIR), docs/servers.md §7.7:
+// 1. full replication of a 1 GiB volume (random data) from a0 to a1, side by side with nbdcopy copying the same
+//    base image between the same file systems (alternating, medians of WALB_BENCH_ROUNDS=3); between rounds a1 is
+//    reset as an operator would before replicating again from scratch;
+// 2. diff replication of 100 MiB of wdiffs (random writes through NBD, one snapshot), side by side with rsync
+//    copying the same wdiff files to another directory (alternating, medians);
+// 3. with a1 synchronizing, under a steady 50 MB/s write load on the wdev, the time from `snapshot` on the storage
+//    to restorable on both archives (median and worst of 20).
+// Prints a table and, last, one JSON line.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Controller } from '../src/controller/controller';
+import { Processes, freePort } from '../src/demo/processes';
+import { benchDir, startBenchGroup } from './bench-group';
+
+const MiB = 1048576;
+const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) * MiB;
+const DIFF_BYTES = Number(process.env.WALB_BENCH_DIFF_MB ?? 100) * MiB;
+const SNAPSHOTS = Number(process.env.WALB_BENCH_SNAPSHOTS ?? 20);
+const ROUNDS = Number(process.env.WALB_BENCH_ROUNDS ?? 3);
+const LOAD_MBPS = 50;
+const VOLUME = 'bench';
+
+const procs = new Processes();
+
+function median(xs: number[]): number {
+  return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+}
+
+function seconds<T>(fn: () => T): number {
+  const t0 = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+async function secondsAsync(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e9;
+}
+
+/** fio's nbd engine writing 1 MiB blocks at LOAD_MBPS; bounded by its runtime, stopped earlier when done. */
+function loadWriter(socket: string): ChildProcess {
+  return spawn(
+    'fio',
+    [
+      '--name=load',
+      '--ioengine=nbd',
+      `--uri=nbd+unix:///${VOLUME}?socket=${socket}`,
+      '--rw=randwrite',
+      '--bs=1M',
+      `--rate=${LOAD_MBPS}m`,
+      `--size=${DEVICE}`,
+      '--time_based',
+      '--runtime=600',
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
+/** `bytes` of random data written through NBD at distinct random 1 MiB places (fio's nbd engine, bounded). */
+function writeRandom(socket: string, bytes: number): void {
+  execFileSync(
+    'fio',
+    [
+      '--name=diff',
+      '--ioengine=nbd',
+      `--uri=nbd+unix:///${VOLUME}?socket=${socket}`,
+      '--rw=randwrite',
+      '--bs=1M',
+      `--size=${DEVICE}`,
+      `--io_size=${bytes}`,
+      '--refill_buffers',
+      '--end_fsync=1',
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
+/** The wdiff files of an archive volume's directory. */
+function wdiffs(archiveData: string): string[] {
+  const dir = path.join(archiveData, VOLUME);
+  return fs
+    .readdirSync(dir)
+    .filter((n) => n.endsWith('.wdiff'))
+    .map((n) => path.join(dir, n));
+}
+
+async function main(): Promise<void> {
+  const base = benchDir();
+  const work = fs.mkdtempSync(path.join(base, 'walb-bench-repl-'));
+  try {
+    const group = await startBenchGroup(procs, work, DEVICE, (from, to) =>
+      execFileSync('nbdcopy', [from, to]),
+    );
+    const { ctl: primaryOnly, wdevd, runDir, peakMib } = group;
+    primaryOnly.close();
+    const a1 = `127.0.0.1:${await freePort()}`;
+    await procs.server(
+      'walb-archive',
+      ['--listen', a1, '--data-dir', path.join(work, 'a1')],
+      path.join(work, 'a1.log'),
+    );
+    const ctl = new Controller({
+      storages: [{ id: 's0', address: group.storage }],
+      proxies: [{ id: 'p0', address: group.proxy }],
+      archives: [
+        { id: 'a0', address: group.archive },
+        { id: 'a1', address: a1 },
+      ],
+    });
+    const nbd = path.join(runDir, 'nbd.sock');
+    await ctl.fullBackup(VOLUME, { wait: true });
+    const a0Data = path.join(work, 'archive');
+    const a0Base = path.join(a0Data, VOLUME, 'base.img');
+
+    // 1. full replication vs nbdcopy of the same base image, alternating.
+    const full: number[] = [];
+    const copy: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      if (round > 0) {
+        await ctl.stop(VOLUME, 'a1', { wait: true });
+        await ctl.resetVolume(VOLUME, 'a1');
+      }
+      const run = async () =>
+        full.push(await secondsAsync(() => ctl.replicate(VOLUME, 'a0', 'a1', { wait: true })));
+      const peer = () => {
+        const to = path.join(work, 'copy.img');
+        copy.push(seconds(() => execFileSync('nbdcopy', [a0Base, to], { stdio: 'ignore' })));
+        fs.rmSync(to);
+      };
+      if (round % 2 === 0) {
+        await run();
+        peer();
+      } else {
+        peer();
+        await run();
+      }
+    }
+
+    // 2. diff replication of DIFF_BYTES of writes vs rsync of the same wdiff files, alternating.
+    const diff: number[] = [];
+    const rsync: number[] = [];
+    let diffFileBytes = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      const before = new Set(wdiffs(a0Data));
+      writeRandom(nbd, DIFF_BYTES);
+      await ctl.snapshot(VOLUME, { wait: true });
+      const fresh = wdiffs(a0Data).filter((f) => !before.has(f));
+      diffFileBytes = fresh.reduce((a, f) => a + fs.statSync(f).size, 0);
+      const run = async () =>
+        diff.push(await secondsAsync(() => ctl.replicate(VOLUME, 'a0', 'a1', { wait: true })));
+      const peer = () => {
+        const to = path.join(work, 'rsync-to');
+        fs.mkdirSync(to, { recursive: true });
+        rsync.push(seconds(() => execFileSync('rsync', ['-a', ...fresh, `${to}/`], { stdio: 'ignore' })));
+        fs.rmSync(to, { recursive: true });
+      };
+      if (round % 2 === 0) {
+        await run();
+        peer();
+      } else {
+        peer();
+        await run();
+      }
+    }
+
+    // 3. a1 synchronizing; snapshot -> restorable on both under a steady write load.
+    await ctl.startSynchronizing(VOLUME, 'a1');
+    const writer = loadWriter(nbd);
+    const lsidBefore = (await wdevd.status(VOLUME)).lsids!.latest;
+    const loadStart = Date.now();
+    await new Promise((res) => setTimeout(res, 2000));
+    const lat: number[] = [];
+    try {
+      for (let i = 0; i < SNAPSHOTS; i++) {
+        const t0 = Date.now();
+        const gid = await ctl.snapshot(VOLUME);
+        await Promise.all(['a0', 'a1'].map((a) => ctl.waitRestorable(VOLUME, gid, a, 120_000)));
+        lat.push(Date.now() - t0);
+        await new Promise((res) => setTimeout(res, 500));
+      }
+    } finally {
+      writer.kill('SIGTERM');
+    }
+    const loadMbps =
+      (((await wdevd.status(VOLUME)).lsids!.latest - lsidBefore) * 4096) /
+      1e6 /
+      ((Date.now() - loadStart) / 1000);
+    lat.sort((x, y) => x - y);
+    const peak = { archive: peakMib('archive') };
+    ctl.close();
+    wdevd.close();
+
+    const mbps = (bytes: number, s: number) => bytes / 1e6 / s;
+    const fullMbps = mbps(DEVICE, median(full));
+    const copyMbps = mbps(DEVICE, median(copy));
+    const diffMbps = mbps(diffFileBytes, median(diff));
+    const rsyncMbps = mbps(diffFileBytes, median(rsync));
+    const runs = (xs: number[]) => xs.map((x) => x.toFixed(2)).join('/');
+    console.log(
+      `replication on ${base} (loopback), ${DEVICE / MiB} MiB volume of random data; medians of ${ROUNDS} alternating rounds\n`,
+    );
+    console.log(
+      `full replication      ${fullMbps.toFixed(0).padStart(6)} MB/s   nbdcopy (same base image) ${copyMbps.toFixed(0)} MB/s   ratio ${(fullMbps / copyMbps).toFixed(2)}   (s: ${runs(full)} vs ${runs(copy)})`,
+    );
+    console.log(
+      `diff replication      ${diffMbps.toFixed(0).padStart(6)} MB/s   rsync (same wdiff files)  ${rsyncMbps.toFixed(0)} MB/s   ratio ${(diffMbps / rsyncMbps).toFixed(2)}   (${(diffFileBytes / 1e6).toFixed(0)} MB of wdiffs for ${DIFF_BYTES / MiB} MiB written; s: ${runs(diff)} vs ${runs(rsync)})`,
+    );
+    console.log(
+      `snapshot->restorable on both archives (a1 synchronizing)  median ${median(lat)} ms, worst ${lat[lat.length - 1]} ms of ${SNAPSHOTS}, under ${loadMbps.toFixed(0)} MB/s of writes`,
+    );
+    console.log(`peak memory           primary archive ${peak.archive} MiB (VmHWM at the end)`);
+    console.log(
+      JSON.stringify({
+        bench: 'repl',
+        dir: base,
+        deviceMb: DEVICE / MiB,
+        rounds: ROUNDS,
+        full: { mbps: fullMbps, runs: full, nbdcopyMbps: copyMbps, nbdcopyRuns: copy },
+        diff: { mbps: diffMbps, bytes: diffFileBytes, runs: diff, rsyncMbps, rsyncRuns: rsync },
+        snapshotMs: { median: median(lat), worst: lat[lat.length - 1], n: SNAPSHOTS },
+        loadMbps,
+        peakMib: peak,
+      }),
+    );
+  } finally {
+    await procs.stopAll();
+    // WALB_BENCH_KEEP=1 keeps the servers' data and logs for a look afterwards.
+    if (process.env.WALB_BENCH_KEEP === '1') process.stderr.write(`kept ${work}\n`);
+    else fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:repl: ${(err as Error).message}\n`);
+  process.exit(1);
+});
