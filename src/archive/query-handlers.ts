@@ -19,6 +19,7 @@ export function queryHandlers(
       const v = volumes.get(req.volume);
       const s = volumes.store(v);
       const diffs = s.diffs.all();
+      const usage = s.diskUsage();
       return {
         state: volumes.reply(v),
         storageUuid: s.storageUuid,
@@ -29,6 +30,9 @@ export function queryHandlers(
         diffs: diffs.length,
         diffBytes: diffs.reduce((a, d) => a + d.dataSize, 0),
         restored: s.listRestored(),
+        baseDiskBytes: usage.baseBytes,
+        diffDiskBytes: usage.diffBytes,
+        restoredDiskBytes: usage.restoredBytes,
       };
     }),
     GetRestorable: unary(async (req) => {
