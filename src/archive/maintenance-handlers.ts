@@ -37,7 +37,10 @@ export function maintenanceHandlers(
       return ops.start('apply', req.volume, async (op) => {
         try {
           const from = store.base!.snapB;
-          await store.apply(gid, (done, total) => op.progress(done, total));
+          await store.apply(gid, {
+            progress: (done, total) => op.progress(done, total),
+            bytesPerSec: ctx.config.applyBytesPerSec,
+          });
           log('info', 'applied', { volume: req.volume, fromGid: from.gidB, gid, diffs: chain.length });
           return String(gid);
         } finally {

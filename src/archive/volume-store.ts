@@ -443,25 +443,33 @@ export class ArchiveVolumeStore implements StoredVolume {
    * finishes by the same redo (each diff writes absolute contents, so replaying the whole list in order again gives
    * the same bytes); then the base is |gid| and the consumed diffs are deleted.
    */
-  async apply(gid: number, progress?: ProgressFn): Promise<void> {
+  async apply(gid: number, opts: { progress?: ProgressFn; bytesPerSec?: number } = {}): Promise<void> {
     const base = this.meta.base;
     if (!base || base.snapE)
       throw new WalbError('FAILED_PRECONDITION', `volume ${this.volume} has no base image to apply to`);
     restoreChain(this.volume, this, gid);
     await this.update((m) => ({ ...m, base: { ...base, snapE: snap(gid) } }));
-    await this.finishApplying(progress);
+    await this.finishApplying(opts);
   }
 
-  /** Redoes the applying list of the base state into the base image, synced, then commits its end. */
-  private async finishApplying(progress?: ProgressFn): Promise<void> {
+  /**
+   * Redoes the applying list of the base state into the base image, synced, then commits its end. With
+   * `bytesPerSec`, each diff waits until the bytes written so far fit the rate.
+   */
+  private async finishApplying(opts: { progress?: ProgressFn; bytesPerSec?: number } = {}): Promise<void> {
     const end = this.meta.base!.snapE!;
     const chain = restoreChain(this.volume, this, end.gidB);
     const total = chain.reduce((a, d) => a + d.dataSize, 0);
+    const started = Date.now();
     let done = 0;
     for (const d of chain) {
       await native.wdiffRedo(this.diffPath(d), this.baseImage, { discard: 'zero' });
       done += d.dataSize;
-      progress?.(done, total);
+      opts.progress?.(done, total);
+      if (opts.bytesPerSec) {
+        const ahead = (done / opts.bytesPerSec) * 1000 - (Date.now() - started);
+        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+      }
     }
     const h = await fs.promises.open(this.baseImage, 'r+');
     try {
