@@ -11,7 +11,7 @@ export function maintenanceHandlers(
   ctx: ArchiveContext,
 ): Pick<ArchiveHandlers, 'Apply' | 'Merge' | 'GcDiff' | 'DisableSnapshot' | 'EnableSnapshot'> {
   const { volumes, foreground, ops, log } = ctx;
-  const flag = (mergeable: boolean) =>
+  const flag = (mergeable: boolean, logDone: (volume: string, gids: number[]) => void) =>
     unary(async (req: { volume: string; gids: (string | number)[] }) => {
       const v = volumes.get(req.volume);
       const gids = req.gids.map(Number);
@@ -23,7 +23,7 @@ export function maintenanceHandlers(
         mergeable,
       );
       await volumes.store(v).setMergeable(diffs, mergeable);
-      log('info', mergeable ? 'snapshot-disabled' : 'snapshot-enabled', { volume: req.volume, gids });
+      logDone(req.volume, gids);
       return {};
     });
   return {
@@ -79,7 +79,7 @@ export function maintenanceHandlers(
       log('info', 'gc-diff', { volume: req.volume, collected });
       return { collected };
     }),
-    DisableSnapshot: flag(true),
-    EnableSnapshot: flag(false),
+    DisableSnapshot: flag(true, (volume, gids) => log('info', 'snapshot-disabled', { volume, gids })),
+    EnableSnapshot: flag(false, (volume, gids) => log('info', 'snapshot-enabled', { volume, gids })),
   };
 }
