@@ -1,9 +1,9 @@
-// The archive's maintenance through walbc on a running group [s0] [p0] [a0] (docs/servers.md §6.6, §6.7; scenarios
-// n5, n6 and n13 of docs/servers.md §12): apply up to a snapshot taken during writes keeps it and the later snapshots restoring to
-// the same bytes and drops the older ones, refuses restores while it runs, and a SIGKILL of the archive half-way
-// through an apply is finished at its next start; a run of diffs merges into one without changing a restore;
-// disabled snapshots leave the restorable list and come back when enabled. The archive's apply is throttled
-// (applyBytesPerSec) so that a test can catch it half-way.
+// The archive's maintenance through walbc on a running group [s0] [p0] [a0] (docs/servers.md §6.6, §6.7;
+// scenarios n5, n6 and n13 of docs/servers.md §12): apply up to a snapshot taken during writes keeps it and the
+// later snapshots restoring to the same bytes and drops the older ones, refuses restores while it runs, and a
+// SIGKILL of the archive half-way through an apply is finished at its next start; a run of diffs merges into one
+// without changing a restore; disabled snapshots leave the restorable list and come back when enabled. The
+// archive's apply is throttled (applyBytesPerSec) so that a test can catch it half-way.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
