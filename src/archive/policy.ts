@@ -90,7 +90,8 @@ export interface VolumeFacts {
 
 /** The snapshot the archive can reach now: the base with every applicable diff applied (docs/servers.md §2.6). */
 export function latestSnap(base: MetaState, diffs: DiffSet): MetaSnap {
-  let s = base.snapE ?? base.snapB;
+  // While applying, the chain from B passes the applying end E (docs/servers.md §2.5).
+  let s = base.snapB;
   for (const d of diffs.applicableChain(base.snapB)) s = applySnap(s, d);
   return s;
 }
@@ -183,18 +184,22 @@ export const MAX_HASH_CHUNK = 32 << 20;
 
 /**
  * Whether a hash backup may start (docs/servers.md §7.6): only onto an Archived volume (a reset archive needs a
- * full backup), not stopping, at least as large as the storage's volume. A header that cannot be right fails
+ * full backup), not stopping, not while an apply or a merge rewrites what it reads, at least as large as the storage's volume. A header that cannot be right fails
  * the stream (INVALID_ARGUMENT). The foreground limit is the transfer's.
  */
 export function hashSyncRejection(
   v: VolumeFacts | undefined,
   header: { volume: string; size: number; chunkSize: number },
+  actions: readonly string[] = [],
 ): Rejection | undefined {
   if (!v?.stored) return { reason: 'NOT_FOUND', message: `no volume ${header.volume}` };
   if (v.state === 'Stopped' || v.stop !== 'not-stopping')
     return { reason: 'STOPPED', message: `volume ${header.volume} is stopped` };
   if (v.state === 'WdiffRecv' || v.state === 'ReplSyncAsServer')
     return { reason: 'BUSY', message: `volume ${header.volume} receives a wdiff` };
+  const rewriting = actions.filter((a) => a === 'Apply' || a === 'Merge');
+  if (rewriting.length)
+    return { reason: 'BUSY', message: `volume ${header.volume} is busy (${rewriting.join(', ')})` };
   if (v.state !== 'Archived' || !v.stored.base)
     return {
       reason: 'BAD_STATE',
@@ -228,8 +233,9 @@ export interface ResyncOffer {
 
 /**
  * Whether a resync from a source archive may start (docs/servers.md §7.7.1): onto a volume that is Archived or
- * SyncReady with a base image (a resync cut half-way), not stopping, with no restore or resize running. A header
- * that cannot be right fails the stream (INVALID_ARGUMENT). The foreground limit is the transfer's.
+ * SyncReady with a base image (a resync cut half-way), not stopping, with no restore, resize, apply or merge
+ * running. A header that cannot be right fails the stream (INVALID_ARGUMENT). The foreground limit is the
+ * transfer's.
  */
 export function resyncRejection(
   v: VolumeFacts | undefined,
@@ -245,7 +251,7 @@ export function resyncRejection(
       reason: 'BAD_STATE',
       message: `volume ${offer.volume} is ${v.state}, needs Archived or SyncReady with a base image (else a full replication)`,
     };
-  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize');
+  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize' || a === 'Apply' || a === 'Merge');
   if (busy.length) return { reason: 'BUSY', message: `volume ${offer.volume} is busy (${busy.join(', ')})` };
   if (
     offer.size <= 0 ||
@@ -316,7 +322,7 @@ export function restoreChain(volume: string, v: StoredVolume, gid: number): Meta
   if (!restorableSnaps(v, true).some((r) => r.gid === gid))
     throw new WalbError('INVALID_ARGUMENT', `gid ${gid} of volume ${volume} is not restorable`);
   const chain = v.diffs.applicableChain(base.snapB, gid);
-  let s: MetaSnap = base.snapE ?? base.snapB;
+  let s: MetaSnap = base.snapB;
   for (const d of chain) s = applySnap(s, d);
   if (!isCleanSnap(s) || s.gidB !== gid)
     throw new WalbError('INVALID_ARGUMENT', `the chain reaches ${snapText(s)}, not |${gid}|`);
@@ -328,7 +334,7 @@ export const RESIZE_STATES: readonly ArchiveState[] = ['SyncReady', 'Archived', 
 
 /**
  * Whether `Resize {sizeLb}` may run (docs/servers.md §6.3): a steady state of RESIZE_STATES with a base image, no
- * restore, replication or other resize running, and never smaller than the stored size. Throws the typed refusal.
+ * restore, replication, apply or other resize running, and never smaller than the stored size. Throws the typed refusal.
  */
 export function checkResize(
   volume: string,
@@ -347,9 +353,7 @@ export function checkResize(
       'FAILED_PRECONDITION',
       `volume ${volume} has no base image yet: the full backup sets its size`,
     );
-  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize' || a === 'ReplSyncAsClient');
-  if (busy.length)
-    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy (${busy.join(', ')})`);
+  refuseBusy(volume, actions, ['Restore', 'ReplSyncAsClient', 'Apply', 'Resize']);
   if (sizeLb < v.stored.sizeLb)
     throw new WalbError(
       'INVALID_ARGUMENT',
@@ -357,9 +361,130 @@ export function checkResize(
     );
 }
 
-/** A restore does not start while the base image grows (docs/servers.md §6.3). */
+/** A restore does not start while the base image grows or takes diffs (docs/servers.md §6.3). */
 export function checkNotResizing(volume: string, actions: readonly string[]): void {
   if (actions.includes('Resize')) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is resizing`);
+  if (actions.includes('Apply')) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
+}
+
+/** Refuses when one of the `excluded` actions runs (docs/servers.md §6.2). */
+function refuseBusy(volume: string, actions: readonly string[], excluded: readonly string[]): void {
+  const busy = actions.filter((a) => excluded.includes(a));
+  if (busy.length)
+    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy (${busy.join(', ')})`);
+}
+
+/** An active volume that is not stopping, with a base image (apply, merge, snapshot flags). */
+function checkActiveWithBase(
+  volume: string,
+  v: VolumeFacts,
+  what: string,
+): StoredVolume & { base: MetaState } {
+  if (!ACTIVE_STATES.includes(v.state))
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `${what}: volume ${volume} is ${v.state}, needs ${ACTIVE_STATES.join(' or ')}`,
+    );
+  if (v.stop !== 'not-stopping') throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is stopping`);
+  if (!v.stored?.base)
+    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} has no base image yet (full backup first)`);
+  return v.stored as StoredVolume & { base: MetaState };
+}
+
+/**
+ * Whether `Apply {gid}` may start (docs/servers.md §6.3, §6.6) and the diffs it writes into the base image, in
+ * order: an active volume, none of Restore, ReplSyncAsClient, Apply, Merge, Resize running, and gid a restorable
+ * snapshot after the base (the chain reaches exactly |gid|). Throws the typed refusal.
+ */
+export function applyChain(
+  volume: string,
+  v: VolumeFacts,
+  actions: readonly string[],
+  gid: number,
+): MetaDiff[] {
+  const stored = checkActiveWithBase(volume, v, 'apply');
+  refuseBusy(volume, actions, ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize']);
+  if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying already`);
+  const chain = restoreChain(volume, stored, gid);
+  if (!chain.length)
+    throw new WalbError('INVALID_ARGUMENT', `gid ${gid} of ${volume} is the base already: nothing to apply`);
+  return chain;
+}
+
+/**
+ * Whether `Merge {gidB, gidE}` may start (docs/servers.md §6.3, §6.6) and what it merges: an active volume, not
+ * applying, none of Apply, Merge, Resize running, and a run of at least two diffs of the applicable chain from
+ * one starting exactly at gidB to one ending exactly at gidE, each after the first mergeable (the snapshots
+ * between them implicit). Throws the typed refusal.
+ */
+export function mergeRun(
+  volume: string,
+  v: VolumeFacts,
+  actions: readonly string[],
+  gidB: number,
+  gidE: number,
+): { diffs: MetaDiff[]; merged: MetaDiff } {
+  const stored = checkActiveWithBase(volume, v, 'merge');
+  refuseBusy(volume, actions, ['Apply', 'Merge', 'Resize']);
+  if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
+  const chain = stored.diffs.applicableChain(stored.base.snapB);
+  const first = chain.findIndex((d) => d.snapB.gidB === gidB);
+  if (first < 0 || chain[first].isCompDiff)
+    throw new WalbError('INVALID_ARGUMENT', `no diff of ${volume} that merges starts at gid ${gidB}`);
+  const diffs = [chain[first]];
+  let merged = chain[first];
+  for (const d of chain.slice(first + 1)) {
+    if (merged.snapE.gidB >= gidE || !canMerge(merged, d)) break;
+    merged = mergeDiff(merged, d);
+    diffs.push(d);
+  }
+  if (merged.snapE.gidB !== gidE)
+    throw new WalbError(
+      'INVALID_ARGUMENT',
+      `the mergeable run of ${volume} from gid ${gidB} ends at gid ${merged.snapE.gidB}, not ${gidE} (an explicit snapshot between them?)`,
+    );
+  if (diffs.length < 2)
+    throw new WalbError(
+      'INVALID_ARGUMENT',
+      `gids ${gidB}..${gidE} of ${volume} are one diff: nothing to merge`,
+    );
+  return { diffs, merged };
+}
+
+/**
+ * Whether `DisableSnapshot`/`EnableSnapshot` may run (docs/servers.md §6.3, §6.7) and the diffs whose file names
+ * change: an active volume, no Apply or Merge running, and for each gid the diffs that start at it (one at least);
+ * only those whose flag differs from `mergeable` are returned.
+ */
+export function snapshotFlagDiffs(
+  volume: string,
+  v: VolumeFacts,
+  actions: readonly string[],
+  gids: readonly number[],
+  mergeable: boolean,
+): MetaDiff[] {
+  const stored = checkActiveWithBase(volume, v, mergeable ? 'disable-snapshot' : 'enable-snapshot');
+  refuseBusy(volume, actions, ['Apply', 'Merge']);
+  if (!gids.length) throw new WalbError('INVALID_ARGUMENT', 'name at least one gid');
+  const all = stored.diffs.all();
+  const out: MetaDiff[] = [];
+  for (const gid of gids) {
+    const starting = all.filter((d) => d.snapB.gidB === gid && !d.isCompDiff);
+    if (!starting.length) throw new WalbError('NOT_FOUND', `no diff of ${volume} starts at gid ${gid}`);
+    out.push(...starting.filter((d) => d.isMergeable !== mergeable));
+  }
+  return out;
+}
+
+/** `GcDiff` runs on an Archived or Stopped volume with no action running (docs/servers.md §6.3). */
+export function checkGcDiff(volume: string, v: VolumeFacts, actions: readonly string[]): void {
+  if (v.state !== 'Archived' && v.state !== 'Stopped')
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `gc-diff: volume ${volume} is ${v.state}, needs Archived or Stopped`,
+    );
+  if (actions.length)
+    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy (${actions.join(', ')})`);
 }
 
 /** ClearVol refuses a volume with work running on it (docs/servers.md §6.3). */
@@ -404,7 +529,7 @@ export function metaInconsistency(
 
 /**
  * Whether `Replicate` may start on the source (docs/servers.md §6.3): an active volume with a base image, not
- * stopping, and none of the actions it excludes (Restore, ReplSyncAsClient, Resize) running. Throws the typed
+ * stopping, and none of the actions it excludes (Restore, ReplSyncAsClient, Apply, Merge, Resize) running. Throws the typed
  * refusal; the foreground limit is checked by the caller.
  */
 export function checkReplicate(volume: string, v: VolumeFacts, actions: readonly string[]): void {
@@ -414,9 +539,7 @@ export function checkReplicate(volume: string, v: VolumeFacts, actions: readonly
       `replicate: volume ${volume} is ${v.state}${v.stored?.base ? '' : ' without a base image'}, needs ${ACTIVE_STATES.join(' or ')}`,
     );
   if (v.stop !== 'not-stopping') throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is stopping`);
-  const busy = actions.filter((a) => a === 'Restore' || a === 'ReplSyncAsClient' || a === 'Resize');
-  if (busy.length)
-    throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is busy (${busy.join(', ')})`);
+  refuseBusy(volume, actions, ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize']);
 }
 
 /** What the source reads of the destination (its Status; `state` Clear when it has no such volume). */

@@ -19,6 +19,7 @@ export function queryHandlers(
       const v = volumes.get(req.volume);
       const s = volumes.store(v);
       const diffs = s.diffs.all();
+      const usage = s.diskUsage();
       return {
         state: volumes.reply(v),
         storageUuid: s.storageUuid,
@@ -37,6 +38,9 @@ export function queryHandlers(
           timestamp: d.timestamp,
           dataSize: d.dataSize,
         })),
+        baseDiskBytes: usage.baseBytes,
+        diffDiskBytes: usage.diffBytes,
+        restoredDiskBytes: usage.restoredBytes,
       };
     }),
     GetRestorable: unary(async (req) => {

@@ -25,6 +25,7 @@ import type { ArchiveConfig } from '../config/archive';
 import { native, type BulkReceiver } from '../native';
 import { ArchiveVolumes, type ArchiveContext } from './context';
 import { lifecycleHandlers } from './lifecycle-handlers';
+import { maintenanceHandlers } from './maintenance-handlers';
 import { restorableSnaps } from './policy';
 import { queryHandlers } from './query-handlers';
 import { replicationHandlers } from './replication';
@@ -80,6 +81,7 @@ export class ArchiveServer {
         ...restoreHandlers(ctx),
         ...transferHandlers(ctx),
         ...replicationHandlers(ctx),
+        ...maintenanceHandlers(ctx),
       },
       this.ops,
       this.config.tls,

@@ -85,7 +85,11 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
     check: (h) => {
       const v = volumes.find(h.volume);
       if (h.resync) return resyncRejection(v && volumes.facts(v), v?.state.runningActions() ?? [], h.resync);
-      return hashSyncRejection(v && volumes.facts(v), { ...h, size: Number(h.size) });
+      return hashSyncRejection(
+        v && volumes.facts(v),
+        { ...h, size: Number(h.size) },
+        v?.state.runningActions() ?? [],
+      );
     },
     receive: (h, transfer) =>
       h.resync ? receiveResync(ctx, h, h.resync, transfer) : receiveHashBackup(ctx, h, transfer),

@@ -15,6 +15,7 @@ import {
   diffFileName,
   diffText,
   parseDiffFileName,
+  snap,
   type MetaDiff,
   type MetaSnap,
   type MetaState,
@@ -128,6 +129,7 @@ export class ArchiveVolumeStore implements StoredVolume {
       if (d) store.diffs.add(d);
     }
     await store.gc();
+    if (store.meta.base?.snapE) await store.finishApplying();
     return store;
   }
 
@@ -431,6 +433,106 @@ export class ArchiveVolumeStore implements StoredVolume {
     const collected = diffsToCollect(this.meta.base, this.diffs);
     for (const d of collected) await this.deleteDiff(d);
     return collected.length;
+  }
+
+  // ---- apply, merge, snapshot flags (docs/servers.md §6.6, §6.7) ----
+
+  /**
+   * Writes the diffs up to the clean snapshot |gid| into the base image in place (policy.applyChain says which):
+   * the base state "applying B --> |gid|" is written first, so that a crash at any point leaves a state that open()
+   * finishes by the same redo (each diff writes absolute contents, so replaying the whole list in order again gives
+   * the same bytes); then the base is |gid| and the consumed diffs are deleted.
+   */
+  async apply(gid: number, opts: { progress?: ProgressFn; bytesPerSec?: number } = {}): Promise<void> {
+    const base = this.meta.base;
+    if (!base || base.snapE)
+      throw new WalbError('FAILED_PRECONDITION', `volume ${this.volume} has no base image to apply to`);
+    restoreChain(this.volume, this, gid);
+    await this.update((m) => ({ ...m, base: { ...base, snapE: snap(gid) } }));
+    await this.finishApplying(opts);
+  }
+
+  /**
+   * Redoes the applying list of the base state into the base image, synced, then commits its end. With
+   * `bytesPerSec`, each diff waits until the bytes written so far fit the rate.
+   */
+  private async finishApplying(opts: { progress?: ProgressFn; bytesPerSec?: number } = {}): Promise<void> {
+    const end = this.meta.base!.snapE!;
+    const chain = restoreChain(this.volume, this, end.gidB);
+    const total = chain.reduce((a, d) => a + d.dataSize, 0);
+    const started = Date.now();
+    let done = 0;
+    for (const d of chain) {
+      await native.wdiffRedo(this.diffPath(d), this.baseImage, { discard: 'zero' });
+      done += d.dataSize;
+      opts.progress?.(done, total);
+      if (opts.bytesPerSec) {
+        const ahead = (done / opts.bytesPerSec) * 1000 - (Date.now() - started);
+        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+      }
+    }
+    const h = await fs.promises.open(this.baseImage, 'r+');
+    try {
+      await h.datasync();
+    } finally {
+      await h.close();
+    }
+    const timestamp = chain.length ? chain[chain.length - 1].timestamp : this.meta.base!.timestamp;
+    await this.update((m) => ({ ...m, base: { snapB: end, timestamp } }));
+    await this.gc();
+    await fsyncDir(this.dir);
+  }
+
+  /**
+   * Merges `diffs` (policy.mergeRun) into one sorted wdiff `merged`: written and synced under a temporary name,
+   * renamed in, then the inputs deleted. A crash between the two leaves both; the merged diff is on the chain and
+   * covers the inputs, so the gc of open() deletes them.
+   */
+  async merge(diffs: MetaDiff[], merged: MetaDiff, progress?: ProgressFn): Promise<MetaDiff> {
+    const tmp = this.tempPath();
+    let added: MetaDiff;
+    try {
+      await native.wdiffMerge(
+        diffs.map((d) => this.diffPath(d)),
+        tmp,
+        { compression: 'snappy' },
+        progress,
+      );
+      added = await this.addDiff(tmp, merged);
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true });
+      throw err;
+    }
+    for (const d of diffs) await this.deleteDiff(d);
+    await fsyncDir(this.dir);
+    return added;
+  }
+
+  /** Flips the isMergeable flag of `diffs` by renaming their files (the flag is in the name, docs/formats.md §6). */
+  async setMergeable(diffs: MetaDiff[], isMergeable: boolean): Promise<void> {
+    for (const d of diffs) {
+      const flipped = { ...d, isMergeable };
+      await fs.promises.rename(this.diffPath(d), this.diffPath(flipped));
+      this.diffs.remove(d);
+      this.diffs.add(flipped);
+    }
+    await fsyncDir(this.dir);
+  }
+
+  /** Bytes on disk of the base image, the wdiffs and the restored images (allocated blocks: images are sparse). */
+  diskUsage(): { baseBytes: number; diffBytes: number; restoredBytes: number } {
+    const used = (file: string) => {
+      try {
+        return fs.statSync(file).blocks * 512;
+      } catch {
+        return 0;
+      }
+    };
+    return {
+      baseBytes: used(this.baseImage),
+      diffBytes: this.diffs.all().reduce((a, d) => a + used(this.diffPath(d)), 0),
+      restoredBytes: this.listRestored().reduce((a, gid) => a + used(this.restoredPath(gid)), 0),
+    };
   }
 
   // ---- snapshots ----

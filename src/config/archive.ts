@@ -31,6 +31,8 @@ export interface ArchiveConfig extends MetricsConfig {
   bulkListen: string;
   /** Read rate limit of a full replication's scan of the base image [bytes/s], 0 = unlimited. */
   replicateBytesPerSec: number;
+  /** Rate limit of an apply [diff bytes/s], 0 = unlimited. */
+  applyBytesPerSec: number;
   /** Longest wait for the destination of a replication step (an answer, room to send) [s]. */
   socketTimeoutSec: number;
   /** Listen without TLS on an address other than loopback. */
@@ -77,6 +79,11 @@ const schema: convict.Schema<ArchiveConfig> = {
   },
   replicateBytesPerSec: {
     doc: "Read rate limit of a full replication's scan of the base image [bytes/s], 0 = unlimited.",
+    format: 'nat',
+    default: 0,
+  },
+  applyBytesPerSec: {
+    doc: 'Rate limit of an apply [diff bytes/s], 0 = unlimited: after each diff written into the base image, the apply waits until its bytes fit the rate.',
     format: 'nat',
     default: 0,
   },

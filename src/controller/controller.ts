@@ -108,6 +108,8 @@ export interface ArchiveFacts {
   newestRestorable: { gid: number; timestamp: number } | null;
   /** Seconds from the recovery point to when the status was read; null before the first backup. */
   recoveryPointAgeSec: number | null;
+  /** Bytes on disk of the base image, the wdiffs and the restored images (absent from an older archive). */
+  disk?: { base: number; diffs: number; restored: number };
 }
 
 /** An operation running on a volume, with its progress (in the operation's unit; bytes for transfers). */
@@ -158,7 +160,10 @@ export function statusDetail(r: StatusRow): string {
   if (r.archive) {
     const a = r.archive;
     const latest = a.latest ? `latest ${snapText(a.latest)}` : 'no base';
-    return `${latest}, ${a.diffs} wdiff(s) ${mib(a.diffBytes)}, ${a.restored.length} restored`;
+    const disk = a.disk
+      ? `; disk: base ${mib(a.disk.base)}, wdiffs ${mib(a.disk.diffs)}, restored ${mib(a.disk.restored)}`
+      : '';
+    return `${latest}, ${a.diffs} wdiff(s) ${mib(a.diffBytes)}, ${a.restored.length} restored${disk}`;
   }
   return r.error ?? '';
 }
@@ -883,6 +888,45 @@ export class Controller {
     return opts.wait ? this.waitOperation(aid, op, opts.progress) : op;
   }
 
+  /** Applies the diffs up to snapshot `gid` into the archive's base image (docs/servers.md §6.6). */
+  async apply(
+    volume: string,
+    gid: number,
+    opts: { archive?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
+  ) {
+    const [aid, a] = this.pick(this.archives, opts.archive, 'archive');
+    const op = await a.Apply({ volume, gid });
+    return opts.wait ? this.waitOperation(aid, op, opts.progress) : op;
+  }
+
+  /** Merges the mergeable diffs from gidBegin to gidEnd into one (docs/servers.md §6.6). */
+  async merge(
+    volume: string,
+    gidBegin: number,
+    gidEnd: number,
+    opts: { archive?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
+  ) {
+    const [aid, a] = this.pick(this.archives, opts.archive, 'archive');
+    const op = await a.Merge({ volume, gidBegin, gidEnd });
+    return opts.wait ? this.waitOperation(aid, op, opts.progress) : op;
+  }
+
+  /** Deletes the archive's wdiffs that no snapshot reaches; returns how many. */
+  async gcDiff(volume: string, archive?: string): Promise<number> {
+    return (await this.pick(this.archives, archive, 'archive')[1].GcDiff({ volume })).collected;
+  }
+
+  /** Makes snapshots implicit (`explicit` false) or explicit again (docs/servers.md §6.7). */
+  async setSnapshotExplicit(
+    volume: string,
+    gids: number[],
+    explicit: boolean,
+    archive?: string,
+  ): Promise<void> {
+    const a = this.pick(this.archives, archive, 'archive')[1];
+    await (explicit ? a.EnableSnapshot({ volume, gids }) : a.DisableSnapshot({ volume, gids }));
+  }
+
   async delRestored(volume: string, gid: number, archive?: string): Promise<void> {
     await this.pick(this.archives, archive, 'archive')[1].DelRestored({ volume, gid });
   }
@@ -1080,6 +1124,11 @@ export class Controller {
         recoveryPointAgeSec: newestRestorable
           ? Math.max(0, Math.round(Date.now() / 1000 - newestRestorable.timestamp))
           : null,
+        disk: {
+          base: Number(s.baseDiskBytes),
+          diffs: Number(s.diffDiskBytes),
+          restored: Number(s.restoredDiskBytes),
+        },
       },
     };
   }

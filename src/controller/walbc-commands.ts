@@ -280,6 +280,71 @@ export const walbcCommands: Command[] = [
     waitHelp,
   ),
   cmd(
+    'apply',
+    'VOL GID',
+    "write the diffs up to snapshot GID into the archive's base image (older snapshots are no longer restorable)",
+    [2, 2],
+    async (c, a, v) => {
+      const op = await c.apply(a[0], gidArg(a[1]), {
+        archive: stringOpt(v, 'archive'),
+        wait: v.wait === true,
+        progress: progress(v),
+      });
+      out(v, op, v.wait ? `applied up to gid ${op.result}` : `started: operation ${op.id}`);
+    },
+    { ...wait, ...on('archive') },
+    waitHelp,
+  ),
+  cmd(
+    'merge',
+    'VOL GIDB GIDE',
+    'merge the mergeable diffs from GIDB to GIDE into one (the snapshots between them are implicit)',
+    [3, 3],
+    async (c, a, v) => {
+      const op = await c.merge(a[0], gidArg(a[1]), gidArg(a[2]), {
+        archive: stringOpt(v, 'archive'),
+        wait: v.wait === true,
+        progress: progress(v),
+      });
+      out(v, op, v.wait ? `merged: ${op.result}` : `started: operation ${op.id}`);
+    },
+    { ...wait, ...on('archive') },
+    waitHelp,
+  ),
+  cmd(
+    'gc-diff',
+    'VOL',
+    "delete the archive's wdiffs that no snapshot reaches",
+    [1, 1],
+    async (c, a, v) => {
+      const collected = await c.gcDiff(a[0], stringOpt(v, 'archive'));
+      out(v, { collected }, `${collected} wdiff(s) deleted`);
+    },
+    on('archive'),
+  ),
+  cmd(
+    'disable-snapshot',
+    'VOL GID...',
+    'make snapshots implicit: hidden from get-restorable, mergeable',
+    [2, Infinity],
+    async (c, a, v) => {
+      await c.setSnapshotExplicit(a[0], a.slice(1).map(gidArg), false, stringOpt(v, 'archive'));
+      out(v, {}, 'disabled');
+    },
+    on('archive'),
+  ),
+  cmd(
+    'enable-snapshot',
+    'VOL GID...',
+    'make snapshots explicit again',
+    [2, Infinity],
+    async (c, a, v) => {
+      await c.setSnapshotExplicit(a[0], a.slice(1).map(gidArg), true, stringOpt(v, 'archive'));
+      out(v, {}, 'enabled');
+    },
+    on('archive'),
+  ),
+  cmd(
     'del-restored',
     'VOL GID',
     'delete a restored image',

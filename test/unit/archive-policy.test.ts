@@ -3,7 +3,9 @@
 import test from 'ava';
 import {
   ARCHIVE_EDGES,
+  applyChain,
   checkClearVol,
+  checkGcDiff,
   checkDelRestored,
   checkNotResizing,
   checkResize,
@@ -17,12 +19,14 @@ import {
   fullSyncRejection,
   hashSyncRejection,
   latestSnap,
+  mergeRun,
   metaInconsistency,
   nextReplicationStep,
   reactToReplicaRejection,
   restorableSnaps,
   restoreChain,
   resyncRejection,
+  snapshotFlagDiffs,
   wdiffRejection,
   type ArchiveState,
   type ReplicaFacts,
@@ -30,7 +34,7 @@ import {
   type StoredVolume,
   type VolumeFacts,
 } from '../../src/archive/policy';
-import { DiffSet, diff, snap, type MetaDiff, type MetaState } from '../../src/common/meta';
+import { DiffSet, diff, mergeDiff, snap, type MetaDiff, type MetaState } from '../../src/common/meta';
 import { VolumeState, type StopFlag } from '../../src/common/state-machine';
 
 const UUID = 'aa'.repeat(16);
@@ -576,4 +580,291 @@ test('the source reads the destination again after TOO_OLD_DIFF, waits on BUSY o
     'STOPPED',
   ] as const)
     t.is(reactToReplicaRejection(r), 'fail', r);
+});
+
+// ---- apply, merge, gc-diff, snapshot flags (docs/servers.md §6.3, §6.6, §6.7) ----
+
+/** Base |0|, then 0→1, 1→2 (mergeable: |1| is implicit), 2→3 and 3→4 (mergeable), the explicit |2| between. */
+const maintained = () =>
+  stored({ snapB: snap(0), timestamp: 100 }, [
+    diff(snap(0), snap(1), { timestamp: 101 }),
+    diff(snap(1), snap(2), { isMergeable: true, timestamp: 102 }),
+    diff(snap(2), snap(3), { timestamp: 103 }),
+    diff(snap(3), snap(4), { isMergeable: true, timestamp: 104 }),
+  ]);
+
+const codeOf = (fn: () => unknown) => {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return (err as { code: string }).code;
+  }
+};
+
+test('apply writes the chain from the base up to the restorable gid, and nothing when gid is not a clean snapshot after the base', (t) => {
+  const v = maintained();
+  t.deepEqual(
+    applyChain('v', facts('Archived', v), [], 3).map((d) => d.snapE.gidB),
+    [1, 2, 3],
+  );
+  t.deepEqual(
+    applyChain('v', facts('WdiffRecv', v), [], 1).map((d) => d.snapE.gidB),
+    [1],
+    'wdiffs keep arriving meanwhile',
+  );
+  t.is(
+    codeOf(() => applyChain('v', facts('Archived', v), [], 0)),
+    'INVALID_ARGUMENT',
+    'the base already',
+  );
+  t.is(
+    codeOf(() => applyChain('v', facts('Archived', v), [], 9)),
+    'INVALID_ARGUMENT',
+    'not restorable',
+  );
+  const dirtyEnd = stored({ snapB: snap(0), timestamp: 100 }, [
+    diff(snap(0), snap(1, 3), { timestamp: 101 }),
+  ]);
+  t.is(
+    codeOf(() => applyChain('v', facts('Archived', dirtyEnd), [], 1)),
+    'INVALID_ARGUMENT',
+    'a dirty end',
+  );
+});
+
+test('apply refuses a volume that is not active, stopping, without a base, applying already, or running Restore, ReplSyncAsClient, Apply, Merge or Resize', (t) => {
+  const v = maintained();
+  t.is(
+    codeOf(() => applyChain('v', facts('Stopped', { ...v, state: 'Stopped' }), [], 3)),
+    'FAILED_PRECONDITION',
+  );
+  t.is(
+    codeOf(() => applyChain('v', facts('SyncReady', stored(undefined, [])), [], 3)),
+    'FAILED_PRECONDITION',
+  );
+  t.is(
+    codeOf(() => applyChain('v', facts('Archived', v, 'stopping'), [], 3)),
+    'FAILED_PRECONDITION',
+  );
+  for (const busy of ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize'])
+    t.throws(() => applyChain('v', facts('Archived', v), [busy], 3), {
+      code: 'FAILED_PRECONDITION',
+      message: new RegExp(`busy \\(${busy}\\)`),
+    } as object);
+  const applying = { ...v, base: { snapB: snap(0), snapE: snap(2), timestamp: 100 } };
+  t.throws(() => applyChain('v', facts('Archived', applying), [], 3), {
+    code: 'FAILED_PRECONDITION',
+    message: /applying already/,
+  } as object);
+});
+
+test('while an apply runs, the archive still reaches its latest snapshot and restores nothing before the applying end', (t) => {
+  const v = maintained();
+  const applying = { ...v, base: { snapB: snap(0), snapE: snap(2), timestamp: 100 } };
+  t.deepEqual(latestSnap(applying.base, applying.diffs), snap(4));
+  t.deepEqual(
+    restorableSnaps(applying, true).map((r) => r.gid),
+    [2, 3, 4],
+  );
+  t.deepEqual(
+    restoreChain('v', applying, 3).map((d) => d.snapE.gidB),
+    [1, 2, 3],
+    'the whole list from the stored base B: the image is B with the applying list partly written',
+  );
+  t.is(diffVerdict(applying, diff(snap(4), snap(5)), UUID), 'accept');
+});
+
+test('restore, resize, replication, hash backup and resync wait for an apply; hash backup and resync also for a merge', (t) => {
+  t.throws(() => checkNotResizing('v', ['Apply']), {
+    code: 'FAILED_PRECONDITION',
+    message: /applying/,
+  } as object);
+  t.notThrows(() => checkNotResizing('v', ['Merge']), 'a merge keeps every restorable snapshot');
+  t.is(
+    codeOf(() => checkResize('v', facts('Archived', archived()), ['Apply'], SIZE * 2)),
+    'FAILED_PRECONDITION',
+  );
+  t.is(
+    codeOf(() => checkResize('v', facts('Archived', archived()), ['Merge'], SIZE * 2)),
+    undefined,
+  );
+  for (const busy of ['Apply', 'Merge'])
+    t.is(
+      codeOf(() => checkReplicate('v', facts('Archived', archived()), [busy])),
+      'FAILED_PRECONDITION',
+    );
+  const h = { volume: 'v', size: SIZE, chunkSize: 1024 };
+  for (const busy of ['Apply', 'Merge']) {
+    t.is(hashSyncRejection(facts('Archived', archived()), h, [busy])?.reason, 'BUSY');
+    t.is(
+      resyncRejection(facts('Archived', archived()), [busy], {
+        volume: 'v',
+        size: SIZE,
+        chunkSize: 1024,
+        archiveUuid: OTHER,
+        storageUuid: UUID,
+        base: { snapB: snap(0), timestamp: 1 },
+      })?.reason,
+      'BUSY',
+    );
+  }
+  t.is(hashSyncRejection(facts('Archived', archived()), h, ['Restore']), undefined);
+});
+
+test('merge takes the run of the chain from the diff at gidB to the one ending at gidE, each after the first mergeable', (t) => {
+  const v = stored({ snapB: snap(0), timestamp: 100 }, [
+    diff(snap(0), snap(1)),
+    diff(snap(1), snap(2), { isMergeable: true }),
+    diff(snap(2), snap(3), { isMergeable: true, timestamp: 7 }),
+    diff(snap(3), snap(4)),
+  ]);
+  const run = mergeRun('v', facts('Archived', v), [], 0, 3);
+  t.deepEqual(
+    run.diffs.map((d) => d.snapE.gidB),
+    [1, 2, 3],
+  );
+  t.deepEqual(run.merged, diff(snap(0), snap(3), { timestamp: 7 }));
+  t.is(mergeRun('v', facts('Archived', v), [], 1, 3).diffs.length, 2);
+  t.throws(() => mergeRun('v', facts('Archived', v), [], 0, 4), {
+    code: 'INVALID_ARGUMENT',
+    message: /ends at gid 3, not 4/,
+  } as object);
+  t.is(
+    codeOf(() => mergeRun('v', facts('Archived', v), [], 3, 4)),
+    'INVALID_ARGUMENT',
+    'one diff',
+  );
+  t.is(
+    codeOf(() => mergeRun('v', facts('Archived', v), [], 5, 6)),
+    'INVALID_ARGUMENT',
+    'no diff at gidB',
+  );
+  t.is(
+    codeOf(() => mergeRun('v', facts('Archived', v), [], 0, 2)),
+    undefined,
+    'gidE inside the run',
+  );
+});
+
+test('merge refuses while applying or running Apply, Merge or Resize, and not for a restore or a replication', (t) => {
+  const v = maintained();
+  for (const busy of ['Apply', 'Merge', 'Resize'])
+    t.is(
+      codeOf(() => mergeRun('v', facts('Archived', v), [busy], 0, 2)),
+      'FAILED_PRECONDITION',
+    );
+  for (const other of ['Restore', 'ReplSyncAsClient'])
+    t.is(
+      codeOf(() => mergeRun('v', facts('Archived', v), [other], 0, 2)),
+      undefined,
+    );
+  const applying = { ...v, base: { snapB: snap(0), snapE: snap(2), timestamp: 100 } };
+  t.throws(() => mergeRun('v', facts('Archived', applying), [], 2, 4), {
+    code: 'FAILED_PRECONDITION',
+    message: /applying/,
+  } as object);
+});
+
+test('after a merge crashed between writing its diff and deleting its inputs, the gc deletes the inputs and keeps the merged one', (t) => {
+  const inputs = [
+    diff(snap(0), snap(1)),
+    diff(snap(1), snap(2), { isMergeable: true }),
+    diff(snap(2), snap(3)),
+  ];
+  const merged = mergeDiff(inputs[0], inputs[1]);
+  const diffs = new DiffSet([...inputs, merged]);
+  const base = { snapB: snap(0), timestamp: 1 };
+  t.deepEqual(
+    diffsToCollect(base, diffs).map((d) => [d.snapB.gidB, d.snapE.gidB]),
+    [
+      [0, 1],
+      [1, 2],
+    ],
+  );
+  t.deepEqual(
+    diffs.applicableChain(base.snapB).map((d) => [d.snapB.gidB, d.snapE.gidB]),
+    [
+      [0, 2],
+      [2, 3],
+    ],
+  );
+});
+
+test('disabling a snapshot names the diffs starting at it that are not mergeable yet; enabling the reverse; a gid without a diff is NOT_FOUND', (t) => {
+  const v = maintained();
+  t.deepEqual(
+    snapshotFlagDiffs('v', facts('Archived', v), [], [2, 1], true).map((d) => d.snapB.gidB),
+    [2],
+    '|1| is implicit already',
+  );
+  t.deepEqual(
+    snapshotFlagDiffs('v', facts('Archived', v), [], [1, 3], false).map((d) => d.snapB.gidB),
+    [1, 3],
+  );
+  t.is(
+    codeOf(() => snapshotFlagDiffs('v', facts('Archived', v), [], [4], true)),
+    'NOT_FOUND',
+  );
+  t.is(
+    codeOf(() => snapshotFlagDiffs('v', facts('Archived', v), [], [], true)),
+    'INVALID_ARGUMENT',
+  );
+  for (const busy of ['Apply', 'Merge'])
+    t.is(
+      codeOf(() => snapshotFlagDiffs('v', facts('Archived', v), [busy], [2], true)),
+      'FAILED_PRECONDITION',
+    );
+  t.is(
+    codeOf(() => snapshotFlagDiffs('v', facts('Archived', v), ['Restore'], [2], true)),
+    undefined,
+  );
+  t.is(
+    codeOf(() => snapshotFlagDiffs('v', facts('Stopped', { ...v, state: 'Stopped' }), [], [2], true)),
+    'FAILED_PRECONDITION',
+  );
+});
+
+test('a disabled snapshot leaves the restorable list and stays in the whole list as implicit', (t) => {
+  const v = maintained();
+  const disabled = stored(
+    v.base,
+    v.diffs.all().map((d) => (d.snapB.gidB === 2 ? { ...d, isMergeable: true } : d)),
+  );
+  t.deepEqual(
+    restorableSnaps(v, false).map((r) => r.gid),
+    [0, 2, 4],
+  );
+  t.deepEqual(
+    restorableSnaps(disabled, false).map((r) => r.gid),
+    [0, 4],
+  );
+  t.deepEqual(
+    restorableSnaps(disabled, true).map((r) => [r.gid, r.isExplicit]),
+    [
+      [0, true],
+      [1, false],
+      [2, false],
+      [3, false],
+      [4, true],
+    ],
+  );
+});
+
+test('gc-diff runs on an Archived or Stopped volume with no action running', (t) => {
+  t.notThrows(() => checkGcDiff('v', facts('Archived', archived()), []));
+  t.notThrows(() => checkGcDiff('v', facts('Stopped', archived()), []));
+  t.is(
+    codeOf(() => checkGcDiff('v', facts('WdiffRecv', archived()), [])),
+    'FAILED_PRECONDITION',
+  );
+  t.is(
+    codeOf(() => checkGcDiff('v', facts('SyncReady', archived()), [])),
+    'FAILED_PRECONDITION',
+  );
+  for (const busy of ['Restore', 'Apply', 'Merge', 'Resize', 'ReplSyncAsClient'])
+    t.is(
+      codeOf(() => checkGcDiff('v', facts('Archived', archived()), [busy])),
+      'FAILED_PRECONDITION',
+    );
 });

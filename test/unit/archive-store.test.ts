@@ -5,9 +5,16 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { diffVerdict, latestSnap, restorableSnaps } from '../../src/archive/policy';
+import {
+  applyChain,
+  diffVerdict,
+  latestSnap,
+  mergeRun,
+  restorableSnaps,
+  snapshotFlagDiffs,
+} from '../../src/archive/policy';
 import { ArchiveVolumeStore } from '../../src/archive/volume-store';
-import { diff, snap } from '../../src/common/meta';
+import { diff, diffFileName, diffText, snap } from '../../src/common/meta';
 import { native } from '../../src/native';
 import { tempArea } from '../temp-files';
 
@@ -285,4 +292,141 @@ test('a resync drops the restored images and diffs, sizes the base image as the 
   t.is(after.archiveUuid, 'cc'.repeat(16));
   t.is(after.storageUuid, 'dd'.repeat(16));
   t.is(after.sizeLb, SIZE / 1024);
+});
+
+/** A backed-up volume holding the fixture's four diffs (|1| implicit: 1→2 is mergeable). */
+async function withFourDiffs(name: string) {
+  const f = await fixture(name);
+  const data = tmp.name(`${name}-data`);
+  const store = await ArchiveVolumeStore.init(data, 'vol0');
+  await fullBackup(store, f.img);
+  await offer(store, f.wdiffs[0], diff(snap(0), snap(1), { timestamp: 1_700_000_001 }));
+  await offer(store, f.wdiffs[1], diff(snap(1), snap(2), { isMergeable: true, timestamp: 1_700_000_002 }));
+  await offer(store, f.wdiffs[2], diff(snap(2), snap(3), { timestamp: 1_700_000_003 }));
+  await offer(store, f.wdiffs[3], diff(snap(3), snap(4), { timestamp: 1_700_000_004 }));
+  return { f, data, store };
+}
+
+const active = (store: ArchiveVolumeStore) => ({
+  state: 'Archived' as const,
+  stop: 'not-stopping' as const,
+  stored: store,
+});
+const sameBytes = (a: string, b: string) => fs.readFileSync(a).equals(fs.readFileSync(b));
+
+test('apply writes the diffs up to gid into the base image: the base is that snapshot, older ones leave the list, later ones restore byte for byte', async (t) => {
+  const { f, store } = await withFourDiffs('apply');
+  const early = await store.restore(1);
+  t.is(applyChain('vol0', active(store), [], 2).length, 2);
+  await store.apply(2);
+  t.deepEqual(store.base, { snapB: snap(2), timestamp: 1_700_000_002 });
+  t.true(sameBytes(store.baseImage, f.truth[2]), 'the base image is snapshot 2');
+  t.deepEqual(
+    store.diffs.all().map((d) => `${d.snapB.gidB}-${d.snapE.gidB}`),
+    ['2-3', '3-4'],
+    'the consumed diffs are deleted',
+  );
+  t.deepEqual(
+    restorableSnaps(store, true).map((r) => r.gid),
+    [2, 3, 4],
+  );
+  for (const gid of [3, 4]) t.true(sameBytes(await store.restore(gid), f.truth[gid]), `gid ${gid}`);
+  t.true(sameBytes(early, f.truth[1]), 'an image restored before stays as it was');
+  await t.throwsAsync(store.apply(1), { code: 'INVALID_ARGUMENT', message: /not restorable/ } as object);
+});
+
+test('an apply killed half-way (its applying state written, the base image partly overwritten) finishes at the next open with the same bytes', async (t) => {
+  const { f, data, store } = await withFourDiffs('apply-crash');
+  // What a kill -9 in the middle of `apply 3` leaves: the applying state, then the first diffs written and part of
+  // the third (here: the first MiB as it is once all three are written).
+  const metaFile = path.join(store.dir, 'meta.json');
+  const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
+  fs.writeFileSync(metaFile, JSON.stringify({ ...meta, base: { ...meta.base, snapE: snap(3) } }));
+  for (const d of store.diffs.all().slice(0, 2))
+    await native.wdiffRedo(store.diffPath(d), store.baseImage, { discard: 'zero' });
+  const h = fs.openSync(store.baseImage, 'r+');
+  fs.writeSync(h, fs.readFileSync(f.truth[3]).subarray(0, 1 << 20), 0, 1 << 20, 0);
+  fs.closeSync(h);
+
+  const again = await ArchiveVolumeStore.open(data, 'vol0');
+  t.deepEqual(again.base, { snapB: snap(3), timestamp: 1_700_000_003 });
+  t.true(sameBytes(again.baseImage, f.truth[3]), 'the redo of the whole list gives the bytes of snapshot 3');
+  t.deepEqual(
+    again.diffs.all().map((d) => `${d.snapB.gidB}-${d.snapE.gidB}`),
+    ['3-4'],
+  );
+  t.true(sameBytes(await again.restore(4), f.truth[4]));
+});
+
+test('merge replaces a mergeable run by one sorted wdiff: every snapshot that stays restorable restores byte for byte', async (t) => {
+  const { f, store } = await withFourDiffs('merge');
+  const run = mergeRun('vol0', active(store), [], 0, 2);
+  const merged = await store.merge(run.diffs, run.merged);
+  t.is(diffText(merged), '|0|---->|2|');
+  t.true(fs.existsSync(store.diffPath(merged)));
+  t.deepEqual(
+    store.diffs.all().map((d) => `${d.snapB.gidB}-${d.snapE.gidB}`),
+    ['0-2', '2-3', '3-4'],
+  );
+  t.is(fs.readdirSync(store.dir).filter((n) => n.endsWith('.wdiff')).length, 3, 'the inputs are deleted');
+  t.deepEqual(
+    restorableSnaps(store, true).map((r) => r.gid),
+    [0, 2, 3, 4],
+    'the implicit |1| is gone',
+  );
+  for (const gid of [2, 3, 4]) t.true(sameBytes(await store.restore(gid), f.truth[gid]), `gid ${gid}`);
+});
+
+test('a merge killed after its diff was renamed in but before its inputs were deleted: the next open deletes the inputs', async (t) => {
+  const { f, data, store } = await withFourDiffs('merge-crash');
+  const merged = diff(snap(0), snap(2), { timestamp: 1_700_000_002 });
+  const file = path.join(store.dir, diffFileName(merged));
+  await native.wdiffMerge([f.wdiffs[0], f.wdiffs[1]], file, { compression: 'snappy' });
+  const again = await ArchiveVolumeStore.open(data, 'vol0');
+  t.deepEqual(
+    again.diffs.all().map((d) => `${d.snapB.gidB}-${d.snapE.gidB}`),
+    ['0-2', '2-3', '3-4'],
+  );
+  t.true(sameBytes(await again.restore(2), f.truth[2]));
+});
+
+test('disabling a snapshot renames the diffs starting at it as mergeable, which survives a reopen; enabling renames them back', async (t) => {
+  const { data, store } = await withFourDiffs('flags');
+  const names = () =>
+    fs
+      .readdirSync(store.dir)
+      .filter((n) => n.endsWith('.wdiff'))
+      .sort();
+  const before = names();
+  await store.setMergeable(snapshotFlagDiffs('vol0', active(store), [], [2, 3], true), true);
+  t.true(names().every((n) => n.includes('-M-')) === false);
+  t.deepEqual(
+    names().map((n) => n.slice(15, 17)),
+    ['--', 'M-', 'M-', 'M-'],
+  );
+  const again = await ArchiveVolumeStore.open(data, 'vol0');
+  t.deepEqual(
+    restorableSnaps(again, false).map((r) => r.gid),
+    [0, 4],
+  );
+  await again.setMergeable(snapshotFlagDiffs('vol0', active(again), [], [2, 3], false), false);
+  t.deepEqual(names(), before);
+  t.deepEqual(
+    restorableSnaps(again, false).map((r) => r.gid),
+    [0, 2, 3, 4],
+  );
+});
+
+test('disk usage counts the allocated blocks of the sparse base image, the wdiffs and the restored images', async (t) => {
+  const { f, store } = await withFourDiffs('usage');
+  const u = store.diskUsage();
+  t.true(u.baseBytes >= SIZE - (4 << 20) && u.baseBytes < SIZE, `the hole is not counted (${u.baseBytes})`);
+  const files = f.wdiffs.reduce((a, w) => a + fs.statSync(w).size, 0);
+  t.true(
+    u.diffBytes >= files && u.diffBytes < files + 4 * 4096,
+    `wdiffs are whole files, in whole blocks (${u.diffBytes} for ${files})`,
+  );
+  t.is(u.restoredBytes, 0);
+  await store.restore(4);
+  t.true(store.diskUsage().restoredBytes > 0);
 });

@@ -48,6 +48,14 @@ test('the DETAIL column says where the volume stands, as it always did', (t) => 
   t.is(statusDetail({ ...proxy, proxy: { archives: [] } }), 'no archive registered');
 });
 
+test("an archive's row adds the disk usage of its base image, wdiffs and restored images when it reports it", (t) => {
+  const disk = { base: 8 << 20, diffs: 1 << 19, restored: 3 << 20 };
+  t.is(
+    statusDetail({ ...archive, archive: { ...archive.archive!, disk } }),
+    'latest |7|, 3 wdiff(s) 1.0 MiB, 1 restored; disk: base 8.0 MiB, wdiffs 0.5 MiB, restored 3.0 MiB',
+  );
+});
+
 test('a healthy group has no problems', (t) => {
   t.deepEqual(statusProblems([storage, proxy, archive]), []);
 });
