@@ -152,8 +152,9 @@ if [[ "$MODE" == uninstall ]]; then
 fi
 
 # --- install --------------------------------------------------------------------------------------------------
-ADDON=build/Release/walb_native.node
-for f in "$ADDON" dist/src/bin/walb-storage.js proto package.json; do
+# The addon in two parts: the core, and the bulk path (gRPC in C++), loaded only by the servers that use it.
+ADDONS=(build/Release/walb_native.node build/Release/walb_bulk_native.node)
+for f in "${ADDONS[@]}" dist/src/bin/walb-storage.js proto package.json; do
   [[ -e "$SRC/$f" ]] || die "$SRC/$f is missing: build first (npm run build)"
 done
 command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null ||
@@ -184,7 +185,7 @@ done
 stage="$ROOT$PREFIX.new"
 rm -rf "$stage"
 mkdir -p "$stage"
-tar -C "$SRC" --owner=0 --group=0 -cf - package.json dist/src "$ADDON" proto docs | tar -C "$stage" -xf -
+tar -C "$SRC" --owner=0 --group=0 -cf - package.json dist/src "${ADDONS[@]}" proto docs | tar -C "$stage" -xf -
 mapfile -t packages < <(cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null | sed -n "s|^$SRC/node_modules/|node_modules/|p")
 ((${#packages[@]} > 0)) || die "npm ls found no production dependencies in $SRC/node_modules: run npm ci"
 for pkg in "${packages[@]}"; do

@@ -96,6 +96,7 @@ test.serial(
       'package.json',
       'dist/src/bin/walb-storage.js',
       'build/Release/walb_native.node',
+      'build/Release/walb_bulk_native.node',
       'proto/walb/v1/storage.proto',
       'docs/operations.md',
       'docs/wdev.md',
