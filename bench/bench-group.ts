@@ -1,6 +1,7 @@
 // The backup group the benchmarks run (bench:group, bench:hash): one of each server on loopback (src/demo), their
 // files under WALB_BENCH_DIR (default /dev/shm), and a wdev `bench` of random data — nothing to skip as zero,
 // nothing that compresses — with the volume initialized on every server.
+import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -61,4 +62,26 @@ export async function startBenchGroup(
     return m ? Math.round(Number(m[1]) / 1024) : 0;
   };
   return { ...group, ctl, wdevd, ddev, peakMib };
+}
+
+/**
+ * fio's nbd engine writing 1 MiB blocks at `mbps` to the export `volume` of a device of `deviceBytes`; bounded by
+ * its runtime, stopped earlier by the caller when done.
+ */
+export function loadWriter(socket: string, volume: string, deviceBytes: number, mbps: number): ChildProcess {
+  return spawn(
+    'fio',
+    [
+      '--name=load',
+      '--ioengine=nbd',
+      `--uri=nbd+unix:///${volume}?socket=${socket}`,
+      '--rw=randwrite',
+      '--bs=1M',
+      `--rate=${mbps}m`,
+      `--size=${deviceBytes}`,
+      '--time_based',
+      '--runtime=600',
+    ],
+    { stdio: 'ignore' },
+  );
 }

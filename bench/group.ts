@@ -4,11 +4,11 @@
 // 2. under a steady 50 MB/s write load on the wdev, the time from `snapshot` to restorable on the archive
 //    (median and worst of 20).
 // Prints a table and, last, one JSON line.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Processes } from '../src/demo/processes';
-import { benchDir, startBenchGroup } from './bench-group';
+import { benchDir, loadWriter, startBenchGroup } from './bench-group';
 
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) * 1048576; // no << 20: 2 GiB overflows int32
 const SNAPSHOTS = Number(process.env.WALB_BENCH_SNAPSHOTS ?? 20);
@@ -16,25 +16,6 @@ const LOAD_MBPS = 50;
 const ROUNDS = Number(process.env.WALB_BENCH_ROUNDS ?? 3);
 
 const procs = new Processes();
-
-/** fio's nbd engine writing 1 MiB blocks at LOAD_MBPS; bounded by its runtime, stopped earlier when done. */
-function loadWriter(socket: string): ChildProcess {
-  return spawn(
-    'fio',
-    [
-      '--name=load',
-      '--ioengine=nbd',
-      `--uri=nbd+unix:///bench?socket=${socket}`,
-      '--rw=randwrite',
-      '--bs=1M',
-      `--rate=${LOAD_MBPS}m`,
-      `--size=${DEVICE}`,
-      '--time_based',
-      '--runtime=600',
-    ],
-    { stdio: 'ignore' },
-  );
-}
 
 async function main(): Promise<void> {
   const base = benchDir();
@@ -76,7 +57,7 @@ async function main(): Promise<void> {
     const copyMbps = median(copyRuns);
 
     // 2. snapshot -> restorable under a steady write load
-    const writer = loadWriter(path.join(run, 'nbd.sock'));
+    const writer = loadWriter(path.join(run, 'nbd.sock'), 'bench', DEVICE, LOAD_MBPS);
     const before = (await wdevd.status('bench')).lsids!.latest;
     const loadStart = Date.now();
     await new Promise((res) => setTimeout(res, 2000));

@@ -8,12 +8,12 @@
 // 3. with a1 synchronizing, under a steady 50 MB/s write load on the wdev, the time from `snapshot` on the storage
 //    to restorable on both archives (median and worst of 20).
 // Prints a table and, last, one JSON line.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Controller } from '../src/controller/controller';
 import { Processes, freePort } from '../src/demo/processes';
-import { benchDir, startBenchGroup } from './bench-group';
+import { benchDir, loadWriter, startBenchGroup } from './bench-group';
 
 const MiB = 1048576;
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) * MiB;
@@ -41,23 +41,15 @@ async function secondsAsync(fn: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - t0) / 1e9;
 }
 
-/** fio's nbd engine writing 1 MiB blocks at LOAD_MBPS; bounded by its runtime, stopped earlier when done. */
-function loadWriter(socket: string): ChildProcess {
-  return spawn(
-    'fio',
-    [
-      '--name=load',
-      '--ioengine=nbd',
-      `--uri=nbd+unix:///${VOLUME}?socket=${socket}`,
-      '--rw=randwrite',
-      '--bs=1M',
-      `--rate=${LOAD_MBPS}m`,
-      `--size=${DEVICE}`,
-      '--time_based',
-      '--runtime=600',
-    ],
-    { stdio: 'ignore' },
-  );
+/** Ours then the peer in even rounds, the peer first in odd ones, so that neither always runs on a warmer machine. */
+async function alternate(round: number, ours: () => Promise<unknown>, peer: () => void): Promise<void> {
+  if (round % 2 === 0) {
+    await ours();
+    peer();
+  } else {
+    peer();
+    await ours();
+  }
 }
 
 /** `bytes` of random data written through NBD at distinct random 1 MiB places (fio's nbd engine, bounded). */
@@ -131,13 +123,7 @@ async function main(): Promise<void> {
         copy.push(seconds(() => execFileSync('nbdcopy', [a0Base, to], { stdio: 'ignore' })));
         fs.rmSync(to);
       };
-      if (round % 2 === 0) {
-        await run();
-        peer();
-      } else {
-        peer();
-        await run();
-      }
+      await alternate(round, run, peer);
     }
 
     // 2. diff replication of DIFF_BYTES of writes vs rsync of the same wdiff files, alternating.
@@ -158,18 +144,12 @@ async function main(): Promise<void> {
         rsync.push(seconds(() => execFileSync('rsync', ['-a', ...fresh, `${to}/`], { stdio: 'ignore' })));
         fs.rmSync(to, { recursive: true });
       };
-      if (round % 2 === 0) {
-        await run();
-        peer();
-      } else {
-        peer();
-        await run();
-      }
+      await alternate(round, run, peer);
     }
 
     // 3. a1 synchronizing; snapshot -> restorable on both under a steady write load.
     await ctl.startSynchronizing(VOLUME, 'a1');
-    const writer = loadWriter(nbd);
+    const writer = loadWriter(nbd, VOLUME, DEVICE, LOAD_MBPS);
     const lsidBefore = (await wdevd.status(VOLUME)).lsids!.latest;
     const loadStart = Date.now();
     await new Promise((res) => setTimeout(res, 2000));
