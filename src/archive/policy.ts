@@ -673,3 +673,84 @@ export function reactToReplicaRejection(reason: RejectReason): 'again' | 'wait' 
   if (reason === 'BUSY' || reason === 'SYNCING') return 'wait';
   return 'fail';
 }
+
+// ---- backups list and verification (docs/servers.md §6.9) ----
+
+/** The last verification of a snapshot, as the volume store keeps it (verified.json). */
+export interface Verification {
+  gid: number;
+  /** The archive lineage it was made in: a new full backup reuses gids for other contents. */
+  archiveUuid: string;
+  /** Unix milliseconds (UTC) when it ended. */
+  timeMs: number;
+  ok: boolean;
+  /** When ok: the whole-image hash (hex). */
+  hash?: string;
+  /** When failed: the stable code and the message. */
+  errorCode?: string;
+  error?: string;
+}
+
+/** One line of `walbc backups`: a restorable snapshot, what a restore of it reads and its last verification. */
+export interface BackupRow {
+  gid: number;
+  timestamp: number;
+  explicit: boolean;
+  /** The wdiffs a restore applies on the base image (policy.restoreChain) and their bytes. */
+  diffs: number;
+  diffBytes: number;
+  verification?: Verification;
+}
+
+/**
+ * The restorable snapshots (all of them, implicit ones too) with the diffs a restore of each reads: the prefix of
+ * the applicable chain that reaches it, which is what restoreChain picks for a gid on the chain. A verification
+ * counts only when it is of this lineage.
+ */
+export function backupRows(v: StoredVolume, verifications: readonly Verification[]): BackupRow[] {
+  if (!v.base) return [];
+  const needs = new Map<number, { diffs: number; diffBytes: number }>();
+  let s = v.base.snapB;
+  let diffBytes = 0;
+  if (isCleanSnap(s)) needs.set(s.gidB, { diffs: 0, diffBytes });
+  v.diffs.applicableChain(s).forEach((d, i) => {
+    s = applySnap(s, d);
+    diffBytes += d.dataSize;
+    if (isCleanSnap(s)) needs.set(s.gidB, { diffs: i + 1, diffBytes });
+  });
+  const ofLineage = verifications.filter((x) => x.archiveUuid === v.archiveUuid);
+  return restorableSnaps(v, true).map((r) => ({
+    gid: r.gid,
+    timestamp: r.timestamp,
+    explicit: r.isExplicit,
+    ...needs.get(r.gid)!,
+    verification: ofLineage.find((x) => x.gid === r.gid),
+  }));
+}
+
+/**
+ * Whether `Verify {gid}` may start (docs/servers.md §6.9): as a restore (an active volume, not stopping, a
+ * restorable gid, no resize or apply running) except that the snapshot may be restored already. Throws the typed
+ * refusal.
+ */
+export function checkVerify(volume: string, v: VolumeFacts, actions: readonly string[], gid: number): void {
+  checkRestore(volume, v, gid, []);
+  checkNotResizing(volume, actions);
+}
+
+/**
+ * The verifications to keep after `latest`: it replaces the one of its gid; those of another lineage or of a gid
+ * that is no longer restorable go.
+ */
+export function keptVerifications(
+  kept: readonly Verification[],
+  latest: Verification,
+  restorable: readonly number[],
+): Verification[] {
+  return [
+    ...kept.filter(
+      (x) => x.gid !== latest.gid && x.archiveUuid === latest.archiveUuid && restorable.includes(x.gid),
+    ),
+    latest,
+  ].sort((a, b) => a.gid - b.gid);
+}

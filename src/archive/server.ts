@@ -23,6 +23,7 @@ import { startRoleServer } from '../common/role-server';
 import { FULL_SYNC_BULK } from '../common/transfer';
 import type { ArchiveConfig } from '../config/archive';
 import { native, type BulkReceiver } from '../native';
+import { backupHandlers } from './backup-handlers';
 import { ArchiveVolumes, type ArchiveContext } from './context';
 import { lifecycleHandlers } from './lifecycle-handlers';
 import { maintenanceHandlers } from './maintenance-handlers';
@@ -82,6 +83,7 @@ export class ArchiveServer {
         ...transferHandlers(ctx),
         ...replicationHandlers(ctx),
         ...maintenanceHandlers(ctx),
+        ...backupHandlers(ctx),
       },
       this.ops,
       this.config.tls,

@@ -24,10 +24,13 @@ import { native, type ProgressFn } from '../native';
 import {
   diffsToCollect,
   fullReplicationResume,
+  keptVerifications,
   metaInconsistency,
+  restorableSnaps,
   restoreChain,
   type ArchiveSteadyState,
   type StoredVolume,
+  type Verification,
 } from './policy';
 
 interface VolumeMeta {
@@ -57,6 +60,9 @@ export interface ReplicaBase {
 }
 
 const META = 'meta.json';
+const VERIFIED = 'verified.json';
+/** Verify hashes as `walb-tool hash` does by default, so that the two compare (docs/formats.md §7.1). */
+const VERIFY_HASH = { chunkSize: 256 << 10, seed: 0 };
 const BASE = 'base.img';
 const RESTORED = 'restored';
 const TMP_PREFIX = '.tmp-';
@@ -66,6 +72,8 @@ export class ArchiveVolumeStore implements StoredVolume {
   readonly diffs = new DiffSet();
   /** The metadata write in progress; the next one starts after it. */
   private metaLock: Promise<unknown> = Promise.resolve();
+  /** The verified.json write in progress, likewise. */
+  private verifiedLock: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly dir: string,
@@ -582,6 +590,42 @@ export class ArchiveVolumeStore implements StoredVolume {
       throw err;
     }
     return out;
+  }
+
+  // ---- verification (docs/servers.md §6.9) ----
+
+  /**
+   * The whole-image hash (hex) of snapshot `gid`, read virtually: the base image with the diffs of its restore
+   * chain laid over it, nothing written. Every record the read meets has its checksum checked by the native
+   * reader, so a damaged wdiff fails with CORRUPTION (or TRUNCATED) and a message naming the file.
+   */
+  async hashSnapshot(gid: number, progress?: ProgressFn): Promise<string> {
+    const chain = restoreChain(this.volume, this, gid);
+    const image = new native.VirtualFull(
+      this.baseImage,
+      chain.map((d) => this.diffPath(d)),
+    );
+    try {
+      return (await image.hash(VERIFY_HASH, progress)).whole.toString('hex');
+    } finally {
+      image.close();
+    }
+  }
+
+  /** The last verification of each snapshot, as saved; empty when none was made. */
+  async verifications(): Promise<Verification[]> {
+    return (await readJson<Verification[]>(path.join(this.dir, VERIFIED))) ?? [];
+  }
+
+  /** Saves `latest` atomically beside the others that still count (policy.keptVerifications), one write at a time. */
+  saveVerification(latest: Verification): Promise<void> {
+    const run = this.verifiedLock.then(async () => {
+      const restorable = restorableSnaps(this, true).map((r) => r.gid);
+      const kept = keptVerifications(await this.verifications(), latest, restorable);
+      await writeJsonAtomic(path.join(this.dir, VERIFIED), kept);
+    });
+    this.verifiedLock = run.catch(() => undefined);
+    return run;
   }
 
   async delRestored(gid: number): Promise<void> {
