@@ -22,6 +22,7 @@ import type { Operation__Output } from '../generated/walb/v1/Operation';
 import type { OperationsClient } from '../generated/walb/v1/Operations';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
 import type { StorageClient } from '../generated/walb/v1/Storage';
+import { backupRow, type BackupRow } from './backups';
 import { archiveStandings, isSynchronizing, type ArchiveStanding, type ArchiveSide } from './replicas';
 
 export interface ServerEntry {
@@ -925,6 +926,25 @@ export class Controller {
   ): Promise<void> {
     const a = this.pick(this.archives, archive, 'archive')[1];
     await (explicit ? a.EnableSnapshot({ volume, gids }) : a.DisableSnapshot({ volume, gids }));
+  }
+
+  /** The restorable snapshots with what a restore of each reads and its last verification (docs/servers.md §6.9). */
+  async backups(volume: string, archive?: string): Promise<BackupRow[]> {
+    const r = await this.pick(this.archives, archive, 'archive')[1].ListBackups({ volume });
+    return r.backups.map(backupRow);
+  }
+
+  /**
+   * Reads snapshot `gid` virtually on the archive with every checksum checked and waits: the operation's result is
+   * the snapshot's hash; a failed verification throws its code (docs/servers.md §6.9).
+   */
+  async verify(
+    volume: string,
+    gid: number,
+    opts: { archive?: string; progress?: (op: Operation__Output) => void } = {},
+  ): Promise<Operation__Output> {
+    const [aid, a] = this.pick(this.archives, opts.archive, 'archive');
+    return this.waitOperation(aid, await a.Verify({ volume, gid }), opts.progress);
   }
 
   async delRestored(volume: string, gid: number, archive?: string): Promise<void> {

@@ -9,6 +9,7 @@ import {
   type Options,
   type Values,
 } from '../common/cli';
+import { BACKUPS_HEADER, backupLine, verifyLine } from './backups';
 import { Controller, loadLayout, restorableLine, statusDetail, statusProblems } from './controller';
 import { standingLine } from './replicas';
 import { WalbError, isErrorCode } from '../common/errors';
@@ -112,6 +113,16 @@ function resyncNote(c: Controller, volume: string, archives: string[]): string {
 const wait: Options = { wait: { type: 'boolean', short: 'w' } };
 const waitHelp = { wait: 'wait until done (a progress line on a terminal)' };
 const on = (role: string): Options => ({ [role]: { type: 'string' } });
+
+/** walbc verify and restore --test: waits for the archive's Verify and prints the hash (exit 1 when it failed). */
+async function verify(c: Controller, a: string[], v: Values): Promise<void> {
+  const gid = gidArg(a[1]);
+  const op = await c.verify(a[0], gid, {
+    archive: stringOpt(v, 'archive'),
+    progress: progress(v),
+  });
+  out(v, { volume: a[0], gid, hash: op.result }, verifyLine(a[0], gid, op.result));
+}
 
 export const walbcCommands: Command[] = [
   cmd(
@@ -269,6 +280,7 @@ export const walbcCommands: Command[] = [
     'restore a snapshot into an image on the archive',
     [2, 2],
     async (c, a, v) => {
+      if (v.test) return verify(c, a, v);
       const op = await c.restore(a[0], gidArg(a[1]), {
         archive: stringOpt(v, 'archive'),
         wait: v.wait === true,
@@ -276,8 +288,8 @@ export const walbcCommands: Command[] = [
       });
       out(v, op, v.wait ? `\n${op.result}` : `started: operation ${op.id}`);
     },
-    { ...wait, ...on('archive') },
-    waitHelp,
+    { ...wait, ...on('archive'), test: { type: 'boolean' } },
+    { ...waitHelp, test: 'a dry run: verify the snapshot (as walbc verify), no image written' },
   ),
   cmd(
     'apply',
@@ -376,6 +388,26 @@ export const walbcCommands: Command[] = [
       const gids = await c.getRestored(a[0], stringOpt(v, 'archive'));
       out(v, gids, gids.join('\n'));
     },
+    on('archive'),
+  ),
+  // ---- backups list and verification (docs/servers.md §6.9) ----
+  cmd(
+    'backups',
+    'VOL',
+    'restorable snapshots: gid, time (UTC), explicit or implicit, wdiffs and bytes a restore reads, last verification',
+    [1, 1],
+    async (c, a, v) => {
+      const rows = await c.backups(a[0], stringOpt(v, 'archive'));
+      out(v, rows, [BACKUPS_HEADER, ...rows.map(backupLine)].join('\n'));
+    },
+    on('archive'),
+  ),
+  cmd(
+    'verify',
+    'VOL GID',
+    'read a snapshot on the archive with every checksum checked (nothing written) and print its hash as walb-tool hash',
+    [2, 2],
+    verify,
     on('archive'),
   ),
   cmd(
