@@ -54,14 +54,17 @@ export function backupHandlers(ctx: ArchiveContext): Pick<ArchiveHandlers, 'List
           }
           outcome.timeMs = Date.now();
           await store.saveVerification(outcome);
-          const { hash, errorCode: code, error } = outcome;
-          log(outcome.ok ? 'info' : 'error', outcome.ok ? 'verified' : 'verify-failed', {
-            volume: req.volume,
-            gid,
-            ...(outcome.ok ? { hash } : { code, error }),
-          });
-          if (!outcome.ok) throw failure;
-          return hash;
+          if (!outcome.ok) {
+            log('error', 'verify-failed', {
+              volume: req.volume,
+              gid,
+              code: outcome.errorCode,
+              error: outcome.error,
+            });
+            throw failure;
+          }
+          log('info', 'verified', { volume: req.volume, gid, hash: outcome.hash });
+          return outcome.hash;
         } finally {
           end();
           release();
