@@ -5,7 +5,7 @@ import { errorCode, errorMessage } from '../common/errors';
 import { unary } from '../common/grpc';
 import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
 import type { ArchiveContext } from './context';
-import { ACTIVE_STATES, backupRows, checkVerify, type Verification } from './policy';
+import { ACTIVE_STATES, storedBackups, checkVerify, type Verification } from './policy';
 
 export function backupHandlers(ctx: ArchiveContext): Pick<ArchiveHandlers, 'ListBackups' | 'Verify'> {
   const { volumes, foreground, ops, log } = ctx;
@@ -14,7 +14,7 @@ export function backupHandlers(ctx: ArchiveContext): Pick<ArchiveHandlers, 'List
       const v = volumes.get(req.volume);
       const store = volumes.store(v);
       const rows = ACTIVE_STATES.includes(v.state.state)
-        ? backupRows(store, await store.verifications())
+        ? storedBackups(store, await store.verifications())
         : [];
       return {
         backups: rows.map((r) => ({

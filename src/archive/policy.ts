@@ -691,8 +691,8 @@ export interface Verification {
   error?: string;
 }
 
-/** One line of `walbc backups`: a restorable snapshot, what a restore of it reads and its last verification. */
-export interface BackupRow {
+/** A restorable snapshot as ListBackups gives it: what a restore of it reads and its last verification. */
+export interface StoredBackup {
   gid: number;
   timestamp: number;
   explicit: boolean;
@@ -707,7 +707,7 @@ export interface BackupRow {
  * the applicable chain that reaches it, which is what restoreChain picks for a gid on the chain. A verification
  * counts only when it is of this lineage.
  */
-export function backupRows(v: StoredVolume, verifications: readonly Verification[]): BackupRow[] {
+export function storedBackups(v: StoredVolume, verifications: readonly Verification[]): StoredBackup[] {
   if (!v.base) return [];
   const needs = new Map<number, { diffs: number; diffBytes: number }>();
   let s = v.base.snapB;

@@ -1,9 +1,9 @@
 // The backups list and verification (docs/servers.md §6.9) in-process: what `walbc backups` shows of each
-// restorable snapshot (src/archive/policy.ts backupRows), which verifications are kept, when Verify may start, and
+// restorable snapshot (src/archive/policy.ts storedBackups), which verifications are kept, when Verify may start, and
 // the lines walbc prints (src/controller/backups.ts). No files, no processes.
 import test from 'ava';
 import {
-  backupRows,
+  storedBackups,
   checkVerify,
   keptVerifications,
   type StoredVolume,
@@ -52,7 +52,7 @@ const verified = (gid: number, o: Partial<Verification> = {}): Verification => (
 
 test('each restorable snapshot lists the wdiffs and bytes its restore reads, and whether it is explicit', (t) => {
   t.deepEqual(
-    backupRows(volume(), []).map(({ gid, timestamp, explicit, diffs, diffBytes }) => ({
+    storedBackups(volume(), []).map(({ gid, timestamp, explicit, diffs, diffBytes }) => ({
       gid,
       timestamp,
       explicit,
@@ -74,7 +74,7 @@ test('a merged diff counts once: the snapshots it covers are not restorable and 
     diff(snap(2), snap(3), { timestamp: 103, dataSize: 10 }),
   ]);
   t.deepEqual(
-    backupRows(v, []).map((r) => [r.gid, r.diffs, r.diffBytes]),
+    storedBackups(v, []).map((r) => [r.gid, r.diffs, r.diffBytes]),
     [
       [0, 0, 0],
       [2, 1, 2500],
@@ -90,7 +90,7 @@ test('while an apply is unfinished nothing before its end is listed, and its end
     diff(snap(2), snap(3), { timestamp: 103, dataSize: 4000 }),
   ]);
   t.deepEqual(
-    backupRows(v, []).map((r) => [r.gid, r.diffs, r.diffBytes]),
+    storedBackups(v, []).map((r) => [r.gid, r.diffs, r.diffBytes]),
     [
       [2, 2, 3000],
       [3, 3, 7000],
@@ -99,11 +99,11 @@ test('while an apply is unfinished nothing before its end is listed, and its end
 });
 
 test('a volume without a full backup has no backups', (t) => {
-  t.deepEqual(backupRows(stored(undefined, []), []), []);
+  t.deepEqual(storedBackups(stored(undefined, []), []), []);
 });
 
 test('a snapshot shows its own verification, never one of another gid or of another archive lineage', (t) => {
-  const rows = backupRows(volume(), [
+  const rows = storedBackups(volume(), [
     verified(1),
     verified(2, { archiveUuid: OTHER_LINEAGE }),
     verified(3, { ok: false, hash: undefined, errorCode: 'CORRUPTION', error: 'bad' }),

@@ -5,7 +5,7 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { backupRows } from '../../src/archive/policy';
+import { storedBackups } from '../../src/archive/policy';
 import { ArchiveVolumeStore } from '../../src/archive/volume-store';
 import { diff, snap } from '../../src/common/meta';
 import { native } from '../../src/native';
@@ -79,7 +79,7 @@ test('saved verifications survive a reopen and no longer count once a new full b
   );
 
   const reopened = await ArchiveVolumeStore.open(dataDir, 'vol');
-  const rows = backupRows(reopened, await reopened.verifications());
+  const rows = storedBackups(reopened, await reopened.verifications());
   t.deepEqual(
     rows.map((r) => [r.gid, r.verification?.timeMs, r.verification?.hash ?? r.verification?.errorCode]),
     [
@@ -93,7 +93,7 @@ test('saved verifications survive a reopen and no longer count once a new full b
   await fullBackup(reopened);
   t.not(reopened.archiveUuid, archiveUuid);
   t.true(
-    backupRows(reopened, await reopened.verifications()).every((r) => r.verification === undefined),
+    storedBackups(reopened, await reopened.verifications()).every((r) => r.verification === undefined),
     'gid 0 of the new full backup is other data',
   );
 });
