@@ -242,9 +242,9 @@ export interface HashReplicaOffer extends WdiffOffer {
 
 /**
  * Whether a hash replication from a source archive may start (docs/servers.md §7.7.2): its compared diff is
- * checked as a replica's diff (§7.2 step 3 against the archive lineage; a compared diff applies only to the latest
- * snapshot at its own B), then no apply or merge may rewrite the image the hashes read. A header that cannot be
- * right (chunk size, a diff that is not compared or does not end clean) fails the stream. The foreground limit is
+ * checked as a replica's diff (wdiffRejection against the archive lineage; a compared diff applies only to the
+ * latest snapshot at its own B), then no apply or merge may rewrite the image the hashes read. A header that cannot
+ * be right (chunk size, a diff that is not compared or does not end clean) fails the stream. The foreground limit is
  * the transfer's.
  */
 export function hashReplicaRejection(
