@@ -1,8 +1,8 @@
 // The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4, §7.6, §7.7): FullSync, a full backup from a
 // storage, its bytes through the bulk path or the stream, or a full replication from a source archive (resumable);
 // SendWdiff, a wdiff from a proxy or a replication's diff step; HashSync, a hash backup from a storage, a resync
-// or a hash replication from a source archive. The policy answers the header; the volume store writes the bytes and makes them durable
-// before the transfer is acknowledged.
+// or a hash replication from a source archive. The policy answers the header; the volume store writes the bytes
+// and makes them durable before the transfer is acknowledged.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';

@@ -1,6 +1,6 @@
-// Replication between archives (docs/servers.md §7.7, §12 n7, n8, n9, e14, e15, e16): a backup group with two archives, the
-// second one not registered on the proxy, filled only by `walbc replicate a0 a1`; writes through NBD; each check
-// byte for byte: the same gid restored on both archives hashes as the device did.
+// Replication between archives (docs/servers.md §7.7, §12 n7, n8, n9, e14, e15, e16): a backup group with two
+// archives, the second one not registered on the proxy, filled only by `walbc replicate a0 a1`; writes through NBD;
+// each check byte for byte: the same gid restored on both archives hashes as the device did.
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
