@@ -355,8 +355,9 @@ test.serial(
   'e15: a hash step cut (link down, destination killed, source killed) leaves a1 Archived at its latest; the rerun takes the same compared diff and equals',
   async (t) => {
     const g = await Group.start(t, 'repl-e15', { archives: 2 });
-    // The hash step's chunks (the whole 16 MiB device rewritten) take 8 s through a 2 MiB/s relay.
-    const { relay, slow } = await slowA1(t, g, 2 * MiB);
+    // The hash step's chunks (the whole 16 MiB device rewritten) take 16 s through a 1 MiB/s relay: time enough
+    // for the cuts below to land half-way on a busy machine.
+    const { relay, slow } = await slowA1(t, g, MiB);
     try {
       const { ok } = g;
       await ok('init-vol', 'vol', 'w0');
@@ -382,7 +383,7 @@ test.serial(
       for (const cut of ['link', 'destination', 'source'] as const) {
         const op = await startReplicate(slow.ok);
         await waitUntil(async () => (await stateOf(g, 'a1')) === 'ReplSyncAsServer', `a1 comparing (${cut})`);
-        // A second of the 8 s the relay needs puts the cut in the middle.
+        // A second of the 16 s the relay needs puts the cut early in the step.
         await new Promise((r) => setTimeout(r, 1000));
         if (cut === 'link') {
           await relay.cut();
