@@ -8,9 +8,11 @@ import { WalbError } from '../common/errors';
 import {
   applySnap,
   canMerge,
+  diff,
   isCleanSnap,
   mergeDiff,
   relation,
+  snap,
   snapText,
   type DiffSet,
   type MetaDiff,
@@ -197,14 +199,32 @@ export function hashSyncRejection(
     return { reason: 'STOPPED', message: `volume ${header.volume} is stopped` };
   if (v.state === 'WdiffRecv' || v.state === 'ReplSyncAsServer')
     return { reason: 'BUSY', message: `volume ${header.volume} receives a wdiff` };
-  const rewriting = actions.filter((a) => a === 'Apply' || a === 'Merge');
-  if (rewriting.length)
-    return { reason: 'BUSY', message: `volume ${header.volume} is busy (${rewriting.join(', ')})` };
+  const busy = rewritingRejection(header.volume, actions);
+  if (busy) return busy;
   if (v.state !== 'Archived' || !v.stored.base)
     return {
       reason: 'BAD_STATE',
       message: `volume ${header.volume} is ${v.state}, needs Archived (a full backup first)`,
     };
+  checkHashHeader(header);
+  if (header.size > v.stored.sizeLb)
+    return {
+      reason: 'SMALLER_SIZE',
+      message: `volume ${header.volume} holds ${v.stored.sizeLb} LB, the storage has ${header.size}`,
+    };
+  return undefined;
+}
+
+/** An apply or a merge rewrites the image a comparison reads: BUSY while one runs. */
+function rewritingRejection(volume: string, actions: readonly string[]): Rejection | undefined {
+  const rewriting = actions.filter((a) => a === 'Apply' || a === 'Merge');
+  if (rewriting.length)
+    return { reason: 'BUSY', message: `volume ${volume} is busy (${rewriting.join(', ')})` };
+  return undefined;
+}
+
+/** A comparison's size and chunk size (docs/formats.md §7); a header that cannot be right fails the stream. */
+function checkHashHeader(header: { size: number; chunkSize: number }): void {
   if (
     header.size <= 0 ||
     header.chunkSize <= 0 ||
@@ -212,12 +232,30 @@ export function hashSyncRejection(
     header.chunkSize > MAX_HASH_CHUNK
   )
     throw new WalbError('INVALID_ARGUMENT', `bad size ${header.size} or chunk size ${header.chunkSize}`);
-  if (header.size > v.stored.sizeLb)
-    return {
-      reason: 'SMALLER_SIZE',
-      message: `volume ${header.volume} holds ${v.stored.sizeLb} LB, the storage has ${header.size}`,
-    };
-  return undefined;
+}
+
+/** What a hash replication's header says (HashSyncHeader.replica and .diff). */
+export interface HashReplicaOffer extends WdiffOffer {
+  chunkSize: number;
+  replica: { archiveUuid: string };
+}
+
+/**
+ * Whether a hash replication from a source archive may start (docs/servers.md §7.7.2): its compared diff is
+ * checked as a replica's diff (wdiffRejection against the archive lineage; a compared diff applies only to the
+ * latest snapshot at its own B), then no apply or merge may rewrite the image the hashes read. A header that cannot
+ * be right (chunk size, a diff that is not compared or does not end clean) fails the stream. The foreground limit is
+ * the transfer's.
+ */
+export function hashReplicaRejection(
+  v: VolumeFacts | undefined,
+  actions: readonly string[],
+  offer: HashReplicaOffer,
+): Rejection | undefined {
+  checkHashHeader(offer);
+  if (!offer.d.isCompDiff || !isCleanSnap(offer.d.snapE))
+    throw new WalbError('INVALID_ARGUMENT', 'a hash replication makes a compared diff to a clean snapshot');
+  return wdiffRejection(v, offer) ?? rewritingRejection(offer.volume, actions);
 }
 
 /** What a resync's header says beside a hash backup's (HashSyncHeader.replica). */
@@ -253,13 +291,7 @@ export function resyncRejection(
     };
   const busy = actions.filter((a) => a === 'Restore' || a === 'Resize' || a === 'Apply' || a === 'Merge');
   if (busy.length) return { reason: 'BUSY', message: `volume ${offer.volume} is busy (${busy.join(', ')})` };
-  if (
-    offer.size <= 0 ||
-    offer.chunkSize <= 0 ||
-    offer.chunkSize % 512 !== 0 ||
-    offer.chunkSize > MAX_HASH_CHUNK
-  )
-    throw new WalbError('INVALID_ARGUMENT', `bad size ${offer.size} or chunk size ${offer.chunkSize}`);
+  checkHashHeader(offer);
   if (!offer.archiveUuid || !offer.storageUuid || !offer.base)
     throw new WalbError(
       'INVALID_ARGUMENT',
@@ -565,6 +597,8 @@ export type ReplicationStep =
   | { kind: 'done'; gid: number }
   | { kind: 'full' }
   | { kind: 'resync' }
+  /** The compared diff `diff` from the destination's latest snapshot to the source's snapshot |diff.snapE.B|. */
+  | { kind: 'hash'; diff: MetaDiff }
   /** `diffs` of the source's chain, sent as the one diff `merged` (one file verbatim when a single one). */
   | { kind: 'diff'; diffs: MetaDiff[]; merged: MetaDiff };
 
@@ -572,8 +606,8 @@ export type ReplicationStep =
  * The source's next step (docs/servers.md §7.7), from what it holds and the destination's facts: Clear is
  * NOT_FOUND (init-vol it first); SyncReady takes a full replication, or a resync when asked and it has a base
  * image; Archived takes a resync when asked, refuses another lineage unless asked (the message names --resync),
- * is done once its latest gid reaches the target, needs a hash replication when the source's base is past it (not
- * built), else takes the next diffs of the source's chain from its latest snapshot.
+ * is done once its latest gid reaches the target, takes a hash replication when the source's base is past it (no
+ * diff of the source starts early enough), else the next diffs of the source's chain from its latest snapshot.
  */
 export function nextReplicationStep(
   volume: string,
@@ -599,11 +633,28 @@ export function nextReplicationStep(
   const latest = dest.latest!;
   if (latest.gidB >= opts.targetGid) return { kind: 'done', gid: latest.gidB };
   if (source.base && latest.gidB < source.base.snapB.gidB)
-    throw new WalbError(
-      'UNSUPPORTED',
-      `the source applied past the destination's latest ${snapText(latest)}: a hash replication is needed (not built)`,
-    );
+    return { kind: 'hash', diff: hashReplicaDiff(volume, source, latest) };
   return { kind: 'diff', ...replicaDiffs(volume, source.diffs, latest, opts) };
+}
+
+/**
+ * The diff a hash replication makes (docs/servers.md §7.7.2): compared, from the destination's latest snapshot to
+ * the source's oldest clean snapshot that can follow it (its base when clean), so that the diff steps after it
+ * bring every later restorable snapshot of the source. Mergeable only when the latest is dirty, as a hash
+ * backup's diff: a clean one stays restorable.
+ */
+function hashReplicaDiff(volume: string, source: StoredVolume, latest: MetaSnap): MetaDiff {
+  const to = restorableSnaps(source, true).find((r) => r.gid > latest.gidB && r.gid >= latest.gidE);
+  if (!to)
+    throw new WalbError(
+      'FAILED_PRECONDITION',
+      `the source has no clean snapshot of ${volume} after the destination's latest ${snapText(latest)} to compare with`,
+    );
+  return diff(latest, snap(to.gid), {
+    isCompDiff: true,
+    isMergeable: !isCleanSnap(latest),
+    timestamp: to.timestamp,
+  });
 }
 
 /**

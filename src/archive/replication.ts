@@ -1,9 +1,9 @@
 // Replication of a volume to another archive, on the source (docs/servers.md §7.7): the operation `Replicate`
 // under the action ReplSyncAsClient drives a loop of steps, each one transfer on the destination with its own
 // accept, commit and rollback — full (the base image from where an interrupted one stopped, through the
-// destination's bulk port or on the stream), resync (resync.ts) or diff (the source's
-// chain from the destination's latest snapshot, merged or one file verbatim) — until the destination's latest gid
-// reaches the target. policy.ts chooses each step; this module connects, sends and reacts.
+// destination's bulk port or on the stream), resync or hash (resync.ts: chunks that differ by hashes) or diff (the
+// source's chain from the destination's latest snapshot, merged or one file verbatim) — until the destination's
+// latest gid reaches the target. policy.ts chooses each step; this module connects, sends and reacts.
 import fs from 'node:fs';
 import { WalbError, cancelled } from '../common/errors';
 import {
@@ -42,7 +42,7 @@ import {
   type ReplicaFacts,
   type ReplicationOptions,
 } from './policy';
-import { resyncStep } from './resync';
+import { hashReplicaStep, resyncStep, type ResyncOptions } from './resync';
 import type { ArchiveVolumeStore } from './volume-store';
 
 /** Bytes of wdiffs a diff step merges at most, unless asked otherwise. */
@@ -118,9 +118,11 @@ class Replication {
           ? await this.full()
           : step.kind === 'diff'
             ? await this.diff(step.diffs, step.merged)
-            : await this.resync();
+            : step.kind === 'hash'
+              ? await this.hash(step.diff)
+              : await this.resync();
       // A resync asked for is done once the destination took the source's history (full or resync).
-      if (step.kind !== 'diff' && result.ok) opts.resync = false;
+      if ((step.kind === 'full' || step.kind === 'resync') && result.ok) opts.resync = false;
       if (result.ok) {
         busySince = 0;
         continue;
@@ -235,15 +237,27 @@ class Replication {
 
   /** The destination's base image fixed by hashes and the source's lineage adopted (resync.ts). */
   private async resync(): Promise<TransferResult> {
+    const result = await resyncStep(this.ctx, this.store, this.destination, this.comparing());
+    this.doneBytes += this.store.sizeLb * 512;
+    return result;
+  }
+
+  /** The compared diff `d` made on the destination from the chunks that differ (resync.ts). */
+  private async hash(d: MetaDiff): Promise<TransferResult> {
+    const result = await hashReplicaStep(this.ctx, this.store, this.destination, d, this.comparing());
+    this.doneBytes += this.store.sizeLb * 512;
+    return result;
+  }
+
+  /** A comparing step's progress (the bytes compared), cancel, read rate and patience. */
+  private comparing(): ResyncOptions {
     const size = this.store.sizeLb * 512;
-    const result = await resyncStep(this.ctx, this.store, this.destination, {
+    return {
       progress: (done) => this.op.progress(this.doneBytes + done, this.doneBytes + size),
       signal: this.op.signal,
       bytesPerSec: this.ctx.config.replicateBytesPerSec,
       idleTimeoutMs: this.idleTimeoutMs,
-    });
-    this.doneBytes += size;
-    return result;
+    };
   }
 
   /** One diff: a single file verbatim, or several merged (recompressed) into a temporary file first. */

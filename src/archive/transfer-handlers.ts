@@ -1,8 +1,8 @@
 // The transfers the archive receives (docs/servers.md §3.6, §7.2-7.4, §7.6, §7.7): FullSync, a full backup from a
 // storage, its bytes through the bulk path or the stream, or a full replication from a source archive (resumable);
-// SendWdiff, a wdiff from a proxy or a replication's diff step; HashSync, a hash backup from a storage or a resync
-// from a source archive. The policy answers the header; the volume store writes the bytes and makes them durable
-// before the transfer is acknowledged.
+// SendWdiff, a wdiff from a proxy or a replication's diff step; HashSync, a hash backup from a storage, a resync
+// or a hash replication from a source archive. The policy answers the header; the volume store writes the bytes
+// and makes them durable before the transfer is acknowledged.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
@@ -25,10 +25,12 @@ import type { ArchiveContext, ArchiveVolume } from './context';
 import {
   fullSyncBytesPath,
   fullSyncRejection,
+  hashReplicaRejection,
   hashSyncRejection,
   latestSnap,
   resyncRejection,
   wdiffRejection,
+  type HashReplicaOffer,
   type ResyncOffer,
 } from './policy';
 import type { ReplicaBase } from './volume-store';
@@ -70,8 +72,8 @@ async function sendChunkHashes(
 }
 
 /**
- * HashSync (docs/servers.md §7.6, §7.7.1): a hash backup from a storage, or a resync from a source archive when the
- * header names the replica it comes from.
+ * HashSync (docs/servers.md §7.6, §7.7.1, §7.7.2): a hash backup from a storage; from a source archive, when the
+ * header names the replica it comes from, a hash replication when it also names the compared diff, else a resync.
  */
 function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Output>): Promise<void> {
   const { volumes, log } = ctx;
@@ -79,27 +81,32 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
     kind: 'hash sync',
     log,
     slots: ctx.foreground,
-    header: (m) =>
-      m.header ? { ...m.header, resync: m.header.replica ? resyncOffer(m.header) : undefined } : undefined,
+    header: (m) => {
+      const h = m.header;
+      if (!h) return undefined;
+      if (h.replica && h.diff) return { ...h, hashReplica: hashReplicaOffer(h), resync: undefined };
+      return { ...h, hashReplica: undefined, resync: h.replica ? resyncOffer(h) : undefined };
+    },
     endOf: (m) => (m.end?.snapshot ? m.end : undefined),
     check: (h) => {
       const v = volumes.find(h.volume);
-      if (h.resync) return resyncRejection(v && volumes.facts(v), v?.state.runningActions() ?? [], h.resync);
-      return hashSyncRejection(
-        v && volumes.facts(v),
-        { ...h, size: Number(h.size) },
-        v?.state.runningActions() ?? [],
-      );
+      const actions = v?.state.runningActions() ?? [];
+      if (h.hashReplica) return hashReplicaRejection(v && volumes.facts(v), actions, h.hashReplica);
+      if (h.resync) return resyncRejection(v && volumes.facts(v), actions, h.resync);
+      return hashSyncRejection(v && volumes.facts(v), { ...h, size: Number(h.size) }, actions);
     },
     receive: (h, transfer) =>
-      h.resync ? receiveResync(ctx, h, h.resync, transfer) : receiveHashBackup(ctx, h, transfer),
+      h.hashReplica
+        ? receiveHashReplica(ctx, h, h.hashReplica, transfer)
+        : h.resync
+          ? receiveResync(ctx, h, h.resync, transfer)
+          : receiveHashBackup(ctx, h, transfer),
   });
 }
 
 /**
- * Hash backup from a storage (docs/servers.md §7.6): header, accept naming the latest snapshot; then, at once, the
- * chunk hashes of that snapshot read virtually (base + diffs, never restored) go out while the chunks that differ
- * come in and are written as a sorted wdiff; at the end, the dirty diff latest → |gidB,gidE| joins the chain.
+ * Hash backup from a storage (docs/servers.md §7.6): the latest snapshot compared (compareLatest); at the end, the
+ * dirty diff latest → |gidB,gidE| joins the chain and the archive follows the storage's new log stream.
  */
 async function receiveHashBackup(
   ctx: ArchiveContext,
@@ -109,55 +116,16 @@ async function receiveHashBackup(
   const { volumes, log } = ctx;
   const v = volumes.get(h.volume);
   const store = volumes.store(v);
-  const size = Number(h.size) * 512;
-  const chunk = h.chunkSize;
   let added = { records: 0, fileBytes: 0 };
   let d: ReturnType<typeof diff> | undefined;
   await v.state.transact('HashSync', async () => {
-    const from = latestSnap(store.base!, store.diffs);
-    const image = new native.VirtualFull(store.baseImage, store.latestChainFiles());
-    const file = `${store.tempPath('hash')}.wdiff`;
-    const writer = new native.SortedWdiffWriter(file, { compression: 'snappy' });
-    try {
-      transfer.accept({ latest: from });
-      const sendHashes = () =>
-        sendChunkHashes(transfer, size, chunk, (offset, length) =>
-          image.hash({ offset, length, chunkSize: chunk, seed: h.seed, chunks: true }),
-        );
-      const receiveChunks = async () => {
-        // One chunk is written while the next one arrives; the writer takes them in order.
-        let writing: Promise<void> = Promise.resolve();
-        try {
-          for await (const m of transfer.data()) {
-            if (v.state.stop === 'force-stopping') throw new WalbError('FAILED_PRECONDITION', 'stopped');
-            const bulk = m.data;
-            if (!bulk || bulk.offset + bulk.data.length > size)
-              throw new WalbError('INVALID_ARGUMENT', 'a hash backup sends chunks inside the volume');
-            await writing;
-            writing = writer.add(bulk.offset, bulk.data);
-            // Its failure surfaces at the next await of it, not as an unhandled rejection meanwhile.
-            writing.catch(() => undefined);
-          }
-          await writing;
-        } finally {
-          await writing.catch(() => undefined);
-        }
-      };
-      // Both at once: the storage compares a batch while the next one is hashed here.
-      await Promise.all([sendHashes(), receiveChunks()]);
+    added = await compareLatest(v, h, transfer, async (from, file) => {
       const end = transfer.end();
       const to = snap(end.snapshot!.gidB, end.snapshot!.gidE);
       // Mergeable when the snapshot it starts from is dirty: a clean one stays restorable.
       d = diff(from, to, { isMergeable: from.gidB !== from.gidE, timestamp: Number(h.timestamp) });
-      added = await writer.close();
       await store.finishHashSync(file, d, end.storageUuid);
-    } catch (err) {
-      writer.abort();
-      await fs.promises.rm(file, { force: true });
-      throw err;
-    } finally {
-      image.close();
-    }
+    });
   });
   ctx.received('hash', h.volume, added.fileBytes);
   log('info', 'hash-sync-done', {
@@ -166,6 +134,97 @@ async function receiveHashBackup(
     records: added.records,
     bytes: added.fileBytes,
   });
+}
+
+/**
+ * Hash replication from a source archive (docs/servers.md §7.7.2): in ReplSyncAsServer the latest snapshot is
+ * compared with the source's snapshot the compared diff ends at (compareLatest); at the end the archive follows
+ * the source's log stream, the compared diff joins the chain, and the diffs it covers are collected.
+ */
+async function receiveHashReplica(
+  ctx: ArchiveContext,
+  h: HashSyncHeader__Output,
+  offer: HashReplicaOffer,
+  transfer: HashTransfer,
+): Promise<void> {
+  const v = ctx.volumes.get(h.volume);
+  const store = ctx.volumes.store(v);
+  let added = { records: 0, fileBytes: 0 };
+  await v.state.transact('ReplSyncAsServer', async () => {
+    added = await compareLatest(v, h, transfer, async (_from, file) => {
+      const end = transfer.end().snapshot!;
+      if (end.gidB !== offer.d.snapE.gidB || end.gidE !== offer.d.snapE.gidE)
+        throw new WalbError('INVALID_ARGUMENT', `the hash replication ends at |${end.gidB},${end.gidE}|`);
+      await store.finishHashSync(file, offer.d, offer.storageUuid);
+      await store.gc();
+    });
+  });
+  ctx.received('replica', h.volume, added.fileBytes);
+  ctx.log('info', 'repl-hash-received', {
+    volume: h.volume,
+    diff: `${snapText(offer.d.snapB)}-->${snapText(offer.d.snapE)}`,
+    records: added.records,
+    bytes: added.fileBytes,
+  });
+}
+
+/**
+ * The archive's half of a comparison with its latest snapshot (docs/servers.md §7.6 step 4, §7.7.2), inside the
+ * caller's transaction: accept naming the latest snapshot; then, at once, the chunk hashes of that snapshot read
+ * virtually (base + diffs, never restored) go out while the chunks that differ come in and are written as a sorted
+ * wdiff; then `finish` gets the snapshot compared and the wdiff, complete and synced, to register. Any failure
+ * drops the wdiff.
+ */
+async function compareLatest(
+  v: ArchiveVolume,
+  h: HashSyncHeader__Output,
+  transfer: HashTransfer,
+  finish: (from: MetaSnap, file: string) => Promise<void>,
+): Promise<{ records: number; fileBytes: number }> {
+  const store = v.store!;
+  const size = Number(h.size) * 512;
+  const chunk = h.chunkSize;
+  const from = latestSnap(store.base!, store.diffs);
+  const image = new native.VirtualFull(store.baseImage, store.latestChainFiles());
+  const file = `${store.tempPath('hash')}.wdiff`;
+  const writer = new native.SortedWdiffWriter(file, { compression: 'snappy' });
+  try {
+    transfer.accept({ latest: from });
+    const sendHashes = () =>
+      sendChunkHashes(transfer, size, chunk, (offset, length) =>
+        image.hash({ offset, length, chunkSize: chunk, seed: h.seed, chunks: true }),
+      );
+    const receiveChunks = async () => {
+      // One chunk is written while the next one arrives; the writer takes them in order.
+      let writing: Promise<void> = Promise.resolve();
+      try {
+        for await (const m of transfer.data()) {
+          checkNotForceStopped(v);
+          const bulk = m.data;
+          if (!bulk || bulk.offset + bulk.data.length > size)
+            throw new WalbError('INVALID_ARGUMENT', 'a hash comparison sends chunks inside the volume');
+          await writing;
+          writing = writer.add(bulk.offset, bulk.data);
+          // Its failure surfaces at the next await of it, not as an unhandled rejection meanwhile.
+          writing.catch(() => undefined);
+        }
+        await writing;
+      } finally {
+        await writing.catch(() => undefined);
+      }
+    };
+    // Both at once: the sender compares a batch while the next one is hashed here.
+    await Promise.all([sendHashes(), receiveChunks()]);
+    const added = await writer.close();
+    await finish(from, file);
+    return added;
+  } catch (err) {
+    writer.abort();
+    await fs.promises.rm(file, { force: true });
+    throw err;
+  } finally {
+    image.close();
+  }
 }
 
 /**
@@ -239,6 +298,25 @@ function resyncOffer(h: HashSyncHeader__Output): ResyncOffer {
           timestamp: Number(b.timestamp),
         }
       : undefined,
+  };
+}
+
+/** A hash replication's header as the policy reads it: the compared diff and the source's lineage. */
+function hashReplicaOffer(h: HashSyncHeader__Output): HashReplicaOffer {
+  const r = h.replica!;
+  const { snapB, snapE } = h.diff!;
+  if (!snapB || !snapE) throw new WalbError('INVALID_ARGUMENT', 'a hash replication names its diff');
+  return {
+    volume: h.volume,
+    size: Number(h.size),
+    chunkSize: h.chunkSize,
+    storageUuid: r.storageUuid,
+    d: diff(snap(snapB.gidB, snapB.gidE), snap(snapE.gidB, snapE.gidE), {
+      isMergeable: h.diff!.mergeable,
+      isCompDiff: h.diff!.compDiff,
+      timestamp: Number(h.diff!.timestamp),
+    }),
+    replica: { archiveUuid: r.archiveUuid },
   };
 }
 

@@ -1,12 +1,13 @@
-// The sending side of a hash comparison (docs/servers.md §7.6, §7.7.1): the receiver streams the chunk hashes of
-// its image in address order; this side hashes the same chunks of its own image (a storage's data device, a source
-// archive's base image) and yields the chunks that differ as pre-encoded HashSyncRequest data messages. Both the
-// storage's hash backup and the archive's resync use it.
+// The sending side of a hash comparison (docs/servers.md §7.6, §7.7.1, §7.7.2): the receiver streams the chunk
+// hashes of its image in address order; this side hashes the same chunks of its own image (a storage's data device,
+// a source archive's base image, or a source archive's snapshot read virtually) and yields the chunks that differ as
+// pre-encoded HashSyncRequest data messages. The storage's hash backup and the archive's resync and hash
+// replication use it.
 import type fs from 'node:fs';
 import { bulkMessage } from './bulk-message';
 import { WalbError, cancelled } from './errors';
 import type { TransferReply__Output } from '../generated/walb/v1/TransferReply';
-import { native, type HashResult } from '../native';
+import { native, type HashResult, type VirtualFull } from '../native';
 
 /** HashSyncRequest.data's field number (proto/walb/v1/archive.proto): differing chunks are built pre-encoded. */
 const HASH_SYNC_DATA_FIELD = 2;
@@ -44,22 +45,52 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** The image a comparison reads: chunk hashes of a range, and the bytes of a differing chunk. */
+export interface ComparedImage {
+  hash(range: { offset: number; length: number; chunkSize: number; seed: number }): Promise<HashResult>;
+  /** Fills `into` with the bytes at `at`. */
+  read(at: number, into: Buffer): Promise<void>;
+}
+
+/** A file or device (open as `fh`), hashed natively where it lies. */
+export function fileImage(path: string, fh: fs.promises.FileHandle): ComparedImage {
+  return {
+    hash: (range) => native.hashImage(path, { ...range, chunks: true }),
+    read: async (at, into) => {
+      const { bytesRead } = await fh.read(into, 0, into.length, at);
+      if (bytesRead !== into.length)
+        throw new WalbError('IO_ERROR', `short read at ${at}: ${bytesRead} of ${into.length} bytes`);
+    },
+  };
+}
+
+/** A snapshot read virtually (a base image and the diffs up to it, docs/formats.md §5.4). */
+export function virtualImage(image: VirtualFull): ComparedImage {
+  return {
+    hash: (range) => image.hash({ ...range, chunks: true }),
+    read: async (at, into) => {
+      const bytes = await image.read({ offset: at, length: into.length });
+      if (bytes.length !== into.length)
+        throw new WalbError('IO_ERROR', `short read at ${at}: ${bytes.length} of ${into.length} bytes`);
+      bytes.copy(into);
+    },
+  };
+}
+
 /** Chunk `[at, at + n)` of the image as a pre-encoded data message. */
-async function readChunk(fh: fs.promises.FileHandle, at: number, n: number): Promise<DifferingChunk> {
+async function readChunk(image: ComparedImage, at: number, n: number): Promise<DifferingChunk> {
   const m = bulkMessage(HASH_SYNC_DATA_FIELD, at, n);
-  const { bytesRead } = await fh.read(m.data, 0, n, at);
-  if (bytesRead !== n) throw new WalbError('IO_ERROR', `short read at ${at}: ${bytesRead} of ${n} bytes`);
+  await image.read(at, m.data);
   return { length: n, message: m.message };
 }
 
 /**
- * The chunks of `image` (open as `fh`) whose hash differs from the receiver's, in address order, as pre-encoded
- * data messages. The image is hashed natively one message of the receiver's hashes ahead, so that both ends hash
- * at once; a differing chunk is then read again whole.
+ * The chunks of `image` whose hash differs from the receiver's, in address order, as pre-encoded data messages.
+ * The image is hashed natively one message of the receiver's hashes ahead, so that both ends hash at once; a
+ * differing chunk is then read again whole.
  */
 export async function* differingChunks(
-  image: string,
-  fh: fs.promises.FileHandle,
+  image: ComparedImage,
   size: number,
   spec: ChunkSpec,
   reply: () => Promise<TransferReply__Output>,
@@ -71,7 +102,7 @@ export async function* differingChunks(
     // The rate limit holds a batch back until the scan is under the limit again.
     const early = bytesPerSec > 0 ? (offset / bytesPerSec) * 1000 - (Date.now() - started) : 0;
     if (early > 0) await sleep(early, op.signal);
-    return native.hashImage(image, { offset, length, chunkSize, seed, chunks: true });
+    return image.hash({ offset, length, chunkSize, seed });
   };
   let ahead: { offset: number; result: Promise<HashResult> } | undefined;
   let offset = 0;
@@ -98,7 +129,7 @@ export async function* differingChunks(
       for (let next = 0; next < differing.length || reads.length;) {
         while (reads.length < READS_AHEAD && next < differing.length) {
           const at = differing[next++];
-          const read = readChunk(fh, at, Math.min(chunkSize, size - at));
+          const read = readChunk(image, at, Math.min(chunkSize, size - at));
           read.catch(() => undefined); // its failure surfaces when it is awaited in turn
           reads.push(read);
         }

@@ -5,7 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { WalbError, cancelled } from '../common/errors';
-import { differingChunks, sleep } from '../common/hash-compare';
+import { differingChunks, fileImage, sleep } from '../common/hash-compare';
 import { runTransfer, type TransferResult } from '../common/transfer';
 import type { Accepted__Output } from '../generated/walb/v1/Accepted';
 import type { HashSyncRequest } from '../generated/walb/v1/HashSyncRequest';
@@ -54,7 +54,7 @@ export class HashBackup {
         ship(v.name);
         fh = await fs.promises.open(st.ddev, 'r');
         const spec = { ...header.header, bytesPerSec: scanRate };
-        for await (const m of differingChunks(st.ddev, fh, sizeLb * 512, spec, reply, op)) {
+        for await (const m of differingChunks(fileImage(st.ddev, fh), sizeLb * 512, spec, reply, op)) {
           sent += m.length;
           yield m.message as unknown as HashSyncRequest;
         }

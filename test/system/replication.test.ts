@@ -1,6 +1,6 @@
-// Replication between archives (docs/servers.md §7.7, §12 n7, n8, e14, e16): a backup group with two archives, the
-// second one not registered on the proxy, filled only by `walbc replicate a0 a1`; writes through NBD; each check
-// byte for byte: the same gid restored on both archives hashes as the device did.
+// Replication between archives (docs/servers.md §7.7, §12 n7, n8, n9, e14, e15, e16): a backup group with two
+// archives, the second one not registered on the proxy, filled only by `walbc replicate a0 a1`; writes through NBD;
+// each check byte for byte: the same gid restored on both archives hashes as the device did.
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -64,6 +64,26 @@ function sendsMore(g: Group, id: string, bytes: number): Promise<void> {
     first ??= Number(op.done);
     return Number(op.done) >= first + bytes;
   }, `replication ${id} sending ${bytes} more bytes`);
+}
+
+/** The compared diffs the destination took (repl-hash-received) since its last start. */
+function hashDiffsReceived(g: Group): string[] {
+  return [...g.archives[1].stderr.matchAll(/"event":"repl-hash-received"[^\n]*"diff":"([^"]+)"/g)].map(
+    (m) => m[1],
+  );
+}
+
+/** Walbc's layout with a1 behind a relay of `bytesPerSec` the test can cut, and walbc on it. */
+async function slowA1(t: ExecutionContext, g: Group, bytesPerSec: number) {
+  const relay = new Relay({ host: '127.0.0.1', port: g.archives[1].port }, bytesPerSec);
+  await relay.open();
+  const layout = JSON.parse(fs.readFileSync(g.layout, 'utf8')) as {
+    archives: { id: string; address: string }[];
+  };
+  layout.archives[1].address = relay.address;
+  const slowLayout = path.join(g.dir, 'slow-layout.json');
+  fs.writeFileSync(slowLayout, JSON.stringify(layout));
+  return { relay, slow: walbcOn(t, slowLayout) };
 }
 
 /** The resume offsets the destination logged (full-repl-resumed) since its last start. */
@@ -221,15 +241,7 @@ test.serial(
   async (t) => {
     const g = await Group.start(t, 'repl-e16', { archives: 2 });
     // walbc with a layout in which a1 is behind a slow relay (2 MiB/s) the test cuts.
-    const relay = new Relay({ host: '127.0.0.1', port: g.archives[1].port }, 2 * MiB);
-    await relay.open();
-    const layout = JSON.parse(fs.readFileSync(g.layout, 'utf8')) as {
-      archives: { id: string; address: string }[];
-    };
-    layout.archives[1].address = relay.address;
-    const slowLayout = path.join(g.dir, 'slow-layout.json');
-    fs.writeFileSync(slowLayout, JSON.stringify(layout));
-    const slow = walbcOn(t, slowLayout);
+    const { relay, slow } = await slowA1(t, g, 2 * MiB);
     try {
       await g.ok('init-vol', 'vol', 'w0');
       const c = await g.nbd();
@@ -272,6 +284,150 @@ test.serial(
       t.is(done.gid, gid);
       t.deepEqual(await restorableList(g, 'a1'), await restorableList(g, 'a0'));
       await sameOnBoth(t, g, gid, device);
+    } finally {
+      await relay.cut();
+      await g.cleanup();
+    }
+  },
+);
+
+test.serial(
+  'n9: after the source applied past a1, replicate takes a hash step sending only the chunks that differ, then diff steps; both restore equal',
+  async (t) => {
+    const g = await Group.start(t, 'repl-n9', { archives: 2 });
+    try {
+      const { ok } = g;
+      await ok('init-vol', 'vol', 'w0');
+      const c = await g.nbd();
+      await g.writeRandom(c, 60);
+      await ok('full-backup', 'vol', '--wait');
+      await g.writeRandom(c, 30);
+      const gid1 = Number(await ok('snapshot', 'vol', '--wait'));
+      const device1 = await g.deviceHash(c);
+      t.is(
+        (JSON.parse(await ok('replicate', 'vol', 'a0', 'a1', '--wait', '--json')) as { gid: number }).gid,
+        gid1,
+      );
+
+      // a0 applies past a1's latest: only one restorable snapshot remains, and no diff of a0 starts at gid1.
+      await g.writeRandom(c, 30);
+      const gid2 = Number(await ok('snapshot', 'vol', '--wait'));
+      const device2 = await g.deviceHash(c);
+      t.is(await ok('apply', 'vol', String(gid2), '--archive', 'a0', '--wait'), `applied up to gid ${gid2}`);
+      t.deepEqual(await g.restorable('vol', 'a0'), [gid2], 'only the applied snapshot remains on a0');
+      await g.writeRandom(c, 30);
+      const gid3 = Number(await ok('snapshot', 'vol', '--wait'));
+      const device3 = await g.deviceHash(c);
+
+      const r = JSON.parse(await ok('replicate', 'vol', 'a0', 'a1', '--wait', '--json')) as { gid: number };
+      t.is(r.gid, gid3);
+      t.deepEqual(hashDiffsReceived(g), [`|${gid1}|-->|${gid2}|`], 'one hash step, to the base of a0');
+      const sent = [...g.archives[0].stderr.matchAll(/"event":"repl-hash-sent"[^\n]*"sentBytes":(\d+)/g)].map(
+        (m) => Number(m[1]),
+      );
+      t.is(sent.length, 1);
+      t.true(
+        sent[0] > 0 && sent[0] < g.size / 2,
+        `only the chunks that differ: ${sent[0]} of ${g.size} bytes`,
+      );
+      t.regex(g.archives[1].stderr, /"event":"repl-diff-received"/, 'then a diff step');
+      t.is(await stateOf(g, 'a1'), 'Archived');
+      t.deepEqual(
+        (await restorableList(g, 'a1')).filter((gid) => gid >= gid2),
+        await restorableList(g, 'a0'),
+        "from a0's base on, a1 lists what a0 does",
+      );
+      t.true((await g.restorable('vol', 'a1')).includes(gid1), 'a1 keeps its older snapshots');
+      await sameOnBoth(t, g, gid2, device2);
+      await sameOnBoth(t, g, gid3, device3);
+      t.is(
+        await g.restoredHash('vol', gid1, 'a1'),
+        device1,
+        'the snapshot before the hash step restores as before',
+      );
+    } finally {
+      await g.cleanup();
+    }
+  },
+);
+
+test.serial(
+  'e15: a hash step cut (link down, destination killed, source killed) leaves a1 Archived at its latest; the rerun takes the same compared diff and equals',
+  async (t) => {
+    const g = await Group.start(t, 'repl-e15', { archives: 2 });
+    // The hash step's chunks (the whole 16 MiB device rewritten) take 16 s through a 1 MiB/s relay: time enough
+    // for the cuts below to land half-way on a busy machine.
+    const { relay, slow } = await slowA1(t, g, MiB);
+    try {
+      const { ok } = g;
+      await ok('init-vol', 'vol', 'w0');
+      const c = await g.nbd();
+      await g.writeRandom(c, 20);
+      await ok('full-backup', 'vol', '--wait');
+      const base = JSON.parse(await ok('replicate', 'vol', 'a0', 'a1', '--wait', '--json')) as {
+        gid: number;
+      };
+      await fill(g, c);
+      const gid2 = Number(await ok('snapshot', 'vol', '--wait'));
+      const device2 = await g.deviceHash(c);
+      await ok('apply', 'vol', String(gid2), '--archive', 'a0', '--wait');
+      await g.writeRandom(c, 20);
+      const gid3 = Number(await ok('snapshot', 'vol', '--wait'));
+      const device3 = await g.deviceHash(c);
+      const listOfA1 = await g.restorable('vol', 'a1');
+      const tempFiles = () =>
+        fs
+          .readdirSync(path.join(g.archives[1].dataDir, 'vol'))
+          .filter((f) => f.endsWith('.wdiff') && !/^\d{14}-/.test(f));
+
+      for (const cut of ['link', 'destination', 'source'] as const) {
+        const op = await startReplicate(slow.ok);
+        await waitUntil(async () => (await stateOf(g, 'a1')) === 'ReplSyncAsServer', `a1 comparing (${cut})`);
+        // A second of the 16 s the relay needs puts the cut early in the step.
+        await new Promise((r) => setTimeout(r, 1000));
+        if (cut === 'link') {
+          await relay.cut();
+          await relay.open();
+        } else if (cut === 'destination') {
+          await g.archives[1].kill();
+          await g.archives[1].start();
+        } else {
+          await g.archives[0].kill();
+          await g.archives[0].start();
+          t.is(await stateOf(g, 'a0'), 'Archived', 'the source comes back with no replication running');
+        }
+        if (cut !== 'source') {
+          const failed = await g.walbc('watch', 'a0', op.id, '--json');
+          t.regex(failed.stdout, /"state": "failed"/, cut);
+        }
+        await waitUntil(
+          async () => (await stateOf(g, 'a1')) === 'Archived',
+          `a1 Archived after the ${cut} cut`,
+        );
+        t.deepEqual(
+          await g.restorable('vol', 'a1'),
+          listOfA1,
+          `the ${cut} cut leaves a1's snapshots as they were`,
+        );
+        t.deepEqual(hashDiffsReceived(g), [], `no compared diff taken (${cut})`);
+        t.deepEqual(tempFiles(), [], `the partial diff is gone (${cut})`);
+      }
+
+      const done = JSON.parse(await slow.ok('replicate', 'vol', 'a0', 'a1', '--wait', '--json')) as {
+        gid: number;
+      };
+      t.is(done.gid, gid3);
+      t.deepEqual(
+        hashDiffsReceived(g),
+        [`|${base.gid}|-->|${gid2}|`],
+        'the rerun compared up to the same gid',
+      );
+      t.deepEqual(
+        (await restorableList(g, 'a1')).filter((gid) => gid >= gid2),
+        await restorableList(g, 'a0'),
+      );
+      await sameOnBoth(t, g, gid2, device2);
+      await sameOnBoth(t, g, gid3, device3);
     } finally {
       await relay.cut();
       await g.cleanup();

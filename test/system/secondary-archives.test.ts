@@ -9,11 +9,43 @@ import type { RawClient } from '../nbd-client';
 import { Group, Writer } from '../group-fixture';
 import { waitUntil } from '../waiting';
 
-/** init-vol, writes and a full backup to a0: its gid. */
-async function backedUp(g: Group, c: RawClient): Promise<number> {
-  await g.ok('init-vol', 'vol', 'w0');
-  await g.writeRandom(c, 40);
-  return Number((JSON.parse(await g.ok('full-backup', 'vol', '--wait', '--json')) as { gid: number }).gid);
+interface Prologue {
+  g: Group;
+  c: RawClient;
+  /** The gid of the full backup to a0. */
+  full: number;
+  /** With `synchronizing`: a snapshot taken after it, restorable on a0 and a1. */
+  synced?: number;
+}
+
+/**
+ * Runs `body` on a new group of `archives` archives in which vol is backed up to a0 (init-vol, writes through an
+ * NBD client, full backup); with `synchronizing`, a1 is then replicated with --sync, written to, and a snapshot
+ * is restorable on both. The group is cleaned up however the body ends.
+ */
+async function withBackedUpGroup(
+  t: ExecutionContext,
+  name: string,
+  spec: { archives: number; synchronizing?: boolean },
+  body: (p: Prologue) => Promise<void>,
+): Promise<void> {
+  const g = await Group.start(t, name, { archives: spec.archives });
+  try {
+    const c = await g.nbd();
+    await g.ok('init-vol', 'vol', 'w0');
+    await g.writeRandom(c, 40);
+    const full = Number(
+      (JSON.parse(await g.ok('full-backup', 'vol', '--wait', '--json')) as { gid: number }).gid,
+    );
+    if (!spec.synchronizing) return await body({ g, c, full });
+    await g.ok('replicate', 'vol', 'a0', 'a1', '--sync');
+    await g.writeRandom(c, 20);
+    const synced = Number(await g.ok('snapshot', 'vol', '--wait'));
+    await restorableOn(g, synced, 'a1');
+    await body({ g, c, full, synced });
+  } finally {
+    await g.cleanup();
+  }
 }
 
 function restorableOn(g: Group, gid: number, archive: string): Promise<void> {
@@ -51,12 +83,9 @@ async function restoresToDevice(
 
 test.serial(
   'n10: replicate --sync during writes makes a1 synchronizing: snapshots become restorable on both archives and restore to the same bytes; after stop-synchronizing a1 stops advancing',
-  async (t) => {
-    const g = await Group.start(t, 'arc-n10', { archives: 2 });
-    try {
+  (t) =>
+    withBackedUpGroup(t, 'arc-n10', { archives: 2 }, async ({ g, c }) => {
       const { ok } = g;
-      const c = await g.nbd();
-      await backedUp(g, c);
       const writer = new Writer(g, c);
       writer.start();
       await ok('replicate', 'vol', 'a0', 'a1', '--sync');
@@ -88,24 +117,15 @@ test.serial(
       t.false(s.synchronizing);
       t.true(s.behind!.gids > 0 && s.behind!.bytes > 0, `a1 is behind: ${JSON.stringify(s.behind)}`);
       await restoresToDevice(t, g, c, later, ['a0']);
-    } finally {
-      await g.cleanup();
-    }
-  },
+    }),
 );
 
 test.serial(
   'e7: a synchronizing a1 loses its data; a snapshot is restorable on a0, not on a1; replicate --sync again, and every snapshot restores to the same bytes on both',
-  async (t) => {
-    const g = await Group.start(t, 'arc-e7', { archives: 2 });
-    try {
+  (t) =>
+    withBackedUpGroup(t, 'arc-e7', { archives: 2, synchronizing: true }, async ({ g, c, full, synced }) => {
       const { ok } = g;
-      const c = await g.nbd();
-      const full = await backedUp(g, c);
-      await ok('replicate', 'vol', 'a0', 'a1', '--sync');
-      await g.writeRandom(c, 20);
-      const before = Number(await ok('snapshot', 'vol', '--wait'));
-      await restorableOn(g, before, 'a1');
+      const before = synced!;
 
       await g.archives[1].kill();
       fs.rmSync(g.archives[1].dataDir, { recursive: true, force: true });
@@ -126,20 +146,14 @@ test.serial(
         'a1 restores every snapshot to what a0 does',
       );
       await restoresToDevice(t, g, c, after, ['a1']);
-    } finally {
-      await g.cleanup();
-    }
-  },
+    }),
 );
 
 test.serial(
   'r3: the primary switches from a0 to a2 with writes going on (switch-primary, the storage restarted with --archive a2), a snapshot and a hash backup then go to a2; and back to a0',
-  async (t) => {
-    const g = await Group.start(t, 'arc-r3', { archives: 3 });
-    try {
+  (t) =>
+    withBackedUpGroup(t, 'arc-r3', { archives: 3 }, async ({ g, c, full }) => {
       const { ok } = g;
-      const c = await g.nbd();
-      const full = await backedUp(g, c);
       const held = await g.restoredHashes('vol', [full]);
       const writer = new Writer(g, c);
       writer.start();
@@ -185,24 +199,15 @@ test.serial(
       const back = Number(await ok('snapshot', 'vol', '--wait'));
       await restoresToDevice(t, g, c, back, ['a0']);
       t.deepEqual(await g.restoredHashes('vol', [full]), held, 'a0 still restores the full backup');
-    } finally {
-      await g.cleanup();
-    }
-  },
+    }),
 );
 
 test.serial(
   'r4: the synchronizing secondary a1 is replaced by a2 (replace-archive) and a2 by a1 again once it no longer synchronizes; the latest image is preserved at each step',
-  async (t) => {
-    const g = await Group.start(t, 'arc-r4', { archives: 3 });
-    try {
+  (t) =>
+    withBackedUpGroup(t, 'arc-r4', { archives: 3, synchronizing: true }, async ({ g, c, synced }) => {
       const { ok } = g;
-      const c = await g.nbd();
-      await backedUp(g, c);
-      await ok('replicate', 'vol', 'a0', 'a1', '--sync');
-      await g.writeRandom(c, 20);
-      const latest = Number(await ok('snapshot', 'vol', '--wait'));
-      await restorableOn(g, latest, 'a1');
+      const latest = synced!;
       const held = await g.restoredHashes('vol', [latest], 'a1');
 
       const writer = new Writer(g, c);
@@ -225,44 +230,37 @@ test.serial(
       t.is(await ok('get-state', 'vol', 'a2'), 'Clear');
       t.false((await standing(g, 'a1')).synchronizing, 'a1 does not synchronize, as a2 did not');
       t.deepEqual(await g.restoredHashes('vol', [next], 'a1'), held2, 'a1 has the latest image of a2');
-    } finally {
-      await g.cleanup();
-    }
-  },
+    }),
 );
 
 test.serial(
   'the primary a0 loses its data while a1 is synchronizing: a1 becomes the primary (stop-synchronizing a0, the storage restarted with --archive a1) with no snapshot lost, and a0 becomes its synchronizing secondary',
-  async (t) => {
-    const g = await Group.start(t, 'arc-lost-primary', { archives: 2 });
-    try {
-      const { ok } = g;
-      const c = await g.nbd();
-      const full = await backedUp(g, c);
-      await ok('replicate', 'vol', 'a0', 'a1', '--sync');
-      await g.writeRandom(c, 20);
-      const snap = Number(await ok('snapshot', 'vol', '--wait'));
-      await restorableOn(g, snap, 'a1');
-      const held = await g.restoredHashes('vol', [full, snap]);
+  (t) =>
+    withBackedUpGroup(
+      t,
+      'arc-lost-primary',
+      { archives: 2, synchronizing: true },
+      async ({ g, c, full, synced }) => {
+        const { ok } = g;
+        const snap = synced!;
+        const held = await g.restoredHashes('vol', [full, snap]);
 
-      await g.archives[0].kill();
-      fs.rmSync(g.archives[0].dataDir, { recursive: true, force: true });
-      await g.archives[0].start();
-      await ok('stop-synchronizing', 'vol', 'a0');
-      await g.restartStorage(0, g.proxies, g.archives[1]);
-      g.writeLayout(1);
-      t.deepEqual(await g.restoredHashes('vol', [full, snap], 'a1'), held, 'no snapshot is lost');
-      await g.writeRandom(c, 20);
-      const next = Number(await ok('snapshot', 'vol', '--wait'));
-      await restoresToDevice(t, g, c, next, ['a1']);
+        await g.archives[0].kill();
+        fs.rmSync(g.archives[0].dataDir, { recursive: true, force: true });
+        await g.archives[0].start();
+        await ok('stop-synchronizing', 'vol', 'a0');
+        await g.restartStorage(0, g.proxies, g.archives[1]);
+        g.writeLayout(1);
+        t.deepEqual(await g.restoredHashes('vol', [full, snap], 'a1'), held, 'no snapshot is lost');
+        await g.writeRandom(c, 20);
+        const next = Number(await ok('snapshot', 'vol', '--wait'));
+        await restoresToDevice(t, g, c, next, ['a1']);
 
-      await ok('replicate', 'vol', 'a1', 'a0', '--sync');
-      await g.writeRandom(c, 20);
-      const last = Number(await ok('snapshot', 'vol', '--wait'));
-      await restorableOn(g, last, 'a0');
-      await restoresToDevice(t, g, c, last, ['a1', 'a0']);
-    } finally {
-      await g.cleanup();
-    }
-  },
+        await ok('replicate', 'vol', 'a1', 'a0', '--sync');
+        await g.writeRandom(c, 20);
+        const last = Number(await ok('snapshot', 'vol', '--wait'));
+        await restorableOn(g, last, 'a0');
+        await restoresToDevice(t, g, c, last, ['a1', 'a0']);
+      },
+    ),
 );

@@ -17,6 +17,7 @@ import {
   fullSyncBytesPath,
   fullReplicationResume,
   fullSyncRejection,
+  hashReplicaRejection,
   hashSyncRejection,
   latestSnap,
   mergeRun,
@@ -505,16 +506,117 @@ test('the replication step: done at the target; else the chain from the destinat
   t.is(dirty.kind, 'diff');
 });
 
-test("the replication step: a gap in the source's chain, or a source applied past the destination, is refused", (t) => {
+test("the replication step: a gap in the source's chain is refused", (t) => {
   const gap = stored({ snapB: snap(0), timestamp: 1 }, [diff(snap(0), snap(1)), diff(snap(3), snap(4))]);
   t.throws(() => nextReplicationStep('v', gap, dest('Archived', 1), opts()), {
     code: 'FAILED_PRECONDITION',
     message: /no diff of v from the destination's latest \|1\|/,
   } as object);
-  const applied = stored({ snapB: snap(5), timestamp: 1 }, []);
-  t.throws(() => nextReplicationStep('v', applied, dest('Archived', 1), opts({ targetGid: 5 })), {
-    code: 'UNSUPPORTED',
-    message: /hash replication/,
+});
+
+/** A source that applied up to |5| (time 50), then diffs 5→6 (time 60) and 6→7 mergeable (time 70). */
+const applied = () =>
+  stored({ snapB: snap(5), timestamp: 50 }, [
+    diff(snap(5), snap(6), { timestamp: 60 }),
+    diff(snap(6), snap(7), { isMergeable: true, timestamp: 70 }),
+  ]);
+
+test("the replication step: a destination behind the source's base takes a hash step, a compared diff from its latest to the source's oldest clean snapshot", (t) => {
+  const hashTo = (source: StoredVolume, latest: ReplicaFacts['latest'], o = opts({ targetGid: 7 })) => {
+    const s = nextReplicationStep('v', source, { ...dest('Archived', 0), latest }, o);
+    if (s.kind !== 'hash') throw new Error(`not a hash step: ${s.kind}`);
+    return s.diff;
+  };
+  t.deepEqual(
+    hashTo(applied(), snap(1)),
+    diff(snap(1), snap(5), { isCompDiff: true, timestamp: 50 }),
+    'to the clean base, with its time; a clean latest stays explicit (not mergeable)',
+  );
+  t.deepEqual(
+    hashTo(applied(), snap(1, 3)),
+    diff(snap(1, 3), snap(5), { isCompDiff: true, isMergeable: true, timestamp: 50 }),
+    'from a dirty latest: mergeable',
+  );
+  t.deepEqual(
+    hashTo(applied(), snap(1), opts({ targetGid: 3 })),
+    diff(snap(1), snap(5), { isCompDiff: true, timestamp: 50 }),
+    'a target before the base: the base is the nearest snapshot the source can give',
+  );
+  t.deepEqual(
+    hashTo(applied(), snap(1, 6)),
+    diff(snap(1, 6), snap(6), { isCompDiff: true, isMergeable: true, timestamp: 60 }),
+    'a dirty latest needs a snapshot at or past its E',
+  );
+  // A dirty base turns clean at |8| only: the first snapshot to compare with.
+  const dirtyBase = stored({ snapB: snap(5, 8), timestamp: 50 }, [
+    diff(snap(5), snap(6), { timestamp: 60 }),
+    diff(snap(6), snap(8), { timestamp: 80 }),
+    diff(snap(8), snap(9), { timestamp: 90 }),
+  ]);
+  t.deepEqual(
+    hashTo(dirtyBase, snap(1), opts({ targetGid: 9 })),
+    diff(snap(1), snap(8), { isCompDiff: true, timestamp: 80 }),
+  );
+  t.throws(
+    () =>
+      nextReplicationStep('v', stored({ snapB: snap(5, 8), timestamp: 50 }, []), dest('Archived', 1), opts()),
+    {
+      code: 'FAILED_PRECONDITION',
+      message: /no clean snapshot of v after the destination's latest \|1\|/,
+    } as object,
+  );
+
+  // After the hash step the destination is at the base: diff steps go on; a target it holds is done.
+  const next = nextReplicationStep('v', applied(), dest('Archived', 5), opts({ targetGid: 7 }));
+  t.is(next.kind, 'diff');
+  t.deepEqual(nextReplicationStep('v', applied(), dest('Archived', 1), opts({ targetGid: 1 })), {
+    kind: 'done',
+    gid: 1,
+  });
+  t.throws(
+    () => nextReplicationStep('v', applied(), dest('Archived', 1, { archiveUuid: OTHER }), opts()),
+    { code: 'FAILED_PRECONDITION', message: /--resync/ } as object,
+    'another lineage is refused before any hash step',
+  );
+});
+
+test('a hash replication is checked as a replica diff that must be compared and end clean; busy while an apply or a merge runs', (t) => {
+  const hashOffer = (d: MetaDiff, o: { archiveUuid?: string; chunkSize?: number; size?: number } = {}) => ({
+    ...offer(d, { storageUuid: OTHER, size: o.size }),
+    chunkSize: o.chunkSize ?? 65536,
+    replica: { archiveUuid: o.archiveUuid ?? LINEAGE },
+  });
+  const compared = (from: number, to: number) => diff(snap(from), snap(to), { isCompDiff: true });
+  const v = facts('Archived', archived());
+  t.is(hashReplicaRejection(v, [], hashOffer(compared(2, 5))), undefined, 'from the latest |2|');
+  t.is(hashReplicaRejection(v, ['Restore'], hashOffer(compared(2, 5))), undefined, 'a restore only reads');
+  t.is(hashReplicaRejection(v, [], hashOffer(compared(1, 5)))?.reason, 'TOO_OLD_DIFF', 'the latest moved on');
+  t.is(hashReplicaRejection(v, [], hashOffer(compared(3, 5)))?.reason, 'TOO_NEW_DIFF');
+  t.is(
+    hashReplicaRejection(v, [], hashOffer(compared(2, 5), { archiveUuid: OTHER }))?.reason,
+    'DIFFERENT_UUID',
+  );
+  t.is(hashReplicaRejection(v, [], hashOffer(compared(2, 5), { size: SIZE * 2 }))?.reason, 'SMALLER_SIZE');
+  t.is(hashReplicaRejection(undefined, [], hashOffer(compared(2, 5)))?.reason, 'NOT_FOUND');
+  t.is(
+    hashReplicaRejection(facts('Archived', archived(), 'stopping'), [], hashOffer(compared(2, 5)))?.reason,
+    'STOPPED',
+  );
+  t.is(hashReplicaRejection(facts('WdiffRecv', archived()), [], hashOffer(compared(2, 5)))?.reason, 'BUSY');
+  t.is(hashReplicaRejection(facts('HashSync', archived()), [], hashOffer(compared(2, 5)))?.reason, 'SYNCING');
+  for (const a of ['Apply', 'Merge'])
+    t.deepEqual(hashReplicaRejection(v, [a], hashOffer(compared(2, 5))), {
+      reason: 'BUSY',
+      message: `volume v is busy (${a})`,
+    });
+  t.throws(() => hashReplicaRejection(v, [], hashOffer(diff(snap(2), snap(5)))), {
+    code: 'INVALID_ARGUMENT',
+  } as object);
+  t.throws(() => hashReplicaRejection(v, [], hashOffer(diff(snap(2), snap(5, 6), { isCompDiff: true }))), {
+    code: 'INVALID_ARGUMENT',
+  } as object);
+  t.throws(() => hashReplicaRejection(v, [], hashOffer(compared(2, 5), { chunkSize: 1000 })), {
+    code: 'INVALID_ARGUMENT',
   } as object);
 });
 
