@@ -123,9 +123,10 @@ export function needsOperator(a: Action): boolean {
 
 /** The step as the operator types it (`walbc ...`, quoted for a shell), or the operator's action. */
 export function stepCommand(s: Step): string {
-  const args = actionArgs(s.action);
-  if (!args) return `operator: ${(s.action as { text: string }).text}`;
-  const quoted = args.map((x) => (/^[\w.,:/=@-]+$/.test(x) ? x : `'${x.replace(/'/g, `'\\''`)}'`));
+  if (s.action.do === 'operator') return `operator: ${s.action.text}`;
+  const quoted = (actionArgs(s.action) ?? []).map((x) =>
+    /^[\w.,:/=@-]+$/.test(x) ? x : `'${x.replace(/'/g, `'\\''`)}'`,
+  );
   const line = ['walbc', ...quoted].join(' ');
   return needsOperator(s.action) ? `operator: ${line} (WDEV: the wdev of ${s.volume} on ${s.server})` : line;
 }
@@ -271,9 +272,10 @@ export function planRecovery(
     const stopIfTarget = (storage: string) => {
       if (stateOn(storage) === 'Target') add(storage, { do: 'stop', volume, server: storage });
     };
+    /** The storage the volume is backed up from (a Target one first); undefined when none is. */
     const storageOf = () =>
       rows.find((r) => r.role === 'storage' && r.state === 'Target')?.server ??
-      rows.find((r) => r.role === 'storage' && BACKED_UP_FROM.includes(r.state))!.server;
+      rows.find((r) => r.role === 'storage' && BACKED_UP_FROM.includes(r.state))?.server;
 
     const lostPrimary = has('primary-lost');
     if (lostPrimary?.kind === 'primary-lost') {
@@ -290,6 +292,13 @@ export function planRecovery(
         });
       } else {
         const storage = storageOf();
+        if (!storage) {
+          add('-', {
+            do: 'operator',
+            text: `no storage backs ${volume} up: a full backup from the storage that should (walbc full-backup ${volume} --storage ID --wait)`,
+          });
+          continue;
+        }
         if (lostPrimary.cleared) add(primary, { do: 'init-archive', volume, archive: primary });
         if (stateOn(storage) === 'Target') add(storage, { do: 'stop', volume, server: storage });
         add(storage, { do: 'reset-vol', volume, server: storage });
@@ -306,7 +315,8 @@ export function planRecovery(
         backup('hash-backup', storage);
       } else if (lostProxy || overflow) {
         if (lostProxy) add(primary, { do: 'start-synchronizing', volume, archive: primary });
-        const storage = overflow?.server ?? storageOf();
+        // A lost proxy is found only where a storage backs the volume up.
+        const storage = overflow?.server ?? storageOf()!;
         stopIfTarget(storage);
         backup('hash-backup', storage);
       }

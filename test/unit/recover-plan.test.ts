@@ -253,3 +253,11 @@ test('a volume with an operation running is left alone until it ends', (t) => {
   t.deepEqual(r.findings, ['vol s0 busy']);
   t.deepEqual(r.plan, []);
 });
+
+test('a lost primary with no storage backing the volume up: the full backup is left to an operator', (t) => {
+  const r = recover([storage('Standby'), proxy('p0', ['a0']), proxy('p1', ['a0'])]);
+  t.deepEqual(r.findings, ['vol a0 primary-lost']);
+  t.deepEqual(r.plan, [
+    'vol\t-\toperator: no storage backs vol up: a full backup from the storage that should (walbc full-backup vol --storage ID --wait)',
+  ]);
+});
