@@ -12,6 +12,16 @@ import {
 import { BACKUPS_HEADER, backupLine, verifyLine } from './backups';
 import { Controller, loadLayout, restorableLine, statusDetail, statusProblems } from './controller';
 import { standingLine } from './replicas';
+import {
+  classifyRecovery,
+  findingText,
+  gatherRecoverFacts,
+  planRecovery,
+  runPlan,
+  stepCommand,
+  stepLine,
+  type Step,
+} from './recover';
 import { WalbError, isErrorCode } from '../common/errors';
 import { parseSize } from '../common/units';
 import { StatusPageServer, gatherStatus } from './status-page';
@@ -37,6 +47,8 @@ const placeholders: Record<string, string> = {
   interval: 'SECONDS',
   volumes: 'VOL,...',
   timeout: 'SECONDS',
+  policy: 'auto|manual',
+  wdev: 'WDEV',
 };
 
 async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
@@ -435,6 +447,79 @@ export const walbcCommands: Command[] = [
       );
       if (problems.length > 0)
         throw new WalbError('FAILED_PRECONDITION', `needs an operator: ${problems.join('; ')}`);
+    },
+  ),
+  cmd(
+    'recover',
+    '[VOL]',
+    'diagnose every volume (or one) as the recovery runbook does and print the steps; --policy auto runs them',
+    [0, 1],
+    async (c, a, v) => {
+      const policy = stringOpt(v, 'policy') ?? 'manual';
+      if (policy !== 'auto' && policy !== 'manual')
+        throw usageError(`--policy must be auto or manual, not '${policy}'`);
+      const wdev = stringOpt(v, 'wdev');
+      if (wdev !== undefined && a[0] === undefined)
+        throw usageError('--wdev needs the volume (walbc recover VOL)');
+      const facts = await gatherRecoverFacts(c, a[0]);
+      const findings = classifyRecovery(facts, { volume: a[0], storage: stringOpt(v, 'storage') });
+      const steps = planRecovery(facts, findings, { wdev });
+      const plan = steps.map((s) => ({ volume: s.volume, server: s.server, command: stepCommand(s) }));
+      const diagnosis = [
+        'VOLUME\tSERVER\tFINDING',
+        ...findings.map((f) => `${f.volume}\t${f.server}\t${findingText(f)}`),
+        '',
+        ...(steps.length ? ['VOLUME\tSERVER\tSTEP', ...steps.map(stepLine)] : ['nothing to do']),
+      ].join('\n');
+      if (v['dry-run'] === true || policy === 'manual') {
+        out(v, { ok: steps.length === 0, policy, dryRun: true, findings, plan }, diagnosis);
+        if (steps.length > 0)
+          throw new WalbError(
+            'FAILED_PRECONDITION',
+            `${steps.length} step(s) to carry out (see the plan above)`,
+          );
+        return;
+      }
+      if (!v.json) process.stdout.write(`${diagnosis}\n\n`);
+      const said = (s: Step, outcome: string, error?: string) => {
+        if (!v.json) process.stdout.write(`${outcome}\t${stepLine(s)}${error ? `\t${error}` : ''}\n`);
+      };
+      const report = await runPlan(c, steps, said);
+      const line = (s: Step) => ({ volume: s.volume, server: s.server, command: stepCommand(s) });
+      const ok = report.failed.length === 0 && report.left.length === 0;
+      if (v.json)
+        printJson({
+          ok,
+          policy,
+          dryRun: false,
+          findings,
+          plan,
+          done: report.done.map(line),
+          failed: report.failed.map((f) => ({ ...line(f.step), error: f.error })),
+          left: report.left.map(line),
+        });
+      else
+        process.stdout.write(
+          `${report.done.length} step(s) done, ${report.failed.length} failed, ${report.left.length} left for an operator\n`,
+        );
+      if (!ok)
+        throw new WalbError(
+          'FAILED_PRECONDITION',
+          `needs an operator: ${report.failed.length} step(s) failed, ${report.left.length} left`,
+        );
+    },
+    {
+      'dry-run': { type: 'boolean' },
+      policy: { type: 'string' },
+      ...on('storage'),
+      wdev: { type: 'string' },
+    },
+    {
+      'dry-run': 'only print the plan (as --policy manual does)',
+      policy: 'manual (default): print the commands; auto: carry them out in order',
+      storage:
+        'the storage that lost its metadata when no storage has VOL (default: the first of the layout)',
+      wdev: "VOL's wdev on that storage, for init-storage",
     },
   ),
   cmd(
