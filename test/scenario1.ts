@@ -40,6 +40,8 @@ const DECK: Action[] = [
   'kill',
 ];
 const BUSY = /too many foreground tasks/;
+/** Every this many rounds, every snapshot of known content is restored and compared, not only the round's. */
+const FULL_CHECK_ROUNDS = 10;
 export const DECK_SIZE = DECK.length;
 
 /** The servers a volume's stop/start and a kill pick from, with the stop modes each one has. */
@@ -180,6 +182,8 @@ export class Scenario1 {
         round++;
         await this.round(round);
       }
+      const restores = await Promise.all(this.volumes.map((v) => this.check(v, [], this.prng, true)));
+      this.opts.log(`final check: ${restores.reduce((x, y) => x + y, 0)} restore(s) verified`);
     } catch (err) {
       throw new ScenarioFailure(this.opts.seed, round, err);
     } finally {
@@ -231,7 +235,8 @@ export class Scenario1 {
 
   /**
    * One round: an action drawn for each volume (in volume order, so a seed replays them), the volumes' actions run
-   * at once, then the kills drawn, one after another; then every volume is checked.
+   * at once, then the kills drawn, one after another; then every volume is checked (every FULL_CHECK_ROUNDS rounds
+   * and at the end with every snapshot of known content restored).
    */
   private async round(round: number): Promise<void> {
     const t0 = Date.now();
@@ -253,6 +258,7 @@ export class Scenario1 {
           v,
           done.filter((d) => d.v === v).flatMap((d) => d.gids),
           checkRands[i],
+          round % FULL_CHECK_ROUNDS === 0,
         ),
       ),
     );
@@ -423,10 +429,11 @@ export class Scenario1 {
   }
 
   /**
-   * The archive lists exactly the model's snapshots as restorable (and its newest one); the ones the round touched and one drawn at
-   * random restore to their content. Returns how many restores were verified.
+   * The archive lists exactly the model's snapshots as restorable (and its newest one); the ones the round touched
+   * and one drawn at random, or with `all` every one whose content is known, restore to their content. Returns how
+   * many restores were verified.
    */
-  private async check(v: VolumeModel, touched: number[], rand: Prng): Promise<number> {
+  private async check(v: VolumeModel, touched: number[], rand: Prng, all: boolean): Promise<number> {
     const listed = await this.restorable(v);
     const expected = v.snaps.map((s) => s.gid);
     // The archive lists its newest snapshot too (docs/servers.md §2.6): the end of the last diff received.
@@ -437,8 +444,10 @@ export class Scenario1 {
         `${v.name}: restorable ${JSON.stringify(listed)}, expected ${JSON.stringify(expected)}`,
       );
     const known = v.snaps.filter((s) => s.hash !== undefined);
-    const toRestore = new Set(touched.filter((gid) => known.some((s) => s.gid === gid)));
-    if (known.length > 0) toRestore.add(rand.pick(known).gid);
+    const toRestore = new Set(
+      all ? known.map((s) => s.gid) : touched.filter((gid) => known.some((s) => s.gid === gid)),
+    );
+    if (!all && known.length > 0) toRestore.add(rand.pick(known).gid);
     for (const gid of toRestore) {
       const want = known.find((s) => s.gid === gid)!.hash;
       const got = await this.restoredHash(v, gid);
