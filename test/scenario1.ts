@@ -143,7 +143,7 @@ export class Scenario1 {
   private readonly counts: Record<string, number> = {};
   private restoresVerified = 0;
   private busyRetries = 0;
-  /** For the checks' reads and waits, in process (the actions go through walbc). */
+  /** For the checks' reads, waits and restores, in process (the actions go through walbc). */
   private readonly ctl: Controller;
 
   constructor(
@@ -154,19 +154,28 @@ export class Scenario1 {
     this.ctl = new Controller(loadLayout(g.layout));
   }
 
-  /**
-   * walbc on the group's layout; throws with its stderr unless it exits 0; returns stdout, trimmed. A command
-   * refused for the foreground limit (docs/servers.md §3.4: three volumes' backups, restores and diffs compete for
-   * it) is run again a moment later, as an operator would.
-   */
-  private async walbc(...args: string[]): Promise<string> {
-    for (let attempt = 1; ; attempt++) {
+  /** walbc on the group's layout; throws with its stderr unless it exits 0; returns stdout, trimmed. */
+  private walbc(...args: string[]): Promise<string> {
+    return this.againWhenBusy(async () => {
       const r = await run(process.execPath, [WALBC, ...args, '-l', this.g.layout], { timeoutMs: 300_000 });
-      if (r.code === 0) return r.stdout.trim();
-      if (!BUSY.test(r.stderr) || attempt >= 60)
-        throw new Error(`walbc ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-      this.busyRetries++;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (r.code !== 0) throw new Error(`walbc ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+      return r.stdout.trim();
+    });
+  }
+
+  /**
+   * A command refused for the foreground limit (docs/servers.md §3.4: three volumes' backups, restores and diffs
+   * compete for it) is run again a second later, as an operator would.
+   */
+  private async againWhenBusy<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!(err instanceof Error) || !BUSY.test(err.message) || attempt >= 60) throw err;
+        this.busyRetries++;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
     }
   }
 
@@ -457,12 +466,11 @@ export class Scenario1 {
     return toRestore.size;
   }
 
+  /** Restores a snapshot (in process: a check, not an action), hashes the image and deletes it. */
   private async restoredHash(v: VolumeModel, gid: number): Promise<string> {
-    const r = JSON.parse(await this.walbc('restore', v.name, String(gid), '--wait', '--json')) as {
-      result: string;
-    };
-    const hash = await fileHash(r.result);
-    await this.walbc('del-restored', v.name, String(gid));
+    const op = await this.againWhenBusy(() => this.ctl.restore(v.name, gid, { wait: true }));
+    const hash = await fileHash(op.result);
+    await this.ctl.delRestored(v.name, gid);
     return hash;
   }
 }
