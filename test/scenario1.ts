@@ -6,12 +6,15 @@
 //
 // A model keeps what each volume must restore: every snapshot taken, with the SHA-1 of the device read through NBD
 // when it was taken (writes to that volume paused, so the content is exact). After each round, for every volume:
-// the archive's restorable list (explicit snapshots) equals the model's, and the snapshots the round touched plus
-// one at random are restored and compared byte for byte (by hash). A snapshot leaves the model only when applied
-// past, disabled, or dropped by a new full backup (which resets the archive).
+// the archive's restorable list equals the model's (plus the archive's newest snapshot), and the snapshots the
+// round touched plus one at random are restored and compared byte for byte (by hash); every tenth round and at the
+// end, every snapshot of known content is. A snapshot leaves the model only when applied past, disabled, or dropped
+// by a new full backup (which resets the archive).
 //
 // Every choice comes from one seeded PRNG, drawn at the start of each round in volume order, so a seed replays the
-// same actions (the timing of writes differs). Actions draw from a shuffled deck, so every kind runs once per deck.
+// same actions on the same servers. Gids depend on when logs were shipped, so which snapshot an apply or a merge
+// picks (by its place in the model) can differ when the timing does. Actions draw from a shuffled deck, so every
+// kind runs once per deck.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { Controller, loadLayout } from '../src/controller/controller';
@@ -399,8 +402,10 @@ export class Scenario1 {
     }
   }
 
-  /** Apply up to a snapshot other than the oldest (one is taken first when there is no other): the older ones leave
-   * the model. */
+  /**
+   * Apply up to a snapshot other than the oldest (one is taken first when there is no other): the older ones leave
+   * the model.
+   */
   private async apply(v: VolumeModel, rand: Prng): Promise<Done> {
     const taken = v.snaps.length < 2 ? [(await this.snapshot(v)).gid] : [];
     const gid = v.snaps[1 + rand.int(v.snaps.length - 1)].gid;
