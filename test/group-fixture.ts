@@ -3,7 +3,6 @@
 // file and walbc on it; optional relays the tests can cut; proxies that join later and storages restarted with
 // another proxy list or archive; and the checks every scenario makes: write through NBD, hash the device through NBD,
 // restore a snapshot and hash the image.
-import type { ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -11,7 +10,7 @@ import path from 'node:path';
 import { P, RawClient } from './nbd-client';
 import type { RunResult } from './processes';
 import { Relay } from './relay';
-import { ServerProc, freePort, walbcOn } from './system-harness';
+import { type Checks, ServerProc, freePort, walbcOn } from './system-harness';
 import { makeTempDir, removeDir } from './temp-files';
 import { Wdevd, makeWdevFiles } from './wdevd-harness';
 
@@ -83,7 +82,7 @@ export class Group {
   private readonly metricsAt = new Map<string, string>();
 
   private constructor(
-    t: ExecutionContext,
+    t: Checks,
     readonly dir: string,
     readonly wdevd: Wdevd,
     readonly size: number,
@@ -96,7 +95,7 @@ export class Group {
   }
 
   /** Starts everything; wdev `w<i>` belongs to storage s<i>. Call cleanup() in a finally. */
-  static async start(t: ExecutionContext, name: string, spec: GroupSpec = {}): Promise<Group> {
+  static async start(t: Checks, name: string, spec: GroupSpec = {}): Promise<Group> {
     const dir = makeTempDir(name);
     const wdevdMetrics = spec.metrics ? `127.0.0.1:${await freePort()}` : '';
     const wdevd = new Wdevd(path.join(dir, 'wdevd'), wdevdMetrics ? ['--metrics-listen', wdevdMetrics] : []);

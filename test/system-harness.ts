@@ -10,7 +10,6 @@ import type { ProtoGrpcType as ArchiveProto } from '../src/generated/archive';
 import type { ProtoGrpcType as CommonProto } from '../src/generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../src/generated/proxy';
 import type { ProtoGrpcType as StorageProto } from '../src/generated/storage';
-import type { ExecutionContext } from 'ava';
 import { ROOT, run, type RunResult } from './processes';
 import { waitUntil } from './waiting';
 
@@ -27,9 +26,14 @@ export const REFLECTION_PROTO = path.join(
 
 export const WALBC = path.join(ROOT, 'dist', 'src', 'bin', 'walbc.js');
 
+/** What walbcOn asserts with: ava's test context, or outside ava (the soak) a check that throws. */
+export interface Checks {
+  is(actual: unknown, expected: unknown, message?: string): unknown;
+}
+
 /** walbc on a layout file: `run` gives the whole result; `ok` asserts exit 0 and returns stdout, trimmed. */
 export function walbcOn(
-  t: ExecutionContext,
+  t: Checks,
   layout: string,
 ): { run(...args: string[]): Promise<RunResult>; ok(...args: string[]): Promise<string> } {
   const runIt = (...args: string[]) => run(process.execPath, [WALBC, ...args, '-l', layout]);
