@@ -26,20 +26,14 @@ public:
     void OnReadDone(bool ok) override {
         try {
             if (!ok) return complete();
+            // The message stays in gRPC's slices: the bulk is written from them, not copied first.
             std::vector<grpc::Slice> slices;
             if (!in_.Dump(&slices).ok()) throwError(ErrorCode::InvalidArgument, "unreadable message");
-            const uint8_t* p;
-            size_t n;
-            if (slices.size() == 1) {
-                p = slices[0].begin();
-                n = slices[0].size();
-            } else {
-                flat_.clear();
-                for (const auto& s : slices) flat_.insert(flat_.end(), s.begin(), s.end());
-                p = flat_.data();
-                n = flat_.size();
-            }
-            handle(parseRequest(p, n));
+            Spans message;
+            message.reserve(slices.size());
+            for (const auto& s : slices)
+                message.emplace_back(reinterpret_cast<const char*>(s.begin()), s.size());
+            handle(parseRequest(message));
             StartRead(&in_);
         } catch (const Error& e) {
             fail(e.code() == ErrorCode::InvalidArgument ? grpc::StatusCode::INVALID_ARGUMENT
@@ -74,7 +68,7 @@ private:
         if (m.offset % 512 != 0 || m.offset > e.size || m.length > e.size - m.offset)
             throwError(ErrorCode::InvalidArgument, "bulk at " + std::to_string(m.offset) + " (+" +
                                                        std::to_string(m.length) + ") is outside the volume");
-        file_.pwriteAll(m.data, m.length, m.offset);
+        file_.pwritevAll(m.data, m.offset);
         bytes_ += m.length;
         unsynced_ += m.length;
         end_ = std::max(end_, m.offset + m.length);
@@ -113,7 +107,6 @@ private:
     Receiver& owner_;
     grpc::GenericCallbackServerContext* ctx_;
     grpc::ByteBuffer in_, reply_;
-    std::vector<uint8_t> flat_;
     std::shared_ptr<Entry> entry_;
     File file_;  // closed with the reactor
     uint64_t bytes_ = 0, unsynced_ = 0;
