@@ -84,7 +84,8 @@ private:
                 }
             }
             try {
-                if (m.end) return complete();
+                // A cancelled stream writes nothing more (after forget the file may have another writer).
+                if (m.end || ctx_->IsCancelled()) return complete();
                 if (!m.readable) throwError(ErrorCode::InvalidArgument, "unreadable message");
                 Spans message;
                 message.reserve(m.slices.size());
