@@ -3,6 +3,9 @@
 #include <grpcpp/generic/async_generic_service.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <thread>
 #include <vector>
 
 #include "bulk/bulk_wire.hpp"
@@ -17,39 +20,36 @@ struct Receiver::Entry {
     grpc::CallbackServerContext* ctx = nullptr;  // while a stream writes this transfer
 };
 
-// One incoming stream: the token, then bulks written at their offsets, then the count as the answer.
+// One incoming stream: the token, then bulks written at their offsets, then the count as the answer. gRPC's
+// thread only takes each message and asks for the next; a writer thread of the stream's own parses and writes
+// them in order, so that receiving the next bulk overlaps writing this one. At most kQueued messages wait for
+// the writer: then reading pauses until it catches up (and gRPC's flow control holds the sender).
 class Receiver::Reactor : public grpc::ServerGenericBidiReactor {
 public:
     Reactor(Receiver& owner, grpc::GenericCallbackServerContext* ctx) : owner_(owner), ctx_(ctx) {
-        StartRead(&in_);
+        writer_ = std::thread([this] { writeAll(); });
+        std::lock_guard<std::mutex> lk(mu_);
+        StartRead(&in_);  // gRPC runs OnReadDone on its own threads, never inside StartRead
     }
     void OnReadDone(bool ok) override {
-        try {
-            if (!ok) return complete();
-            std::vector<grpc::Slice> slices;
-            if (!in_.Dump(&slices).ok()) throwError(ErrorCode::InvalidArgument, "unreadable message");
-            const uint8_t* p;
-            size_t n;
-            if (slices.size() == 1) {
-                p = slices[0].begin();
-                n = slices[0].size();
-            } else {
-                flat_.clear();
-                for (const auto& s : slices) flat_.insert(flat_.end(), s.begin(), s.end());
-                p = flat_.data();
-                n = flat_.size();
-            }
-            handle(parseRequest(p, n));
+        Message m;
+        m.end = !ok;
+        // The message stays in gRPC's slices: the bulk is written from them, not copied first.
+        m.readable = ok && in_.Dump(&m.slices).ok();
+        const bool more = ok && m.readable;
+        std::lock_guard<std::mutex> lk(mu_);
+        queue_.push_back(std::move(m));
+        cv_.notify_one();
+        if (!more || finished_) return;
+        if (queue_.size() < kQueued)
             StartRead(&in_);
-        } catch (const Error& e) {
-            fail(e.code() == ErrorCode::InvalidArgument ? grpc::StatusCode::INVALID_ARGUMENT
-                 : e.code() == ErrorCode::NotFound      ? grpc::StatusCode::NOT_FOUND
-                                                        : grpc::StatusCode::INTERNAL,
-                 e.what());
-        }
+        else
+            paused_ = true;
     }
     void OnWriteDone(bool) override {}
+    // Finish was called, so the writer has stopped (OnDone never runs on the thread that called Finish).
     void OnDone() override {
+        writer_.join();
         if (entry_) {
             std::lock_guard<std::mutex> lk(owner_.mu_);
             entry_->ctx = nullptr;
@@ -62,6 +62,50 @@ public:
     }
 
 private:
+    static constexpr size_t kQueued = 4;
+    struct Message {
+        bool end = false;  // the sender half-closed, or the stream broke
+        bool readable = false;
+        std::vector<grpc::Slice> slices;
+    };
+
+    // The writer thread: messages in arrival order until the stream finishes.
+    void writeAll() {
+        for (;;) {
+            Message m;
+            {
+                std::unique_lock<std::mutex> lk(mu_);
+                cv_.wait(lk, [this] { return !queue_.empty(); });
+                m = std::move(queue_.front());
+                queue_.pop_front();
+                if (paused_) {
+                    paused_ = false;
+                    StartRead(&in_);
+                }
+            }
+            try {
+                // A cancelled stream writes nothing more (after forget the file may have another writer).
+                if (m.end || ctx_->IsCancelled()) return complete();
+                if (!m.readable) throwError(ErrorCode::InvalidArgument, "unreadable message");
+                Spans message;
+                message.reserve(m.slices.size());
+                for (const auto& s : m.slices)
+                    message.emplace_back(reinterpret_cast<const char*>(s.begin()), s.size());
+                handle(parseRequest(message));
+            } catch (const Error& e) {
+                return fail(e.code() == ErrorCode::InvalidArgument ? grpc::StatusCode::INVALID_ARGUMENT
+                            : e.code() == ErrorCode::NotFound      ? grpc::StatusCode::NOT_FOUND
+                                                                   : grpc::StatusCode::INTERNAL,
+                            e.what());
+            }
+        }
+    }
+    // No more reads once the stream finishes.
+    void markFinished() {
+        std::lock_guard<std::mutex> lk(mu_);
+        finished_ = true;
+    }
+
     void handle(const ParsedRequest& m) {
         if (m.isToken) {
             if (entry_) throwError(ErrorCode::InvalidArgument, "a second token");
@@ -74,7 +118,7 @@ private:
         if (m.offset % 512 != 0 || m.offset > e.size || m.length > e.size - m.offset)
             throwError(ErrorCode::InvalidArgument, "bulk at " + std::to_string(m.offset) + " (+" +
                                                        std::to_string(m.length) + ") is outside the volume");
-        file_.pwriteAll(m.data, m.length, m.offset);
+        file_.pwritevAll(m.data, m.offset);
         bytes_ += m.length;
         unsynced_ += m.length;
         end_ = std::max(end_, m.offset + m.length);
@@ -99,6 +143,7 @@ private:
         const std::string done = encodeDone(bytes_);
         grpc::Slice s(done);
         reply_ = grpc::ByteBuffer(&s, 1);
+        markFinished();
         StartWriteAndFinish(&reply_, grpc::WriteOptions(), grpc::Status::OK);
     }
     void fail(grpc::StatusCode code, const std::string& message) {
@@ -107,13 +152,19 @@ private:
             entry_->outcome.state = Outcome::Failed;
             entry_->outcome.error = message;
         }
+        markFinished();
         Finish(grpc::Status(code, message));
     }
 
     Receiver& owner_;
     grpc::GenericCallbackServerContext* ctx_;
     grpc::ByteBuffer in_, reply_;
-    std::vector<uint8_t> flat_;
+    std::mutex mu_;  // guards the queue, paused_, finished_ and starting reads
+    std::condition_variable cv_;
+    std::deque<Message> queue_;
+    bool paused_ = false;    // a message waits in in_'s place: the writer starts the next read
+    bool finished_ = false;  // Finish was called
+    std::thread writer_;
     std::shared_ptr<Entry> entry_;
     File file_;  // closed with the reactor
     uint64_t bytes_ = 0, unsynced_ = 0;

@@ -196,7 +196,9 @@ SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress
     SendResult r;
     Stream stream(opt, control);
     stream.write(grpc::Slice(encodeToken(opt.token)));
-    std::vector<char> buf(opt.bulk);
+    // Each bulk is read straight into a slice that gRPC then owns: no copy between the read and the socket. A
+    // zero bulk leaves its slice for the next read.
+    grpc::Slice buf;
     const auto started = Clock::now();
     r.scanned = opt.from;
     for (uint64_t off = opt.from; off < opt.size;) {
@@ -209,12 +211,15 @@ SendResult sendFile(const SendOptions& opt, SendControl& control, const Progress
             std::this_thread::sleep_until(due);
         }
         const size_t len = size_t(std::min<uint64_t>(opt.bulk, opt.size - off));
-        // The read overlaps the previous write, which gRPC sends from its own copy.
-        file.preadAll(buf.data(), len, off);
-        if (!isAllZero(buf.data(), len)) {
+        if (buf.size() != len) buf = grpc::Slice(len);
+        // The slice is this thread's alone until written (a fresh allocation, one reference).
+        char* data = reinterpret_cast<char*>(const_cast<uint8_t*>(buf.begin()));
+        // The read overlaps the previous write, which gRPC holds in its own slice.
+        file.preadAll(data, len, off);
+        if (!isAllZero(data, len)) {
             uint8_t head[kDataHeadMax];
             const size_t h = encodeDataHead(head, off, len);
-            stream.write(grpc::Slice(head, h), grpc::Slice(buf.data(), len));
+            stream.write(grpc::Slice(head, h), std::move(buf));
             r.sent += len;
             control.sent = r.sent;
         }

@@ -1,5 +1,7 @@
 #include "bulk/bulk_wire.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 
 namespace walb::bulk {
@@ -67,28 +69,76 @@ uint64_t parseDone(const uint8_t* p, size_t n) {
     return bytes;
 }
 
-ParsedRequest parseRequest(const uint8_t* p, size_t n) {
-    const uint8_t* end = p + n;
+namespace {
+
+// Reads a message that lies in pieces as one byte sequence.
+class SpanReader {
+public:
+    explicit SpanReader(const Spans& spans) : spans_(spans) {
+        for (const auto& s : spans) left_ += s.second;
+    }
+    size_t left() const { return left_; }
+    bool varint(uint64_t& v) {
+        v = 0;
+        for (int shift = 0; shift < 64 && left_ > 0; shift += 7) {
+            const uint8_t b = uint8_t(*take(1).first);
+            v |= uint64_t(b & 0x7f) << shift;
+            if (!(b & 0x80)) return true;
+        }
+        return false;
+    }
+    // The next n bytes (n <= left()) as pieces of the message.
+    Spans bytes(size_t n) {
+        Spans out;
+        while (n > 0) {
+            const auto piece = take(n);
+            out.push_back(piece);
+            n -= piece.second;
+        }
+        return out;
+    }
+
+private:
+    // Up to n bytes of the current piece.
+    std::pair<const char*, size_t> take(size_t n) {
+        while (at_ == spans_[i_].second) {
+            i_++;
+            at_ = 0;
+        }
+        const size_t k = std::min(n, spans_[i_].second - at_);
+        const std::pair<const char*, size_t> piece{spans_[i_].first + at_, k};
+        at_ += k;
+        left_ -= k;
+        return piece;
+    }
+
+    const Spans& spans_;
+    size_t i_ = 0, at_ = 0, left_ = 0;
+};
+
+}  // namespace
+
+ParsedRequest parseRequest(const Spans& message) {
+    SpanReader in(message);
     ParsedRequest r;
     uint64_t tag, len;
-    if (!getVarint(p, end, tag) || (tag & 7) != 2 || !getVarint(p, end, len) || len != uint64_t(end - p))
+    if (!in.varint(tag) || (tag & 7) != 2 || !in.varint(len) || len != in.left())
         bad("not a single length-delimited field");
     if (tag >> 3 == kTokenField) {
         r.isToken = true;
-        r.token.assign(reinterpret_cast<const char*>(p), len);
+        for (const auto& [p, n] : in.bytes(len)) r.token.append(p, n);
         return r;
     }
     if (tag >> 3 != kDataField) bad("unknown field");
     bool haveData = false;
-    while (p < end) {
-        if (!getVarint(p, end, tag)) bad("truncated tag");
+    while (in.left() > 0) {
+        if (!in.varint(tag)) bad("truncated tag");
         if (tag == (1 << 3 | 0)) {
-            if (!getVarint(p, end, r.offset)) bad("truncated offset");
+            if (!in.varint(r.offset)) bad("truncated offset");
         } else if (tag == (2 << 3 | 2)) {
-            if (!getVarint(p, end, len) || len > uint64_t(end - p)) bad("truncated data");
-            r.data = p;
+            if (!in.varint(len) || len > in.left()) bad("truncated data");
+            r.data = in.bytes(len);
             r.length = len;
-            p += len;
             haveData = true;
         } else {
             bad("unknown field in data");

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace walb::bulk {
 
@@ -23,15 +25,18 @@ size_t encodeDataHead(uint8_t* out, uint64_t offset, uint64_t length);
 std::string encodeDone(uint64_t bytes);
 uint64_t parseDone(const uint8_t* p, size_t n);
 
+// A message as gRPC hands it over: its bytes in one or more pieces.
+using Spans = std::vector<std::pair<const char*, size_t>>;
+
 struct ParsedRequest {
     bool isToken = false;
     std::string token;
     uint64_t offset = 0;
-    const uint8_t* data = nullptr;
+    Spans data;  // the bulk's bytes, pieces of the message (not copied)
     size_t length = 0;
 };
 
 // Throws walb::Error(InvalidArgument) for anything but the two shapes above.
-ParsedRequest parseRequest(const uint8_t* p, size_t n);
+ParsedRequest parseRequest(const Spans& message);
 
 }  // namespace walb::bulk
