@@ -524,19 +524,16 @@ export class Controller {
     });
   }
 
-  /** Waits for an operation; `progress` sees it at every poll. */
+  /**
+   * Waits for an operation through its Watch stream (no polling: a poll interval would add up to itself to every
+   * timed transfer); `progress` sees every update.
+   */
   async waitOperation(
     serverId: string,
     op: Operation__Output,
     progress?: (op: Operation__Output) => void,
   ): Promise<Operation__Output> {
-    const o = this.ops.get(serverId)!;
-    let cur = op;
-    while (cur.state === 'running') {
-      await new Promise((r) => setTimeout(r, 200));
-      cur = await o.Get({ id: op.id });
-      progress?.(cur);
-    }
+    const cur = op.state === 'running' ? await this.watchOperation(serverId, op.id, progress) : op;
     if (cur.state !== 'done')
       throw new WalbError(
         isErrorCode(cur.errorCode) ? cur.errorCode : 'INTERNAL',
