@@ -1,7 +1,7 @@
 // The backup group the benchmarks run (bench:group, bench:hash): one of each server on loopback (src/demo), their
 // files under WALB_BENCH_DIR (default /dev/shm), and a wdev `bench` of random data — nothing to skip as zero,
 // nothing that compresses — with the volume initialized on every server.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,6 +23,8 @@ export interface BenchGroup extends LocalGroup {
   ddev: string;
   /** Peak resident memory of a server so far [MiB] (VmHWM). */
   peakMib(which: 'storage' | 'archive'): number;
+  /** CPU time a server has used so far [s]: user and system, all its threads (/proc/PID/stat). */
+  cpuSeconds(which: 'proxy' | 'archive'): number;
 }
 
 /**
@@ -61,7 +63,32 @@ export async function startBenchGroup(
     const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Math.round(Number(m[1]) / 1024) : 0;
   };
-  return { ...group, ctl, wdevd, ddev, peakMib };
+  const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  const cpuSeconds = (which: 'proxy' | 'archive') => {
+    const pid = (which === 'proxy' ? group.proxyProc : group.archiveProc).pid;
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
+  };
+  return { ...group, ctl, wdevd, ddev, peakMib, cpuSeconds };
+}
+
+/** fio's nbd engine writing `bytes` of random data in 1 MiB blocks from offset 0 as fast as it can; returns when done. */
+export function writeBurst(socket: string, volume: string, bytes: number): void {
+  execFileSync(
+    'fio',
+    [
+      '--name=burst',
+      '--ioengine=nbd',
+      `--uri=nbd+unix:///${volume}?socket=${socket}`,
+      '--rw=write',
+      '--bs=1M',
+      '--refill_buffers',
+      `--size=${bytes}`,
+    ],
+    { stdio: 'ignore' },
+  );
 }
 
 /**

@@ -68,6 +68,60 @@ export function sampled<L extends string>(
 }
 
 /**
+ * A histogram counted elsewhere (in C++), read at a scrape: the buckets' upper bounds, one count per bucket and a
+ * last one above every bound (not cumulative), and the sum of what was observed.
+ */
+export interface HistogramValue {
+  bounds: number[];
+  counts: number[];
+  sum: number;
+}
+
+/** One value of a sampled histogram: its labels and its buckets now. */
+export type HistogramSample<L extends string> = [labels: Record<L, string>, value: HistogramValue];
+
+/**
+ * A histogram whose buckets are read from the daemon's state at each scrape (`sampled` for histograms): prom-client
+ * only counts observations it makes itself, so this one is a collector of the registry's own shape that writes
+ * the `_bucket` (cumulative, with `le`), `_sum` and `_count` series of each labelled value `read` returns.
+ */
+export function sampledHistogram<L extends string>(
+  registry: Registry,
+  name: string,
+  help: string,
+  read: () => HistogramSample<L>[],
+): void {
+  const metric = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    reset() {},
+    get() {
+      const values = read().flatMap(([labels, { bounds, counts, sum }]) => {
+        let below = 0;
+        const buckets = counts.map((n, i) => {
+          below += n;
+          return {
+            metricName: `${name}_bucket`,
+            labels: { le: bounds[i] ?? '+Inf', ...labels },
+            value: below,
+          };
+        });
+        return [
+          ...buckets,
+          { metricName: `${name}_sum`, labels, value: sum },
+          { metricName: `${name}_count`, labels, value: below },
+        ];
+      });
+      return Promise.resolve({ name, help, type: 'histogram', aggregator: 'sum', values });
+    },
+  };
+  // The registry reads a metric only through get() (and reset() on resetMetrics()).
+  registry.registerMetric(metric as unknown as client.Histogram<L>);
+}
+
+/**
  * `fn` shared by the metrics of one scrape: prom-client asks every metric at once, so the gauges that read the
  * same state wait for one read in flight (one call to walb-wdevd per volume, not one per gauge); once it has
  * settled, the next scrape reads again.

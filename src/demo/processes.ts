@@ -62,6 +62,7 @@ export interface LocalGroup {
   wdevdSocket: string;
   runDir: string;
   archiveProc: ChildProcess;
+  proxyProc: ChildProcess;
   storageProc: ChildProcess;
   /** Each server's log: `<work>/<name>.log`. */
   log(name: 'wdevd' | 'archive' | 'proxy' | 'storage'): string;
@@ -83,7 +84,11 @@ export async function startLocalGroup(procs: Processes, work: string): Promise<L
     ['--listen', archive, '--data-dir', dataDir('archive')],
     log('archive'),
   );
-  await procs.server('walb-proxy', ['--listen', proxy, '--data-dir', dataDir('proxy')], log('proxy'));
+  const proxyProc = await procs.server(
+    'walb-proxy',
+    ['--listen', proxy, '--data-dir', dataDir('proxy')],
+    log('proxy'),
+  );
   const wdevdSocket = path.join(runDir, 'wdevd.sock');
   const storageProc = await procs.server(
     'walb-storage',
@@ -93,5 +98,5 @@ export async function startLocalGroup(procs: Processes, work: string): Promise<L
     ],
     log('storage'),
   );
-  return { archive, proxy, storage, wdevdSocket, runDir, archiveProc, storageProc, log };
+  return { archive, proxy, storage, wdevdSocket, runDir, archiveProc, proxyProc, storageProc, log };
 }

@@ -244,6 +244,16 @@ export type NativeServe = (
   onClose: (stats: TransmissionStats) => void,
 ) => NbdTransmission;
 
+/**
+ * How long the NBD requests of an export took, from received whole to completed by the device, per command:
+ * `bounds` are the buckets' upper bounds in seconds; each command's `counts` has one count per bound and a last one
+ * above every bound (not cumulative), and `sum` is the total in seconds.
+ */
+export interface NbdLatency {
+  bounds: number[];
+  commands: { command: string; counts: number[]; sum: number }[];
+}
+
 /** The C++ device. I/O reaches it only through NBD connections (`serve`); `close` ends them first. */
 export interface NativeWdev {
   open(ldev: string, ddev: string, opts: WdevOptions): Promise<WdevRedoResult>;
@@ -257,6 +267,8 @@ export interface NativeWdev {
   resize(sizeLb: U64): Promise<WdevStatus>;
   close(): Promise<WdevStatus>;
   serve: NativeServe;
+  /** The durations of the NBD requests served since the device was opened, the ended connections' included. */
+  nbdLatency(): NbdLatency;
 }
 
 /**

@@ -7,7 +7,15 @@ import { WalbError, errorCode, errorMessage } from '../common/errors';
 import { loadProto, startGrpcServer, stopGrpcServer, unary, requireField } from '../common/grpc';
 import type { ServerHealth } from '../common/health';
 import type { Logger } from '../common/log';
-import { MetricsServer, newRegistry, sampled, serveMetrics, type Sample } from '../common/metrics';
+import {
+  MetricsServer,
+  newRegistry,
+  sampled,
+  sampledHistogram,
+  serveMetrics,
+  type HistogramSample,
+  type Sample,
+} from '../common/metrics';
 import {
   applySocketAccess,
   socketAccess,
@@ -136,7 +144,7 @@ export class WdevDaemon {
     this.log('info', 'stopped', {});
   }
 
-  /** The NBD counters of each open wdev, read at each scrape. */
+  /** The NBD counters and request durations of each open wdev, read at each scrape. */
   private sampleMetrics(): void {
     const perExport = (type: 'gauge' | 'counter', name: string, help: string, key: keyof NbdCounters) =>
       sampled(this.metricsRegistry, type, name, help, ['export'], () =>
@@ -170,6 +178,20 @@ export class WdevDaemon {
       'walb_nbd_inflight_requests',
       'NBD requests handed to the device and not answered yet.',
       'inflightRequests',
+    );
+    sampledHistogram(
+      this.metricsRegistry,
+      'walb_nbd_request_duration_seconds',
+      'Time from an NBD request received whole to its completion by the device, by command.',
+      () =>
+        [...this.hosted.values()].flatMap((h): HistogramSample<'export' | 'command'>[] => {
+          if (!h.device) return [];
+          const { bounds, commands } = h.device.nbdLatency();
+          return commands.map(({ command, counts, sum }) => [
+            { export: h.entry.name, command },
+            { bounds, counts, sum },
+          ]);
+        }),
     );
   }
 

@@ -5,6 +5,7 @@ import type { NbdExport, NbdTransmission, TransmissionLimits, TransmissionStats 
 import {
   native,
   type NativeWdev,
+  type NbdLatency,
   type U64,
   type WdevOptions,
   type WdevRedoResult,
@@ -87,6 +88,11 @@ export class WdevDevice implements NbdExport {
       c.inflightRequests += s.inflightRequests;
     }
     return c;
+  }
+
+  /** How long its NBD requests took, per command (timed natively where they are served). */
+  nbdLatency(): NbdLatency {
+    return this.dev.nbdLatency();
   }
 
   async status(): Promise<WdevStatus> {

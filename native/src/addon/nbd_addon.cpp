@@ -172,7 +172,7 @@ private:
 }  // namespace
 
 Napi::Object serveNbd(const Napi::CallbackInfo& info, std::shared_ptr<NbdBackend> backend,
-                      std::shared_ptr<NbdWire>* wireOut) {
+                      std::shared_ptr<NbdWire>* wireOut, std::shared_ptr<NbdLatency> latency) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsNumber()) throwInvalid(env, "Expected a descriptor for fd");
     if (info.Length() < 2 || !info[1].IsBuffer()) throwInvalid(env, "Expected a Buffer for pending");
@@ -203,7 +203,7 @@ Napi::Object serveNbd(const Napi::CallbackInfo& info, std::shared_ptr<NbdBackend
         tsfn.Release();
     };
     auto wire = std::make_shared<NbdWire>(own, std::string(pending.Data(), pending.Length()),
-                                          std::move(backend), limits, std::move(onClose));
+                                          std::move(backend), limits, std::move(onClose), std::move(latency));
     if (wireOut) *wireOut = wire;
     wire->start();
 

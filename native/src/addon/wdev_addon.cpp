@@ -55,6 +55,31 @@ Napi::Object redoToJs(Napi::Env env, const WdevRedoResult& r) {
     return o;
 }
 
+// { bounds, commands: [{ command, counts, sum }] }: bounds and sums in seconds, counts per bucket (the last
+// one above every bound), not cumulative.
+Napi::Object latencyToJs(Napi::Env env, const NbdLatency& latency) {
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array bounds = Napi::Array::New(env, NbdLatency::kBoundsNs.size());
+    for (size_t i = 0; i < NbdLatency::kBoundsNs.size(); i++)
+        bounds.Set(static_cast<uint32_t>(i), static_cast<double>(NbdLatency::kBoundsNs[i]) / 1e9);
+    o.Set("bounds", bounds);
+    const auto histograms = latency.snapshot();
+    Napi::Array commands = Napi::Array::New(env, histograms.size());
+    for (size_t i = 0; i < histograms.size(); i++) {
+        const NbdLatency::Histogram& h = histograms[i];
+        Napi::Object c = Napi::Object::New(env);
+        c.Set("command", nbdCommandName(h.command));
+        Napi::Array counts = Napi::Array::New(env, h.counts.size());
+        for (size_t b = 0; b < h.counts.size(); b++)
+            counts.Set(static_cast<uint32_t>(b), static_cast<double>(h.counts[b]));
+        c.Set("counts", counts);
+        c.Set("sum", static_cast<double>(h.sumNs) / 1e9);
+        commands.Set(static_cast<uint32_t>(i), c);
+    }
+    o.Set("commands", commands);
+    return o;
+}
+
 struct Empty {};
 
 class WdevObject : public Napi::ObjectWrap<WdevObject> {
@@ -68,7 +93,8 @@ public:
              InstanceMethod("setCheckpointInterval", &WdevObject::SetCheckpointInterval),
              InstanceMethod("resetWal", &WdevObject::ResetWal), InstanceMethod("freeze", &WdevObject::Freeze),
              InstanceMethod("melt", &WdevObject::Melt), InstanceMethod("resize", &WdevObject::Resize),
-             InstanceMethod("close", &WdevObject::Close), InstanceMethod("serve", &WdevObject::Serve)});
+             InstanceMethod("close", &WdevObject::Close), InstanceMethod("serve", &WdevObject::Serve),
+             InstanceMethod("nbdLatency", &WdevObject::NbdLatencyOf)});
     }
     WdevObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<WdevObject>(info) {
         holder_ = std::make_shared<Holder>();
@@ -81,6 +107,8 @@ private:
         std::shared_ptr<WdevNbdBackend> backend;
         std::mutex mu;
         std::vector<std::weak_ptr<NbdWire>> wires;  // NBD connections served in C++
+        // Their requests' durations, the ended connections' included.
+        const std::shared_ptr<NbdLatency> latency = std::make_shared<NbdLatency>();
 
         // Ends every connection gracefully (their requests in flight are answered) and waits for them.
         void closeWires() {
@@ -184,11 +212,15 @@ private:
     Napi::Value Serve(const Napi::CallbackInfo& info) {
         dev(info.Env());
         std::shared_ptr<NbdWire> wire;
-        Napi::Object handle = serveNbd(info, holder_->backend, &wire);
+        Napi::Object handle = serveNbd(info, holder_->backend, &wire, holder_->latency);
         std::lock_guard<std::mutex> lk(holder_->mu);
         std::erase_if(holder_->wires, [](const std::weak_ptr<NbdWire>& w) { return w.expired(); });
         holder_->wires.push_back(wire);
         return handle;
+    }
+    // nbdLatency() -> the durations of the NBD requests served since the wdev was opened (nbd_latency.hpp).
+    Napi::Value NbdLatencyOf(const Napi::CallbackInfo& info) {
+        return latencyToJs(info.Env(), *holder_->latency);
     }
     // close() -> Promise<status>: drains every write to the ddev and checkpoints.
     Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -235,9 +235,14 @@ LogRange readLogRange(const std::string& ldevPath, uint64_t begin, uint64_t end,
         if (bad != pack.nRecords())
             throwError(ErrorCode::Corruption, "logpack at lsid " + std::to_string(lsid) + " of " + ldevPath +
                                                   ": record " + std::to_string(bad) + " has a bad checksum");
-        if (pack.nextLsid() > end)
-            throwError(ErrorCode::InvalidArgument,
-                       "lsid " + std::to_string(end) + " is inside the logpack at " + std::to_string(lsid));
+        if (pack.nextLsid() > end) {
+            if (mode == RangeEnd::Exact)
+                throwError(
+                    ErrorCode::InvalidArgument,
+                    "lsid " + std::to_string(end) + " is inside the logpack at " + std::to_string(lsid));
+            // A pack is never split: a limit stops before it, unless it is the first one and must come.
+            if (mode == RangeEnd::UpTo || r.packs > 0) break;
+        }
         r.bytes.insert(r.bytes.end(), pack.headerBlock().begin(), pack.headerBlock().end());
         r.bytes.insert(r.bytes.end(), pack.data().begin(), pack.data().end());
         r.packs++;

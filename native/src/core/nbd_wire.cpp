@@ -36,13 +36,15 @@ std::string describe(const std::exception_ptr& e) {
 }  // namespace
 
 NbdWire::NbdWire(int fd, std::string pending, std::shared_ptr<NbdBackend> backend,
-                 const NbdWireLimits& limits, std::function<void(const NbdWireStats&)> onClose)
+                 const NbdWireLimits& limits, std::function<void(const NbdWireStats&)> onClose,
+                 std::shared_ptr<NbdLatency> latency)
     : fd_(fd),
       in_(std::max<size_t>(pending.size(), 256 << 10)),
       inEnd_(pending.size()),
       backend_(std::move(backend)),
       limits_(limits),
-      onClose_(std::move(onClose)) {
+      onClose_(std::move(onClose)),
+      latency_(std::move(latency)) {
     std::memcpy(in_.data(), pending.data(), pending.size());
 }
 
@@ -162,12 +164,14 @@ void NbdWire::complete(const std::vector<std::pair<uint64_t, int>>& done, const 
     std::vector<std::pair<uint64_t, int>> replies;
     replies.reserve(done.size());
     bool readData = false;
+    const uint64_t completedNs = latency_ ? NbdLatency::now() : 0;
     {
         std::lock_guard<std::mutex> lk(mu_);
         for (const auto& [id, error] : done) {
             Slot s = std::move(slots_[id]);
             slots_[id] = Slot{};
             freeSlots_.push_back(static_cast<uint32_t>(id));
+            if (latency_) latency_->record(s.command, completedNs - s.receivedNs);
             if (error) {
                 stats_.backendErrors++;
                 noteEvent("backend-error", s.command, error, s.offset, s.length, cause ? *cause : "");
@@ -322,6 +326,7 @@ std::string NbdWire::readRequests() {
         if (r.type == nbd::kCmdRead || r.type == nbd::kCmdWrite) data = std::make_shared<IoBuffer>(r.length);
         if (r.type == nbd::kCmdWrite && !readExact(data->data(), r.length))
             return "client closed the connection inside a write payload";
+        const uint64_t receivedNs = latency_ ? NbdLatency::now() : 0;
         uint64_t slot;
         {
             std::lock_guard<std::mutex> lk(mu_);
@@ -332,8 +337,8 @@ std::string NbdWire::readRequests() {
             slot = freeSlots_.back();
             freeSlots_.pop_back();
             const uint64_t bytes = data ? r.length : 0;
-            slots_[slot] =
-                Slot{r.cookie, r.type, r.offset, r.length, bytes, r.type == nbd::kCmdRead ? data : nullptr};
+            std::shared_ptr<IoBuffer> readInto = r.type == nbd::kCmdRead ? data : nullptr;
+            slots_[slot] = Slot{r.cookie, r.type, r.offset, r.length, bytes, std::move(readInto), receivedNs};
             inflightRequests_++;
             inflightBytes_ += bytes;
             if (r.type == nbd::kCmdWrite) stats_.bytesWritten += r.length;

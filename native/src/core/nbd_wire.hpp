@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/nbd_backend.hpp"
+#include "core/nbd_latency.hpp"
 #include "core/nbd_request.hpp"
 
 namespace walb {
@@ -53,9 +54,10 @@ struct NbdWireStats {
 class NbdWire : public IoCompletionTarget, public std::enable_shared_from_this<NbdWire> {
 public:
     static constexpr size_t kMaxEvents = 10;
-    // Takes ownership of `fd`; `pending` are request bytes the handshake code had already read.
+    // Takes ownership of `fd`; `pending` are request bytes the handshake code had already read. With
+    // `latency`, each request the backend completes is timed into it.
     NbdWire(int fd, std::string pending, std::shared_ptr<NbdBackend> backend, const NbdWireLimits& limits,
-            std::function<void(const NbdWireStats&)> onClose);
+            std::function<void(const NbdWireStats&)> onClose, std::shared_ptr<NbdLatency> latency = nullptr);
     ~NbdWire() override;
     void start();
     // Graceful end: no further request is read; those in flight are answered; then the socket closes.
@@ -81,6 +83,7 @@ private:
         uint64_t offset = 0, length = 0;
         uint64_t bytes = 0;              // counted in inflightBytes_
         std::shared_ptr<IoBuffer> read;  // READ destination
+        uint64_t receivedNs = 0;         // NbdLatency::now() once the request was read whole
     };
     void readerLoop();
     std::string readRequests();  // returns why it stopped
@@ -102,6 +105,7 @@ private:
     std::shared_ptr<NbdBackend> backend_;
     NbdWireLimits limits_;
     std::function<void(const NbdWireStats&)> onClose_;
+    std::shared_ptr<NbdLatency> latency_;
 
     std::mutex mu_;
     std::condition_variable readerCv_, senderCv_;

@@ -146,5 +146,49 @@ TEST(Ldev, PacksWrittenAcrossTheRingEndReadBackWhole) {
     EXPECT_NE(why.find("logpack_lsid"), std::string::npos) << why;
 }
 
+// Three packs of one 4-block write each, at lsids 0, 5 and 10 (each pack: a header block and 4 data blocks).
+std::string threePacks(const test::TempDir& dir) {
+    const std::string path = dir.path("ldev");
+    test::makeFile(path, 64 * 512);
+    Ldev::format(path, {});
+    Ldev ldev(path, true);
+    LogpackBuilder b(512, ldev.super().salt, ldev.super().ringBufferPb, 0, 0);
+    for (int i = 0; i < 3; i++) {
+        const auto data = test::bytes(4 * 512, i);
+        EXPECT_TRUE(b.addWrite(100 * i, 4, data.data()));
+        ldev.writePack(b.take());
+    }
+    return path;
+}
+
+TEST(Ldev, AnExactRangeEndInsideAPackIsInvalid) {
+    test::TempDir dir;
+    const std::string path = threePacks(dir);
+    EXPECT_EQ(readLogRange(path, 0, 10, 1 << 20, RangeEnd::Exact).packs, 2u);
+    std::string msg;
+    EXPECT_EQ(test::errorCodeOf([&] { readLogRange(path, 0, 12, 1 << 20, RangeEnd::Exact); }, &msg),
+              ErrorCode::InvalidArgument);
+    EXPECT_NE(msg.find("lsid 12 is inside the logpack at 10"), std::string::npos) << msg;
+}
+
+TEST(Ldev, AnUpToRangeStopsBeforeThePackThatCrossesItsEnd) {
+    test::TempDir dir;
+    const std::string path = threePacks(dir);
+    const LogRange r = readLogRange(path, 0, 12, 1 << 20, RangeEnd::UpTo);
+    EXPECT_EQ(r.packs, 2u);
+    EXPECT_EQ(r.nextLsid, 10u);
+    EXPECT_EQ(r.bytes.size(), 10u * 512);
+    EXPECT_EQ(readLogRange(path, 10, 12, 1 << 20, RangeEnd::UpTo).packs, 0u);
+}
+
+TEST(Ldev, AnUpToAtLeastOnePackRangeTakesAFirstPackThatCrossesItsEndWhole) {
+    test::TempDir dir;
+    const std::string path = threePacks(dir);
+    const LogRange first = readLogRange(path, 10, 12, 1 << 20, RangeEnd::UpToAtLeastOnePack);
+    EXPECT_EQ(first.packs, 1u);
+    EXPECT_EQ(first.nextLsid, 15u);
+    EXPECT_EQ(readLogRange(path, 0, 12, 1 << 20, RangeEnd::UpToAtLeastOnePack).nextLsid, 10u);
+}
+
 }  // namespace
 }  // namespace walb
