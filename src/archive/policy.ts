@@ -251,7 +251,7 @@ export function resyncRejection(
       reason: 'BAD_STATE',
       message: `volume ${offer.volume} is ${v.state}, needs Archived or SyncReady with a base image (else a full replication)`,
     };
-  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize' || a === 'Apply' || a === 'Merge');
+  const busy = actions.filter((a) => ['Restore', 'Resize', 'Apply', 'Merge', 'Export'].includes(a));
   if (busy.length) return { reason: 'BUSY', message: `volume ${offer.volume} is busy (${busy.join(', ')})` };
   if (
     offer.size <= 0 ||
@@ -329,6 +329,26 @@ export function restoreChain(volume: string, v: StoredVolume, gid: number): Meta
   return chain;
 }
 
+/**
+ * Whether `Export {gid}` may start (docs/servers.md §6.10) and the diffs its reads need, in order: as a restore, an
+ * active volume that is not stopping with gid restorable; no Apply (it rewrites the base image) or Merge (it
+ * replaces diffs) running, and gid not exported already. Throws the typed refusal.
+ */
+export function exportChain(
+  volume: string,
+  v: VolumeFacts,
+  actions: readonly string[],
+  gid: number,
+  exported: readonly number[],
+): MetaDiff[] {
+  const stored = checkActiveWithBase(volume, v, 'export');
+  refuseBusy(volume, actions, ['Apply', 'Merge']);
+  if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
+  if (exported.includes(gid))
+    throw new WalbError('ALREADY_EXISTS', `gid ${gid} of ${volume} is exported already`);
+  return restoreChain(volume, stored, gid);
+}
+
 /** The states in which a volume may grow, with a base image (docs/servers.md §6.3). */
 export const RESIZE_STATES: readonly ArchiveState[] = ['SyncReady', 'Archived', 'Stopped'];
 
@@ -393,8 +413,9 @@ function checkActiveWithBase(
 
 /**
  * Whether `Apply {gid}` may start (docs/servers.md §6.3, §6.6) and the diffs it writes into the base image, in
- * order: an active volume, none of Restore, ReplSyncAsClient, Apply, Merge, Resize running, and gid a restorable
- * snapshot after the base (the chain reaches exactly |gid|). Throws the typed refusal.
+ * order: an active volume, none of Restore, ReplSyncAsClient, Apply, Merge, Resize running, no export of the
+ * volume (§6.10), and gid a restorable snapshot after the base (the chain reaches exactly |gid|). Throws the typed
+ * refusal.
  */
 export function applyChain(
   volume: string,
@@ -403,7 +424,7 @@ export function applyChain(
   gid: number,
 ): MetaDiff[] {
   const stored = checkActiveWithBase(volume, v, 'apply');
-  refuseBusy(volume, actions, ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize']);
+  refuseBusy(volume, actions, ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize', 'Export']);
   if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying already`);
   const chain = restoreChain(volume, stored, gid);
   if (!chain.length)
@@ -413,9 +434,9 @@ export function applyChain(
 
 /**
  * Whether `Merge {gidB, gidE}` may start (docs/servers.md §6.3, §6.6) and what it merges: an active volume, not
- * applying, none of Apply, Merge, Resize running, and a run of at least two diffs of the applicable chain from
- * one starting exactly at gidB to one ending exactly at gidE, each after the first mergeable (the snapshots
- * between them implicit). Throws the typed refusal.
+ * applying, none of Apply, Merge, Resize running, no export of the volume (§6.10), and a run of at least two
+ * diffs of the applicable chain from one starting exactly at gidB to one ending exactly at gidE, each after the
+ * first mergeable (the snapshots between them implicit). Throws the typed refusal.
  */
 export function mergeRun(
   volume: string,
@@ -425,7 +446,7 @@ export function mergeRun(
   gidE: number,
 ): { diffs: MetaDiff[]; merged: MetaDiff } {
   const stored = checkActiveWithBase(volume, v, 'merge');
-  refuseBusy(volume, actions, ['Apply', 'Merge', 'Resize']);
+  refuseBusy(volume, actions, ['Apply', 'Merge', 'Resize', 'Export']);
   if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
   const chain = stored.diffs.applicableChain(stored.base.snapB);
   const first = chain.findIndex((d) => d.snapB.gidB === gidB);

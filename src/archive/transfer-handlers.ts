@@ -84,7 +84,7 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
     endOf: (m) => (m.end?.snapshot ? m.end : undefined),
     check: (h) => {
       const v = volumes.find(h.volume);
-      if (h.resync) return resyncRejection(v && volumes.facts(v), v?.state.runningActions() ?? [], h.resync);
+      if (h.resync) return resyncRejection(v && volumes.facts(v), v ? ctx.busy(v) : [], h.resync);
       return hashSyncRejection(
         v && volumes.facts(v),
         { ...h, size: Number(h.size) },
