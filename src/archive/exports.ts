@@ -44,7 +44,7 @@ export class ArchiveExports {
   async listen(): Promise<void> {
     const logger = (r: NbdLogRecord) => {
       const { level, event, ...rest } = r;
-      this.log(level, `export-nbd-${event}`, rest);
+      this.log(level, `nbd-${event}`, rest);
     };
     this.servers.push(
       new NbdServer({ registry: this.registry, listen: { path: this.config.socket, mode: 0o660 }, logger }),

@@ -412,9 +412,9 @@ function checkActiveWithBase(
 }
 
 /**
- * Whether `Apply {gid}` may start (docs/servers.md §6.3, §6.6) and the diffs it writes into the base image, in
- * order: an active volume, none of Restore, ReplSyncAsClient, Apply, Merge, Resize running, no export of the
- * volume (§6.10), and gid a restorable snapshot after the base (the chain reaches exactly |gid|). Throws the typed
+ * Whether `Apply {gid}` may start (docs/servers.md §6.3, §6.6, §6.10) and the diffs it writes into the base
+ * image, in order: an active volume, none of Restore, ReplSyncAsClient, Apply, Merge, Resize running, no export of
+ * the volume, and gid a restorable snapshot after the base (the chain reaches exactly |gid|). Throws the typed
  * refusal.
  */
 export function applyChain(
@@ -433,8 +433,8 @@ export function applyChain(
 }
 
 /**
- * Whether `Merge {gidB, gidE}` may start (docs/servers.md §6.3, §6.6) and what it merges: an active volume, not
- * applying, none of Apply, Merge, Resize running, no export of the volume (§6.10), and a run of at least two
+ * Whether `Merge {gidB, gidE}` may start (docs/servers.md §6.3, §6.6, §6.10) and what it merges: an active
+ * volume, not applying, none of Apply, Merge, Resize running, no export of the volume, and a run of at least two
  * diffs of the applicable chain from one starting exactly at gidB to one ending exactly at gidE, each after the
  * first mergeable (the snapshots between them implicit). Throws the typed refusal.
  */
