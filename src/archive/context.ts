@@ -1,6 +1,6 @@
 // What the archive's handlers share (docs/servers.md §6, §3.1-3.2): its volumes in memory — each one's state
-// machine and, unless Clear, its volume store — and the server's config, logger, operations, foreground limit
-// and bulk receiver. The server (server.ts) owns them and hands them over.
+// machine and, unless Clear, its volume store — and the server's config, logger, operations, foreground limit,
+// snapshot exports and bulk receiver. The server (server.ts) owns them and hands them over.
 import { WalbError } from '../common/errors';
 import type { ForegroundSlots } from '../common/foreground';
 import type { Logger } from '../common/log';
@@ -11,6 +11,7 @@ import type { ArchiveConfig } from '../config/archive';
 import type { VolumeState as VolumeStateReply } from '../generated/walb/v1/VolumeState';
 import type { BulkReceiver } from '../native';
 import { ARCHIVE_EDGES, type ArchiveState, type ArchiveSteadyState, type VolumeFacts } from './policy';
+import type { ArchiveExports } from './exports';
 import { ArchiveVolumeStore } from './volume-store';
 
 export interface ArchiveVolume {
@@ -25,6 +26,10 @@ export interface ArchiveContext {
   ops: OperationRegistry;
   foreground: ForegroundSlots;
   volumes: ArchiveVolumes;
+  /** Snapshots served over NBD (docs/servers.md §6.10). */
+  exports: ArchiveExports;
+  /** The volume's running actions, with 'Export' while it has an export: what apply, merge and gc check. */
+  busy(v: ArchiveVolume): string[];
   /** The native receiver of full-backup bytes; undefined when turned off (docs/servers.md §7.4). */
   bulk(): BulkReceiver | undefined;
   /** Counts the bytes of a transfer taken (docs/operations.md, "Metrics"). */

@@ -22,7 +22,7 @@ export function lifecycleHandlers(
     }),
     ClearVol: unary(async (req) => {
       const v = volumes.get(req.volume);
-      checkClearVol(req.volume, v.state.runningActions());
+      checkClearVol(req.volume, ctx.busy(v));
       await v.state.transact('ClearVol', async () => {
         await ArchiveVolumeStore.remove(config.dataDir, req.volume);
         v.store = undefined;

@@ -30,7 +30,7 @@ export function maintenanceHandlers(
     Apply: unary(async (req) => {
       const v = volumes.get(req.volume);
       const gid = Number(req.gid);
-      const chain = applyChain(req.volume, volumes.facts(v), v.state.runningActions(), gid);
+      const chain = applyChain(req.volume, volumes.facts(v), ctx.busy(v), gid);
       const store = volumes.store(v);
       const release = foreground.take();
       const end = v.state.beginAction('Apply');
@@ -54,7 +54,7 @@ export function maintenanceHandlers(
       const run = mergeRun(
         req.volume,
         volumes.facts(v),
-        v.state.runningActions(),
+        ctx.busy(v),
         Number(req.gidBegin),
         Number(req.gidEnd),
       );
@@ -74,7 +74,7 @@ export function maintenanceHandlers(
     }),
     GcDiff: unary(async (req) => {
       const v = volumes.get(req.volume);
-      checkGcDiff(req.volume, volumes.facts(v), v.state.runningActions());
+      checkGcDiff(req.volume, volumes.facts(v), ctx.busy(v));
       const collected = await volumes.store(v).gc();
       log('info', 'gc-diff', { volume: req.volume, collected });
       return { collected };

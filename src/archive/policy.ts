@@ -289,7 +289,7 @@ export function resyncRejection(
       reason: 'BAD_STATE',
       message: `volume ${offer.volume} is ${v.state}, needs Archived or SyncReady with a base image (else a full replication)`,
     };
-  const busy = actions.filter((a) => a === 'Restore' || a === 'Resize' || a === 'Apply' || a === 'Merge');
+  const busy = actions.filter((a) => ['Restore', 'Resize', 'Apply', 'Merge', 'Export'].includes(a));
   if (busy.length) return { reason: 'BUSY', message: `volume ${offer.volume} is busy (${busy.join(', ')})` };
   checkHashHeader(offer);
   if (!offer.archiveUuid || !offer.storageUuid || !offer.base)
@@ -361,6 +361,26 @@ export function restoreChain(volume: string, v: StoredVolume, gid: number): Meta
   return chain;
 }
 
+/**
+ * Whether `Export {gid}` may start (docs/servers.md §6.10) and the diffs its reads need, in order: as a restore, an
+ * active volume that is not stopping with gid restorable; no Apply (it rewrites the base image) or Merge (it
+ * replaces diffs) running, and gid not exported already. Throws the typed refusal.
+ */
+export function exportChain(
+  volume: string,
+  v: VolumeFacts,
+  actions: readonly string[],
+  gid: number,
+  exported: readonly number[],
+): MetaDiff[] {
+  const stored = checkActiveWithBase(volume, v, 'export');
+  refuseBusy(volume, actions, ['Apply', 'Merge']);
+  if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
+  if (exported.includes(gid))
+    throw new WalbError('ALREADY_EXISTS', `gid ${gid} of ${volume} is exported already`);
+  return restoreChain(volume, stored, gid);
+}
+
 /** The states in which a volume may grow, with a base image (docs/servers.md §6.3). */
 export const RESIZE_STATES: readonly ArchiveState[] = ['SyncReady', 'Archived', 'Stopped'];
 
@@ -424,9 +444,10 @@ function checkActiveWithBase(
 }
 
 /**
- * Whether `Apply {gid}` may start (docs/servers.md §6.3, §6.6) and the diffs it writes into the base image, in
- * order: an active volume, none of Restore, ReplSyncAsClient, Apply, Merge, Resize running, and gid a restorable
- * snapshot after the base (the chain reaches exactly |gid|). Throws the typed refusal.
+ * Whether `Apply {gid}` may start (docs/servers.md §6.3, §6.6, §6.10) and the diffs it writes into the base
+ * image, in order: an active volume, none of Restore, ReplSyncAsClient, Apply, Merge, Resize running, no export of
+ * the volume, and gid a restorable snapshot after the base (the chain reaches exactly |gid|). Throws the typed
+ * refusal.
  */
 export function applyChain(
   volume: string,
@@ -435,7 +456,7 @@ export function applyChain(
   gid: number,
 ): MetaDiff[] {
   const stored = checkActiveWithBase(volume, v, 'apply');
-  refuseBusy(volume, actions, ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize']);
+  refuseBusy(volume, actions, ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize', 'Export']);
   if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying already`);
   const chain = restoreChain(volume, stored, gid);
   if (!chain.length)
@@ -444,10 +465,10 @@ export function applyChain(
 }
 
 /**
- * Whether `Merge {gidB, gidE}` may start (docs/servers.md §6.3, §6.6) and what it merges: an active volume, not
- * applying, none of Apply, Merge, Resize running, and a run of at least two diffs of the applicable chain from
- * one starting exactly at gidB to one ending exactly at gidE, each after the first mergeable (the snapshots
- * between them implicit). Throws the typed refusal.
+ * Whether `Merge {gidB, gidE}` may start (docs/servers.md §6.3, §6.6, §6.10) and what it merges: an active
+ * volume, not applying, none of Apply, Merge, Resize running, no export of the volume, and a run of at least two
+ * diffs of the applicable chain from one starting exactly at gidB to one ending exactly at gidE, each after the
+ * first mergeable (the snapshots between them implicit). Throws the typed refusal.
  */
 export function mergeRun(
   volume: string,
@@ -457,7 +478,7 @@ export function mergeRun(
   gidE: number,
 ): { diffs: MetaDiff[]; merged: MetaDiff } {
   const stored = checkActiveWithBase(volume, v, 'merge');
-  refuseBusy(volume, actions, ['Apply', 'Merge', 'Resize']);
+  refuseBusy(volume, actions, ['Apply', 'Merge', 'Resize', 'Export']);
   if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
   const chain = stored.diffs.applicableChain(stored.base.snapB);
   const first = chain.findIndex((d) => d.snapB.gidB === gidB);

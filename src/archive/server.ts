@@ -1,5 +1,6 @@
 // walb-archive (docs/servers.md §6): the server that receives full backups from storages and wdiffs from proxies,
-// keeps the restorable snapshots, restores them into image files and replicates volumes to other archives. This module only wires: it owns the config,
+// keeps the restorable snapshots, restores them into image files, exports them over NBD and replicates volumes to
+// other archives. This module only wires: it owns the config,
 // the volumes (context.ts), the operations, the foreground limit and the bulk receiver, starts and stops the gRPC
 // server, and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts, replication.ts). Decisions are in
 // policy.ts, files in volume-store.ts.
@@ -25,6 +26,8 @@ import type { ArchiveConfig } from '../config/archive';
 import { native, type BulkReceiver } from '../native';
 import { backupHandlers } from './backup-handlers';
 import { ArchiveVolumes, type ArchiveContext } from './context';
+import { exportHandlers } from './export-handlers';
+import { ArchiveExports } from './exports';
 import { lifecycleHandlers } from './lifecycle-handlers';
 import { maintenanceHandlers } from './maintenance-handlers';
 import { restorableSnaps } from './policy';
@@ -41,6 +44,7 @@ export class ArchiveServer {
   /** Full-backup bytes arrive here, off the JS thread (docs/servers.md §7.4); undefined when off. */
   private bulk: BulkReceiver | undefined;
   private readonly foreground: ForegroundSlots;
+  private readonly exports: ArchiveExports;
   private readonly registry = newRegistry();
   private readonly receivedBytes: Counter<'volume' | 'kind'>;
   private metrics: MetricsServer | undefined;
@@ -52,6 +56,7 @@ export class ArchiveServer {
   ) {
     this.foreground = new ForegroundSlots(config.maxForegroundTasks);
     this.volumes = new ArchiveVolumes(config.dataDir);
+    this.exports = new ArchiveExports(config.export, log);
     this.receivedBytes = counter(
       this.registry,
       'walb_archive_received_bytes_total',
@@ -70,6 +75,8 @@ export class ArchiveServer {
       ops: this.ops,
       foreground: this.foreground,
       volumes: this.volumes,
+      exports: this.exports,
+      busy: (v) => [...v.state.runningActions(), ...this.exports.actions(v.state.volume)],
       bulk: () => this.bulk,
       received: (kind, volume, bytes) => this.receivedBytes.inc({ volume, kind }, bytes),
     };
@@ -84,6 +91,7 @@ export class ArchiveServer {
         ...replicationHandlers(ctx),
         ...maintenanceHandlers(ctx),
         ...backupHandlers(ctx),
+        ...exportHandlers(ctx),
       },
       this.ops,
       this.config.tls,
@@ -92,6 +100,7 @@ export class ArchiveServer {
     this.port = port;
     this.health = health;
     this.bulk = this.startBulkReceiver();
+    await this.exports.listen();
     this.metrics = await serveMetrics(this.config, this.registry);
     health.serving();
     this.log('info', 'started', {
@@ -99,6 +108,7 @@ export class ArchiveServer {
       port,
       metrics: this.metrics?.address ?? 'off',
       bulkPort: this.bulk?.port() ?? 'off',
+      export: this.exports.addresses(),
       volumes: this.volumes.names(),
     });
   }
@@ -161,6 +171,7 @@ export class ArchiveServer {
   async stop(): Promise<void> {
     this.health?.stopping();
     if (this.server) await stopGrpcServer(this.server, 5000);
+    await this.exports.close(5000);
     this.bulk?.close();
     this.bulk = undefined;
     await this.metrics?.close();

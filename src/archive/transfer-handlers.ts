@@ -90,10 +90,14 @@ function receiveHashSync(ctx: ArchiveContext, call: Stream<HashSyncRequest__Outp
     endOf: (m) => (m.end?.snapshot ? m.end : undefined),
     check: (h) => {
       const v = volumes.find(h.volume);
-      const actions = v?.state.runningActions() ?? [];
-      if (h.hashReplica) return hashReplicaRejection(v && volumes.facts(v), actions, h.hashReplica);
-      if (h.resync) return resyncRejection(v && volumes.facts(v), actions, h.resync);
-      return hashSyncRejection(v && volumes.facts(v), { ...h, size: Number(h.size) }, actions);
+      const busy = v ? ctx.busy(v) : [];
+      if (h.hashReplica) return hashReplicaRejection(v && volumes.facts(v), busy, h.hashReplica);
+      if (h.resync) return resyncRejection(v && volumes.facts(v), busy, h.resync);
+      return hashSyncRejection(
+        v && volumes.facts(v),
+        { ...h, size: Number(h.size) },
+        v?.state.runningActions() ?? [],
+      );
     },
     receive: (h, transfer) =>
       h.hashReplica

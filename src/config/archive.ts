@@ -1,7 +1,9 @@
 // Configuration of walb-archive (config/archive.example.json shows every key).
+import path from 'node:path';
 import type convict from 'convict';
+import { WalbError } from '../common/errors';
 import type { LogLevel } from '../common/log';
-import { checkMetricsListen, type MetricsConfig } from '../common/metrics';
+import { checkMetricsListen, isLoopback, type MetricsConfig } from '../common/metrics';
 import {
   checkPlaintextListen,
   checkTls,
@@ -39,6 +41,18 @@ export interface ArchiveConfig extends MetricsConfig {
   plaintextAllowRemote: boolean;
   /** Mutual TLS (all empty: plaintext); also how a replication connects to its destination. */
   tls: ServerTls;
+  /** Snapshot exports over NBD (docs/servers.md §6.10). */
+  export: {
+    /** Unix socket of the exports; empty: DATADIR/export.sock. */
+    socket: string;
+    /** Also serve the exports on this HOST:PORT (empty: no TCP); loopback unless tcpAllowRemote. */
+    tcp: string;
+    tcpAllowRemote: boolean;
+    /** Worker threads reading each export's requests. */
+    threads: number;
+    /** Exports at once on this archive. */
+    maxExports: number;
+  };
 }
 
 const schema: convict.Schema<ArchiveConfig> = {
@@ -94,6 +108,31 @@ const schema: convict.Schema<ArchiveConfig> = {
   },
   plaintextAllowRemote: plaintextSchema.plaintextAllowRemote,
   tls: tlsSchema,
+  export: {
+    socket: {
+      doc: 'Unix socket on which snapshot exports are served over NBD; empty: DATADIR/export.sock.',
+      format: String,
+      default: '',
+      env: 'WALB_ARCHIVE_EXPORT_SOCKET',
+    },
+    tcp: {
+      doc: 'Also serve snapshot exports on this loopback HOST:PORT (empty: no TCP); another address needs export.tcpAllowRemote.',
+      format: 'host-port',
+      default: '',
+      env: 'WALB_ARCHIVE_EXPORT_TCP',
+    },
+    tcpAllowRemote: {
+      doc: 'Allow export.tcp on an address other than loopback (NBD has no TLS nor authentication here).',
+      format: 'strict-boolean',
+      default: false,
+    },
+    threads: {
+      doc: 'Worker threads reading the requests of each export (1..64).',
+      format: 'nat',
+      default: 4,
+    },
+    maxExports: { doc: 'Snapshot exports at once on this archive.', format: 'nat', default: 16 },
+  },
 };
 
 export function loadArchiveConfig(o: {
@@ -115,5 +154,14 @@ export function loadArchiveConfig(o: {
     ...(c.bulkListen && c.bulkListen !== 'off' ? { bulkListen: c.bulkListen } : {}),
   });
   checkMetricsListen(c);
+  if (!c.export.socket) c.export.socket = path.join(c.dataDir, 'export.sock');
+  if (c.export.tcp && !isLoopback(c.export.tcp) && !c.export.tcpAllowRemote)
+    throw new WalbError(
+      'CONFIG',
+      `export.tcp: ${c.export.tcp} is not a loopback address; NBD has no TLS nor authentication, so anyone who ` +
+        'reaches it could read every exported snapshot; set export.tcpAllowRemote to true to serve it there',
+    );
+  if (c.export.threads < 1 || c.export.threads > 64)
+    throw new WalbError('CONFIG', `export.threads: ${c.export.threads} is not in 1..64`);
   return c;
 }

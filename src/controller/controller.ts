@@ -18,6 +18,7 @@ import type { ProtoGrpcType as CommonProto } from '../generated/common';
 import type { ProtoGrpcType as ProxyProto } from '../generated/proxy';
 import type { ProtoGrpcType as StorageProto } from '../generated/storage';
 import type { ArchiveClient } from '../generated/walb/v1/Archive';
+import type { ExportReply__Output } from '../generated/walb/v1/ExportReply';
 import type { Operation__Output } from '../generated/walb/v1/Operation';
 import type { OperationsClient } from '../generated/walb/v1/Operations';
 import type { ProxyClient } from '../generated/walb/v1/Proxy';
@@ -944,6 +945,21 @@ export class Controller {
     return this.waitOperation(aid, await a.Verify({ volume, gid }), opts.progress);
   }
 
+  /** Serves snapshot `gid` read-only over NBD from the archive (docs/servers.md §6.10). */
+  async exportSnapshot(volume: string, gid: number, archive?: string) {
+    return exportLine(await this.pick(this.archives, archive, 'archive')[1].Export({ volume, gid }));
+  }
+
+  async unexportSnapshot(volume: string, gid: number, archive?: string): Promise<void> {
+    await this.pick(this.archives, archive, 'archive')[1].Unexport({ volume, gid });
+  }
+
+  async listExports(volume: string, archive?: string) {
+    return (await this.pick(this.archives, archive, 'archive')[1].ListExports({ volume })).exports.map(
+      exportLine,
+    );
+  }
+
   async delRestored(volume: string, gid: number, archive?: string): Promise<void> {
     await this.pick(this.archives, archive, 'archive')[1].DelRestored({ volume, gid });
   }
@@ -1153,4 +1169,17 @@ export class Controller {
   async getState(volume: string, serverId: string): Promise<string> {
     return (await this.server(serverId).client.GetState({ volume })).state;
   }
+}
+
+/** An export as walbc prints it. */
+export function exportLine(e: ExportReply__Output) {
+  return {
+    volume: e.volume,
+    gid: Number(e.gid),
+    name: e.name,
+    uris: e.uris,
+    size: Number(e.size),
+    since: Number(e.since),
+    connections: e.connections,
+  };
 }

@@ -380,6 +380,38 @@ export const walbcCommands: Command[] = [
     on('archive'),
   ),
   cmd(
+    'export',
+    'VOL [GID]',
+    'serve snapshot GID read-only over NBD from the archive, nothing restored (without GID: list the exports)',
+    [1, 2],
+    async (c, a, v) => {
+      const archive = stringOpt(v, 'archive');
+      if (a.length === 1) {
+        const list = await c.listExports(a[0], archive);
+        out(
+          v,
+          list,
+          list.map((e) => `${e.gid}\t${e.connections} connection(s)\t${e.uris.join(' ')}`).join('\n'),
+        );
+        return;
+      }
+      const e = await c.exportSnapshot(a[0], gidArg(a[1]), archive);
+      out(v, e, e.uris.join('\n'));
+    },
+    on('archive'),
+  ),
+  cmd(
+    'unexport',
+    'VOL GID',
+    'stop serving an exported snapshot (its NBD clients are disconnected)',
+    [2, 2],
+    async (c, a, v) => {
+      await c.unexportSnapshot(a[0], gidArg(a[1]), stringOpt(v, 'archive'));
+      out(v, {}, 'unexported');
+    },
+    on('archive'),
+  ),
+  cmd(
     'get-restorable',
     'VOL',
     'restorable snapshots: gid, time (UTC), explicit',

@@ -320,6 +320,23 @@ export interface NativeNbdFile {
   close(): void;
 }
 
+/**
+ * A restorable snapshot (a base image and the wdiffs its restore applies, oldest first) as a read-only NBD
+ * backend read at random (native/src/core/snapshot_image.hpp, nbd_snapshot_backend.hpp). Nothing works before
+ * open() has resolved; close() stops it.
+ */
+export interface NativeNbdSnapshot {
+  /** Builds the table of extents on the thread pool; rejects CORRUPTION, TRUNCATED or IO_ERROR. */
+  open(): Promise<void>;
+  readonly size: number;
+  /** Pieces of the table and records indexed (the memory the export holds). */
+  indexed(): { extents: number; storedImages: number };
+  read(range: { offset: number; length: number }): Promise<Buffer>;
+  serve: NativeServe;
+  /** Reads queued, and any sent later, fail with ESHUTDOWN. */
+  close(): void;
+}
+
 /** PEM texts (not file names) for the bulk path; all empty or absent: plaintext. */
 export interface TlsPem {
   ca?: string;
@@ -420,6 +437,7 @@ export interface NativeAddon {
   VirtualFull: new (base: string, diffs: string[]) => VirtualFull;
   Wdev: new () => NativeWdev;
   NbdFile: new (path: string, options?: NbdFileOptions) => NativeNbdFile;
+  NbdSnapshot: new (base: string, diffs: string[], options?: { threads?: number }) => NativeNbdSnapshot;
   BulkSender: new (opts: BulkSenderOptions) => BulkSender;
   BulkReceiver: new (opts: { listen: string; method: string; tls?: TlsPem }) => BulkReceiver;
   SortedWdiffWriter: new (

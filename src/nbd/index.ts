@@ -1,10 +1,13 @@
 // NBD protocol server: the handshake in TypeScript, the transmission phase in C++ behind each export's `serve`.
-// walb-wdevd serves its wdevs (src/wdev/device.ts); FileExport serves a file or block device.
+// walb-wdevd serves its wdevs (src/wdev/device.ts); FileExport serves a file or block device; SnapshotExport an
+// archive's snapshot.
 export { NbdServer, nbdUri } from './server';
 export type { NbdServerOptions, NbdListenAddress, NbdBoundAddress } from './server';
 export type { NbdConnectionInfo } from './connection';
 export { FileExport } from './file-export';
 export type { FileExportOptions } from './file-export';
+export { SnapshotExport } from './snapshot-export';
+export type { SnapshotExportOptions } from './snapshot-export';
 export { MapExportRegistry } from './types';
 export type {
   NbdExport,

@@ -663,6 +663,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("VirtualFull", VirtualFull::Init(env));
     exports.Set("Wdev", initWdevClass(env));
     exports.Set("NbdFile", initNbdFileClass(env));
+    exports.Set("NbdSnapshot", initNbdSnapshotClass(env));
     exports.Set("SortedWdiffWriter", initSortedWdiffWriterClass(env));
     exports.Set("notifyServiceManager", Napi::Function::New(env, NotifyServiceManager));
     return exports;

@@ -10,6 +10,7 @@
 #include "addon/job.hpp"
 #include "core/nbd_file_backend.hpp"
 #include "core/nbd_request.hpp"
+#include "core/nbd_snapshot_backend.hpp"
 
 namespace walb::addon {
 
@@ -169,6 +170,112 @@ private:
     std::shared_ptr<NbdFileBackend> backend_;
 };
 
+// new NbdSnapshot(base, diffs, { threads }): a restorable snapshot as a read-only NBD export's backend
+// (nbd_snapshot_backend.hpp). open() builds its table of extents on the thread pool; reads, serve() and the
+// counters need it open. close() stops the backend; an open() still running then drops what it built.
+class NbdSnapshotObject : public Napi::ObjectWrap<NbdSnapshotObject> {
+public:
+    static Napi::Function Init(Napi::Env env) {
+        return DefineClass(env, "NbdSnapshot",
+                           {InstanceMethod("open", &NbdSnapshotObject::Open),
+                            InstanceAccessor("size", &NbdSnapshotObject::Size, nullptr),
+                            InstanceMethod("indexed", &NbdSnapshotObject::Indexed),
+                            InstanceMethod("read", &NbdSnapshotObject::Read),
+                            InstanceMethod("serve", &NbdSnapshotObject::Serve),
+                            InstanceMethod("close", &NbdSnapshotObject::Close)});
+    }
+    NbdSnapshotObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdSnapshotObject>(info) {
+        base_ = argString(info, 0, "base");
+        diffs_ = argStrings(info, 1, "diffs");
+        threads_ = static_cast<uint32_t>(optU64(argObject(info, 2), "threads", 4));
+        if (threads_ == 0 || threads_ > 64) throwInvalid(info.Env(), "Expected 1..64 for threads");
+    }
+    ~NbdSnapshotObject() override { slot_->close(); }
+
+private:
+    struct Slot {
+        std::mutex mu;
+        bool closed = false;
+        std::shared_ptr<NbdSnapshotBackend> backend;
+        void close() {
+            std::shared_ptr<NbdSnapshotBackend> b;
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                closed = true;
+                b.swap(backend);
+            }
+            if (b) b->stop();
+        }
+        std::shared_ptr<NbdSnapshotBackend> get() {
+            std::lock_guard<std::mutex> lk(mu);
+            return backend;
+        }
+    };
+    std::shared_ptr<NbdSnapshotBackend> backend(Napi::Env env) {
+        auto b = slot_->get();
+        if (!b) throw makeError(env, "INVALID_ARGUMENT", "the snapshot export of " + base_ + " is not open");
+        return b;
+    }
+    Napi::Value Open(const Napi::CallbackInfo& info) {
+        auto slot = slot_;
+        const std::string base = base_;
+        const std::vector<std::string> diffs = diffs_;
+        const uint32_t threads = threads_;
+        return Job<bool>::start(
+            info.Env(),
+            [slot, base, diffs, threads](const Progress&) {
+                auto image = std::make_shared<const SnapshotImage>(base, diffs);
+                auto b = std::make_shared<NbdSnapshotBackend>(std::move(image), threads);
+                std::lock_guard<std::mutex> lk(slot->mu);
+                if (slot->closed) {
+                    b->stop();
+                    throwError(ErrorCode::Cancelled, "the snapshot export was closed while it opened");
+                }
+                slot->backend = std::move(b);
+                return true;
+            },
+            [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
+    }
+    Napi::Value Size(const Napi::CallbackInfo& info) {
+        return u64(info.Env(), backend(info.Env())->image().sizeBytes());
+    }
+    Napi::Value Indexed(const Napi::CallbackInfo& info) {
+        auto b = backend(info.Env());
+        Napi::Object o = Napi::Object::New(info.Env());
+        o.Set("extents", u64(info.Env(), b->image().extents()));
+        o.Set("storedImages", u64(info.Env(), b->image().storedImages()));
+        return o;
+    }
+    // read({ offset, length }): the bytes, read on the thread pool (tests compare them with restored images).
+    Napi::Value Read(const Napi::CallbackInfo& info) {
+        Napi::Object o = argObject(info, 0);
+        const uint64_t off = optU64(o, "offset", 0);
+        const uint64_t len = optU64(o, "length", 1 << 20);
+        if (len > (256u << 20)) throwInvalid(info.Env(), "Expected a length of at most 256 MiB for read");
+        auto b = backend(info.Env());
+        return Job<std::vector<char>>::start(
+            info.Env(),
+            [b, off, len](const Progress&) {
+                std::vector<char> buf(len);
+                b->image().read(off, len, buf.data());
+                return buf;
+            },
+            [](Napi::Env env, std::vector<char>& buf) -> Napi::Value {
+                return Napi::Buffer<char>::Copy(env, buf.data(), buf.size());
+            });
+    }
+    Napi::Value Serve(const Napi::CallbackInfo& info) { return serveNbd(info, backend(info.Env()), nullptr); }
+    Napi::Value Close(const Napi::CallbackInfo& info) {
+        slot_->close();
+        return info.Env().Undefined();
+    }
+
+    std::string base_;
+    std::vector<std::string> diffs_;
+    uint32_t threads_ = 4;
+    std::shared_ptr<Slot> slot_ = std::make_shared<Slot>();
+};
+
 }  // namespace
 
 Napi::Object serveNbd(const Napi::CallbackInfo& info, std::shared_ptr<NbdBackend> backend,
@@ -223,5 +330,7 @@ Napi::Object serveNbd(const Napi::CallbackInfo& info, std::shared_ptr<NbdBackend
 }
 
 Napi::Function initNbdFileClass(Napi::Env env) { return NbdFileObject::Init(env); }
+
+Napi::Function initNbdSnapshotClass(Napi::Env env) { return NbdSnapshotObject::Init(env); }
 
 }  // namespace walb::addon

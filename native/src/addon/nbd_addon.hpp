@@ -1,4 +1,5 @@
-// NBD transmission from JS: the exports' serve() (the wdev's, the file export's) and the file export class.
+// NBD transmission from JS: the exports' serve() (the wdev's, the file export's) and the file and snapshot
+// export classes.
 #pragma once
 #include <napi.h>
 
@@ -18,5 +19,6 @@ Napi::Object serveNbd(const Napi::CallbackInfo& info, std::shared_ptr<NbdBackend
                       std::shared_ptr<NbdWire>* wire, std::shared_ptr<NbdLatency> latency = nullptr);
 
 Napi::Function initNbdFileClass(Napi::Env env);
+Napi::Function initNbdSnapshotClass(Napi::Env env);
 
 }  // namespace walb::addon

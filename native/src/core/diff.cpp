@@ -236,6 +236,14 @@ std::unique_ptr<DiffReader> openDiffReader(const std::string& path) {
 
 DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_t packDataSize,
                            const std::string& recordWhere, const std::string& dataWhere) {
+    const DiffKind kind = checkSortedRecordFields(r, packDataSize, recordWhere);
+    if (kind == DiffKind::Normal && checksum(packData + r.data_offset, r.data_size, 0) != r.checksum)
+        throwError(ErrorCode::Corruption, "record data checksum mismatch: " + dataWhere);
+    return kind;
+}
+
+DiffKind checkSortedRecordFields(const DiffRecordRaw& r, uint32_t packDataSize,
+                                 const std::string& recordWhere) {
     const DiffKind kind = kindFromFlags(r.flags, recordWhere);
     if (r.compression_type >= kCompressionCodes)
         throwError(ErrorCode::Corruption, "unknown compression code: " + recordWhere);
@@ -246,8 +254,6 @@ DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_
         checkDataSizes("record", r.io_blocks, r.compression_type, r.data_size, recordWhere);
     if (uint64_t(r.data_offset) + r.data_size > packDataSize)
         throwError(ErrorCode::Corruption, "record data beyond the pack: " + recordWhere);
-    if (kind == DiffKind::Normal && checksum(packData + r.data_offset, r.data_size, 0) != r.checksum)
-        throwError(ErrorCode::Corruption, "record data checksum mismatch: " + dataWhere);
     return kind;
 }
 
@@ -390,7 +396,7 @@ bool SortedDiffReader::nextPack(std::vector<StoredRecord>& out) {
     for (size_t i = 0; i < recCount_; i++) {
         const DiffRecordRaw r = record(i);
         out.push_back({r.io_address, r.io_blocks, kindFromFlags(r.flags, file_.path()), r.compression_type,
-                       packDataOffset_ + r.data_offset, r.data_size, 0, 0});
+                       packDataOffset_ + r.data_offset, r.data_size, 0, 0, r.checksum});
     }
     recIdx_ = recCount_;
     return true;
@@ -480,7 +486,7 @@ bool IndexedDiffReader::nextStored(StoredRecord& rec) {
     cursor_++;
     rec = {r.io_address,       r.io_blocks,   kindFromFlags(r.flags, file_.path()),
            r.compression_type, r.data_offset, r.data_size,
-           r.io_offset,        r.orig_blocks};
+           r.io_offset,        r.orig_blocks, r.io_checksum};
     return true;
 }
 

@@ -101,6 +101,9 @@ std::unique_ptr<DiffReader> openDiffReader(const std::string& path);
 // kind; throws CORRUPTION. Order and data_offset contiguity are the caller's, who sees the neighbours.
 DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_t packDataSize,
                            const std::string& recordWhere, const std::string& dataWhere);
+// The same without the data checksum, for readers that check a record's data only when they read it.
+DiffKind checkSortedRecordFields(const DiffRecordRaw& r, uint32_t packDataSize,
+                                 const std::string& recordWhere);
 // Runs `inner` on a thread of its own, a few batches ahead of the consumer (reading, checksums and
 // decompression then overlap with whatever the consumer does).
 std::unique_ptr<DiffReader> prefetching(std::unique_ptr<DiffReader> inner);
@@ -115,6 +118,7 @@ struct StoredRecord {
     uint32_t dataSize;
     uint32_t ioOffset;    // indexed only
     uint32_t origBlocks;  // indexed only
+    uint32_t checksum;    // of the stored data: the record's (sorted), the image's (indexed)
 };
 
 class SortedDiffReader : public DiffReader {
