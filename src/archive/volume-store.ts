@@ -56,6 +56,13 @@ export interface ReplicaBase {
   sizeLb: number;
 }
 
+/** Waits until `done` bytes of work that started at `startedMs` fit `bytesPerSec` (0: no wait). */
+export async function throttle(done: number, startedMs: number, bytesPerSec: number): Promise<void> {
+  if (!bytesPerSec) return;
+  const ahead = (done / bytesPerSec) * 1000 - (Date.now() - startedMs);
+  if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+}
+
 const META = 'meta.json';
 const BASE = 'base.img';
 const RESTORED = 'restored';
@@ -466,10 +473,7 @@ export class ArchiveVolumeStore implements StoredVolume {
       await native.wdiffRedo(this.diffPath(d), this.baseImage, { discard: 'zero' });
       done += d.dataSize;
       opts.progress?.(done, total);
-      if (opts.bytesPerSec) {
-        const ahead = (done / opts.bytesPerSec) * 1000 - (Date.now() - started);
-        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
-      }
+      await throttle(done, started, opts.bytesPerSec ?? 0);
     }
     const h = await fs.promises.open(this.baseImage, 'r+');
     try {
