@@ -1,7 +1,7 @@
 // walb-archive (docs/servers.md §6): the server that receives full backups from storages and wdiffs from proxies,
 // keeps the restorable snapshots, restores them into image files and replicates volumes to other archives. This module only wires: it owns the config,
 // the volumes (context.ts), the operations, the foreground limit and the bulk receiver, starts and stops the gRPC
-// server, and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts, replication.ts). Decisions are in
+// server and the maintenance worker (maintenance-worker.ts), and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts, replication.ts). Decisions are in
 // policy.ts, files in volume-store.ts.
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
@@ -26,6 +26,7 @@ import { native, type BulkReceiver } from '../native';
 import { ArchiveVolumes, type ArchiveContext } from './context';
 import { lifecycleHandlers } from './lifecycle-handlers';
 import { maintenanceHandlers } from './maintenance-handlers';
+import { MaintenanceWorker } from './maintenance-worker';
 import { restorableSnaps } from './policy';
 import { queryHandlers } from './query-handlers';
 import { replicationHandlers } from './replication';
@@ -43,6 +44,7 @@ export class ArchiveServer {
   private readonly registry = newRegistry();
   private readonly receivedBytes: Counter<'volume' | 'kind'>;
   private metrics: MetricsServer | undefined;
+  private maintenance: MaintenanceWorker | undefined;
   port = 0;
 
   constructor(
@@ -71,6 +73,7 @@ export class ArchiveServer {
       volumes: this.volumes,
       bulk: () => this.bulk,
       received: (kind, volume, bytes) => this.receivedBytes.inc({ volume, kind }, bytes),
+      maintenanceStatus: (volume) => this.maintenance?.status(volume) ?? '',
     };
     const { server, port, health } = await startRoleServer(
       this.config.listen,
@@ -91,6 +94,8 @@ export class ArchiveServer {
     this.health = health;
     this.bulk = this.startBulkReceiver();
     this.metrics = await serveMetrics(this.config, this.registry);
+    this.maintenance = new MaintenanceWorker(ctx);
+    this.maintenance.start();
     health.serving();
     this.log('info', 'started', {
       listen: this.config.listen,
@@ -158,6 +163,7 @@ export class ArchiveServer {
 
   async stop(): Promise<void> {
     this.health?.stopping();
+    await this.maintenance?.stop();
     if (this.server) await stopGrpcServer(this.server, 5000);
     this.bulk?.close();
     this.bulk = undefined;
