@@ -24,8 +24,10 @@ export class MaintenanceWorker {
   private secondaries: { address: string; client: Promised<ArchiveClient> }[] = [];
   /** The operation the worker runs on each volume. */
   private readonly running = new Map<string, string>();
-  /** What the worker last did for each volume, or why it did nothing (Status.maintenance). */
+  /** What the worker does for each volume now, or why it does nothing (Status.maintenance). */
   private readonly said = new Map<string, string>();
+  /** How the worker's last task on each volume ended. */
+  private readonly lastTask = new Map<string, string>();
 
   constructor(private readonly ctx: ArchiveContext) {}
 
@@ -57,10 +59,11 @@ export class MaintenanceWorker {
     this.secondaries = [];
   }
 
-  /** What the worker last did for the volume, or why it waits; empty when it is off. */
+  /** What the worker does for the volume, or why it waits, and how its last task ended; empty when it is off. */
   status(volume: string): string {
     if (!this.config.enabled) return '';
-    return this.said.get(volume) ?? 'no round yet';
+    const last = this.lastTask.get(volume);
+    return `${this.said.get(volume) ?? 'waiting for the next round'}${last ? `; last task: ${last}` : ''}`;
   }
 
   private schedule(): void {
@@ -121,9 +124,10 @@ export class MaintenanceWorker {
     this.ctx.log('info', 'maintenance-task', { volume, kind: d.kind, operation: id });
     void this.ctx.ops.wait(id).then((o) => {
       this.running.delete(volume);
+      this.said.delete(volume);
       const error = o.state === 'failed' ? ` (${o.errorCode}: ${o.error})` : '';
       const at = new Date(Number(o.endedMs)).toISOString();
-      this.said.set(volume, `${what}: operation ${id} ${o.state}${error} at ${at}`);
+      this.lastTask.set(volume, `${what}: operation ${id} ${o.state}${error} at ${at}`);
     });
   }
 

@@ -742,9 +742,10 @@ export type SecondaryFacts =
 
 /**
  * The highest gid the worker may apply up to and the snapshot its merges keep (docs/servers.md §6.8): the lowest
- * latest gid of the secondaries that hold the volume in this archive's lineage (Infinity when none does), or why
- * it waits: a secondary did not answer, so what it needs is unknown. A secondary without the volume, without a base
- * or of another lineage needs no diff of this one (a full replication or a resync brings it up).
+ * latest gid of the secondaries that hold the volume in this archive's lineage, stopped ones too (Infinity when none
+ * does), or why it waits: a secondary did not answer, so what it needs is unknown. A secondary without the volume
+ * (Clear), without a base (SyncReady) or of another lineage needs no diff of this one (a full replication or a
+ * resync brings it up).
  */
 export function secondaryFloor(
   archiveUuid: string,
@@ -756,7 +757,8 @@ export function secondaryFloor(
     if (
       s.archiveUuid !== archiveUuid ||
       s.latestGid === undefined ||
-      !ACTIVE_STATES.includes(s.state as ArchiveState)
+      s.state === 'Clear' ||
+      s.state === 'SyncReady'
     )
       continue;
     floor = Math.min(floor, s.latestGid);

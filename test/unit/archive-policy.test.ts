@@ -965,7 +965,7 @@ test('merge by size (Merge max_bytes) refuses a size of 0, a chain with nothing 
   );
 });
 
-test('the floor of the maintenance worker is the lowest latest gid of the secondaries of this lineage', (t) => {
+test('the floor of the maintenance worker is the lowest latest gid of the secondaries of this lineage, stopped ones too', (t) => {
   const at = (address: string, latestGid: number | undefined, o: { state?: string; uuid?: string } = {}) => ({
     address,
     state: o.state ?? 'Archived',
@@ -985,6 +985,11 @@ test('the floor of the maintenance worker is the lowest latest gid of the second
     'without the volume or a base, a full replication brings it up',
   );
   t.deepEqual(secondaryFloor(LINEAGE, [at('a1', 7, { state: 'WdiffRecv' })]), { floor: 7 }, 'receiving');
+  t.deepEqual(
+    secondaryFloor(LINEAGE, [at('a1', 4, { state: 'Stopped' }), at('a2', 6)]),
+    { floor: 4 },
+    'a stopped secondary takes the diffs it lacks once started',
+  );
   const unknown = secondaryFloor(LINEAGE, [
     at('a1', 5),
     { address: '127.0.0.1:9', error: 'connection refused' },
