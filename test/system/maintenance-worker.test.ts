@@ -1,8 +1,8 @@
 // The archive's maintenance worker on a running group (docs/servers.md §6.8): with a short interval it merges the
 // runs of diffs whose snapshots were made implicit, applies the snapshots older than its keep period, shows each task
 // as an operation and in walbc status, finishes an apply cut by a SIGKILL at its next start, and never applies past
-// the latest gid of a secondary archive that is behind (stopped). Every snapshot that stays restorable restores to
-// the same bytes before and after, and the latest one to the device.
+// the latest gid of a secondary archive that is behind (stopped); and walbc's merge by size (docs/servers.md §6.6).
+// Every snapshot that stays restorable restores to the same bytes before and after, and the latest one to the device.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -124,7 +124,7 @@ test.serial(
 );
 
 test.serial(
-  'the worker never applies past the latest gid of a stopped secondary; once it caught up, it applies, and the latest snapshot restores to the device on both',
+  'walbc merge --max-bytes merges across implicit snapshots; the worker never applies past the latest gid of a stopped secondary, and applies once it caught up; the latest snapshot restores to the device on both',
   async (t) => {
     const g = await Group.start(t, 'mworker-sec', { archives: 2 });
     try {
@@ -133,6 +133,29 @@ test.serial(
       const c = await g.nbd();
       await g.writeRandom(c, 40);
       await ok('full-backup', 'vol', '--wait');
+
+      // walbc's merge by size (no worker yet): the run across an implicit snapshot becomes one diff.
+      const run: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        await g.writeRandom(c, 10);
+        run.push(Number(await ok('snapshot', 'vol', '--wait')));
+      }
+      const [x1, x2, x3] = run;
+      const ends = await g.restoredHashes('vol', [x1, x3]);
+      t.is(ends.get(x3), await g.deviceHash(c));
+      t.is((await g.walbc('merge', 'vol', String(x1), '--max-bytes', '1M')).code, 2, 'gids or a size');
+      await ok('disable-snapshot', 'vol', String(x2));
+      t.regex(
+        await ok('merge', 'vol', '--max-bytes', '64M', '--wait'),
+        new RegExp(`^merged: .*\\|${x1}\\|---->\\|${x3}\\|`),
+      );
+      t.deepEqual(
+        (await g.restorable('vol')).filter((gid) => gid >= x1),
+        [x1, x3],
+        'the implicit snapshots between x1 and x3 are gone',
+      );
+      for (const gid of [x1, x3]) t.is(await g.restoredHash('vol', gid), ends.get(gid)!, `gid ${gid}`);
+
       await ok('replicate', 'vol', 'a0', 'a1', '--sync');
       await g.writeRandom(c, 20);
       const s1 = Number(await ok('snapshot', 'vol', '--wait'));
