@@ -2,13 +2,13 @@
 // each volume in turn and starts at most one task for it — an apply of the snapshots older than the keep period, or
 // a merge by size of the runs of small diffs — as an operation exactly like walbc's apply and merge
 // (maintenance-handlers.ts), at most `maintenance.maxTasks` at once. Before deciding, it asks each configured
-// secondary archive for the volume's latest gid, which nothing passes. policy.ts decides (secondaryFloor,
+// secondary archive for the volume's latest gid, which no task passes. policy.ts decides (secondaryFloor,
 // maintenanceDecision); this module asks, starts and remembers what it did for `Status`.
 //
 // One round runs at a time, on the JS thread; the next is scheduled when it ends, so rounds never overlap. The
-// decision and the start of the task happen without an await between them, so no command slips in. The worker keeps
-// nothing on disk: a kill -9 leaves the apply or merge it started to their own crash safety (docs/servers.md §6.6), and the next
-// start decides afresh.
+// decision and the start of the task happen without an await between them, so no command slips in. The worker
+// keeps nothing on disk: a kill -9 leaves the apply or merge it started to their own crash safety
+// (docs/servers.md §6.6), and the next start decides afresh.
 import { errorCode, errorMessage } from '../common/errors';
 import { channelCredentials, connect, loadProto, type Promised } from '../common/grpc';
 import type { ProtoGrpcType as ArchiveProto } from '../generated/archive';

@@ -57,7 +57,7 @@ export interface MaintenanceConfig {
   mergeMaxBytes: number;
   /** Tasks of the worker at once (each on another volume). */
   maxTasks: number;
-  /** Archives (HOST:PORT) that replicate from this one or synchronize with it: nothing they need is applied or merged. */
+  /** Archives (HOST:PORT) replicated from this one or synchronizing with it: nothing they need is applied or merged. */
   secondaries: string[];
 }
 
