@@ -175,7 +175,7 @@ async function main(): Promise<void> {
 
     // 1b. the 100 wdiffs merged into one (the snapshots between them made implicit first), then applied.
     await ctl.setSnapshotExplicit(VOLUME, gids.slice(0, -1), false);
-    const merge = await ctl.merge(VOLUME, fullGid, gids[DIFFS - 1], { wait: true });
+    const merge = await ctl.merge(VOLUME, { gidBegin: fullGid, gidEnd: gids[DIFFS - 1] }, { wait: true });
     const mergeSeconds = (Number(merge.endedMs) - Number(merge.startedMs)) / 1000;
     await timeRestore(`behind ${DIFFS} merged into 1`, gids[DIFFS - 1], 1);
     const apply = await ctl.apply(VOLUME, gids[DIFFS - 1], { wait: true });

@@ -34,6 +34,8 @@ export interface ArchiveContext {
   bulk(): BulkReceiver | undefined;
   /** Counts the bytes of a transfer taken (docs/operations.md, "Metrics"). */
   received(kind: 'full' | 'hash' | 'wdiff' | 'replica' | 'resync', volume: string, bytes: number): void;
+  /** What the maintenance worker last did for the volume (docs/servers.md §6.8); empty when it is off. */
+  maintenanceStatus(volume: string): string;
 }
 
 /** The volumes of this archive by name. */

@@ -464,6 +464,23 @@ export function applyChain(
   return chain;
 }
 
+/** A run of the applicable chain and the one diff it merges into. */
+export interface MergeRun {
+  diffs: MetaDiff[];
+  merged: MetaDiff;
+}
+
+/**
+ * The applicable chain a merge may take its runs from: an active volume, not applying, no Apply, Merge, Resize, no
+ * export of the volume.
+ */
+function chainToMerge(volume: string, v: VolumeFacts, actions: readonly string[]): MetaDiff[] {
+  const stored = checkActiveWithBase(volume, v, 'merge');
+  refuseBusy(volume, actions, ['Apply', 'Merge', 'Resize', 'Export']);
+  if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
+  return stored.diffs.applicableChain(stored.base.snapB);
+}
+
 /**
  * Whether `Merge {gidB, gidE}` may start (docs/servers.md §6.3, §6.6, §6.10) and what it merges: an active
  * volume, not applying, none of Apply, Merge, Resize running, no export of the volume, and a run of at least two
@@ -476,11 +493,8 @@ export function mergeRun(
   actions: readonly string[],
   gidB: number,
   gidE: number,
-): { diffs: MetaDiff[]; merged: MetaDiff } {
-  const stored = checkActiveWithBase(volume, v, 'merge');
-  refuseBusy(volume, actions, ['Apply', 'Merge', 'Resize', 'Export']);
-  if (stored.base.snapE) throw new WalbError('FAILED_PRECONDITION', `volume ${volume} is applying`);
-  const chain = stored.diffs.applicableChain(stored.base.snapB);
+): MergeRun {
+  const chain = chainToMerge(volume, v, actions);
   const first = chain.findIndex((d) => d.snapB.gidB === gidB);
   if (first < 0 || chain[first].isCompDiff)
     throw new WalbError('INVALID_ARGUMENT', `no diff of ${volume} that merges starts at gid ${gidB}`);
@@ -502,6 +516,54 @@ export function mergeRun(
       `gids ${gidB}..${gidE} of ${volume} are one diff: nothing to merge`,
     );
   return { diffs, merged };
+}
+
+/**
+ * The runs a merge by size merges (docs/servers.md §6.6, §6.8): the chain cut, from its oldest diff, wherever two
+ * diffs do not merge (an explicit snapshot between them, a compared diff), wherever the merged diff would exceed
+ * `maxBytes` (counted as the sum of its inputs' sizes), and at `keepGid`, a snapshot that stays the end of a diff
+ * (one a secondary still needs); every piece of at least two diffs is a run.
+ */
+export function mergeRunsBySize(
+  chain: readonly MetaDiff[],
+  maxBytes: number,
+  keepGid = Infinity,
+): MergeRun[] {
+  const runs: MergeRun[] = [];
+  let i = 0;
+  while (i < chain.length) {
+    const diffs = [chain[i]];
+    let merged = chain[i];
+    for (const d of chain.slice(i + 1)) {
+      if (!canMerge(merged, d) || merged.dataSize + d.dataSize > maxBytes || merged.snapE.gidB === keepGid)
+        break;
+      merged = mergeDiff(merged, d);
+      diffs.push(d);
+    }
+    if (diffs.length >= 2) runs.push({ diffs, merged });
+    i += diffs.length;
+  }
+  return runs;
+}
+
+/**
+ * Whether `Merge {max_bytes}` may start (docs/servers.md §6.3, §6.6) and the runs it merges, oldest first: the
+ * conditions of a merge by gids, a size above 0, and at least one run (mergeRunsBySize). Throws the typed refusal.
+ */
+export function mergeRunsOf(
+  volume: string,
+  v: VolumeFacts,
+  actions: readonly string[],
+  maxBytes: number,
+): MergeRun[] {
+  if (!(maxBytes > 0)) throw new WalbError('INVALID_ARGUMENT', 'merge by size: max bytes must be above 0');
+  const runs = mergeRunsBySize(chainToMerge(volume, v, actions), maxBytes);
+  if (!runs.length)
+    throw new WalbError(
+      'INVALID_ARGUMENT',
+      `no two consecutive diffs of ${volume} merge within ${maxBytes} bytes: nothing to merge`,
+    );
+  return runs;
 }
 
 /**
@@ -825,4 +887,90 @@ export function keptVerifications(
     ),
     latest,
   ].sort((a, b) => a.gid - b.gid);
+}
+
+// ---- the maintenance worker (docs/servers.md §6.8) ----
+
+/** What a secondary archive answered about a volume (Status), or why it did not. */
+export type SecondaryFacts =
+  | { address: string; state: string; archiveUuid: string; latestGid: number | undefined }
+  | { address: string; error: string };
+
+/**
+ * The highest gid the worker may apply up to and the snapshot its merges keep (docs/servers.md §6.8): the lowest
+ * latest gid of the secondaries that hold the volume in this archive's lineage, stopped ones too (Infinity when none
+ * does), or why it waits: a secondary did not answer, so what it needs is unknown. A secondary without the volume
+ * (Clear), without a base (SyncReady) or of another lineage needs no diff of this one (a full replication or a
+ * resync brings it up).
+ */
+export function secondaryFloor(
+  archiveUuid: string,
+  secondaries: readonly SecondaryFacts[],
+): { floor: number } | { wait: string } {
+  let floor = Infinity;
+  for (const s of secondaries) {
+    if ('error' in s) return { wait: `secondary ${s.address} did not answer (${s.error})` };
+    if (
+      s.archiveUuid !== archiveUuid ||
+      s.latestGid === undefined ||
+      s.state === 'Clear' ||
+      s.state === 'SyncReady'
+    )
+      continue;
+    floor = Math.min(floor, s.latestGid);
+  }
+  return { floor };
+}
+
+export interface MaintenanceSettings {
+  /** Snapshots younger than this stay restorable [s]. */
+  keepPeriodSec: number;
+  /** Merge when the chain has more diffs than this. */
+  mergeDiffs: number;
+  /** The largest merged diff [bytes]. */
+  mergeMaxBytes: number;
+}
+
+export type MaintenanceDecision =
+  | { kind: 'apply'; gid: number; chain: MetaDiff[] }
+  | { kind: 'merge'; runs: MergeRun[] }
+  | { kind: 'idle'; why: string };
+
+/**
+ * What the worker does for a volume now (docs/servers.md §6.8), given the time [Unix s] and the floor
+ * (secondaryFloor): nothing unless it is active, not stopping, not applying and runs none of the actions an apply
+ * excludes; else apply up to the newest restorable snapshot older than the keep period and not past the floor;
+ * else, with more than `mergeDiffs` diffs on the chain, merge its runs by size, keeping the floor a diff's end;
+ * else nothing.
+ */
+export function maintenanceDecision(
+  v: VolumeFacts,
+  actions: readonly string[],
+  settings: MaintenanceSettings,
+  nowSec: number,
+  floor: number,
+): MaintenanceDecision {
+  if (!ACTIVE_STATES.includes(v.state) || v.stop !== 'not-stopping' || !v.stored?.base)
+    return { kind: 'idle', why: `volume is ${v.state}${v.stop !== 'not-stopping' ? ', stopping' : ''}` };
+  const busy = actions.filter((a) =>
+    ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize', 'Export'].includes(a),
+  );
+  if (busy.length) return { kind: 'idle', why: `busy (${busy.join(', ')})` };
+  const { base, diffs } = v.stored;
+  if (base.snapE) return { kind: 'idle', why: 'applying' };
+  const due = restorableSnaps(v.stored, false).filter(
+    (r) => r.gid > base.snapB.gidB && r.timestamp <= nowSec - settings.keepPeriodSec,
+  );
+  const target = due.filter((r) => r.gid <= floor).at(-1);
+  if (target) return { kind: 'apply', gid: target.gid, chain: diffs.applicableChain(base.snapB, target.gid) };
+  const held = due.length ? `, apply held at gid ${floor} by a secondary` : '';
+  const chain = diffs.applicableChain(base.snapB);
+  if (chain.length <= settings.mergeDiffs) return { kind: 'idle', why: `${chain.length} diff(s)${held}` };
+  const runs = mergeRunsBySize(chain, settings.mergeMaxBytes, floor);
+  if (!runs.length)
+    return {
+      kind: 'idle',
+      why: `${chain.length} diff(s), no two merge within ${settings.mergeMaxBytes} bytes${held}`,
+    };
+  return { kind: 'merge', runs };
 }

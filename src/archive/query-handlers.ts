@@ -1,5 +1,5 @@
-// The archive's read-only commands (docs/servers.md §6.3, §9.4): GetState, ListVolumes, Status, GetRestorable and
-// ListRestored.
+// The archive's read-only commands (docs/servers.md §6.3, §6.8, §9.4): GetState, ListVolumes, Status, GetRestorable
+// and ListRestored.
 import { unary } from '../common/grpc';
 import type { ArchiveHandlers } from '../generated/walb/v1/Archive';
 import type { ArchiveContext } from './context';
@@ -41,6 +41,7 @@ export function queryHandlers(
         baseDiskBytes: usage.baseBytes,
         diffDiskBytes: usage.diffBytes,
         restoredDiskBytes: usage.restoredBytes,
+        maintenance: ctx.maintenanceStatus(req.volume),
       };
     }),
     GetRestorable: unary(async (req) => {

@@ -2,7 +2,7 @@
 // keeps the restorable snapshots, restores them into image files, exports them over NBD and replicates volumes to
 // other archives. This module only wires: it owns the config,
 // the volumes (context.ts), the operations, the foreground limit and the bulk receiver, starts and stops the gRPC
-// server, and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts, replication.ts). Decisions are in
+// server and the maintenance worker (maintenance-worker.ts), and hands them to the handlers (lifecycle-, query-, restore-, transfer-handlers.ts, replication.ts). Decisions are in
 // policy.ts, files in volume-store.ts.
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError, errorMessage } from '../common/errors';
@@ -30,6 +30,7 @@ import { exportHandlers } from './export-handlers';
 import { ArchiveExports } from './exports';
 import { lifecycleHandlers } from './lifecycle-handlers';
 import { maintenanceHandlers } from './maintenance-handlers';
+import { MaintenanceWorker } from './maintenance-worker';
 import { restorableSnaps } from './policy';
 import { queryHandlers } from './query-handlers';
 import { replicationHandlers } from './replication';
@@ -48,6 +49,7 @@ export class ArchiveServer {
   private readonly registry = newRegistry();
   private readonly receivedBytes: Counter<'volume' | 'kind'>;
   private metrics: MetricsServer | undefined;
+  private maintenance: MaintenanceWorker | undefined;
   port = 0;
 
   constructor(
@@ -79,6 +81,7 @@ export class ArchiveServer {
       busy: (v) => [...v.state.runningActions(), ...this.exports.actions(v.state.volume)],
       bulk: () => this.bulk,
       received: (kind, volume, bytes) => this.receivedBytes.inc({ volume, kind }, bytes),
+      maintenanceStatus: (volume) => this.maintenance?.status(volume) ?? '',
     };
     const { server, port, health } = await startRoleServer(
       this.config.listen,
@@ -102,6 +105,8 @@ export class ArchiveServer {
     this.bulk = this.startBulkReceiver();
     await this.exports.listen();
     this.metrics = await serveMetrics(this.config, this.registry);
+    this.maintenance = new MaintenanceWorker(ctx);
+    this.maintenance.start();
     health.serving();
     this.log('info', 'started', {
       listen: this.config.listen,
@@ -170,6 +175,7 @@ export class ArchiveServer {
 
   async stop(): Promise<void> {
     this.health?.stopping();
+    await this.maintenance?.stop();
     if (this.server) await stopGrpcServer(this.server, 5000);
     await this.exports.close(5000);
     this.bulk?.close();

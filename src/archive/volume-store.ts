@@ -59,6 +59,13 @@ export interface ReplicaBase {
   sizeLb: number;
 }
 
+/** Waits until `done` bytes of work that started at `startedMs` fit `bytesPerSec` (0: no wait). */
+export async function throttle(done: number, startedMs: number, bytesPerSec: number): Promise<void> {
+  if (!bytesPerSec) return;
+  const ahead = (done / bytesPerSec) * 1000 - (Date.now() - startedMs);
+  if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
+}
+
 const META = 'meta.json';
 const VERIFIED = 'verified.json';
 /** Verify hashes as `walb-tool hash` does by default, so that the two compare (docs/formats.md §7.1). */
@@ -474,10 +481,7 @@ export class ArchiveVolumeStore implements StoredVolume {
       await native.wdiffRedo(this.diffPath(d), this.baseImage, { discard: 'zero' });
       done += d.dataSize;
       opts.progress?.(done, total);
-      if (opts.bytesPerSec) {
-        const ahead = (done / opts.bytesPerSec) * 1000 - (Date.now() - started);
-        if (ahead > 0) await new Promise((r) => setTimeout(r, ahead));
-      }
+      await throttle(done, started, opts.bytesPerSec ?? 0);
     }
     const h = await fs.promises.open(this.baseImage, 'r+');
     try {

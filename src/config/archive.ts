@@ -7,6 +7,7 @@ import { checkMetricsListen, isLoopback, type MetricsConfig } from '../common/me
 import {
   checkPlaintextListen,
   checkTls,
+  hostPortFormat,
   loadConfig,
   tlsSchema,
   logLevelSchema,
@@ -53,6 +54,25 @@ export interface ArchiveConfig extends MetricsConfig {
     /** Exports at once on this archive. */
     maxExports: number;
   };
+  /** The maintenance worker (docs/servers.md §6.8). */
+  maintenance: MaintenanceConfig;
+}
+
+/** The maintenance worker's policy (docs/servers.md §6.8); `applyBytesPerSec` paces its applies and merges. */
+export interface MaintenanceConfig {
+  enabled: boolean;
+  /** How often the worker looks at every volume [s]. */
+  intervalSec: number;
+  /** Snapshots younger than this stay restorable; the worker applies up to the newest older one [s]. */
+  keepPeriodSec: number;
+  /** The worker merges when a volume has more diffs than this. */
+  mergeDiffs: number;
+  /** The largest diff a merge of the worker makes [bytes]. */
+  mergeMaxBytes: number;
+  /** Tasks of the worker at once (each on another volume). */
+  maxTasks: number;
+  /** Archives (HOST:PORT) replicated from this one or synchronizing with it: nothing they need is applied or merged. */
+  secondaries: string[];
 }
 
 const schema: convict.Schema<ArchiveConfig> = {
@@ -132,6 +152,47 @@ const schema: convict.Schema<ArchiveConfig> = {
       default: 4,
     },
     maxExports: { doc: 'Snapshot exports at once on this archive.', format: 'nat', default: 16 },
+  },
+  maintenance: {
+    enabled: {
+      doc: 'Run the maintenance worker: apply old snapshots, merge runs of small diffs (docs/servers.md §6.8).',
+      format: 'strict-boolean',
+      default: false,
+    },
+    intervalSec: { doc: 'How often the worker looks at every volume [s].', format: 'nat', default: 60 },
+    keepPeriodSec: {
+      doc: 'Snapshots younger than this stay restorable; the worker applies up to the newest older one [s].',
+      format: 'nat',
+      default: 7 * 86400,
+    },
+    mergeDiffs: {
+      doc: 'Merge when a volume has more diffs than this.',
+      format: 'nat',
+      default: 100,
+    },
+    mergeMaxBytes: {
+      doc: 'The largest diff a merge of the worker makes [bytes] (the sum of its inputs).',
+      format: 'nat',
+      default: 1 << 30,
+    },
+    maxTasks: {
+      doc: 'Tasks of the worker at once, each on another volume; each holds a foreground slot.',
+      format: 'nat',
+      default: 1,
+    },
+    secondaries: {
+      doc:
+        'Archives HOST:PORT that replicate from this one or synchronize with it: the worker never applies or ' +
+        'merges past the latest snapshot of the volume there, and waits while one does not answer.',
+      format: (v: unknown) => {
+        if (!Array.isArray(v)) throw new Error('must be a list of HOST:PORT');
+        for (const a of v) {
+          if (a === '') throw new Error('an empty address');
+          hostPortFormat.validate(a);
+        }
+      },
+      default: [] as string[],
+    },
   },
 };
 

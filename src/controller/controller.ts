@@ -112,6 +112,8 @@ export interface ArchiveFacts {
   recoveryPointAgeSec: number | null;
   /** Bytes on disk of the base image, the wdiffs and the restored images (absent from an older archive). */
   disk?: { base: number; diffs: number; restored: number };
+  /** What the archive's maintenance worker last did for the volume (docs/servers.md §6.8); absent when it is off. */
+  maintenance?: string;
 }
 
 /** An operation running on a volume, with its progress (in the operation's unit; bytes for transfers). */
@@ -165,7 +167,8 @@ export function statusDetail(r: StatusRow): string {
     const disk = a.disk
       ? `; disk: base ${mib(a.disk.base)}, wdiffs ${mib(a.disk.diffs)}, restored ${mib(a.disk.restored)}`
       : '';
-    return `${latest}, ${a.diffs} wdiff(s) ${mib(a.diffBytes)}, ${a.restored.length} restored${disk}`;
+    const maintenance = a.maintenance ? `; maintenance: ${a.maintenance}` : '';
+    return `${latest}, ${a.diffs} wdiff(s) ${mib(a.diffBytes)}, ${a.restored.length} restored${disk}${maintenance}`;
   }
   return r.error ?? '';
 }
@@ -898,15 +901,17 @@ export class Controller {
     return opts.wait ? this.waitOperation(aid, op, opts.progress) : op;
   }
 
-  /** Merges the mergeable diffs from gidBegin to gidEnd into one (docs/servers.md §6.6). */
+  /**
+   * Merges the mergeable diffs from gidBegin to gidEnd into one, or by size every run of mergeable diffs from the
+   * oldest, each merged diff within maxBytes (docs/servers.md §6.6).
+   */
   async merge(
     volume: string,
-    gidBegin: number,
-    gidEnd: number,
+    range: { gidBegin: number; gidEnd: number } | { maxBytes: number },
     opts: { archive?: string; wait?: boolean; progress?: (op: Operation__Output) => void } = {},
   ) {
     const [aid, a] = this.pick(this.archives, opts.archive, 'archive');
-    const op = await a.Merge({ volume, gidBegin, gidEnd });
+    const op = await a.Merge({ volume, ...range });
     return opts.wait ? this.waitOperation(aid, op, opts.progress) : op;
   }
 
@@ -1162,6 +1167,7 @@ export class Controller {
           diffs: Number(s.diffDiskBytes),
           restored: Number(s.restoredDiskBytes),
         },
+        ...(s.maintenance ? { maintenance: s.maintenance } : {}),
       },
     };
   }

@@ -49,6 +49,7 @@ const placeholders: Record<string, string> = {
   timeout: 'SECONDS',
   policy: 'auto|manual',
   wdev: 'WDEV',
+  'max-bytes': 'N',
 };
 
 async function withController<T>(values: Values, fn: (c: Controller) => Promise<T>): Promise<T> {
@@ -321,19 +322,30 @@ export const walbcCommands: Command[] = [
   ),
   cmd(
     'merge',
-    'VOL GIDB GIDE',
-    'merge the mergeable diffs from GIDB to GIDE into one (the snapshots between them are implicit)',
-    [3, 3],
+    'VOL GIDB GIDE | VOL --max-bytes N',
+    'merge the mergeable diffs from GIDB to GIDE into one (the snapshots between them are implicit), or by size',
+    [1, 3],
     async (c, a, v) => {
-      const op = await c.merge(a[0], gidArg(a[1]), gidArg(a[2]), {
+      const size = stringOpt(v, 'max-bytes');
+      if ((size === undefined) === (a.length === 1))
+        throw usageError('merge takes either GIDB GIDE or --max-bytes N');
+      if (a.length === 2) throw usageError('merge needs both GIDB and GIDE');
+      const maxBytes = size === undefined ? 0 : parseSize(size, '--max-bytes');
+      if (size !== undefined && maxBytes <= 0) throw usageError('--max-bytes must be above 0');
+      const range = size === undefined ? { gidBegin: gidArg(a[1]), gidEnd: gidArg(a[2]) } : { maxBytes };
+      const op = await c.merge(a[0], range, {
         archive: stringOpt(v, 'archive'),
         wait: v.wait === true,
         progress: progress(v),
       });
       out(v, op, v.wait ? `merged: ${op.result}` : `started: operation ${op.id}`);
     },
-    { ...wait, ...on('archive') },
-    waitHelp,
+    { ...wait, ...on('archive'), 'max-bytes': { type: 'string' } },
+    {
+      ...waitHelp,
+      'max-bytes':
+        'merge every run of mergeable diffs from the oldest, each merged diff within N bytes (e.g. 64M)',
+    },
   ),
   cmd(
     'gc-diff',

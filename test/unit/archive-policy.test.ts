@@ -21,12 +21,16 @@ import {
   hashSyncRejection,
   latestSnap,
   mergeRun,
+  mergeRunsBySize,
+  mergeRunsOf,
+  maintenanceDecision,
   metaInconsistency,
   nextReplicationStep,
   reactToReplicaRejection,
   restorableSnaps,
   restoreChain,
   resyncRejection,
+  secondaryFloor,
   snapshotFlagDiffs,
   wdiffRejection,
   type ArchiveState,
@@ -969,4 +973,202 @@ test('gc-diff runs on an Archived or Stopped volume with no action running', (t)
       codeOf(() => checkGcDiff('v', facts('Archived', archived()), [busy])),
       'FAILED_PRECONDITION',
     );
+});
+
+/**
+ * A chain |0|..|7| of 100-byte diffs (the last one 900): |1|, |2|, |3| and |5|, |6| implicit (mergeable), |4| explicit,
+ * and the diff from |6| a compared one.
+ */
+function chainForSize(): MetaDiff[] {
+  const sizes = [100, 100, 100, 100, 100, 100, 900];
+  const mergeable = [false, true, true, true, false, true, true];
+  return sizes.map((dataSize, g) =>
+    diff(snap(g), snap(g + 1), {
+      isMergeable: mergeable[g],
+      isCompDiff: g === 6,
+      dataSize,
+      timestamp: g + 1,
+    }),
+  );
+}
+
+const runGids = (runs: { merged: MetaDiff; diffs: MetaDiff[] }[]) =>
+  runs.map((r) => [r.merged.snapB.gidB, r.merged.snapE.gidB, r.diffs.length]);
+
+test('merge by size cuts the chain at explicit snapshots and compared diffs, oldest runs first', (t) => {
+  t.deepEqual(runGids(mergeRunsBySize(chainForSize(), 10_000)), [
+    [0, 4, 4],
+    [4, 6, 2],
+  ]);
+});
+
+test('merge by size keeps each merged diff within the size, counted as the sum of its inputs', (t) => {
+  t.deepEqual(
+    runGids(mergeRunsBySize(chainForSize(), 250)),
+    [
+      [0, 2, 2],
+      [2, 4, 2],
+      [4, 6, 2],
+    ],
+    'three 100-byte diffs would be 300 bytes',
+  );
+  t.deepEqual(runGids(mergeRunsBySize(chainForSize(), 199)), [], 'no two diffs fit');
+  const runs = mergeRunsBySize(chainForSize(), 300);
+  t.true(runs.every((r) => r.merged.dataSize <= 300));
+  t.deepEqual(runGids(runs), [
+    [0, 3, 3],
+    [4, 6, 2],
+  ]);
+});
+
+test('merge by size never merges across the gid a secondary still needs', (t) => {
+  t.deepEqual(runGids(mergeRunsBySize(chainForSize(), 10_000, 2)), [
+    [0, 2, 2],
+    [2, 4, 2],
+    [4, 6, 2],
+  ]);
+  t.deepEqual(
+    runGids(mergeRunsBySize(chainForSize(), 10_000, 1)),
+    [
+      [1, 4, 3],
+      [4, 6, 2],
+    ],
+    'the diff ending at the kept gid stays alone',
+  );
+});
+
+test('merge by size (Merge max_bytes) refuses a size of 0, a chain with nothing to merge, and what a merge by gids refuses', (t) => {
+  const v = stored({ snapB: snap(0), timestamp: 1 }, chainForSize());
+  t.deepEqual(runGids(mergeRunsOf('v', facts('Archived', v), [], 1 << 20)), [
+    [0, 4, 4],
+    [4, 6, 2],
+  ]);
+  t.is(
+    codeOf(() => mergeRunsOf('v', facts('Archived', v), [], 0)),
+    'INVALID_ARGUMENT',
+  );
+  t.throws(() => mergeRunsOf('v', facts('Archived', archived()), [], 1 << 20), {
+    code: 'INVALID_ARGUMENT',
+    message: /nothing to merge/,
+  } as object);
+  for (const busy of ['Apply', 'Merge', 'Resize'])
+    t.is(
+      codeOf(() => mergeRunsOf('v', facts('Archived', v), [busy], 1 << 20)),
+      'FAILED_PRECONDITION',
+    );
+  const applying = { ...v, base: { snapB: snap(0), snapE: snap(2), timestamp: 1 } };
+  t.is(
+    codeOf(() => mergeRunsOf('v', facts('Archived', applying), [], 1 << 20)),
+    'FAILED_PRECONDITION',
+  );
+  t.is(
+    codeOf(() => mergeRunsOf('v', facts('SyncReady', v), [], 1 << 20)),
+    'FAILED_PRECONDITION',
+  );
+});
+
+test('the floor of the maintenance worker is the lowest latest gid of the secondaries of this lineage, stopped ones too', (t) => {
+  const at = (address: string, latestGid: number | undefined, o: { state?: string; uuid?: string } = {}) => ({
+    address,
+    state: o.state ?? 'Archived',
+    archiveUuid: o.uuid ?? LINEAGE,
+    latestGid,
+  });
+  t.deepEqual(secondaryFloor(LINEAGE, []), { floor: Infinity }, 'no secondary holds anything');
+  t.deepEqual(secondaryFloor(LINEAGE, [at('a1', 5), at('a2', 3)]), { floor: 3 });
+  t.deepEqual(
+    secondaryFloor(LINEAGE, [at('a1', 5), at('a2', 1, { uuid: OTHER })]),
+    { floor: 5 },
+    'another lineage needs a resync, not these diffs',
+  );
+  t.deepEqual(
+    secondaryFloor(LINEAGE, [at('a1', undefined, { state: 'Clear' }), at('a2', 2, { state: 'SyncReady' })]),
+    { floor: Infinity },
+    'without the volume or a base, a full replication brings it up',
+  );
+  t.deepEqual(secondaryFloor(LINEAGE, [at('a1', 7, { state: 'WdiffRecv' })]), { floor: 7 }, 'receiving');
+  t.deepEqual(
+    secondaryFloor(LINEAGE, [at('a1', 4, { state: 'Stopped' }), at('a2', 6)]),
+    { floor: 4 },
+    'a stopped secondary takes the diffs it lacks once started',
+  );
+  const unknown = secondaryFloor(LINEAGE, [
+    at('a1', 5),
+    { address: '127.0.0.1:9', error: 'connection refused' },
+  ]);
+  t.true('wait' in unknown && /127\.0\.0\.1:9 did not answer/.test(unknown.wait), JSON.stringify(unknown));
+});
+
+/**
+ * A volume at base |0| (time 100) with the chain |0|..|6|: |1| and |4| implicit; the snapshots |1|..|3| taken at
+ * times 1000-1020, |4|..|6| at 2000-2020.
+ */
+function aging(): StoredVolume {
+  const times = [1000, 1010, 1020, 2000, 2010, 2020];
+  return stored(
+    { snapB: snap(0), timestamp: 100 },
+    times.map((timestamp, g) =>
+      diff(snap(g), snap(g + 1), { isMergeable: g === 1 || g === 4, timestamp, dataSize: 100 }),
+    ),
+  );
+}
+
+const settings = { keepPeriodSec: 500, mergeDiffs: 100, mergeMaxBytes: 1 << 20 };
+
+test('the worker applies up to the newest explicit snapshot older than the keep period', (t) => {
+  const d = maintenanceDecision(facts('Archived', aging()), [], settings, 2100, Infinity);
+  t.is(d.kind, 'apply');
+  t.is(d.kind === 'apply' && d.gid, 3, '|1| is implicit, |4|.. are younger than 500 s');
+  t.deepEqual(d.kind === 'apply' && d.chain.map((x) => x.snapE.gidB), [1, 2, 3]);
+  t.is(
+    maintenanceDecision(facts('Archived', aging()), [], settings, 1400, Infinity).kind,
+    'idle',
+    'everything is younger than the keep period',
+  );
+  const later = maintenanceDecision(facts('Archived', aging()), [], settings, 10_000, Infinity);
+  t.is(later.kind === 'apply' && later.gid, 6, 'the latest snapshot too, once old enough');
+});
+
+test('the worker never applies past the latest gid a secondary still needs', (t) => {
+  const d = maintenanceDecision(facts('Archived', aging()), [], settings, 2100, 2);
+  t.is(d.kind === 'apply' && d.gid, 2);
+  const held = maintenanceDecision(facts('Archived', aging()), [], settings, 2100, 1);
+  t.is(held.kind, 'idle', '|1| is implicit: no explicit snapshot at or below the floor');
+  t.regex(held.kind === 'idle' ? held.why : '', /apply held at gid 1 by a secondary/);
+});
+
+test('with more diffs than mergeDiffs and nothing to apply, the worker merges by size, keeping the floor a diff end', (t) => {
+  const young = { ...settings, keepPeriodSec: 100_000, mergeDiffs: 5 };
+  const d = maintenanceDecision(facts('Archived', aging()), [], young, 2100, Infinity);
+  t.deepEqual(d.kind === 'merge' && runGids(d.runs), [
+    [0, 2, 2],
+    [3, 5, 2],
+  ]);
+  const floored = maintenanceDecision(facts('Archived', aging()), [], young, 2100, 1);
+  t.deepEqual(floored.kind === 'merge' && runGids(floored.runs), [[3, 5, 2]], 'not across |1|');
+  t.deepEqual(
+    maintenanceDecision(facts('Archived', aging()), [], { ...young, mergeDiffs: 6 }, 2100, Infinity),
+    { kind: 'idle', why: '6 diff(s)' },
+    'six diffs are not more than six',
+  );
+  t.is(
+    maintenanceDecision(facts('Archived', aging()), [], { ...young, mergeMaxBytes: 150 }, 2100, Infinity)
+      .kind,
+    'idle',
+    'no two diffs fit the size',
+  );
+});
+
+test('the worker does nothing on a volume that is not active, stopping, applying or running another task', (t) => {
+  const idle = (v: VolumeFacts, actions: string[] = []) =>
+    maintenanceDecision(v, actions, settings, 2100, Infinity).kind;
+  t.is(idle(facts('WdiffRecv', aging())), 'apply', 'a wdiff arriving does not stop it');
+  for (const st of ['Stopped', 'SyncReady', 'FullSync', 'Resync'] as const)
+    t.is(idle(facts(st, aging())), 'idle', st);
+  t.is(idle(facts('Archived', aging(), 'stopping')), 'idle');
+  for (const busy of ['Restore', 'ReplSyncAsClient', 'Apply', 'Merge', 'Resize'])
+    t.is(idle(facts('Archived', aging()), [busy]), 'idle', busy);
+  const v = aging();
+  t.is(idle(facts('Archived', { ...v, base: { snapB: snap(0), snapE: snap(2), timestamp: 100 } })), 'idle');
+  t.is(idle(facts('Archived', stored(undefined, []))), 'idle', 'no base image');
 });
