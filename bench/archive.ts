@@ -11,7 +11,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Processes } from '../src/demo/processes';
-import { benchDir, startBenchGroup } from './bench-group';
+import { benchDir, startBenchGroup, writeRandom } from './bench-group';
+import { alternate, median, seconds } from './measure';
 
 const MiB = 1048576;
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) * MiB;
@@ -23,50 +24,6 @@ const DIFFS = 100;
 const VOLUME = 'bench';
 
 const procs = new Processes();
-
-function median(xs: number[]): number {
-  return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-}
-
-function seconds(fn: () => void): number {
-  const t0 = process.hrtime.bigint();
-  fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-/** Ours then the peer in even rounds, the peer first in odd ones, so that neither always runs on a warmer machine. */
-async function alternate(
-  round: number,
-  ours: () => Promise<unknown>,
-  peer: () => Promise<unknown>,
-): Promise<void> {
-  if (round % 2 === 0) {
-    await ours();
-    await peer();
-  } else {
-    await peer();
-    await ours();
-  }
-}
-
-/** `bytes` of random data written through NBD at random 16 KiB places (fio's nbd engine). */
-function writeRandom(socket: string, bytes: number): void {
-  execFileSync(
-    'fio',
-    [
-      '--name=diff',
-      '--ioengine=nbd',
-      `--uri=nbd+unix:///${VOLUME}?socket=${socket}`,
-      '--rw=randwrite',
-      '--bs=16k',
-      `--size=${DEVICE}`,
-      `--io_size=${bytes}`,
-      '--refill_buffers',
-      '--end_fsync=1',
-    ],
-    { stdio: 'ignore' },
-  );
-}
 
 /** Random 4 KiB reads of an NBD export for IOPS_SECONDS: fio's read IOPS. */
 function randomReadIops(uri: string): number {
@@ -116,7 +73,7 @@ async function main(): Promise<void> {
     const fullGid = Number(full.gid);
     const gids: number[] = [];
     for (let i = 0; i < DIFFS; i++) {
-      writeRandom(nbd, DIFF_BYTES);
+      writeRandom(nbd, VOLUME, DEVICE, DIFF_BYTES, 16 * 1024);
       gids.push(await ctl.snapshot(VOLUME, { wait: true }));
     }
     const diffFiles = () =>

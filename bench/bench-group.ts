@@ -92,6 +92,34 @@ export function writeBurst(socket: string, volume: string, bytes: number): void 
 }
 
 /**
+ * fio's nbd engine writing `bytes` of random data at random `blockBytes` places of the export `volume` of a device of
+ * `deviceBytes` (each place once); returns when done.
+ */
+export function writeRandom(
+  socket: string,
+  volume: string,
+  deviceBytes: number,
+  bytes: number,
+  blockBytes: number,
+): void {
+  execFileSync(
+    'fio',
+    [
+      '--name=diff',
+      '--ioengine=nbd',
+      `--uri=nbd+unix:///${volume}?socket=${socket}`,
+      '--rw=randwrite',
+      `--bs=${blockBytes}`,
+      `--size=${deviceBytes}`,
+      `--io_size=${bytes}`,
+      '--refill_buffers',
+      '--end_fsync=1',
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
+/**
  * fio's nbd engine writing 1 MiB blocks at `mbps` to the export `volume` of a device of `deviceBytes`; bounded by
  * its runtime, stopped earlier by the caller when done.
  */

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { native } from '../src/native';
+import { median } from './measure';
 
 const MB = 1e6;
 const MIB = 2 ** 20;
@@ -211,11 +212,6 @@ interface Row {
   toolVsWalb?: number; // walb-tool speed / WalB speed
   addonVsWalb?: number;
   othersPct: number; // CPU other processes used meanwhile, in % of one core (they slow a 2-core machine)
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 async function runSide(op: Operation, side: Side, out: string): Promise<void> {

@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Processes } from '../src/demo/processes';
 import { benchDir, startBenchGroup } from './bench-group';
+import { median } from './measure';
 
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 4096) * 1048576; // no << 20: 2 GiB overflows int32
 const ROUNDS = Number(process.env.WALB_BENCH_ROUNDS ?? 3);
@@ -36,10 +37,6 @@ const procs = new Processes();
 interface Run {
   seconds: number;
   sentBytes: number;
-}
-
-function median(xs: number[]): number {
-  return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
 }
 
 /** Rewrites `fraction` of the device's BLOCKs, distinct and scattered, with random bytes; the touched chunks. */

@@ -13,7 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Controller } from '../src/controller/controller';
 import { Processes, freePort } from '../src/demo/processes';
-import { benchDir, loadWriter, startBenchGroup } from './bench-group';
+import { benchDir, loadWriter, startBenchGroup, writeRandom } from './bench-group';
+import { alternate, median, seconds, secondsAsync } from './measure';
 
 const MiB = 1048576;
 const DEVICE = Number(process.env.WALB_BENCH_DEVICE_MB ?? 1024) * MiB;
@@ -24,52 +25,6 @@ const LOAD_MBPS = 50;
 const VOLUME = 'bench';
 
 const procs = new Processes();
-
-function median(xs: number[]): number {
-  return [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-}
-
-function seconds<T>(fn: () => T): number {
-  const t0 = process.hrtime.bigint();
-  fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-async function secondsAsync(fn: () => Promise<unknown>): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - t0) / 1e9;
-}
-
-/** Ours then the peer in even rounds, the peer first in odd ones, so that neither always runs on a warmer machine. */
-async function alternate(round: number, ours: () => Promise<unknown>, peer: () => void): Promise<void> {
-  if (round % 2 === 0) {
-    await ours();
-    peer();
-  } else {
-    peer();
-    await ours();
-  }
-}
-
-/** `bytes` of random data written through NBD at distinct random 1 MiB places (fio's nbd engine, bounded). */
-function writeRandom(socket: string, bytes: number): void {
-  execFileSync(
-    'fio',
-    [
-      '--name=diff',
-      '--ioengine=nbd',
-      `--uri=nbd+unix:///${VOLUME}?socket=${socket}`,
-      '--rw=randwrite',
-      '--bs=1M',
-      `--size=${DEVICE}`,
-      `--io_size=${bytes}`,
-      '--refill_buffers',
-      '--end_fsync=1',
-    ],
-    { stdio: 'ignore' },
-  );
-}
 
 /** The wdiff files of an archive volume's directory. */
 function wdiffs(archiveData: string): string[] {
@@ -132,7 +87,7 @@ async function main(): Promise<void> {
     let diffFileBytes = 0;
     for (let round = 0; round < ROUNDS; round++) {
       const before = new Set(wdiffs(a0Data));
-      writeRandom(nbd, DIFF_BYTES);
+      writeRandom(nbd, VOLUME, DEVICE, DIFF_BYTES, MiB);
       await ctl.snapshot(VOLUME, { wait: true });
       const fresh = wdiffs(a0Data).filter((f) => !before.has(f));
       diffFileBytes = fresh.reduce((a, f) => a + fs.statSync(f).size, 0);

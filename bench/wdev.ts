@@ -10,6 +10,7 @@ import path from 'node:path';
 import { native } from '../src/native';
 import { WdevClient } from '../src/wdev/client';
 import { waitUntil } from '../test/waiting';
+import { median } from './measure';
 
 const RUNS = Number(process.env.WALB_BENCH_RUNS ?? 3);
 const SECONDS = Number(process.env.WALB_BENCH_SECONDS ?? 8);
@@ -51,11 +52,6 @@ function fio(uri: string, args: string[]): Promise<{ iops: number; mbps: number 
       },
     );
   });
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 async function main(): Promise<void> {
