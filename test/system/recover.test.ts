@@ -259,10 +259,13 @@ test.serial(
       await backupGoesOn(t, g, c, new Map());
       await g.proxies[0].start();
       await planAndRun(t, g, ['- s0 proxy-unavailable', 'vol - healthy'], ['- - walbc kick-all']);
-      const proxies = JSON.parse(await ok('call', 's0', 'ListProxies')) as {
-        proxies: { available: boolean }[];
-      };
-      t.true(proxies.proxies[0].available, 'p0 is available again');
+      // The kick makes the storage try p0 again; it marks it available once p0 answers.
+      await waitUntil(async () => {
+        const proxies = JSON.parse(await ok('call', 's0', 'ListProxies')) as {
+          proxies: { available: boolean }[];
+        };
+        return proxies.proxies[0].available;
+      }, 'p0 is available again after the kick');
 
       // The synchronizing a1 lost its data: the proxies give up on it; replicated and synchronizing again.
       await g.archives[1].kill();
