@@ -10,6 +10,7 @@ import { Controller } from '../src/controller/controller';
 import { type LocalGroup, type Processes, startLocalGroup } from '../src/demo/processes';
 import { native } from '../src/native';
 import { WdevClient } from '../src/wdev/client';
+import { processCpuSeconds } from './measure';
 
 /** Where the benchmarks put their files: WALB_BENCH_DIR, else /dev/shm (tmpfs), else the temp directory. */
 export function benchDir(): string {
@@ -63,14 +64,8 @@ export async function startBenchGroup(
     const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Math.round(Number(m[1]) / 1024) : 0;
   };
-  const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
-  const cpuSeconds = (which: 'proxy' | 'archive') => {
-    const pid = (which === 'proxy' ? group.proxyProc : group.archiveProc).pid;
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / ticksPerSecond;
-  };
+  const cpuSeconds = (which: 'proxy' | 'archive') =>
+    processCpuSeconds((which === 'proxy' ? group.proxyProc : group.archiveProc).pid!);
   return { ...group, ctl, wdevd, ddev, peakMib, cpuSeconds };
 }
 
