@@ -7,6 +7,7 @@
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { P, type RawClient } from '../nbd-client';
 import { Group } from '../group-fixture';
 import { waitUntil } from '../waiting';
@@ -106,7 +107,7 @@ async function writePastTheLog(t: ExecutionContext, c: RawClient): Promise<void>
 const HASH_BACKUP = 'vol s0 walbc hash-backup vol --storage s0 --wait';
 
 test.serial(
-  "recover with one archive: the archive down, a send error, an overflowed log, the storage's and the proxy's metadata lost, the archive's data lost — each planned as the runbook says and carried out",
+  "recover with one archive: the archive down, a send error, an overflowed log, the storage's and the proxy's metadata lost, a proxy's wdiffs lost (a gap), the archive's data lost — each planned as the runbook says and carried out",
   async (t) => {
     // A proxy gives up on an archive after one second of rejections (a send error without waiting half an hour).
     const g = await Group.start(t, 'recover-one', {
@@ -115,6 +116,7 @@ test.serial(
     });
     try {
       const { ok } = g;
+      const pendingOnP0 = async () => Number((await ok('get', 'p0', 'proxy-diff', 'vol')).split('\t')[1]);
       const c = await g.nbd();
       let held = await backedUp(t, g, c);
       await healthy(t, g);
@@ -188,10 +190,7 @@ test.serial(
       await g.archives[0].kill();
       await g.writeRandom(c, 20);
       await ok('snapshot', 'vol');
-      await waitUntil(
-        async () => Number((await ok('get', 'p0', 'proxy-diff', 'vol')).split('\t')[1]) > 0,
-        'p0 holds wdiffs for the archive',
-      );
+      await waitUntil(async () => (await pendingOnP0()) > 0, 'p0 holds wdiffs for the archive');
       await g.proxies[0].kill();
       fs.rmSync(g.proxies[0].dataDir, { recursive: true, force: true });
       await g.proxies[0].start();
@@ -206,6 +205,38 @@ test.serial(
         ['vol p0 proxy-lost'],
         ['vol a0 walbc start-synchronizing vol a0', 'vol s0 walbc stop vol s0 --wait', HASH_BACKUP],
       );
+      await backupGoesOn(t, g, c, held);
+      await healthy(t, g);
+
+      // The proxy lost the wdiffs it held for the archive (down) but kept its registrations: the archive refuses
+      // every later wdiff as too new, for good, as the storage already shipped past its gid.
+      await g.archives[0].kill();
+      await g.writeRandom(c, 20);
+      await ok('snapshot', 'vol');
+      await waitUntil(async () => {
+        const st = JSON.parse(await ok('call', 's0', 'Status', '{"volume":"vol"}')) as { queue: unknown[] };
+        return st.queue.length === 0 && (await pendingOnP0()) > 0;
+      }, 'the logs shipped to p0, which holds them for the archive');
+      await g.proxies[0].kill();
+      const queue = path.join(g.proxies[0].dataDir, 'vol', 'sendto', 'a0');
+      for (const f of fs.readdirSync(queue)) fs.rmSync(path.join(queue, f));
+      await g.proxies[0].start();
+      await g.archives[0].start();
+      await g.writeRandom(c, 20);
+      const refusedForGood = Number(await ok('snapshot', 'vol'));
+      await waitUntil(
+        async () => (await pendingOnP0()) > 0,
+        'p0 holds the new wdiff, which a0 refuses as too new',
+      );
+      await waitUntil(async () => {
+        const r = JSON.parse(await ok('call', 's0', 'ListProxies')) as { proxies: { available: boolean }[] };
+        return r.proxies.every((p) => p.available);
+      }, 's0 sees p0 again');
+      t.false(
+        (await g.restorable('vol')).includes(refusedForGood),
+        'the snapshot after the gap is not restorable',
+      );
+      await planAndRun(t, g, ['vol p0 proxy-gap'], ['vol s0 walbc stop vol s0 --wait', HASH_BACKUP]);
       await backupGoesOn(t, g, c, held);
       await healthy(t, g);
 
