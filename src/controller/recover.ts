@@ -154,7 +154,7 @@ const BACKED_UP_FROM = ['Target', 'Stopped'];
  * does not answer, a volume whose status could not be read, a proxy that does not describe its queue): then the
  * archive may only be slow. Otherwise the proxy whose wdiffs the archive refuses as too new ('-': none holds any).
  */
-export function gapRefusedBy(
+function gapRefusedBy(
   layout: Layout,
   of: readonly StatusRow[],
   archive: string,
