@@ -97,7 +97,14 @@ export interface StorageFacts {
 
 /** Where a volume stands on a proxy: the backlog per archive. */
 export interface ProxyFacts {
-  archives: { name: string; pendingWdiffs: number; pendingBytes: number; sendError: boolean }[];
+  archives: {
+    name: string;
+    pendingWdiffs: number;
+    pendingBytes: number;
+    sendError: boolean;
+    /** The gids the queued wdiffs lead through, as runs [begin, end) (empty from a proxy that predates them). */
+    queuedGids: { begin: number; end: number }[];
+  }[];
 }
 
 /** Where a volume stands on an archive. */
@@ -1013,12 +1020,14 @@ export class Controller {
   }
 
   /**
-   * One row per (server, volume): the whole group at a glance, or one volume. All servers are asked at once and
-   * briefly, so that one that hangs shows as UNREACHABLE after a few seconds instead of holding the table.
+   * One row per (server, volume): the whole group at a glance, or one volume. All servers (or those of `roles`)
+   * are asked at once and briefly, so that one that hangs shows as UNREACHABLE after a few seconds instead of
+   * holding the table.
    */
-  async status(volume?: string): Promise<StatusRow[]> {
+  async status(volume?: string, roles?: readonly StatusRow['role'][]): Promise<StatusRow[]> {
+    const servers = this.allServers().filter((s) => !roles || roles.includes(s.role));
     const perServer = await Promise.all(
-      this.allServers().map(async (server): Promise<StatusRow[]> => {
+      servers.map(async (server): Promise<StatusRow[]> => {
         const { id, role } = server;
         try {
           const [list, ops] = await Promise.all([
@@ -1141,6 +1150,7 @@ export class Controller {
             pendingWdiffs: Number(a.pendingWdiffs),
             pendingBytes: Number(a.pendingBytes),
             sendError: a.sendError,
+            queuedGids: a.queuedGids.map((r) => ({ begin: Number(r.begin), end: Number(r.end) })),
           })),
         },
       };

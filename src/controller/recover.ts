@@ -32,6 +32,7 @@ export type Finding = { volume: string; server: string } & (
   | { kind: 'overflow' }
   | { kind: 'storage-lost' }
   | { kind: 'proxy-lost' }
+  | { kind: 'proxy-gap'; archive: string; gid: number }
   | { kind: 'primary-lost'; cleared: boolean; promote: string | null }
   | { kind: 'secondary-lost' }
 );
@@ -76,6 +77,12 @@ export function findingText(f: Finding): string {
       return `no storage has ${f.volume}: ${f.server} lost its metadata`;
     case 'proxy-lost':
       return `${f.server} lost ${f.volume} (its metadata or wdiffs) although a storage ships to it`;
+    case 'proxy-gap':
+      return (
+        `${f.archive} is at gid ${f.gid} of ${f.volume}, which every storage shipped past and no proxy holds a ` +
+        `wdiff from: a proxy lost it` +
+        (f.server === '-' ? '' : `; ${f.server}'s wdiffs are refused as too new`)
+      );
     case 'primary-lost':
       return (
         `the primary archive ${f.server} lost ${f.volume}` +
@@ -138,6 +145,36 @@ export function stepLine(s: Step): string {
 
 /** A storage state in which the volume is backed up from that storage (not Clear, not a standby). */
 const BACKED_UP_FROM = ['Target', 'Stopped'];
+
+/**
+ * Whether the primary archive, at gid `gid` of a volume, waits for a wdiff that nobody holds any more (a proxy
+ * lost its wdiffs but kept its registrations): every storage the volume is backed up from shipped past `gid`
+ * (done gid above it), and no proxy has a wdiff queued for the archive that it can take next (one whose gids run
+ * through `gid`). Undefined when some proxy or storage still holds it, or when a fact is missing (a server that
+ * does not answer, a volume whose status could not be read, a proxy that does not describe its queue): then the
+ * archive may only be slow. Otherwise the proxy whose wdiffs the archive refuses as too new ('-': none holds any).
+ */
+function gapRefusedBy(
+  layout: Layout,
+  of: readonly StatusRow[],
+  archive: string,
+  gid: number,
+): string | undefined {
+  const row = (id: string) => of.find((r) => r.server === id);
+  const servers = [...layout.storages, ...layout.proxies].map((s) => s.id);
+  if (servers.some((id) => row(id) && !row(id)!.storage && !row(id)!.proxy)) return undefined;
+  const backedUpFrom = of.filter((r) => r.storage && BACKED_UP_FROM.includes(r.state));
+  if (backedUpFrom.length === 0 || backedUpFrom.some((r) => r.storage!.doneGid <= gid)) return undefined;
+  let refused = '-';
+  for (const p of layout.proxies) {
+    const queue = row(p.id)?.proxy?.archives.find((a) => a.name === archive);
+    if (!queue || queue.pendingWdiffs === 0) continue;
+    if (queue.queuedGids.length === 0) return undefined;
+    if (queue.queuedGids.some((r) => r.begin <= gid && gid < r.end)) return undefined;
+    if (refused === '-' && queue.queuedGids.some((r) => r.begin > gid)) refused = p.id;
+  }
+  return refused;
+}
 
 /**
  * What recover finds, per volume of `facts` (or only `volume`), in the runbook's terms. A server that does not
@@ -212,6 +249,13 @@ export function classifyRecovery(
     for (const p of layout.proxies)
       if (shippedBy.has(p.id) && !down.has(p.id) && !row(p.id) && primaryHasBase)
         found.push({ kind: 'proxy-lost', volume, server: p.id });
+    const latest = primaryRow?.archive?.latest;
+    const everyoneAnswered = [...layout.storages, ...layout.proxies].every((s) => !down.has(s.id));
+    if (latest && primaryRow?.state === 'Archived' && everyoneAnswered && found.length === before) {
+      const refusedBy = gapRefusedBy(layout, of, primary, latest.gidB);
+      if (refusedBy)
+        found.push({ kind: 'proxy-gap', volume, server: refusedBy, archive: primary, gid: latest.gidB });
+    }
     for (const a of layout.archives.slice(1))
       if (!down.has(a.id) && !row(a.id) && registeredEverywhere(a.id))
         found.push({ kind: 'secondary-lost', volume, server: a.id });
@@ -308,14 +352,15 @@ export function planRecovery(
     } else {
       const lostStorage = has('storage-lost');
       const lostProxy = has('proxy-lost');
+      const gap = has('proxy-gap');
       const overflow = has('overflow');
       if (lostStorage) {
         const storage = lostStorage.server;
         add(storage, { do: 'init-storage', volume, storage, wdev: opts.wdev ?? null });
         backup('hash-backup', storage);
-      } else if (lostProxy || overflow) {
+      } else if (lostProxy || gap || overflow) {
         if (lostProxy) add(primary, { do: 'start-synchronizing', volume, archive: primary });
-        // A lost proxy is found only where a storage backs the volume up.
+        // A lost proxy or a gap is found only where a storage backs the volume up.
         const storage = overflow?.server ?? storageOf()!;
         stopIfTarget(storage);
         backup('hash-backup', storage);
@@ -412,9 +457,15 @@ async function runStep(c: Controller, a: Action): Promise<void> {
   }
 }
 
-/** Reads the facts: `walbc status`'s rows (one volume or all) and the proxy list of every storage that answers. */
+/**
+ * Reads the facts: `walbc status`'s rows (one volume or all) and the proxy list of every storage that answers.
+ * The rows are read downstream, storages, then proxies, then archives: a wdiff only moves that way, so one on its
+ * way is seen where it was (a storage not done past it, a proxy holding it) or in the archive's latest gid, never
+ * missed by all three, and a gap (gapRefusedBy) is never concluded from a wdiff in flight.
+ */
 export async function gatherRecoverFacts(c: Controller, volume?: string): Promise<RecoverFacts> {
-  const rows = await c.status(volume);
+  const rows: StatusRow[] = [];
+  for (const role of ['storage', 'proxy', 'archive'] as const) rows.push(...(await c.status(volume, [role])));
   const shipsTo: Record<string, ShippingTarget[]> = {};
   await Promise.all(
     c.layout.storages.map(async ({ id }) => {

@@ -7,11 +7,9 @@ import {
   type NbdFileFault,
   type NbdFileStats,
 } from '../native';
-import type { NbdExport, NbdTransmission, TransmissionLimits, TransmissionStats } from './types';
+import { NativeExport, type NativeExportOptions } from './native-export';
 
-export interface FileExportOptions {
-  name: string;
-  description?: string;
+export interface FileExportOptions extends NativeExportOptions {
   readOnly?: boolean;
   multiConn?: boolean;
   /** Worker threads running the requests (default 4). */
@@ -22,63 +20,43 @@ export interface FileExportOptions {
   record?: boolean;
 }
 
-export class FileExport implements NbdExport {
-  readonly name: string;
-  readonly description?: string;
+export class FileExport extends NativeExport<NativeNbdFile> {
   readonly readOnly: boolean;
   readonly multiConn?: boolean;
-  private readonly file: NativeNbdFile;
 
   /** Opens `path`; the export's size is the file's size now. */
   constructor(
     readonly path: string,
     options: FileExportOptions,
   ) {
-    this.name = options.name;
-    this.description = options.description;
+    super(
+      new native.NbdFile(path, {
+        readOnly: options.readOnly,
+        threads: options.threads,
+        faults: options.faults,
+        record: options.record,
+      }),
+      options,
+    );
     this.multiConn = options.multiConn;
-    this.file = new native.NbdFile(path, {
-      readOnly: options.readOnly,
-      threads: options.threads,
-      faults: options.faults,
-      record: options.record,
-    });
-    this.readOnly = this.file.readOnly;
-  }
-
-  get size(): number {
-    return this.file.size;
-  }
-
-  serve(
-    fd: number,
-    pending: Buffer,
-    limits: TransmissionLimits,
-    onClose: (stats: TransmissionStats) => void,
-  ): NbdTransmission {
-    return this.file.serve(fd, pending, limits, onClose);
+    this.readOnly = this.backend.readOnly;
   }
 
   /** Tests: park every request until release(). */
   hold(): void {
-    this.file.hold();
+    this.backend.hold();
   }
 
   release(): void {
-    this.file.release();
+    this.backend.release();
   }
 
   stats(): NbdFileStats {
-    return this.file.stats();
+    return this.backend.stats();
   }
 
   /** Tests: every request so far, in the order they reached the backend (with `record`). */
   calls(): NbdFileCall[] {
-    return this.file.calls();
-  }
-
-  /** Requests queued, and any sent later, fail with ESHUTDOWN; end the connections with the server first. */
-  close(): void {
-    this.file.close();
+    return this.backend.calls();
   }
 }

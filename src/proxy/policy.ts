@@ -172,6 +172,28 @@ export function chooseWdiffsToSend(
   return { diffs, merged: diffs.slice(1).reduce((a, d) => mergeDiff(a, d), diffs[0]), uuid };
 }
 
+/** The gids [begin, end). */
+export interface GidRun {
+  begin: number;
+  end: number;
+}
+
+/**
+ * The gids a queue leads through, for Status (docs/servers.md §5.3): each diff covers [snapB.gidB, snapE.gidB),
+ * and runs that touch or overlap are joined, lowest first. An archive at gid g can take a queued diff exactly when
+ * g lies in a run, so this answers that for any g without listing every file.
+ */
+export function queuedGidRuns(queued: readonly MetaDiff[]): GidRun[] {
+  const runs: GidRun[] = [];
+  const byBegin = [...queued].sort((a, b) => a.snapB.gidB - b.snapB.gidB);
+  for (const d of byBegin) {
+    const last = runs.at(-1);
+    if (last && d.snapB.gidB <= last.end) last.end = Math.max(last.end, d.snapE.gidB);
+    else runs.push({ begin: d.snapB.gidB, end: d.snapE.gidB });
+  }
+  return runs;
+}
+
 // ---- after a send (docs/servers.md §7.2 step 5, §7.5) ----
 
 export type SendOutcome = { ok: true } | { ok: false; reason: RejectReason };

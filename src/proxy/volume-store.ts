@@ -9,7 +9,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { parseDiffFileName, type MetaDiff } from '../common/meta';
-import { TEMP_PREFIX, isTemporary, stagedFileFate, type ArchiveInfoEntry } from './policy';
+import {
+  TEMP_PREFIX,
+  isTemporary,
+  queuedGidRuns,
+  stagedFileFate,
+  type ArchiveInfoEntry,
+  type GidRun,
+} from './policy';
 
 interface VolumeFile {
   version: 1;
@@ -165,14 +172,17 @@ export class ProxyVolumeStore {
     return n;
   }
 
-  /** An archive's queue: its wdiffs and their bytes. */
-  async queueStatus(archive: string): Promise<{ pendingWdiffs: number; pendingBytes: number }> {
+  /** An archive's queue: its wdiffs, their bytes and the gids they lead through. */
+  async queueStatus(
+    archive: string,
+  ): Promise<{ pendingWdiffs: number; pendingBytes: number; queuedGids: GidRun[] }> {
     const dir = this.queueDir(archive);
     const files = (await fs.promises.readdir(dir)).filter((f) => !isTemporary(f));
     let bytes = 0;
     for (const f of files)
       bytes += (await fs.promises.stat(path.join(dir, f)).catch(() => ({ size: 0 }))).size;
-    return { pendingWdiffs: files.length, pendingBytes: bytes };
+    const diffs = files.map((f) => parseDiffFileName(f)).filter((d) => d !== undefined);
+    return { pendingWdiffs: files.length, pendingBytes: bytes, queuedGids: queuedGidRuns(diffs) };
   }
 
   // ---- internals ----

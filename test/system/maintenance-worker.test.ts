@@ -7,6 +7,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Group } from '../group-fixture';
+import type { RawClient } from '../nbd-client';
 import { operationHalfWay } from '../system-harness';
 import { waitUntil } from '../waiting';
 
@@ -43,6 +44,23 @@ async function restartA0With(g: Group, config: object): Promise<void> {
 
 const worker = { enabled: true, intervalSec: 1, mergeDiffs: 1, mergeMaxBytes: 64 * MiB };
 
+/**
+ * The prologue of every test: init-vol, writes through NBD and a full backup, then `count` snapshots, each after
+ * `writes` random writes. The NBD client and the snapshots' gids.
+ */
+async function backedUp(g: Group, count: number, writes: number): Promise<{ c: RawClient; snaps: number[] }> {
+  await g.ok('init-vol', 'vol', 'w0');
+  const c = await g.nbd();
+  await g.writeRandom(c, 40);
+  await g.ok('full-backup', 'vol', '--wait');
+  const snaps: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await g.writeRandom(c, writes);
+    snaps.push(Number(await g.ok('snapshot', 'vol', '--wait')));
+  }
+  return { c, snaps };
+}
+
 test.serial(
   'the worker merges runs of implicit snapshots and applies the snapshots older than its keep period by itself, also across a SIGKILL; what stays restorable restores to the same bytes',
   async (t) => {
@@ -51,15 +69,7 @@ test.serial(
     });
     try {
       const { ok } = g;
-      await ok('init-vol', 'vol', 'w0');
-      const c = await g.nbd();
-      await g.writeRandom(c, 40);
-      await ok('full-backup', 'vol', '--wait');
-      const snaps: number[] = [];
-      for (let i = 0; i < 5; i++) {
-        await g.writeRandom(c, 30);
-        snaps.push(Number(await ok('snapshot', 'vol', '--wait')));
-      }
+      const { c, snaps } = await backedUp(g, 5, 30);
       const [s1, s2, s3, s4, s5] = snaps;
       const device = await g.deviceHash(c);
       const kept = await g.restoredHashes('vol', [s1, s3, s5]);
@@ -128,17 +138,9 @@ test.serial(
     const g = await Group.start(t, 'mworker-sec', { archives: 2 });
     try {
       const { ok } = g;
-      await ok('init-vol', 'vol', 'w0');
-      const c = await g.nbd();
-      await g.writeRandom(c, 40);
-      await ok('full-backup', 'vol', '--wait');
 
       // walbc's merge by size (no worker yet): the run across an implicit snapshot becomes one diff.
-      const run: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        await g.writeRandom(c, 10);
-        run.push(Number(await ok('snapshot', 'vol', '--wait')));
-      }
+      const { c, snaps: run } = await backedUp(g, 3, 10);
       const [x1, x2, x3] = run;
       const ends = await g.restoredHashes('vol', [x1, x3]);
       t.is(ends.get(x3), await g.deviceHash(c));

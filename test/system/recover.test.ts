@@ -1,14 +1,17 @@
 // walbc recover on every case of the recovery runbook (docs/operations.md "Recovery runbook / The backup group"),
-// each made on a running group the real way (SIGKILL, a data directory deleted, a log overflowed, a volume stopped
-// on the archive): `walbc recover --dry-run` prints the plan the runbook gives, `walbc recover --policy auto` carries
-// it out, and writes through NBD restore byte for byte afterwards. Cases that share a layout run on one group, one
+// each made on a running group the real way (SIGKILL, a data directory deleted, a proxy's queue deleted, a log
+// overflowed, a volume stopped on the archive): `walbc recover --dry-run` prints the plan the runbook gives, `walbc
+// recover --policy auto` carries it out, and writes through NBD restore byte for byte afterwards. A proxy cut from
+// the archive while it holds the wdiffs is a slow archive, not a gap. Cases that share a layout run on one group, one
 // after the other: [s0] [p0] [a0] for those with one archive, [s0] [p0, p1] [a0, a1] for a proxy held unavailable
 // and for the secondary archives.
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { P, type RawClient } from '../nbd-client';
 import { Group } from '../group-fixture';
+import { Relay } from '../relay';
 import { waitUntil } from '../waiting';
 
 interface Outcome {
@@ -106,7 +109,7 @@ async function writePastTheLog(t: ExecutionContext, c: RawClient): Promise<void>
 const HASH_BACKUP = 'vol s0 walbc hash-backup vol --storage s0 --wait';
 
 test.serial(
-  "recover with one archive: the archive down, a send error, an overflowed log, the storage's and the proxy's metadata lost, the archive's data lost — each planned as the runbook says and carried out",
+  "recover with one archive: the archive down, a send error, an overflowed log, the storage's and the proxy's metadata lost, a proxy cut from the archive (slow, not a gap), a proxy's wdiffs lost (a gap), the archive's data lost — each planned as the runbook says and carried out",
   async (t) => {
     // A proxy gives up on an archive after one second of rejections (a send error without waiting half an hour).
     const g = await Group.start(t, 'recover-one', {
@@ -115,6 +118,7 @@ test.serial(
     });
     try {
       const { ok } = g;
+      const pendingOnP0 = async () => Number((await ok('get', 'p0', 'proxy-diff', 'vol')).split('\t')[1]);
       const c = await g.nbd();
       let held = await backedUp(t, g, c);
       await healthy(t, g);
@@ -188,10 +192,7 @@ test.serial(
       await g.archives[0].kill();
       await g.writeRandom(c, 20);
       await ok('snapshot', 'vol');
-      await waitUntil(
-        async () => Number((await ok('get', 'p0', 'proxy-diff', 'vol')).split('\t')[1]) > 0,
-        'p0 holds wdiffs for the archive',
-      );
+      await waitUntil(async () => (await pendingOnP0()) > 0, 'p0 holds wdiffs for the archive');
       await g.proxies[0].kill();
       fs.rmSync(g.proxies[0].dataDir, { recursive: true, force: true });
       await g.proxies[0].start();
@@ -206,6 +207,48 @@ test.serial(
         ['vol p0 proxy-lost'],
         ['vol a0 walbc start-synchronizing vol a0', 'vol s0 walbc stop vol s0 --wait', HASH_BACKUP],
       );
+      await backupGoesOn(t, g, c, held);
+      await healthy(t, g);
+
+      // p0's link to a0 is cut: p0 holds the wdiffs a0 takes next, the storage shipped past a0's gid. Slow, not a
+      // gap. Then p0 loses those wdiffs but keeps its registrations: a0 refuses every later wdiff as too new, for
+      // good, as the storage already shipped past its gid.
+      const toA0 = new Relay({ host: '127.0.0.1', port: g.archives[0].port });
+      await toA0.open();
+      const registerA0 = async (...address: string[]) => {
+        await ok('stop', 'vol', 'p0', '--wait');
+        await ok('archive-info', 'update', 'vol', 'a0', '--proxy', 'p0', ...address);
+        await ok('start', 'vol', 'p0');
+      };
+      await registerA0('--address', toA0.address);
+      await toA0.cut();
+      await g.writeRandom(c, 20);
+      await ok('snapshot', 'vol');
+      await waitUntil(async () => {
+        const st = JSON.parse(await ok('call', 's0', 'Status', '{"volume":"vol"}')) as { queue: unknown[] };
+        return st.queue.length === 0 && (await pendingOnP0()) > 0;
+      }, 'the logs shipped to p0, which holds them for the archive');
+      await healthy(t, g);
+      await g.proxies[0].kill();
+      const queue = path.join(g.proxies[0].dataDir, 'vol', 'sendto', 'a0');
+      for (const f of fs.readdirSync(queue)) fs.rmSync(path.join(queue, f));
+      await g.proxies[0].start();
+      await registerA0();
+      await g.writeRandom(c, 20);
+      const refusedForGood = Number(await ok('snapshot', 'vol'));
+      await waitUntil(
+        async () => (await pendingOnP0()) > 0,
+        'p0 holds the new wdiff, which a0 refuses as too new',
+      );
+      await waitUntil(async () => {
+        const r = JSON.parse(await ok('call', 's0', 'ListProxies')) as { proxies: { available: boolean }[] };
+        return r.proxies.every((p) => p.available);
+      }, 's0 sees p0 again');
+      t.false(
+        (await g.restorable('vol')).includes(refusedForGood),
+        'the snapshot after the gap is not restorable',
+      );
+      await planAndRun(t, g, ['vol p0 proxy-gap'], ['vol s0 walbc stop vol s0 --wait', HASH_BACKUP]);
       await backupGoesOn(t, g, c, held);
       await healthy(t, g);
 

@@ -14,6 +14,7 @@ import {
   forwards,
   isTemporary,
   parseCompression,
+  queuedGidRuns,
   reactToSend,
   stagedFileFate,
   wlogDiff,
@@ -239,6 +240,20 @@ test('only the headers of the mergeable run are read, not the whole queue', (t) 
     return 'A';
   });
   t.deepEqual(asked.sort(), ['0-1', '1-2']);
+});
+
+test('the queued gids as runs for Status: touching and overlapping diffs joined, a hole splits them, lowest first', (t) => {
+  t.deepEqual(queuedGidRuns([]), []);
+  t.deepEqual(queuedGidRuns([d(7, 9), d(2, 3), d(3, 5), d(4, 6)]), [
+    { begin: 2, end: 6 },
+    { begin: 7, end: 9 },
+  ]);
+  const dirty = diff(snap(10, 12), snap(11, 12), { isMergeable: true });
+  t.deepEqual(
+    queuedGidRuns([dirty, d(11, 13)]),
+    [{ begin: 10, end: 13 }],
+    'a dirty diff runs from gidB to gidB',
+  );
 });
 
 // ---- after a send ----

@@ -81,7 +81,11 @@ test('a wdiff sent to one archive stays queued for the other', async (t) => {
     store.queued('a0').map((q) => q.file),
   );
   t.deepEqual(store.queued('a0'), []);
-  t.deepEqual(await store.queueStatus('a1'), { pendingWdiffs: 2, pendingBytes: 150 });
+  t.deepEqual(await store.queueStatus('a1'), {
+    pendingWdiffs: 2,
+    pendingBytes: 150,
+    queuedGids: [{ begin: 0, end: 2 }],
+  });
   t.is(await store.pendingCount(), 2);
 });
 
@@ -91,7 +95,11 @@ test('temporary files count nowhere: not queued, not pending, not in the status'
   fs.writeFileSync(store.mergePath('a0'), 'partial merge');
   fs.writeFileSync(store.stagingPath('wlog'), 'partial wlog');
   t.is(store.queued('a0').length, 1);
-  t.deepEqual(await store.queueStatus('a0'), { pendingWdiffs: 1, pendingBytes: 10 });
+  t.deepEqual(await store.queueStatus('a0'), {
+    pendingWdiffs: 1,
+    pendingBytes: 10,
+    queuedGids: [{ begin: 0, end: 1 }],
+  });
   t.is(await store.pendingCount(), 2);
 });
 

@@ -24,15 +24,23 @@ const layout: Layout = {
 };
 
 const base = { actions: [], operations: [] };
-const storage = (state = 'Target', overflow = false): StatusRow => ({
+/** s0 has shipped the log up to `doneGid` (the archive's latest gid, 10, by default). */
+const storage = (state = 'Target', overflow = false, doneGid = 10): StatusRow => ({
   ...base,
   server: 's0',
   role: 'storage',
   volume: 'vol',
   state,
-  storage: { doneGid: 10, queuedSnapshots: 0, logUsagePb: 0, logCapacityPb: 1024, overflow },
+  storage: { doneGid, queuedSnapshots: 0, logUsagePb: 0, logCapacityPb: 1024, overflow },
 });
-const proxy = (id: string, archives: string[], sendError: string[] = []): StatusRow => ({
+type Runs = { begin: number; end: number }[];
+/** `queued`: the gid runs of the wdiffs queued per archive (none by default). */
+const proxy = (
+  id: string,
+  archives: string[],
+  sendError: string[] = [],
+  queued: Record<string, Runs> = {},
+): StatusRow => ({
   ...base,
   server: id,
   role: 'proxy',
@@ -41,9 +49,10 @@ const proxy = (id: string, archives: string[], sendError: string[] = []): Status
   proxy: {
     archives: archives.map((name) => ({
       name,
-      pendingWdiffs: 0,
+      pendingWdiffs: (queued[name] ?? []).length,
       pendingBytes: 0,
       sendError: sendError.includes(name),
+      queuedGids: queued[name] ?? [],
     })),
   },
 });
@@ -260,4 +269,97 @@ test('a lost primary with no storage backing the volume up: the full backup is l
   t.deepEqual(r.plan, [
     'vol\t-\toperator: no storage backs vol up: a full backup from the storage that should (walbc full-backup vol --storage ID --wait)',
   ]);
+});
+
+// ---- a proxy that lost its wdiffs but kept its registrations: the archive at gid 10 ----
+
+const HASH_BACKUP_PLAN = [
+  'vol\ts0\twalbc stop vol s0 --wait',
+  'vol\ts0\twalbc hash-backup vol --storage s0 --wait',
+];
+
+test('the storage shipped past the archive and no proxy holds the wdiff from there: proxy-gap naming the proxy refused as too new, stop, hash backup', (t) => {
+  const rows = [storage('Target', false, 14), proxy('p0', ['a0'], [], { a0: [{ begin: 12, end: 14 }] })];
+  const r = recover([...rows, proxy('p1', ['a0']), archive('a0')]);
+  t.deepEqual(r.findings, ['vol p0 proxy-gap']);
+  t.deepEqual(r.plan, HASH_BACKUP_PLAN);
+  const findings = classifyRecovery({
+    layout,
+    rows: [...rows, proxy('p1', ['a0']), archive('a0')],
+    shipsTo: shipping(),
+  });
+  t.is(
+    findingText(findings[0]),
+    "a0 is at gid 10 of vol, which every storage shipped past and no proxy holds a wdiff from: a proxy lost it; p0's wdiffs are refused as too new",
+  );
+});
+
+test('a gap with nothing queued anywhere (no write since the loss) is a gap too, naming no proxy', (t) => {
+  const stale = { a0: [{ begin: 8, end: 10 }] };
+  const r = recover([
+    storage('Stopped', false, 12),
+    proxy('p0', ['a0'], [], stale),
+    proxy('p1', ['a0']),
+    archive('a0'),
+  ]);
+  t.deepEqual(r.findings, ['vol - proxy-gap'], 'a wdiff the archive has (too old) does not close it');
+  t.deepEqual(r.plan, ['vol\ts0\twalbc hash-backup vol --storage s0 --wait']);
+});
+
+test('a gap: the synchronizing secondary is replicated --sync after the hash backup', (t) => {
+  const queued = { a0: [{ begin: 12, end: 14 }], a1: [{ begin: 12, end: 14 }] };
+  const r = recover([
+    storage('Target', false, 14),
+    proxy('p0', ['a0', 'a1'], [], queued),
+    proxy('p1', ['a0', 'a1']),
+    archive('a0'),
+    archive('a1'),
+  ]);
+  t.deepEqual(r.findings, ['vol p0 proxy-gap']);
+  t.deepEqual(r.plan, [...HASH_BACKUP_PLAN, 'vol\ta1\twalbc replicate vol a0 a1 --sync']);
+});
+
+test('a proxy that still holds the wdiff the archive takes next is slow, not a gap', (t) => {
+  for (const run of [
+    { begin: 10, end: 14 },
+    { begin: 8, end: 11 },
+  ]) {
+    const rows = [
+      storage('Target', false, 14),
+      proxy('p0', ['a0'], [], { a0: [{ begin: 12, end: 14 }] }),
+      proxy('p1', ['a0'], [], { a0: [run] }),
+      archive('a0'),
+    ];
+    t.deepEqual(recover(rows).findings, ['vol - healthy'], `p1 holds [${run.begin}, ${run.end})`);
+  }
+});
+
+test("a storage that still holds the log from the archive's gid on is slow, not a gap", (t) => {
+  for (const doneGid of [10, 9]) {
+    const rows = [
+      storage('Target', false, doneGid),
+      proxy('p0', ['a0'], [], { a0: [{ begin: 12, end: 14 }] }),
+      proxy('p1', ['a0']),
+      archive('a0'),
+    ];
+    t.deepEqual(recover(rows).findings, ['vol - healthy'], `done gid ${doneGid}`);
+  }
+});
+
+test('no gap is concluded from what is not known: a proxy down, a queue not described, a status not read', (t) => {
+  const gap = () => [
+    storage('Target', false, 14),
+    proxy('p0', ['a0'], [], { a0: [{ begin: 12, end: 14 }] }),
+    proxy('p1', ['a0']),
+    archive('a0'),
+  ];
+  const down = [...gap().filter((r) => r.server !== 'p1'), unreachable('p1', 'proxy')];
+  t.deepEqual(recover(down).findings, ['- p1 unreachable', 'vol - healthy']);
+  const older = gap();
+  older[2] = proxy('p1', ['a0']);
+  older[2].proxy!.archives[0].pendingWdiffs = 1;
+  t.deepEqual(recover(older).findings, ['vol - healthy'], 'a proxy that does not report its queued gids');
+  const unread = gap();
+  unread[2] = { ...proxy('p1', ['a0']), proxy: undefined, error: 'deadline exceeded' };
+  t.deepEqual(recover(unread).findings, ['vol - healthy']);
 });

@@ -18,7 +18,17 @@ const proxy: StatusRow = {
   state: 'Started',
   actions: ['WdiffSend'],
   operations: [],
-  proxy: { archives: [{ name: 'a0', pendingWdiffs: 2, pendingBytes: 3 << 20, sendError: false }] },
+  proxy: {
+    archives: [
+      {
+        name: 'a0',
+        pendingWdiffs: 2,
+        pendingBytes: 3 << 20,
+        sendError: false,
+        queuedGids: [{ begin: 3, end: 5 }],
+      },
+    ],
+  },
 };
 const archive: StatusRow = {
   server: 'a0',
@@ -73,7 +83,17 @@ test('an unreachable server, an overflow, a send error and an unreadable volume 
   const overflow = { ...storage, storage: { ...storage.storage!, overflow: true } };
   const sendError = {
     ...proxy,
-    proxy: { archives: [{ name: 'a0', pendingWdiffs: 1, pendingBytes: 1, sendError: true }] },
+    proxy: {
+      archives: [
+        {
+          name: 'a0',
+          pendingWdiffs: 1,
+          pendingBytes: 1,
+          sendError: true,
+          queuedGids: [{ begin: 3, end: 4 }],
+        },
+      ],
+    },
   };
   const unreadable: StatusRow = { ...archive, archive: undefined, error: 'deadline exceeded' };
   t.is(statusDetail(overflow), 'done gid 7, 1 snapshot(s) queued, log 25% used, OVERFLOW');

@@ -5,6 +5,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "addon/job.hpp"
@@ -92,8 +94,67 @@ NbdFileOptions fileOptions(Napi::Env env, const Napi::Object& o) {
     return opt;
 }
 
+// The JS object of a native backend served as an NBD export (NbdFile, NbdSnapshot): it holds the backend in a
+// slot that the jobs of the object share, and gives serve() and close(). The backend is there once set (at
+// construction, or by a job) until close(), which stops it: requests still queued, and any sent later, get
+// ESHUTDOWN; connections end with their server. A backend set after close() is stopped at once. `Self`
+// defines the class (serve and close among its methods) and names itself in unset() for the error of a call
+// without a backend.
+template <class Self, class Backend>
+class NbdExportObject : public Napi::ObjectWrap<Self> {
+protected:
+    struct Slot {
+        std::mutex mu;
+        bool closed = false;
+        std::shared_ptr<Backend> backend;
+
+        // Keeps `b`; false (and `b` stopped) when the slot was closed first.
+        bool set(std::shared_ptr<Backend> b) {
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                if (!closed) {
+                    backend = std::move(b);
+                    return true;
+                }
+            }
+            b->stop();
+            return false;
+        }
+        void close() {
+            std::shared_ptr<Backend> b;
+            {
+                std::lock_guard<std::mutex> lk(mu);
+                closed = true;
+                b.swap(backend);
+            }
+            if (b) b->stop();
+        }
+        std::shared_ptr<Backend> get() {
+            std::lock_guard<std::mutex> lk(mu);
+            return backend;
+        }
+    };
+
+    explicit NbdExportObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Self>(info) {}
+    ~NbdExportObject() override { slot_->close(); }
+
+    // The backend; INVALID_ARGUMENT when there is none (not set yet, or closed).
+    std::shared_ptr<Backend> backend(Napi::Env env) {
+        auto b = slot_->get();
+        if (!b) throw makeError(env, "INVALID_ARGUMENT", static_cast<Self*>(this)->unset());
+        return b;
+    }
+    Napi::Value Serve(const Napi::CallbackInfo& info) { return serveNbd(info, backend(info.Env()), nullptr); }
+    Napi::Value Close(const Napi::CallbackInfo& info) {
+        slot_->close();
+        return info.Env().Undefined();
+    }
+
+    const std::shared_ptr<Slot> slot_ = std::make_shared<Slot>();
+};
+
 // new NbdFile(path, options): a file or block device as an NBD export's backend (nbd_file_backend.hpp).
-class NbdFileObject : public Napi::ObjectWrap<NbdFileObject> {
+class NbdFileObject : public NbdExportObject<NbdFileObject, NbdFileBackend> {
 public:
     static Napi::Function Init(Napi::Env env) {
         return DefineClass(
@@ -105,31 +166,24 @@ public:
              InstanceMethod("stats", &NbdFileObject::Stats), InstanceMethod("calls", &NbdFileObject::Calls),
              InstanceMethod("close", &NbdFileObject::Close)});
     }
-    NbdFileObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdFileObject>(info) {
+    explicit NbdFileObject(const Napi::CallbackInfo& info) : NbdExportObject(info) {
         const std::string path = argString(info, 0, "path");
         NbdFileOptions opt = fileOptions(info.Env(), argObject(info, 1));
         try {
-            backend_ = std::make_shared<NbdFileBackend>(path, std::move(opt));
+            slot_->set(std::make_shared<NbdFileBackend>(path, std::move(opt)));
         } catch (const Error& e) {
             throw makeError(info.Env(), errorCodeName(e.code()), e.what());
         } catch (const std::exception& e) {
             throw makeError(info.Env(), "INTERNAL", e.what());
         }
     }
-    ~NbdFileObject() override {
-        if (backend_) backend_->stop();
-    }
+    std::string unset() const { return "the file export is closed"; }
 
 private:
-    std::shared_ptr<NbdFileBackend> backend(Napi::Env env) {
-        if (!backend_) throw makeError(env, "INVALID_ARGUMENT", "the file export is closed");
-        return backend_;
-    }
     Napi::Value Size(const Napi::CallbackInfo& info) { return u64(info.Env(), backend(info.Env())->size()); }
     Napi::Value ReadOnly(const Napi::CallbackInfo& info) {
         return Napi::Boolean::New(info.Env(), backend(info.Env())->readOnly());
     }
-    Napi::Value Serve(const Napi::CallbackInfo& info) { return serveNbd(info, backend(info.Env()), nullptr); }
     Napi::Value Hold(const Napi::CallbackInfo& info) {
         backend(info.Env())->hold();
         return info.Env().Undefined();
@@ -160,20 +214,12 @@ private:
         }
         return a;
     }
-    // Requests still queued, and any sent later, get ESHUTDOWN; connections end with their server.
-    Napi::Value Close(const Napi::CallbackInfo& info) {
-        if (backend_) backend_->stop();
-        backend_.reset();
-        return info.Env().Undefined();
-    }
-
-    std::shared_ptr<NbdFileBackend> backend_;
 };
 
 // new NbdSnapshot(base, diffs, { threads }): a restorable snapshot as a read-only NBD export's backend
-// (nbd_snapshot_backend.hpp). open() builds its table of extents on the thread pool; reads, serve() and the
-// counters need it open. close() stops the backend; an open() still running then drops what it built.
-class NbdSnapshotObject : public Napi::ObjectWrap<NbdSnapshotObject> {
+// (nbd_snapshot_backend.hpp). open() builds its table of extents on the thread pool and sets the backend;
+// reads, serve() and the counters need it open. A close() while open() runs makes open() drop what it built.
+class NbdSnapshotObject : public NbdExportObject<NbdSnapshotObject, NbdSnapshotBackend> {
 public:
     static Napi::Function Init(Napi::Env env) {
         return DefineClass(env, "NbdSnapshot",
@@ -184,38 +230,15 @@ public:
                             InstanceMethod("serve", &NbdSnapshotObject::Serve),
                             InstanceMethod("close", &NbdSnapshotObject::Close)});
     }
-    NbdSnapshotObject(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NbdSnapshotObject>(info) {
+    explicit NbdSnapshotObject(const Napi::CallbackInfo& info) : NbdExportObject(info) {
         base_ = argString(info, 0, "base");
         diffs_ = argStrings(info, 1, "diffs");
         threads_ = static_cast<uint32_t>(optU64(argObject(info, 2), "threads", 4));
         if (threads_ == 0 || threads_ > 64) throwInvalid(info.Env(), "Expected 1..64 for threads");
     }
-    ~NbdSnapshotObject() override { slot_->close(); }
+    std::string unset() const { return "the snapshot export of " + base_ + " is not open"; }
 
 private:
-    struct Slot {
-        std::mutex mu;
-        bool closed = false;
-        std::shared_ptr<NbdSnapshotBackend> backend;
-        void close() {
-            std::shared_ptr<NbdSnapshotBackend> b;
-            {
-                std::lock_guard<std::mutex> lk(mu);
-                closed = true;
-                b.swap(backend);
-            }
-            if (b) b->stop();
-        }
-        std::shared_ptr<NbdSnapshotBackend> get() {
-            std::lock_guard<std::mutex> lk(mu);
-            return backend;
-        }
-    };
-    std::shared_ptr<NbdSnapshotBackend> backend(Napi::Env env) {
-        auto b = slot_->get();
-        if (!b) throw makeError(env, "INVALID_ARGUMENT", "the snapshot export of " + base_ + " is not open");
-        return b;
-    }
     Napi::Value Open(const Napi::CallbackInfo& info) {
         auto slot = slot_;
         const std::string base = base_;
@@ -225,13 +248,8 @@ private:
             info.Env(),
             [slot, base, diffs, threads](const Progress&) {
                 auto image = std::make_shared<const SnapshotImage>(base, diffs);
-                auto b = std::make_shared<NbdSnapshotBackend>(std::move(image), threads);
-                std::lock_guard<std::mutex> lk(slot->mu);
-                if (slot->closed) {
-                    b->stop();
+                if (!slot->set(std::make_shared<NbdSnapshotBackend>(std::move(image), threads)))
                     throwError(ErrorCode::Cancelled, "the snapshot export was closed while it opened");
-                }
-                slot->backend = std::move(b);
                 return true;
             },
             [](Napi::Env env, bool&) -> Napi::Value { return env.Undefined(); });
@@ -264,16 +282,10 @@ private:
                 return Napi::Buffer<char>::Copy(env, buf.data(), buf.size());
             });
     }
-    Napi::Value Serve(const Napi::CallbackInfo& info) { return serveNbd(info, backend(info.Env()), nullptr); }
-    Napi::Value Close(const Napi::CallbackInfo& info) {
-        slot_->close();
-        return info.Env().Undefined();
-    }
 
     std::string base_;
     std::vector<std::string> diffs_;
     uint32_t threads_ = 4;
-    std::shared_ptr<Slot> slot_ = std::make_shared<Slot>();
 };
 
 }  // namespace
