@@ -10,9 +10,11 @@
 // Prints a table and, last, one JSON line.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Controller } from '../src/controller/controller';
 import { Processes, freePort } from '../src/demo/processes';
+import type { WdevClient } from '../src/wdev/client';
 import { benchDir, loadWriter, startBenchGroup, writeRandom } from './bench-group';
 import { alternate, median, seconds, secondsAsync } from './measure';
 
@@ -33,6 +35,21 @@ function wdiffs(archiveData: string): string[] {
     .readdirSync(dir)
     .filter((n) => n.endsWith('.wdiff'))
     .map((n) => path.join(dir, n));
+}
+
+/**
+ * Rejects once the wdev's log overflows, until `signal`: the storage then stops shipping, so no snapshot would become
+ * restorable and a wait for one could only time out. It overflows when writes outrun shipping longer than it holds.
+ */
+async function logOverflow(wdevd: WdevClient, signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    await new Promise((res) => setTimeout(res, 500));
+    const overflow = (await wdevd.status(VOLUME)).overflow;
+    if (overflow && !signal.aborted)
+      throw new Error(
+        `the wdev's log overflowed: shipping fell behind the ${LOAD_MBPS} MB/s of writes (load average ${os.loadavg()[0].toFixed(1)})`,
+      );
+  }
 }
 
 async function main(): Promise<void> {
@@ -113,7 +130,15 @@ async function main(): Promise<void> {
       for (let i = 0; i < SNAPSHOTS; i++) {
         const t0 = Date.now();
         const gid = await ctl.snapshot(VOLUME);
-        await Promise.all(['a0', 'a1'].map((a) => ctl.waitRestorable(VOLUME, gid, a, 120_000)));
+        const watching = new AbortController();
+        try {
+          await Promise.race([
+            Promise.all(['a0', 'a1'].map((a) => ctl.waitRestorable(VOLUME, gid, a, 120_000))),
+            logOverflow(wdevd, watching.signal),
+          ]);
+        } finally {
+          watching.abort();
+        }
         lat.push(Date.now() - t0);
         await new Promise((res) => setTimeout(res, 500));
       }
