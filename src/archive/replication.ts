@@ -15,6 +15,7 @@ import {
   withPort,
   type Promised,
 } from '../common/grpc';
+import { PhaseTimes } from '../common/log';
 import { diffText, type MetaDiff, type MetaState } from '../common/meta';
 import type { OperationHandle } from '../common/operations';
 import {
@@ -108,11 +109,30 @@ class Replication {
       maxMergeBytes: Number(this.req.maxMergeBytes) || DEFAULT_MAX_MERGE_BYTES,
     };
     let busySince = 0;
-    for (;;) {
+    const started = performance.now();
+    // What the destination said, or what its acknowledgement of the last diff step implies; undefined: ask it.
+    let facts: ReplicaFacts | undefined;
+    for (let steps = 0; ; steps++) {
       if (this.op.signal.aborted) throw cancelled();
-      const step = nextReplicationStep(volume, this.store, await this.destinationFacts(), opts);
-      this.ctx.log('info', 'repl-step', { volume, kind: step.kind, destination: this.req.destination });
-      if (step.kind === 'done') return String(step.gid);
+      const choice = new PhaseTimes();
+      facts ??= await this.destinationFacts();
+      const step = nextReplicationStep(volume, this.store, facts, opts);
+      choice.lap('choice');
+      this.ctx.log('info', 'repl-step', {
+        volume,
+        kind: step.kind,
+        destination: this.req.destination,
+        ms: choice.ms,
+      });
+      if (step.kind === 'done') {
+        this.ctx.log('info', 'repl-done', {
+          volume,
+          gid: step.gid,
+          steps,
+          ms: Math.round(performance.now() - started),
+        });
+        return String(step.gid);
+      }
       const result =
         step.kind === 'full'
           ? await this.full()
@@ -123,6 +143,9 @@ class Replication {
               : await this.resync();
       // A resync asked for is done once the destination took the source's history (full or resync).
       if ((step.kind === 'full' || step.kind === 'resync') && result.ok) opts.resync = false;
+      // An acknowledged diff is durable there and is its latest snapshot now (a proxy's wdiff arriving meanwhile
+      // makes the next diff step TOO_OLD_DIFF, which asks again): no Status round trip before the next choice.
+      facts = step.kind === 'diff' && result.ok ? { ...facts, latest: step.merged.snapE } : undefined;
       if (result.ok) {
         busySince = 0;
         continue;
@@ -263,12 +286,14 @@ class Replication {
   /** One diff: a single file verbatim, or several merged (recompressed) into a temporary file first. */
   private async diff(diffs: MetaDiff[], merged: MetaDiff): Promise<TransferResult> {
     const store = this.store;
-    const files = diffs.map((d) => store.diffPath(d));
+    const phases = new PhaseTimes();
+    const files = await withRecords(diffs.map((d) => store.diffPath(d)));
     const temp = files.length > 1 ? `${store.tempPath('repl')}.wdiff` : '';
     try {
       if (temp) await native.wdiffMerge(files, temp, this.compression);
       const file = temp || files[0];
       const size = (await fs.promises.stat(file)).size;
+      phases.lap('merge');
       let sent = 0;
       const result = await runTransfer(
         this.destination.SendWdiff(),
@@ -281,29 +306,56 @@ class Replication {
             replica: { archiveUuid: store.archiveUuid, storageUuid: store.storageUuid },
           },
         },
-        () =>
-          fileChunks(file, (data) => {
+        () => {
+          phases.lap('accept');
+          return fileChunks(file, (data) => {
             if (this.op.signal.aborted) throw cancelled();
             sent += data.length;
             this.op.progress(this.doneBytes + sent, this.doneBytes + size);
             return { data };
-          }),
-        { end: {} },
+          });
+        },
+        async () => {
+          phases.lap('send');
+          return { end: {} };
+        },
         { idleTimeoutMs: this.idleTimeoutMs },
       );
+      // From the end message to the destination's done: its fsync, verify and rename (repl-diff-received).
+      phases.lap('ack');
       this.doneBytes += size;
       if (result.ok)
         this.ctx.log('info', 'repl-diff-sent', {
           volume: this.req.volume,
           diff: diffText(merged),
-          files: files.length,
+          files: diffs.length,
+          merged: temp !== '',
           bytes: size,
+          ms: phases.ms,
         });
       return result;
     } finally {
       if (temp) await fs.promises.rm(temp, { force: true });
     }
   }
+}
+
+/** Below this size a wdiff may be empty: it is read to know (cheap), a larger one is taken as it is. */
+const SMALL_WDIFF_BYTES = 64 << 10;
+
+/**
+ * The files of a run less those with no record (an implicit snapshot taken where an explicit one follows gives an
+ * empty wdiff): they change nothing in a merge, and a run left with one file is sent verbatim instead of merged.
+ * At least one file stays.
+ */
+export async function withRecords(files: string[]): Promise<string[]> {
+  if (files.length < 2) return files;
+  const kept: string[] = [];
+  for (const f of files) {
+    const small = (await fs.promises.stat(f)).size < SMALL_WDIFF_BYTES;
+    if (!small || (await native.wdiffVerify(f)).records > 0) kept.push(f);
+  }
+  return kept.length ? kept : files.slice(0, 1);
 }
 
 function wireState(s: MetaState) {

@@ -7,6 +7,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { WalbError } from '../common/errors';
+import { PhaseTimes } from '../common/log';
 import { diff, snap, snapText, type MetaSnap, type MetaState } from '../common/meta';
 import { native } from '../native';
 import { serveTransfer, type IncomingTransfer } from '../common/transfer';
@@ -516,15 +517,17 @@ function receiveWdiff(ctx: ArchiveContext, call: Stream<WdiffRequest__Output>): 
       const replica = h.replica;
       let bytes = 0;
       const data = wdiffBytes(transfer.data(), (n) => (bytes += n));
+      const phases = new PhaseTimes();
       await v.state.transact(replica ? 'ReplSyncAsServer' : 'WdiffRecv', async () => {
         transfer.accept();
-        if (replica) await store.receiveReplicaDiff(data, h.d, replica.storageUuid);
-        else await store.receiveDiff(data, h.d);
+        if (replica) await store.receiveReplicaDiff(data, h.d, replica.storageUuid, phases);
+        else await store.receiveDiff(data, h.d, phases);
       });
       ctx.received(replica ? 'replica' : 'wdiff', h.volume, bytes);
       const diffName = `${snapText(h.d.snapB)}-->${snapText(h.d.snapE)}`;
-      if (replica) log('info', 'repl-diff-received', { volume: h.volume, diff: diffName });
-      else log('info', 'wdiff-received', { volume: h.volume, diff: diffName });
+      const fields = { volume: h.volume, diff: diffName, bytes, ms: phases.ms };
+      if (replica) log('info', 'repl-diff-received', fields);
+      else log('info', 'wdiff-received', fields);
     },
   });
 }

@@ -9,6 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fsyncDir, readJson, writeJsonAtomic } from '../common/atomic-file';
 import { WalbError } from '../common/errors';
+import type { PhaseTimes } from '../common/log';
 import { checkVolumeName } from '../common/volume-name';
 import {
   DiffSet,
@@ -390,10 +391,14 @@ export class ArchiveVolumeStore implements StoredVolume {
     chunks: AsyncIterable<Buffer>,
     d: MetaDiff,
     storageUuid: string,
+    phases?: PhaseTimes,
   ): Promise<MetaDiff> {
-    await this.update((m) => ({ ...m, storageUuid }));
-    const added = await this.receiveDiff(chunks, d);
+    // Written once per lineage: the diff steps after the first find it there already.
+    if (this.meta.storageUuid !== storageUuid) await this.update((m) => ({ ...m, storageUuid }));
+    phases?.lap('meta');
+    const added = await this.receiveDiff(chunks, d, phases);
     await this.gc();
+    phases?.lap('gc');
     return added;
   }
 
@@ -407,20 +412,25 @@ export class ArchiveVolumeStore implements StoredVolume {
 
   /**
    * Receives wdiff `d`: its bytes into a temporary file, synced, the whole wdiff verified (docs/formats.md §5),
-   * then addDiff. Nothing is left behind when any step fails.
+   * then addDiff. Nothing is left behind when any step fails. `phases` times each of those steps.
    */
-  async receiveDiff(chunks: AsyncIterable<Buffer>, d: MetaDiff): Promise<MetaDiff> {
+  async receiveDiff(chunks: AsyncIterable<Buffer>, d: MetaDiff, phases?: PhaseTimes): Promise<MetaDiff> {
     const tmp = this.tempPath();
     try {
       const fh = await fs.promises.open(tmp, 'w');
       try {
         for await (const data of chunks) await fh.write(data);
+        phases?.lap('receive');
         await fh.datasync();
+        phases?.lap('fsync');
       } finally {
         await fh.close();
       }
       await native.wdiffVerify(tmp);
-      return await this.addDiff(tmp, d);
+      phases?.lap('verify');
+      const added = await this.addDiff(tmp, d);
+      phases?.lap('rename');
+      return added;
     } catch (err) {
       await fs.promises.rm(tmp, { force: true });
       throw err;

@@ -55,3 +55,18 @@ export function createLogger(component: string, opts: LogOptions = {}): Levelled
 }
 
 export const silentLog: Logger = () => {};
+
+/**
+ * Milliseconds spent in each phase of a piece of work, for its log event (where the time of a step goes):
+ * `lap(phase)` closes the phase that ran since the previous lap, or since the start.
+ */
+export class PhaseTimes {
+  readonly ms: Record<string, number> = {};
+  private last = performance.now();
+
+  lap(phase: string): void {
+    const now = performance.now();
+    this.ms[phase] = (this.ms[phase] ?? 0) + Math.round(now - this.last);
+    this.last = now;
+  }
+}
