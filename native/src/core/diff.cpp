@@ -143,8 +143,6 @@ void DiffStats::count(const DiffIo& io, uint64_t stored) {
     storedBytes += stored;
 }
 
-namespace {
-
 DiffKind kindFromFlags(uint8_t flags, const std::string& where) {
     const bool zero = flags & kDiffFlagAllZero, discard = flags & kDiffFlagDiscard;
     if (zero && discard) throwError(ErrorCode::Corruption, "record is both all-zero and discard: " + where);
@@ -153,6 +151,8 @@ DiffKind kindFromFlags(uint8_t flags, const std::string& where) {
     }
     return zero ? DiffKind::AllZero : discard ? DiffKind::Discard : DiffKind::Normal;
 }
+
+namespace {
 
 uint8_t flagsFromKind(DiffKind k) {
     return k == DiffKind::AllZero ? kDiffFlagAllZero : k == DiffKind::Discard ? kDiffFlagDiscard : 0;
@@ -257,6 +257,39 @@ DiffKind checkSortedRecordFields(const DiffRecordRaw& r, uint32_t packDataSize,
     return kind;
 }
 
+bool checkSortedPackHeader(const char* block, const std::string& path, uint64_t at, DiffPackHeaderRaw& h) {
+    if (!selfChecksumOk(block, kDiffPackSize, 0))
+        throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(path, at));
+    std::memcpy(&h, block, sizeof(h));
+    if (h.flags & kDiffPackFlagEnd) return false;
+    if (h.n_records > kMaxDiffRecordsInPack)
+        throwError(ErrorCode::Corruption, "pack has too many records: " + where(path, at));
+    if (h.total_size > kDiffPackMaxData)
+        throwError(ErrorCode::Corruption, "pack data larger than 32 MiB: " + where(path, at));
+    return true;
+}
+
+uint64_t checkSortedPackRecords(const char* block, const char* data, uint64_t& lastEnd,
+                                const std::string& path, uint64_t at, uint64_t dataAt) {
+    DiffPackHeaderRaw h;
+    std::memcpy(&h, block, sizeof(h));
+    uint32_t expectOffset = 0;
+    uint64_t plainBytes = 0;
+    for (size_t i = 0; i < h.n_records; i++) {
+        DiffRecordRaw r;
+        std::memcpy(&r, block + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+        const std::string w = where(path, at + sizeof(DiffPackHeaderRaw) + i * sizeof(r));
+        if (r.data_offset != expectOffset)
+            throwError(ErrorCode::Corruption, "record data_offset is not contiguous: " + w);
+        const DiffKind kind =
+            checkSortedRecord(r, data, h.total_size, w, where(path, dataAt + r.data_offset));
+        checkOrder(lastEnd, r.io_address, r.io_blocks, w);
+        expectOffset += r.data_size;
+        if (kind == DiffKind::Normal && r.compression_type == 0) plainBytes += r.data_size;
+    }
+    return plainBytes;
+}
+
 SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
     DiffFileInfo info = readDiffFileHeader(file_);
     if (info.type != kWdiffTypeSorted)
@@ -278,38 +311,19 @@ bool SortedDiffReader::loadPack() {
     }
     if (got < kDiffPackSize)
         throwError(ErrorCode::Truncated, "file ends inside a pack header: " + where(file_.path(), at));
-    if (!selfChecksumOk(packHeader_.data(), kDiffPackSize, 0)) {
-        throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(file_.path(), at));
-    }
     DiffPackHeaderRaw h;
-    std::memcpy(&h, packHeader_.data(), sizeof(h));
-    if (h.flags & kDiffPackFlagEnd) {
+    if (!checkSortedPackHeader(packHeader_.data(), file_.path(), at, h)) {
         done_ = sawEnd_ = true;
         return false;
     }
-    if (h.n_records > kMaxDiffRecordsInPack)
-        throwError(ErrorCode::Corruption, "pack has too many records: " + where(file_.path(), at));
-    if (h.total_size > kDiffPackMaxData)
-        throwError(ErrorCode::Corruption, "pack data larger than 32 MiB: " + where(file_.path(), at));
     packDataOffset_ = in_->offset();
     in_->requireAvailable(h.total_size, "pack data");
     raw_.reset();
     pack_.reset();
     pack_ = packPool_.acquire(h.total_size);
     in_->readExact(pack_->data(), h.total_size, "pack data");
-    uint32_t expectOffset = 0;
-    uint64_t plainBytes = 0;
-    for (size_t i = 0; i < h.n_records; i++) {
-        const DiffRecordRaw r = record(i);
-        const std::string w = where(file_.path(), at + sizeof(DiffPackHeaderRaw) + i * sizeof(r));
-        if (r.data_offset != expectOffset)
-            throwError(ErrorCode::Corruption, "record data_offset is not contiguous: " + w);
-        const DiffKind kind = checkSortedRecord(r, pack_->data(), h.total_size, w,
-                                                where(file_.path(), packDataOffset_ + r.data_offset));
-        checkOrder(lastEnd_, r.io_address, r.io_blocks, w);
-        expectOffset += r.data_size;
-        if (kind == DiffKind::Normal && r.compression_type == 0) plainBytes += r.data_size;
-    }
+    const uint64_t plainBytes = checkSortedPackRecords(packHeader_.data(), pack_->data(), lastEnd_,
+                                                       file_.path(), at, packDataOffset_);
     refPack_ = plainBytes * 2 >= h.total_size;
     recIdx_ = 0;
     recCount_ = h.n_records;

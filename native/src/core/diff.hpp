@@ -18,6 +18,8 @@ namespace walb {
 
 enum class DiffKind : uint8_t { Normal, AllZero, Discard };
 const char* diffKindName(DiffKind k);
+// The kind a record's flags give; throws CORRUPTION (naming `where`) on flags no record may have.
+DiffKind kindFromFlags(uint8_t flags, const std::string& where);
 
 using SharedBytes = std::shared_ptr<const std::vector<char>>;
 
@@ -104,6 +106,13 @@ DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_
 // The same without the data checksum, for readers that check a record's data only when they read it.
 DiffKind checkSortedRecordFields(const DiffRecordRaw& r, uint32_t packDataSize,
                                  const std::string& recordWhere);
+// Checks the header block (kDiffPackSize bytes) of the sorted pack at byte `at` of `path` into `h`; false for
+// the end pack. Throws CORRUPTION.
+bool checkSortedPackHeader(const char* block, const std::string& path, uint64_t at, DiffPackHeaderRaw& h);
+// Checks every record of that pack against its data (the pack's total_size bytes, at byte `dataAt`), in
+// address order after `lastEnd`, which it advances. Returns the bytes of normal records stored uncompressed.
+uint64_t checkSortedPackRecords(const char* block, const char* data, uint64_t& lastEnd,
+                                const std::string& path, uint64_t at, uint64_t dataAt);
 // Runs `inner` on a thread of its own, a few batches ahead of the consumer (reading, checksums and
 // decompression then overlap with whatever the consumer does).
 std::unique_ptr<DiffReader> prefetching(std::unique_ptr<DiffReader> inner);

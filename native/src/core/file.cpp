@@ -4,10 +4,12 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -234,6 +236,50 @@ void File::writeZeroes(uint64_t off, uint64_t len) {
         off += n;
         len -= n;
     }
+}
+
+FileMapping::~FileMapping() { unmap(); }
+
+void FileMapping::unmap() {
+    if (base_) ::munmap(base_, mapped_);
+    base_ = nullptr;
+    data_ = nullptr;
+}
+
+bool FileMapping::map(const File& f, uint64_t off, size_t len) {
+    unmap();
+    if (len == 0) return false;
+    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+    const uint64_t start = off / page * page;
+    mapped_ = static_cast<size_t>(off - start) + len;
+    void* p = ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED, f.fd(), static_cast<off_t>(start));
+    if (p == MAP_FAILED) return false;
+    // Read once from front to back: the kernel may read ahead and drop pages behind.
+    ::madvise(p, mapped_, MADV_SEQUENTIAL);
+    base_ = p;
+    data_ = static_cast<const char*>(p) + (off - start);
+    return true;
+}
+
+bool MappedReader::open(const File& file) {
+    struct stat st;
+    if (::fstat(file.fd(), &st) < 0 || !S_ISREG(st.st_mode)) return false;
+    file_ = &file;
+    size_ = static_cast<uint64_t>(st.st_size);
+    mapOff_ = 0;
+    mapLen_ = std::min<uint64_t>(size_, window_);
+    return size_ == 0 || map_.map(file, 0, static_cast<size_t>(mapLen_));
+}
+
+const char* MappedReader::view(uint64_t off, size_t len) {
+    if (off < mapOff_ || off + len > mapOff_ + mapLen_) {
+        const uint64_t n = std::min<uint64_t>(size_ - off, std::max<uint64_t>(len, window_));
+        if (!map_.map(*file_, off, static_cast<size_t>(n)))
+            throwError(ErrorCode::IoError, "cannot map " + file_->path() + ": " + std::strerror(errno));
+        mapOff_ = off;
+        mapLen_ = n;
+    }
+    return map_.data() + (off - mapOff_);
 }
 
 void fsyncDirectoryOf(const std::string& path) {

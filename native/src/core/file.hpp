@@ -80,6 +80,48 @@ private:
     std::string path_;
 };
 
+// A read-only mapping of part of a file, unmapped when replaced or destroyed; empty where the file cannot be
+// mapped (then the caller reads instead). The file must not shrink while mapped: reading a page past its end
+// is SIGBUS.
+class FileMapping {
+public:
+    FileMapping() = default;
+    ~FileMapping();
+    FileMapping(const FileMapping&) = delete;
+    FileMapping& operator=(const FileMapping&) = delete;
+    // Maps [off, off + len) of `f` (any offset; the page below it is mapped too); false if it cannot be
+    // mapped.
+    bool map(const File& f, uint64_t off, size_t len);
+    void unmap();
+    const char* data() const { return data_; }
+
+private:
+    void* base_ = nullptr;
+    size_t mapped_ = 0;
+    const char* data_ = nullptr;
+};
+
+// A file read front to back through a mapping of a window of it at a time: a reader takes the bytes where
+// they are in the page cache instead of copying them into a buffer first, and keeps at most a window (or one
+// larger piece) mapped however large the file. Meant for finished wlogs and wdiffs, which are never rewritten
+// in place (the file must not shrink meanwhile, see FileMapping).
+class MappedReader {
+public:
+    explicit MappedReader(size_t window = 64u << 20) : window_(window) {}
+    // False where `file` cannot be mapped (not a regular file, or the kernel refuses): read it instead.
+    bool open(const File& file);
+    uint64_t size() const { return size_; }  // as when opened
+    // The `len` bytes at `off` (inside size()), valid until the next call.
+    const char* view(uint64_t off, size_t len);
+
+private:
+    size_t window_;
+    const File* file_ = nullptr;
+    uint64_t size_ = 0;
+    FileMapping map_;
+    uint64_t mapOff_ = 0, mapLen_ = 0;
+};
+
 void fsyncDirectoryOf(const std::string& path);
 void renameDurably(const std::string& from, const std::string& to);
 

@@ -303,29 +303,6 @@ const char* viewFile(const File& f, uint64_t off, size_t len, std::vector<char>&
     return buf.data();
 }
 
-FileMapping::~FileMapping() { unmap(); }
-
-void FileMapping::unmap() {
-    if (base_) ::munmap(base_, mapped_);
-    base_ = nullptr;
-    data_ = nullptr;
-}
-
-bool FileMapping::map(const File& f, uint64_t off, size_t len) {
-    unmap();
-    if (len == 0) return false;
-    static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-    const uint64_t start = off / page * page;
-    mapped_ = static_cast<size_t>(off - start) + len;
-    void* p = ::mmap(nullptr, mapped_, PROT_READ, MAP_SHARED, f.fd(), static_cast<off_t>(start));
-    if (p == MAP_FAILED) return false;
-    // Read once from front to back: the kernel may read ahead and drop pages behind.
-    ::madvise(p, mapped_, MADV_SEQUENTIAL);
-    base_ = p;
-    data_ = static_cast<const char*>(p) + (off - start);
-    return true;
-}
-
 namespace {
 
 void canonical(const XXH128_hash_t& h, uint8_t* out) {

@@ -89,11 +89,11 @@ std::string Logpack::checkHeader(uint64_t expectedLsid) const {
     return "";
 }
 
-size_t Logpack::firstBadRecord() const {
+size_t Logpack::firstBadRecord(const char* data) const {
     for (size_t i = 0; i < nRecords(); i++) {
         const LogRecordRaw& r = record(i);
         if (r.isDiscard() || r.isPadding()) continue;
-        if (checksum(recordData(i), size_t(r.io_size) * kLbSize, salt_) != r.checksum) return i;
+        if (checksum(data + recordDataOffset(i), size_t(r.io_size) * kLbSize, salt_) != r.checksum) return i;
     }
     return nRecords();
 }

@@ -50,7 +50,9 @@ public:
     // Validate the header block as a reader must (docs/formats.md §2.6-2.7). Returns "" when valid.
     std::string checkHeader(uint64_t expectedLsid) const;
     // Index of the first normal record whose data checksum is wrong, or nRecords() if all are good.
-    size_t firstBadRecord() const;
+    size_t firstBadRecord() const { return firstBadRecord(data_.data()); }
+    // The same with the pack's data at `data` instead of data() (e.g. in a mapping of a wlog).
+    size_t firstBadRecord(const char* data) const;
     // Cut a torn pack down to its first `n` records (docs/formats.md §2.8) and re-seal the header.
     void shrink(size_t n);
     bool isEnd() const { return nRecords() == 0 && lsid() == kInvalidLsid; }

@@ -46,27 +46,6 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress = nullptr);
 
-// A read-only mapping of part of a file, unmapped when replaced or destroyed; empty where the file cannot be
-// mapped (then the caller reads instead). The file must not shrink while mapped: reading a page past its end
-// is SIGBUS.
-class FileMapping {
-public:
-    FileMapping() = default;
-    ~FileMapping();
-    FileMapping(const FileMapping&) = delete;
-    FileMapping& operator=(const FileMapping&) = delete;
-    // Maps [off, off + len) of `f` (any offset; the page below it is mapped too); false if it cannot be
-    // mapped.
-    bool map(const File& f, uint64_t off, size_t len);
-    void unmap();
-    const char* data() const { return data_; }
-
-private:
-    void* base_ = nullptr;
-    size_t mapped_ = 0;
-    const char* data_ = nullptr;
-};
-
 // Bytes [off, off + len) of `f`: mapped into `map` where the file can be mapped, else read into `buf`.
 const char* viewFile(const File& f, uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map);
 

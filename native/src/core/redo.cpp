@@ -23,18 +23,19 @@ public:
         : file_(path, File::Mode::ReadWrite), discard_(discard) {
         size_ = file_.size();
     }
-    void apply(const DiffIo& io, RedoResult& res) {
-        const uint64_t off = io.addr * kLbSize, len = uint64_t(io.blocks) * kLbSize;
+    // Applies one record; `data` holds a normal record's bytes.
+    void apply(uint64_t addr, uint32_t blocks, DiffKind kind, const char* data, RedoResult& res) {
+        const uint64_t off = addr * kLbSize, len = uint64_t(blocks) * kLbSize;
         if (off + len > size_) {
-            throwError(ErrorCode::InvalidArgument, "IO at " + std::to_string(io.addr) + " LB (+" +
-                                                       std::to_string(io.blocks) + ") is beyond the end of " +
+            throwError(ErrorCode::InvalidArgument, "IO at " + std::to_string(addr) + " LB (+" +
+                                                       std::to_string(blocks) + ") is beyond the end of " +
                                                        file_.path() + " (" + std::to_string(size_ / kLbSize) +
                                                        " LB)");
         }
         res.records++;
-        switch (io.kind) {
+        switch (kind) {
             case DiffKind::Normal:
-                file_.pwriteAll(io.fetch(scratch_), len, off);
+                file_.pwriteAll(data, len, off);
                 res.writtenBytes += len;
                 break;
             case DiffKind::AllZero:
@@ -51,6 +52,9 @@ public:
                 break;
         }
     }
+    void apply(const DiffIo& io, RedoResult& res) {
+        apply(io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? io.fetch(scratch_) : nullptr, res);
+    }
     void sync() { file_.fdatasync(); }
 
 private:
@@ -60,30 +64,79 @@ private:
     std::vector<char> scratch_;
 };
 
+// A sorted wdiff applied from a mapping of it: a record stored as it is goes from the page cache straight to
+// the image (one copy, where reading it into a buffer first makes two). Each pack is checked whole before any
+// of its records is applied, as SortedDiffReader does.
+void redoMappedSortedWdiff(const std::string& path, MappedReader& map, ImageWriter& out, RedoResult& res,
+                           const Progress& progress) {
+    const uint64_t size = map.size();
+    std::vector<char> raw;
+    uint64_t at = sizeof(DiffFileHeaderRaw), lastEnd = 0, lastAddrEnd = 0;
+    while (at < size) {  // the end of the file at a pack boundary also ends the diff
+        if (size - at < kDiffPackSize)
+            throwError(ErrorCode::Truncated, "file ends inside a pack header: " + where(path, at));
+        DiffPackHeaderRaw h;
+        if (!checkSortedPackHeader(map.view(at, kDiffPackSize), path, at, h)) break;
+        const uint64_t dataAt = at + kDiffPackSize;
+        if (size - dataAt < h.total_size) {
+            throwError(ErrorCode::Truncated, "file ends inside pack data: " + where(path, dataAt) + " (" +
+                                                 std::to_string(h.total_size) + " bytes needed, " +
+                                                 std::to_string(size - dataAt) + " present)");
+        }
+        // The header and the data in one view (a view is valid until the next one).
+        const char* block = map.view(at, kDiffPackSize + h.total_size);
+        const char* data = block + kDiffPackSize;
+        checkSortedPackRecords(block, data, lastEnd, path, at, dataAt);
+        for (size_t i = 0; i < h.n_records; i++) {
+            DiffRecordRaw r;
+            std::memcpy(&r, block + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
+            const DiffKind kind = kindFromFlags(r.flags, path);
+            const char* bytes = nullptr;
+            const size_t len = size_t(r.io_blocks) * kLbSize;
+            const auto codec = static_cast<Compression>(r.compression_type);
+            if (kind == DiffKind::Normal && codec == Compression::None) {
+                // What decompressRecord checks of a record stored as it is.
+                if (r.data_size != len) {
+                    throwError(ErrorCode::Corruption,
+                               "cannot decompress (none): stored size differs from the record size: " +
+                                   where(path, dataAt + r.data_offset));
+                }
+                bytes = data + r.data_offset;
+            } else if (kind == DiffKind::Normal) {
+                raw.resize(len);
+                decompressRecord(codec, data + r.data_offset, r.data_size, raw.data(), len,
+                                 where(path, dataAt + r.data_offset));
+                bytes = raw.data();
+            }
+            out.apply(r.io_address, r.io_blocks, kind, bytes, res);
+            lastAddrEnd = r.io_address + r.io_blocks;
+        }
+        at = dataAt + h.total_size;
+        if (progress) progress(lastAddrEnd * kLbSize, 0);
+    }
+}
+
 }  // namespace
 
 RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMode discard,
                     const Progress& progress) {
     WlogReader reader(wlog);
+    // The packs' data straight from a mapping of the wlog (one copy into the image instead of two), read
+    // into a buffer where the file cannot be mapped.
+    const bool inPlace = reader.map();
     ImageWriter out(image, discard);
     RedoResult res;
     res.beginLsid = reader.header().beginLsid;
     const uint64_t total = std::filesystem::file_size(wlog);
     Logpack pack;
-    while (reader.next(pack)) {
+    const char* data = nullptr;
+    while (inPlace ? reader.nextInPlace(pack, data) : reader.next(pack)) {
+        if (!inPlace) data = pack.data().data();
         for (size_t i = 0; i < pack.nRecords(); i++) {
             const LogRecordRaw& r = pack.record(i);
             if (r.isPadding()) continue;
-            DiffIo io;
-            io.addr = r.offset;
-            io.blocks = r.io_size;
-            io.kind = r.isDiscard() ? DiffKind::Discard : DiffKind::Normal;
-            if (!r.isDiscard()) {
-                // Borrow the pack's buffer: the DiffIo does not outlive this loop.
-                io.buf = SharedBytes(SharedBytes{}, &pack.data());
-                io.off = pack.recordDataOffset(i);
-            }
-            out.apply(io, res);
+            out.apply(r.offset, r.io_size, r.isDiscard() ? DiffKind::Discard : DiffKind::Normal,
+                      r.isDiscard() ? nullptr : data + pack.recordDataOffset(i), res);
         }
         if (progress) progress(reader.offset(), total);
     }
@@ -94,13 +147,21 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress) {
-    auto reader = openDiffReader(wdiff);
+    File in(wdiff, File::Mode::Read);
+    const DiffFileInfo info = readDiffFileHeader(in);
+    MappedReader map;
+    const bool mapped = info.type == kWdiffTypeSorted && map.open(in);
+    auto reader = mapped ? nullptr : openDiffReader(wdiff);
     ImageWriter out(image, discard);
     RedoResult res;
-    DiffIo io;
-    while (reader->next(io)) {
-        out.apply(io, res);
-        if (progress && (res.records & 1023) == 0) progress(io.end() * kLbSize, 0);
+    if (mapped) {
+        redoMappedSortedWdiff(wdiff, map, out, res, progress);
+    } else {
+        DiffIo io;
+        while (reader->next(io)) {
+            out.apply(io, res);
+            if (progress && (res.records & 1023) == 0) progress(io.end() * kLbSize, 0);
+        }
     }
     out.sync();
     return res;

@@ -99,6 +99,51 @@ bool WlogReader::next(Logpack& pack) {
     }
     if (got < header_.pbs)
         throwError(ErrorCode::Truncated, "file ends inside a logpack header: " + where(path(), at));
+    if (!acceptHeader(pack, at)) return false;
+    // total_io_size is at most 65535 PB and every record was checked (docs/formats.md §2.1, §2.6); the file
+    // must also hold that much data before a buffer is sized from it.
+    const uint64_t dataBytes = uint64_t(pack.header().total_io_size) * header_.pbs;
+    in_->requireAvailable(dataBytes, "logpack data");
+    pack.data().resize(dataBytes);
+    packDataOffset_ = in_->offset();
+    in_->readExact(pack.data().data(), pack.data().size(), "logpack data");
+    checkData(pack, pack.data().data(), at);
+    nextLsid_ = pack.nextLsid();
+    return true;
+}
+
+bool WlogReader::map() {
+    mapped_ = mapping_.open(file_);
+    return mapped_;
+}
+
+bool WlogReader::nextInPlace(Logpack& pack, const char*& data) {
+    if (done_) return false;
+    const uint64_t at = mappedOffset_, size = mapping_.size();
+    pack.reset(header_.pbs, header_.salt, 0);
+    if (at >= size) {
+        done_ = true;
+        return false;
+    }
+    if (size - at < header_.pbs)
+        throwError(ErrorCode::Truncated, "file ends inside a logpack header: " + where(path(), at));
+    std::memcpy(pack.headerBlock().data(), mapping_.view(at, header_.pbs), header_.pbs);
+    if (!acceptHeader(pack, at)) return false;
+    const uint64_t dataBytes = uint64_t(pack.header().total_io_size) * header_.pbs;
+    packDataOffset_ = at + header_.pbs;
+    if (size - packDataOffset_ < dataBytes) {
+        throwError(ErrorCode::Truncated, "file ends inside logpack data: " + where(path(), packDataOffset_) +
+                                             " (" + std::to_string(dataBytes) + " bytes needed, " +
+                                             std::to_string(size - packDataOffset_) + " present)");
+    }
+    data = mapping_.view(packDataOffset_, dataBytes);
+    checkData(pack, data, at);
+    mappedOffset_ = packDataOffset_ + dataBytes;
+    nextLsid_ = pack.nextLsid();
+    return true;
+}
+
+bool WlogReader::acceptHeader(Logpack& pack, uint64_t at) {
     const LogpackHeaderRaw& h = pack.header();
     if (h.n_records == 0 && h.sector_type == kSectorTypeLogpack && h.total_io_size == 0 && h.n_padding == 0) {
         // A header without records ends the log wherever it appears, whatever its logpack_lsid or checksum
@@ -109,22 +154,17 @@ bool WlogReader::next(Logpack& pack) {
     std::string err = pack.checkHeader(nextLsid_);
     if (!err.empty())
         throwError(ErrorCode::Corruption, "invalid logpack header: " + err + ": " + where(path(), at));
-    // total_io_size is at most 65535 PB and every record was checked (docs/formats.md §2.1, §2.6); the file
-    // must also hold that much data before a buffer is sized from it.
-    const uint64_t dataBytes = uint64_t(pack.header().total_io_size) * header_.pbs;
-    in_->requireAvailable(dataBytes, "logpack data");
-    pack.data().resize(dataBytes);
-    packDataOffset_ = in_->offset();
-    in_->readExact(pack.data().data(), pack.data().size(), "logpack data");
-    size_t bad = pack.firstBadRecord();
+    return true;
+}
+
+void WlogReader::checkData(const Logpack& pack, const char* data, uint64_t at) const {
+    size_t bad = pack.firstBadRecord(data);
     if (bad < pack.nRecords()) {
         throwError(ErrorCode::Corruption, "data checksum mismatch in record " + std::to_string(bad) +
                                               " of the logpack at lsid " + std::to_string(pack.lsid()) +
                                               ": " +
                                               where(path(), at + header_.pbs + pack.recordDataOffset(bad)));
     }
-    nextLsid_ = pack.nextLsid();
-    return true;
 }
 
 }  // namespace walb

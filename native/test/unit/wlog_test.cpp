@@ -36,66 +36,112 @@ Written writeSample(const std::string& path, uint32_t pbs = 512) {
     return out;
 }
 
+// A reader of `path` that reads packs by next() or, with `inPlace`, from its mapping by nextInPlace() (the
+// data then copied into the pack): the tests below hold for both ways.
+class Reader {
+public:
+    Reader(const std::string& path, bool inPlace) : r(path), inPlace_(inPlace) {
+        if (inPlace) EXPECT_TRUE(r.map());
+    }
+    bool next(Logpack& p) {
+        if (!inPlace_) return r.next(p);
+        const char* data = nullptr;
+        if (!r.nextInPlace(p, data)) return false;
+        p.data().assign(data, data + size_t(p.header().total_io_size) * p.pbs());
+        return true;
+    }
+    WlogReader r;
+
+private:
+    bool inPlace_;
+};
+
 TEST(Wlog, ReaderReturnsThePacksTheWriterWroteThenTheEndBlock) {
-    for (uint32_t pbs : {512u, 4096u}) {
-        test::TempDir dir;
-        const std::string path = dir.path("a.wlog");
-        const Written w = writeSample(path, pbs);
-        WlogReader r(path);
-        EXPECT_EQ(r.header().pbs, pbs);
-        EXPECT_EQ(r.header().salt, kSalt);
-        EXPECT_EQ(r.header().beginLsid, 40u);
-        Logpack p;
-        for (const Logpack& want : w.packs) {
-            ASSERT_TRUE(r.next(p));
-            EXPECT_EQ(p.headerBlock(), want.headerBlock());
-            EXPECT_EQ(p.data(), want.data());
+    for (bool inPlace : {false, true}) {
+        for (uint32_t pbs : {512u, 4096u}) {
+            test::TempDir dir;
+            const std::string path = dir.path("a.wlog");
+            const Written w = writeSample(path, pbs);
+            Reader r(path, inPlace);
+            EXPECT_EQ(r.r.header().pbs, pbs);
+            EXPECT_EQ(r.r.header().salt, kSalt);
+            EXPECT_EQ(r.r.header().beginLsid, 40u);
+            Logpack p;
+            for (const Logpack& want : w.packs) {
+                ASSERT_TRUE(r.next(p));
+                EXPECT_EQ(p.headerBlock(), want.headerBlock());
+                EXPECT_EQ(p.data(), want.data());
+            }
+            EXPECT_FALSE(r.next(p));
+            EXPECT_TRUE(r.r.sawEndBlock());
+            EXPECT_EQ(r.r.endLsid(), w.end);
         }
-        EXPECT_FALSE(r.next(p));
-        EXPECT_TRUE(r.sawEndBlock());
-        EXPECT_EQ(r.endLsid(), w.end);
     }
 }
 
 TEST(Wlog, EndOfFileAtAPackBoundaryEndsTheLogWithoutAnEndBlock) {
-    test::TempDir dir;
-    const std::string path = dir.path("a.wlog");
-    writeSample(path);
-    auto b = test::readFile(path);
-    b.resize(b.size() - 512);  // drop the end block
-    test::writeFile(path, b);
-    WlogReader r(path);
-    Logpack p;
-    int n = 0;
-    while (r.next(p)) n++;
-    EXPECT_EQ(n, 5);
-    EXPECT_FALSE(r.sawEndBlock());
+    for (bool inPlace : {false, true}) {
+        test::TempDir dir;
+        const std::string path = dir.path("a.wlog");
+        writeSample(path);
+        auto b = test::readFile(path);
+        b.resize(b.size() - 512);  // drop the end block
+        test::writeFile(path, b);
+        Reader r(path, inPlace);
+        Logpack p;
+        int n = 0;
+        while (r.next(p)) n++;
+        EXPECT_EQ(n, 5);
+        EXPECT_FALSE(r.r.sawEndBlock());
+    }
 }
 
 TEST(Wlog, AFlippedDataByteIsCorruptionNamingTheRecord) {
-    test::TempDir dir;
-    const std::string path = dir.path("a.wlog");
-    writeSample(path);
-    auto b = test::readFile(path);
-    b[4096 + 512 + 10] ^= 1;  // first pack's data
-    test::writeFile(path, b);
-    WlogReader r(path);
-    Logpack p;
-    std::string msg;
-    EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }, &msg), ErrorCode::Corruption);
-    EXPECT_NE(msg.find("data checksum mismatch in record 0"), std::string::npos) << msg;
+    for (bool inPlace : {false, true}) {
+        test::TempDir dir;
+        const std::string path = dir.path("a.wlog");
+        writeSample(path);
+        auto b = test::readFile(path);
+        b[4096 + 512 + 10] ^= 1;  // first pack's data
+        test::writeFile(path, b);
+        Reader r(path, inPlace);
+        Logpack p;
+        std::string msg;
+        EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }, &msg), ErrorCode::Corruption);
+        EXPECT_NE(msg.find("data checksum mismatch in record 0"), std::string::npos) << msg;
+    }
 }
 
 TEST(Wlog, AFileEndingInsidePackDataIsTruncated) {
-    test::TempDir dir;
-    const std::string path = dir.path("a.wlog");
-    writeSample(path);
-    auto b = test::readFile(path);
-    b.resize(4096 + 512 + 100);
-    test::writeFile(path, b);
-    WlogReader r(path);
-    Logpack p;
-    EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }), ErrorCode::Truncated);
+    for (bool inPlace : {false, true}) {
+        test::TempDir dir;
+        const std::string path = dir.path("a.wlog");
+        writeSample(path);
+        auto b = test::readFile(path);
+        b.resize(4096 + 512 + 100);
+        test::writeFile(path, b);
+        Reader r(path, inPlace);
+        Logpack p;
+        std::string msg;
+        EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }, &msg), ErrorCode::Truncated);
+        EXPECT_NE(msg.find("file ends inside logpack data"), std::string::npos) << msg;
+    }
+}
+
+TEST(Wlog, AFileEndingInsideAPackHeaderIsTruncated) {
+    for (bool inPlace : {false, true}) {
+        test::TempDir dir;
+        const std::string path = dir.path("a.wlog");
+        writeSample(path);
+        auto b = test::readFile(path);
+        b.resize(4096 + 100);
+        test::writeFile(path, b);
+        Reader r(path, inPlace);
+        Logpack p;
+        std::string msg;
+        EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }, &msg), ErrorCode::Truncated);
+        EXPECT_NE(msg.find("file ends inside a logpack header"), std::string::npos) << msg;
+    }
 }
 
 TEST(Wlog, AHeaderWhoseBeginIsNotBelowItsEndIsCorruption) {
