@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 
 #include "core/checksum.hpp"
 #include "core/error.hpp"
+#include "core/ops.hpp"
 
 namespace walb {
 
@@ -99,6 +101,7 @@ std::shared_ptr<std::vector<char>> BufferPool::acquire(size_t size) {
 
 const char* DiffIo::fetch(std::vector<char>& scratch) const {
     if (buf) return buf->data() + off;
+    if (map) return map->data() + off;
     if (!src) throwError(ErrorCode::InvalidArgument, "diff record without data");
     if (scratch.size() < bytes()) scratch.resize(bytes());
     src->preadAll(scratch.data(), bytes(), off);
@@ -262,27 +265,45 @@ SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::
     if (info.type != kWdiffTypeSorted)
         throwError(ErrorCode::InvalidArgument, path + " is not a sorted wdiff");
     uuid_ = info.uuid;
-    // A small buffer: it batches the reads of small packs, while the data of larger ones is read straight
-    // into their pooled buffer (reads at least as large as the buffer bypass it).
-    in_ = std::make_unique<BufferedReader>(file_, sizeof(DiffFileHeaderRaw), kReadBuffer);
     packHeader_.resize(kDiffPackSize);
+    mapUpTo(file_.size());
+}
+
+bool SortedDiffReader::mapUpTo(uint64_t end) {
+    if (end <= mapped_) return false;
+    const uint64_t size = file_.size();
+    if (size <= mapped_) return false;
+    auto map = std::make_shared<FileMapping>();
+    if (!map->map(file_, 0, static_cast<size_t>(size)))
+        throwError(ErrorCode::IoError, "cannot map " + file_.path() + ": " + std::strerror(errno));
+    map_ = std::move(map);
+    mapped_ = size;
+    return true;
+}
+
+void SortedDiffReader::truncated(uint64_t start, uint64_t len, const char* what) const {
+    const uint64_t present = mapped_ > start ? mapped_ - start : 0;
+    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
+                                         where(file_.path(), start) + " (" + std::to_string(len) +
+                                         " bytes needed, " + std::to_string(present) + " present)");
 }
 
 bool SortedDiffReader::loadPack() {
     if (done_) return false;
-    const uint64_t at = in_->offset();
-    size_t got = in_->read(packHeader_.data(), kDiffPackSize);
-    if (got == 0) {  // EOF at a pack boundary also ends the diff
+    const uint64_t at = offset_;
+    if (at >= mapped_ && !mapUpTo(at + 1)) {  // EOF at a pack boundary also ends the diff
         done_ = true;
         return false;
     }
-    if (got < kDiffPackSize)
-        throwError(ErrorCode::Truncated, "file ends inside a pack header: " + where(file_.path(), at));
+    if (mapped_ - at < kDiffPackSize) mapUpTo(at + kDiffPackSize);
+    if (mapped_ - at < kDiffPackSize) truncated(at, kDiffPackSize, "a pack header");
+    std::memcpy(packHeader_.data(), map_->data() + at, kDiffPackSize);
     if (!selfChecksumOk(packHeader_.data(), kDiffPackSize, 0)) {
         throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(file_.path(), at));
     }
     DiffPackHeaderRaw h;
     std::memcpy(&h, packHeader_.data(), sizeof(h));
+    offset_ = at + kDiffPackSize;
     if (h.flags & kDiffPackFlagEnd) {
         done_ = sawEnd_ = true;
         return false;
@@ -291,26 +312,22 @@ bool SortedDiffReader::loadPack() {
         throwError(ErrorCode::Corruption, "pack has too many records: " + where(file_.path(), at));
     if (h.total_size > kDiffPackMaxData)
         throwError(ErrorCode::Corruption, "pack data larger than 32 MiB: " + where(file_.path(), at));
-    packDataOffset_ = in_->offset();
-    in_->requireAvailable(h.total_size, "pack data");
+    packDataOffset_ = offset_;
+    if (mapped_ - packDataOffset_ < h.total_size) mapUpTo(packDataOffset_ + h.total_size);
+    if (mapped_ - packDataOffset_ < h.total_size) truncated(packDataOffset_, h.total_size, "pack data");
+    offset_ = packDataOffset_ + h.total_size;
     raw_.reset();
-    pack_.reset();
-    pack_ = packPool_.acquire(h.total_size);
-    in_->readExact(pack_->data(), h.total_size, "pack data");
+    const char* data = map_->data() + packDataOffset_;
     uint32_t expectOffset = 0;
-    uint64_t plainBytes = 0;
     for (size_t i = 0; i < h.n_records; i++) {
         const DiffRecordRaw r = record(i);
         const std::string w = where(file_.path(), at + sizeof(DiffPackHeaderRaw) + i * sizeof(r));
         if (r.data_offset != expectOffset)
             throwError(ErrorCode::Corruption, "record data_offset is not contiguous: " + w);
-        const DiffKind kind = checkSortedRecord(r, pack_->data(), h.total_size, w,
-                                                where(file_.path(), packDataOffset_ + r.data_offset));
+        checkSortedRecord(r, data, h.total_size, w, where(file_.path(), packDataOffset_ + r.data_offset));
         checkOrder(lastEnd_, r.io_address, r.io_blocks, w);
         expectOffset += r.data_size;
-        if (kind == DiffKind::Normal && r.compression_type == 0) plainBytes += r.data_size;
     }
-    refPack_ = plainBytes * 2 >= h.total_size;
     recIdx_ = 0;
     recCount_ = h.n_records;
     rawEnd_ = 0;
@@ -335,21 +352,22 @@ bool SortedDiffReader::next(DiffIo& io) {
     io.off = 0;
     io.src = nullptr;
     io.buf.reset();
+    io.map.reset();
     io.hasDataSum = false;
     if (io.kind == DiffKind::Normal) {
         if (r.compression_type == 0) {
             io.dataSum = r.checksum;  // verified by loadPack, and the stored bytes are the data
             io.hasDataSum = true;
         }
-        if (r.compression_type == 0 && refPack_) {
+        if (r.compression_type == 0) {
             // What decompressRecord checks of a record stored as it is.
             if (r.data_size != io.bytes()) {
                 throwError(ErrorCode::Corruption,
                            "cannot decompress (none): stored size differs from the record size: " +
                                where(file_.path(), packDataOffset_ + r.data_offset));
             }
-            io.buf = pack_;
-            io.off = r.data_offset;
+            io.map = map_;
+            io.off = packDataOffset_ + r.data_offset;
         } else {
             if (!raw_ || i >= rawEnd_) decodeFrom(i);
             io.buf = raw_;
@@ -359,16 +377,16 @@ bool SortedDiffReader::next(DiffIo& io) {
     return true;
 }
 
-// Uncompresses the normal records of the current pack from record `first` on into one pooled buffer, which
-// they share without copies: as many as fit in kDiffPackMaxData bytes, and always record `first` itself. A
-// pack may hold 127 records of up to 32 MiB each; decoding a window at a time keeps a reader's memory at one
-// window whatever a pack claims. Records handed out as windows into the pack's own buffer are left out.
+// Uncompresses the compressed records of the current pack from record `first` on into one pooled buffer,
+// which they share without copies: as many as fit in kDiffPackMaxData bytes, and always record `first`
+// itself. A pack may hold 127 records of up to 32 MiB each; decoding a window at a time keeps a reader's
+// memory at one window whatever a pack claims. Records stored uncompressed are read from the mapping.
 void SortedDiffReader::decodeFrom(size_t first) {
     raw_.reset();
     rawOffset_.resize(recCount_);
     size_t total = 0, end = first;
     auto skip = [&](const DiffRecordRaw& r) {
-        return (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) || (refPack_ && r.compression_type == 0);
+        return (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) || r.compression_type == 0;
     };
     for (; end < recCount_; end++) {
         const DiffRecordRaw r = record(end);
@@ -382,8 +400,9 @@ void SortedDiffReader::decodeFrom(size_t first) {
     for (size_t i = first; i < end; i++) {
         const DiffRecordRaw r = record(i);
         if (skip(r)) continue;
-        decompressRecord(static_cast<Compression>(r.compression_type), pack_->data() + r.data_offset,
-                         r.data_size, buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
+        decompressRecord(static_cast<Compression>(r.compression_type),
+                         map_->data() + packDataOffset_ + r.data_offset, r.data_size,
+                         buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
                          where(file_.path(), packDataOffset_ + r.data_offset));
     }
     raw_ = std::move(buf);
@@ -599,6 +618,8 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     // or the fetch scratch may change before the write, so those bytes are copied.
     if (code == 0 && io.buf && io.buf.use_count() > 0)
         out_->writeShared(io.buf, io.buf->size(), stored, storedSize);
+    else if (code == 0 && io.map)
+        out_->writeShared(io.map, 0, stored, storedSize);  // a mapping of a file pins no memory of ours
     else
         out_->write(stored, storedSize);
     stats_.count(io, storedSize);
@@ -628,7 +649,7 @@ DiffStats SortedDiffWriter::close() {
 
 IndexedDiffWriter::IndexedDiffWriter(const std::string& path, const DiffWriteOptions& opt)
     : output_(path), opt_(opt) {
-    out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
+    out_ = std::make_unique<AsyncWriter>(output_.file(), 0);
     DiffFileHeaderRaw h = fileHeader(kWdiffTypeIndexed, opt.uuid);
     out_->write(&h, sizeof(h));
 }
