@@ -101,7 +101,14 @@ std::shared_ptr<std::vector<char>> BufferPool::acquire(size_t size) {
 
 const char* DiffIo::fetch(std::vector<char>& scratch) const {
     if (buf) return buf->data() + off;
-    if (map) return map->data() + off;
+    if (map && storedCodec != Compression::None) {
+        const size_t whole = size_t(storedBlocks) * kLbSize;
+        if (scratch.size() < whole) scratch.resize(whole);
+        decompressRecord(storedCodec, map->data + storedOff, storedSize, scratch.data(), whole,
+                         where(map->path, storedOff));
+        return scratch.data() + off;
+    }
+    if (map) return map->data + off;
     if (!src) throwError(ErrorCode::InvalidArgument, "diff record without data");
     if (scratch.size() < bytes()) scratch.resize(bytes());
     src->preadAll(scratch.data(), bytes(), off);
@@ -228,11 +235,11 @@ DiffFileInfo readDiffFileHeader(const File& file) {
     return info;
 }
 
-std::unique_ptr<DiffReader> openDiffReader(const std::string& path) {
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode) {
     File f(path, File::Mode::Read);
     DiffFileInfo info = readDiffFileHeader(f);
     if (info.type == kWdiffTypeIndexed) return std::make_unique<IndexedDiffReader>(path);
-    return std::make_unique<SortedDiffReader>(path);
+    return std::make_unique<SortedDiffReader>(path, decode);
 }
 
 // ---- sorted reader
@@ -260,7 +267,8 @@ DiffKind checkSortedRecordFields(const DiffRecordRaw& r, uint32_t packDataSize,
     return kind;
 }
 
-SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
+SortedDiffReader::SortedDiffReader(const std::string& path, Decode decode)
+    : file_(path, File::Mode::Read), decode_(decode) {
     DiffFileInfo info = readDiffFileHeader(file_);
     if (info.type != kWdiffTypeSorted)
         throwError(ErrorCode::InvalidArgument, path + " is not a sorted wdiff");
@@ -273,9 +281,13 @@ bool SortedDiffReader::mapUpTo(uint64_t end) {
     if (end <= mapped_) return false;
     const uint64_t size = file_.size();
     if (size <= mapped_) return false;
-    auto map = std::make_shared<FileMapping>();
-    if (!map->map(file_, 0, static_cast<size_t>(size)))
+    auto mapping = std::make_shared<FileMapping>();
+    if (!mapping->map(file_, 0, static_cast<size_t>(size)))
         throwError(ErrorCode::IoError, "cannot map " + file_.path() + ": " + std::strerror(errno));
+    auto map = std::make_shared<DiffMapping>();
+    map->path = file_.path();
+    map->data = mapping->data();
+    map->keep = std::move(mapping);
     map_ = std::move(map);
     mapped_ = size;
     return true;
@@ -297,7 +309,7 @@ bool SortedDiffReader::loadPack() {
     }
     if (mapped_ - at < kDiffPackSize) mapUpTo(at + kDiffPackSize);
     if (mapped_ - at < kDiffPackSize) truncated(at, kDiffPackSize, "a pack header");
-    std::memcpy(packHeader_.data(), map_->data() + at, kDiffPackSize);
+    std::memcpy(packHeader_.data(), map_->data + at, kDiffPackSize);
     if (!selfChecksumOk(packHeader_.data(), kDiffPackSize, 0)) {
         throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(file_.path(), at));
     }
@@ -317,7 +329,7 @@ bool SortedDiffReader::loadPack() {
     if (mapped_ - packDataOffset_ < h.total_size) truncated(packDataOffset_, h.total_size, "pack data");
     offset_ = packDataOffset_ + h.total_size;
     raw_.reset();
-    const char* data = map_->data() + packDataOffset_;
+    const char* data = map_->data + packDataOffset_;
     uint32_t expectOffset = 0;
     for (size_t i = 0; i < h.n_records; i++) {
         const DiffRecordRaw r = record(i);
@@ -354,6 +366,7 @@ bool SortedDiffReader::next(DiffIo& io) {
     io.buf.reset();
     io.map.reset();
     io.hasDataSum = false;
+    io.storedCodec = Compression::None;
     if (io.kind == DiffKind::Normal) {
         if (r.compression_type == 0) {
             io.dataSum = r.checksum;  // verified by loadPack, and the stored bytes are the data
@@ -368,6 +381,13 @@ bool SortedDiffReader::next(DiffIo& io) {
             }
             io.map = map_;
             io.off = packDataOffset_ + r.data_offset;
+        } else if (decode_ == Decode::Lazy) {
+            io.map = map_;
+            io.storedCodec = static_cast<Compression>(r.compression_type);
+            io.storedOff = packDataOffset_ + r.data_offset;
+            io.storedSize = r.data_size;
+            io.storedBlocks = r.io_blocks;
+            io.storedSum = r.checksum;
         } else {
             if (!raw_ || i >= rawEnd_) decodeFrom(i);
             io.buf = raw_;
@@ -401,7 +421,7 @@ void SortedDiffReader::decodeFrom(size_t first) {
         const DiffRecordRaw r = record(i);
         if (skip(r)) continue;
         decompressRecord(static_cast<Compression>(r.compression_type),
-                         map_->data() + packDataOffset_ + r.data_offset, r.data_size,
+                         map_->data + packDataOffset_ + r.data_offset, r.data_size,
                          buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
                          where(file_.path(), packDataOffset_ + r.data_offset));
     }
@@ -587,8 +607,20 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     uint8_t code = 0;
     const char* stored = nullptr;
     size_t storedSize = 0;
-    if (io.kind == DiffKind::Normal) {
-        const char* raw = io.fetch(fetched_);
+    const bool asStored =
+        io.kind == DiffKind::Normal && io.storedCodec == opt_.compression && io.isWhole() &&
+        compressesAsStored(io.storedCodec, io.map->data + io.storedOff, io.storedSize, io.bytes());
+    if (asStored) {
+        code = static_cast<uint8_t>(io.storedCodec);
+        stored = io.map->data + io.storedOff;
+        storedSize = io.storedSize;
+    } else if (io.kind == DiffKind::Normal) {
+        // The pieces cut from one stored record (overlaps, maxIoBlocks) decompress it once.
+        const bool decoded =
+            io.storedCodec != Compression::None && io.map == decodedMap_ && io.storedOff == decodedOff_;
+        const char* raw = decoded ? fetched_.data() + io.off : io.fetch(fetched_);
+        decodedMap_ = io.storedCodec != Compression::None ? io.map : nullptr;
+        decodedOff_ = io.storedOff;
         size_t n = 0;
         code =
             static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_, n));
@@ -609,16 +641,17 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     r.data_offset = h->total_size;
     r.data_size = static_cast<uint32_t>(storedSize);
     r.checksum = storedSize == 0              ? 0
+                 : asStored                   ? io.storedSum
                  : code == 0 && io.hasDataSum ? io.dataSum
                                               : checksum(stored, storedSize, 0);
     std::memcpy(packHeader_.data() + sizeof(DiffPackHeaderRaw) + h->n_records * sizeof(r), &r, sizeof(r));
     h->n_records++;
     h->total_size += static_cast<uint32_t>(storedSize);
-    // Data stored as it is in a buffer someone owns is written from there; a borrowed buffer (no owner)
-    // or the fetch scratch may change before the write, so those bytes are copied.
+    // Bytes stored as they are in a buffer someone owns or in a mapped file are written from there; a
+    // borrowed buffer (no owner) or the fetch scratch may change before the write, so those are copied.
     if (code == 0 && io.buf && io.buf.use_count() > 0)
         out_->writeShared(io.buf, io.buf->size(), stored, storedSize);
-    else if (code == 0 && io.map)
+    else if (asStored || (code == 0 && io.map && io.storedCodec == Compression::None))
         out_->writeShared(io.map, 0, stored, storedSize);  // a mapping of a file pins no memory of ours
     else
         out_->write(stored, storedSize);

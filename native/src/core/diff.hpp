@@ -20,7 +20,7 @@ enum class DiffKind : uint8_t { Normal, AllZero, Discard };
 const char* diffKindName(DiffKind k);
 
 using SharedBytes = std::shared_ptr<const std::vector<char>>;
-class FileMapping;
+struct DiffMapping;
 
 // A few reusable buffers handed out as shared bytes. A buffer is reused once nobody else holds it, which
 // keeps streaming readers from touching fresh memory (page faults dominate otherwise).
@@ -47,7 +47,7 @@ struct DiffIo {
     uint32_t blocks = 0;
     DiffKind kind = DiffKind::Normal;
     SharedBytes buf;                         // Normal records held in memory
-    std::shared_ptr<const FileMapping> map;  // Normal records read in place from a mapped file (buf is empty)
+    std::shared_ptr<const DiffMapping> map;  // Normal records read in place from a mapped file (buf is empty)
     const File* src = nullptr;               // Normal records left in a file (buf and map are empty)
     uint64_t off = 0;                        // byte offset of this record's data in *buf, *map or *src
     // csum(data, 0) of exactly this record's data (docs/formats.md §0.2), when known without computing it: a
@@ -55,6 +55,12 @@ struct DiffIo {
     // storing the data uncompressed reuses it. slice() drops it.
     uint32_t dataSum = 0;
     bool hasDataSum = false;
+    // A record in a mapped file that stores it compressed (storedCodec not None): its whole stored form at
+    // storedOff, which fetch() decompresses (`off` is then within the whole record's data), and which a
+    // writer may copy as it is while the record is whole (see isWhole()).
+    Compression storedCodec = Compression::None;
+    uint64_t storedOff = 0;
+    uint32_t storedSize = 0, storedBlocks = 0, storedSum = 0;
 
     uint64_t end() const { return addr + blocks; }
     size_t bytes() const { return size_t(blocks) * kLbSize; }
@@ -62,6 +68,15 @@ struct DiffIo {
     const char* fetch(std::vector<char>& scratch) const;
     // The part of this record covering [from, to) (must lie inside it).
     DiffIo slice(uint64_t from, uint64_t to) const;
+    // The record stored compressed is all of its stored form (not a part cut from it).
+    bool isWhole() const { return off == 0 && blocks == storedBlocks; }
+};
+
+// A wdiff mapped whole, for records read in place.
+struct DiffMapping {
+    std::string path;
+    const char* data = nullptr;
+    std::shared_ptr<void> keep;  // holds the mapping
 };
 
 bool isAllZero(const char* p, size_t len);
@@ -98,7 +113,11 @@ struct DiffFileInfo {
     Uuid uuid{};
 };
 DiffFileInfo readDiffFileHeader(const File& file);
-std::unique_ptr<DiffReader> openDiffReader(const std::string& path);
+// How a sorted reader hands out records stored compressed: decompressed as it reads them (Eager), or as
+// their stored form, decompressed by whoever fetches their data (Lazy: a merge copies those it writes whole
+// with the same codec without decompressing them).
+enum class Decode : uint8_t { Eager, Lazy };
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode = Decode::Eager);
 // Checks one record of a sorted pack (flags, compression, size, data bounds and checksum) and returns its
 // kind; throws CORRUPTION. Order and data_offset contiguity are the caller's, who sees the neighbours.
 DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_t packDataSize,
@@ -125,7 +144,7 @@ struct StoredRecord {
 
 class SortedDiffReader : public DiffReader {
 public:
-    explicit SortedDiffReader(const std::string& path);
+    explicit SortedDiffReader(const std::string& path, Decode decode = Decode::Eager);
     bool next(DiffIo& io) override;
     const Uuid& uuid() const override { return uuid_; }
     // Header-level walk: hands each stored record to `fn` without decompressing (data checksums still
@@ -142,11 +161,12 @@ private:
     void decodeFrom(size_t first);
     File file_;
     Uuid uuid_{};
-    // The whole file, mapped: records stored uncompressed are handed out as windows into it and written out
-    // from there (no copy, no buffer of ours). Wdiffs are written whole under a temporary name and renamed,
-    // so a mapped one never shrinks under its reader.
-    std::shared_ptr<const FileMapping> map_;
-    uint64_t mapped_ = 0;                          // bytes of the file map_ covers
+    // The whole file, mapped: records stored uncompressed (and, with Decode::Lazy, compressed ones) are
+    // handed out as windows into it and written out from there (no copy, no buffer of ours). Wdiffs are
+    // written whole under a temporary name and renamed, so a mapped one never shrinks under its reader.
+    std::shared_ptr<const DiffMapping> map_;
+    uint64_t mapped_ = 0;  // bytes of the file map_ covers
+    Decode decode_;
     uint64_t offset_ = sizeof(DiffFileHeaderRaw);  // of the next pack header
     std::vector<char> packHeader_;
     BufferPool pool_;  // declared before the buffer taken from it, so destroyed after
@@ -203,6 +223,9 @@ private:
     std::vector<char> packHeader_;
     uint64_t packHeaderOffset_ = 0;
     std::vector<char> scratch_, fetched_;
+    // The stored record whose data fetched_ holds whole, decompressed (none if decodedMap_ is null).
+    std::shared_ptr<const DiffMapping> decodedMap_;
+    uint64_t decodedOff_ = 0;
     uint64_t lastEnd_ = 0;
     DiffStats stats_;
 };
