@@ -268,6 +268,34 @@ test('every compression (none, snappy, zstd, lz4, gzip, lzma) round-trips throug
   }
 });
 
+test('a merge of snappy wdiffs, into every codec, is byte for byte the merge of the same wdiffs stored uncompressed', async (t) => {
+  // Overlapping writes: the newer wdiff cuts records of the older one, which are then written in parts.
+  const plain: string[] = [];
+  const snappy: string[] = [];
+  for (const i of [0, 1]) {
+    const wlog = tmp.name(`mc${i}.wlog`);
+    await native.wlogGen(wlog, {
+      pbs: 512,
+      deviceSize: 8192,
+      amount: 1 << 20,
+      maxIoSize: 32,
+      data: 'compressible',
+      seed: 50 + i,
+    });
+    plain.push(tmp.name(`mc${i}-none.wdiff`));
+    snappy.push(tmp.name(`mc${i}-snappy.wdiff`));
+    await native.wlogToWdiff([wlog], plain[i], { compression: 'none' });
+    await native.wlogToWdiff([wlog], snappy[i], { compression: 'snappy' });
+  }
+  for (const c of COMPRESSIONS) {
+    const fromPlain = tmp.name(`mc-${c}-from-none.wdiff`);
+    const fromSnappy = tmp.name(`mc-${c}-from-snappy.wdiff`);
+    await native.wdiffMerge(plain, fromPlain, { compression: c });
+    await native.wdiffMerge(snappy, fromSnappy, { compression: c });
+    t.true(sameBytes(fromSnappy, fromPlain), `${c} merge of the snappy wdiffs`);
+  }
+});
+
 test('a record that compression would not shrink is stored raw with code 0', async (t) => {
   const wlog = tmp.name('rnd.wlog');
   await native.wlogGen(wlog, { pbs: 512, deviceSize: 4096, amount: 256 << 10, data: 'random', seed: 43 });

@@ -108,6 +108,12 @@ Compression compressRecord(Compression c, int level, const char* in, size_t len,
     return Compression::None;
 }
 
+bool compressesAsStored(Compression c, const char* stored, size_t len, size_t rawSize) {
+    size_t n = 0;
+    return c == Compression::Snappy && len < rawSize &&
+           snappy_uncompressed_length(stored, len, &n) == SNAPPY_OK && n == rawSize;
+}
+
 size_t maxStoredSize(Compression c, size_t rawSize) {
     switch (c) {
         case Compression::None:

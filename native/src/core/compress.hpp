@@ -19,6 +19,11 @@ const char* compressionName(Compression c);
 // make the data strictly smaller, in which case the caller stores the raw bytes.
 Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out,
                            size_t& outLen);
+// Whether `stored` (`len` bytes of code `c` holding `rawSize` bytes) is what compressRecord(c) gives for its
+// data, so that a writer may copy it instead of decompressing and compressing again: true for snappy when
+// the stored form is smaller than the data and claims its size (snappy takes no level, and libsnappy, which
+// writes the snappy records of our wdiffs and of WalB's, compresses the same data to the same bytes).
+bool compressesAsStored(Compression c, const char* stored, size_t len, size_t rawSize);
 // The most bytes that `rawSize` bytes can take once stored with code `c`: the bound each library gives for
 // its own compressor (rawSize itself for None). A larger stored size cannot have been written by that
 // compressor.

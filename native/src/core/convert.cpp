@@ -157,7 +157,7 @@ DiffStats mergeWdiffs(const std::vector<std::string>& inputs, const std::string&
                       const DiffWriteOptions& opt, const Progress& progress) {
     if (inputs.empty()) throwError(ErrorCode::InvalidArgument, "no input wdiff");
     std::vector<std::unique_ptr<DiffReader>> readers;
-    for (const auto& p : inputs) readers.push_back(prefetching(openDiffReader(p)));
+    for (const auto& p : inputs) readers.push_back(prefetching(openDiffReader(p, Decode::Lazy)));
     DiffWriteOptions wopt = opt;
     wopt.uuid = readers.back()->uuid();  // as WalB: the newest input's uuid
     SortedDiffWriter w(out, wopt);

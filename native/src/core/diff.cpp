@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 
 #include "core/checksum.hpp"
 #include "core/error.hpp"
+#include "core/ops.hpp"
 
 namespace walb {
 
@@ -99,6 +101,14 @@ std::shared_ptr<std::vector<char>> BufferPool::acquire(size_t size) {
 
 const char* DiffIo::fetch(std::vector<char>& scratch) const {
     if (buf) return buf->data() + off;
+    if (map && storedCodec != Compression::None) {
+        const size_t whole = size_t(storedBlocks) * kLbSize;
+        if (scratch.size() < whole) scratch.resize(whole);
+        decompressRecord(storedCodec, map->data + storedOff, storedSize, scratch.data(), whole,
+                         where(map->path, storedOff));
+        return scratch.data() + off;
+    }
+    if (map) return map->data + off;
     if (!src) throwError(ErrorCode::InvalidArgument, "diff record without data");
     if (scratch.size() < bytes()) scratch.resize(bytes());
     src->preadAll(scratch.data(), bytes(), off);
@@ -225,11 +235,11 @@ DiffFileInfo readDiffFileHeader(const File& file) {
     return info;
 }
 
-std::unique_ptr<DiffReader> openDiffReader(const std::string& path) {
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode) {
     File f(path, File::Mode::Read);
     DiffFileInfo info = readDiffFileHeader(f);
     if (info.type == kWdiffTypeIndexed) return std::make_unique<IndexedDiffReader>(path);
-    return std::make_unique<SortedDiffReader>(path);
+    return std::make_unique<SortedDiffReader>(path, decode);
 }
 
 // ---- sorted reader
@@ -290,41 +300,61 @@ uint64_t checkSortedPackRecords(const char* block, const char* data, uint64_t& l
     return plainBytes;
 }
 
-SortedDiffReader::SortedDiffReader(const std::string& path) : file_(path, File::Mode::Read) {
+SortedDiffReader::SortedDiffReader(const std::string& path, Decode decode)
+    : file_(path, File::Mode::Read), decode_(decode) {
     DiffFileInfo info = readDiffFileHeader(file_);
     if (info.type != kWdiffTypeSorted)
         throwError(ErrorCode::InvalidArgument, path + " is not a sorted wdiff");
     uuid_ = info.uuid;
-    // A small buffer: it batches the reads of small packs, while the data of larger ones is read straight
-    // into their pooled buffer (reads at least as large as the buffer bypass it).
-    in_ = std::make_unique<BufferedReader>(file_, sizeof(DiffFileHeaderRaw), kReadBuffer);
     packHeader_.resize(kDiffPackSize);
+    mapUpTo(file_.size());
+}
+
+bool SortedDiffReader::mapUpTo(uint64_t end) {
+    if (end <= mapped_) return false;
+    const uint64_t size = file_.size();
+    if (size <= mapped_) return false;
+    auto mapping = std::make_shared<FileMapping>();
+    if (!mapping->map(file_, 0, static_cast<size_t>(size)))
+        throwError(ErrorCode::IoError, "cannot map " + file_.path() + ": " + std::strerror(errno));
+    auto map = std::make_shared<DiffMapping>();
+    map->path = file_.path();
+    map->data = mapping->data();
+    map->keep = std::move(mapping);
+    map_ = std::move(map);
+    mapped_ = size;
+    return true;
+}
+
+void SortedDiffReader::truncated(uint64_t start, uint64_t len, const char* what) const {
+    const uint64_t present = mapped_ > start ? mapped_ - start : 0;
+    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
+                                         where(file_.path(), start) + " (" + std::to_string(len) +
+                                         " bytes needed, " + std::to_string(present) + " present)");
 }
 
 bool SortedDiffReader::loadPack() {
     if (done_) return false;
-    const uint64_t at = in_->offset();
-    size_t got = in_->read(packHeader_.data(), kDiffPackSize);
-    if (got == 0) {  // EOF at a pack boundary also ends the diff
+    const uint64_t at = offset_;
+    if (at >= mapped_ && !mapUpTo(at + 1)) {  // EOF at a pack boundary also ends the diff
         done_ = true;
         return false;
     }
-    if (got < kDiffPackSize)
-        throwError(ErrorCode::Truncated, "file ends inside a pack header: " + where(file_.path(), at));
+    if (mapped_ - at < kDiffPackSize) mapUpTo(at + kDiffPackSize);
+    if (mapped_ - at < kDiffPackSize) truncated(at, kDiffPackSize, "a pack header");
+    std::memcpy(packHeader_.data(), map_->data + at, kDiffPackSize);
     DiffPackHeaderRaw h;
     if (!checkSortedPackHeader(packHeader_.data(), file_.path(), at, h)) {
         done_ = sawEnd_ = true;
         return false;
     }
-    packDataOffset_ = in_->offset();
-    in_->requireAvailable(h.total_size, "pack data");
+    packDataOffset_ = at + kDiffPackSize;
+    if (mapped_ - packDataOffset_ < h.total_size) mapUpTo(packDataOffset_ + h.total_size);
+    if (mapped_ - packDataOffset_ < h.total_size) truncated(packDataOffset_, h.total_size, "pack data");
+    offset_ = packDataOffset_ + h.total_size;
     raw_.reset();
-    pack_.reset();
-    pack_ = packPool_.acquire(h.total_size);
-    in_->readExact(pack_->data(), h.total_size, "pack data");
-    const uint64_t plainBytes = checkSortedPackRecords(packHeader_.data(), pack_->data(), lastEnd_,
-                                                       file_.path(), at, packDataOffset_);
-    refPack_ = plainBytes * 2 >= h.total_size;
+    checkSortedPackRecords(packHeader_.data(), map_->data + packDataOffset_, lastEnd_, file_.path(), at,
+                           packDataOffset_);
     recIdx_ = 0;
     recCount_ = h.n_records;
     rawEnd_ = 0;
@@ -349,21 +379,30 @@ bool SortedDiffReader::next(DiffIo& io) {
     io.off = 0;
     io.src = nullptr;
     io.buf.reset();
+    io.map.reset();
     io.hasDataSum = false;
+    io.storedCodec = Compression::None;
     if (io.kind == DiffKind::Normal) {
         if (r.compression_type == 0) {
             io.dataSum = r.checksum;  // verified by loadPack, and the stored bytes are the data
             io.hasDataSum = true;
         }
-        if (r.compression_type == 0 && refPack_) {
+        if (r.compression_type == 0) {
             // What decompressRecord checks of a record stored as it is.
             if (r.data_size != io.bytes()) {
                 throwError(ErrorCode::Corruption,
                            "cannot decompress (none): stored size differs from the record size: " +
                                where(file_.path(), packDataOffset_ + r.data_offset));
             }
-            io.buf = pack_;
-            io.off = r.data_offset;
+            io.map = map_;
+            io.off = packDataOffset_ + r.data_offset;
+        } else if (decode_ == Decode::Lazy) {
+            io.map = map_;
+            io.storedCodec = static_cast<Compression>(r.compression_type);
+            io.storedOff = packDataOffset_ + r.data_offset;
+            io.storedSize = r.data_size;
+            io.storedBlocks = r.io_blocks;
+            io.storedSum = r.checksum;
         } else {
             if (!raw_ || i >= rawEnd_) decodeFrom(i);
             io.buf = raw_;
@@ -373,16 +412,16 @@ bool SortedDiffReader::next(DiffIo& io) {
     return true;
 }
 
-// Uncompresses the normal records of the current pack from record `first` on into one pooled buffer, which
-// they share without copies: as many as fit in kDiffPackMaxData bytes, and always record `first` itself. A
-// pack may hold 127 records of up to 32 MiB each; decoding a window at a time keeps a reader's memory at one
-// window whatever a pack claims. Records handed out as windows into the pack's own buffer are left out.
+// Uncompresses the compressed records of the current pack from record `first` on into one pooled buffer,
+// which they share without copies: as many as fit in kDiffPackMaxData bytes, and always record `first`
+// itself. A pack may hold 127 records of up to 32 MiB each; decoding a window at a time keeps a reader's
+// memory at one window whatever a pack claims. Records stored uncompressed are read from the mapping.
 void SortedDiffReader::decodeFrom(size_t first) {
     raw_.reset();
     rawOffset_.resize(recCount_);
     size_t total = 0, end = first;
     auto skip = [&](const DiffRecordRaw& r) {
-        return (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) || (refPack_ && r.compression_type == 0);
+        return (r.flags & (kDiffFlagAllZero | kDiffFlagDiscard)) || r.compression_type == 0;
     };
     for (; end < recCount_; end++) {
         const DiffRecordRaw r = record(end);
@@ -396,8 +435,9 @@ void SortedDiffReader::decodeFrom(size_t first) {
     for (size_t i = first; i < end; i++) {
         const DiffRecordRaw r = record(i);
         if (skip(r)) continue;
-        decompressRecord(static_cast<Compression>(r.compression_type), pack_->data() + r.data_offset,
-                         r.data_size, buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
+        decompressRecord(static_cast<Compression>(r.compression_type),
+                         map_->data + packDataOffset_ + r.data_offset, r.data_size,
+                         buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
                          where(file_.path(), packDataOffset_ + r.data_offset));
     }
     raw_ = std::move(buf);
@@ -582,8 +622,20 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     uint8_t code = 0;
     const char* stored = nullptr;
     size_t storedSize = 0;
-    if (io.kind == DiffKind::Normal) {
-        const char* raw = io.fetch(fetched_);
+    const bool asStored =
+        io.kind == DiffKind::Normal && io.storedCodec == opt_.compression && io.isWhole() &&
+        compressesAsStored(io.storedCodec, io.map->data + io.storedOff, io.storedSize, io.bytes());
+    if (asStored) {
+        code = static_cast<uint8_t>(io.storedCodec);
+        stored = io.map->data + io.storedOff;
+        storedSize = io.storedSize;
+    } else if (io.kind == DiffKind::Normal) {
+        // The pieces cut from one stored record (overlaps, maxIoBlocks) decompress it once.
+        const bool decoded =
+            io.storedCodec != Compression::None && io.map == decodedMap_ && io.storedOff == decodedOff_;
+        const char* raw = decoded ? fetched_.data() + io.off : io.fetch(fetched_);
+        decodedMap_ = io.storedCodec != Compression::None ? io.map : nullptr;
+        decodedOff_ = io.storedOff;
         size_t n = 0;
         code =
             static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_, n));
@@ -604,15 +656,18 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     r.data_offset = h->total_size;
     r.data_size = static_cast<uint32_t>(storedSize);
     r.checksum = storedSize == 0              ? 0
+                 : asStored                   ? io.storedSum
                  : code == 0 && io.hasDataSum ? io.dataSum
                                               : checksum(stored, storedSize, 0);
     std::memcpy(packHeader_.data() + sizeof(DiffPackHeaderRaw) + h->n_records * sizeof(r), &r, sizeof(r));
     h->n_records++;
     h->total_size += static_cast<uint32_t>(storedSize);
-    // Data stored as it is in a buffer someone owns is written from there; a borrowed buffer (no owner)
-    // or the fetch scratch may change before the write, so those bytes are copied.
+    // Bytes stored as they are in a buffer someone owns or in a mapped file are written from there; a
+    // borrowed buffer (no owner) or the fetch scratch may change before the write, so those are copied.
     if (code == 0 && io.buf && io.buf.use_count() > 0)
         out_->writeShared(io.buf, io.buf->size(), stored, storedSize);
+    else if (asStored || (code == 0 && io.map && io.storedCodec == Compression::None))
+        out_->writeShared(io.map, 0, stored, storedSize);  // a mapping of a file pins no memory of ours
     else
         out_->write(stored, storedSize);
     stats_.count(io, storedSize);
@@ -642,7 +697,7 @@ DiffStats SortedDiffWriter::close() {
 
 IndexedDiffWriter::IndexedDiffWriter(const std::string& path, const DiffWriteOptions& opt)
     : output_(path), opt_(opt) {
-    out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
+    out_ = std::make_unique<AsyncWriter>(output_.file(), 0);
     DiffFileHeaderRaw h = fileHeader(kWdiffTypeIndexed, opt.uuid);
     out_->write(&h, sizeof(h));
 }

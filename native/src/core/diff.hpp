@@ -22,6 +22,7 @@ const char* diffKindName(DiffKind k);
 DiffKind kindFromFlags(uint8_t flags, const std::string& where);
 
 using SharedBytes = std::shared_ptr<const std::vector<char>>;
+struct DiffMapping;
 
 // A few reusable buffers handed out as shared bytes. A buffer is reused once nobody else holds it, which
 // keeps streaming readers from touching fresh memory (page faults dominate otherwise).
@@ -40,28 +41,44 @@ private:
     std::vector<std::shared_ptr<std::vector<char>>> bufs_;
 };
 
-// One diff record with its data uncompressed. The data is a window either into a shared buffer or into a file
-// (src), so that cutting a record (overlaps, splitting) never copies bytes and large diffs need not be in
-// memory.
+// One diff record with its data uncompressed. The data is a window into a shared buffer, into a mapped file
+// (map) or into a file (src), so that cutting a record (overlaps, splitting) never copies bytes and large
+// diffs need not be in memory.
 struct DiffIo {
     uint64_t addr = 0;
     uint32_t blocks = 0;
     DiffKind kind = DiffKind::Normal;
-    SharedBytes buf;            // Normal records held in memory
-    const File* src = nullptr;  // Normal records left in a file (buf is empty)
-    uint64_t off = 0;           // byte offset of this record's data in *buf or in *src
+    SharedBytes buf;                         // Normal records held in memory
+    std::shared_ptr<const DiffMapping> map;  // Normal records read in place from a mapped file (buf is empty)
+    const File* src = nullptr;               // Normal records left in a file (buf and map are empty)
+    uint64_t off = 0;                        // byte offset of this record's data in *buf, *map or *src
     // csum(data, 0) of exactly this record's data (docs/formats.md §0.2), when known without computing it: a
     // record read whole from a wdiff that stored it uncompressed (its verified stored checksum). A writer
     // storing the data uncompressed reuses it. slice() drops it.
     uint32_t dataSum = 0;
     bool hasDataSum = false;
+    // A record in a mapped file that stores it compressed (storedCodec not None): its whole stored form at
+    // storedOff, which fetch() decompresses (`off` is then within the whole record's data), and which a
+    // writer may copy as it is while the record is whole (see isWhole()).
+    Compression storedCodec = Compression::None;
+    uint64_t storedOff = 0;
+    uint32_t storedSize = 0, storedBlocks = 0, storedSum = 0;
 
     uint64_t end() const { return addr + blocks; }
     size_t bytes() const { return size_t(blocks) * kLbSize; }
-    // The record's data: a pointer into buf, or read from src into `scratch`.
+    // The record's data: a pointer into buf or map, or read from src into `scratch`.
     const char* fetch(std::vector<char>& scratch) const;
     // The part of this record covering [from, to) (must lie inside it).
     DiffIo slice(uint64_t from, uint64_t to) const;
+    // The record stored compressed is all of its stored form (not a part cut from it).
+    bool isWhole() const { return off == 0 && blocks == storedBlocks; }
+};
+
+// A wdiff mapped whole, for records read in place.
+struct DiffMapping {
+    std::string path;
+    const char* data = nullptr;
+    std::shared_ptr<void> keep;  // holds the mapping
 };
 
 bool isAllZero(const char* p, size_t len);
@@ -98,7 +115,11 @@ struct DiffFileInfo {
     Uuid uuid{};
 };
 DiffFileInfo readDiffFileHeader(const File& file);
-std::unique_ptr<DiffReader> openDiffReader(const std::string& path);
+// How a sorted reader hands out records stored compressed: decompressed as it reads them (Eager), or as
+// their stored form, decompressed by whoever fetches their data (Lazy: a merge copies those it writes whole
+// with the same codec without decompressing them).
+enum class Decode : uint8_t { Eager, Lazy };
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode = Decode::Eager);
 // Checks one record of a sorted pack (flags, compression, size, data bounds and checksum) and returns its
 // kind; throws CORRUPTION. Order and data_offset contiguity are the caller's, who sees the neighbours.
 DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_t packDataSize,
@@ -132,7 +153,7 @@ struct StoredRecord {
 
 class SortedDiffReader : public DiffReader {
 public:
-    explicit SortedDiffReader(const std::string& path);
+    explicit SortedDiffReader(const std::string& path, Decode decode = Decode::Eager);
     bool next(DiffIo& io) override;
     const Uuid& uuid() const override { return uuid_; }
     // Header-level walk: hands each stored record to `fn` without decompressing (data checksums still
@@ -141,20 +162,23 @@ public:
     bool sawEndPack() const { return sawEnd_; }
 
 private:
-    static constexpr size_t kReadBuffer = 128u << 10;
     bool loadPack();
+    // Maps the file again if it has grown to `end` bytes since it was mapped; false if it has not.
+    bool mapUpTo(uint64_t end);
+    [[noreturn]] void truncated(uint64_t start, uint64_t len, const char* what) const;
     DiffRecordRaw record(size_t i) const;
     void decodeFrom(size_t first);
     File file_;
     Uuid uuid_{};
-    std::unique_ptr<BufferedReader> in_;
+    // The whole file, mapped: records stored uncompressed (and, with Decode::Lazy, compressed ones) are
+    // handed out as windows into it and written out from there (no copy, no buffer of ours). Wdiffs are
+    // written whole under a temporary name and renamed, so a mapped one never shrinks under its reader.
+    std::shared_ptr<const DiffMapping> map_;
+    uint64_t mapped_ = 0;  // bytes of the file map_ covers
+    Decode decode_;
+    uint64_t offset_ = sizeof(DiffFileHeaderRaw);  // of the next pack header
     std::vector<char> packHeader_;
-    BufferPool packPool_{8}, pool_;  // declared before the buffers taken from them, so destroyed after
-    // The stored bytes of the current pack, pooled: records stored uncompressed are handed out as windows
-    // into it (no copy) when they make up at least half of it (`refPack_`), so that such a window never
-    // keeps much more memory alive than its records' data.
-    std::shared_ptr<std::vector<char>> pack_;
-    bool refPack_ = false;
+    BufferPool pool_;  // declared before the buffer taken from it, so destroyed after
     SharedBytes raw_;  // records [.., rawEnd_) of the current pack needing a copy, uncompressed, back to back
     std::vector<size_t> rawOffset_;
     size_t rawEnd_ = 0;
@@ -208,6 +232,9 @@ private:
     std::vector<char> packHeader_;
     uint64_t packHeaderOffset_ = 0;
     std::vector<char> scratch_, fetched_;
+    // The stored record whose data fetched_ holds whole, decompressed (none if decodedMap_ is null).
+    std::shared_ptr<const DiffMapping> decodedMap_;
+    uint64_t decodedOff_ = 0;
     uint64_t lastEnd_ = 0;
     DiffStats stats_;
 };
@@ -233,7 +260,7 @@ private:
     void insertAligned(uint64_t addr, uint64_t blocks, const Entry& e);
     AtomicOutputFile output_;
     DiffWriteOptions opt_;
-    std::unique_ptr<BufferedWriter> out_;
+    std::unique_ptr<AsyncWriter> out_;
     std::map<uint64_t, Entry> index_;
     std::vector<char> scratch_, fetched_;
     uint32_t nData_ = 0;

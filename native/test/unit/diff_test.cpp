@@ -109,6 +109,30 @@ TEST_P(DiffCodec, IndexedWdiffReadsBackTheRecordsWritten) {
     EXPECT_EQ(blocks(got), blocks(want));
 }
 
+TEST_P(DiffCodec, ALazySortedReaderHandsOutStoredRecordsThatFetchTheirData) {
+    test::TempDir dir;
+    const std::string path = dir.path("a.wdiff");
+    DiffWriteOptions opt;
+    opt.compression = compressionFromName(GetParam());
+    opt.maxIoBlocks = 0;
+    SortedDiffWriter w(path, opt);
+    for (const DiffIo& io : kSample) w.add(io);
+    w.close();
+    auto r = openDiffReader(path, Decode::Lazy);
+    std::vector<Flat> got;
+    DiffIo io;
+    while (r->next(io)) {
+        if (io.kind == DiffKind::Normal && opt.compression != Compression::None) {
+            EXPECT_EQ(io.storedCodec, opt.compression) << io.addr;
+            EXPECT_TRUE(io.isWhole());
+            EXPECT_FALSE(io.slice(io.addr + 1, io.end()).isWhole());
+        }
+        got.push_back(
+            {io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? dataOf(io) : std::vector<char>{}});
+    }
+    EXPECT_EQ(got, flat(kSample));
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryCodecWeWrite, DiffCodec,
                          ::testing::Values("none", "snappy", "zstd", "lz4", "gzip", "lzma"));
 
@@ -154,6 +178,20 @@ TEST(SortedWdiff, AFlippedDataByteIsCorruption) {
     std::string msg;
     EXPECT_EQ(test::errorCodeOf([&] { r.next(io); }, &msg), ErrorCode::Corruption);
     EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
+}
+
+TEST(SortedWdiff, AReaderOpenedBeforeThePacksWereWrittenReadsThem) {
+    test::TempDir dir;
+    const std::string full = dir.path("full.wdiff"), growing = dir.path("growing.wdiff");
+    SortedDiffWriter w(full, {});
+    for (const DiffIo& io : kSample) w.add(io);
+    w.close();
+    const auto bytes = test::readFile(full);
+    test::writeFile(growing, std::vector<char>(bytes.begin(), bytes.begin() + sizeof(DiffFileHeaderRaw)));
+    SortedDiffReader r(growing);  // maps the header alone
+    test::writeFile(growing, bytes);
+    EXPECT_EQ(readAll(r), flat(kSample));
+    EXPECT_TRUE(r.sawEndPack());
 }
 
 TEST(IndexedWdiff, ANewerRecordHidesTheOlderOneItOverlaps) {
