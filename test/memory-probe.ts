@@ -3,7 +3,9 @@
 // The peak is what catches a large buffer: glibc hands big blocks back to the kernel as soon as they are freed,
 // so a buffer allocated and dropped inside a failing call leaves the resident set after the call unchanged. The
 // peak is reset just before the call (writing 5 to /proc/self/clear_refs), so that what node touched while
-// starting up does not hide it. A process of its own keeps other tests' memory out of the measurement.
+// starting up does not hide it. A process of its own keeps other tests' memory out of the measurement. Pages of
+// files a call maps count in the resident set too; the anonymous part (RssAnon in /proc/self/status, sampled every
+// few milliseconds while the call runs on the addon's thread) is the memory the call itself holds.
 //
 //   node dist/test/memory-probe.js '["wdiffVerify", "/path/x.wdiff"]'   -> one line of JSON (ProbeResult)
 import { execFile } from 'node:child_process';
@@ -18,6 +20,8 @@ export interface ProbeResult {
   rssAfter: number;
   peakBefore: number;
   peakAfter: number;
+  anonBefore: number; // bytes
+  anonPeak: number; // the highest anonymous resident set sampled during the call
 }
 
 export type ProbeCall =
@@ -25,6 +29,7 @@ export type ProbeCall =
   | ['wdiffRedo', string, string]
   | ['wlogVerify', string]
   | ['wlogToWdiff', string, string]
+  | ['wdiffMerge', string[], string] // inputs oldest first, output
   | ['virtualFull', string, string[], [number, number][]]; // base, wdiffs, [offset, length] reads (hex out)
 
 async function call(c: ProbeCall): Promise<unknown> {
@@ -37,6 +42,8 @@ async function call(c: ProbeCall): Promise<unknown> {
       return native.wlogVerify(c[1]);
     case 'wlogToWdiff':
       return native.wlogToWdiff([c[1]], c[2], {});
+    case 'wdiffMerge':
+      return native.wdiffMerge(c[1], c[2], {});
     case 'virtualFull': {
       const v = new native.VirtualFull(c[1], c[2]);
       try {
@@ -52,6 +59,12 @@ async function call(c: ProbeCall): Promise<unknown> {
 
 const peak = () => process.resourceUsage().maxRSS * 1024;
 
+/** The anonymous resident set (heap, stacks, buffers; not mapped files), in bytes. */
+function anonResident(): number {
+  const m = /^RssAnon:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
 /** Resets the peak resident set to the current one (Linux >= 4.0); without it the peak since start is used. */
 function resetPeak(): void {
   try {
@@ -66,6 +79,9 @@ async function main(): Promise<void> {
   resetPeak();
   const rssBefore = process.memoryUsage().rss;
   const peakBefore = peak();
+  const anonBefore = anonResident();
+  let anonPeak = anonBefore;
+  const sampler = setInterval(() => (anonPeak = Math.max(anonPeak, anonResident())), 2);
   let code = 'ok';
   let message = '';
   let result: unknown = null;
@@ -75,6 +91,8 @@ async function main(): Promise<void> {
     code = String((e as { code?: unknown }).code ?? 'THROWN');
     message = (e as Error).message;
   }
+  clearInterval(sampler);
+  anonPeak = Math.max(anonPeak, anonResident());
   const r: ProbeResult = {
     code,
     message,
@@ -83,6 +101,8 @@ async function main(): Promise<void> {
     rssAfter: process.memoryUsage().rss,
     peakBefore,
     peakAfter: peak(),
+    anonBefore,
+    anonPeak,
   };
   process.stdout.write(JSON.stringify(r, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)) + '\n');
 }
