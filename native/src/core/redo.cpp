@@ -64,58 +64,6 @@ private:
     std::vector<char> scratch_;
 };
 
-// A sorted wdiff applied from a mapping of it: a record stored as it is goes from the page cache straight to
-// the image (one copy, where reading it into a buffer first makes two). Each pack is checked whole before any
-// of its records is applied, as SortedDiffReader does.
-void redoMappedSortedWdiff(const std::string& path, MappedReader& map, ImageWriter& out, RedoResult& res,
-                           const Progress& progress) {
-    const uint64_t size = map.size();
-    std::vector<char> raw;
-    uint64_t at = sizeof(DiffFileHeaderRaw), lastEnd = 0, lastAddrEnd = 0;
-    while (at < size) {  // the end of the file at a pack boundary also ends the diff
-        if (size - at < kDiffPackSize)
-            throwError(ErrorCode::Truncated, "file ends inside a pack header: " + where(path, at));
-        DiffPackHeaderRaw h;
-        if (!checkSortedPackHeader(map.view(at, kDiffPackSize), path, at, h)) break;
-        const uint64_t dataAt = at + kDiffPackSize;
-        if (size - dataAt < h.total_size) {
-            throwError(ErrorCode::Truncated, "file ends inside pack data: " + where(path, dataAt) + " (" +
-                                                 std::to_string(h.total_size) + " bytes needed, " +
-                                                 std::to_string(size - dataAt) + " present)");
-        }
-        // The header and the data in one view (a view is valid until the next one).
-        const char* block = map.view(at, kDiffPackSize + h.total_size);
-        const char* data = block + kDiffPackSize;
-        checkSortedPackRecords(block, data, lastEnd, path, at, dataAt);
-        for (size_t i = 0; i < h.n_records; i++) {
-            DiffRecordRaw r;
-            std::memcpy(&r, block + sizeof(DiffPackHeaderRaw) + i * sizeof(r), sizeof(r));
-            const DiffKind kind = kindFromFlags(r.flags, path);
-            const char* bytes = nullptr;
-            const size_t len = size_t(r.io_blocks) * kLbSize;
-            const auto codec = static_cast<Compression>(r.compression_type);
-            if (kind == DiffKind::Normal && codec == Compression::None) {
-                // What decompressRecord checks of a record stored as it is.
-                if (r.data_size != len) {
-                    throwError(ErrorCode::Corruption,
-                               "cannot decompress (none): stored size differs from the record size: " +
-                                   where(path, dataAt + r.data_offset));
-                }
-                bytes = data + r.data_offset;
-            } else if (kind == DiffKind::Normal) {
-                raw.resize(len);
-                decompressRecord(codec, data + r.data_offset, r.data_size, raw.data(), len,
-                                 where(path, dataAt + r.data_offset));
-                bytes = raw.data();
-            }
-            out.apply(r.io_address, r.io_blocks, kind, bytes, res);
-            lastAddrEnd = r.io_address + r.io_blocks;
-        }
-        at = dataAt + h.total_size;
-        if (progress) progress(lastAddrEnd * kLbSize, 0);
-    }
-}
-
 }  // namespace
 
 RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMode discard,
@@ -147,21 +95,15 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress) {
-    File in(wdiff, File::Mode::Read);
-    const DiffFileInfo info = readDiffFileHeader(in);
-    MappedReader map;
-    const bool mapped = info.type == kWdiffTypeSorted && map.open(in);
-    auto reader = mapped ? nullptr : openDiffReader(wdiff);
+    // A sorted wdiff's reader maps the file: a record stored as it is goes from the page cache straight to
+    // the image (one copy, where reading it into a buffer first makes two).
+    auto reader = openDiffReader(wdiff);
     ImageWriter out(image, discard);
     RedoResult res;
-    if (mapped) {
-        redoMappedSortedWdiff(wdiff, map, out, res, progress);
-    } else {
-        DiffIo io;
-        while (reader->next(io)) {
-            out.apply(io, res);
-            if (progress && (res.records & 1023) == 0) progress(io.end() * kLbSize, 0);
-        }
+    DiffIo io;
+    while (reader->next(io)) {
+        out.apply(io, res);
+        if (progress && (res.records & 1023) == 0) progress(io.end() * kLbSize, 0);
     }
     out.sync();
     return res;
