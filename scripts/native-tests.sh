@@ -5,7 +5,7 @@
 #
 #   plain  build-tests/: the unit tests and the wdev concurrency test without sanitizers (quick to iterate)
 #   asan   build-asan/:  the same with AddressSanitizer + UndefinedBehaviorSanitizer
-#   tsan   build-tsan/:  the wdev concurrency test with ThreadSanitizer
+#   tsan   build-tsan/:  the wdev concurrency test and the threaded unit tests with ThreadSanitizer
 #   fuzz   build-fuzz/:  a few seconds of every libFuzzer harness (scripts/fuzz.sh --smoke)
 #
 # Builds are incremental; the build directories are outside cmake-js's build/ and ignored by git.
@@ -16,6 +16,8 @@ cd "$ROOT"
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+# The unit tests whose code runs threads, run again under ThreadSanitizer (the rest are single-threaded).
+TSAN_UNIT_TESTS='ReadAhead.*:Ops.*Redo*:Ops.*Merge*:MergeWdiffs.*'
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
 
 # configure DIR [CMAKE ARGS...]: a test build of native/test in DIR.
@@ -42,8 +44,10 @@ step() {
       ;;
     tsan)
       configure build-tsan -DWALB_SANITIZE=thread
-      cmake --build build-tsan -j2 --target wdev_concurrency_test >/dev/null
+      cmake --build build-tsan -j2 --target wdev_concurrency_test core_unit_tests >/dev/null
       build-tsan/wdev_concurrency_test --gtest_brief=1
+      # The unit tests whose code runs threads: read-ahead, redo and merges (readers a few batches ahead).
+      build-tsan/core_unit_tests --gtest_brief=1 --gtest_filter="$TSAN_UNIT_TESTS"
       ;;
     fuzz)
       bash scripts/fuzz.sh --smoke

@@ -156,8 +156,16 @@ ConvertResult wlogToWdiff(const std::vector<std::string>& wlogs, const std::stri
 DiffStats mergeWdiffs(const std::vector<std::string>& inputs, const std::string& out,
                       const DiffWriteOptions& opt, const Progress& progress) {
     if (inputs.empty()) throwError(ErrorCode::InvalidArgument, "no input wdiff");
+    // Up to kReadAheadInputs inputs are read (and checked) ahead on threads of their own; the rest of a long
+    // run of small wdiffs is read where it is merged: more threads than that buy nothing on a few cores, and
+    // each holds a stack and a few batches.
+    constexpr size_t kReadAheadInputs = 8;
     std::vector<std::unique_ptr<DiffReader>> readers;
-    for (const auto& p : inputs) readers.push_back(prefetching(openDiffReader(p, Decode::Lazy)));
+    for (const auto& p : inputs) {
+        auto reader = openDiffReader(p, Decode::Lazy);
+        readers.push_back(readers.size() < kReadAheadInputs ? prefetching(std::move(reader))
+                                                            : std::move(reader));
+    }
     DiffWriteOptions wopt = opt;
     wopt.uuid = readers.back()->uuid();  // as WalB: the newest input's uuid
     SortedDiffWriter w(out, wopt);

@@ -111,14 +111,18 @@ public:
     // False where `file` cannot be mapped (not a regular file, or the kernel refuses): read it instead.
     bool open(const File& file);
     uint64_t size() const { return size_; }  // as when opened
-    // The `len` bytes at `off` (inside size()), valid until the next call.
+    // The `len` bytes at `off` (inside size()), valid until the next call, or for as long as window() taken
+    // after it is held.
     const char* view(uint64_t off, size_t len);
+    // The mapping the last view() points into: holding it keeps that view valid (a reader a few pieces ahead
+    // of whoever uses them hands each piece out with its window).
+    std::shared_ptr<const FileMapping> window() const { return map_; }
 
 private:
     size_t window_;
     const File* file_ = nullptr;
     uint64_t size_ = 0;
-    FileMapping map_;
+    std::shared_ptr<FileMapping> map_;
     uint64_t mapOff_ = 0, mapLen_ = 0;
 };
 

@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "core/ops.hpp"
+#include "core/read_ahead.hpp"
 
 namespace walb {
 
@@ -66,30 +67,71 @@ private:
 
 }  // namespace
 
+namespace {
+
+// One record of a wlog to apply, with what keeps its data valid (a window of the mapped wlog, or the pack
+// read into memory).
+struct WlogRedoOp {
+    uint64_t addr = 0;
+    uint32_t blocks = 0;
+    DiffKind kind = DiffKind::Normal;
+    const char* data = nullptr;
+    std::shared_ptr<const void> keep;
+    uint64_t readUpTo = 0;  // bytes of the wlog read once this record's pack was (for progress), else 0
+};
+
+}  // namespace
+
 RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMode discard,
                     const Progress& progress) {
     WlogReader reader(wlog);
     // The packs' data straight from a mapping of the wlog (one copy into the image instead of two), read
-    // into a buffer where the file cannot be mapped.
+    // into memory where the file cannot be mapped.
     const bool inPlace = reader.map();
     ImageWriter out(image, discard);
     RedoResult res;
     res.beginLsid = reader.header().beginLsid;
     const uint64_t total = std::filesystem::file_size(wlog);
-    Logpack pack;
-    const char* data = nullptr;
-    while (inPlace ? reader.nextInPlace(pack, data) : reader.next(pack)) {
-        if (!inPlace) data = pack.data().data();
-        for (size_t i = 0; i < pack.nRecords(); i++) {
-            const LogRecordRaw& r = pack.record(i);
-            if (r.isPadding()) continue;
-            out.apply(r.offset, r.io_size, r.isDiscard() ? DiffKind::Discard : DiffKind::Normal,
-                      r.isDiscard() ? nullptr : data + pack.recordDataOffset(i), res);
+    // Reading and checking the packs (their checksums are most of the CPU that is ours) runs a few packs
+    // ahead of the writes, on a thread of its own; nothing is written before its checksum passed.
+    constexpr size_t kBatchRecords = 64, kBatchBytes = 4u << 20;
+    ReadAhead<WlogRedoOp> ahead([&](std::vector<WlogRedoOp>& batch) {
+        size_t bytes = 0;
+        while (batch.size() < kBatchRecords && bytes < kBatchBytes) {
+            // A pack read into memory (where the file is not mapped) is kept by the records that point into
+            // it.
+            auto pack = std::make_shared<Logpack>();
+            const char* data = nullptr;
+            std::shared_ptr<const void> keep;
+            if (inPlace) {
+                if (!reader.nextInPlace(*pack, data)) return false;
+                keep = reader.inPlaceData();
+            } else {
+                if (!reader.next(*pack)) return false;
+                data = pack->data().data();
+                keep = pack;
+            }
+            const Logpack& p = *pack;
+            const size_t first = batch.size();
+            for (size_t i = 0; i < p.nRecords(); i++) {
+                const LogRecordRaw& r = p.record(i);
+                if (r.isPadding()) continue;
+                const bool isDiscard = r.isDiscard();
+                batch.push_back({r.offset, r.io_size, isDiscard ? DiffKind::Discard : DiffKind::Normal,
+                                 isDiscard ? nullptr : data + p.recordDataOffset(i), keep, 0});
+                bytes += isDiscard ? 0 : uint64_t(r.io_size) * kLbSize;
+            }
+            if (batch.size() > first) batch.back().readUpTo = reader.offset();
         }
-        if (progress) progress(reader.offset(), total);
+        return true;
+    });
+    WlogRedoOp op;
+    while (ahead.next(op)) {
+        out.apply(op.addr, op.blocks, op.kind, op.data, res);
+        if (progress && op.readUpTo != 0) progress(op.readUpTo, total);
     }
     out.sync();
-    res.endLsid = reader.endLsid();
+    res.endLsid = reader.endLsid();  // read after the read-ahead ended (next() returned false)
     return res;
 }
 
@@ -97,7 +139,7 @@ RedoResult redoWdiff(const std::string& wdiff, const std::string& image, Discard
                      const Progress& progress) {
     // A sorted wdiff's reader maps the file: a record stored as it is goes from the page cache straight to
     // the image (one copy, where reading it into a buffer first makes two).
-    auto reader = openDiffReader(wdiff);
+    auto reader = prefetching(openDiffReader(wdiff));
     ImageWriter out(image, discard);
     RedoResult res;
     DiffIo io;

@@ -51,6 +51,8 @@ public:
     // The next pack with its data left where it is: `pack` gets the header, `data` points at the pack's data
     // in the mapping until the next call. The same checks as next(). Only after map() returned true.
     bool nextInPlace(Logpack& pack, const char*& data);
+    // Holding this keeps the data nextInPlace() returned last valid after later calls.
+    std::shared_ptr<const void> inPlaceData() const { return mapping_.window(); }
     uint64_t endLsid() const { return nextLsid_; }  // lsid after the last pack read
     bool sawEndBlock() const { return sawEnd_; }
     uint64_t offset() const { return mapped_ ? mappedOffset_ : in_->offset(); }

@@ -78,6 +78,67 @@ TEST(Ops, RedoOfTheConvertedWdiffEqualsRedoOfTheWlog) {
     }
 }
 
+TEST(Ops, WlogRedoStopsAtACorruptPackHavingWrittenExactlyThePacksBeforeIt) {
+    // The packs are read and checked a few packs ahead of the writes: none of a pack may reach the image
+    // before its checksums passed, and every pack before it must.
+    test::TempDir dir;
+    const std::string wlog = dir.path("a.wlog"), head = dir.path("head.wlog");
+    generate(wlog, 5);
+    WlogReader reader(wlog);
+    std::vector<Logpack> packs;
+    std::vector<uint64_t> dataAt;
+    for (Logpack p; reader.next(p);) {
+        packs.push_back(p);
+        dataAt.push_back(reader.packDataOffset());
+    }
+    // A pack in the middle with a normal record, whose first data byte is flipped.
+    size_t bad = packs.size() / 2, rec = 0;
+    auto normalRecord = [&](size_t k) {
+        for (size_t i = 0; i < packs[k].nRecords(); i++) {
+            const LogRecordRaw& r = packs[k].record(i);
+            if (!r.isPadding() && !r.isDiscard()) return i;
+        }
+        return size_t(packs[k].nRecords());
+    };
+    while ((rec = normalRecord(bad)) == packs[bad].nRecords()) bad++;
+    ASSERT_GT(bad, 0u);
+    {
+        WlogWriter w(head, reader.header());
+        for (size_t k = 0; k < bad; k++) w.append(packs[k]);
+        w.close();
+    }
+    std::vector<char> bytes = test::readFile(wlog);
+    bytes[dataAt[bad] + packs[bad].recordDataOffset(rec)] ^= 1;
+    test::writeFile(wlog, bytes);
+
+    const std::string base = baseImage(dir, "base.img");
+    const std::string redone = copyOf(base, dir.path("redone.img")),
+                      expected = copyOf(base, dir.path("exp.img"));
+    EXPECT_EQ(test::errorCodeOf([&] { redoWlog(wlog, redone, DiscardMode::Zero); }), ErrorCode::Corruption);
+    redoWlog(head, expected, DiscardMode::Zero);
+    EXPECT_EQ(test::readFile(redone), test::readFile(expected));
+}
+
+TEST(Ops, MergeOfMoreWdiffsThanAreReadAheadEqualsRedoingThemInOrder) {
+    // Some inputs are read ahead on threads of their own and the rest where they are merged: the newest
+    // record still wins wherever they overlap.
+    test::TempDir dir;
+    std::vector<std::string> wdiffs;
+    const std::string base = baseImage(dir, "base.img");
+    const std::string inOrder = copyOf(base, dir.path("order.img")),
+                      merged = copyOf(base, dir.path("merged.img"));
+    for (int i = 0; i < 12; i++) {
+        const std::string wlog = dir.path("w" + std::to_string(i) + ".wlog");
+        wdiffs.push_back(dir.path("d" + std::to_string(i) + ".wdiff"));
+        generate(wlog, 40 + i);
+        wlogToWdiff({wlog}, wdiffs.back(), {});
+        redoWdiff(wdiffs.back(), inOrder, DiscardMode::Zero);
+    }
+    mergeWdiffs(wdiffs, dir.path("m.wdiff"), {});
+    redoWdiff(dir.path("m.wdiff"), merged, DiscardMode::Zero);
+    EXPECT_EQ(test::readFile(merged), test::readFile(inOrder));
+}
+
 TEST(Ops, ConversionThatSpillsToDiskGivesTheSameWdiffContent) {
     test::TempDir dir;
     const std::string wlog = dir.path("a.wlog");
