@@ -202,10 +202,15 @@ mv "$stage" "$ROOT$PREFIX"
 rm -rf "$ROOT$PREFIX.old"
 
 # The commands: each runs its entry point with the chosen Node.js (exec: the daemon is the unit's main process).
+# walb-tool never opens a TLS connection, so it starts without NODE_EXTRA_CA_CERTS: where that is set, Node loads
+# the certificates before running anything, most of its start (docs/testing.md, "Node's start").
 install -d -m 0755 "$ROOT$BINDIR"
 for bin in "${BINARIES[@]}"; do
   target="$ROOT$BINDIR/$bin"
-  printf '#!/bin/sh\n%s\nexec %s %s/dist/src/bin/%s.js "$@"\n' "$MARKER" "$NODE" "$PREFIX" "$bin" >"$target"
+  unset_env=""
+  [[ $bin == walb-tool ]] && unset_env="env -u NODE_EXTRA_CA_CERTS "
+  printf '#!/bin/sh\n%s\nexec %s%s %s/dist/src/bin/%s.js "$@"\n' "$MARKER" "$unset_env" "$NODE" "$PREFIX" "$bin" \
+    >"$target"
   chmod 0755 "$target"
 done
 
