@@ -39,8 +39,9 @@ function benchDir(): string {
   return fs.mkdtempSync(path.join(base, 'walb-bench-'));
 }
 
-// CPU time in ms: all CPUs busy (from /proc/stat, 10 ms ticks) and this process with its reaped children.
-function cpuNow(): { busy: number; own: number } {
+// CPU time in ms: all CPUs busy (from /proc/stat, 10 ms ticks), this process with its reaped children, and the
+// system time of each of those two.
+function cpuNow(): { busy: number; own: number; sys: number; childSys: number } {
   try {
     const t = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
     const self = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ').map(Number);
@@ -49,9 +50,11 @@ function cpuNow(): { busy: number; own: number } {
     return {
       busy: (t[0] + t[1] + t[2] + t[5] + t[6] + t[7]) * 10,
       own: (u.user + u.system) / 1000 + (self[13] + self[14]) * 10,
+      sys: u.system / 1000,
+      childSys: self[14] * 10,
     };
   } catch {
-    return { busy: 0, own: 0 }; // not Linux: no figure
+    return { busy: 0, own: 0, sys: 0, childSys: 0 }; // not Linux: no figure
   }
 }
 
@@ -66,8 +69,8 @@ function acceptedExit(code: number | null, stderr: string, unsyncableOutput: boo
 }
 
 /** Runs a whole process, its stdout to /dev/null; fails on a non-zero exit with its stderr. */
-function runProcess(cmd: string, args: string[], unsyncableOutput = false): void {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20 });
+function runProcess(cmd: string, args: string[], unsyncableOutput = false, env = process.env): void {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20, env });
   if (r.error) throw r.error;
   const stderr = r.stderr.toString();
   if (!acceptedExit(r.status, stderr, unsyncableOutput)) {
@@ -75,8 +78,11 @@ function runProcess(cmd: string, args: string[], unsyncableOutput = false): void
   }
 }
 
+// walb-tool's environment as its installed command sets it: without NODE_EXTRA_CA_CERTS (scripts/install.sh).
+const { NODE_EXTRA_CA_CERTS: _unused, ...WALB_TOOL_ENV } = process.env;
+
 function walbTool(args: string[]): void {
-  runProcess(process.execPath, [WALB_TOOL, ...args]);
+  runProcess(process.execPath, [WALB_TOOL, ...args], false, WALB_TOOL_ENV);
 }
 
 function walb(tool: string, args: string[], unsyncableOutput = false): void {
@@ -211,6 +217,7 @@ interface Row {
   mbps: Partial<Record<Side, number>>;
   toolVsWalb?: number; // walb-tool speed / WalB speed
   addonVsWalb?: number;
+  sysPct: Partial<Record<Side, number>>; // the share of a side's time spent in the kernel (writing into tmpfs...)
   othersPct: number; // CPU other processes used meanwhile, in % of one core (they slow a 2-core machine)
 }
 
@@ -224,8 +231,10 @@ async function measure(
   op: Operation,
   sides: Side[],
   outs: Record<Side, string>,
-): Promise<{ ms: Partial<Record<Side, number>>; othersPct: number }> {
+): Promise<{ ms: Partial<Record<Side, number>>; sysPct: Partial<Record<Side, number>>; othersPct: number }> {
   const times: Record<Side, number[]> = { tool: [], walb: [], addon: [] };
+  const wall: Record<Side, number> = { tool: 0, walb: 0, addon: 0 };
+  const sys: Record<Side, number> = { tool: 0, walb: 0, addon: 0 };
   let others = 0;
   let total = 0;
   for (let round = 0; round < RUNS; round++) {
@@ -237,13 +246,19 @@ async function measure(
       const ms = Number(process.hrtime.bigint() - t0) / 1e6;
       const c1 = cpuNow();
       times[side].push(ms);
+      wall[side] += ms;
+      sys[side] += side === 'addon' ? c1.sys - c0.sys : c1.childSys - c0.childSys;
       total += ms;
       others += c1.busy - c0.busy - (c1.own - c0.own);
     }
   }
   const ms: Partial<Record<Side, number>> = {};
-  for (const side of sides) ms[side] = median(times[side]);
-  return { ms, othersPct: Math.max(0, (100 * others) / total) };
+  const sysPct: Partial<Record<Side, number>> = {};
+  for (const side of sides) {
+    ms[side] = median(times[side]);
+    sysPct[side] = (100 * sys[side]) / wall[side];
+  }
+  return { ms, sysPct, othersPct: Math.max(0, (100 * others) / total) };
 }
 
 interface GenResult {
@@ -309,7 +324,7 @@ async function main(): Promise<void> {
             walb: f(`${op.name}.walb`),
             addon: f(`${op.name}.addon`),
           };
-          const { ms, othersPct } = await measure(op, sides, outs);
+          const { ms, sysPct, othersPct } = await measure(op, sides, outs);
           for (const side of sides) {
             await op.check(side, outs[side]);
             removeFile(outs[side]);
@@ -326,6 +341,7 @@ async function main(): Promise<void> {
             mbps,
             toolVsWalb: vsWalb('tool'),
             addonVsWalb: vsWalb('addon'),
+            sysPct,
             othersPct,
           });
           console.error(`  ${data} ${amountMb} MiB ${op.name} done`);
@@ -495,9 +511,11 @@ function printTable(rows: Row[], oracle: boolean): void {
     'x WalB',
     'in-process',
     'x WalB',
+    'sys % tool',
+    'sys % WalB',
     'others %',
   ];
-  const widths = [12, 5, 22, 8, 10, 10, 8, 10, 8, 9];
+  const widths = [12, 5, 22, 8, 10, 10, 8, 10, 8, 10, 10, 9];
   const line = (cells: string[]) =>
     cells.map((c, i) => (i === 0 || i === 2 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' ');
   console.log(
@@ -516,6 +534,8 @@ function printTable(rows: Row[], oracle: boolean): void {
         fmt(r.toolVsWalb, 2),
         fmt(r.mbps.addon),
         fmt(r.addonVsWalb, 2),
+        fmt(r.sysPct.tool),
+        fmt(r.sysPct.walb),
         fmt(r.othersPct),
       ]),
     );
