@@ -176,7 +176,7 @@ test.serial(
   'e14: a full replication cut half-way (cancelled, source killed, destination killed) leaves a1 SyncReady; the rerun resumes and equals',
   async (t) => {
     // 1 MiB/s and an fsync every MiB: a 32 MiB copy takes 32 s and saves its resume point as it goes. Each run
-    // below is cut after 2 MiB more, so that the three cuts land before the end even when each walbc (the start,
+    // below is cut after 3 MiB more, so that the three cuts land before the end even when each walbc (the start,
     // the cancel) takes seconds on a loaded machine.
     const g = await Group.start(t, 'repl-e14', {
       archives: 2,
@@ -192,7 +192,7 @@ test.serial(
 
       // Cancelled on the source.
       const cancelled = await startReplicate(g.ok);
-      await sendsMore(g, cancelled.id, 2 * MiB);
+      await sendsMore(g, cancelled.id, 3 * MiB);
       await g.ok('cancel', 'a0', cancelled.id);
       const watched = await g.walbc('watch', 'a0', cancelled.id, '--json');
       t.regex(watched.stdout, /"state": "cancelled"/);
@@ -200,7 +200,7 @@ test.serial(
 
       // The source killed: it comes back Archived with no replication; the destination rolls back.
       const dying = await startReplicate(g.ok);
-      await sendsMore(g, dying.id, 2 * MiB);
+      await sendsMore(g, dying.id, 3 * MiB);
       t.true(
         resumeOffsets(g).some((o) => o > 0),
         'the second run resumed where the cancelled one stopped',
@@ -215,7 +215,7 @@ test.serial(
 
       // The destination killed: it restarts SyncReady.
       const killed = await startReplicate(g.ok);
-      await sendsMore(g, killed.id, 2 * MiB);
+      await sendsMore(g, killed.id, 3 * MiB);
       await g.archives[1].kill();
       const failed = await g.walbc('watch', 'a0', killed.id, '--json');
       t.is(failed.code, 1);
