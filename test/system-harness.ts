@@ -48,22 +48,37 @@ export function walbcOn(
 }
 
 /**
- * Waits until operation `id` on `server` is running and half-way (some of its work done, not all), through walbc
- * `ok`; fails at once when it is no longer running.
+ * Waits until operation `id` on the server at `address` is running and `cond` holds for its progress; fails at once
+ * when it is no longer running. It asks the server's Operations service itself: a poll costs milliseconds, where a
+ * walbc process costs seconds on a loaded machine and lets the operation run on past what the test waits for.
  */
-export function operationHalfWay(ok: (...args: string[]) => Promise<string>, server: string, id: string) {
-  return waitUntil(async () => {
-    const ops = JSON.parse(await ok('operations', server, '--json')) as {
-      id: string;
-      kind: string;
-      state: string;
-      done: number;
-      total: number;
-    }[];
-    const op = ops.find((o) => o.id === id);
-    if (!op || op.state !== 'running') throw new Error(`operation ${id} is no longer running`);
-    return op.done > 0 && op.done < op.total;
-  }, `operation ${id} half-way`);
+export async function operationRunningUntil(
+  address: string,
+  id: string,
+  cond: (progress: { done: number; total: number }) => boolean,
+  what: string,
+): Promise<void> {
+  const ops = operationsClient(address);
+  try {
+    await waitUntil(async () => {
+      const op = await ops.Get({ id });
+      if (op.state !== 'running')
+        throw new Error(`operation ${id} is no longer running: ${JSON.stringify(op)}`);
+      return cond({ done: op.done, total: op.total });
+    }, what);
+  } finally {
+    ops.close();
+  }
+}
+
+/** Waits until operation `id` on the server at `address` is running and half-way (some of its work done, not all). */
+export function operationHalfWay(address: string, id: string): Promise<void> {
+  return operationRunningUntil(
+    address,
+    id,
+    ({ done, total }) => done > 0 && done < total,
+    `operation ${id} half-way`,
+  );
 }
 
 export function freePort(): Promise<number> {

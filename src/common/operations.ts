@@ -68,7 +68,9 @@ export class OperationRegistry {
     void (async () => {
       try {
         const result = await work(handle);
-        o.state = abort.signal.aborted ? 'cancelled' : 'done';
+        // A cancel that came too late to stop the work changes nothing: what it did stands, so the operation is
+        // done (a backup reported cancelled must have rolled back).
+        o.state = 'done';
         if (typeof result === 'string') o.result = result;
       } catch (err) {
         o.state = abort.signal.aborted ? 'cancelled' : 'failed';

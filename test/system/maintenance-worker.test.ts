@@ -106,7 +106,7 @@ test.serial(
         apply = (await operations(g)).find((o) => o.kind === 'apply' && o.state === 'running');
         return apply !== undefined;
       }, "the worker's apply");
-      await operationHalfWay(ok, 'a0', apply!.id);
+      await operationHalfWay(g.archives[0].address, apply!.id);
       await g.archives[0].kill();
       const meta = JSON.parse(
         fs.readFileSync(path.join(g.archives[0].dataDir, 'vol', 'meta.json'), 'utf8'),

@@ -189,10 +189,10 @@ test.serial(
       fs.writeFileSync(files.ddev, crypto.randomBytes(SIZE));
       await wdevd.client.createWdev({ ...files, name: 'w' });
       await Promise.all([a0.start(), p0.start()]);
-      // The scan is throttled (-fst) so that a backup takes about 8 s: long enough to act on it half-way even when a
-      // loaded machine takes seconds to start walbc.
+      // The scan is throttled (-fst) so that a backup takes about 16 s: long enough to act on it half-way even when
+      // a loaded machine takes seconds to start each walbc.
       const config = path.join(dir, 'storage.json');
-      fs.writeFileSync(config, JSON.stringify({ fullScanBytesPerSec: 2 << 20 }));
+      fs.writeFileSync(config, JSON.stringify({ fullScanBytesPerSec: 1 << 20 }));
       s0 = new ServerProc('walb-storage', path.join(dir, 's0'), await freePort(), [
         '--config',
         config,
@@ -216,7 +216,7 @@ test.serial(
       const { run: walbc, ok } = walbcOn(t, layout);
       await ok('init-vol', 'vol', 'w');
       const first = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await operationHalfWay(ok, 's0', first.operation.id);
+      await operationHalfWay(s0.address, first.operation.id);
       t.regex(
         await ok('operations', 's0'),
         new RegExp(`^${first.operation.id}\\tfull-backup\\tvol\\trunning\\t`, 'm'),
@@ -240,7 +240,7 @@ test.serial(
       // e12-like: the archive dies in the middle of a full backup; the storage's operation fails and the volume is
       // SyncReady again; the restarted archive is SyncReady too (the partial base is dropped).
       const killed = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await operationHalfWay(ok, 's0', killed.operation.id);
+      await operationHalfWay(s0.address, killed.operation.id);
       await a0.kill();
       const failed = await walbc('watch', 's0', killed.operation.id, '--json');
       t.is(failed.code, 1);
@@ -252,7 +252,7 @@ test.serial(
       // The storage dies (SIGKILL) in the middle of one: its bulk stream and FullSync stream break; the archive
       // drops the partial base, and the restarted storage is SyncReady.
       const dying = JSON.parse(await ok('full-backup', 'vol', '--json')) as { operation: { id: string } };
-      await operationHalfWay(ok, 's0', dying.operation.id);
+      await operationHalfWay(s0.address, dying.operation.id);
       await s0.kill();
       await s0.start();
       t.is(await ok('get-state', 'vol', 's0'), 'SyncReady');

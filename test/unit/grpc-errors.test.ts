@@ -120,3 +120,19 @@ test('a cancelled operation ends as cancelled with error code CANCELLED, whateve
   t.is(done.errorCode, 'CANCELLED');
   t.is(done.error, 'the read stopped');
 });
+
+test('an operation whose work ends despite a cancel ends as done with its result, not as cancelled', async (t) => {
+  const ops = new OperationRegistry();
+  let cancelSent!: () => void;
+  const sent = new Promise<void>((resolve) => (cancelSent = resolve));
+  const op = ops.start('full-backup', 'vol', async () => {
+    await sent;
+    return '7';
+  });
+  ops.cancel(op.id!);
+  cancelSent();
+  const done = await ops.wait(op.id!);
+  t.is(done.state, 'done');
+  t.is(done.result, '7');
+  t.is(done.errorCode, '');
+});
