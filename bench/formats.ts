@@ -8,8 +8,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import readline from 'node:readline';
 import { native } from '../src/native';
 import { median } from './measure';
+import type { RunReply, RunRequest } from './process-runner';
 
 const MB = 1e6;
 const MIB = 2 ** 20;
@@ -39,9 +41,9 @@ function benchDir(): string {
   return fs.mkdtempSync(path.join(base, 'walb-bench-'));
 }
 
-// CPU time in ms: all CPUs busy (from /proc/stat, 10 ms ticks), this process with its reaped children, and the
-// system time of each of those two.
-function cpuNow(): { busy: number; own: number; sys: number; childSys: number } {
+// CPU time in ms: all CPUs busy (from /proc/stat, 10 ms ticks), this process with its reaped children, and this
+// process's system time.
+function cpuNow(): { busy: number; own: number; sys: number } {
   try {
     const t = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
     const self = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ').map(Number);
@@ -51,10 +53,9 @@ function cpuNow(): { busy: number; own: number; sys: number; childSys: number } 
       busy: (t[0] + t[1] + t[2] + t[5] + t[6] + t[7]) * 10,
       own: (u.user + u.system) / 1000 + (self[13] + self[14]) * 10,
       sys: u.system / 1000,
-      childSys: self[14] * 10,
     };
   } catch {
-    return { busy: 0, own: 0, sys: 0, childSys: 0 }; // not Linux: no figure
+    return { busy: 0, own: 0, sys: 0 }; // not Linux: no figure
   }
 }
 
@@ -68,26 +69,38 @@ function acceptedExit(code: number | null, stderr: string, unsyncableOutput: boo
   return unsyncableOutput && code === 1 && lines.length > 0 && lines.every((l) => UNSYNCABLE_OUTPUT.test(l));
 }
 
-/** Runs a whole process, its stdout to /dev/null; fails on a non-zero exit with its stderr. */
-function runProcess(cmd: string, args: string[], unsyncableOutput = false, env = process.env): void {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 64 << 20, env });
-  if (r.error) throw r.error;
-  const stderr = r.stderr.toString();
-  if (!acceptedExit(r.status, stderr, unsyncableOutput)) {
-    throw new Error(`${path.basename(cmd)} ${args.join(' ')} exited with ${r.status ?? r.signal}: ${stderr}`);
+/**
+ * Starts the timed whole processes from bench/process-runner.ts, a small process of its own: forking this one,
+ * which holds the in-process side's buffers, would add the copy of its page tables to every run.
+ */
+class ProcessRunner {
+  private readonly child = spawn(process.execPath, [path.join(__dirname, 'process-runner.js')], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  private readonly replies = readline.createInterface({ input: this.child.stdout! })[Symbol.asyncIterator]();
+
+  /** Runs `cmd` to its end; fails on a non-zero exit with its stderr. */
+  async run(cmd: string, args: string[], unsyncableOutput = false, env = process.env): Promise<RunReply> {
+    this.child.stdin!.write(JSON.stringify({ cmd, args, env } satisfies RunRequest) + '\n');
+    const { value, done } = await this.replies.next();
+    if (done) throw new Error('the process runner ended');
+    const r = JSON.parse(value as string) as RunReply;
+    if (r.error) throw new Error(`${path.basename(cmd)}: ${r.error}`);
+    if (!acceptedExit(r.status, r.stderr, unsyncableOutput)) {
+      throw new Error(
+        `${path.basename(cmd)} ${args.join(' ')} exited with ${r.status ?? r.signal}: ${r.stderr}`,
+      );
+    }
+    return r;
+  }
+
+  close(): void {
+    this.child.stdin!.end();
   }
 }
 
 // walb-tool's environment as its installed command sets it: without NODE_EXTRA_CA_CERTS (scripts/install.sh).
 const { NODE_EXTRA_CA_CERTS: _unused, ...WALB_TOOL_ENV } = process.env;
-
-function walbTool(args: string[]): void {
-  runProcess(process.execPath, [WALB_TOOL, ...args], false, WALB_TOOL_ENV);
-}
-
-function walb(tool: string, args: string[], unsyncableOutput = false): void {
-  runProcess(path.join(ORACLE_BIN, tool), args, unsyncableOutput);
-}
 
 /**
  * A digest of a byte stream that skips its all-zero 64 KiB blocks (SHA-1 over the index and bytes of the others):
@@ -217,17 +230,35 @@ interface Row {
   mbps: Partial<Record<Side, number>>;
   toolVsWalb?: number; // walb-tool speed / WalB speed
   addonVsWalb?: number;
-  sysPct: Partial<Record<Side, number>>; // the share of a side's time spent in the kernel (writing into tmpfs...)
+  sysPct: Partial<Record<Side, number>>; // a side's system CPU time over its time, % (its threads' together)
   othersPct: number; // CPU other processes used meanwhile, in % of one core (they slow a 2-core machine)
 }
 
-async function runSide(op: Operation, side: Side, out: string): Promise<void> {
-  if (side === 'tool') walbTool(op.tool(out));
-  else if (side === 'walb') walb(...op.walb(out), op.unsyncableOutput);
-  else await op.addon(out);
+/** One run of one side: its time, its system time, and the CPU of the process it started (0 in-process). */
+async function runSide(
+  runner: ProcessRunner,
+  op: Operation,
+  side: Side,
+  out: string,
+): Promise<{ ms: number; sysMs: number; childCpuMs: number }> {
+  if (side === 'tool') {
+    const r = await runner.run(process.execPath, [WALB_TOOL, ...op.tool(out)], false, WALB_TOOL_ENV);
+    return { ms: r.ms, sysMs: r.sysMs, childCpuMs: r.cpuMs };
+  }
+  if (side === 'walb') {
+    const [tool, args] = op.walb(out);
+    const r = await runner.run(path.join(ORACLE_BIN, tool), args, op.unsyncableOutput);
+    return { ms: r.ms, sysMs: r.sysMs, childCpuMs: r.cpuMs };
+  }
+  const c0 = cpuNow();
+  const t0 = process.hrtime.bigint();
+  await op.addon(out);
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  return { ms, sysMs: cpuNow().sys - c0.sys, childCpuMs: 0 };
 }
 
 async function measure(
+  runner: ProcessRunner,
   op: Operation,
   sides: Side[],
   outs: Record<Side, string>,
@@ -241,15 +272,13 @@ async function measure(
     for (const side of round % 2 === 0 ? sides : [...sides].reverse()) {
       op.before(outs[side]);
       const c0 = cpuNow();
-      const t0 = process.hrtime.bigint();
-      await runSide(op, side, outs[side]);
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const run = await runSide(runner, op, side, outs[side]);
       const c1 = cpuNow();
-      times[side].push(ms);
-      wall[side] += ms;
-      sys[side] += side === 'addon' ? c1.sys - c0.sys : c1.childSys - c0.childSys;
-      total += ms;
-      others += c1.busy - c0.busy - (c1.own - c0.own);
+      times[side].push(run.ms);
+      wall[side] += run.ms;
+      sys[side] += run.sysMs;
+      total += run.ms;
+      others += c1.busy - c0.busy - (c1.own - c0.own) - run.childCpuMs;
     }
   }
   const ms: Partial<Record<Side, number>> = {};
@@ -303,6 +332,7 @@ async function main(): Promise<void> {
     );
   }
   const dir = benchDir();
+  const runner = new ProcessRunner();
   const f = (name: string) => path.join(dir, name);
   const rows: Row[] = [];
   console.error(
@@ -324,7 +354,7 @@ async function main(): Promise<void> {
             walb: f(`${op.name}.walb`),
             addon: f(`${op.name}.addon`),
           };
-          const { ms, sysPct, othersPct } = await measure(op, sides, outs);
+          const { ms, sysPct, othersPct } = await measure(runner, op, sides, outs);
           for (const side of sides) {
             await op.check(side, outs[side]);
             removeFile(outs[side]);
@@ -453,6 +483,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
+    runner.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
   rows.sort(tableOrder);
