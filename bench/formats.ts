@@ -11,7 +11,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { native } from '../src/native';
 import { median } from './measure';
-import type { RunReply, RunRequest } from './process-runner';
+import { childCpu, type RunReply, type RunRequest } from './process-runner';
 
 const MB = 1e6;
 const MIB = 2 ** 20;
@@ -46,12 +46,12 @@ function benchDir(): string {
 function cpuNow(): { busy: number; own: number; sys: number } {
   try {
     const t = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const self = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ').map(Number);
+    const children = childCpu();
     const u = process.cpuUsage();
-    // user nice system irq softirq steal; the children's utime and stime (fields 16 and 17)
+    // user nice system irq softirq steal
     return {
       busy: (t[0] + t[1] + t[2] + t[5] + t[6] + t[7]) * 10,
-      own: (u.user + u.system) / 1000 + (self[13] + self[14]) * 10,
+      own: (u.user + u.system) / 1000 + children.user + children.sys,
       sys: u.system / 1000,
     };
   } catch {
@@ -264,7 +264,6 @@ async function measure(
   outs: Record<Side, string>,
 ): Promise<{ ms: Partial<Record<Side, number>>; sysPct: Partial<Record<Side, number>>; othersPct: number }> {
   const times: Record<Side, number[]> = { tool: [], walb: [], addon: [] };
-  const wall: Record<Side, number> = { tool: 0, walb: 0, addon: 0 };
   const sys: Record<Side, number> = { tool: 0, walb: 0, addon: 0 };
   let others = 0;
   let total = 0;
@@ -275,7 +274,6 @@ async function measure(
       const run = await runSide(runner, op, side, outs[side]);
       const c1 = cpuNow();
       times[side].push(run.ms);
-      wall[side] += run.ms;
       sys[side] += run.sysMs;
       total += run.ms;
       others += c1.busy - c0.busy - (c1.own - c0.own) - run.childCpuMs;
@@ -285,7 +283,7 @@ async function measure(
   const sysPct: Partial<Record<Side, number>> = {};
   for (const side of sides) {
     ms[side] = median(times[side]);
-    sysPct[side] = (100 * sys[side]) / wall[side];
+    sysPct[side] = (100 * sys[side]) / times[side].reduce((a, b) => a + b, 0);
   }
   return { ms, sysPct, othersPct: Math.max(0, (100 * others) / total) };
 }

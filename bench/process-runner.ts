@@ -23,8 +23,8 @@ export interface RunReply {
   sysMs: number;
 }
 
-// This process's reaped children: user and system time in ms (fields 16 and 17 of /proc/self/stat).
-function childCpu(): { user: number; sys: number } {
+/** This process's reaped children: user and system time in ms (fields 16 and 17 of /proc/self/stat). */
+export function childCpu(): { user: number; sys: number } {
   try {
     const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ').map(Number);
     return { user: f[13] * 10, sys: f[14] * 10 };

@@ -15,11 +15,10 @@ public:
 
 private:
     // Small batches keep the reader's pooled buffers few (a batch holds references into them).
-    static constexpr size_t kBatchRecords = 64, kBatchBytes = 4u << 20;
     bool fill(std::vector<DiffIo>& batch) {
         size_t bytes = 0;
         DiffIo io;
-        while (batch.size() < kBatchRecords && bytes < kBatchBytes) {
+        while (batch.size() < ReadAhead<DiffIo>::kBatchItems && bytes < ReadAhead<DiffIo>::kBatchBytes) {
             if (!inner_->next(io)) return false;
             bytes += io.kind == DiffKind::Normal ? io.bytes() : 0;
             batch.push_back(std::move(io));

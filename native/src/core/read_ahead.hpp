@@ -21,6 +21,9 @@ public:
     // batch may still hold the last ones). Runs on the read-ahead thread; what it throws reaches next() after
     // every item produced before it, those of the batch it was filling included.
     using Fill = std::function<bool(std::vector<Item>&)>;
+    // What a producer puts in one batch, at most (one item may pass the bytes): small batches keep the memory
+    // the queue holds on to (buffers, mapped windows) small.
+    static constexpr size_t kBatchItems = 64, kBatchBytes = 4u << 20;
 
     explicit ReadAhead(Fill fill) : fill_(std::move(fill)) {
         thread_ = std::thread([this] { run(); });
@@ -63,7 +66,7 @@ public:
 
 private:
     // A full queue is refilled once it is down to kLow batches: a wake-up per few batches rather than per
-    // batch. The producer keeps its batches small, so that the memory they hold on to stays small.
+    // batch.
     static constexpr size_t kDepth = 3, kLow = 1;
 
     void run() {

@@ -65,10 +65,6 @@ private:
     std::vector<char> scratch_;
 };
 
-}  // namespace
-
-namespace {
-
 // One record of a wlog to apply, with what keeps its data valid (a window of the mapped wlog, or the pack
 // read into memory).
 struct WlogRedoOp {
@@ -94,10 +90,10 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
     const uint64_t total = std::filesystem::file_size(wlog);
     // Reading and checking the packs (their checksums are most of the CPU that is ours) runs a few packs
     // ahead of the writes, on a thread of its own; nothing is written before its checksum passed.
-    constexpr size_t kBatchRecords = 64, kBatchBytes = 4u << 20;
-    ReadAhead<WlogRedoOp> ahead([&](std::vector<WlogRedoOp>& batch) {
+    using Ahead = ReadAhead<WlogRedoOp>;
+    Ahead ahead([&](std::vector<WlogRedoOp>& batch) {
         size_t bytes = 0;
-        while (batch.size() < kBatchRecords && bytes < kBatchBytes) {
+        while (batch.size() < Ahead::kBatchItems && bytes < Ahead::kBatchBytes) {
             // A pack read into memory (where the file is not mapped) is kept by the records that point into
             // it.
             auto pack = std::make_shared<Logpack>();
@@ -138,7 +134,8 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress) {
     // A sorted wdiff's reader maps the file: a record stored as it is goes from the page cache straight to
-    // the image (one copy, where reading it into a buffer first makes two).
+    // the image (one copy, where reading it into a buffer first makes two). It reads and checks a few batches
+    // ahead of the writes, on a thread of its own.
     auto reader = prefetching(openDiffReader(wdiff));
     ImageWriter out(image, discard);
     RedoResult res;
