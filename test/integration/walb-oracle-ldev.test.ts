@@ -155,9 +155,9 @@ for (const formatter of ['theirs', 'ours'] as const) {
   }
 }
 
-/** What `walb-tool wlog show --json` says of the packs (lsids and sizes in physical blocks). */
+/** What `walb-tool wlog show --json` says of the records (lsids in physical blocks, sizes in logical ones). */
 interface WlogShow {
-  packs: { lsid: number | string; totalIoSize: number }[];
+  packs: { records: { kind: string; lsid: number | string; ioSize: number }[] }[];
 }
 
 // pbs 512 only: at pbs 4096 WalB's wlog-restore fails there ("Padding size must be pbs-aligned", docs/formats.md §8).
@@ -176,10 +176,17 @@ for (const pbs of [512]) {
           await formatLdev(t, 'theirs', ldev, ddev, dir);
           const { ringBufferSize } = await sameSuper(t, ldev);
           const wlog = path.join(dir, 'crossing.wlog');
-          // A pack of WalB's random wlog may end exactly at the ring end; start a little earlier until one crosses it.
+          // A record of WalB's random wlog may end exactly at the ring end, or the one crossing it may be a
+          // padding or a discard, which carry no data and so are placed anywhere: start a little earlier until
+          // the data of a normal record crosses it.
           const crosses = async () =>
-            (JSON.parse(await tool(t, ['wlog', 'show', wlog, '--json'])) as WlogShow).packs.some(
-              (p) => Number(p.lsid) < ringBufferSize && Number(p.lsid) + 1 + p.totalIoSize > ringBufferSize,
+            (JSON.parse(await tool(t, ['wlog', 'show', wlog, '--json'])) as WlogShow).packs.some((p) =>
+              p.records.some(
+                (r) =>
+                  r.kind === 'normal' &&
+                  Number(r.lsid) < ringBufferSize &&
+                  Number(r.lsid) + Math.ceil((r.ioSize * 512) / pbs) > ringBufferSize,
+              ),
             );
           let crossing = false;
           for (let back = 20; back < 28 && !crossing; back++) {
