@@ -180,18 +180,36 @@ export function proxyOrder(proxies: readonly { available: boolean }[]): number[]
   return proxies.flatMap((p, i) => (p.available ? [i] : []));
 }
 
-/** The proxy to check now: the one checked longest ago, if that was `intervalMs` ago or more. */
-export function heartbeatDue(
-  proxies: readonly { lastCheck: number }[],
-  nowMs: number,
-  intervalMs: number,
-): number | undefined {
+/** The proxy to check now: the one due longest ago (nextCheck <= now), ties to the higher priority. */
+export function heartbeatDue(proxies: readonly { nextCheck: number }[], nowMs: number): number | undefined {
   let due: number | undefined;
   proxies.forEach((p, i) => {
-    if (nowMs - p.lastCheck >= intervalMs && (due === undefined || p.lastCheck < proxies[due].lastCheck))
-      due = i;
+    if (p.nextCheck <= nowMs && (due === undefined || p.nextCheck < proxies[due].nextCheck)) due = i;
   });
   return due;
+}
+
+/** The first retry of a proxy a kick could not reach; each further one waits twice as long. */
+export const KICK_RETRY_FIRST_MS = 1000;
+/** Kick retries end once the wait would pass this (1, 2, 4, ... 32 s: about a minute in all). */
+export const KICK_RETRY_LAST_MS = 32_000;
+
+/**
+ * When a proxy is checked next, and the wait of its next kick retry (0: none), after a check or a transfer that
+ * reached it (ok) or not. A proxy is checked again every interval; but one that a kick made due and that still did
+ * not answer — it may be starting, or the machine loaded — is retried after 1, 2, 4 ... 32 s, so that an operator's
+ * kick is not lost until the next heartbeat (which may be an hour away).
+ */
+export function afterHeartbeat(
+  state: { kickRetryMs: number },
+  ok: boolean,
+  nowMs: number,
+  intervalMs: number,
+): { nextCheck: number; kickRetryMs: number } {
+  if (ok || state.kickRetryMs === 0) return { nextCheck: nowMs + intervalMs, kickRetryMs: 0 };
+  const wait = Math.min(state.kickRetryMs, intervalMs);
+  const next = state.kickRetryMs * 2;
+  return { nextCheck: nowMs + wait, kickRetryMs: next > KICK_RETRY_LAST_MS ? 0 : next };
 }
 
 /**

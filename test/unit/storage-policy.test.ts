@@ -12,7 +12,9 @@ import {
   doneAfterAck,
   freeLogUpTo,
   backupRefused,
+  afterHeartbeat,
   heartbeatDue,
+  KICK_RETRY_FIRST_MS,
   marksProxyDown,
   maxSendPb,
   needsCheckpoint,
@@ -211,14 +213,42 @@ test('proxies are tried in priority order, the unavailable ones skipped', (t) =>
   t.deepEqual(proxyOrder([{ available: false }]), []);
 });
 
-test('the heartbeat checks the proxy checked longest ago, once its interval has passed', (t) => {
+test('the heartbeat checks the proxy due longest ago, ties to the higher priority', (t) => {
   const now = 100_000;
-  t.is(heartbeatDue([{ lastCheck: 95_000 }, { lastCheck: 80_000 }, { lastCheck: 85_000 }], now, 10_000), 1);
-  t.is(heartbeatDue([{ lastCheck: 95_000 }, { lastCheck: 91_000 }], now, 10_000), undefined, 'none due');
-  t.is(
-    heartbeatDue([{ lastCheck: 0 }, { lastCheck: 0 }], now, 10_000),
-    0,
-    'a tie goes to the higher priority',
+  t.is(heartbeatDue([{ nextCheck: 105_000 }, { nextCheck: 90_000 }, { nextCheck: 95_000 }], now), 1);
+  t.is(heartbeatDue([{ nextCheck: 105_000 }, { nextCheck: 101_000 }], now), undefined, 'none due');
+  t.is(heartbeatDue([{ nextCheck: 0 }, { nextCheck: 0 }], now), 0, 'a tie goes to the higher priority');
+});
+
+test('a proxy is checked again an interval after a check; one a kick could not reach after 1, 2, 4 ... 32 s', (t) => {
+  const now = 100_000;
+  const interval = 3_600_000;
+  t.deepEqual(afterHeartbeat({ kickRetryMs: 0 }, true, now, interval), {
+    nextCheck: now + interval,
+    kickRetryMs: 0,
+  });
+  t.deepEqual(afterHeartbeat({ kickRetryMs: 0 }, false, now, interval), {
+    nextCheck: now + interval,
+    kickRetryMs: 0,
+  });
+  t.deepEqual(
+    afterHeartbeat({ kickRetryMs: KICK_RETRY_FIRST_MS }, true, now, interval),
+    { nextCheck: now + interval, kickRetryMs: 0 },
+    'an answer ends the retries',
+  );
+  const waits: number[] = [];
+  let state = { kickRetryMs: KICK_RETRY_FIRST_MS };
+  while (state.kickRetryMs !== 0) {
+    const next = afterHeartbeat(state, false, now, interval);
+    waits.push(next.nextCheck - now);
+    state = next;
+  }
+  t.deepEqual(waits, [1000, 2000, 4000, 8000, 16_000, 32_000]);
+  t.is(afterHeartbeat(state, false, now, interval).nextCheck, now + interval, 'then the interval again');
+  t.deepEqual(
+    afterHeartbeat({ kickRetryMs: 8000 }, false, now, 5000),
+    { nextCheck: now + 5000, kickRetryMs: 16_000 },
+    'never later than the interval',
   );
 });
 
