@@ -1,5 +1,6 @@
 // Fuzzes the ldev super sector parser (docs/formats.md §1.2). Input: one byte choosing the physical block
 // size, then the sector. A sector that parses must serialize back to one that parses to the same values.
+#include "core/bytes.hpp"
 #include "core/ldev.hpp"
 #include "fuzz_support.hpp"
 
@@ -16,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::resealBlock(block, 0, pbs, offsetof(SuperSectorRaw, checksum), 0);
     fuzz::expectingRejection([&] {
         const SuperSector s = SuperSector::parse(reinterpret_cast<const char*>(block.data()), pbs, where);
-        std::vector<char> again(pbs);
+        Bytes again(pbs);
         s.serialize(again.data());
         const SuperSector t = SuperSector::parse(again.data(), pbs, where);
         if (t.pbs != s.pbs || t.salt != s.salt || t.uuid != s.uuid || t.name != s.name ||

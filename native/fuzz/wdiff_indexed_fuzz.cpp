@@ -1,5 +1,6 @@
 // Fuzzes the indexed wdiff reader (docs/formats.md §5.3): records in address order without overlaps, each
 // record's range inside its decoded image, and the binary search agreeing with a walk of the index.
+#include "core/bytes.hpp"
 #include "core/diff.hpp"
 #include "fuzz_support.hpp"
 
@@ -14,7 +15,7 @@ void readAll(const fuzz::Bytes& bytes) {
     fuzz::expectingRejection([&] {
         IndexedDiffReader reader(path);
         DiffIo io;
-        std::vector<char> scratch;
+        Bytes scratch;
         uint64_t lastEnd = 0;
         while (reader.next(io)) {
             if (io.addr < lastEnd || io.blocks == 0) fuzz::violated("records out of order or empty");

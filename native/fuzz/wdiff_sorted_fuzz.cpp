@@ -1,5 +1,6 @@
 // Fuzzes the sorted wdiff reader (docs/formats.md §5.2): records come in address order without overlaps, and
 // the data of every normal record can be read whole.
+#include "core/bytes.hpp"
 #include "core/diff.hpp"
 #include "fuzz_support.hpp"
 
@@ -14,7 +15,7 @@ void readAll(const fuzz::Bytes& bytes) {
     fuzz::expectingRejection([&] {
         SortedDiffReader reader(path);
         DiffIo io;
-        std::vector<char> scratch;
+        Bytes scratch;
         uint64_t lastEnd = 0;
         while (reader.next(io)) {
             if (io.addr < lastEnd || io.blocks == 0) fuzz::violated("records out of order or empty");

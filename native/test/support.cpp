@@ -8,6 +8,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "core/bytes.hpp"
+
 namespace walb::test {
 
 TempDir::TempDir(const std::string& under) {
@@ -23,13 +25,13 @@ TempDir::~TempDir() {
     std::filesystem::remove_all(dir_, ec);
 }
 
-std::vector<char> readFile(const std::string& path) {
+Bytes readFile(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error("cannot read " + path);
-    return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+    return Bytes(std::istreambuf_iterator<char>(in), {});
 }
 
-void writeFile(const std::string& path, const std::vector<char>& b) {
+void writeFile(const std::string& path, const Bytes& b) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(b.data(), static_cast<std::streamsize>(b.size()));
     if (!out) throw std::runtime_error("cannot write " + path);
@@ -40,8 +42,8 @@ void makeFile(const std::string& path, uint64_t size) {
     std::filesystem::resize_file(path, size);
 }
 
-std::vector<char> bytes(size_t len, uint64_t seed) {
-    std::vector<char> out(len);
+Bytes bytes(size_t len, uint64_t seed) {
+    Bytes out(len);
     for (size_t i = 0; i < len; i += 8) {
         uint64_t z = seed * 0x9e3779b97f4a7c15ull + i + 1;
         z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 #include "core/wdev.hpp"
 
@@ -26,13 +27,13 @@ private:
     std::string dir_;
 };
 
-std::vector<char> readFile(const std::string& path);
-void writeFile(const std::string& path, const std::vector<char>& bytes);
+Bytes readFile(const std::string& path);
+void writeFile(const std::string& path, const Bytes& bytes);
 // A file of `size` zero bytes.
 void makeFile(const std::string& path, uint64_t size);
 
 // Reproducible pseudo-random bytes (splitmix64 of the seed and position).
-std::vector<char> bytes(size_t len, uint64_t seed);
+Bytes bytes(size_t len, uint64_t seed);
 
 // The code of the walb::Error that `fn` throws; fails the test when it throws nothing.
 template <class F>

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "core/bytes.hpp"
 #include "core/wdev.hpp"
 #include "support.hpp"
 
@@ -55,12 +56,12 @@ struct Failures {
     }
 };
 
-void writer(Wdev& w, int index, std::vector<char>& model, Failures& failures) {
+void writer(Wdev& w, int index, Bytes& model, Failures& failures) {
     auto done = std::make_shared<test::Completions>();
     std::mt19937_64 rng(index + 1);
     const uint64_t base = index * kRegionLb;
     uint64_t id = uint64_t(index) << 32, version = uint64_t(index) << 32;
-    std::vector<char> got;
+    Bytes got;
     for (int batch = 0; batch < kBatches; batch++) {
         std::vector<uint64_t> ids;
         for (int k = 0; k < kBatchSize; k++) {
@@ -100,7 +101,7 @@ void writer(Wdev& w, int index, std::vector<char>& model, Failures& failures) {
 
 void reader(Wdev& w, int index, std::atomic<bool>& stop, Failures& failures) {
     std::mt19937_64 rng(100 + index);
-    std::vector<char> buf(128 * kLbSize);
+    Bytes buf(128 * kLbSize);
     while (!stop.load()) {
         const uint64_t n = 1 + rng() % 128, offLb = rng() % (kDeviceLb - n);
         w.read(offLb * kLbSize, n * kLbSize, buf.data());
@@ -156,7 +157,7 @@ TEST(WdevConcurrency, ConcurrentWritersReadersAndControlSeeConsistentData) {
     opt.logFlushIntervalBytes = 64 << 10;
     opt.checkpointIntervalMs = 20;
 
-    std::vector<std::vector<char>> models(kWriters, std::vector<char>(kRegionLb * kLbSize, 0));
+    std::vector<Bytes> models(kWriters, Bytes(kRegionLb * kLbSize, 0));
     Failures failures;
     {
         Wdev w(ldev, ddev, opt);
@@ -183,7 +184,7 @@ TEST(WdevConcurrency, ConcurrentWritersReadersAndControlSeeConsistentData) {
             << "region " << i << " of the data device after close";
     Wdev again(ldev, ddev, opt);
     EXPECT_EQ(again.redoResult().packs, 0u);
-    std::vector<char> got(kRegionLb * kLbSize);
+    Bytes got(kRegionLb * kLbSize);
     for (int i = 0; i < kWriters; i++) {
         again.read(i * kRegionLb * kLbSize, got.size(), got.data());
         EXPECT_EQ(got, models[i]) << "region " << i << " after reopening";

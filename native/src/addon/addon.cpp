@@ -11,6 +11,7 @@
 
 #include "addon/job.hpp"
 #include "addon/nbd_addon.hpp"
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "core/ldev.hpp"
 #include "core/ops.hpp"
@@ -350,10 +351,10 @@ Napi::Value LdevReadLogs(const Napi::CallbackInfo& info) {
         [](Napi::Env env, Ptr& r) -> Napi::Value {
             Napi::Object x = Napi::Object::New(env);
             x.Set("super", superToJs(env, r->super));
-            auto* bytes = new std::vector<char>(std::move(r->bytes));
+            auto* bytes = new Bytes(std::move(r->bytes));
             x.Set("data", Napi::Buffer<char>::New(
-                              env, bytes->data(), bytes->size(),
-                              [](Napi::Env, char*, std::vector<char>* p) { delete p; }, bytes));
+                              env, bytes->data(), bytes->size(), [](Napi::Env, char*, Bytes* p) { delete p; },
+                              bytes));
             x.Set("beginLsid", u64(env, r->beginLsid));
             x.Set("nextLsid", u64(env, r->nextLsid));
             x.Set("packs", u64(env, r->packs));
@@ -585,17 +586,17 @@ private:
         if (len > (256u << 20)) throwInvalid(info.Env(), "Expected a length of at most 256 MiB for read");
         auto st = state_.share();
         if (!st) return state_.rejectClosed(info.Env());
-        return Job<std::vector<char>>::start(
+        return Job<Bytes>::start(
             info.Env(),
             [st, off, len](const Progress&) {
                 std::lock_guard<std::mutex> lk(st->mu);
                 uint64_t n =
                     std::min<uint64_t>(len, off < st->image.sizeBytes() ? st->image.sizeBytes() - off : 0);
-                std::vector<char> buf(n);
+                Bytes buf(n);
                 st->image.read(off, n, buf.data());
                 return buf;
             },
-            [](Napi::Env env, std::vector<char>& buf) -> Napi::Value {
+            [](Napi::Env env, Bytes& buf) -> Napi::Value {
                 return Napi::Buffer<char>::Copy(env, buf.data(), buf.size());
             });
     }
@@ -610,7 +611,7 @@ private:
             [st, h, chunks](const Progress& p) {
                 std::lock_guard<std::mutex> lk(st->mu);
                 VirtualFullImage& image = st->image;
-                return hashReader([&image](uint64_t off, size_t len, std::vector<char>& buf,
+                return hashReader([&image](uint64_t off, size_t len, Bytes& buf,
                                            FileMapping& map) { return image.view(off, len, buf, map); },
                                   image.sizeBytes(), h, chunks, p, true);
             },

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "addon/job.hpp"
+#include "core/bytes.hpp"
 #include "core/nbd_file_backend.hpp"
 #include "core/nbd_request.hpp"
 #include "core/nbd_snapshot_backend.hpp"
@@ -271,14 +272,14 @@ private:
         const uint64_t len = optU64(o, "length", 1 << 20);
         if (len > (256u << 20)) throwInvalid(info.Env(), "Expected a length of at most 256 MiB for read");
         auto b = backend(info.Env());
-        return Job<std::vector<char>>::start(
+        return Job<Bytes>::start(
             info.Env(),
             [b, off, len](const Progress&) {
-                std::vector<char> buf(len);
+                Bytes buf(len);
                 b->image().read(off, len, buf.data());
                 return buf;
             },
-            [](Napi::Env env, std::vector<char>& buf) -> Napi::Value {
+            [](Napi::Env env, Bytes& buf) -> Napi::Value {
                 return Napi::Buffer<char>::Copy(env, buf.data(), buf.size());
             });
     }

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "addon/job.hpp"
+#include "core/bytes.hpp"
 #include "core/diff.hpp"
 
 namespace walb::addon {
@@ -54,7 +55,7 @@ private:
         if (offset % kLbSize || data.Length() % kLbSize || data.Length() == 0)
             throwInvalid(info.Env(), "offset and length must be multiples of 512 bytes, the length not 0");
         // The bytes are copied here: the Buffer may be reused by the caller as soon as add() returns.
-        auto bytes = std::make_shared<std::vector<char>>(data.Data(), data.Data() + data.Length());
+        auto bytes = std::make_shared<Bytes>(data.Data(), data.Data() + data.Length());
         return Job<bool>::start(
             info.Env(),
             [st, offset, bytes](const Progress&) {

@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 
 namespace walb {
@@ -44,12 +45,12 @@ const char* compressionName(Compression c) {
 namespace {
 
 // Room for `n` bytes in `out`, grown only.
-char* room(std::vector<char>& out, size_t n) {
+char* room(Bytes& out, size_t n) {
     if (out.size() < n) out.resize(n);
     return out.data();
 }
 
-bool tryCompress(Compression c, int level, const char* in, size_t len, std::vector<char>& out, size_t& n) {
+bool tryCompress(Compression c, int level, const char* in, size_t len, Bytes& out, size_t& n) {
     switch (c) {
         case Compression::None:
             return false;
@@ -97,8 +98,7 @@ bool tryCompress(Compression c, int level, const char* in, size_t len, std::vect
 
 }  // namespace
 
-Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out,
-                           size_t& outLen) {
+Compression compressRecord(Compression c, int level, const char* in, size_t len, Bytes& out, size_t& outLen) {
     size_t n = 0;
     if (tryCompress(c, level, in, len, out, n) && n < len) {
         outLen = n;

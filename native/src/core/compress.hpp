@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.hpp"
+
 namespace walb {
 
 enum class Compression : uint8_t { None = 0, Zlib = 1, Snappy = 2, Xz = 3, Lz4 = 4, Zstd = 5 };
@@ -17,8 +19,7 @@ const char* compressionName(Compression c);
 // Compresses `len` bytes into out[0, outLen). `out` is grown as needed, never shrunk (a reused buffer is not
 // zero-filled again at each call). Returns the code actually used: None when compression failed or did not
 // make the data strictly smaller, in which case the caller stores the raw bytes.
-Compression compressRecord(Compression c, int level, const char* in, size_t len, std::vector<char>& out,
-                           size_t& outLen);
+Compression compressRecord(Compression c, int level, const char* in, size_t len, Bytes& out, size_t& outLen);
 // Whether `stored` (`len` bytes of code `c` holding `rawSize` bytes) is what compressRecord(c) gives for its
 // data, so that a writer may copy it instead of decompressing and compressing again: true for snappy when
 // the stored form is smaller than the data and claims its size (snappy takes no level, and libsnappy, which

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "core/error.hpp"
 #include "core/ops.hpp"
@@ -33,14 +34,14 @@ namespace {
 class IdleBuffers {
 public:
     static constexpr size_t kMaxBytes = 64u << 20;
-    void put(std::shared_ptr<std::vector<char>> b) {
+    void put(std::shared_ptr<Bytes> b) {
         std::lock_guard<std::mutex> lk(mu_);
         if (bytes_ + b->size() > kMaxBytes) return;
         bytes_ += b->size();
         bufs_.push_back(std::move(b));
     }
     // The smallest idle buffer of at least `size` bytes, or null.
-    std::shared_ptr<std::vector<char>> take(size_t size) {
+    std::shared_ptr<Bytes> take(size_t size) {
         std::lock_guard<std::mutex> lk(mu_);
         size_t best = bufs_.size();
         for (size_t i = 0; i < bufs_.size(); i++) {
@@ -56,7 +57,7 @@ public:
 
 private:
     std::mutex mu_;
-    std::vector<std::shared_ptr<std::vector<char>>> bufs_;
+    std::vector<std::shared_ptr<Bytes>> bufs_;
     size_t bytes_ = 0;
 };
 
@@ -78,7 +79,7 @@ BufferPool::~BufferPool() {
     }
 }
 
-std::shared_ptr<std::vector<char>> BufferPool::acquire(size_t size) {
+std::shared_ptr<Bytes> BufferPool::acquire(size_t size) {
     for (auto& b : bufs_) {
         if (b.use_count() == 1) {
             // Whoever dropped the last other reference (maybe on another thread) is done with the bytes.
@@ -86,20 +87,20 @@ std::shared_ptr<std::vector<char>> BufferPool::acquire(size_t size) {
             if (b->size() < size) {
                 // Grow only, without keeping the contents: shrinking and regrowing would zero-fill again.
                 const size_t grown = roundedSize(std::max(size, b->size() + b->size() / 2));
-                std::vector<char>().swap(*b);
+                Bytes().swap(*b);
                 b->resize(grown);
             }
             return b;
         }
     }
-    std::shared_ptr<std::vector<char>> b;
+    std::shared_ptr<Bytes> b;
     if (size >= kIdleMinBytes) b = idleBuffers().take(size);
-    if (!b) b = std::make_shared<std::vector<char>>(roundedSize(size));
+    if (!b) b = std::make_shared<Bytes>(roundedSize(size));
     if (bufs_.size() < slots_) bufs_.push_back(b);
     return b;
 }
 
-const char* DiffIo::fetch(std::vector<char>& scratch) const {
+const char* DiffIo::fetch(Bytes& scratch) const {
     if (buf) return buf->data() + off;
     if (map && storedCodec != Compression::None) {
         const size_t whole = size_t(storedBlocks) * kLbSize;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/compress.hpp"
 #include "core/file.hpp"
 #include "core/format.hpp"
@@ -21,7 +22,7 @@ const char* diffKindName(DiffKind k);
 // The kind a record's flags give; throws CORRUPTION (naming `where`) on flags no record may have.
 DiffKind kindFromFlags(uint8_t flags, const std::string& where);
 
-using SharedBytes = std::shared_ptr<const std::vector<char>>;
+using SharedBytes = std::shared_ptr<const Bytes>;
 struct DiffMapping;
 
 // A few reusable buffers handed out as shared bytes. A buffer is reused once nobody else holds it, which
@@ -33,12 +34,12 @@ public:
     BufferPool(const BufferPool&) = delete;
     BufferPool& operator=(const BufferPool&) = delete;
     // A buffer of at least `size` bytes, not shared with anyone; its contents are undefined.
-    std::shared_ptr<std::vector<char>> acquire(size_t size);
+    std::shared_ptr<Bytes> acquire(size_t size);
 
 private:
     static constexpr size_t kIdleMinBytes = 1u << 20;
     size_t slots_;
-    std::vector<std::shared_ptr<std::vector<char>>> bufs_;
+    std::vector<std::shared_ptr<Bytes>> bufs_;
 };
 
 // One diff record with its data uncompressed. The data is a window into a shared buffer, into a mapped file
@@ -67,7 +68,7 @@ struct DiffIo {
     uint64_t end() const { return addr + blocks; }
     size_t bytes() const { return size_t(blocks) * kLbSize; }
     // The record's data: a pointer into buf or map, or read from src into `scratch`.
-    const char* fetch(std::vector<char>& scratch) const;
+    const char* fetch(Bytes& scratch) const;
     // The part of this record covering [from, to) (must lie inside it).
     DiffIo slice(uint64_t from, uint64_t to) const;
     // The record stored compressed is all of its stored form (not a part cut from it).
@@ -177,7 +178,7 @@ private:
     uint64_t mapped_ = 0;  // bytes of the file map_ covers
     Decode decode_;
     uint64_t offset_ = sizeof(DiffFileHeaderRaw);  // of the next pack header
-    std::vector<char> packHeader_;
+    Bytes packHeader_;
     BufferPool pool_;  // declared before the buffer taken from it, so destroyed after
     SharedBytes raw_;  // records [.., rawEnd_) of the current pack needing a copy, uncompressed, back to back
     std::vector<size_t> rawOffset_;
@@ -213,7 +214,7 @@ private:
     BufferPool pool_;               // before the image taken from it, so destroyed after
     IndexedRecordRaw cachedFor_{};  // the record whose image is cached
     SharedBytes cachedImage_;
-    std::vector<char> stored_;
+    Bytes stored_;
 };
 
 class SortedDiffWriter {
@@ -229,9 +230,9 @@ private:
     AtomicOutputFile output_;
     DiffWriteOptions opt_;
     std::unique_ptr<AsyncWriter> out_;
-    std::vector<char> packHeader_;
+    Bytes packHeader_;
     uint64_t packHeaderOffset_ = 0;
-    std::vector<char> scratch_, fetched_;
+    Bytes scratch_, fetched_;
     // The stored record whose data fetched_ holds whole, decompressed (none if decodedMap_ is null).
     std::shared_ptr<const DiffMapping> decodedMap_;
     uint64_t decodedOff_ = 0;
@@ -262,7 +263,7 @@ private:
     DiffWriteOptions opt_;
     std::unique_ptr<AsyncWriter> out_;
     std::map<uint64_t, Entry> index_;
-    std::vector<char> scratch_, fetched_;
+    Bytes scratch_, fetched_;
     uint32_t nData_ = 0;
     DiffStats stats_;
 };

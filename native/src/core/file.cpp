@@ -16,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 
 namespace walb {
@@ -229,7 +230,7 @@ void File::writeZeroes(uint64_t off, uint64_t len) {
                0) {
         return;
     }
-    static const std::vector<char> zeros(1 << 20, 0);
+    static const Bytes zeros(1 << 20, 0);
     while (len > 0) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(len, zeros.size()));
         pwriteAll(zeros.data(), n, off);

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <deque>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 #include "core/ops.hpp"
 
@@ -78,7 +79,7 @@ GenResult generateWlog(const std::string& out, const GenOptions& opt, const Prog
     GenResult res;
     res.salt = h.salt;
     res.beginLsid = opt.lsid;
-    std::vector<char> data(size_t(maxLb) * kLbSize);
+    Bytes data(size_t(maxLb) * kLbSize);
     std::deque<uint64_t> recent;
     auto flushPack = [&] {
         Logpack p = builder.take();

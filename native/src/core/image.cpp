@@ -10,6 +10,7 @@
 #include <future>
 #include <memory>
 
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "core/error.hpp"
 #include "core/ops.hpp"
@@ -40,7 +41,7 @@ public:
         readDiffFileHeader(file_);
         uint64_t off = sizeof(DiffFileHeaderRaw);
         const uint64_t size = file_.size();
-        std::vector<char> hdr(kDiffPackSize);
+        Bytes hdr(kDiffPackSize);
         uint64_t lastEnd = 0;
         while (off < size) {
             if (off + kDiffPackSize > size)
@@ -103,7 +104,7 @@ private:
         decodedBytes_ = 0;
         cachedPack_ = SIZE_MAX;
         const uint64_t off = packs_[idx].fileOffset;
-        std::vector<char> hdr(kDiffPackSize);
+        Bytes hdr(kDiffPackSize);
         file_.preadAll(hdr.data(), kDiffPackSize, off);
         if (!selfChecksumOk(hdr.data(), kDiffPackSize, 0))
             throwError(ErrorCode::Corruption, "pack header checksum mismatch: " + where(path_, off));
@@ -137,7 +138,7 @@ private:
             for (Cached& o : cached_) o.io.buf.reset();
             decodedBytes_ = 0;
         }
-        auto buf = std::make_shared<std::vector<char>>(n);
+        auto buf = std::make_shared<Bytes>(n);
         decompressRecord(static_cast<Compression>(c.r.compression_type), data_.data() + c.r.data_offset,
                          c.r.data_size, buf->data(), n, where(path_, dataOffset_ + c.r.data_offset));
         c.io.buf = std::move(buf);
@@ -149,7 +150,7 @@ private:
     std::vector<PackEntry> packs_;
     size_t cachedPack_ = SIZE_MAX;
     std::vector<Cached> cached_;
-    std::vector<char> data_;  // the stored bytes of the cached pack
+    Bytes data_;  // the stored bytes of the cached pack
     uint64_t dataOffset_ = 0;
     size_t decodedBytes_ = 0;
 };
@@ -250,7 +251,7 @@ void VirtualFullImage::read(uint64_t off, size_t len, char* out) {
     }
 }
 
-const char* VirtualFullImage::view(uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map) {
+const char* VirtualFullImage::view(uint64_t off, size_t len, Bytes& buf, FileMapping& map) {
     checkRange(off, len, size_);
     {
         std::lock_guard<std::mutex> lk(mu_);
@@ -294,7 +295,7 @@ void readSparse(const File& f, uint64_t off, size_t len, char* out) {
 
 }  // namespace
 
-const char* viewFile(const File& f, uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map) {
+const char* viewFile(const File& f, uint64_t off, size_t len, Bytes& buf, FileMapping& map) {
     // A fault on a hole of a mapped file allocates the page on tmpfs: hashing a sparse image there would fill
     // it. So only a range with no hole is mapped; the others are read extent by extent, holes as zeros.
     if (holeFrom(f, off) >= off + len && map.map(f, off, len)) return map.data();
@@ -331,7 +332,7 @@ HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& op
     const uint64_t per = std::max<uint64_t>(1, (8u << 20) / opt.chunkBytes);
     const size_t batchBytes = static_cast<size_t>(per * opt.chunkBytes);
     struct Batch {
-        std::vector<char> buf;  // used only when the bytes cannot be mapped
+        Bytes buf;  // used only when the bytes cannot be mapped
         FileMapping map;
         std::vector<uint8_t> hashes;
         uint64_t pos = 0;
@@ -380,7 +381,7 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
     File f(path, File::Mode::Read);
     const uint64_t size = f.size();
     // A partial last sector (odd-sized regular file) is hashed as it is.
-    return hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
+    return hashReader([&](uint64_t off, size_t len, Bytes& buf,
                           FileMapping& map) { return viewFile(f, off, len, buf, map); },
                       size, opt, wantChunks, progress, true);
 }

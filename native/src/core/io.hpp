@@ -7,19 +7,25 @@
 #include <utility>
 #include <vector>
 
+#include "core/bytes.hpp"
+
 namespace walb {
 
 // Request payloads: allocated once, not zero-filled, shared by whoever still needs the bytes (a wdev's log
 // writer, overlay and applier; the NBD sender of a read reply).
+// Page-aligned from a page up, as every buffer the kernel copies file data into (core/bytes.hpp says why).
 class IoBuffer {
 public:
-    explicit IoBuffer(size_t size) : bytes_(new char[size]), size_(size) {}
-    char* data() { return bytes_.get(); }
-    const char* data() const { return bytes_.get(); }
+    explicit IoBuffer(size_t size) : bytes_(static_cast<char*>(allocateBytes(size))), size_(size) {}
+    ~IoBuffer() { freeBytes(bytes_, size_); }
+    IoBuffer(const IoBuffer&) = delete;
+    IoBuffer& operator=(const IoBuffer&) = delete;
+    char* data() { return bytes_; }
+    const char* data() const { return bytes_; }
     size_t size() const { return size_; }
 
 private:
-    std::unique_ptr<char[]> bytes_;
+    char* bytes_;
     size_t size_;
 };
 

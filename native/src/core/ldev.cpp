@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "core/error.hpp"
 
@@ -86,7 +87,7 @@ Ldev::Ldev(const std::string& path, bool writable, uint32_t pbs) {
     if (!isValidPbs(pbs))
         throwError(ErrorCode::Corruption, "invalid physical block size " + std::to_string(pbs) + " in " +
                                               where(path, superSectorOffset()));
-    std::vector<char> block(pbs);
+    Bytes block(pbs);
     file_.preadAll(block.data(), pbs, superSectorOffset());
     super_ = SuperSector::parse(block.data(), pbs, where(path, superSectorOffset()));
     const uint64_t needed = (ringBufferOffsetPb(pbs) + super_.ringBufferPb) * pbs;
@@ -114,7 +115,7 @@ SuperSector Ldev::format(const std::string& path, const FormatOptions& opt) {
     randomBytes(&s.salt, sizeof(s.salt));
     s.name = opt.name;
     s.deviceSizeLb = opt.deviceSizeLb;
-    std::vector<char> block(pbs);
+    Bytes block(pbs);
     s.serialize(block.data());
     f.pwriteAll(block.data(), pbs, superSectorOffset());
     f.fdatasync();
@@ -129,7 +130,7 @@ uint64_t Ldev::offsetOf(uint64_t lsid) const {
 void Ldev::writeSuper() { writeSuper(super_); }
 
 void Ldev::writeSuper(const SuperSector& s) {
-    std::vector<char> block(s.pbs);
+    Bytes block(s.pbs);
     s.serialize(block.data());
     file_.pwriteAll(block.data(), s.pbs, superSectorOffset());
 }

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/file.hpp"
 #include "core/format.hpp"
 #include "core/logpack.hpp"
@@ -82,7 +83,7 @@ private:
 // `bytes` holds the packs as a wlog body holds them (header block, then data blocks, pack after pack).
 struct LogRange {
     SuperSector super;
-    std::vector<char> bytes;
+    Bytes bytes;
     uint64_t beginLsid = 0, nextLsid = 0, packs = 0;
 };
 // How `end` is taken: an exact pack boundary (a pack crossing it is an error), or a limit that reading stops

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "core/error.hpp"
 
@@ -119,7 +120,7 @@ void Logpack::shrink(size_t n) {
 namespace {
 // Source of the zero bytes that external-data packs write for padding and block tails.
 const char* zeroBytes(size_t n) {
-    static const std::vector<char> zeros(1 << 20, 0);
+    static const Bytes zeros(1 << 20, 0);
     if (n > zeros.size()) throwError(ErrorCode::InvalidArgument, "zero span too long");
     return zeros.data();
 }

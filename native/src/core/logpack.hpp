@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/format.hpp"
 
 namespace walb {
@@ -28,10 +29,10 @@ public:
     uint64_t lsid() const { return header().logpack_lsid; }
     uint64_t nextLsid() const { return nRecords() == 0 ? lsid() : lsid() + 1 + header().total_io_size; }
 
-    std::vector<char>& headerBlock() { return headerBlock_; }
-    const std::vector<char>& headerBlock() const { return headerBlock_; }
-    std::vector<char>& data() { return data_; }  // total_io_size * pbs bytes
-    const std::vector<char>& data() const { return data_; }
+    Bytes& headerBlock() { return headerBlock_; }
+    const Bytes& headerBlock() const { return headerBlock_; }
+    Bytes& data() { return data_; }  // total_io_size * pbs bytes
+    const Bytes& data() const { return data_; }
     const char* recordData(size_t i) const { return data_.data() + recordDataOffset(i); }
     char* recordData(size_t i) { return data_.data() + recordDataOffset(i); }
     size_t recordDataOffset(size_t i) const { return size_t(record(i).lsid_local - 1) * pbs_; }
@@ -67,8 +68,8 @@ private:
     }
     uint32_t pbs_ = 0;
     uint32_t salt_ = 0;
-    std::vector<char> headerBlock_;
-    std::vector<char> data_;
+    Bytes headerBlock_;
+    Bytes data_;
     std::vector<Span> spans_;
     bool external_ = false;
 };

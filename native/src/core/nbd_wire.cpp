@@ -8,6 +8,8 @@
 #include <cstring>
 #include <exception>
 
+#include "core/bytes.hpp"
+
 namespace walb {
 
 namespace {
@@ -129,7 +131,7 @@ bool NbdWire::readExact(char* buf, size_t n) {
 }
 
 bool NbdWire::discard(size_t n) {
-    std::vector<char> sink(std::min<size_t>(n, 1 << 20));
+    Bytes sink(std::min<size_t>(n, 1 << 20));
     while (n > 0) {
         const size_t k = std::min(n, sink.size());
         if (!readExact(sink.data(), k)) return false;
@@ -383,7 +385,7 @@ void NbdWire::sendReplies() {
         bool broke = false;
         {
             std::lock_guard<std::mutex> sl(sendMu_);
-            std::vector<char> headers(batch.size() * nbd::kSimpleReplyHeaderSize);
+            Bytes headers(batch.size() * nbd::kSimpleReplyHeaderSize);
             std::vector<struct iovec> iov;
             iov.reserve(1 + 2 * batch.size());
             if (!unsent_.empty()) iov.push_back({unsent_.data(), unsent_.size()});

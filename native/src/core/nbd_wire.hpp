@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/nbd_backend.hpp"
 #include "core/nbd_latency.hpp"
 #include "core/nbd_request.hpp"
@@ -100,7 +101,7 @@ private:
                    std::string cause);  // mu_ held
 
     int fd_;
-    std::vector<char> in_;  // bytes read from the socket and not parsed yet: in_[inPos_, inEnd_)
+    Bytes in_;  // bytes read from the socket and not parsed yet: in_[inPos_, inEnd_)
     size_t inPos_ = 0, inEnd_ = 0;
     std::shared_ptr<NbdBackend> backend_;
     NbdWireLimits limits_;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/diff.hpp"
 #include "core/wlog.hpp"
 
@@ -47,7 +48,7 @@ RedoResult redoWdiff(const std::string& wdiff, const std::string& image, Discard
                      const Progress& progress = nullptr);
 
 // Bytes [off, off + len) of `f`: mapped into `map` where the file can be mapped, else read into `buf`.
-const char* viewFile(const File& f, uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map);
+const char* viewFile(const File& f, uint64_t off, size_t len, Bytes& buf, FileMapping& map);
 
 // A base image with a chain of wdiffs (oldest first) read as one image, without writing anything.
 class VirtualFullImage {
@@ -59,14 +60,14 @@ public:
     void read(uint64_t off, size_t len, char* out);
     // The same bytes for hashReader, from several threads at once: mapped from the base where no wdiff of the
     // chain has a record, else read into `buf`.
-    const char* view(uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map);
+    const char* view(uint64_t off, size_t len, Bytes& buf, FileMapping& map);
     struct Source;  // one wdiff of the chain, readable by address range
 
 private:
     File base_;
     uint64_t size_;
     std::vector<std::unique_ptr<Source>> diffs_;
-    std::vector<char> scratch_;
+    Bytes scratch_;
     std::mutex mu_;  // the sources and scratch_, for view()
 };
 
@@ -85,8 +86,7 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
                      const Progress& progress = nullptr);
 // Gives hashReader the `len` bytes at `off`: maps them into `map` or reads them into `buf`, and says where
 // they are.
-using HashView =
-    std::function<const char*(uint64_t off, size_t len, std::vector<char>& buf, FileMapping& map)>;
+using HashView = std::function<const char*(uint64_t off, size_t len, Bytes& buf, FileMapping& map)>;
 // Same over any view of bytes (virtual full images); `parallel` when view may be called from two threads.
 HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& opt, bool wantChunks,
                       const Progress& progress, bool parallel);

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 #include "core/ops.hpp"
 #include "core/read_ahead.hpp"
@@ -62,7 +63,7 @@ private:
     File file_;
     DiscardMode discard_;
     uint64_t size_;
-    std::vector<char> scratch_;
+    Bytes scratch_;
 };
 
 // One record of a wlog to apply, with what keeps its data valid (a window of the mapped wlog, or the pack

@@ -5,6 +5,7 @@
 #include <iterator>
 #include <map>
 
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "core/compress.hpp"
 #include "core/diff.hpp"
@@ -64,7 +65,7 @@ private:
 void indexSorted(const File& f, uint16_t diff, std::vector<StoredImage>& images, ExtentMap& map) {
     const std::string& path = f.path();
     const uint64_t size = f.size();
-    std::vector<char> hdr(kDiffPackSize);
+    Bytes hdr(kDiffPackSize);
     uint64_t off = sizeof(DiffFileHeaderRaw), lastEnd = 0;
     while (off < size) {
         if (off + kDiffPackSize > size)
@@ -122,7 +123,7 @@ void indexIndexed(const std::string& path, uint16_t diff, std::vector<StoredImag
 }
 
 // Per thread: the stored bytes and the decompressed image of the record being read.
-thread_local std::vector<char> tStored, tImage;
+thread_local Bytes tStored, tImage;
 
 }  // namespace
 

@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 
 namespace walb {
@@ -237,7 +238,7 @@ void AsyncWriter::writeShared(std::shared_ptr<const void> keep, size_t keepBytes
 
 uint64_t AsyncWriter::reserve(size_t len) {
     const uint64_t at = offset();
-    static const std::vector<char> zeros(4096, 0);
+    static const Bytes zeros(4096, 0);
     for (size_t left = len; left > 0;) {
         const size_t n = std::min(left, zeros.size());
         write(zeros.data(), n);

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/file.hpp"
 
 namespace walb {
@@ -35,7 +36,7 @@ private:
     const File& file_;
     uint64_t offset_;      // file offset of the next byte returned
     uint64_t fileOffset_;  // file offset of buf_[end_]
-    std::vector<char> buf_;
+    Bytes buf_;
     size_t pos_ = 0, end_ = 0;
     uint64_t knownSize_ = 0;  // file size as last seen by requireAvailable
 };
@@ -52,7 +53,7 @@ private:
     File& file_;
     uint64_t offset_;
     size_t limit_;
-    std::vector<char> pending_;
+    Bytes pending_;
 };
 
 }  // namespace walb
@@ -92,7 +93,7 @@ private:
     struct Item {
         uint64_t offset = 0;
         size_t bytes = 0;
-        std::vector<char> owned;
+        Bytes owned;
         std::vector<Piece> pieces;
         std::vector<std::shared_ptr<const void>> keep;
         size_t pinned = 0;  // bytes of the buffers in keep
@@ -110,7 +111,7 @@ private:
     std::mutex mu_;
     std::condition_variable workCv_, spaceCv_;
     std::deque<Item> queue_;
-    std::vector<std::vector<char>> free_;
+    std::vector<Bytes> free_;
     size_t inFlight_ = 0;
     bool stop_ = false;
     std::exception_ptr error_;

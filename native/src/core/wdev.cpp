@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
 
 namespace walb {
@@ -160,7 +161,7 @@ void Wdev::scrubAfterEnd() {
     const uint64_t used = lsids_.latest - lsids_.oldest;
     const uint64_t window = (opt_.logFlushIntervalBytes + kEmitLimitBytes) / pbs_ + kMaxTotalIoPb + 1;
     const uint64_t n = std::min(super_.ringBufferPb - used, window);
-    std::vector<char> zeros(std::min<uint64_t>(n, 256) * pbs_, 0);
+    Bytes zeros(std::min<uint64_t>(n, 256) * pbs_, 0);
     for (uint64_t done = 0; done < n;) {
         const uint64_t k = std::min<uint64_t>(n - done, zeros.size() / pbs_);
         ldev_->writeBlocks(lsids_.latest + done, k, zeros.data());
@@ -860,7 +861,7 @@ void Wdev::resetWal() {
         s.deviceSizeLb = deviceSizeLb_;
         ldev_->super() = s;
         ldev_->writeSuper();
-        std::vector<char> zero(pbs_, 0);
+        Bytes zero(pbs_, 0);
         ldev_->writeBlocks(0, 1, zero.data());
         ldev_->file().fdatasync();
         lk.lock();

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "core/error.hpp"
 
@@ -51,7 +52,7 @@ WlogWriter::WlogWriter(const std::string& path, const WlogHeader& header)
     : output_(path), header_(header), nextLsid_(header.beginLsid) {
     if (!isValidPbs(header.pbs)) throwError(ErrorCode::InvalidArgument, "invalid physical block size");
     out_ = std::make_unique<BufferedWriter>(output_.file(), 0);
-    std::vector<char> block(kWlogHeaderSize);
+    Bytes block(kWlogHeaderSize);
     header_.serialize(block.data());
     out_->write(block.data(), block.size());
 }
@@ -81,7 +82,7 @@ uint64_t WlogWriter::close() {
 }
 
 WlogReader::WlogReader(const std::string& path) : file_(path, File::Mode::Read) {
-    std::vector<char> block(kWlogHeaderSize);
+    Bytes block(kWlogHeaderSize);
     file_.preadAll(block.data(), block.size(), 0);
     header_ = WlogHeader::parse(block.data(), where(path, 0));
     in_ = std::make_unique<BufferedReader>(file_, kWlogHeaderSize);

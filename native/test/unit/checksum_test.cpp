@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/bytes.hpp"
 #include "core/format.hpp"
 #include "support.hpp"
 
@@ -9,7 +10,7 @@ namespace walb {
 namespace {
 
 // The definition of docs/formats.md §0.2, word by word.
-uint32_t referenceChecksum(const std::vector<char>& b, uint32_t salt) {
+uint32_t referenceChecksum(const Bytes& b, uint32_t salt) {
     uint32_t sum = salt;
     for (size_t i = 0; i < b.size(); i += 4) {
         uint32_t w = 0;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/bytes.hpp"
 #include "core/ops.hpp"
 #include "support.hpp"
 
@@ -16,7 +17,7 @@ DiffIo normal(uint64_t addr, uint32_t blocks, uint64_t seed) {
     // Half random, half zeros: compressible, so that every codec really stores compressed bytes.
     auto b = test::bytes(size_t(blocks) * kLbSize, seed);
     std::fill(b.begin() + b.size() / 2, b.end(), 0);
-    io.buf = std::make_shared<const std::vector<char>>(std::move(b));
+    io.buf = std::make_shared<const Bytes>(std::move(b));
     return io;
 }
 
@@ -28,17 +29,17 @@ DiffIo special(uint64_t addr, uint32_t blocks, DiffKind kind) {
     return io;
 }
 
-std::vector<char> dataOf(const DiffIo& io) {
-    std::vector<char> scratch;
+Bytes dataOf(const DiffIo& io) {
+    Bytes scratch;
     const char* p = io.fetch(scratch);
-    return std::vector<char>(p, p + io.bytes());
+    return Bytes(p, p + io.bytes());
 }
 
 struct Flat {
     uint64_t addr;
     uint32_t blocks;
     DiffKind kind;
-    std::vector<char> data;
+    Bytes data;
     bool operator==(const Flat&) const = default;
 };
 
@@ -46,16 +47,14 @@ std::vector<Flat> readAll(DiffReader& r) {
     std::vector<Flat> out;
     DiffIo io;
     while (r.next(io))
-        out.push_back(
-            {io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? dataOf(io) : std::vector<char>{}});
+        out.push_back({io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? dataOf(io) : Bytes{}});
     return out;
 }
 
 std::vector<Flat> flat(const std::vector<DiffIo>& ios) {
     std::vector<Flat> out;
     for (const DiffIo& io : ios)
-        out.push_back(
-            {io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? dataOf(io) : std::vector<char>{}});
+        out.push_back({io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? dataOf(io) : Bytes{}});
     return out;
 }
 
@@ -100,8 +99,7 @@ TEST_P(DiffCodec, IndexedWdiffReadsBackTheRecordsWritten) {
         m.forEach([&](const DiffIo& io) {
             for (uint64_t a = io.addr; a < io.end(); a++) {
                 const DiffIo one = io.slice(a, a + 1);
-                out.push_back(
-                    {a, 1, one.kind, one.kind == DiffKind::Normal ? dataOf(one) : std::vector<char>{}});
+                out.push_back({a, 1, one.kind, one.kind == DiffKind::Normal ? dataOf(one) : Bytes{}});
             }
         });
         return out;
@@ -127,8 +125,7 @@ TEST_P(DiffCodec, ALazySortedReaderHandsOutStoredRecordsThatFetchTheirData) {
             EXPECT_TRUE(io.isWhole());
             EXPECT_FALSE(io.slice(io.addr + 1, io.end()).isWhole());
         }
-        got.push_back(
-            {io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? dataOf(io) : std::vector<char>{}});
+        got.push_back({io.addr, io.blocks, io.kind, io.kind == DiffKind::Normal ? dataOf(io) : Bytes{}});
     }
     EXPECT_EQ(got, flat(kSample));
 }
@@ -157,7 +154,7 @@ TEST(SortedWdiff, WriterCutsRecordsLongerThanMaxIoBlocks) {
     ASSERT_EQ(got.size(), 3u);
     EXPECT_EQ(got[2].addr, 32u);
     EXPECT_EQ(got[2].blocks, 8u);
-    std::vector<char> all;
+    Bytes all;
     for (const Flat& f : got) all.insert(all.end(), f.data.begin(), f.data.end());
     EXPECT_EQ(all, dataOf(big));
 }
@@ -187,7 +184,7 @@ TEST(SortedWdiff, AReaderOpenedBeforeThePacksWereWrittenReadsThem) {
     for (const DiffIo& io : kSample) w.add(io);
     w.close();
     const auto bytes = test::readFile(full);
-    test::writeFile(growing, std::vector<char>(bytes.begin(), bytes.begin() + sizeof(DiffFileHeaderRaw)));
+    test::writeFile(growing, Bytes(bytes.begin(), bytes.begin() + sizeof(DiffFileHeaderRaw)));
     SortedDiffReader r(growing);  // maps the header alone
     test::writeFile(growing, bytes);
     EXPECT_EQ(readAll(r), flat(kSample));
@@ -273,8 +270,7 @@ TEST(MergeWdiffs, TheNewerInputWinsAndTheRestIsKept) {
         m.forEach([&](const DiffIo& io) {
             for (uint64_t x = io.addr; x < io.end(); x++) {
                 const DiffIo one = io.slice(x, x + 1);
-                v.push_back(
-                    {x, 1, one.kind, one.kind == DiffKind::Normal ? dataOf(one) : std::vector<char>{}});
+                v.push_back({x, 1, one.kind, one.kind == DiffKind::Normal ? dataOf(one) : Bytes{}});
             }
         });
         return v;

@@ -5,6 +5,7 @@
 
 #include <functional>
 
+#include "core/bytes.hpp"
 #include "core/checksum.hpp"
 #include "support.hpp"
 
@@ -25,8 +26,8 @@ SuperSector sampleSuper(uint32_t pbs) {
 }
 
 // Serializes, lets `edit` change the raw struct, and seals the checksum again.
-std::vector<char> editedSuper(uint32_t pbs, const std::function<void(SuperSectorRaw&)>& edit) {
-    std::vector<char> block(pbs);
+Bytes editedSuper(uint32_t pbs, const std::function<void(SuperSectorRaw&)>& edit) {
+    Bytes block(pbs);
     sampleSuper(pbs).serialize(block.data());
     SuperSectorRaw raw;
     std::memcpy(&raw, block.data(), sizeof(raw));
@@ -40,7 +41,7 @@ std::vector<char> editedSuper(uint32_t pbs, const std::function<void(SuperSector
 
 TEST(SuperSector, RoundTripsThroughSerializeAtEveryBlockSize) {
     for (uint32_t pbs : {512u, 1024u, 4096u}) {
-        std::vector<char> block(pbs);
+        Bytes block(pbs);
         const SuperSector s = sampleSuper(pbs);
         s.serialize(block.data());
         EXPECT_TRUE(selfChecksumOk(block.data(), pbs, 0));
@@ -56,7 +57,7 @@ TEST(SuperSector, RoundTripsThroughSerializeAtEveryBlockSize) {
 }
 
 TEST(SuperSector, AFlippedByteIsCorruptionByChecksum) {
-    std::vector<char> block(512);
+    Bytes block(512);
     sampleSuper(512).serialize(block.data());
     block[60] ^= 4;
     std::string msg;

@@ -10,6 +10,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "core/bytes.hpp"
 #include "support.hpp"
 
 namespace walb {
@@ -107,7 +108,7 @@ TEST(Ops, WlogRedoStopsAtACorruptPackHavingWrittenExactlyThePacksBeforeIt) {
         for (size_t k = 0; k < bad; k++) w.append(packs[k]);
         w.close();
     }
-    std::vector<char> bytes = test::readFile(wlog);
+    Bytes bytes = test::readFile(wlog);
     bytes[dataAt[bad] + packs[bad].recordDataOffset(rec)] ^= 1;
     test::writeFile(wlog, bytes);
 
@@ -172,11 +173,11 @@ TEST(Ops, VirtualFullImageOfABaseAndADiffChainReadsAsTheRedoneImage) {
     VirtualFullImage v(base, diffs);
     ASSERT_EQ(v.sizeBytes(), kDeviceLb * kLbSize);
     const auto want = test::readFile(redone);
-    std::vector<char> whole(v.sizeBytes());
+    Bytes whole(v.sizeBytes());
     v.read(0, whole.size(), whole.data());
     EXPECT_EQ(whole, want);
     // Unaligned pieces at odd places read the same bytes.
-    std::vector<char> piece(37 * kLbSize);
+    Bytes piece(37 * kLbSize);
     v.read(1001 * kLbSize, piece.size(), piece.data());
     EXPECT_TRUE(std::equal(piece.begin(), piece.end(), want.begin() + 1001 * kLbSize));
 }
@@ -216,9 +217,9 @@ TEST(Ops, HashOfAVirtualFullImageEqualsHashOfTheRedoneImage) {
     VirtualFullImage v(base, {wdiff});
     HashOptions opt;
     opt.chunkBytes = 128 << 10;
-    const HashResult a = hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
-                                        FileMapping& map) { return v.view(off, len, buf, map); },
-                                    v.sizeBytes(), opt, true, nullptr, true);
+    const HashResult a = hashReader(
+        [&](uint64_t off, size_t len, Bytes& buf, FileMapping& map) { return v.view(off, len, buf, map); },
+        v.sizeBytes(), opt, true, nullptr, true);
     const HashResult b = hashImage(redone, opt, true);
     EXPECT_EQ(a.chunkHashes, b.chunkHashes);
     EXPECT_EQ(std::memcmp(a.whole, b.whole, 16), 0);
@@ -236,7 +237,7 @@ TEST(Ops, HashOfAVirtualFullImageMapsTheBaseOnlyWhereNoWdiffHasARecord) {
         DiffIo io;
         io.addr = addrLb;
         io.blocks = blocks;
-        io.buf = std::make_shared<std::vector<char>>(test::bytes(blocks * kLbSize, seed));
+        io.buf = std::make_shared<Bytes>(test::bytes(blocks * kLbSize, seed));
         return io;
     };
     const std::string empty = dir.path("empty.wdiff"), sorted = dir.path("sorted.wdiff"),
@@ -253,9 +254,9 @@ TEST(Ops, HashOfAVirtualFullImageMapsTheBaseOnlyWhereNoWdiffHasARecord) {
     VirtualFullImage v(base, {empty, sorted, indexed});
     HashOptions opt;
     opt.chunkBytes = 64 << 10;
-    const HashResult a = hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
-                                        FileMapping& map) { return v.view(off, len, buf, map); },
-                                    v.sizeBytes(), opt, true, nullptr, true);
+    const HashResult a = hashReader(
+        [&](uint64_t off, size_t len, Bytes& buf, FileMapping& map) { return v.view(off, len, buf, map); },
+        v.sizeBytes(), opt, true, nullptr, true);
     const HashResult b = hashImage(redone, opt, true);
     EXPECT_EQ(a.chunkHashes, b.chunkHashes);
     EXPECT_EQ(std::memcmp(a.whole, b.whole, 16), 0);
@@ -269,7 +270,7 @@ TEST(Ops, HashingAndVirtualReadsOfASparseImageOnTmpfsLeaveItsHolesUnallocated) {
     test::TempDir dir("/dev/shm");
     const std::string img = dir.path("sparse.img");
     const uint64_t size = 64 << 20, batch = 8 << 20;
-    std::vector<char> content(size, 0);
+    Bytes content(size, 0);
     {
         File f(img, File::Mode::Create);
         f.truncate(size);
@@ -289,7 +290,7 @@ TEST(Ops, HashingAndVirtualReadsOfASparseImageOnTmpfsLeaveItsHolesUnallocated) {
 
     HashOptions opt;
     opt.chunkBytes = 64 << 10;
-    const HashView fromMemory = [&](uint64_t off, size_t, std::vector<char>&, FileMapping&) {
+    const HashView fromMemory = [&](uint64_t off, size_t, Bytes&, FileMapping&) {
         return static_cast<const char*>(content.data() + off);
     };
     const HashResult want = hashReader(fromMemory, size, opt, true, nullptr, true);
@@ -298,11 +299,11 @@ TEST(Ops, HashingAndVirtualReadsOfASparseImageOnTmpfsLeaveItsHolesUnallocated) {
     EXPECT_EQ(std::memcmp(file.whole, want.whole, 16), 0);
 
     VirtualFullImage v(img, {});
-    const HashResult virt = hashReader([&](uint64_t off, size_t len, std::vector<char>& buf,
-                                           FileMapping& map) { return v.view(off, len, buf, map); },
-                                       v.sizeBytes(), opt, true, nullptr, true);
+    const HashResult virt = hashReader(
+        [&](uint64_t off, size_t len, Bytes& buf, FileMapping& map) { return v.view(off, len, buf, map); },
+        v.sizeBytes(), opt, true, nullptr, true);
     EXPECT_EQ(virt.chunkHashes, want.chunkHashes);
-    std::vector<char> read(2 * batch);
+    Bytes read(2 * batch);
     v.read(2 * batch, read.size(), read.data());
     EXPECT_EQ(std::memcmp(read.data(), content.data() + 2 * batch, read.size()), 0);
 

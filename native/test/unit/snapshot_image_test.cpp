@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "core/bytes.hpp"
 #include "core/nbd_request.hpp"
 #include "core/nbd_snapshot_backend.hpp"
 #include "core/ops.hpp"
@@ -68,11 +69,11 @@ TEST(SnapshotImage, RandomReadsOfAMixedChainEqualTheRedoneImage) {
     std::mt19937_64 rnd(1);
     for (int i = 0; i < 2000; i++) {
         const uint64_t lb = 1 + rnd() % 200, at = rnd() % (kDeviceLb - lb + 1);
-        std::vector<char> got(lb * kLbSize);
+        Bytes got(lb * kLbSize);
         img.read(at * kLbSize, got.size(), got.data());
         ASSERT_TRUE(std::equal(got.begin(), got.end(), want.begin() + at * kLbSize)) << at << "+" << lb;
     }
-    std::vector<char> whole(want.size());
+    Bytes whole(want.size());
     img.read(0, whole.size(), whole.data());
     EXPECT_EQ(whole, want);
 }
@@ -89,7 +90,7 @@ TEST(SnapshotImage, ReadsFromManyThreadsAtOnceGetTheRedoneBytes) {
             std::mt19937_64 rnd(100 + t);
             for (int i = 0; i < 500; i++) {
                 const uint64_t lb = 1 + rnd() % 64, at = rnd() % (kDeviceLb - lb + 1);
-                std::vector<char> got(lb * kLbSize);
+                Bytes got(lb * kLbSize);
                 img.read(at * kLbSize, got.size(), got.data());
                 if (!std::equal(got.begin(), got.end(), want.begin() + at * kLbSize)) bad++;
             }
@@ -103,7 +104,7 @@ TEST(SnapshotImage, UnalignedOrOutOfRangeReadsAreInvalidArguments) {
     const std::string base = dir.path("b.img");
     test::makeFile(base, 8 * kLbSize);
     const SnapshotImage img(base, {});
-    std::vector<char> buf(16 * kLbSize);
+    Bytes buf(16 * kLbSize);
     EXPECT_EQ(test::errorCodeOf([&] { img.read(1, kLbSize, buf.data()); }), ErrorCode::InvalidArgument);
     EXPECT_EQ(test::errorCodeOf([&] { img.read(4 * kLbSize, 8 * kLbSize, buf.data()); }),
               ErrorCode::InvalidArgument);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "core/bytes.hpp"
 #include "support.hpp"
 
 namespace walb {
@@ -18,7 +19,7 @@ TEST(BufferedReader, ReadsBytesAppendedAfterItWasOpenedOnAnEmptyFile) {
     BufferedReader r(in, 0);
     const auto b = test::bytes(300 << 10, 1);
     test::writeFile(path, b);
-    std::vector<char> got(b.size() + 10);
+    Bytes got(b.size() + 10);
     EXPECT_EQ(r.read(got.data(), 7), 7u);
     EXPECT_EQ(r.read(got.data() + 7, got.size() - 7), b.size() - 7);
     got.resize(b.size());

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "core/bytes.hpp"
 #include "support.hpp"
 
 namespace walb {
@@ -34,14 +35,14 @@ WdevOptions quietOptions() {
     return o;
 }
 
-std::shared_ptr<IoBuffer> buffer(const std::vector<char>& b) {
+std::shared_ptr<IoBuffer> buffer(const Bytes& b) {
     auto io = std::make_shared<IoBuffer>(b.size());
     std::memcpy(io->data(), b.data(), b.size());
     return io;
 }
 
-std::vector<char> readBack(Wdev& w, uint64_t off, size_t len) {
-    std::vector<char> out(len);
+Bytes readBack(Wdev& w, uint64_t off, size_t len) {
+    Bytes out(len);
     w.read(off, len, out.data());
     return out;
 }
@@ -49,7 +50,7 @@ std::vector<char> readBack(Wdev& w, uint64_t off, size_t len) {
 TEST(Wdev, WritesReadBackAtOnceAndReachTheDataDeviceByClose) {
     Devices d;
     auto done = std::make_shared<test::Completions>();
-    std::vector<char> image(kDdevBytes, 0);
+    Bytes image(kDdevBytes, 0);
     {
         Wdev w(d.ldev, d.ddev, WdevOptions{});
         for (uint64_t i = 0; i < 50; i++) {
@@ -74,7 +75,7 @@ TEST(Wdev, ADiscardedRangeReadsBackAsZeros) {
     w.submitDiscard(2, 8 * kLbSize, 16 * kLbSize, false, done);
     ASSERT_EQ(done->wait(1), kWdevOk);
     ASSERT_EQ(done->wait(2), kWdevOk);
-    EXPECT_EQ(readBack(w, 8 * kLbSize, 16 * kLbSize), std::vector<char>(16 * kLbSize, 0));
+    EXPECT_EQ(readBack(w, 8 * kLbSize, 16 * kLbSize), Bytes(16 * kLbSize, 0));
     w.close();
     const auto ddev = test::readFile(d.ddev);
     EXPECT_TRUE(
@@ -196,7 +197,7 @@ TEST(Wdev, OpeningRedoesLoggedPacksAndShrinksATornLastPack) {
         EXPECT_EQ(r.endLsid, tornLsid + 1 + 2);
         EXPECT_EQ(readBack(w, 10 * kLbSize, a.size()), a);
         EXPECT_EQ(readBack(w, 100 * kLbSize, b.size()), b);
-        EXPECT_EQ(readBack(w, 200 * kLbSize, kLbSize), std::vector<char>(kLbSize, 0));
+        EXPECT_EQ(readBack(w, 200 * kLbSize, kLbSize), Bytes(kLbSize, 0));
     }
     Logpack p;
     ASSERT_TRUE(Ldev(d.ldev, false).readPack(tornLsid, p));

@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "core/bytes.hpp"
 #include "support.hpp"
 
 namespace walb {
@@ -41,7 +42,9 @@ Written writeSample(const std::string& path, uint32_t pbs = 512) {
 class Reader {
 public:
     Reader(const std::string& path, bool inPlace) : r(path), inPlace_(inPlace) {
-        if (inPlace) EXPECT_TRUE(r.map());
+        if (inPlace) {
+            EXPECT_TRUE(r.map());
+        }
     }
     bool next(Logpack& p) {
         if (!inPlace_) return r.next(p);
@@ -145,7 +148,7 @@ TEST(Wlog, AFileEndingInsideAPackHeaderIsTruncated) {
 }
 
 TEST(Wlog, AHeaderWhoseBeginIsNotBelowItsEndIsCorruption) {
-    std::vector<char> block(kWlogHeaderSize);
+    Bytes block(kWlogHeaderSize);
     WlogHeader h;
     h.beginLsid = h.endLsid = 5;
     h.serialize(block.data());
