@@ -16,10 +16,16 @@ constexpr uint8_t kCompressionCodes = 6;
 Compression compressionFromName(const std::string& name);  // "none", "gzip", "snappy", "lzma", "lz4", "zstd"
 const char* compressionName(Compression c);
 
-// Compresses `len` bytes into out[0, outLen). `out` is grown as needed, never shrunk (a reused buffer is not
-// zero-filled again at each call). Returns the code actually used: None when compression failed or did not
-// make the data strictly smaller, in which case the caller stores the raw bytes.
-Compression compressRecord(Compression c, int level, const char* in, size_t len, Bytes& out, size_t& outLen);
+// A record's bytes as compressRecord left them: `size` bytes at `data`, inside its `out` buffer.
+struct Compressed {
+    Compression code;  // None: not compressed (the caller stores the raw bytes)
+    const char* data;
+    size_t size;
+};
+// Compresses `len` bytes into `out`, somewhere inside it (not at its start: see compress.cpp's room()). `out`
+// is grown as needed, never shrunk (a reused buffer is not zero-filled again at each call). The code is the
+// one actually used: None when compression failed or did not make the data strictly smaller.
+Compressed compressRecord(Compression c, int level, const char* in, size_t len, Bytes& out);
 // Whether `stored` (`len` bytes of code `c` holding `rawSize` bytes) is what compressRecord(c) gives for its
 // data, so that a writer may copy it instead of decompressing and compressing again: true for snappy when
 // the stored form is smaller than the data and claims its size (snappy takes no level, and libsnappy, which

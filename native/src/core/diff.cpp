@@ -637,11 +637,10 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
         const char* raw = decoded ? fetched_.data() + io.off : io.fetch(fetched_);
         decodedMap_ = io.storedCodec != Compression::None ? io.map : nullptr;
         decodedOff_ = io.storedOff;
-        size_t n = 0;
-        code =
-            static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_, n));
-        stored = code == 0 ? raw : scratch_.data();
-        storedSize = code == 0 ? io.bytes() : n;
+        const Compressed z = compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_);
+        code = static_cast<uint8_t>(z.code);
+        stored = code == 0 ? raw : z.data;
+        storedSize = code == 0 ? io.bytes() : z.size;
     }
     if (h->n_records > 0 &&
         (h->n_records == kMaxDiffRecordsInPack || h->total_size + storedSize > kDiffPackMaxData)) {
@@ -721,11 +720,10 @@ void IndexedDiffWriter::add(const DiffIo& io) {
     Entry e{io.blocks, io.kind, 0, out_->offset(), 0, 0, 0, 0};
     if (io.kind == DiffKind::Normal) {
         const char* raw = io.fetch(fetched_);
-        size_t n = 0;
-        e.compression =
-            static_cast<uint8_t>(compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_, n));
-        const char* stored = e.compression == 0 ? raw : scratch_.data();
-        e.dataSize = static_cast<uint32_t>(e.compression == 0 ? io.bytes() : n);
+        const Compressed z = compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_);
+        e.compression = static_cast<uint8_t>(z.code);
+        const char* stored = e.compression == 0 ? raw : z.data;
+        e.dataSize = static_cast<uint32_t>(e.compression == 0 ? io.bytes() : z.size);
         e.origBlocks = io.blocks;
         e.ioChecksum = checksum(stored, e.dataSize, 0);
         out_->write(stored, e.dataSize);
