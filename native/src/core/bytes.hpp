@@ -1,11 +1,13 @@
-// Byte buffers that system calls copy into and out of. A buffer of a page or more starts on a page boundary.
+// Byte buffers that system calls and copies move data between. A buffer of a page or more starts on a page
+// boundary.
 //
-// Why: the kernel copies file data with `rep movsb`, and on some CPUs (the AMD EPYC of our bench machine)
-// that runs about 4x slower when the destination lies 1 to 31 bytes past the source modulo 4096. malloc puts
-// a large block 16 bytes into a fresh mapping, and file data starts on a page, so a pread of a page-aligned
-// offset into a plain Bytes of some MiB landed exactly there — or not, depending on the process's allocation
-// history. Page-aligned buffers put every copy of 512-aligned file data at a multiple of 512 bytes
-// (docs/testing.md, "Buffers on page boundaries").
+// Why: the kernel copies file data with `rep movsb`, glibc's memcpy large pieces too, and on some CPUs (the
+// AMD EPYC of our bench machine) that runs 4-7x slower when the destination lies 1 to 31 bytes past the
+// source modulo 4096. malloc puts a large block 16 bytes into a fresh mapping, and file data starts on a
+// page, so a pread of a page-aligned offset into a plain std::vector<char> of some MiB landed exactly there —
+// or not, depending on the process's allocation history. Page-aligned buffers put every copy of 512-aligned
+// file data at a multiple of 512 bytes (docs/testing.md, "Buffers on page boundaries"). Copies at other
+// distances are placed by hand (compressRecord).
 #pragma once
 #include <algorithm>
 #include <cstddef>
