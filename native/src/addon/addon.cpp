@@ -586,19 +586,12 @@ private:
         if (len > (256u << 20)) throwInvalid(info.Env(), "Expected a length of at most 256 MiB for read");
         auto st = state_.share();
         if (!st) return state_.rejectClosed(info.Env());
-        return Job<Bytes>::start(
-            info.Env(),
-            [st, off, len](const Progress&) {
-                std::lock_guard<std::mutex> lk(st->mu);
-                uint64_t n =
-                    std::min<uint64_t>(len, off < st->image.sizeBytes() ? st->image.sizeBytes() - off : 0);
-                Bytes buf(n);
-                st->image.read(off, n, buf.data());
-                return buf;
-            },
-            [](Napi::Env env, Bytes& buf) -> Napi::Value {
-                return Napi::Buffer<char>::Copy(env, buf.data(), buf.size());
-            });
+        const uint64_t size = st->image.sizeBytes();  // fixed when the image is opened
+        const uint64_t n = std::min<uint64_t>(len, off < size ? size - off : 0);
+        return fillBuffer(info.Env(), n, [st, off, n](char* dst) {
+            std::lock_guard<std::mutex> lk(st->mu);
+            st->image.read(off, n, dst);
+        });
     }
     Napi::Value Hash(const Napi::CallbackInfo& info) {
         Napi::Object o = argObject(info, 0);

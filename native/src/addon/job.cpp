@@ -1,5 +1,7 @@
 #include "addon/job.hpp"
 
+#include <cstring>
+
 namespace walb::addon {
 
 Napi::Error makeError(Napi::Env env, const std::string& code, const std::string& message) {
@@ -101,6 +103,27 @@ std::string optString(const Napi::Object& o, const char* key, const std::string&
 Napi::Value u64(Napi::Env env, uint64_t v) {
     if (v <= 9007199254740991ull) return Napi::Number::New(env, static_cast<double>(v));
     return Napi::BigInt::New(env, v);
+}
+
+Napi::Promise fillBuffer(Napi::Env env, size_t n, std::function<void(char* dst)> fill) {
+    Napi::Buffer<char> out = Napi::Buffer<char>::New(env, n);
+    auto keep = std::make_shared<Napi::Reference<Napi::Buffer<char>>>(Napi::Persistent(out));
+    char* dst = out.Data();
+    return Job<bool>::start(
+        env,
+        [dst, n, fill = std::move(fill)](const Progress&) {
+            const size_t page = reinterpret_cast<uintptr_t>(dst) % kPageBytes;
+            if (page == 0 || page >= 32) {
+                fill(dst);
+                return true;
+            }
+            Bytes bounce(n + kPageBytes);
+            char* at = bounce.data() + page + 64;
+            fill(at);
+            std::memcpy(dst, at, n);
+            return true;
+        },
+        [keep](Napi::Env, bool&) -> Napi::Value { return keep->Value(); });
 }
 
 Napi::Value uuidHex(Napi::Env env, const Uuid& u) {
