@@ -112,13 +112,12 @@ Napi::Promise fillBuffer(Napi::Env env, size_t n, std::function<void(char* dst)>
     return Job<bool>::start(
         env,
         [dst, n, fill = std::move(fill)](const Progress&) {
-            const size_t page = reinterpret_cast<uintptr_t>(dst) % kPageBytes;
-            if (page == 0 || page >= 32) {
+            if (!slowCopyDistance(dst, nullptr)) {  // file data starts on a page
                 fill(dst);
                 return true;
             }
-            Bytes bounce(n + kPageBytes);
-            char* at = bounce.data() + page + 64;
+            Bytes bounce;
+            char* at = roomClearOf(bounce, n, dst);
             fill(at);
             std::memcpy(dst, at, n);
             return true;

@@ -98,7 +98,7 @@ private:
 // A new Buffer of `n` bytes that `fill` writes on the thread pool (the job keeps the Buffer alive meanwhile);
 // the promise resolves to it. Nothing is copied on the JS thread, and the Buffer is not zero-filled first.
 // Where the Buffer lies 1-31 bytes past a page, a distance the CPU copies file data to slowly
-// (core/bytes.hpp), `fill` writes into a buffer of ours placed 64 bytes before it modulo the page instead,
+// (core/bytes.hpp), `fill` writes into a buffer of ours placed clear of that distance (roomClearOf),
 // and that is copied over.
 Napi::Promise fillBuffer(Napi::Env env, size_t n, std::function<void(char* dst)> fill);
 

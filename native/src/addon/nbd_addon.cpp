@@ -272,16 +272,7 @@ private:
         const uint64_t len = optU64(o, "length", 1 << 20);
         if (len > (256u << 20)) throwInvalid(info.Env(), "Expected a length of at most 256 MiB for read");
         auto b = backend(info.Env());
-        return Job<Bytes>::start(
-            info.Env(),
-            [b, off, len](const Progress&) {
-                Bytes buf(len);
-                b->image().read(off, len, buf.data());
-                return buf;
-            },
-            [](Napi::Env env, Bytes& buf) -> Napi::Value {
-                return Napi::Buffer<char>::Copy(env, buf.data(), buf.size());
-            });
+        return fillBuffer(info.Env(), len, [b, off, len](char* dst) { b->image().read(off, len, dst); });
     }
 
     std::string base_;

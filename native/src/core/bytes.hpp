@@ -11,6 +11,7 @@
 #pragma once
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -162,5 +163,21 @@ private:
     size_t size_ = 0;
     size_t cap_ = 0;
 };
+
+// Whether a copy from `src` to `dst` is at the slow distance: dst 1-31 bytes past src modulo the page.
+inline bool slowCopyDistance(const void* dst, const void* src) {
+    const uintptr_t d = (reinterpret_cast<uintptr_t>(dst) - reinterpret_cast<uintptr_t>(src)) % kPageBytes;
+    return d != 0 && d < 32;
+}
+
+// Room for `n` bytes inside `buf` (grown only), starting 64 bytes past `other` modulo the page: a copy
+// between the two, either way, and a copy of page-aligned file data into the room are then clear of the slow
+// distance (unless `other` itself lies 4033-4063 bytes into a page).
+inline char* roomClearOf(Bytes& buf, size_t n, const void* other) {
+    if (buf.size() < n + kPageBytes) buf.resize(n + kPageBytes);
+    const uintptr_t skew =
+        (reinterpret_cast<uintptr_t>(other) + 64 - reinterpret_cast<uintptr_t>(buf.data())) % kPageBytes;
+    return buf.data() + skew;
+}
 
 }  // namespace walb

@@ -44,17 +44,10 @@ const char* compressionName(Compression c) {
 
 namespace {
 
-// Room for `n` bytes in `out` (grown only), starting 64 bytes past `in` modulo the page. The compressors copy
-// what they cannot shrink (snappy: a literal a few header bytes into its output), and a copy whose
-// destination lies 1-31 bytes past its source modulo 4096 runs 4-7x slower on some CPUs (core/bytes.hpp):
-// with both buffers on a page boundary, every incompressible record was copied so. 64 bytes past, the
-// distance stays clear of that window for as long as the output runs about as long as the input.
-char* room(Bytes& out, size_t n, const char* in) {
-    if (out.size() < n + kPageBytes) out.resize(n + kPageBytes);
-    const uintptr_t skew =
-        (reinterpret_cast<uintptr_t>(in) + 64 - reinterpret_cast<uintptr_t>(out.data())) % kPageBytes;
-    return out.data() + skew;
-}
+// Room for `n` bytes in `out`, clear of the slow copy distance from `in` (core/bytes.hpp): the compressors
+// copy what they cannot shrink (snappy: a literal a few header bytes into its output), and with both buffers
+// on a page boundary every incompressible record was copied at that distance.
+char* room(Bytes& out, size_t n, const char* in) { return roomClearOf(out, n, in); }
 
 // Compresses into room(out, ...); `at` is where the `n` bytes start.
 bool tryCompress(Compression c, int level, const char* in, size_t len, Bytes& out, char*& at, size_t& n) {
