@@ -157,14 +157,14 @@ DiffStats mergeWdiffs(const std::vector<std::string>& inputs, const std::string&
                       const DiffWriteOptions& opt, const Progress& progress) {
     if (inputs.empty()) throwError(ErrorCode::InvalidArgument, "no input wdiff");
     // Up to kReadAheadInputs inputs are read (and checked) ahead on threads of their own; the rest of a long
-    // run of small wdiffs is read where it is merged: more threads than that buy nothing on a few cores, and
-    // each holds a stack and a few batches.
+    // run of small wdiffs is read where it is merged, from mappings: more threads than that buy nothing on a
+    // few cores, each holds a stack and a few batches, and a pack held in memory per input would add up.
     constexpr size_t kReadAheadInputs = 8;
     std::vector<std::unique_ptr<DiffReader>> readers;
     for (const auto& p : inputs) {
-        auto reader = openDiffReader(p, Decode::Lazy);
-        readers.push_back(readers.size() < kReadAheadInputs ? prefetching(std::move(reader))
-                                                            : std::move(reader));
+        const bool ahead = readers.size() < kReadAheadInputs;
+        auto reader = openDiffReader(p, Decode::Lazy, ahead ? PackData::Read : PackData::Mapped);
+        readers.push_back(ahead ? prefetching(std::move(reader)) : std::move(reader));
     }
     DiffWriteOptions wopt = opt;
     wopt.uuid = readers.back()->uuid();  // as WalB: the newest input's uuid

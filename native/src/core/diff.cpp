@@ -26,90 +26,16 @@ const char* diffKindName(DiffKind k) {
     return "?";
 }
 
-namespace {
-
-// Large buffers left by pools that are gone, for the next pools of the process (the next merge, conversion or
-// redo): a fresh buffer costs a page fault and a zero fill per 4 KiB, about as much as the pread that then
-// fills it. At most kMaxBytes are kept.
-class IdleBuffers {
-public:
-    static constexpr size_t kMaxBytes = 64u << 20;
-    void put(std::shared_ptr<Bytes> b) {
-        std::lock_guard<std::mutex> lk(mu_);
-        if (bytes_ + b->size() > kMaxBytes) return;
-        bytes_ += b->size();
-        bufs_.push_back(std::move(b));
-    }
-    // The smallest idle buffer of at least `size` bytes, or null.
-    std::shared_ptr<Bytes> take(size_t size) {
-        std::lock_guard<std::mutex> lk(mu_);
-        size_t best = bufs_.size();
-        for (size_t i = 0; i < bufs_.size(); i++) {
-            if (bufs_[i]->size() >= size && (best == bufs_.size() || bufs_[i]->size() < bufs_[best]->size()))
-                best = i;
-        }
-        if (best == bufs_.size()) return nullptr;
-        auto b = std::move(bufs_[best]);
-        bufs_.erase(bufs_.begin() + static_cast<std::ptrdiff_t>(best));
-        bytes_ -= b->size();
-        return b;
-    }
-
-private:
-    std::mutex mu_;
-    std::vector<std::shared_ptr<Bytes>> bufs_;
-    size_t bytes_ = 0;
-};
-
-IdleBuffers& idleBuffers() {
-    static auto* idle = new IdleBuffers;  // never destroyed: pools may outlive static destruction
-    return *idle;
-}
-
-size_t roundedSize(size_t size) {
-    const size_t unit = size <= (1u << 20) ? (64u << 10) : (1u << 20);
-    return (size + unit - 1) / unit * unit;
-}
-
-}  // namespace
-
-BufferPool::~BufferPool() {
-    for (auto& b : bufs_) {
-        if (b.use_count() == 1 && b->size() >= kIdleMinBytes) idleBuffers().put(std::move(b));
-    }
-}
-
-std::shared_ptr<Bytes> BufferPool::acquire(size_t size) {
-    for (auto& b : bufs_) {
-        if (b.use_count() == 1) {
-            // Whoever dropped the last other reference (maybe on another thread) is done with the bytes.
-            std::atomic_thread_fence(std::memory_order_acquire);
-            if (b->size() < size) {
-                // Grow only, without keeping the contents: shrinking and regrowing would zero-fill again.
-                const size_t grown = roundedSize(std::max(size, b->size() + b->size() / 2));
-                Bytes().swap(*b);
-                b->resize(grown);
-            }
-            return b;
-        }
-    }
-    std::shared_ptr<Bytes> b;
-    if (size >= kIdleMinBytes) b = idleBuffers().take(size);
-    if (!b) b = std::make_shared<Bytes>(roundedSize(size));
-    if (bufs_.size() < slots_) bufs_.push_back(b);
-    return b;
-}
-
 const char* DiffIo::fetch(Bytes& scratch) const {
     if (buf) return buf->data() + off;
-    if (map && storedCodec != Compression::None) {
+    if (window && storedCodec != Compression::None) {
         const size_t whole = size_t(storedBlocks) * kLbSize;
         if (scratch.size() < whole) scratch.resize(whole);
-        decompressRecord(storedCodec, map->data + storedOff, storedSize, scratch.data(), whole,
-                         where(map->path, storedOff));
+        decompressRecord(storedCodec, window->at(storedOff), storedSize, scratch.data(), whole,
+                         where(window->path, storedOff));
         return scratch.data() + off;
     }
-    if (map) return map->data + off;
+    if (window) return window->at(off);
     if (!src) throwError(ErrorCode::InvalidArgument, "diff record without data");
     if (scratch.size() < bytes()) scratch.resize(bytes());
     src->preadAll(scratch.data(), bytes(), off);
@@ -236,11 +162,11 @@ DiffFileInfo readDiffFileHeader(const File& file) {
     return info;
 }
 
-std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode) {
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode, PackData packData) {
     File f(path, File::Mode::Read);
     DiffFileInfo info = readDiffFileHeader(f);
     if (info.type == kWdiffTypeIndexed) return std::make_unique<IndexedDiffReader>(path);
-    return std::make_unique<SortedDiffReader>(path, decode);
+    return std::make_unique<SortedDiffReader>(path, decode, packData);
 }
 
 // ---- sorted reader
@@ -301,65 +227,61 @@ uint64_t checkSortedPackRecords(const char* block, const char* data, uint64_t& l
     return plainBytes;
 }
 
-SortedDiffReader::SortedDiffReader(const std::string& path, Decode decode)
-    : file_(path, File::Mode::Read), decode_(decode) {
+SortedDiffReader::SortedDiffReader(const std::string& path, Decode decode, PackData packData)
+    : file_(path, File::Mode::Read),
+      packs_(file_, sizeof(DiffFileHeaderRaw), kDiffPackSize, kPoolPacks),
+      decode_(decode),
+      packData_(packData) {
     DiffFileInfo info = readDiffFileHeader(file_);
     if (info.type != kWdiffTypeSorted)
         throwError(ErrorCode::InvalidArgument, path + " is not a sorted wdiff");
     uuid_ = info.uuid;
     packHeader_.resize(kDiffPackSize);
-    mapUpTo(file_.size());
-}
-
-bool SortedDiffReader::mapUpTo(uint64_t end) {
-    if (end <= mapped_) return false;
-    const uint64_t size = file_.size();
-    if (size <= mapped_) return false;
-    auto mapping = std::make_shared<FileMapping>();
-    if (!mapping->map(file_, 0, static_cast<size_t>(size)))
-        throwError(ErrorCode::IoError, "cannot map " + file_.path() + ": " + std::strerror(errno));
-    auto map = std::make_shared<DiffMapping>();
-    map->path = file_.path();
-    map->data = mapping->data();
-    map->keep = std::move(mapping);
-    map_ = std::move(map);
-    mapped_ = size;
-    return true;
-}
-
-void SortedDiffReader::truncated(uint64_t start, uint64_t len, const char* what) const {
-    const uint64_t present = mapped_ > start ? mapped_ - start : 0;
-    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
-                                         where(file_.path(), start) + " (" + std::to_string(len) +
-                                         " bytes needed, " + std::to_string(present) + " present)");
 }
 
 bool SortedDiffReader::loadPack() {
     if (done_) return false;
-    const uint64_t at = offset_;
-    if (at >= mapped_ && !mapUpTo(at + 1)) {  // EOF at a pack boundary also ends the diff
+    const uint64_t at = packs_.offset();
+    if (!packs_.readHeader(packHeader_.data(), "a pack header")) {  // EOF at a pack boundary also ends it
         done_ = true;
         return false;
     }
-    if (mapped_ - at < kDiffPackSize) mapUpTo(at + kDiffPackSize);
-    if (mapped_ - at < kDiffPackSize) truncated(at, kDiffPackSize, "a pack header");
-    std::memcpy(packHeader_.data(), map_->data + at, kDiffPackSize);
     DiffPackHeaderRaw h;
     if (!checkSortedPackHeader(packHeader_.data(), file_.path(), at, h)) {
         done_ = sawEnd_ = true;
         return false;
     }
-    packDataOffset_ = at + kDiffPackSize;
-    if (mapped_ - packDataOffset_ < h.total_size) mapUpTo(packDataOffset_ + h.total_size);
-    if (mapped_ - packDataOffset_ < h.total_size) truncated(packDataOffset_, h.total_size, "pack data");
-    offset_ = packDataOffset_ + h.total_size;
+    packDataOffset_ = packs_.offset();
+    window_ = packWindow(packDataOffset_, h.total_size);
     raw_.reset();
-    checkSortedPackRecords(packHeader_.data(), map_->data + packDataOffset_, lastEnd_, file_.path(), at,
+    checkSortedPackRecords(packHeader_.data(), window_->at(packDataOffset_), lastEnd_, file_.path(), at,
                            packDataOffset_);
     recIdx_ = 0;
     recCount_ = h.n_records;
     rawEnd_ = 0;
     return true;
+}
+
+std::shared_ptr<const DiffWindow> SortedDiffReader::packWindow(uint64_t off, size_t len) {
+    auto window = std::make_shared<DiffWindow>();
+    window->path = file_.path();
+    if (packData_ == PackData::Read) {
+        window->base = off;
+        window->bytes = packs_.readShared(len, "pack data");
+        window->pinned = len;
+        return window;
+    }
+    packs_.requireAvailable(len, "pack data");
+    if (!mapping_ || mapping_->bytes.size < off + len) {  // first pack, or the file grew since it was mapped
+        auto map = std::make_shared<FileMapping>();
+        const uint64_t size = file_.size();
+        if (!map->map(file_, 0, static_cast<size_t>(size)))
+            throwError(ErrorCode::IoError, "cannot map " + file_.path() + ": " + std::strerror(errno));
+        window->bytes = {map->data(), static_cast<size_t>(size), map};
+        mapping_ = std::move(window);
+    }
+    packs_.skip(len);
+    return mapping_;
 }
 
 DiffRecordRaw SortedDiffReader::record(size_t i) const {
@@ -380,7 +302,7 @@ bool SortedDiffReader::next(DiffIo& io) {
     io.off = 0;
     io.src = nullptr;
     io.buf.reset();
-    io.map.reset();
+    io.window.reset();
     io.hasDataSum = false;
     io.storedCodec = Compression::None;
     if (io.kind == DiffKind::Normal) {
@@ -395,10 +317,10 @@ bool SortedDiffReader::next(DiffIo& io) {
                            "cannot decompress (none): stored size differs from the record size: " +
                                where(file_.path(), packDataOffset_ + r.data_offset));
             }
-            io.map = map_;
+            io.window = window_;
             io.off = packDataOffset_ + r.data_offset;
         } else if (decode_ == Decode::Lazy) {
-            io.map = map_;
+            io.window = window_;
             io.storedCodec = static_cast<Compression>(r.compression_type);
             io.storedOff = packDataOffset_ + r.data_offset;
             io.storedSize = r.data_size;
@@ -416,7 +338,7 @@ bool SortedDiffReader::next(DiffIo& io) {
 // Uncompresses the compressed records of the current pack from record `first` on into one pooled buffer,
 // which they share without copies: as many as fit in kDiffPackMaxData bytes, and always record `first`
 // itself. A pack may hold 127 records of up to 32 MiB each; decoding a window at a time keeps a reader's
-// memory at one window whatever a pack claims. Records stored uncompressed are read from the mapping.
+// memory at one window whatever a pack claims. Records stored uncompressed are read from the pack's window.
 void SortedDiffReader::decodeFrom(size_t first) {
     raw_.reset();
     rawOffset_.resize(recCount_);
@@ -437,7 +359,7 @@ void SortedDiffReader::decodeFrom(size_t first) {
         const DiffRecordRaw r = record(i);
         if (skip(r)) continue;
         decompressRecord(static_cast<Compression>(r.compression_type),
-                         map_->data + packDataOffset_ + r.data_offset, r.data_size,
+                         window_->at(packDataOffset_ + r.data_offset), r.data_size,
                          buf->data() + rawOffset_[i], size_t(r.io_blocks) * kLbSize,
                          where(file_.path(), packDataOffset_ + r.data_offset));
     }
@@ -625,17 +547,17 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     size_t storedSize = 0;
     const bool asStored =
         io.kind == DiffKind::Normal && io.storedCodec == opt_.compression && io.isWhole() &&
-        compressesAsStored(io.storedCodec, io.map->data + io.storedOff, io.storedSize, io.bytes());
+        compressesAsStored(io.storedCodec, io.window->at(io.storedOff), io.storedSize, io.bytes());
     if (asStored) {
         code = static_cast<uint8_t>(io.storedCodec);
-        stored = io.map->data + io.storedOff;
+        stored = io.window->at(io.storedOff);
         storedSize = io.storedSize;
     } else if (io.kind == DiffKind::Normal) {
         // The pieces cut from one stored record (overlaps, maxIoBlocks) decompress it once.
         const bool decoded =
-            io.storedCodec != Compression::None && io.map == decodedMap_ && io.storedOff == decodedOff_;
+            io.storedCodec != Compression::None && io.window == decodedWindow_ && io.storedOff == decodedOff_;
         const char* raw = decoded ? fetched_.data() + io.off : io.fetch(fetched_);
-        decodedMap_ = io.storedCodec != Compression::None ? io.map : nullptr;
+        decodedWindow_ = io.storedCodec != Compression::None ? io.window : nullptr;
         decodedOff_ = io.storedOff;
         const Compressed z = compressRecord(opt_.compression, opt_.level, raw, io.bytes(), scratch_);
         code = static_cast<uint8_t>(z.code);
@@ -662,12 +584,12 @@ void SortedDiffWriter::addOne(const DiffIo& io) {
     std::memcpy(packHeader_.data() + sizeof(DiffPackHeaderRaw) + h->n_records * sizeof(r), &r, sizeof(r));
     h->n_records++;
     h->total_size += static_cast<uint32_t>(storedSize);
-    // Bytes stored as they are in a buffer someone owns or in a mapped file are written from there; a
+    // Bytes stored as they are in a buffer someone owns or in a pack's window are written from there; a
     // borrowed buffer (no owner) or the fetch scratch may change before the write, so those are copied.
     if (code == 0 && io.buf && io.buf.use_count() > 0)
         out_->writeShared(io.buf, io.buf->size(), stored, storedSize);
-    else if (asStored || (code == 0 && io.map && io.storedCodec == Compression::None))
-        out_->writeShared(io.map, 0, stored, storedSize);  // a mapping of a file pins no memory of ours
+    else if (asStored || (code == 0 && io.window && io.storedCodec == Compression::None))
+        out_->writeShared(io.window, io.window->pinned, stored, storedSize);
     else
         out_->write(stored, storedSize);
     stats_.count(io, storedSize);

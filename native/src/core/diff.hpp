@@ -22,52 +22,34 @@ const char* diffKindName(DiffKind k);
 // The kind a record's flags give; throws CORRUPTION (naming `where`) on flags no record may have.
 DiffKind kindFromFlags(uint8_t flags, const std::string& where);
 
-using SharedBytes = std::shared_ptr<const Bytes>;
-struct DiffMapping;
+struct DiffWindow;
 
-// A few reusable buffers handed out as shared bytes. A buffer is reused once nobody else holds it, which
-// keeps streaming readers from touching fresh memory (page faults dominate otherwise).
-class BufferPool {
-public:
-    explicit BufferPool(size_t slots = 6) : slots_(slots) {}
-    ~BufferPool();  // hands its large idle buffers over to the next pools of the process (bounded)
-    BufferPool(const BufferPool&) = delete;
-    BufferPool& operator=(const BufferPool&) = delete;
-    // A buffer of at least `size` bytes, not shared with anyone; its contents are undefined.
-    std::shared_ptr<Bytes> acquire(size_t size);
-
-private:
-    static constexpr size_t kIdleMinBytes = 1u << 20;
-    size_t slots_;
-    std::vector<std::shared_ptr<Bytes>> bufs_;
-};
-
-// One diff record with its data uncompressed. The data is a window into a shared buffer, into a mapped file
-// (map) or into a file (src), so that cutting a record (overlaps, splitting) never copies bytes and large
-// diffs need not be in memory.
+// One diff record with its data uncompressed. The data is a window into a shared buffer, into a pack read
+// from a wdiff (window) or into a file (src), so that cutting a record (overlaps, splitting) never copies
+// bytes and large diffs need not be in memory.
 struct DiffIo {
     uint64_t addr = 0;
     uint32_t blocks = 0;
     DiffKind kind = DiffKind::Normal;
-    SharedBytes buf;                         // Normal records held in memory
-    std::shared_ptr<const DiffMapping> map;  // Normal records read in place from a mapped file (buf is empty)
-    const File* src = nullptr;               // Normal records left in a file (buf and map are empty)
-    uint64_t off = 0;                        // byte offset of this record's data in *buf, *map or *src
+    SharedBytes buf;                           // Normal records held in memory
+    std::shared_ptr<const DiffWindow> window;  // Normal records in a pack read from a wdiff (buf is empty)
+    const File* src = nullptr;                 // Normal records left in a file (buf and window are empty)
+    uint64_t off = 0;  // byte offset of this record's data in *buf, in *src, or in the wdiff of *window
     // csum(data, 0) of exactly this record's data (docs/formats.md §0.2), when known without computing it: a
     // record read whole from a wdiff that stored it uncompressed (its verified stored checksum). A writer
     // storing the data uncompressed reuses it. slice() drops it.
     uint32_t dataSum = 0;
     bool hasDataSum = false;
-    // A record in a mapped file that stores it compressed (storedCodec not None): its whole stored form at
-    // storedOff, which fetch() decompresses (`off` is then within the whole record's data), and which a
-    // writer may copy as it is while the record is whole (see isWhole()).
+    // A record in a pack read from a wdiff that stores it compressed (storedCodec not None): its whole stored
+    // form at storedOff, which fetch() decompresses (`off` is then within the whole record's data), and which
+    // a writer may copy as it is while the record is whole (see isWhole()).
     Compression storedCodec = Compression::None;
     uint64_t storedOff = 0;
     uint32_t storedSize = 0, storedBlocks = 0, storedSum = 0;
 
     uint64_t end() const { return addr + blocks; }
     size_t bytes() const { return size_t(blocks) * kLbSize; }
-    // The record's data: a pointer into buf or map, or read from src into `scratch`.
+    // The record's data: a pointer into buf or window, or read from src into `scratch`.
     const char* fetch(Bytes& scratch) const;
     // The part of this record covering [from, to) (must lie inside it).
     DiffIo slice(uint64_t from, uint64_t to) const;
@@ -75,11 +57,14 @@ struct DiffIo {
     bool isWhole() const { return off == 0 && blocks == storedBlocks; }
 };
 
-// A wdiff mapped whole, for records read in place.
-struct DiffMapping {
+// The bytes of a wdiff from file offset `base` on (one pack's data read into a pooled slab, or the whole file
+// mapped) that records read from it point into: held, it keeps them valid.
+struct DiffWindow {
     std::string path;
-    const char* data = nullptr;
-    std::shared_ptr<void> keep;  // holds the mapping
+    uint64_t base = 0;
+    SharedSpan bytes;
+    size_t pinned = 0;  // bytes of our memory it keeps (the pack's; 0 for a mapping)
+    const char* at(uint64_t fileOffset) const { return bytes.data + (fileOffset - base); }
 };
 
 bool isAllZero(const char* p, size_t len);
@@ -120,7 +105,12 @@ DiffFileInfo readDiffFileHeader(const File& file);
 // their stored form, decompressed by whoever fetches their data (Lazy: a merge copies those it writes whole
 // with the same codec without decompressing them).
 enum class Decode : uint8_t { Eager, Lazy };
-std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode = Decode::Eager);
+// Where a sorted reader keeps the packs it hands records out of: read into pooled slabs (Read: one copy, the
+// fastest way to stream a file), or in a mapping of the file (Mapped: no memory of ours per reader, for a
+// merge of more inputs than it reads ahead, where a pack held per input would add up).
+enum class PackData : uint8_t { Read, Mapped };
+std::unique_ptr<DiffReader> openDiffReader(const std::string& path, Decode decode = Decode::Eager,
+                                           PackData packData = PackData::Read);
 // Checks one record of a sorted pack (flags, compression, size, data bounds and checksum) and returns its
 // kind; throws CORRUPTION. Order and data_offset contiguity are the caller's, who sees the neighbours.
 DiffKind checkSortedRecord(const DiffRecordRaw& r, const char* packData, uint32_t packDataSize,
@@ -154,7 +144,8 @@ struct StoredRecord {
 
 class SortedDiffReader : public DiffReader {
 public:
-    explicit SortedDiffReader(const std::string& path, Decode decode = Decode::Eager);
+    explicit SortedDiffReader(const std::string& path, Decode decode = Decode::Eager,
+                              PackData packData = PackData::Read);
     bool next(DiffIo& io) override;
     const Uuid& uuid() const override { return uuid_; }
     // Header-level walk: hands each stored record to `fn` without decompressing (data checksums still
@@ -164,20 +155,23 @@ public:
 
 private:
     bool loadPack();
-    // Maps the file again if it has grown to `end` bytes since it was mapped; false if it has not.
-    bool mapUpTo(uint64_t end);
-    [[noreturn]] void truncated(uint64_t start, uint64_t len, const char* what) const;
+    // The window of the pack data at `off` (`len` bytes, present in the file): a slab or the mapping.
+    std::shared_ptr<const DiffWindow> packWindow(uint64_t off, size_t len);
     DiffRecordRaw record(size_t i) const;
     void decodeFrom(size_t first);
     File file_;
     Uuid uuid_{};
-    // The whole file, mapped: records stored uncompressed (and, with Decode::Lazy, compressed ones) are
-    // handed out as windows into it and written out from there (no copy, no buffer of ours). Wdiffs are
-    // written whole under a temporary name and renamed, so a mapped one never shrinks under its reader.
-    std::shared_ptr<const DiffMapping> map_;
-    uint64_t mapped_ = 0;  // bytes of the file map_ covers
+    // Packs held at once by a read-ahead queue and a writer's queue (a merge's), about: enough slots that
+    // their buffers come back to the pool.
+    static constexpr size_t kPoolPacks = 16;
+    // Each pack's data is read into a pooled buffer (with the next pack's header): records stored
+    // uncompressed (and, with Decode::Lazy, compressed ones) are handed out as windows into it and written
+    // out from there.
+    PackFileReader packs_;
+    std::shared_ptr<const DiffWindow> window_;  // the current pack's
     Decode decode_;
-    uint64_t offset_ = sizeof(DiffFileHeaderRaw);  // of the next pack header
+    PackData packData_;
+    std::shared_ptr<const DiffWindow> mapping_;  // PackData::Mapped: the whole file as last mapped
     Bytes packHeader_;
     BufferPool pool_;  // declared before the buffer taken from it, so destroyed after
     SharedBytes raw_;  // records [.., rawEnd_) of the current pack needing a copy, uncompressed, back to back
@@ -234,7 +228,7 @@ private:
     uint64_t packHeaderOffset_ = 0;
     Bytes scratch_, fetched_;
     // The stored record whose data fetched_ holds whole, decompressed (none if decodedMap_ is null).
-    std::shared_ptr<const DiffMapping> decodedMap_;
+    std::shared_ptr<const DiffWindow> decodedWindow_;
     uint64_t decodedOff_ = 0;
     uint64_t lastEnd_ = 0;
     DiffStats stats_;

@@ -262,29 +262,6 @@ bool FileMapping::map(const File& f, uint64_t off, size_t len) {
     return true;
 }
 
-bool MappedReader::open(const File& file) {
-    struct stat st;
-    if (::fstat(file.fd(), &st) < 0 || !S_ISREG(st.st_mode)) return false;
-    file_ = &file;
-    size_ = static_cast<uint64_t>(st.st_size);
-    mapOff_ = 0;
-    mapLen_ = std::min<uint64_t>(size_, window_);
-    map_ = std::make_shared<FileMapping>();
-    return size_ == 0 || map_->map(file, 0, static_cast<size_t>(mapLen_));
-}
-
-const char* MappedReader::view(uint64_t off, size_t len) {
-    if (off < mapOff_ || off + len > mapOff_ + mapLen_) {
-        const uint64_t n = std::min<uint64_t>(size_ - off, std::max<uint64_t>(len, window_));
-        map_ = std::make_shared<FileMapping>();  // a new one: the old stays mapped while someone holds it
-        if (!map_->map(*file_, off, static_cast<size_t>(n)))
-            throwError(ErrorCode::IoError, "cannot map " + file_->path() + ": " + std::strerror(errno));
-        mapOff_ = off;
-        mapLen_ = n;
-    }
-    return map_->data() + (off - mapOff_);
-}
-
 void fsyncDirectoryOf(const std::string& path) {
     auto slash = path.rfind('/');
     std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));

@@ -101,31 +101,6 @@ private:
     const char* data_ = nullptr;
 };
 
-// A file read front to back through a mapping of a window of it at a time: a reader takes the bytes where
-// they are in the page cache instead of copying them into a buffer first, and keeps at most a window (or one
-// larger piece) mapped however large the file. Meant for finished wlogs and wdiffs, which are never rewritten
-// in place (the file must not shrink meanwhile, see FileMapping).
-class MappedReader {
-public:
-    explicit MappedReader(size_t window = 64u << 20) : window_(window) {}
-    // False where `file` cannot be mapped (not a regular file, or the kernel refuses): read it instead.
-    bool open(const File& file);
-    uint64_t size() const { return size_; }  // as when opened
-    // The `len` bytes at `off` (inside size()), valid until the next call, or for as long as window() taken
-    // after it is held.
-    const char* view(uint64_t off, size_t len);
-    // The mapping the last view() points into: holding it keeps that view valid (a reader a few pieces ahead
-    // of whoever uses them hands each piece out with its window).
-    std::shared_ptr<const FileMapping> window() const { return map_; }
-
-private:
-    size_t window_;
-    const File* file_ = nullptr;
-    uint64_t size_ = 0;
-    std::shared_ptr<FileMapping> map_;
-    uint64_t mapOff_ = 0, mapLen_ = 0;
-};
-
 void fsyncDirectoryOf(const std::string& path);
 void renameDurably(const std::string& from, const std::string& to);
 

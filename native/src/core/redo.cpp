@@ -66,8 +66,7 @@ private:
     Bytes scratch_;
 };
 
-// One record of a wlog to apply, with what keeps its data valid (a window of the mapped wlog, or the pack
-// read into memory).
+// One record of a wlog to apply, with the slab that keeps its data valid.
 struct WlogRedoOp {
     uint64_t addr = 0;
     uint32_t blocks = 0;
@@ -82,40 +81,28 @@ struct WlogRedoOp {
 RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMode discard,
                     const Progress& progress) {
     WlogReader reader(wlog);
-    // The packs' data straight from a mapping of the wlog (one copy into the image instead of two), read
-    // into memory where the file cannot be mapped.
-    const bool inPlace = reader.map();
     ImageWriter out(image, discard);
     RedoResult res;
     res.beginLsid = reader.header().beginLsid;
     const uint64_t total = std::filesystem::file_size(wlog);
     // Reading and checking the packs (their checksums are most of the CPU that is ours) runs a few packs
-    // ahead of the writes, on a thread of its own; nothing is written before its checksum passed.
+    // ahead of the writes, on a thread of its own; nothing is written before its checksum passed. Each pack
+    // is read into a pooled slab that its records hold until written (one copy into the image after the
+    // read).
     using Ahead = ReadAhead<WlogRedoOp>;
+    Logpack p;
     Ahead ahead([&](std::vector<WlogRedoOp>& batch) {
         size_t bytes = 0;
         while (batch.size() < Ahead::kBatchItems && bytes < Ahead::kBatchBytes) {
-            // A pack read into memory (where the file is not mapped) is kept by the records that point into
-            // it.
-            auto pack = std::make_shared<Logpack>();
-            const char* data = nullptr;
-            std::shared_ptr<const void> keep;
-            if (inPlace) {
-                if (!reader.nextInPlace(*pack, data)) return false;
-                keep = reader.inPlaceData();
-            } else {
-                if (!reader.next(*pack)) return false;
-                data = pack->data().data();
-                keep = pack;
-            }
-            const Logpack& p = *pack;
+            SharedSpan data;
+            if (!reader.nextShared(p, data)) return false;
             const size_t first = batch.size();
             for (size_t i = 0; i < p.nRecords(); i++) {
                 const LogRecordRaw& r = p.record(i);
                 if (r.isPadding()) continue;
                 const bool isDiscard = r.isDiscard();
                 batch.push_back({r.offset, r.io_size, isDiscard ? DiffKind::Discard : DiffKind::Normal,
-                                 isDiscard ? nullptr : data + p.recordDataOffset(i), keep, 0});
+                                 isDiscard ? nullptr : data.data + p.recordDataOffset(i), data.keep, 0});
                 bytes += isDiscard ? 0 : uint64_t(r.io_size) * kLbSize;
             }
             if (batch.size() > first) batch.back().readUpTo = reader.offset();

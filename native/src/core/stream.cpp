@@ -74,6 +74,66 @@ void BufferedReader::requireAvailable(uint64_t len, const char* what) {
     if (len > present) truncated(offset_, len, present, what);
 }
 
+PackFileReader::PackFileReader(const File& file, uint64_t offset, size_t headerSize, size_t poolSlots)
+    : file_(file), offset_(offset), headerSize_(headerSize), pool_(poolSlots), next_(headerSize) {}
+
+void PackFileReader::truncated(uint64_t len, uint64_t present, const char* what) const {
+    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
+                                         where(file_.path(), offset_) + " (" + std::to_string(len) +
+                                         " bytes needed, " + std::to_string(present) + " present)");
+}
+
+bool PackFileReader::readHeader(char* out, const char* what) {
+    if (haveNext_) {
+        std::memcpy(out, next_.data(), headerSize_);
+        haveNext_ = false;
+    } else {
+        const size_t n = file_.preadSome(out, headerSize_, offset_);
+        if (n == 0) return false;
+        if (n < headerSize_) truncated(headerSize_, n, what);
+    }
+    offset_ += headerSize_;
+    return true;
+}
+
+void PackFileReader::requireAvailable(uint64_t len, const char* what) {
+    if (knownSize_ >= offset_ + len) return;
+    knownSize_ = file_.size();  // seen too small (or never): look again, the file may have grown
+    if (knownSize_ < offset_ + len) truncated(len, knownSize_ > offset_ ? knownSize_ - offset_ : 0, what);
+}
+
+SharedSpan PackFileReader::readShared(size_t len, const char* what) {
+    requireAvailable(len, what);
+    // The data goes where its offset in the file is its offset in a page (the kernel's copy from the page
+    // cache runs at its fastest then, see core/bytes.hpp), with room for the next header after it.
+    const size_t need = len + headerSize_;
+    const size_t inPage = offset_ % kPageBytes;
+    size_t at = (slabUsed_ + kPageBytes - 1) / kPageBytes * kPageBytes + inPage;
+    if (!slab_ || at + need > slab_->size()) {
+        slab_ = pool_.acquire(std::max(kSlabBytes, inPage + need));
+        at = inPage;
+    }
+    char* out = slab_->data() + at;
+    const size_t n = file_.preadSome(out, need, offset_);
+    if (n < len) truncated(len, n, what);
+    haveNext_ = n == need;
+    if (haveNext_) std::memcpy(next_.data(), out + len, headerSize_);
+    slabUsed_ = at + len;
+    offset_ += len;
+    return {out, len, slab_};
+}
+
+void PackFileReader::skip(uint64_t len) {
+    offset_ += len;
+    haveNext_ = false;
+}
+
+void PackFileReader::read(char* out, size_t len, const char* what) {
+    const size_t n = file_.preadSome(out, len, offset_);
+    if (n < len) truncated(len, n, what);
+    offset_ += len;
+}
+
 void BufferedReader::skip(uint64_t len) {
     uint64_t inBuf = end_ - pos_;
     if (len <= inBuf) {

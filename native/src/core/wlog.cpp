@@ -81,65 +81,52 @@ uint64_t WlogWriter::close() {
     return nextLsid_;
 }
 
-WlogReader::WlogReader(const std::string& path) : file_(path, File::Mode::Read) {
+namespace {
+WlogHeader readWlogHeader(const File& f) {
     Bytes block(kWlogHeaderSize);
-    file_.preadAll(block.data(), block.size(), 0);
-    header_ = WlogHeader::parse(block.data(), where(path, 0));
-    in_ = std::make_unique<BufferedReader>(file_, kWlogHeaderSize);
-    nextLsid_ = header_.beginLsid;
+    f.preadAll(block.data(), block.size(), 0);
+    return WlogHeader::parse(block.data(), where(f.path(), 0));
 }
+}  // namespace
 
-bool WlogReader::next(Logpack& pack) {
+WlogReader::WlogReader(const std::string& path)
+    : file_(path, File::Mode::Read),
+      header_(readWlogHeader(file_)),
+      packs_(file_, kWlogHeaderSize, header_.pbs, kSharedSlabs),
+      nextLsid_(header_.beginLsid) {}
+
+bool WlogReader::nextHeader(Logpack& pack, uint64_t& at) {
     if (done_) return false;
-    const uint64_t at = in_->offset();
+    at = packs_.offset();
     pack.reset(header_.pbs, header_.salt, 0);
-    size_t got = in_->read(pack.headerBlock().data(), header_.pbs);
-    if (got == 0) {
+    if (!packs_.readHeader(pack.headerBlock().data(), "a logpack header")) {
         done_ = true;
         return false;
     }
-    if (got < header_.pbs)
-        throwError(ErrorCode::Truncated, "file ends inside a logpack header: " + where(path(), at));
     if (!acceptHeader(pack, at)) return false;
+    packDataOffset_ = packs_.offset();
+    return true;
+}
+
+bool WlogReader::next(Logpack& pack) {
+    uint64_t at = 0;
+    if (!nextHeader(pack, at)) return false;
     // total_io_size is at most 65535 PB and every record was checked (docs/formats.md §2.1, §2.6); the file
     // must also hold that much data before a buffer is sized from it.
     const uint64_t dataBytes = uint64_t(pack.header().total_io_size) * header_.pbs;
-    in_->requireAvailable(dataBytes, "logpack data");
+    packs_.requireAvailable(dataBytes, "logpack data");
     pack.data().resize(dataBytes);
-    packDataOffset_ = in_->offset();
-    in_->readExact(pack.data().data(), pack.data().size(), "logpack data");
+    packs_.read(pack.data().data(), dataBytes, "logpack data");
     checkData(pack, pack.data().data(), at);
     nextLsid_ = pack.nextLsid();
     return true;
 }
 
-bool WlogReader::map() {
-    mapped_ = mapping_.open(file_);
-    return mapped_;
-}
-
-bool WlogReader::nextInPlace(Logpack& pack, const char*& data) {
-    if (done_) return false;
-    const uint64_t at = mappedOffset_, size = mapping_.size();
-    pack.reset(header_.pbs, header_.salt, 0);
-    if (at >= size) {
-        done_ = true;
-        return false;
-    }
-    if (size - at < header_.pbs)
-        throwError(ErrorCode::Truncated, "file ends inside a logpack header: " + where(path(), at));
-    std::memcpy(pack.headerBlock().data(), mapping_.view(at, header_.pbs), header_.pbs);
-    if (!acceptHeader(pack, at)) return false;
-    const uint64_t dataBytes = uint64_t(pack.header().total_io_size) * header_.pbs;
-    packDataOffset_ = at + header_.pbs;
-    if (size - packDataOffset_ < dataBytes) {
-        throwError(ErrorCode::Truncated, "file ends inside logpack data: " + where(path(), packDataOffset_) +
-                                             " (" + std::to_string(dataBytes) + " bytes needed, " +
-                                             std::to_string(size - packDataOffset_) + " present)");
-    }
-    data = mapping_.view(packDataOffset_, dataBytes);
-    checkData(pack, data, at);
-    mappedOffset_ = packDataOffset_ + dataBytes;
+bool WlogReader::nextShared(Logpack& pack, SharedSpan& data) {
+    uint64_t at = 0;
+    if (!nextHeader(pack, at)) return false;
+    data = packs_.readShared(uint64_t(pack.header().total_io_size) * header_.pbs, "logpack data");
+    checkData(pack, data.data, at);
     nextLsid_ = pack.nextLsid();
     return true;
 }

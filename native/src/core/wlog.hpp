@@ -45,32 +45,30 @@ public:
     const WlogHeader& header() const { return header_; }
     // Reads the next pack; false at the end of the log.
     bool next(Logpack& pack);
-    // Maps the file for nextInPlace(); false where it cannot be mapped (next() still reads it). Call before
-    // reading any pack.
-    bool map();
-    // The next pack with its data left where it is: `pack` gets the header, `data` points at the pack's data
-    // in the mapping until the next call. The same checks as next(). Only after map() returned true.
-    bool nextInPlace(Logpack& pack, const char*& data);
-    // Holding this keeps the data nextInPlace() returned last valid after later calls.
-    std::shared_ptr<const void> inPlaceData() const { return mapping_.window(); }
+    // The same with the pack's data in a pooled slab (read straight into it, no copy) rather than in
+    // `pack`: it stays valid for as long as `data` or a copy of it is held, which lets a reader running ahead
+    // of whoever applies the records hand them out without copying them. `pack` gets the header only.
+    bool nextShared(Logpack& pack, SharedSpan& data);
     uint64_t endLsid() const { return nextLsid_; }  // lsid after the last pack read
     bool sawEndBlock() const { return sawEnd_; }
-    uint64_t offset() const { return mapped_ ? mappedOffset_ : in_->offset(); }
+    uint64_t offset() const { return packs_.offset(); }
     const std::string& path() const { return file_.path(); }
     const File& file() const { return file_; }
     uint64_t packDataOffset() const { return packDataOffset_; }  // file offset of the last pack's data
 
 private:
+    // Reads and checks the next header into `pack`, sets `at` to its offset; false at the end of the log.
+    bool nextHeader(Logpack& pack, uint64_t& at);
     // Checks the header block read into `pack` at byte `at`; false for a header that ends the log.
     bool acceptHeader(Logpack& pack, uint64_t at);
     // Checks the data checksums of the pack whose header is in `pack` and data at `data`.
     void checkData(const Logpack& pack, const char* data, uint64_t at) const;
     File file_;
     WlogHeader header_;
-    std::unique_ptr<BufferedReader> in_;
-    MappedReader mapping_;
-    bool mapped_ = false;
-    uint64_t mappedOffset_ = kWlogHeaderSize;
+    // Packs handed out by nextShared() are held by a read-ahead queue (a few MiB of records): enough slabs
+    // that they come back to the pool.
+    static constexpr size_t kSharedSlabs = 8;
+    PackFileReader packs_;
     uint64_t nextLsid_;
     uint64_t packDataOffset_ = 0;
     bool done_ = false;

@@ -159,36 +159,41 @@ TEST(SortedWdiff, WriterCutsRecordsLongerThanMaxIoBlocks) {
     EXPECT_EQ(all, dataOf(big));
 }
 
+// Both ways a sorted reader holds packs (read into slabs, or mapped) check and read the same.
 TEST(SortedWdiff, AFlippedDataByteIsCorruption) {
-    test::TempDir dir;
-    const std::string path = dir.path("a.wdiff");
-    DiffWriteOptions opt;
-    opt.compression = Compression::None;
-    SortedDiffWriter w(path, opt);
-    w.add(normal(0, 2, 1));
-    w.close();
-    auto b = test::readFile(path);
-    b[sizeof(DiffFileHeaderRaw) + kDiffPackSize + 5] ^= 1;
-    test::writeFile(path, b);
-    SortedDiffReader r(path);
-    DiffIo io;
-    std::string msg;
-    EXPECT_EQ(test::errorCodeOf([&] { r.next(io); }, &msg), ErrorCode::Corruption);
-    EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
+    for (PackData packData : {PackData::Read, PackData::Mapped}) {
+        test::TempDir dir;
+        const std::string path = dir.path("a.wdiff");
+        DiffWriteOptions opt;
+        opt.compression = Compression::None;
+        SortedDiffWriter w(path, opt);
+        w.add(normal(0, 2, 1));
+        w.close();
+        auto b = test::readFile(path);
+        b[sizeof(DiffFileHeaderRaw) + kDiffPackSize + 5] ^= 1;
+        test::writeFile(path, b);
+        SortedDiffReader r(path, Decode::Eager, packData);
+        DiffIo io;
+        std::string msg;
+        EXPECT_EQ(test::errorCodeOf([&] { r.next(io); }, &msg), ErrorCode::Corruption);
+        EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << msg;
+    }
 }
 
 TEST(SortedWdiff, AReaderOpenedBeforeThePacksWereWrittenReadsThem) {
-    test::TempDir dir;
-    const std::string full = dir.path("full.wdiff"), growing = dir.path("growing.wdiff");
-    SortedDiffWriter w(full, {});
-    for (const DiffIo& io : kSample) w.add(io);
-    w.close();
-    const auto bytes = test::readFile(full);
-    test::writeFile(growing, Bytes(bytes.begin(), bytes.begin() + sizeof(DiffFileHeaderRaw)));
-    SortedDiffReader r(growing);  // maps the header alone
-    test::writeFile(growing, bytes);
-    EXPECT_EQ(readAll(r), flat(kSample));
-    EXPECT_TRUE(r.sawEndPack());
+    for (PackData packData : {PackData::Read, PackData::Mapped}) {
+        test::TempDir dir;
+        const std::string full = dir.path("full.wdiff"), growing = dir.path("growing.wdiff");
+        SortedDiffWriter w(full, {});
+        for (const DiffIo& io : kSample) w.add(io);
+        w.close();
+        const auto bytes = test::readFile(full);
+        test::writeFile(growing, Bytes(bytes.begin(), bytes.begin() + sizeof(DiffFileHeaderRaw)));
+        SortedDiffReader r(growing, Decode::Eager, packData);  // sees the header alone
+        test::writeFile(growing, bytes);
+        EXPECT_EQ(readAll(r), flat(kSample));
+        EXPECT_TRUE(r.sawEndPack());
+    }
 }
 
 TEST(IndexedWdiff, ANewerRecordHidesTheOlderOneItOverlaps) {

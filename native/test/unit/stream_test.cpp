@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/bytes.hpp"
 #include "support.hpp"
@@ -39,30 +40,105 @@ TEST(BufferedReader, ReadExactAtTheEndOfAFileIsTruncatedNamingWhatWasRead) {
     EXPECT_NE(msg.find("a thing"), std::string::npos) << msg;
 }
 
-// A mapped reader keeps one window mapped: views inside it, across its end, larger than it and at the end of
-// the file all give the file's bytes.
-TEST(MappedReader, ViewsAnywhereGiveTheFilesBytesWhateverTheWindow) {
+// A file of packs: a 16-byte header holding the size of the data after it, then the data.
+Bytes packFile(const std::vector<size_t>& sizes, std::vector<Bytes>& datas) {
+    Bytes f;
+    for (size_t i = 0; i < sizes.size(); i++) {
+        Bytes h(16, 0);
+        std::memcpy(h.data(), &sizes[i], sizeof(size_t));
+        f.insert(f.end(), h.begin(), h.end());
+        datas.push_back(test::bytes(sizes[i], int(i) + 1));
+        f.insert(f.end(), datas.back().begin(), datas.back().end());
+    }
+    return f;
+}
+
+size_t sizeIn(const char* header) {
+    size_t n;
+    std::memcpy(&n, header, sizeof(n));
+    return n;
+}
+
+TEST(PackFileReader, GivesEachPacksHeaderAndDataThenEndsAtThePackBoundary) {
     test::TempDir dir;
     const std::string path = dir.path("f");
-    const auto b = test::bytes(100000, 3);
-    test::writeFile(path, b);
+    std::vector<Bytes> datas;
+    test::writeFile(path, packFile({100, 0, 70000, 5}, datas));
     File in(path, File::Mode::Read);
-    MappedReader r(8192);
-    ASSERT_TRUE(r.open(in));
-    EXPECT_EQ(r.size(), b.size());
-    const std::vector<std::pair<uint64_t, size_t>> views = {
-        {0, 100}, {100, 5000}, {8000, 500}, {8500, 30000}, {4097, 3}, {99000, 1000}, {0, 100000}};
-    for (const auto& [off, len] : views) {
-        const char* p = r.view(off, len);
-        EXPECT_TRUE(std::equal(p, p + len, b.begin() + off)) << off << "+" << len;
+    PackFileReader r(in, 0, 16, 2);
+    char h[16];
+    std::vector<SharedSpan> held;  // more packs held than the pool has slots: each keeps its bytes
+    for (size_t i = 0; i < datas.size(); i++) {
+        ASSERT_TRUE(r.readHeader(h, "a header"));
+        const size_t n = sizeIn(h);
+        ASSERT_EQ(n, datas[i].size());
+        if (i == 1) {
+            std::vector<char> out(n);
+            r.read(out.data(), n, "data");
+        } else {
+            held.push_back(r.readShared(n, "data"));
+        }
+    }
+    EXPECT_FALSE(r.readHeader(h, "a header"));
+    ASSERT_EQ(held.size(), 3u);
+    for (size_t i = 0; i < held.size(); i++) {
+        const Bytes& want = datas[i == 0 ? 0 : i + 1];
+        ASSERT_EQ(held[i].size, want.size());
+        EXPECT_TRUE(std::equal(want.begin(), want.end(), held[i].data));
+        EXPECT_EQ(uintptr_t(held[i].data) % kPageBytes, (i == 0   ? 16u
+                                                         : i == 1 ? 16u * 3 + 100
+                                                                  : 16u * 4 + 70100) %
+                                                            kPageBytes)
+            << "placed as in the file";
     }
 }
 
-TEST(MappedReader, RefusesWhatIsNotARegularFile) {
+TEST(PackFileReader, APackAppendedAfterTheEndWasSeenIsReadNext) {
     test::TempDir dir;
-    File in(dir.path(""), File::Mode::Read);
-    MappedReader r;
-    EXPECT_FALSE(r.open(in));
+    const std::string path = dir.path("f");
+    std::vector<Bytes> datas;
+    auto f = packFile({300, 200}, datas);
+    test::writeFile(path, Bytes(f.begin(), f.begin() + 16 + 300));
+    File in(path, File::Mode::Read);
+    PackFileReader r(in, 0, 16, 2);
+    char h[16];
+    ASSERT_TRUE(r.readHeader(h, "a header"));
+    r.readShared(sizeIn(h), "data");
+    EXPECT_FALSE(r.readHeader(h, "a header"));
+    test::writeFile(path, f);
+    ASSERT_TRUE(r.readHeader(h, "a header"));
+    auto d = r.readShared(sizeIn(h), "data");
+    EXPECT_TRUE(std::equal(datas[1].begin(), datas[1].end(), d.data));
+}
+
+TEST(PackFileReader, AFileEndingInsideAHeaderOrItsDataIsTruncatedNamingWhat) {
+    test::TempDir dir;
+    const std::string path = dir.path("f");
+    std::vector<Bytes> datas;
+    const auto f = packFile({300, 200}, datas);
+    char h[16];
+    std::string msg;
+    test::writeFile(path, Bytes(f.begin(), f.begin() + 16 + 300 + 10));
+    {
+        File in(path, File::Mode::Read);
+        PackFileReader r(in, 0, 16, 2);
+        ASSERT_TRUE(r.readHeader(h, "a header"));
+        r.readShared(sizeIn(h), "data");
+        EXPECT_EQ(test::errorCodeOf([&] { r.readHeader(h, "a header"); }, &msg), ErrorCode::Truncated);
+        EXPECT_NE(msg.find("file ends inside a header"), std::string::npos) << msg;
+    }
+    test::writeFile(path, Bytes(f.begin(), f.begin() + 16 + 300 + 16 + 150));
+    File in(path, File::Mode::Read);
+    PackFileReader r(in, 0, 16, 2);
+    ASSERT_TRUE(r.readHeader(h, "a header"));
+    r.readShared(sizeIn(h), "data");
+    ASSERT_TRUE(r.readHeader(h, "a header"));
+    EXPECT_EQ(test::errorCodeOf([&] { r.readShared(sizeIn(h), "the data"); }, &msg), ErrorCode::Truncated);
+    EXPECT_NE(msg.find("file ends inside the data"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("(200 bytes needed, 150 present)"), std::string::npos) << msg;
+    // A size claimed beyond the file is refused before a buffer is sized from it.
+    EXPECT_EQ(test::errorCodeOf([&] { r.readShared(size_t(1) << 40, "the data"); }, &msg),
+              ErrorCode::Truncated);
 }
 
 }  // namespace

@@ -37,35 +37,32 @@ Written writeSample(const std::string& path, uint32_t pbs = 512) {
     return out;
 }
 
-// A reader of `path` that reads packs by next() or, with `inPlace`, from its mapping by nextInPlace() (the
+// A reader of `path` that reads packs by next() or, with `shared`, into pooled buffers by nextShared() (the
 // data then copied into the pack): the tests below hold for both ways.
 class Reader {
 public:
-    Reader(const std::string& path, bool inPlace) : r(path), inPlace_(inPlace) {
-        if (inPlace) {
-            EXPECT_TRUE(r.map());
-        }
-    }
+    Reader(const std::string& path, bool shared) : r(path), shared_(shared) {}
     bool next(Logpack& p) {
-        if (!inPlace_) return r.next(p);
-        const char* data = nullptr;
-        if (!r.nextInPlace(p, data)) return false;
-        p.data().assign(data, data + size_t(p.header().total_io_size) * p.pbs());
+        if (!shared_) return r.next(p);
+        SharedSpan data;
+        if (!r.nextShared(p, data)) return false;
+        EXPECT_EQ(data.size, size_t(p.header().total_io_size) * p.pbs());
+        p.data().assign(data.data, data.data + data.size);
         return true;
     }
     WlogReader r;
 
 private:
-    bool inPlace_;
+    bool shared_;
 };
 
 TEST(Wlog, ReaderReturnsThePacksTheWriterWroteThenTheEndBlock) {
-    for (bool inPlace : {false, true}) {
+    for (bool shared : {false, true}) {
         for (uint32_t pbs : {512u, 4096u}) {
             test::TempDir dir;
             const std::string path = dir.path("a.wlog");
             const Written w = writeSample(path, pbs);
-            Reader r(path, inPlace);
+            Reader r(path, shared);
             EXPECT_EQ(r.r.header().pbs, pbs);
             EXPECT_EQ(r.r.header().salt, kSalt);
             EXPECT_EQ(r.r.header().beginLsid, 40u);
@@ -83,14 +80,14 @@ TEST(Wlog, ReaderReturnsThePacksTheWriterWroteThenTheEndBlock) {
 }
 
 TEST(Wlog, EndOfFileAtAPackBoundaryEndsTheLogWithoutAnEndBlock) {
-    for (bool inPlace : {false, true}) {
+    for (bool shared : {false, true}) {
         test::TempDir dir;
         const std::string path = dir.path("a.wlog");
         writeSample(path);
         auto b = test::readFile(path);
         b.resize(b.size() - 512);  // drop the end block
         test::writeFile(path, b);
-        Reader r(path, inPlace);
+        Reader r(path, shared);
         Logpack p;
         int n = 0;
         while (r.next(p)) n++;
@@ -100,14 +97,14 @@ TEST(Wlog, EndOfFileAtAPackBoundaryEndsTheLogWithoutAnEndBlock) {
 }
 
 TEST(Wlog, AFlippedDataByteIsCorruptionNamingTheRecord) {
-    for (bool inPlace : {false, true}) {
+    for (bool shared : {false, true}) {
         test::TempDir dir;
         const std::string path = dir.path("a.wlog");
         writeSample(path);
         auto b = test::readFile(path);
         b[4096 + 512 + 10] ^= 1;  // first pack's data
         test::writeFile(path, b);
-        Reader r(path, inPlace);
+        Reader r(path, shared);
         Logpack p;
         std::string msg;
         EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }, &msg), ErrorCode::Corruption);
@@ -116,14 +113,14 @@ TEST(Wlog, AFlippedDataByteIsCorruptionNamingTheRecord) {
 }
 
 TEST(Wlog, AFileEndingInsidePackDataIsTruncated) {
-    for (bool inPlace : {false, true}) {
+    for (bool shared : {false, true}) {
         test::TempDir dir;
         const std::string path = dir.path("a.wlog");
         writeSample(path);
         auto b = test::readFile(path);
         b.resize(4096 + 512 + 100);
         test::writeFile(path, b);
-        Reader r(path, inPlace);
+        Reader r(path, shared);
         Logpack p;
         std::string msg;
         EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }, &msg), ErrorCode::Truncated);
@@ -132,14 +129,14 @@ TEST(Wlog, AFileEndingInsidePackDataIsTruncated) {
 }
 
 TEST(Wlog, AFileEndingInsideAPackHeaderIsTruncated) {
-    for (bool inPlace : {false, true}) {
+    for (bool shared : {false, true}) {
         test::TempDir dir;
         const std::string path = dir.path("a.wlog");
         writeSample(path);
         auto b = test::readFile(path);
         b.resize(4096 + 100);
         test::writeFile(path, b);
-        Reader r(path, inPlace);
+        Reader r(path, shared);
         Logpack p;
         std::string msg;
         EXPECT_EQ(test::errorCodeOf([&] { r.next(p); }, &msg), ErrorCode::Truncated);
