@@ -22,7 +22,7 @@ public:
     // every item produced before it, those of the batch it was filling included.
     using Fill = std::function<bool(std::vector<Item>&)>;
     // What a producer puts in one batch, at most (one item may pass the bytes): small batches keep the memory
-    // the queue holds on to (buffers, mapped windows) small.
+    // the queue holds on to (slabs, buffers) small.
     static constexpr size_t kBatchItems = 64, kBatchBytes = 4u << 20;
 
     explicit ReadAhead(Fill fill) : fill_(std::move(fill)) {

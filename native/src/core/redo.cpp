@@ -121,9 +121,8 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress) {
-    // A sorted wdiff's reader maps the file: a record stored as it is goes from the page cache straight to
-    // the image (one copy, where reading it into a buffer first makes two). It reads and checks a few batches
-    // ahead of the writes, on a thread of its own.
+    // The sorted wdiff's reader reads each pack into a pooled slab: a record stored as it is goes from there
+    // straight to the image. It reads and checks a few batches ahead of the writes, on a thread of its own.
     auto reader = prefetching(openDiffReader(wdiff));
     ImageWriter out(image, discard);
     RedoResult res;
