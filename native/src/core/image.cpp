@@ -251,7 +251,7 @@ void VirtualFullImage::read(uint64_t off, size_t len, char* out) {
     }
 }
 
-const char* VirtualFullImage::view(uint64_t off, size_t len, Bytes& buf, FileMapping& map) {
+const char* VirtualFullImage::view(uint64_t off, size_t len, Bytes& buf) {
     checkRange(off, len, size_);
     {
         std::lock_guard<std::mutex> lk(mu_);
@@ -263,7 +263,7 @@ const char* VirtualFullImage::view(uint64_t off, size_t len, Bytes& buf, FileMap
         }
     }
     // Only the base: its bytes as they lie in the page cache.
-    return viewFile(base_, off, len, buf, map);
+    return baseView_.view(off, len, buf);
 }
 
 namespace {
@@ -295,12 +295,24 @@ void readSparse(const File& f, uint64_t off, size_t len, char* out) {
 
 }  // namespace
 
-const char* viewFile(const File& f, uint64_t off, size_t len, Bytes& buf, FileMapping& map) {
-    // A fault on a hole of a mapped file allocates the page on tmpfs: hashing a sparse image there would fill
-    // it. So only a range with no hole is mapped; the others are read extent by extent, holes as zeros.
-    if (holeFrom(f, off) >= off + len && map.map(f, off, len)) return map.data();
+bool FileView::dense(uint64_t off, uint64_t len) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (off >= denseFrom_ && off + len <= denseTo_) return true;
+    denseFrom_ = off;
+    denseTo_ = holeFrom(file_, off);
+    return off + len <= denseTo_;
+}
+
+const char* FileView::view(uint64_t off, size_t len, Bytes& buf) {
     buf.resize(len);
-    readSparse(f, off, len, buf.data());
+    // A dense range is read whole; the others extent by extent, holes as zeros. Read rather than mapped:
+    // reading into a reused buffer is about 4x faster than first touches of a mapping on our bench VM (a
+    // 2 GiB hash 0.17-0.34 s against 0.76-0.80 s), and a fault on a hole of a mapped file would allocate the
+    // page on tmpfs.
+    if (dense(off, len))
+        file_.preadAll(buf.data(), len, off);
+    else
+        readSparse(file_, off, len, buf.data());
     return buf.data();
 }
 
@@ -327,26 +339,24 @@ HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& op
     HashResult res;
     std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), XXH3_freeState);
     XXH3_128bits_reset_withSeed(st.get(), opt.seed);
-    // Batches of several chunks keep mappings and system calls large; two batches run at once. Mapped bytes
-    // are hashed where they lie in the page cache, with no copy (the copy cost more than the hash).
+    // Batches of several chunks keep system calls large; two batches run at once, each into a buffer of its
+    // own that every batch reuses.
     const uint64_t per = std::max<uint64_t>(1, (8u << 20) / opt.chunkBytes);
     const size_t batchBytes = static_cast<size_t>(per * opt.chunkBytes);
     struct Batch {
-        Bytes buf;  // used only when the bytes cannot be mapped
-        FileMapping map;
+        Bytes buf;
         std::vector<uint8_t> hashes;
         uint64_t pos = 0;
         size_t len = 0;
     };
     Batch batches[2];
     auto work = [&](Batch& b) {
-        const char* bytes = view(b.pos, b.len, b.buf, b.map);
+        const char* bytes = view(b.pos, b.len, b.buf);
         b.hashes.resize((b.len + opt.chunkBytes - 1) / opt.chunkBytes * 16);
         uint8_t* h = b.hashes.data();
         for (size_t c = 0; c < b.len; c += opt.chunkBytes, h += 16)
             canonical(XXH3_128bits_withSeed(bytes + c, std::min<size_t>(opt.chunkBytes, b.len - c), opt.seed),
                       h);
-        b.map.unmap();
     };
     for (uint64_t pos = opt.offset; pos < end;) {
         size_t n = 0;
@@ -379,11 +389,11 @@ HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& op
 HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantChunks,
                      const Progress& progress) {
     File f(path, File::Mode::Read);
+    FileView view(f);
     const uint64_t size = f.size();
     // A partial last sector (odd-sized regular file) is hashed as it is.
-    return hashReader([&](uint64_t off, size_t len, Bytes& buf,
-                          FileMapping& map) { return viewFile(f, off, len, buf, map); },
-                      size, opt, wantChunks, progress, true);
+    return hashReader([&](uint64_t off, size_t len, Bytes& buf) { return view.view(off, len, buf); }, size,
+                      opt, wantChunks, progress, true);
 }
 
 uint64_t growImage(const std::string& path, uint64_t fromBytes, uint64_t toBytes, bool zeroClear) {

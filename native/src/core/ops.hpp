@@ -47,8 +47,22 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress = nullptr);
 
-// Bytes [off, off + len) of `f`: mapped into `map` where the file can be mapped, else read into `buf`.
-const char* viewFile(const File& f, uint64_t off, size_t len, Bytes& buf, FileMapping& map);
+// Ranges of a file for hashReader, from several threads at once.
+class FileView {
+public:
+    explicit FileView(const File& f) : file_(f) {}
+    // Bytes [off, off + len), read into `buf` (holes as zeros).
+    const char* view(uint64_t off, size_t len, Bytes& buf);
+
+private:
+    // Whether [off, off + len) holds no hole. SEEK_HOLE walks from `off` to the next hole, which on tmpfs
+    // costs time in proportion to the data it passes (the rest of a dense image, for every range: a hash of a
+    // 2 GiB image spent most of its time there); one answer serves every range up to that hole.
+    bool dense(uint64_t off, uint64_t len);
+    const File& file_;
+    std::mutex mu_;
+    uint64_t denseFrom_ = 0, denseTo_ = 0;  // a range known to hold no hole
+};
 
 // A base image with a chain of wdiffs (oldest first) read as one image, without writing anything.
 class VirtualFullImage {
@@ -60,11 +74,12 @@ public:
     void read(uint64_t off, size_t len, char* out);
     // The same bytes for hashReader, from several threads at once: mapped from the base where no wdiff of the
     // chain has a record, else read into `buf`.
-    const char* view(uint64_t off, size_t len, Bytes& buf, FileMapping& map);
+    const char* view(uint64_t off, size_t len, Bytes& buf);
     struct Source;  // one wdiff of the chain, readable by address range
 
 private:
     File base_;
+    FileView baseView_{base_};
     uint64_t size_;
     std::vector<std::unique_ptr<Source>> diffs_;
     Bytes scratch_;
@@ -84,9 +99,9 @@ struct HashResult {
 };
 HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantChunks,
                      const Progress& progress = nullptr);
-// Gives hashReader the `len` bytes at `off`: maps them into `map` or reads them into `buf`, and says where
+// Gives hashReader the `len` bytes at `off`: reads them into `buf` (or finds them elsewhere) and says where
 // they are.
-using HashView = std::function<const char*(uint64_t off, size_t len, Bytes& buf, FileMapping& map)>;
+using HashView = std::function<const char*(uint64_t off, size_t len, Bytes& buf)>;
 // Same over any view of bytes (virtual full images); `parallel` when view may be called from two threads.
 HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& opt, bool wantChunks,
                       const Progress& progress, bool parallel);
