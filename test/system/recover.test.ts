@@ -293,8 +293,17 @@ test.serial(
       const { ok } = g;
       const c = await g.nbd();
       const held = await backedUp(t, g, c);
+      const synced = Math.floor(Date.now() / 1000); // ListProxies gives lastCheck in seconds
       await ok('replicate', 'vol', 'a0', 'a1', '--sync');
       await healthy(t, g);
+      // replicate --sync kicked the storage, which then checks each proxy in turn: until it has, a kill of p0
+      // leaves that kick's retries pending, and they would bring p0 back below without the kick the plan names.
+      await waitUntil(async () => {
+        const r = JSON.parse(await ok('call', 's0', 'ListProxies')) as {
+          proxies: { lastCheck: number | string }[];
+        };
+        return r.proxies.every((p) => Number(p.lastCheck) >= synced);
+      }, 's0 checked both proxies after the kick of replicate --sync');
 
       // p0 down: the logs go through p1; once p0 is back the storage holds it unavailable until a kick.
       await g.proxies[0].kill();
