@@ -263,6 +263,19 @@ TEST(Ops, HashOfAVirtualFullImageMapsTheBaseOnlyWhereNoWdiffHasARecord) {
     EXPECT_NE(std::memcmp(a.whole, hashImage(base, opt, true).whole, 16), 0);
 }
 
+// The hash of `img` in 64 KiB chunks, checked against the hash of `content`, the bytes it must hold.
+HashResult expectImageHashOf(const std::string& img, const Bytes& content, HashOptions& opt) {
+    opt.chunkBytes = 64 << 10;
+    const HashView fromMemory = [&](uint64_t off, size_t, Bytes&) {
+        return static_cast<const char*>(content.data() + off);
+    };
+    const HashResult want = hashReader(fromMemory, content.size(), opt, true, nullptr, true);
+    const HashResult file = hashImage(img, opt, true);
+    EXPECT_EQ(file.chunkHashes, want.chunkHashes);
+    EXPECT_EQ(std::memcmp(file.whole, want.whole, 16), 0);
+    return want;
+}
+
 TEST(Ops, HashOfAnImageWrittenThenSparseThenWrittenIsTheHashOfItsBytes) {
     // The view remembers how far the data from a range goes (one SEEK_HOLE for many ranges): the ranges past
     // that point, in the hole and in the data after it, still read as the file holds them.
@@ -280,14 +293,7 @@ TEST(Ops, HashOfAnImageWrittenThenSparseThenWrittenIsTheHashOfItsBytes) {
         std::memcpy(content.data() + (40 << 20), data.data(), 8 << 20);
     }
     HashOptions opt;
-    opt.chunkBytes = 64 << 10;
-    const HashView fromMemory = [&](uint64_t off, size_t, Bytes&) {
-        return static_cast<const char*>(content.data() + off);
-    };
-    const HashResult want = hashReader(fromMemory, size, opt, true, nullptr, true);
-    const HashResult file = hashImage(img, opt, true);
-    EXPECT_EQ(file.chunkHashes, want.chunkHashes);
-    EXPECT_EQ(std::memcmp(file.whole, want.whole, 16), 0);
+    expectImageHashOf(img, content, opt);
 }
 
 TEST(Ops, HashingAndVirtualReadsOfASparseImageOnTmpfsLeaveItsHolesUnallocated) {
@@ -316,14 +322,7 @@ TEST(Ops, HashingAndVirtualReadsOfASparseImageOnTmpfsLeaveItsHolesUnallocated) {
     ASSERT_LT(before, uint64_t(4) << 20);
 
     HashOptions opt;
-    opt.chunkBytes = 64 << 10;
-    const HashView fromMemory = [&](uint64_t off, size_t, Bytes&) {
-        return static_cast<const char*>(content.data() + off);
-    };
-    const HashResult want = hashReader(fromMemory, size, opt, true, nullptr, true);
-    const HashResult file = hashImage(img, opt, true);
-    EXPECT_EQ(file.chunkHashes, want.chunkHashes);
-    EXPECT_EQ(std::memcmp(file.whole, want.whole, 16), 0);
+    const HashResult want = expectImageHashOf(img, content, opt);
 
     VirtualFullImage v(img, {});
     const HashResult virt =
