@@ -263,9 +263,9 @@ bool SortedDiffReader::loadPack() {
 }
 
 std::shared_ptr<const DiffWindow> SortedDiffReader::packWindow(uint64_t off, size_t len) {
-    auto window = std::make_shared<DiffWindow>();
-    window->path = file_.path();
     if (packData_ == PackData::Read) {
+        auto window = std::make_shared<DiffWindow>();
+        window->path = file_.path();
         window->base = off;
         window->bytes = packs_.readShared(len, "pack data");
         window->pinned = len;
@@ -277,6 +277,8 @@ std::shared_ptr<const DiffWindow> SortedDiffReader::packWindow(uint64_t off, siz
         const uint64_t size = file_.size();
         if (!map->map(file_, 0, static_cast<size_t>(size)))
             throwError(ErrorCode::IoError, "cannot map " + file_.path() + ": " + std::strerror(errno));
+        auto window = std::make_shared<DiffWindow>();
+        window->path = file_.path();
         window->bytes = {map->data(), static_cast<size_t>(size), map};
         mapping_ = std::move(window);
     }

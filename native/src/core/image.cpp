@@ -262,8 +262,7 @@ const char* VirtualFullImage::view(uint64_t off, size_t len, Bytes& buf) {
             return buf.data();
         }
     }
-    // Only the base: its bytes as they lie in the page cache.
-    return baseView_.view(off, len, buf);
+    return baseView_.view(off, len, buf);  // only the base
 }
 
 namespace {

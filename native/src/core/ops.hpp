@@ -72,8 +72,8 @@ public:
     uint64_t sizeBytes() const { return size_; }
     // Reads `len` bytes at byte offset `off` (both multiples of 512); discarded ranges read as zeros.
     void read(uint64_t off, size_t len, char* out);
-    // The same bytes for hashReader, from several threads at once: mapped from the base where no wdiff of the
-    // chain has a record, else read into `buf`.
+    // The same bytes for hashReader, from several threads at once, read into `buf`: from the base alone where
+    // no wdiff of the chain has a record, else through the chain.
     const char* view(uint64_t off, size_t len, Bytes& buf);
     struct Source;  // one wdiff of the chain, readable by address range
 

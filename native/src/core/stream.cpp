@@ -20,6 +20,14 @@ size_t bufferSizeFor(const File& file, uint64_t offset, size_t bufferSize) {
     const uint64_t left = size > offset ? size - offset : 0;
     return static_cast<size_t>(std::min<uint64_t>(bufferSize, std::max(left, kMinBuffer)));
 }
+
+// TRUNCATED for `len` bytes of `what` needed at `start` of `file`, of which `present` are there.
+[[noreturn]] void throwTruncated(const File& file, uint64_t start, uint64_t len, uint64_t present,
+                                 const char* what) {
+    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
+                                         where(file.path(), start) + " (" + std::to_string(len) +
+                                         " bytes needed, " + std::to_string(present) + " present)");
+}
 }  // namespace
 
 BufferedReader::BufferedReader(const File& file, uint64_t offset, size_t bufferSize)
@@ -56,9 +64,7 @@ size_t BufferedReader::read(void* out, size_t len) {
 }
 
 void BufferedReader::truncated(uint64_t start, uint64_t len, uint64_t present, const char* what) const {
-    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
-                                         where(file_.path(), start) + " (" + std::to_string(len) +
-                                         " bytes needed, " + std::to_string(present) + " present)");
+    throwTruncated(file_, start, len, present, what);
 }
 
 void BufferedReader::readExact(void* out, size_t len, const char* what) {
@@ -78,9 +84,7 @@ PackFileReader::PackFileReader(const File& file, uint64_t offset, size_t headerS
     : file_(file), offset_(offset), headerSize_(headerSize), pool_(poolSlots), next_(headerSize) {}
 
 void PackFileReader::truncated(uint64_t len, uint64_t present, const char* what) const {
-    throwError(ErrorCode::Truncated, std::string("file ends inside ") + what + ": " +
-                                         where(file_.path(), offset_) + " (" + std::to_string(len) +
-                                         " bytes needed, " + std::to_string(present) + " present)");
+    throwTruncated(file_, offset_, len, present, what);
 }
 
 bool PackFileReader::readHeader(char* out, const char* what) {
