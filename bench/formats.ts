@@ -1,6 +1,7 @@
 // npm run bench:formats — walb-tool side by side with WalB's own tools (walb-tools 1.0.19, docs/testing.md) on the
-// same files in the same run: whole processes (Node's start included), alternating, medians of WALB_BENCH_RUNS,
-// and the addon called in-process (the servers' path) in its own column. Prints a table and, last, one JSON line.
+// same files in the same run: whole processes (walb-tool is a native program), alternating, medians of
+// WALB_BENCH_RUNS, and the addon called in-process (the servers' path) in its own column. Prints a table and,
+// last, one JSON line.
 // Its column "others %" is the CPU other processes used during a row's timed runs (% of one core): on a 2-core
 // machine a row measured while it is high is slower than on an idle machine, and a note on stderr says so.
 import { spawn, spawnSync } from 'node:child_process';
@@ -19,7 +20,7 @@ const RUNS = Number(process.env.WALB_BENCH_RUNS ?? 5);
 const AMOUNTS_MB = (process.env.WALB_BENCH_AMOUNTS_MB ?? '200,800').split(',').map(Number);
 const DEVICE = 4 * 2 ** 30; // the workloads address a 4 GiB device, which is also the virtual full image read
 const ROOT = path.resolve(__dirname, '..', '..');
-const WALB_TOOL = path.join(ROOT, 'dist', 'src', 'bin', 'walb-tool.js');
+const WALB_TOOL = path.join(ROOT, 'build', 'Release', 'walb-tool'); // native (native/src/tool)
 const ORACLE_BIN =
   process.env.WALB_ORACLE_BIN ?? path.resolve(ROOT, '..', 'shared', 'oracle', 'walb-tools-1.0.19', 'bin');
 
@@ -98,9 +99,6 @@ class ProcessRunner {
     this.child.stdin!.end();
   }
 }
-
-// walb-tool's environment as its installed command sets it: without NODE_EXTRA_CA_CERTS (scripts/install.sh).
-const { NODE_EXTRA_CA_CERTS: _unused, ...WALB_TOOL_ENV } = process.env;
 
 /**
  * A digest of a byte stream that skips its all-zero 64 KiB blocks (SHA-1 over the index and bytes of the others):
@@ -242,7 +240,7 @@ async function runSide(
   out: string,
 ): Promise<{ ms: number; sysMs: number; childCpuMs: number }> {
   if (side === 'tool') {
-    const r = await runner.run(process.execPath, [WALB_TOOL, ...op.tool(out)], false, WALB_TOOL_ENV);
+    const r = await runner.run(WALB_TOOL, op.tool(out), false, process.env);
     return { ms: r.ms, sysMs: r.sysMs, childCpuMs: r.cpuMs };
   }
   if (side === 'walb') {
@@ -297,9 +295,8 @@ function generate(paths: string[], amount: number, data: string, seed: number): 
   let lsid = 0;
   paths.forEach((p, i) => {
     const r = spawnSync(
-      process.execPath,
+      WALB_TOOL,
       [
-        WALB_TOOL,
         ...['wlog', 'gen', '-o', p, '--size', String(DEVICE), '--amount', String(amount), '--max-io', '64K'],
         ...[
           '--discard-ratio',
@@ -462,7 +459,7 @@ async function main(): Promise<void> {
               check: async (side) => {
                 let digest: string;
                 if (side === 'tool') {
-                  digest = await stdoutDigest(process.execPath, [WALB_TOOL, ...toolArgs]);
+                  digest = await stdoutDigest(WALB_TOOL, toolArgs);
                 } else if (side === 'walb') {
                   digest = await stdoutDigest(path.join(ORACLE_BIN, 'virt-full-cat'), walbArgs, true);
                 } else {

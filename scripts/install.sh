@@ -152,9 +152,10 @@ if [[ "$MODE" == uninstall ]]; then
 fi
 
 # --- install --------------------------------------------------------------------------------------------------
-# The addon in two parts: the core, and the bulk path (gRPC in C++), loaded only by the servers that use it.
-ADDONS=(build/Release/walb_native.node build/Release/walb_bulk_native.node)
-for f in "${ADDONS[@]}" dist/src/bin/walb-storage.js proto package.json; do
+# The native build: the addon in two parts (the core, and the bulk path with gRPC in C++, loaded only by the
+# servers that use it) and walb-tool, a native program.
+NATIVE=(build/Release/walb_native.node build/Release/walb_bulk_native.node build/Release/walb-tool)
+for f in "${NATIVE[@]}" dist/src/bin/walb-storage.js proto package.json; do
   [[ -e "$SRC/$f" ]] || die "$SRC/$f is missing: build first (npm run build)"
 done
 command -v systemd-sysusers >/dev/null && command -v systemd-tmpfiles >/dev/null ||
@@ -185,7 +186,7 @@ done
 stage="$ROOT$PREFIX.new"
 rm -rf "$stage"
 mkdir -p "$stage"
-tar -C "$SRC" --owner=0 --group=0 -cf - package.json dist/src "${ADDONS[@]}" proto docs | tar -C "$stage" -xf -
+tar -C "$SRC" --owner=0 --group=0 -cf - package.json dist/src "${NATIVE[@]}" proto docs | tar -C "$stage" -xf -
 mapfile -t packages < <(cd "$SRC" && npm ls --omit=dev --all --parseable 2>/dev/null | sed -n "s|^$SRC/node_modules/|node_modules/|p")
 ((${#packages[@]} > 0)) || die "npm ls found no production dependencies in $SRC/node_modules: run npm ci"
 for pkg in "${packages[@]}"; do
@@ -201,16 +202,17 @@ fi
 mv "$stage" "$ROOT$PREFIX"
 rm -rf "$ROOT$PREFIX.old"
 
-# The commands: each runs its entry point with the chosen Node.js (exec: the daemon is the unit's main process).
-# walb-tool never opens a TLS connection, so it starts without NODE_EXTRA_CA_CERTS: where that is set, Node loads
-# the certificates before running anything, most of its start (docs/testing.md, "Node's start").
+# The commands: each runs its entry point with the chosen Node.js (exec: the daemon is the unit's main process);
+# walb-tool is a native program and runs as it is.
 install -d -m 0755 "$ROOT$BINDIR"
 for bin in "${BINARIES[@]}"; do
   target="$ROOT$BINDIR/$bin"
-  unset_env=""
-  [[ $bin == walb-tool ]] && unset_env="env -u NODE_EXTRA_CA_CERTS "
-  printf '#!/bin/sh\n%s\nexec %s%s %s/dist/src/bin/%s.js "$@"\n' "$MARKER" "$unset_env" "$NODE" "$PREFIX" "$bin" \
-    >"$target"
+  if [[ $bin == walb-tool ]]; then
+    command="$PREFIX/build/Release/walb-tool"
+  else
+    command="$NODE $PREFIX/dist/src/bin/$bin.js"
+  fi
+  printf '#!/bin/sh\n%s\nexec %s "$@"\n' "$MARKER" "$command" >"$target"
   chmod 0755 "$target"
 done
 

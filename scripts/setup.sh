@@ -23,6 +23,8 @@ DEB_PACKAGES=(
   qemu-utils nbdkit libnbd-bin fio fuse3 e2fsprogs util-linux iproute2 systemd
   # the service manager's end of the readiness test (a unix datagram socket)
   python3
+  # the peak memory of walb-tool in tests (GNU time's %M)
+  time
   # headless browser of the status page test (test/system/status-page.test.ts)
   chromium
   # benchmark peers

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-export const WALB_TOOL = path.join(ROOT, 'dist', 'src', 'bin', 'walb-tool.js');
+/** walb-tool, a native program built next to the addons (native/src/tool). */
+export const WALB_TOOL = path.join(ROOT, 'build', 'Release', 'walb-tool');
 
 export interface RunResult {
   code: number;
@@ -16,16 +17,11 @@ export interface RunResult {
 
 export function runTool(args: string[], opts: { cwd?: string } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [WALB_TOOL, ...args],
-      { cwd: opts.cwd, maxBuffer: 256 << 20 },
-      (err, stdout, stderr) => {
-        const signal = err?.signal ?? null;
-        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-        resolve({ code, signal, stdout, stderr });
-      },
-    );
+    execFile(WALB_TOOL, args, { cwd: opts.cwd, maxBuffer: 256 << 20 }, (err, stdout, stderr) => {
+      const signal = err?.signal ?? null;
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, signal, stdout, stderr });
+    });
   });
 }
 

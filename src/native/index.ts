@@ -470,7 +470,7 @@ function addonPath(name: string): string {
 export const native: NativeAddon = require(addonPath('walb_native'));
 
 // The bulk classes live in their own addon, which links libgrpc++: loaded on first use, so that a process that
-// never moves bulk bytes (walb-tool) does not pay for loading gRPC's libraries at its start.
+// never moves bulk bytes (walb-wdevd, walb-proxy) does not pay for loading gRPC's libraries at its start.
 type BulkAddon = Pick<NativeAddon, 'BulkSender' | 'BulkReceiver'>;
 let bulkAddon: BulkAddon | undefined;
 function loadBulkAddon(): BulkAddon {

@@ -1,5 +1,5 @@
 // The addon is two files: the bulk classes, which link libgrpc++, load on first use, so that a process that never
-// moves bulk bytes (walb-tool) does not load gRPC's libraries at its start.
+// moves bulk bytes (walb-wdevd, walb-proxy) does not load gRPC's libraries at its start.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';

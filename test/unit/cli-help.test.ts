@@ -1,6 +1,6 @@
-// The one help style of walbc, wdevc and walb-tool (src/common/cli.ts): every option described, real placeholder
-// names, usage lines that show the options; --version; an unknown command answered in one line with the closest
-// name; the progress line with bytes, rate and ETA.
+// The one help style of walbc, wdevc (src/common/cli.ts) and the native walb-tool (native/src/tool/cli.cpp): every
+// option described, real placeholder names, usage lines that show the options; --version; an unknown command
+// answered in one line with the closest name; the progress line with bytes, rate and ETA.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,14 +13,12 @@ import {
   type Command,
 } from '../../src/common/cli';
 import { walbcCommands } from '../../src/controller/walbc-commands';
-import { commands as toolCommands } from '../../src/tool/commands';
 import { wdevcCommands } from '../../src/wdev/wdevc-commands';
-import { ROOT, run } from '../processes';
+import { ROOT, run, runTool } from '../processes';
 
 const tools: [string, Command[]][] = [
   ['walbc', walbcCommands],
   ['wdevc', wdevcCommands],
-  ['walb-tool', toolCommands],
 ];
 
 test('every option of every command is described, and no help says VALUE', (t) => {
@@ -47,8 +45,6 @@ test('closestCommand suggests the name within a typo, also of two-word commands,
   const walbc = walbcCommands.map((c) => c.name);
   t.is(closestCommand(walbc, ['staus']), 'status');
   t.is(closestCommand(walbc, ['full-bakup', 'vol0']), 'full-backup');
-  const tool = toolCommands.map((c) => c.name);
-  t.is(closestCommand(tool, ['wdif', 'show', 'x']), 'wdiff show');
   t.is(closestCommand(walbc, ['zzzzzzzzzzzz']), undefined);
 });
 
@@ -63,7 +59,46 @@ test('progressLine: bytes done of total, percentage, rate and ETA', (t) => {
   t.is(formatDuration(3700), '1h01m');
 });
 
-const bins = ['walb-storage', 'walb-proxy', 'walb-archive', 'walb-wdevd', 'walbc', 'wdevc', 'walb-tool'];
+/** The names of walb-tool's commands, from its overview. */
+async function toolCommandNames(): Promise<string[]> {
+  const r = await runTool(['--help']);
+  const list = r.stdout.split('commands:\n')[1].split('\n\n')[0];
+  return list.split('\n').map((line) => line.trim().split(/\s{2,}/)[0]);
+}
+
+test("walb-tool's help of every command describes every option, with real placeholders", async (t) => {
+  const names = await toolCommandNames();
+  t.true(names.includes('wdiff redo') && names.length >= 14, names.join(', '));
+  for (const name of names) {
+    const r = await runTool([...name.split(' '), '--help']);
+    t.is(r.code, 0, `${name}: ${r.stderr}`);
+    t.regex(r.stdout, new RegExp(`^usage: walb-tool ${name} `), name);
+    t.notRegex(r.stdout, /\bVALUE\b/, name);
+    const rows = r.stdout
+      .split('options:\n')[1]
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+    for (const row of rows) t.regex(row, /^ {2}(-\w, | {4})--[\w-]+( [A-Z_|]+)? {2,}\S/, `${name}: '${row}'`);
+  }
+  const merge = await runTool(['wdiff', 'merge', '--help']);
+  t.regex(
+    merge.stdout,
+    /^usage: walb-tool wdiff merge OLDEST\.wdiff \.\.\. NEWEST\.wdiff -o OUT\.wdiff \[--compression CODEC\]/m,
+  );
+  t.regex(merge.stdout, /^ {2}-o, --output PATH +the wdiff to write$/m);
+});
+
+test('walb-tool answers a typo with the closest command, also of two-word commands, exit 2', async (t) => {
+  const r = await runTool(['wdif', 'show', 'x']);
+  t.is(r.code, 2);
+  t.is(r.stdout, '');
+  t.is(
+    r.stderr,
+    "walb-tool: unknown command 'wdif show'; did you mean 'wdiff show'? ('walb-tool --help' lists them)\n",
+  );
+});
+
+const bins = ['walb-storage', 'walb-proxy', 'walb-archive', 'walb-wdevd', 'walbc', 'wdevc'];
 test('every binary answers --version with the version of package.json', async (t) => {
   const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
     version: string;
@@ -73,6 +108,8 @@ test('every binary answers --version with the version of package.json', async (t
     t.is(r.code, 0, `${bin}: ${r.stderr}`);
     t.is(r.stdout, `${bin} ${version}\n`);
   }
+  const tool = await runTool(['--version']);
+  t.is(tool.stdout, `walb-tool ${version}\n`, tool.stderr);
 });
 
 test('an unknown command is answered in one line with the closest command, exit 2', async (t) => {

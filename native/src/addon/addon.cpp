@@ -166,39 +166,10 @@ Napi::Value WlogGen(const Napi::CallbackInfo& info) {
         info.Length() > 2 ? info[2] : Napi::Value());
 }
 
-struct WlogVerifyResult {
-    WlogHeader header;
-    uint64_t packs = 0, records = 0, paddings = 0, discards = 0, dataBytes = 0, endLsid = 0;
-    bool endBlock = false;
-};
-
 Napi::Value WlogVerify(const Napi::CallbackInfo& info) {
     std::string path = argString(info, 0, "wlog");
     return Job<WlogVerifyResult>::start(
-        info.Env(),
-        [=](const Progress& progress) {
-            WlogReader r(path);
-            WlogVerifyResult res;
-            res.header = r.header();
-            Logpack p;
-            while (r.next(p)) {
-                res.packs++;
-                for (size_t i = 0; i < p.nRecords(); i++) {
-                    const LogRecordRaw& rec = p.record(i);
-                    res.records++;
-                    if (rec.isPadding())
-                        res.paddings++;
-                    else if (rec.isDiscard())
-                        res.discards++;
-                    else
-                        res.dataBytes += uint64_t(rec.io_size) * kLbSize;
-                }
-                if (progress) progress(r.offset(), 0);
-            }
-            res.endLsid = r.endLsid();
-            res.endBlock = r.sawEndBlock();
-            return res;
-        },
+        info.Env(), [=](const Progress& progress) { return verifyWlog(path, progress); },
         [](Napi::Env env, WlogVerifyResult& r) -> Napi::Value {
             Napi::Object o = Napi::Object::New(env);
             o.Set("header", wlogHeaderToJs(env, r.header));
@@ -250,17 +221,7 @@ Napi::Value WdiffMerge(const Napi::CallbackInfo& info) {
 Napi::Value WdiffVerify(const Napi::CallbackInfo& info) {
     std::string path = argString(info, 0, "wdiff");
     return Job<DiffStats>::start(
-        info.Env(),
-        [=](const Progress& progress) {
-            auto reader = openDiffReader(path);
-            DiffStats s;
-            DiffIo io;
-            while (reader->next(io)) {
-                s.count(io, 0);
-                if (progress && (s.records & 1023) == 0) progress(io.end() * kLbSize, 0);
-            }
-            return s;
-        },
+        info.Env(), [=](const Progress& progress) { return verifyWdiff(path, progress); },
         [](Napi::Env env, DiffStats& s) -> Napi::Value { return statsToJs(env, s); },
         info.Length() > 1 ? info[1] : Napi::Value());
 }

@@ -125,15 +125,7 @@ Napi::Promise fillBuffer(Napi::Env env, size_t n, std::function<void(char* dst)>
         [keep](Napi::Env, bool&) -> Napi::Value { return keep->Value(); });
 }
 
-Napi::Value uuidHex(Napi::Env env, const Uuid& u) {
-    static const char* hex = "0123456789abcdef";
-    std::string s;
-    for (uint8_t b : u) {
-        s += hex[b >> 4];
-        s += hex[b & 15];
-    }
-    return Napi::String::New(env, s);
-}
+Napi::Value uuidHex(Napi::Env env, const Uuid& u) { return Napi::String::New(env, walb::uuidHex(u)); }
 
 DiffWriteOptions diffWriteOptions(const Napi::Object& o) {
     DiffWriteOptions w;

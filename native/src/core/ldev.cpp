@@ -12,6 +12,16 @@
 
 namespace walb {
 
+std::string uuidHex(const Uuid& u) {
+    static const char* hex = "0123456789abcdef";
+    std::string s;
+    for (uint8_t b : u) {
+        s += hex[b >> 4];
+        s += hex[b & 15];
+    }
+    return s;
+}
+
 void randomBytes(void* buf, size_t len) {
     auto* p = static_cast<char*>(buf);
     while (len > 0) {

@@ -13,6 +13,8 @@
 namespace walb {
 
 using Uuid = std::array<uint8_t, 16>;
+// 32 lower-case hex digits, as the tools print a uuid.
+std::string uuidHex(const Uuid& u);
 
 struct SuperSector {
     uint32_t pbs = 0;

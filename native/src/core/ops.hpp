@@ -47,6 +47,16 @@ RedoResult redoWlog(const std::string& wlog, const std::string& image, DiscardMo
 RedoResult redoWdiff(const std::string& wdiff, const std::string& image, DiscardMode discard,
                      const Progress& progress = nullptr);
 
+// Reads a whole wlog, checking every header and data checksum; counts what it holds.
+struct WlogVerifyResult {
+    WlogHeader header;
+    uint64_t packs = 0, records = 0, paddings = 0, discards = 0, dataBytes = 0, endLsid = 0;
+    bool endBlock = false;  // the log ends with an end block, not just at a pack boundary
+};
+WlogVerifyResult verifyWlog(const std::string& wlog, const Progress& progress = nullptr);
+// Reads a whole wdiff (sorted or indexed), checking checksums, record order and decompression.
+DiffStats verifyWdiff(const std::string& wdiff, const Progress& progress = nullptr);
+
 // Ranges of a file for hashReader, from several threads at once.
 class FileView {
 public:
