@@ -5,6 +5,8 @@ export class Relay {
   private server: net.Server | undefined;
   private readonly sockets = new Set<net.Socket>();
   port = 0;
+  /** Bytes forwarded so far, both ways, over every connection: a test cuts a transfer once this much passed. */
+  forwarded = 0;
 
   constructor(
     private readonly target: { host: string; port: number },
@@ -36,10 +38,12 @@ export class Relay {
 
   private forward(from: net.Socket, to: net.Socket): void {
     if (!this.bytesPerSec) {
+      from.on('data', (d: Buffer) => (this.forwarded += d.length));
       from.pipe(to);
       return;
     }
     from.on('data', (d: Buffer) => {
+      this.forwarded += d.length;
       to.write(d);
       from.pause();
       setTimeout(() => from.resume(), (d.length / this.bytesPerSec) * 1000);

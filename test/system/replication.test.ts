@@ -260,11 +260,15 @@ test.serial(
       const latestOfA1 = async () => Math.max(...(await g.restorable('vol', 'a1')));
 
       for (const cut of ['link', 'destination'] as const) {
+        const passed = relay.forwarded;
         const op = await startReplicate(slow.ok);
         await waitUntil(async () => (await stateOf(g, 'a1')) === 'ReplSyncAsServer', 'a1 receiving the diff');
-        // The step's bytes are handed to gRPC at once (its window): its progress says little; a second of the 8 s
-        // the relay needs for them puts the cut in the middle.
-        await new Promise((r) => setTimeout(r, 1000));
+        // The step's bytes are handed to gRPC at once (its window), so its progress says little; the relay says
+        // what reached a1. A cut after 2 of its ~12 MiB lands in the middle; the step failing proves it did.
+        await waitUntil(
+          () => relay.forwarded - passed >= 2 * MiB,
+          () => `2 MiB of the diff through the relay (${cut})`,
+        );
         if (cut === 'link') {
           await relay.cut();
           await relay.open();
@@ -384,10 +388,15 @@ test.serial(
           .filter((f) => f.endsWith('.wdiff') && !/^\d{14}-/.test(f));
 
       for (const cut of ['link', 'destination', 'source'] as const) {
+        const passed = relay.forwarded;
         const op = await startReplicate(slow.ok);
         await waitUntil(async () => (await stateOf(g, 'a1')) === 'ReplSyncAsServer', `a1 comparing (${cut})`);
-        // A second of the 16 s the relay needs puts the cut early in the step.
-        await new Promise((r) => setTimeout(r, 1000));
+        // A cut after 1 MiB of the step's ~16 MiB has gone through the relay lands early in it, whatever the
+        // machine's speed; the step failing proves it did.
+        await waitUntil(
+          () => relay.forwarded - passed >= MiB,
+          () => `1 MiB of the hash step through the relay (${cut})`,
+        );
         if (cut === 'link') {
           await relay.cut();
           await relay.open();
