@@ -412,11 +412,11 @@ ProgressPrinter::ProgressPrinter(std::string label, bool force)
 Progress ProgressPrinter::fn() {
     if (!active_) return nullptr;
     return [this](uint64_t done, uint64_t total) {
-        // The core reports per pack or batch, thousands of times a second: redraw five times a second, and at
+        // The core reports per pack or batch, thousands of times a second: redraw ten times a second, and at
         // the end.
         std::lock_guard<std::mutex> lk(mu_);
         const double now = nowSeconds();
-        if (shown_ && now - last_ < 0.2 && !(total > 0 && done >= total)) return;
+        if (shown_ && now - last_ < 0.1 && !(total > 0 && done >= total)) return;
         last_ = now;
         writeOut(stderr, "\r" + progressLine(label_, done, total, now - start_) + (tty_ ? "\x1b[K" : "   "));
         shown_ = true;
