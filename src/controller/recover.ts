@@ -147,8 +147,8 @@ export function stepLine(s: Step): string {
 const BACKED_UP_FROM = ['Target', 'Stopped'];
 
 /**
- * Whether the primary archive, at gid `gid` of a volume, waits for a wdiff that nobody holds any more (a proxy
- * lost its wdiffs but kept its registrations): every storage the volume is backed up from shipped past `gid`
+ * Whether an archive the proxies send to (the primary, or a synchronizing secondary), at gid `gid` of a volume,
+ * waits for a wdiff that nobody holds any more (a proxy lost its wdiffs but kept its registrations): every storage the volume is backed up from shipped past `gid`
  * (done gid above it), and no proxy has a wdiff queued for the archive that it can take next (one whose gids run
  * through `gid`). Undefined when some proxy or storage still holds it, or when a fact is missing (a server that
  * does not answer, a volume whose status could not be read, a proxy that does not describe its queue): then the
@@ -256,6 +256,16 @@ export function classifyRecovery(
       if (refusedBy)
         found.push({ kind: 'proxy-gap', volume, server: refusedBy, archive: primary, gid: latest.gidB });
     }
+    // A synchronizing secondary waits the same way for wdiffs a proxy lost (it was down while they were queued
+    // for it). A gap of the primary is bridged for both by its hash backup and replicate --sync.
+    if (everyoneAnswered && found.length === before)
+      for (const a of layout.archives.slice(1)) {
+        const at = row(a.id)?.archive?.latest;
+        if (!at || row(a.id)?.state !== 'Archived' || !registeredEverywhere(a.id)) continue;
+        const refusedBy = gapRefusedBy(layout, of, a.id, at.gidB);
+        if (refusedBy)
+          found.push({ kind: 'proxy-gap', volume, server: refusedBy, archive: a.id, gid: at.gidB });
+      }
     for (const a of layout.archives.slice(1))
       if (!down.has(a.id) && !row(a.id) && registeredEverywhere(a.id))
         found.push({ kind: 'secondary-lost', volume, server: a.id });
@@ -352,7 +362,7 @@ export function planRecovery(
     } else {
       const lostStorage = has('storage-lost');
       const lostProxy = has('proxy-lost');
-      const gap = has('proxy-gap');
+      const gap = of.find((f) => f.kind === 'proxy-gap' && f.archive === primary);
       const overflow = has('overflow');
       if (lostStorage) {
         const storage = lostStorage.server;
@@ -366,9 +376,11 @@ export function planRecovery(
         backup('hash-backup', storage);
       }
     }
+    // A secondary that lost its data, or that waits for wdiffs a proxy lost: replicated level and synchronizing.
     for (const f of of)
-      if (f.kind === 'secondary-lost') {
-        add(f.server, { do: 'replicate-sync', volume, from: primary, to: f.server });
+      if (f.kind === 'secondary-lost' || (f.kind === 'proxy-gap' && f.archive !== primary)) {
+        const to = f.kind === 'proxy-gap' ? f.archive : f.server;
+        add(to, { do: 'replicate-sync', volume, from: primary, to });
         kick = true;
       }
   }

@@ -281,7 +281,7 @@ test.serial(
 );
 
 test.serial(
-  'recover with two proxies and two archives: a proxy back but held unavailable, a synchronizing secondary that lost its data, the primary that lost its data while the secondary synchronizes',
+  'recover with two proxies and two archives: a proxy back but held unavailable, a synchronizing secondary that lost its data, a proxy that lost the wdiffs of the secondary (a gap), the primary that lost its data while the secondary synchronizes',
   async (t) => {
     // The storage checks an unavailable proxy again only when kicked.
     const g = await Group.start(t, 'recover-two', {
@@ -339,6 +339,46 @@ test.serial(
       await waitUntil(async () => (await g.restorable('vol', 'a1')).includes(next), `gid ${next} on a1`);
       const onA1 = new Map([...held, [next, await g.deviceHash(c)]]);
       t.deepEqual(await g.restoredHashes('vol', [...onA1.keys()], 'a1'), onA1, 'a1 restores as a0 does');
+      await healthy(t, g);
+
+      // p0 loses the wdiffs it held for a1 while a1 was down, and keeps its registrations: a1 refuses every later
+      // wdiff as too new, for good; replicated level and synchronizing again.
+      const pendingForA1 = async () =>
+        Number(
+          (await ok('get', 'p0', 'proxy-diff', 'vol'))
+            .split('\n')
+            .find((l) => l.startsWith('a1\t'))!
+            .split('\t')[1],
+        );
+      await g.archives[1].kill();
+      await g.writeRandom(c, 20);
+      await ok('snapshot', 'vol', '--wait');
+      await waitUntil(async () => (await pendingForA1()) > 0, 'p0 holds a wdiff for the down a1');
+      await g.proxies[0].kill();
+      const queueOfA1 = path.join(g.proxies[0].dataDir, 'vol', 'sendto', 'a1');
+      for (const f of fs.readdirSync(queueOfA1)) fs.rmSync(path.join(queueOfA1, f));
+      await g.proxies[0].start();
+      await g.archives[1].start();
+      await g.writeRandom(c, 20);
+      const refusedOnA1 = Number(await ok('snapshot', 'vol', '--wait'));
+      await waitUntil(
+        async () => (await pendingForA1()) > 0,
+        'p0 holds the new wdiff, which a1 refuses as too new',
+      );
+      t.false((await g.restorable('vol', 'a1')).includes(refusedOnA1), 'a1 is stuck before the lost wdiff');
+      await planAndRun(
+        t,
+        g,
+        ['vol p0 proxy-gap'],
+        ['vol a1 walbc replicate vol a0 a1 --sync', '- - walbc kick-all'],
+      );
+      const after = await backupGoesOn(t, g, c, new Map());
+      await waitUntil(async () => (await g.restorable('vol', 'a1')).includes(after), `gid ${after} on a1`);
+      t.is(
+        await g.restoredHash('vol', after, 'a1'),
+        await g.deviceHash(c),
+        'a1 restores the newest as a0 does',
+      );
       await healthy(t, g);
 
       // The primary a0 lost its data while a1 synchronizes: auto stops its synchronizing, the restart onto a1 and

@@ -56,14 +56,15 @@ const proxy = (
     })),
   },
 });
-const archive = (id: string, state = 'Archived', withBase = true): StatusRow => ({
+/** `gid`: its latest snapshot's gid (10 by default). */
+const archive = (id: string, state = 'Archived', withBase = true, gid = 10): StatusRow => ({
   ...base,
   server: id,
   role: 'archive',
   volume: 'vol',
   state,
   archive: {
-    latest: withBase ? { gidB: 10, gidE: 10 } : null,
+    latest: withBase ? { gidB: gid, gidE: gid } : null,
     diffs: 0,
     diffBytes: 0,
     restored: [],
@@ -317,6 +318,31 @@ test('a gap: the synchronizing secondary is replicated --sync after the hash bac
   ]);
   t.deepEqual(r.findings, ['vol p0 proxy-gap']);
   t.deepEqual(r.plan, [...HASH_BACKUP_PLAN, 'vol\ta1\twalbc replicate vol a0 a1 --sync']);
+});
+
+test('a synchronizing secondary that the storage shipped past and no proxy holds a wdiff for: proxy-gap on it, replicate --sync and a kick', (t) => {
+  const queued = { a1: [{ begin: 12, end: 14 }] };
+  const rows = [
+    storage('Target', false, 14),
+    proxy('p0', ['a0', 'a1'], [], queued),
+    proxy('p1', ['a0', 'a1']),
+    archive('a0', 'Archived', true, 14),
+    archive('a1'),
+  ];
+  const r = recover(rows);
+  t.deepEqual(r.findings, ['vol p0 proxy-gap']);
+  t.deepEqual(r.plan, ['vol\ta1\twalbc replicate vol a0 a1 --sync', '-\t-\twalbc kick-all']);
+  t.is(
+    findingText(classifyRecovery({ layout, rows, shipsTo: shipping() })[0]),
+    "a1 is at gid 10 of vol, which every storage shipped past and no proxy holds a wdiff from: a proxy lost it; p0's wdiffs are refused as too new",
+  );
+  // A proxy still holding the wdiff a1 takes next: slow, not a gap; nor for a secondary the proxies do not send to.
+  const feeding = proxy('p1', ['a0', 'a1'], [], { a1: [{ begin: 10, end: 12 }] });
+  t.deepEqual(recover([...rows.slice(0, 2), feeding, ...rows.slice(3)]).findings, ['vol - healthy']);
+  const notSynchronizing = [storage('Target', false, 14), proxy('p0', ['a0']), proxy('p1', ['a0'])];
+  t.deepEqual(recover([...notSynchronizing, archive('a0', 'Archived', true, 14), archive('a1')]).findings, [
+    'vol - healthy',
+  ]);
 });
 
 test('a proxy that still holds the wdiff the archive takes next is slow, not a gap', (t) => {
