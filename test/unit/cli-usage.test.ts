@@ -51,6 +51,29 @@ test('an impossible request to the addon (pbs 1000) exits 2 as INVALID_ARGUMENT'
   await expectToolFailure(t, ['hash', wlog, '--chunk', '1000'], { code: 'INVALID_ARGUMENT', exit: 2 });
 });
 
+test('options take their value as -oVALUE, -o VALUE, --output=VALUE or --output VALUE; a flag takes none', async (t) => {
+  for (const form of [
+    ['-o' + tmp.name('a.wdiff')],
+    ['-o', tmp.name('b.wdiff')],
+    [`--output=${tmp.name('c.wdiff')}`],
+  ]) {
+    const r = await runTool(['wlog', 'to-wdiff', wlog, ...form, '--json']);
+    t.is(r.code, 0, r.stderr);
+    t.true(fs.existsSync(form.join('').replace(/^(-o|--output=)/, '')), form.join(' '));
+  }
+  const flagged = await runTool(['wlog', 'verify', wlog, '--json=1']);
+  t.is(flagged.code, 2);
+  t.regex(flagged.stderr, /Option '--json' does not take an argument/);
+  const ambiguous = await runTool(['wlog', 'to-wdiff', wlog, '-o', '--json']);
+  t.is(ambiguous.code, 2);
+  t.regex(ambiguous.stderr, /argument is ambiguous/);
+  const missing = await runTool(['wlog', 'to-wdiff', wlog, '-o']);
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /argument missing/);
+  // After --, an argument that starts with a dash is a positional: here a file that does not exist.
+  await expectToolFailure(t, ['wlog', 'verify', '--', '-x.wlog'], { code: 'NOT_FOUND', file: '-x.wlog' });
+});
+
 test('--help prints the usage of a command and exits 0', async (t) => {
   const r = await runTool(['wdiff', 'merge', '--help']);
   t.is(r.code, 0);
