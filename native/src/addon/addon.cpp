@@ -564,10 +564,7 @@ private:
             info.Env(),
             [st, h, chunks](const Progress& p) {
                 std::lock_guard<std::mutex> lk(st->mu);
-                VirtualFullImage& image = st->image;
-                return hashReader(
-                    [&image](uint64_t off, size_t len, Bytes& buf) { return image.view(off, len, buf); },
-                    image.sizeBytes(), h, chunks, p, true);
+                return hashVirtualFull(st->image, h, chunks, p);
             },
             [h](Napi::Env env, HashResult& r) -> Napi::Value { return hashToJs(env, r, h.chunkBytes); },
             info.Length() > 1 ? info[1] : Napi::Value());

@@ -395,6 +395,12 @@ HashResult hashImage(const std::string& path, const HashOptions& opt, bool wantC
                       opt, wantChunks, progress, true);
 }
 
+HashResult hashVirtualFull(VirtualFullImage& image, const HashOptions& opt, bool wantChunks,
+                           const Progress& progress) {
+    return hashReader([&](uint64_t off, size_t len, Bytes& buf) { return image.view(off, len, buf); },
+                      image.sizeBytes(), opt, wantChunks, progress, true);
+}
+
 uint64_t growImage(const std::string& path, uint64_t fromBytes, uint64_t toBytes, bool zeroClear) {
     if (fromBytes > toBytes)
         throwError(ErrorCode::InvalidArgument, "an image only grows (from " + std::to_string(fromBytes) +

@@ -12,12 +12,12 @@
 
 namespace walb {
 
-std::string uuidHex(const Uuid& u) {
-    static const char* hex = "0123456789abcdef";
+std::string hexString(const uint8_t* p, size_t n) {
+    static const char* digits = "0123456789abcdef";
     std::string s;
-    for (uint8_t b : u) {
-        s += hex[b >> 4];
-        s += hex[b & 15];
+    for (size_t i = 0; i < n; i++) {
+        s += digits[p[i] >> 4];
+        s += digits[p[i] & 15];
     }
     return s;
 }

@@ -13,8 +13,9 @@
 namespace walb {
 
 using Uuid = std::array<uint8_t, 16>;
-// 32 lower-case hex digits, as the tools print a uuid.
-std::string uuidHex(const Uuid& u);
+// Lower-case hex digits of `n` bytes, as the tools print uuids and hashes.
+std::string hexString(const uint8_t* p, size_t n);
+inline std::string uuidHex(const Uuid& u) { return hexString(u.data(), u.size()); }
 
 struct SuperSector {
     uint32_t pbs = 0;

@@ -115,6 +115,9 @@ using HashView = std::function<const char*(uint64_t off, size_t len, Bytes& buf)
 // Same over any view of bytes (virtual full images); `parallel` when view may be called from two threads.
 HashResult hashReader(const HashView& view, uint64_t size, const HashOptions& opt, bool wantChunks,
                       const Progress& progress, bool parallel);
+// The hash of a virtual full image (hashReader over its view, two threads).
+HashResult hashVirtualFull(VirtualFullImage& image, const HashOptions& opt, bool wantChunks,
+                           const Progress& progress = nullptr);
 
 // Grows an image file from `fromBytes` to `toBytes` (a regular file is extended sparsely; a block device must
 // be that large already). With `zeroClear` the new range is written as zeros (fallocate's zero range,

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -195,24 +196,31 @@ uint64_t Args::size(const std::string& name, const std::string& dflt) const {
     return parseSize(value(name).value_or(dflt), "--" + name);
 }
 
-static bool isDecimal(const std::string& v) {
-    return !v.empty() && std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+// Digits only, at most `max`; nullopt for anything else (signs, spaces, overflow).
+static std::optional<uint64_t> parseDecimal(const std::string& v, uint64_t max) {
+    if (v.empty() || v.size() > 20 ||
+        !std::all_of(v.begin(), v.end(), [](char ch) { return ch >= '0' && ch <= '9'; }))
+        return std::nullopt;
+    errno = 0;
+    const uint64_t n = std::strtoull(v.c_str(), nullptr, 10);
+    if (errno == ERANGE || n > max) return std::nullopt;
+    return n;
 }
 
-uint64_t Args::whole(const std::string& name, uint64_t dflt) const {
+uint64_t Args::whole(const std::string& name, uint64_t dflt, uint64_t max) const {
     auto v = value(name);
     if (!v) return dflt;
-    if (!isDecimal(*v) || v->size() > 16 || std::stoull(*v) > kMaxSafeInteger)
-        throw UsageError("--" + name + ": '" + *v + "' is not a whole number");
-    return std::stoull(*v);
+    auto n = parseDecimal(*v, max);
+    if (!n) throw UsageError("--" + name + ": '" + *v + "' is not a whole number");
+    return *n;
 }
 
 std::optional<uint64_t> Args::lsid(const std::string& name) const {
     auto v = value(name);
     if (!v) return std::nullopt;
-    if (!isDecimal(*v) || v->size() > 16 || std::stoull(*v) > kMaxSafeInteger)
-        throw UsageError("--" + name + ": '" + *v + "' is not an lsid");
-    return std::stoull(*v);
+    auto n = parseDecimal(*v, kMaxSafeInteger);
+    if (!n) throw UsageError("--" + name + ": '" + *v + "' is not an lsid");
+    return n;
 }
 
 double Args::ratio(const std::string& name, double dflt) const {

@@ -47,7 +47,8 @@ public:
     std::optional<std::string> value(const std::string& name) const;
     std::string required(const std::string& name, const std::string& message) const;
     uint64_t size(const std::string& name, const std::string& dflt) const;  // 64K, 1G, ...
-    uint64_t whole(const std::string& name, uint64_t dflt) const;           // a decimal number
+    // A decimal number up to `max` (by default 2^53 - 1, the numbers the TypeScript tools take).
+    uint64_t whole(const std::string& name, uint64_t dflt, uint64_t max = (1ull << 53) - 1) const;
     std::optional<uint64_t> lsid(const std::string& name) const;
     double ratio(const std::string& name, double dflt) const;  // 0..1
     std::string choice(const std::string& name, const std::vector<std::string>& choices,

@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -38,13 +37,6 @@ std::string hex32(uint32_t v) {
     char buf[16];
     std::snprintf(buf, sizeof buf, "%08x", v);
     return buf;
-}
-
-std::string hexBytes(const uint8_t* p, size_t n) {
-    static const char* digits = "0123456789abcdef";
-    std::string s;
-    for (size_t i = 0; i < n; i++) s += digits[p[i] >> 4], s += digits[p[i] & 15];
-    return s;
 }
 
 std::string mbps(uint64_t bytes, uint64_t ms) {
@@ -491,21 +483,15 @@ void hash(const Args& a) {
     const std::vector<std::string> diffs(a.positionals.begin() + 1, a.positionals.end());
     HashOptions opt;
     opt.chunkBytes = a.size("chunk", "256K");
+    opt.seed = a.whole("seed", 0, UINT64_MAX);  // any 64-bit seed, as the addon takes it
     const std::string seedText = a.value("seed").value_or("0");
-    char* end = nullptr;
-    errno = 0;
-    opt.seed = std::strtoull(seedText.c_str(), &end, 10);
-    if (seedText.empty() || *end != '\0' || errno == ERANGE ||
-        seedText.find_first_not_of("0123456789") != std::string::npos)
-        throw UsageError("--seed: '" + seedText + "' is not a whole number");
     const bool chunks = a.flag("chunks");
     const HashResult r = withProgress("hashing", a, [&](const Progress& p) {
         if (diffs.empty()) return hashImage(image, opt, chunks, p);
         VirtualFullImage v(image, diffs);
-        return hashReader([&v](uint64_t off, size_t len, Bytes& buf) { return v.view(off, len, buf); },
-                          v.sizeBytes(), opt, chunks, p, true);
+        return hashVirtualFull(v, opt, chunks, p);
     });
-    const std::string whole = hexBytes(r.whole, 16);
+    const std::string whole = hexString(r.whole, 16);
     if (a.flag("json")) {
         Json j = Json::object()
                      .set("whole", whole)
@@ -515,7 +501,7 @@ void hash(const Args& a) {
         if (chunks) {
             Json list = Json::array();
             for (size_t i = 0; i + 16 <= r.chunkHashes.size(); i += 16)
-                list.push(hexBytes(&r.chunkHashes[i], 16));
+                list.push(hexString(&r.chunkHashes[i], 16));
             j.set("chunks", std::move(list));
         }
         printJson(j);
@@ -524,7 +510,7 @@ void hash(const Args& a) {
     print(whole + "  " + image + (diffs.empty() ? "" : " + " + std::to_string(diffs.size()) + " wdiffs") +
           "\n");
     for (size_t i = 0; i + 16 <= r.chunkHashes.size(); i += 16)
-        print(hexBytes(&r.chunkHashes[i], 16) + "  chunk " + std::to_string(i / 16) + " @" +
+        print(hexString(&r.chunkHashes[i], 16) + "  chunk " + std::to_string(i / 16) + " @" +
               std::to_string(i / 16 * opt.chunkBytes) + "\n");
 }
 
